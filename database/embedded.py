@@ -1,0 +1,114 @@
+"""The embedded PostgreSQL server (the ``pgserver`` wheel) used when ``DATABASE_URL`` is unset.
+
+One server per ``MOVIEREC_HOME``, holding three databases: ``movierec`` (the app), ``mlflow`` and
+``airflow``. It is started on demand and left running for later processes (CLI, tests, API, Airflow
+tasks); only ``movierec db stop`` stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import MovierecError
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APP_DB = "movierec"
+MLFLOW_DB = "mlflow"
+AIRFLOW_DB = "airflow"
+DATABASES = (APP_DB, MLFLOW_DB, AIRFLOW_DB)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pgdata: Path
+    socket_dir: str | None = None
+    pid: int | None = None
+
+
+def _prepare_env() -> None:
+    # pgserver keeps its lock and (for long paths) sockets under the user runtime dir; without
+    # XDG_RUNTIME_DIR it warns and falls back to /tmp/runtime-<uid>. Pick that explicitly.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(tempfile.gettempdir()) / f"movierec-run-{os.getuid()}"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _uri(socket_dir: str, database: str) -> str:
+    return f"postgresql://postgres@/{database}?host={socket_dir}"
+
+
+def start(settings: Settings) -> str:
+    """Start (or attach to) the embedded server, create the databases; return the app database URL."""
+    if not settings.embedded:
+        raise MovierecError("DATABASE_URL is set: the embedded server is not used")
+    _prepare_env()
+    import pgserver  # heavy-ish import, only when the embedded server is wanted
+
+    settings.pg_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # cleanup_mode=None: this process must not stop a server other processes rely on.
+        server = pgserver.get_server(settings.pg_dir, cleanup_mode=None)
+    except Exception as exc:  # pgserver raises CalledProcessError/TimeoutExpired with the log path
+        raise MovierecError(f"embedded PostgreSQL failed to start in {settings.pg_dir}: {exc}") from exc
+    info = server.get_postmaster_info()
+    socket_dir = str(info.socket_dir)
+    _ensure_databases(socket_dir)
+    return _uri(socket_dir, APP_DB)
+
+
+# Reloadable settings for a bulk-loading workload on a small machine (defaults checkpoint every 1 GB of WAL).
+_SERVER_SETTINGS = {"max_wal_size": "4GB", "maintenance_work_mem": "512MB", "work_mem": "64MB"}
+
+
+def _ensure_databases(socket_dir: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(_uri(socket_dir, "postgres"))
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name, value in _SERVER_SETTINGS.items():
+                cur.execute(f"ALTER SYSTEM SET {name} = %s", (value,))  # names are constants above
+            cur.execute("SELECT pg_reload_conf()")
+            cur.execute("SELECT datname FROM pg_database")
+            existing = {row[0] for row in cur.fetchall()}
+            for name in DATABASES:
+                if name not in existing:
+                    cur.execute(f'CREATE DATABASE "{name}"')  # fixed names, not user input
+    finally:
+        conn.close()
+
+
+def status(settings: Settings) -> ServerStatus:
+    """Whether the server under ``settings.home`` is running; never starts it."""
+    _prepare_env()
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(settings.pg_dir) if settings.pg_dir.exists() else None
+    if info is None or not info.is_running():
+        return ServerStatus(False, settings.pg_dir)
+    return ServerStatus(True, settings.pg_dir, str(info.socket_dir), info.pid)
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the server if it runs; return whether it was running."""
+    _prepare_env()
+    if not status(settings).running:
+        return False
+    from pgserver._commands import pg_ctl  # pgserver's own wrapper knows the binaries and OS user
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pg_dir, user=user)
+    return True
+
+
+def url_for(settings: Settings, database: str) -> str:
+    """URL of one of the embedded databases, starting the server if needed."""
+    app_url = start(settings)
+    return app_url.replace(f"/{APP_DB}?", f"/{database}?", 1)

@@ -1,0 +1,49 @@
+"""The one engine/session factory. Every process resolves the app database the same way:
+``DATABASE_URL`` when set, else the embedded server under ``MOVIEREC_HOME`` (started on demand)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.settings import Settings, get_settings
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The app database URL, starting the embedded server when ``DATABASE_URL`` is unset."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    from database import embedded
+
+    return embedded.start(settings)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Pin the psycopg2 driver (COPY support) whatever scheme the user wrote."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://…")
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, future=True)
+
+
+def get_engine(settings: Settings | None = None, url: str | None = None) -> Engine:
+    """A cached engine for ``url`` (default: the app database of ``settings``)."""
+    return _engine_for(url or database_url(settings))
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    with factory.begin() as session:
+        yield session

@@ -1,0 +1,123 @@
+"""The public schema (analysts query it). Changes go through Alembic migrations only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    REAL,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PERSON_ROLES = ("director", "actor", "writer")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Movie(Base):
+    __tablename__ = "movies"
+    __table_args__ = {"comment": "The catalogue: one row per MovieLens movie id, enriched from IMDb when given."}
+
+    movie_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False,
+                                          comment="MovieLens movie id")
+    title: Mapped[str] = mapped_column(Text, comment="title without the trailing (year)")
+    year: Mapped[int | None] = mapped_column(SmallInteger)
+    genres: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    runtime_minutes: Mapped[int | None] = mapped_column(SmallInteger)
+    overview: Mapped[str | None] = mapped_column(Text)
+    imdb_id: Mapped[str | None] = mapped_column(String(16), index=True, comment="e.g. tt0114709")
+    tmdb_id: Mapped[int | None] = mapped_column(Integer)
+    freebase_id: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(64), comment="dataset the row came from, e.g. ml-100k")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = {"comment": "Raters; demographics are NULL where the dataset has none."}
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    gender: Mapped[str | None] = mapped_column(String(1))
+    age: Mapped[int | None] = mapped_column(SmallInteger, comment="years (ml-100k) or age-group floor (ml-1m)")
+    occupation: Mapped[str | None] = mapped_column(Text)
+    zip: Mapped[str | None] = mapped_column(String(16))
+
+
+class Person(Base):
+    __tablename__ = "persons"
+
+    person_id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, unique=True, comment="imdb:nm0000229 or freebase:m.06pj8")
+    name: Mapped[str | None] = mapped_column(Text, comment="NULL where the source has ids only")
+
+
+class MoviePerson(Base):
+    __tablename__ = "movie_persons"
+    __table_args__ = (
+        CheckConstraint(f"role IN {PERSON_ROLES}", name="movie_persons_role"),
+        Index("ix_movie_persons_person", "person_id"),
+    )
+
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.movie_id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.person_id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ordering: Mapped[int] = mapped_column(SmallInteger, comment="billing order within the role, from 1")
+
+
+class Rating(Base):
+    __tablename__ = "ratings"
+    __table_args__ = (
+        Index("ix_ratings_movie", "movie_id"),
+        Index("ix_ratings_rated_at", "rated_at"),
+        {"comment": "One row per user and movie; the latest rating wins."},
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.user_id"), primary_key=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.movie_id"), primary_key=True)
+    rating: Mapped[float] = mapped_column(REAL)
+    rated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IngestRun(Base):
+    __tablename__ = "ingest_runs"
+
+    ingest_run_id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), comment="named dataset, or the detected layout of a directory")
+    source: Mapped[str] = mapped_column(Text, comment="URL or directory the files came from")
+    layout: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), comment="running | succeeded | failed")
+    files: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}", comment="file -> sha256, bytes")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    timings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}", comment="seconds per stage")
+    rows_accepted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rows_rejected: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RejectedRow(Base):
+    __tablename__ = "rejected_rows"
+    __table_args__ = (Index("ix_rejected_rows_run", "ingest_run_id"),)
+
+    rejected_row_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    ingest_run_id: Mapped[int] = mapped_column(ForeignKey("ingest_runs.ingest_run_id", ondelete="CASCADE"))
+    source_file: Mapped[str] = mapped_column(Text)
+    line_number: Mapped[int | None] = mapped_column(BigInteger, comment="1-based, header included")
+    raw_text: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)

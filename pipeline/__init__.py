@@ -1,0 +1,1 @@
+"""movierec's pipeline: the work itself, importable and testable without Airflow."""

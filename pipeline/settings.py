@@ -1,0 +1,58 @@
+"""The one settings object every entry point reads (CLI, DAGs, API, tests, Alembic)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables.
+
+    With nothing set, everything lives in ``.movierec/`` under the working directory: an embedded
+    PostgreSQL server, downloads and caches. Two different homes never share a server or files.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".movierec", validation_alias="MOVIEREC_HOME")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias="MOVIEREC_DEVICE")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url", "mlflow_tracking_uri")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def embedded(self) -> bool:
+        """True when the app database is the embedded server under ``home``."""
+        return self.database_url is None
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home / "downloads"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,105 @@
+"""Test fixtures on a real PostgreSQL, never the developer's database.
+
+With ``DATABASE_URL`` unset the session starts its own embedded server in a temporary ``MOVIEREC_HOME``.
+With ``DATABASE_URL`` set, databases named ``movierec_test_*`` are created on that server and dropped
+after. Either way: one migrated template, and a fresh copy of it per test (``CREATE DATABASE ... TEMPLATE``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from database.engine import sqlalchemy_url
+from database.migrate import upgrade
+from pipeline.settings import Settings
+
+_counter = itertools.count()
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False)
+
+
+def _admin(url: str):
+    conn = psycopg2.connect(make_url(sqlalchemy_url(url)).set(drivername="postgresql")
+                            .render_as_string(hide_password=False))
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def test_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("movierec-home")
+
+
+@pytest.fixture(scope="session")
+def server_url(test_home: Path) -> Iterator[str]:
+    """A maintenance URL (database ``postgres``) of the server the tests may create databases on."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield _with_database(external, "postgres")
+        return
+    from database import embedded
+
+    settings = Settings(MOVIEREC_HOME=test_home)
+    embedded.start(settings)
+    yield embedded.url_for(settings, "postgres")
+    embedded.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> Iterator[str]:
+    name = f"movierec_test_tpl_{os.getpid()}"
+    admin = _admin(server_url)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    engine = create_engine(sqlalchemy_url(_with_database(server_url, name)))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated, empty database for this test only."""
+    name = f"movierec_test_{os.getpid()}_{next(_counter)}"
+    admin = _admin(server_url)
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield _with_database(server_url, name)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = create_engine(sqlalchemy_url(db_url))
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings of a user whose database is this test's database and whose home is a temp dir."""
+    return Settings(MOVIEREC_HOME=tmp_path / "home", DATABASE_URL=db_url)
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for running the ``movierec`` command against this test's database."""
+    env = dict(os.environ)
+    env.update(MOVIEREC_HOME=str(settings.home), DATABASE_URL=settings.database_url or "")
+    return env
