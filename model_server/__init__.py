@@ -1,0 +1,1 @@
+"""The FastAPI model server over the published recommendation lists (not built yet)."""
