@@ -45,3 +45,10 @@ def normalise_title(title: str) -> str:
     text = unicodedata.normalize("NFKD", restore_article(title))
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower().replace("&", " and ")
     return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split())
+
+
+def title_keys(title: str) -> set[str]:
+    """Every normal form a title may be matched under: the whole title and each of its ``title_variants``."""
+    keys = {normalise_title(v) for v in [title, *title_variants(title)]}
+    keys.discard("")
+    return keys

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-import pipeline.imdb as imdb
+from pipeline import imdb
 from pipeline.errors import InputError
 from pipeline.imdb import enrich_from_imdb
 
@@ -38,9 +38,10 @@ CREW = [
 PRINCIPALS = [
     ["tconst", "ordering", "nconst", "category", "job", "characters"],
     ["tt0114709", "1", "nm0000158", "actor", N, '["Woody"]'],
-    ["tt0114709", "2", "nm0000741", "actor", N, '["Buzz Lightyear"]'],
-    ["tt0114709", "3", "nm0005124", "director", N, N],
-    ["tt0114709", "4", "nm0725543", "actress", N, '["Bo Peep"]'],
+    ["tt0114709", "2", "nm0000158", "actor", N, '["Woody (singing)"]'],  # listed twice: first one counts
+    ["tt0114709", "3", "nm0000741", "actor", N, '["Buzz Lightyear"]'],
+    ["tt0114709", "4", "nm0005124", "director", N, N],
+    ["tt0114709", "5", "nm0725543", "actress", N, '["Bo Peep"]'],
     ["tt0114814", "3", "nm0000228", "actor", N, '["Verbal"]'],
     ["tt0114814", "1", "nm0000321", "actor", N, '["Keaton"]'],
     ["tt0114814", "2", "nm0000286", "self", N, N],
@@ -92,8 +93,9 @@ def imdb_dir(tmp_path: Path) -> Path:
 
 
 def _run_id(conn: Connection) -> int:
-    return conn.execute(text("INSERT INTO ingest_runs (dataset, source, layout, status) "
-                             "VALUES ('imdb', 'test', 'imdb', 'running') RETURNING ingest_run_id")).scalar_one()
+    return conn.execute(text(
+        "INSERT INTO ingest_runs (dataset, source, layout, status) "
+        "VALUES ('imdb', 'test', 'imdb', 'running') RETURNING ingest_run_id")).scalar_one()
 
 
 @pytest.fixture
@@ -101,7 +103,8 @@ def seeded(engine: Engine) -> Engine:
     with engine.begin() as conn:
         for movie_id, title, year, imdb_id in MOVIES:
             conn.execute(text("INSERT INTO movies (movie_id, title, year, imdb_id, source) "
-                              "VALUES (:m, :t, :y, :i, 'test')"), {"m": movie_id, "t": title, "y": year, "i": imdb_id})
+                              "VALUES (:m, :t, :y, :i, 'test')"),
+                         {"m": movie_id, "t": title, "y": year, "i": imdb_id})
         # An existing name must survive IMDb having none; an existing NULL name gets IMDb's.
         conn.execute(text("INSERT INTO persons (external_id, name) VALUES "
                           "('imdb:nm0003160', 'Christopher McQuarrie'), ('imdb:nm0001741', NULL)"))
@@ -116,7 +119,8 @@ def _enrich(engine: Engine, imdb_dir: Path) -> dict[str, int]:
 def _credits(engine: Engine, movie_id: int, role: str) -> list[tuple[int, str | None, str]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(
-            "SELECT mp.ordering, p.name, p.external_id FROM movie_persons mp JOIN persons p USING (person_id) "
+            "SELECT mp.ordering, p.name, p.external_id "
+            "FROM movie_persons mp JOIN persons p USING (person_id) "
             "WHERE mp.movie_id = :m AND mp.role = :r ORDER BY mp.ordering"), {"m": movie_id, "r": role})]
 
 
@@ -148,7 +152,7 @@ def test_matches_and_fills_runtime_and_credits(seeded: Engine, imdb_dir: Path) -
     assert _credits(seeded, 1, "writer") == [(1, "John Lasseter", "imdb:nm0005124"),
                                              (2, "Pete Docter", "imdb:nm0230032"),
                                              (3, "Andrew Stanton", "imdb:nm0004056")]
-    # principals: actress counts as actor; the director row is not an actor; ranks close the gap at 3
+    # principals: actress counts as actor; a repeat and the director row take no rank
     assert _credits(seeded, 1, "actor") == [(1, "Tom Hanks", "imdb:nm0000158"),
                                             (2, "Tim Allen", "imdb:nm0000741"),
                                             (3, "Annie Potts", "imdb:nm0725543")]
@@ -179,8 +183,8 @@ def test_second_run_changes_nothing(seeded: Engine, imdb_dir: Path) -> None:
     assert len(before["movie_persons"]) == 11
     # title-matched movies are now matched by their stored id
     assert counts["movies_matched_by_id"] == 5 and counts["movies_matched_by_title"] == 0
-    assert {k: counts[k] for k in ("runtime_set", "persons", "directors", "writers", "actors")} == dict.fromkeys(
-        ("runtime_set", "persons", "directors", "writers", "actors"), 0)
+    written = ("runtime_set", "persons", "directors", "writers", "actors")
+    assert {k: counts[k] for k in written} == dict.fromkeys(written, 0)
 
 
 def test_bad_lines_are_rejected_with_line_numbers(seeded: Engine, imdb_dir: Path) -> None:
@@ -196,7 +200,8 @@ def test_bad_lines_are_rejected_with_line_numbers(seeded: Engine, imdb_dir: Path
     assert "runtimeMinutes" in rows[1].reason and "'abc'" in rows[1].reason
 
 
-def test_lines_split_across_read_blocks(seeded: Engine, imdb_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_split_across_read_blocks(seeded: Engine, imdb_dir: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny blocks cut lines in half: results and rejected line numbers must not change."""
     monkeypatch.setattr(imdb, "_BLOCK_BYTES", 7)
     # last line without its newline, short line in principals
@@ -219,7 +224,8 @@ def test_optional_files_may_be_missing(seeded: Engine, imdb_dir: Path) -> None:
         (imdb_dir / name).unlink()
     counts = _enrich(seeded, imdb_dir)
 
-    assert counts["missing_title_crew"] == counts["missing_title_principals"] == counts["missing_name_basics"] == 1
+    missing = ("missing_title_crew", "missing_title_principals", "missing_name_basics")
+    assert [counts[k] for k in missing] == [1, 1, 1]
     assert counts["runtime_set"] == 4
     assert _movies(seeded)[1] == ("tt0114709", 81)
     assert _snapshot(seeded)["movie_persons"] == []
