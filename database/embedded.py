@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,13 @@ def status(settings: Settings) -> ServerStatus:
     _prepare_env()
     from pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(settings.pg_dir) if settings.pg_dir.exists() else None
+    info = None
+    for _ in range(50):  # postmaster.pid is rewritten line by line while a server starts or stops
+        try:
+            info = PostmasterInfo.read_from_pgdata(settings.pg_dir) if settings.pg_dir.exists() else None
+            break
+        except (AssertionError, ValueError):
+            time.sleep(0.1)
     if info is None or not info.is_running():
         return ServerStatus(False, settings.pg_dir)
     return ServerStatus(True, settings.pg_dir, str(info.socket_dir), info.pid)

@@ -17,7 +17,8 @@ class Settings(BaseSettings):
     PostgreSQL server, downloads and caches. Two different homes never share a server or files.
     """
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    # No populate_by_name: field "home" must never be read from $HOME.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path.cwd() / ".movierec", validation_alias="MOVIEREC_HOME")
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")

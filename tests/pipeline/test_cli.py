@@ -1,0 +1,52 @@
+"""The ``movierec`` command as users and DAG tasks run it: real processes, the test's own database."""
+
+import subprocess
+import sys
+
+from sqlalchemy import text
+
+from tests.movielens_files import write_ml100k
+
+
+def movierec(env, *args):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True)
+
+
+def test_db_url_prints_database_url_on_last_line(cli_env, db_url):
+    done = movierec(cli_env, "db", "url")
+    assert done.returncode == 0
+    assert done.stdout.strip().splitlines()[-1] == db_url
+
+
+def test_migrate_then_ingest_source_and_summary(cli_env, engine, tmp_path):
+    assert movierec(cli_env, "db", "migrate").returncode == 0
+    done = movierec(cli_env, "ingest", "--source", str(write_ml100k(tmp_path / "d")))
+    assert done.returncode == 0, done.stderr
+    assert "5 ratings by 3 users of 4 movies" in " ".join(done.stdout.split())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ratings")).scalar_one() == 5
+    again = movierec(cli_env, "ingest", "--source", str(tmp_path / "d"))
+    assert again.returncode == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ingest_runs WHERE status = 'succeeded'")).scalar_one() == 2
+
+
+def test_unusable_input_exits_nonzero_with_one_line_reason(cli_env, tmp_path):
+    done = movierec(cli_env, "ingest", "--source", str(tmp_path / "missing"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: no such directory: {tmp_path / 'missing'}"]
+    empty = write_ml100k(tmp_path / "empty")
+    (empty / "u.data").write_text("")
+    done = movierec(cli_env, "ingest", "--source", str(empty))
+    assert done.returncode == 1 and done.stderr.strip().endswith("u.data is empty")
+    assert "Traceback" not in done.stderr
+
+
+def test_exactly_one_source_is_required(cli_env):
+    done = movierec(cli_env, "ingest")
+    assert done.returncode == 2 and "exactly one of --dataset NAME or --source DIR" in done.stderr
+
+
+def test_unknown_dataset_is_named_in_the_error(cli_env):
+    done = movierec(cli_env, "ingest", "--dataset", "ml-7")
+    assert done.returncode == 1 and "ml-7" in done.stderr and "ml-100k" in done.stderr
