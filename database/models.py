@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PERSON_ROLES = ("director", "actor", "writer")
@@ -121,3 +121,42 @@ class RejectedRow(Base):
     line_number: Mapped[int | None] = mapped_column(BigInteger, comment="1-based, header included")
     raw_text: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class TextEmbedding(Base):
+    """Sentence-transformer vectors cached by text and model, so a retrain re-embeds only new text."""
+
+    __tablename__ = "text_embeddings"
+
+    model_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    text_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int] = mapped_column(SmallInteger)
+    embedding: Mapped[bytes] = mapped_column(BYTEA, comment="float32 little-endian, dim values")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+MODEL_STATUSES = ("candidate", "champion", "rejected", "retired")
+
+
+class ModelVersion(Base):
+    """Every trained model, its figures and the promotion decision (mirrors the MLflow registry)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (CheckConstraint(f"status IN {MODEL_STATUSES}", name="model_versions_status"),)
+
+    model_version_id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    registered_model: Mapped[str] = mapped_column(Text, comment="MLflow registered model name")
+    registered_version: Mapped[int | None] = mapped_column(Integer, comment="MLflow model version")
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    data_cutoff: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                         comment="ratings after this instant were not seen")
+    protocol: Mapped[str] = mapped_column(String(32), comment="evaluation protocol of the gate metric")
+    primary_metric: Mapped[str] = mapped_column(String(64))
+    metric_value: Mapped[float | None] = mapped_column(REAL)
+    champion_metric_value: Mapped[float | None] = mapped_column(REAL, comment="the champion's figure it was compared with")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    status: Mapped[str] = mapped_column(String(16))
+    decision: Mapped[str | None] = mapped_column(Text)
+    trained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
