@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _BATCH_BYTES = 4 << 20
@@ -75,3 +78,18 @@ def copy_file(conn: Connection, copy_sql: str, fileobj: IO[bytes],
     source = _ReadTap(fileobj, on_chunk) if on_chunk else fileobj
     cur.copy_expert(copy_sql, source, size=chunk_size)
     return cur.rowcount
+
+
+def read_frame(conn: Connection, query: str, params: dict[str, Any] | None = None) -> "pd.DataFrame":
+    """Run ``query`` through ``COPY (...) TO STDOUT`` into a DataFrame: the bulk way out, for millions of rows.
+
+    Parameters are bound by psycopg2 (``%(name)s`` placeholders), never formatted into the text by hand.
+    """
+    import pandas as pd
+
+    cur = dbapi_cursor(conn)
+    bound = cur.mogrify(query, params or {}).decode()
+    buf = io.BytesIO()
+    cur.copy_expert(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER)", buf)
+    buf.seek(0)
+    return pd.read_csv(buf, keep_default_na=False, na_values=[""])
