@@ -1,0 +1,155 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
+from pipeline.evaluate import PROTOCOLS, evaluate_model, make_split, run_evaluation, top_k
+from pipeline.interactions import Interactions
+from tests.ml100k_slice import load_ml100k_slice
+
+
+class FixedScores:
+    """A stand-in model whose scores and predictions are given arrays."""
+
+    name = "Fixed"
+
+    def __init__(self, scores: np.ndarray, predictions: np.ndarray | None = None) -> None:
+        self.scores, self.predictions = scores.astype(np.float32), predictions
+
+    def fit(self, train: Interactions) -> "FixedScores":
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.predictions is None:
+            return np.full(len(users), np.nan, np.float32)
+        return self.predictions.astype(np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.scores[users]
+
+
+def _interactions(rows: list[tuple[int, int, float, int]], n_users: int, n_items: int) -> Interactions:
+    u, i, r, t = (np.array(col) for col in zip(*rows))
+    return Interactions(u.astype(np.int64), i.astype(np.int64), r.astype(np.float32), t.astype(np.int64),
+                        n_users, n_items)
+
+
+def test_top_k_breaks_ties_by_lower_index_and_pads_masked_items():
+    scores = np.array([[0.0, 2.0, 2.0, 1.0, 2.0],
+                       [1.0, 1.0, 1.0, 1.0, 1.0],
+                       [-np.inf, 3.0, -np.inf, -np.inf, -np.inf]])
+    assert top_k(scores, 3).tolist() == [[1, 2, 4], [0, 1, 2], [1, -1, -1]]
+    assert top_k(scores[:1], 7).tolist() == [[1, 2, 4, 3, 0, -1, -1]]  # k > n_items pads too
+    with pytest.raises(ValueError, match="NaN"):
+        top_k(np.array([[np.nan, 1.0]]), 1)
+
+
+def test_random_protocol_rating_metrics():
+    test = _interactions([(0, 0, 4.0, 1), (1, 1, 2.0, 2), (1, 2, 5.0, 3)], 2, 3)
+    model = FixedScores(np.zeros((2, 3)), predictions=np.array([3.0, 2.0, 4.0]))
+    # errors 1, 0, 1: RMSE sqrt(2/3), MAE 2/3
+    result = evaluate_model(model, test, test, "random")
+    assert result["rmse"] == pytest.approx(math.sqrt(2 / 3)) and result["mae"] == pytest.approx(2 / 3)
+    assert result["ratings"] == 3
+    assert evaluate_model(FixedScores(np.zeros((2, 3))), test, test, "random") == {}  # ranking-only
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_model(FixedScores(np.zeros((2, 3)), np.array([3.0, np.nan, 4.0])), test, test, "random")
+    with pytest.raises(ValueError, match="unknown protocol"):
+        evaluate_model(model, test, test, "leave-one-out")
+
+
+def test_temporal_protocol_masks_train_items_and_skips_users_without_relevant_items():
+    # 3 users, 6 items. User 0 rated items 0, 1 in train; its held-out 4 is relevant, held-out 5 is not (3 stars).
+    # User 1's only held-out rating is 2 stars: skipped. User 2: held-out 3 and 5 relevant.
+    train = _interactions([(0, 0, 5, 1), (0, 1, 5, 2), (1, 2, 4, 1), (2, 0, 4, 1)], 3, 6)
+    test = _interactions([(0, 4, 4, 3), (0, 5, 3, 4), (1, 3, 2, 2), (2, 3, 5, 2), (2, 5, 4, 3)], 3, 6)
+    # Every user scores train items 0 and 1 highest: the evaluator must mask them.
+    scores = np.array([[9, 9, 1, 2, 5, 3],     # after masking 0, 1: ranking 4, 5, 3, 2 -> hit at rank 1
+                       [9, 9, 1, 2, 5, 3],
+                       [9, 9, 1, 2, 5, 3]])    # masking 0: 1, 4, 5, 3, 2 -> hits at ranks 3, 4
+    result = evaluate_model(FixedScores(scores), train, test, "temporal", k=3)
+    assert result["users"] == 2
+    # user 0: NDCG 1, recall 1, precision 1/3, MRR 1, HR 1
+    # user 2 (k=3): hit at rank 3 only: DCG = 1/log2(4) = 0.5; ideal 1 + 1/log2(3); recall 1/2; precision 1/3;
+    # MRR 1/3
+    ndcg_2 = 0.5 / (1 + 1 / math.log2(3))
+    assert result["ndcg@3"] == pytest.approx((1 + ndcg_2) / 2)
+    assert result["recall@3"] == pytest.approx((1 + 0.5) / 2)
+    assert result["precision@3"] == pytest.approx(1 / 3)
+    assert result["mrr@3"] == pytest.approx((1 + 1 / 3) / 2)
+    assert result["hr@3"] == pytest.approx(1.0)
+    # top-3 lists: user 0 {4, 5, 3}, user 2 {1, 4, 5} -> 4 distinct of 6 items
+    assert result["coverage@3"] == pytest.approx(4 / 6)
+    # Batching does not change anything.
+    assert evaluate_model(FixedScores(scores), train, test, "temporal", k=3, batch_size=1) == result
+
+
+def test_score_users_shape_is_checked():
+    train = _interactions([(0, 0, 5, 1)], 1, 3)
+    test = _interactions([(0, 1, 5, 2)], 1, 3)
+    with pytest.raises(ValueError, match="score_users"):
+        evaluate_model(FixedScores(np.zeros((1, 2))), train, test, "temporal")
+
+
+@pytest.fixture(scope="module")
+def slice_report(ml100k_dir):
+    data = load_ml100k_slice(ml100k_dir)
+    calls: list[tuple[str, str, int]] = []
+
+    def recording(name, make):
+        def factory(train: Interactions, protocol: str):
+            calls.append((name, protocol, len(train)))
+            return make().fit(train)
+        return factory
+
+    factories = {
+        "GlobalMean": recording("GlobalMean", GlobalMean),
+        "Popularity": recording("Popularity", Popularity),
+        "BiasedMF": recording("BiasedMF", BiasedMF),  # the defaults, as the full-data report uses them
+        "EASE": recording("EASE", EASE),
+    }
+    return data, run_evaluation(data, factories, progress=False), calls
+
+
+def test_models_beat_their_baselines_on_real_ml100k_slice(slice_report):
+    _, report, _ = slice_report
+    random, temporal = report.results["random"], report.results["temporal"]
+    assert random["BiasedMF"]["rmse"] < random["GlobalMean"]["rmse"] - 0.05
+    assert random["Popularity"]["rmse"] < random["GlobalMean"]["rmse"]
+    assert "rmse" not in random["EASE"]  # ranking-only: skipped, not NaN
+    assert temporal["EASE"]["ndcg@10"] > temporal["Popularity"]["ndcg@10"]
+    assert temporal["Popularity"]["ndcg@10"] > temporal["GlobalMean"]["ndcg@10"]
+    assert len({m["users"] for m in temporal.values()}) == 1  # every model ranked for the same users
+
+
+def test_every_factory_gets_each_protocols_train_split(slice_report):
+    data, report, calls = slice_report
+    sizes = {p: len(make_split(data, p)[0]) for p in ("random", "temporal")}
+    assert sorted(calls) == sorted((name, p, sizes[p]) for name in report.results["random"] for p in sizes)
+    assert report.splits["random"] == {"n_train": sizes["random"], "n_test": len(data) - sizes["random"]}
+
+
+def test_report_to_dict_and_table(slice_report):
+    _, report, _ = slice_report
+    as_dict = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # strictly JSON
+    assert set(as_dict["protocols"]) == {"random", "temporal"}
+    assert as_dict["protocols"]["temporal"]["definition"] == PROTOCOLS["temporal"]
+    assert as_dict["results"]["temporal"]["EASE"]["ndcg@10"] == pytest.approx(
+        report.results["temporal"]["EASE"]["ndcg@10"])
+    assert as_dict["results"]["random"]["BiasedMF"]["fit_seconds"] >= 0
+    console = Console(width=200, record=True)
+    console.print(report.table())
+    text = console.export_text()
+    assert "NDCG@10" in text and "BiasedMF" in text
+    assert f"{report.results['random']['BiasedMF']['rmse']:.4f}" in text
+
+
+def test_run_evaluation_rejects_unknown_protocol_and_non_models(slice_report):
+    data, _, _ = slice_report
+    with pytest.raises(ValueError, match="unknown protocol"):
+        run_evaluation(data, {}, protocols=("nope",), progress=False)
+    with pytest.raises(TypeError, match="not a Recommender"):
+        run_evaluation(data, {"bad": lambda train, protocol: object()}, protocols=("random",), progress=False)
