@@ -45,7 +45,8 @@ PROTOCOLS: Mapping[str, str] = {
                f"perm = numpy.random.default_rng({SPLIT_SEED}).permutation(n_ratings), the first "
                f"round({TEST_FRACTION} * n_ratings) positions are test. Rating prediction: RMSE and MAE over "
                "all test ratings; models that cannot predict ratings are skipped."),
-    "temporal": (f"Per user, ratings sorted by (timestamp, item index); the last round({TEST_FRACTION} * n) "
+    "temporal": (f"Per user, ratings sorted by timestamp, ties by a fixed hash of (user, item, seed 42); "
+                 f"the last round({TEST_FRACTION} * n) "
                  "are test, at least 1 and at most n-1 for users with n >= 2 ratings, none for n = 1. "
                  "Ranking: candidates are all items the user has not rated in train; relevant = test "
                  f"ratings >= {RELEVANCE_THRESHOLD:g}; users without a relevant test item are skipped. "

@@ -75,6 +75,10 @@ def build_interactions(user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.
     item_map = item_map or IdMap.from_ids(movie_ids)
     u, i = user_map.index(user_ids), item_map.index(movie_ids)
     keep = (u >= 0) & (i >= 0)
+    # Canonical order (user, item): a seeded split must not depend on how the database stored the rows.
+    order = np.lexsort((i, u))
+    u, i, keep = u[order], i[order], keep[order]
+    ratings, timestamps = np.asarray(ratings)[order], np.asarray(timestamps)[order]
     data = Interactions(u[keep].astype(np.int64), i[keep].astype(np.int64),
                         np.asarray(ratings, np.float32)[keep], np.asarray(timestamps, np.int64)[keep],
                         len(user_map), len(item_map))

@@ -5,7 +5,8 @@ year, runtime). Because the content vector alone can stand in for the id embeddi
 the id part at random so it has to — the same network scores a movie nobody has rated yet.
 
 Two heads share those representations:
-* a rating head: global mean + user and movie biases + an MLP over (user, movie, user*movie);
+* a rating head: global mean + user and movie biases + their dot product + an MLP over
+  (user, movie, user*movie);
 * a ranking head: the dot product of user and movie vectors plus a movie bias, trained with a
   softmax over sampled unrated movies. A dot product also makes retrieval over a large catalogue a
   matrix product.
@@ -111,6 +112,7 @@ class HybridRecommender(nn.Module):
         self.content = ContentEncoder(n_genres, text_dim, n_persons, cfg)
         self.rating_mlp = _mlp([3 * d, *cfg.mlp], cfg.dropout)
         self.rating_out = nn.Linear(cfg.mlp[-1], 1)
+        self.rating_scale = nn.Parameter(torch.tensor(1.0))  # the dot product (GMF) term beside the MLP
         self.register_buffer("global_mean", torch.tensor(float(global_mean)))
 
     # -- representations ---------------------------------------------------------------------------
@@ -133,9 +135,10 @@ class HybridRecommender(nn.Module):
 
     # -- heads -------------------------------------------------------------------------------------
     def rating(self, users: torch.Tensor, u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor) -> torch.Tensor:
-        h = self.rating_mlp(torch.cat([u, v, u * v], dim=-1))
+        uv = u * v
+        h = self.rating_mlp(torch.cat([u, v, uv], dim=-1))
         return (self.global_mean + self.user_bias(users).squeeze(-1) + item_bias[..., 0]
-                + self.rating_out(h).squeeze(-1))
+                + self.rating_scale * uv.sum(-1) + self.rating_out(h).squeeze(-1))
 
     @staticmethod
     def ranking(u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,9 @@ together every rating of ``data``. Each keeps the ratings in their original orde
 * ``random_split``: ``perm = numpy.random.default_rng(seed).permutation(len(data))``; the first
   ``n_test = round(test_fraction * len(data))`` positions of ``perm`` are the test set (Python ``round``).
   With the protocol's seed 42 and fraction 0.2, ML-100K gives 80,000 train / 20,000 test ratings.
-* ``temporal_split``: each user's ratings are sorted by (timestamp, item index); the last
+* ``temporal_split``: each user's ratings are sorted by timestamp; ties (most ML-100K ratings share their
+  second with another rating of the same user) are broken by a fixed hash of (user, item, seed), so which
+  of them is "later" is neither the storage order nor correlated with the item index; the last
   ``n_test = round(test_fraction * n)`` of them are held out, where n is that user's number of ratings,
   with ``n_test`` at least 1 and at most ``n - 1`` for users with n >= 2 (so every such user has both train
   and test ratings) and 0 for users with a single rating.
@@ -45,11 +47,21 @@ def temporal_test_counts(n_ratings: np.ndarray, test_fraction: float = 0.2) -> n
     return np.where(n >= 2, np.clip(n_test, 1, np.maximum(n - 1, 1)), 0)
 
 
-def temporal_split(data: Interactions, test_fraction: float = 0.2) -> tuple[Interactions, Interactions]:
-    """Hold out each user's latest ratings, ordered by (timestamp, item index) (see module doc)."""
+def _tie_break(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
+    """A pseudo-random but fixed key per (user, item): splitmix64 of the pair."""
+    with np.errstate(over="ignore"):
+        x = users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + items.astype(np.uint64) + np.uint64(seed)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def temporal_split(data: Interactions, test_fraction: float = 0.2,
+                   seed: int = 42) -> tuple[Interactions, Interactions]:
+    """Hold out each user's latest ratings, ordered by timestamp, ties by a fixed hash (see module doc)."""
     n_test = temporal_test_counts(np.bincount(data.users, minlength=data.n_users), test_fraction)
-    # lexsort keys go least significant first: user, then timestamp, then item breaks timestamp ties.
-    order = np.lexsort((data.items, data.timestamps, data.users))
+    # lexsort keys go least significant first: user, then timestamp, then the hash breaks timestamp ties.
+    order = np.lexsort((_tie_break(data.users, data.items, seed), data.timestamps, data.users))
     users_sorted = data.users[order]
     counts = np.bincount(users_sorted, minlength=data.n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

@@ -110,10 +110,23 @@ def train_hybrid(data: TrainingData, train: Interactions | None = None, cfg: Hyb
                  device: str = "auto", progress: bool = True,
                  on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainingResult:
     """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features."""
-    cfg = cfg or HybridConfig()
+    previous = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(data, train, cfg or HybridConfig(), resolve_device(device), progress, on_epoch)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, device: str, progress: bool,
+           on_epoch: Callable[[int, dict[str, float]], None] | None) -> TrainingResult:
     train = train if train is not None else data.interactions
-    device = resolve_device(device)
     torch.manual_seed(cfg.seed)
+    # Same seed, same model: the deterministic kernels cost little at this size (CUDA needs the env var).
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device == "cuda":
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
 

@@ -112,3 +112,34 @@ def ml100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     home = tmp_path_factory.mktemp("datasets-home")
     return fetch_dataset("ml-100k", Settings(MOVIEREC_HOME=home), progress=False).path
+
+
+@pytest.fixture(scope="session")
+def ml100k_db(server_url: str, template_db: str, ml100k_dir: Path) -> Iterator[str]:
+    """A database holding real ML-100K with its title embeddings cached. Shared: tests only read it."""
+    from pipeline.features import load_training_data
+    from pipeline.ingest import ingest_directory
+
+    name = f"movierec_test_ml100k_{os.getpid()}"
+    admin = _admin(server_url)
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = _with_database(server_url, name)
+    eng = create_engine(sqlalchemy_url(url))
+    ingest_directory(eng, ml100k_dir, dataset="ml-100k", progress=False)
+    load_training_data(eng, progress=False)  # fills the text-embedding cache once
+    eng.dispose()
+    yield url
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def ml100k_data(ml100k_db: str):
+    from pipeline.features import load_training_data
+
+    eng = create_engine(sqlalchemy_url(ml100k_db))
+    data = load_training_data(eng, progress=False)
+    eng.dispose()
+    return data

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.interactions import Interactions
-from pipeline.splits import random_split, temporal_split, temporal_test_counts
+from pipeline.splits import _tie_break, random_split, temporal_split, temporal_test_counts
 from tests.ml100k_slice import load_ml100k_slice
 
 
@@ -57,7 +57,9 @@ def test_temporal_split_on_toy_data():
     train, test = temporal_split(_toy())
     by_user = {u: sorted(test.items[test.users == u].tolist()) for u in range(5)}
     assert by_user[0] == [8, 9]      # 10 ratings -> last 2 by time
-    assert by_user[1] == [7]         # tie at t=50: order (50, item 3), (50, item 7) -> item 7 is last
+    # tie at t=50: the fixed hash of (user, item) decides which is "later"
+    key = _tie_break(np.array([1, 1]), np.array([3, 7]), 42)
+    assert by_user[1] == [[3, 7][int(np.argmax(key))]]
     assert by_user[2] == []          # a single rating stays in train
     assert by_user[3] == [5]         # 5 ratings -> 1, the latest (t=50, item 5)
     assert len(train) + len(test) == len(_toy())
@@ -72,8 +74,8 @@ def test_temporal_split_holds_out_each_users_latest(ml_slice):
     for u in np.unique(ml_slice.users):
         tr, te = train.users == u, test.users == u
         assert tr.any() and te.any()
-        last_train = max(zip(train.timestamps[tr].tolist(), train.items[tr].tolist()))
-        first_test = min(zip(test.timestamps[te].tolist(), test.items[te].tolist()))
+        last_train = max(zip(train.timestamps[tr].tolist(), _tie_break(train.users[tr], train.items[tr], 42).tolist()))
+        first_test = min(zip(test.timestamps[te].tolist(), _tie_break(test.users[te], test.items[te], 42).tolist()))
         assert first_test > last_train  # every held-out rating comes after the user's train ratings
     again = temporal_split(ml_slice)[1]
     assert np.array_equal(again.users, test.users) and np.array_equal(again.items, test.items)
