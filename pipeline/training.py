@@ -1,0 +1,116 @@
+"""One training run end to end: evaluate under the fixed protocols beside the baselines, then train the
+model that will be published on every rating up to the cut-off.
+
+What is published is a blend of the network with EASE (the strongest baseline) whose weight is chosen on
+a temporal validation split inside the train data; the network alone is reported beside it. A weight of
+1.0 means the network alone is published.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
+from pipeline.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
+from pipeline.ensemble import RankBlend, choose_blend_weight
+from pipeline.evaluate import EvaluationReport, run_evaluation
+from pipeline.features import TrainingData
+from pipeline.interactions import Interactions
+from pipeline.model import HybridConfig
+from pipeline.train import HybridEstimator, TrainingResult, train_hybrid
+
+log = logging.getLogger(__name__)
+
+PRIMARY_PROTOCOL = "temporal"
+PRIMARY_METRIC = "ndcg@10"
+
+
+@dataclass
+class EvaluationOutcome:
+    report: EvaluationReport
+    blend_weight: float
+    blend_validation: dict[float, float] = field(default_factory=dict)
+    cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat ``protocol.model.metric`` figures, for MLflow and ``model_versions``."""
+        out = {}
+        for protocol, models in self.report.results.items():
+            for model, figures in models.items():
+                for name, value in figures.items():
+                    if value is not None and not (isinstance(value, float) and np.isnan(value)):
+                        out[f"{protocol}.{model}.{name}"] = float(value)
+        for model, figures in self.cold_start.items():
+            for name, value in figures.items():
+                out[f"cold_start.{model}.{name}"] = float(value)
+        out["blend.weight"] = self.blend_weight
+        return out
+
+    @property
+    def published_figure(self) -> float:
+        """The gate's figure: NDCG@10 of what will be published (the blend) under the temporal protocol."""
+        return float(self.report.results[PRIMARY_PROTOCOL]["blend"][PRIMARY_METRIC])
+
+
+def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
+                 protocols: tuple[str, ...] = ("random", "temporal"), cold_start: bool = True,
+                 progress: bool = True) -> EvaluationOutcome:
+    """Every model on the same splits in one run; the network is trained once per split."""
+    fitted: dict[str, HybridEstimator] = {}
+    ease: dict[str, EASE] = {}
+    weight = {"value": 1.0}
+    validation: dict[float, float] = {}
+
+    def hybrid(train: Interactions, protocol: str) -> HybridEstimator:
+        fitted[protocol] = HybridEstimator(data, cfg, device).fit(train)
+        return fitted[protocol]
+
+    def ease_model(train: Interactions, protocol: str) -> EASE:
+        ease[protocol] = EASE().fit(train)
+        return ease[protocol]
+
+    def blend(train: Interactions, protocol: str) -> RankBlend:
+        if protocol == PRIMARY_PROTOCOL:  # the weight is a ranking choice: made where ranking is judged
+            w, figures = choose_blend_weight(lambda: HybridEstimator(data, cfg, device), EASE, train)
+            weight["value"] = w
+            validation.update(figures)
+        return RankBlend(fitted[protocol], ease[protocol], weight["value"])
+
+    factories = {
+        "global_mean": lambda tr, p: GlobalMean().fit(tr),
+        "popularity": lambda tr, p: Popularity().fit(tr),
+        "biased_mf": lambda tr, p: BiasedMF().fit(tr),
+        "ease": ease_model,
+        "hybrid": hybrid,
+        "blend": blend,
+    }
+    ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))  # the blend weight first
+    report = run_evaluation(data.interactions, factories, ordered, progress=progress)
+    outcome = EvaluationOutcome(report, weight["value"], validation)
+    if cold_start:
+        outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
+    return outcome
+
+
+def evaluate_cold_start(data: TrainingData, cfg: HybridConfig, *, device: str = "auto") -> dict[str, dict[str, float]]:
+    """Content-only ranking of held-out movies against genre popularity (see ``pipeline.cold_start``)."""
+    split = cold_start_split(data.interactions)
+    model = train_hybrid(data, split.train, cfg, device=device, progress=False).model
+    by_genre = genre_popularity(split.train, data.movies.genres, split.cold_items)
+    genre_scores = np.tile(by_genre, (data.interactions.n_users, 1))
+    return {"hybrid_content": rank_cold_items(content_scores(model, data.movies, split), split),
+            "genre_popularity": rank_cold_items(genre_scores, split)}
+
+
+def train_final(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
+                progress: bool = True) -> TrainingResult:
+    """The model to publish: every rating up to the cut-off."""
+    return train_hybrid(data, None, cfg, device=device, progress=progress)
+
+
+def summary_rows(outcome: EvaluationOutcome) -> list[dict[str, Any]]:
+    return [{"protocol": p, "model": m, **f} for p, ms in outcome.report.results.items() for m, f in ms.items()]

@@ -1,0 +1,68 @@
+"""The rank blend and the cold-start protocol, on real ML-100K data."""
+
+import numpy as np
+
+from pipeline.baselines import EASE, Popularity
+from pipeline.cold_start import cold_start_split, genre_popularity, rank_cold_items
+from pipeline.ensemble import RankBlend, _standardise, choose_blend_weight
+from pipeline.splits import temporal_split
+from tests.ml100k_slice import load_ml100k_slice
+from tests.pipeline.test_baselines import check_recommender_contract
+
+
+def test_standardise_per_user():
+    z = _standardise(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    np.testing.assert_allclose(z[0], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+    assert (z[1] == 0).all()  # a constant row stays finite
+
+
+def test_blend_weights_one_and_zero_are_the_members(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    ease, pop = EASE().fit(train), Popularity().fit(train)
+    users = np.arange(5)
+    only_pop = RankBlend(pop, ease, 1.0).score_users(users)
+    np.testing.assert_allclose(only_pop, _standardise(pop.score_users(users).astype(np.float64)), rtol=1e-5)
+    only_ease = RankBlend(pop, ease, 0.0).score_users(users)
+    assert np.argmax(only_ease[0]) == np.argmax(ease.score_users(users)[0])
+
+
+def test_blend_follows_the_recommender_contract(ml100k_dir):
+    train, test = temporal_split(load_ml100k_slice(ml100k_dir))
+    check_recommender_contract(lambda: RankBlend(Popularity(), EASE(), 0.3), train, test)
+
+
+def test_blend_weight_is_chosen_on_validation_and_favours_the_better_member(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    weight, figures = choose_blend_weight(Popularity, EASE, train)
+    assert set(figures) == {round(w, 3) for w in np.linspace(0, 1, 11)}
+    assert figures[weight] == max(figures.values())
+    assert figures[0.0] > figures[1.0]  # EASE alone beats popularity alone on this slice
+    assert weight < 1.0
+
+
+def test_cold_start_split_holds_movies_out_entirely(ml100k_dir):
+    data = load_ml100k_slice(ml100k_dir)
+    split = cold_start_split(data)
+    assert not np.isin(split.train.items, split.cold_items).any()
+    assert np.isin(split.test.items, split.cold_items).all()
+    assert len(split.train) + len(split.test) == len(data)
+    assert abs(len(split.cold_items) - 0.1 * len(np.unique(data.items))) <= 1
+
+
+def test_genre_popularity_and_cold_ranking_metrics(ml100k_dir):
+    data = load_ml100k_slice(ml100k_dir)
+    split = cold_start_split(data)
+    genres = np.zeros((data.n_items, 2))
+    genres[::2, 0] = 1  # even items: genre 0
+    genres[1::2, 1] = 1
+    pop = genre_popularity(split.train, genres, split.cold_items)
+    counts = np.bincount(split.train.items, minlength=data.n_items)
+    expected_even = counts[::2].sum()
+    assert pop[split.cold_items % 2 == 0][0] == expected_even
+    # an oracle that scores each user's liked held-out movies highest gets NDCG 1
+    oracle = np.zeros((data.n_users, len(split.cold_items)))
+    col = {i: c for c, i in enumerate(split.cold_items.tolist())}
+    liked = split.test.ratings >= 4
+    oracle[split.test.users[liked], [col[i] for i in split.test.items[liked].tolist()]] = 1.0
+    assert rank_cold_items(oracle, split)["ndcg@10"] == 1.0
+    assert rank_cold_items(-oracle, split)["ndcg@10"] < 0.5
