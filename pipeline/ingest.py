@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -316,13 +317,43 @@ def _load_ratings(conn: Connection, layout: Layout, run_id: int, progress: bool)
     if layout.users is None:  # ml-latest has no users file: a user is whoever rated
         conn.execute(text(f"INSERT INTO users (user_id) SELECT DISTINCT user_id FROM ({checked}) c "
                           "WHERE reason IS NULL ON CONFLICT DO NOTHING"), checks)
-    inserted, updated, superseded = _upsert_ratings(conn, checked, checks)
+    with _bulk_build_if_empty(conn):
+        inserted, updated, superseded = _upsert_ratings(conn, checked, checks)
     accepted = staged - rejected
     return {"ratings_read": staged, "ratings_accepted": accepted, "ratings_rejected": rejected,
             "ratings_inserted": inserted, "ratings_updated": updated,
             "ratings_superseded_in_file": superseded,
             "ratings_unchanged": accepted - superseded - inserted - updated,
             "ratings_fast_path": int(path_taken == "fast")}, sha or ""
+
+
+@contextmanager
+def _bulk_build_if_empty(conn: Connection) -> Iterator[None]:
+    """First load into an empty ``ratings``: drop its foreign keys and secondary indexes, rebuild them after.
+
+    Building an index once over sorted data beats maintaining it row by row, and the foreign-key triggers
+    only repeat checks the staging SQL already made; re-adding the constraints validates them in one join.
+    The definitions are read from the catalogue, so whatever the migrations made is restored exactly —
+    inside the same transaction, so a failure restores them too.
+    """
+    if conn.execute(text("SELECT EXISTS (SELECT 1 FROM ratings)")).scalar_one():
+        yield
+        return
+    constraints = conn.execute(text(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'ratings'::regclass AND contype = 'f' ORDER BY conname")).all()
+    indexes = conn.execute(text(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = 'ratings'::regclass AND NOT x.indisprimary ORDER BY i.relname")).all()
+    for name, _ in constraints:
+        conn.execute(text(f'ALTER TABLE ratings DROP CONSTRAINT "{name}"'))  # names from the catalogue
+    for name, _ in indexes:
+        conn.execute(text(f'DROP INDEX "{name}"'))
+    yield
+    for _, definition in indexes:
+        conn.execute(text(definition))
+    for name, definition in constraints:
+        conn.execute(text(f'ALTER TABLE ratings ADD CONSTRAINT "{name}" {definition}'))
 
 
 def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> tuple[int, int, int]:

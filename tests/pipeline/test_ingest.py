@@ -173,3 +173,18 @@ def test_real_ml100k_in_full(engine, ml100k_dir):
     again = ingest_directory(engine, ml100k_dir, dataset="ml-100k", progress=False)
     assert again.counts["ratings_inserted"] == again.counts["ratings_updated"] == 0
     assert again.counts["ratings_unchanged"] == 100_000
+
+
+def test_first_load_restores_every_key_and_index(engine, tmp_path):
+    def schema():
+        return (rows(engine, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                             "WHERE conrelid = 'ratings'::regclass ORDER BY 1"),
+                rows(engine, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ratings' ORDER BY 1"))
+
+    before = schema()
+    assert len(before[0]) == 3 and len(before[1]) == 3  # PK + 2 FKs; PK index + 2 secondary
+    ingest_directory(engine, write_ml100k(tmp_path / "d"), progress=False)
+    assert schema() == before
+    with engine.connect() as conn:  # the restored foreign key is enforced
+        with pytest.raises(Exception, match="foreign key"):
+            conn.execute(text("INSERT INTO ratings VALUES (1, 999, 3, now())"))
