@@ -114,3 +114,58 @@ def train_final(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
 
 def summary_rows(outcome: EvaluationOutcome) -> list[dict[str, Any]]:
     return [{"protocol": p, "model": m, **f} for p, ms in outcome.report.results.items() for m, f in ms.items()]
+
+
+@dataclass
+class TrainingRunOutcome:
+    evaluation: EvaluationOutcome
+    result: TrainingResult
+    run_id: str
+    version: int
+    decision: Any  # pipeline.registry.PromotionDecision
+    report_path: Any = None
+
+
+def published_metrics(outcome: EvaluationOutcome) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """(what will be published: the blend's figures per protocol, every other model's as baselines)."""
+    results = outcome.report.results
+    published = {p: dict(models["blend"]) for p, models in results.items() if "blend" in models}
+    for p, models in results.items():  # the network alone, reported beside what is published
+        if "hybrid" in models:
+            published.setdefault(p, {}).update({f"network_{k}": v for k, v in models["hybrid"].items()})
+    baselines: dict[str, dict[str, Any]] = {}
+    for p, models in results.items():
+        for name, figures in models.items():
+            if name not in ("blend", "hybrid"):
+                baselines.setdefault(name, {})[p] = figures
+    return published, baselines
+
+
+def train_and_register(settings: Any, engine: Any, *, as_of: Any = None, cfg: HybridConfig | None = None,
+                       device: str = "auto", progress: bool = True) -> TrainingRunOutcome:
+    """Load data as of the cut-off, evaluate beside the baselines, train the final model, log it to MLflow,
+    register it and let the promotion gate decide on the primary ranking metric."""
+    import json
+    import time
+
+    from pipeline.features import load_training_data
+    from pipeline.registry import log_training_run, promote_if_better
+
+    cfg = cfg or HybridConfig()
+    data = load_training_data(engine, as_of, device="cpu", progress=progress)
+    outcome = evaluate_all(data, cfg, device=device, cold_start=False, progress=progress)  # cold start: evaluate
+    result = train_final(data, cfg, device=device, progress=progress)
+    result.model.meta["blend"] = {"partner": "ease", "weight": outcome.blend_weight}
+    published, baselines = published_metrics(outcome)
+    reports = settings.home / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    report_path = reports / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    report_path.write_text(json.dumps({**outcome.report.to_dict(), "blend_weight": outcome.blend_weight,
+                                       "blend_validation": outcome.blend_validation,
+                                       "cold_start": outcome.cold_start}, indent=1))
+    run = log_training_run(settings, result.model, result, published, baselines, dataset=data.dataset,
+                           data_cutoff=as_of, artifacts={"evaluation.json": report_path})
+    decision = promote_if_better(settings, engine, run, dataset=data.dataset, data_cutoff=as_of,
+                                 protocol=PRIMARY_PROTOCOL, primary_metric=PRIMARY_METRIC, metrics=published,
+                                 params=cfg.to_dict())
+    return TrainingRunOutcome(outcome, result, run.run_id, run.registered_version, decision, report_path)

@@ -143,3 +143,17 @@ def ml100k_data(ml100k_db: str):
     data = load_training_data(eng, progress=False)
     eng.dispose()
     return data
+
+
+@pytest.fixture
+def ml100k_copy_url(server_url: str, ml100k_db: str) -> Iterator[str]:
+    """A private copy of the real ML-100K database, for tests that write (train, publish)."""
+    name = f"movierec_test_{os.getpid()}_{next(_counter)}"
+    source = make_url(sqlalchemy_url(ml100k_db)).database
+    admin = _admin(server_url)
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    yield _with_database(server_url, name)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
