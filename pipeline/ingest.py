@@ -364,7 +364,11 @@ def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> t
         ON CONFLICT (user_id, movie_id) DO UPDATE SET rating = EXCLUDED.rating, rated_at = EXCLUDED.rated_at
         WHERE EXCLUDED.rated_at >= ratings.rated_at
           AND (ratings.rating, ratings.rated_at) IS DISTINCT FROM (EXCLUDED.rating, EXCLUDED.rated_at)"""
-    valid = f"SELECT * FROM ({checked}) c WHERE reason IS NULL"
+    # Rows that would change nothing (same rating and time, or older than the stored one) are left out
+    # before the upsert: ON CONFLICT locks and rewrites every matching row even when its WHERE says no.
+    valid = f"""SELECT * FROM ({checked}) c WHERE reason IS NULL AND NOT EXISTS (
+        SELECT 1 FROM ratings r WHERE r.user_id = c.user_id AND r.movie_id = c.movie_id
+          AND (r.rated_at > to_timestamp(c.ts) OR (r.rated_at = to_timestamp(c.ts) AND r.rating = c.rating)))"""
     try:
         with conn.begin_nested():  # a file rarely rates the same movie twice: try without de-duplicating
             inserted, updated = _upsert_counts(conn, upsert.format(source=valid), checks)
