@@ -378,9 +378,10 @@ def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> t
             raise
     latest = (f"SELECT DISTINCT ON (user_id, movie_id) * FROM ({valid}) d "
               "ORDER BY user_id, movie_id, ts DESC, line_no DESC")
-    inserted, updated = _upsert_counts(conn, upsert.format(source=latest), checks)
+    # counted before the upsert: afterwards the anti-join hides every line that matches what was stored
     superseded = conn.execute(text(f"SELECT (SELECT count(*) FROM ({valid}) a) - (SELECT count(*) FROM ({latest}) b)"),
                               checks).scalar_one()
+    inserted, updated = _upsert_counts(conn, upsert.format(source=latest), checks)
     return inserted, updated, int(superseded)
 
 
