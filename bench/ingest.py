@@ -23,7 +23,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -951,15 +950,9 @@ def run(args: argparse.Namespace) -> int:
 def _machine() -> dict[str, Any]:
     import sqlalchemy
 
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    return {"cpu_count": os.cpu_count(), "cpu_count_physical": psutil.cpu_count(logical=False), "cpu_model": cpu,
-            "ram_gib": round(psutil.virtual_memory().total / 2**30, 1), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "sqlalchemy": sqlalchemy.__version__,
+    from bench.machine import machine_info
+
+    return {**machine_info(), "numpy": np.__version__, "sqlalchemy": sqlalchemy.__version__,
             "psutil": psutil.__version__}
 
 

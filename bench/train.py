@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -211,20 +210,10 @@ def _bare_step(net: Any, opt: Any, pb: _Prebuilt, cfg: Any, gen: Any, autocast: 
 
 
 def _real_step(net: Any, opt: Any, b: Any, idx: Any, cfg: Any, gen: Any, autocast: Any) -> Any:
-    """One step of ``_train``'s loop as written there, on ``_Batches`` and an index (for the profiler only)."""
-    import torch
+    """One step of ``_train``'s loop, on ``_Batches`` and an index (for the profiler only)."""
+    from pipeline.train import train_step
 
-    from pipeline.train import _step_loss
-
-    with autocast:
-        mse, ce, _ = _step_loss(net, b, idx, cfg, gen, train=True)
-        reg = cfg.embedding_l2 * (net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
-                                  + net.item_emb(b.items[idx]).pow(2).sum(-1).mean())
-        loss = mse + cfg.ranking_weight * ce + reg
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return torch.stack([loss.detach(), mse.detach(), ce.detach()]) * len(idx)
+    return train_step(net, opt, b, idx, cfg, gen, autocast)
 
 
 def _bare_epoch(net: Any, opt: Any, batches: list[_Prebuilt], cfg: Any, gen: Any, autocast: Any, n: int,
@@ -453,26 +442,12 @@ def _machine(device: str) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    out: dict[str, Any] = {"cpu_count": os.cpu_count(), "cpu_model": cpu,
-                           "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                           "platform": platform.platform(), "python": platform.python_version(),
-                           "numpy": np.__version__, "torch": torch.__version__,
+    from bench.machine import machine_info
+
+    out: dict[str, Any] = {**machine_info(), "numpy": np.__version__, "torch": torch.__version__,
                            "torch_threads": torch.get_num_threads(),
                            "torch_interop_threads": torch.get_num_interop_threads(),
                            "device": device, "cuda_available": torch.cuda.is_available()}
-    try:
-        import psutil
-
-        out["cpu_count_physical"] = psutil.cpu_count(logical=False)
-        out["ram_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
     if device == "cuda":
         out["gpu"] = torch.cuda.get_device_name()
         out["cuda"] = torch.version.cuda

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -96,10 +97,10 @@ def db_url() -> None:
 
 @app.command()
 def ingest(
-    dataset: Annotated[Optional[str], typer.Option(help="named dataset: ml-100k, ml-1m, ml-latest-small, "
+    dataset: Annotated[str | None, typer.Option(help="named dataset: ml-100k, ml-1m, ml-latest-small, "
                                                         "ml-25m, ml-32m")] = None,
-    source: Annotated[Optional[Path], typer.Option(help="a directory in a GroupLens (or RecBole) layout")] = None,
-    imdb: Annotated[Optional[Path], typer.Option(help="directory with IMDb TSV dumps to enrich from")] = None,
+    source: Annotated[Path | None, typer.Option(help="a directory in a GroupLens (or RecBole) layout")] = None,
+    imdb: Annotated[Path | None, typer.Option(help="directory with IMDb TSV dumps to enrich from")] = None,
 ) -> None:
     """Load a MovieLens dataset (and optionally IMDb) into the database, then summarise it."""
     from database.engine import get_engine
@@ -124,8 +125,8 @@ def ingest(
     _print_summary(engine)
 
 
-def _parse_as_of(value: Optional[str]):  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+def _parse_as_of(value: str | None):  # type: ignore[no-untyped-def]
+    from datetime import datetime
 
     if value is None:
         return None
@@ -133,21 +134,21 @@ def _parse_as_of(value: Optional[str]):  # type: ignore[no-untyped-def]
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not an ISO date such as 1998-01-01") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-AsOf = Annotated[Optional[str], typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")]
-Epochs = Annotated[Optional[int], typer.Option(min=1, help="maximum epochs (early stopping may end sooner)")]
-Device = Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: MOVIEREC_DEVICE)")]
+AsOf = Annotated[str | None, typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")]
+Epochs = Annotated[int | None, typer.Option(min=1, help="maximum epochs (early stopping may end sooner)")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: MOVIEREC_DEVICE)")]
 
 
-def _config(epochs: Optional[int]):  # type: ignore[no-untyped-def]
+def _config(epochs: int | None):  # type: ignore[no-untyped-def]
     from pipeline.model import HybridConfig
 
     return HybridConfig(epochs=epochs) if epochs else HybridConfig()
 
 
-def _device(device: Optional[str]) -> str:
+def _device(device: str | None) -> str:
     value = device or get_settings().device
     if value not in ("auto", "cpu", "cuda"):
         raise click.BadParameter(f"--device must be auto, cpu or cuda, not {value!r}")
@@ -174,7 +175,7 @@ def train(as_of: AsOf = None, epochs: Epochs = None, device: Device = None) -> N
 
 @app.command()
 def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
-             output: Annotated[Optional[Path], typer.Option(help="write the report as JSON here")] = None) -> None:
+             output: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None) -> None:
     """Both protocols, every baseline and the network on the same splits, plus item cold start."""
     import json
 

@@ -61,7 +61,7 @@ def rank_cold_items(scores: np.ndarray, split: ColdStartSplit, k: int = 10) -> d
             "users": float(len(users)), "cold_items": float(len(split.cold_items))}
 
 
-def content_scores(model: "object", movies: MovieContent, split: ColdStartSplit) -> np.ndarray:
+def content_scores(model: object, movies: MovieContent, split: ColdStartSplit) -> np.ndarray:
     """The trained model's content-only ranking scores of the cold movies for every user."""
     vectors = model.content_vectors(movies.rows(split.cold_items))  # type: ignore[attr-defined]
     return model.rank_index(np.arange(split.train.n_users), vectors)  # type: ignore[attr-defined]

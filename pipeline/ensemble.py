@@ -33,7 +33,7 @@ class RankBlend:
             raise ValueError(f"blend weight must be within [0, 1], got {weight}")
         self.network, self.partner, self.weight = network, partner, weight
 
-    def fit(self, train: Interactions) -> "RankBlend":
+    def fit(self, train: Interactions) -> RankBlend:
         self.network.fit(train)
         self.partner.fit(train)
         return self

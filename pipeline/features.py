@@ -45,7 +45,7 @@ class FeatureVocab:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureVocab":
+    def from_dict(cls, data: dict[str, Any]) -> FeatureVocab:
         return cls(**data)
 
     def person_index(self, role: str) -> dict[str, int]:
@@ -64,7 +64,7 @@ class MovieContent:
     def __len__(self) -> int:
         return len(self.genres)
 
-    def rows(self, index: np.ndarray) -> "MovieContent":
+    def rows(self, index: np.ndarray) -> MovieContent:
         return MovieContent(self.genres[index], self.text[index], {r: p[index] for r, p in self.people.items()},
                             self.numeric[index])
 

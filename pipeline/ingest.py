@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,8 @@ from sqlalchemy import Connection, Engine, text
 from database.bulk import copy_file, copy_rows
 from pipeline.errors import InputError
 from pipeline.layouts import (
-    CreditRecord,
     Layout,
-    MovieRecord,
     Reject,
-    UserRecord,
     detect_layout,
     freebase_ids,
     parse_credits,
@@ -48,7 +45,7 @@ from pipeline.rejects import record_rejects
 
 log = logging.getLogger(__name__)
 
-EARLIEST_RATING = datetime(1990, 1, 1, tzinfo=timezone.utc)  # MovieLens began in 1997; ml-latest has 1995
+EARLIEST_RATING = datetime(1990, 1, 1, tzinfo=UTC)  # MovieLens began in 1997; ml-latest has 1995
 
 
 @dataclass
@@ -73,7 +70,7 @@ class _Timer:
     def __init__(self, timings: dict[str, float]) -> None:
         self.timings = timings
 
-    def __call__(self, stage: str) -> "_Stage":
+    def __call__(self, stage: str) -> _Stage:
         return _Stage(self.timings, stage)
 
 
@@ -209,7 +206,7 @@ def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) ->
 
     conn.execute(text("CREATE TEMP TABLE stage_movies (LIKE movies) ON COMMIT DROP"))
     cols = ("movie_id", "title", "year", "genres", "imdb_id", "tmdb_id", "freebase_id", "source", "updated_at")
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     copy_rows(conn, "stage_movies", cols, ((m.movie_id, m.title, m.year, m.genres, m.imdb_id, m.tmdb_id,
                                             m.freebase_id, dataset, now) for m in movies))
     # Columns the catalogue files don't carry (runtime, overview; ids a layout lacks) are never blanked.
@@ -387,7 +384,7 @@ def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> t
 
 def _check_params(layout: Layout) -> dict[str, Any]:
     scale = layout.ratings.scale
-    latest = datetime.now(timezone.utc) + timedelta(days=1)
+    latest = datetime.now(UTC) + timedelta(days=1)
     return {"low": scale.low, "high": scale.high, "step": scale.step,
             "ts_min": EARLIEST_RATING.timestamp(), "ts_max": latest.timestamp()}
 

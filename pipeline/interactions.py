@@ -19,7 +19,7 @@ class IdMap:
     ids: np.ndarray  # int64, sorted ascending
 
     @classmethod
-    def from_ids(cls, ids: np.ndarray) -> "IdMap":
+    def from_ids(cls, ids: np.ndarray) -> IdMap:
         return cls(np.unique(np.asarray(ids, dtype=np.int64)))
 
     def __len__(self) -> int:
@@ -56,7 +56,7 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.users)
 
-    def subset(self, mask_or_index: np.ndarray) -> "Interactions":
+    def subset(self, mask_or_index: np.ndarray) -> Interactions:
         """The same universe of users and items, fewer ratings."""
         return Interactions(self.users[mask_or_index], self.items[mask_or_index], self.ratings[mask_or_index],
                             self.timestamps[mask_or_index], self.n_users, self.n_items)

@@ -56,7 +56,7 @@ class HybridConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HybridConfig":
+    def from_dict(cls, data: dict[str, Any]) -> HybridConfig:
         data = dict(data)
         for key in ("mlp", "content_mlp"):
             if key in data:
@@ -234,7 +234,7 @@ class HybridModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path, device: str = "cpu") -> "HybridModel":
+    def load(cls, directory: Path, device: str = "cpu") -> HybridModel:
         directory = Path(directory)
         spec = json.loads((directory / "model.json").read_text())
         arrays = np.load(directory / "catalogue.npz")

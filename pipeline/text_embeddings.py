@@ -26,7 +26,7 @@ DIM = 384
 
 
 @lru_cache(maxsize=2)
-def load_encoder(device: str = "cpu") -> "SentenceTransformer":
+def load_encoder(device: str = "cpu") -> SentenceTransformer:
     """The packaged MiniLM model, hub access disabled (importing sentence-transformers takes seconds)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -106,6 +106,20 @@ def _step_loss(net: Any, b: _Batches, idx: torch.Tensor, cfg: HybridConfig, gen:
     return mse, ce, pred
 
 
+def train_step(net: Any, opt: torch.optim.Optimizer, b: _Batches, idx: torch.Tensor, cfg: HybridConfig,
+               gen: torch.Generator, autocast: Any) -> torch.Tensor:
+    """One optimiser step on the rows ``idx``; returns (loss, mse, ranking CE) summed over those rows."""
+    with autocast:
+        mse, ce, _ = _step_loss(net, b, idx, cfg, gen, train=True)
+        reg = cfg.embedding_l2 * (net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
+                                  + net.item_emb(b.items[idx]).pow(2).sum(-1).mean())
+        loss = mse + cfg.ranking_weight * ce + reg
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([loss.detach(), mse.detach(), ce.detach()]) * len(idx)
+
+
 def train_hybrid(data: TrainingData, train: Interactions | None = None, cfg: HybridConfig | None = None, *,
                  device: str = "auto", progress: bool = True,
                  on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainingResult:
@@ -154,16 +168,7 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
         perm = torch.randperm(n, device=device, generator=gen)
         sums = torch.zeros(3, device=device)
         for s in range(0, n, cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
-            with autocast:
-                mse, ce, _ = _step_loss(net, b, idx, cfg, gen, train=True)
-                reg = cfg.embedding_l2 * (net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
-                                          + net.item_emb(b.items[idx]).pow(2).sum(-1).mean())
-                loss = mse + cfg.ranking_weight * ce + reg
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += torch.stack([loss.detach(), mse.detach(), ce.detach()]) * len(idx)
+            sums += train_step(net, opt, b, perm[s:s + cfg.batch_size], cfg, gen, autocast)
         record = dict(zip(("loss", "mse", "ranking_ce"), (sums / n).tolist()))
         record["epoch"] = epoch
         record["seconds"] = time.perf_counter() - t0
@@ -187,7 +192,7 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
     else:
         best_epoch = len(history)
     meta = {"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None,
-            "trained_at": datetime.now(timezone.utc).isoformat(), "best_epoch": best_epoch,
+            "trained_at": datetime.now(UTC).isoformat(), "best_epoch": best_epoch,
             "rating_range": [float(train.ratings.min()), float(train.ratings.max())], "n_train": len(train)}
     model = HybridModel(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users, meta, device)
     return TrainingResult(model, history, best_epoch, seconds, n * len(history) / max(seconds, 1e-9))
@@ -223,7 +228,7 @@ class HybridEstimator:
             raise RuntimeError("hybrid is not fitted; call fit(train) first")
         return self.result.model
 
-    def fit(self, train: Interactions) -> "HybridEstimator":
+    def fit(self, train: Interactions) -> HybridEstimator:
         self.result = train_hybrid(self.data, train, self.config, device=self.device, progress=self.progress)
         return self
 

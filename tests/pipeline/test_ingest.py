@@ -92,7 +92,7 @@ def test_bad_rating_lines_are_kept_with_reasons_and_good_ones_land(engine, tmp_p
         f"1\t99\t4\t{T0}",         # 4 unknown movie
         "2\t3\t4",                 # 5 short line
         f"9\t3\t4\t{T0}",          # 6 unknown user (ml-100k has a users file)
-        f"2\t3\t4\t12",            # 7 timestamp in 1970
+        "2\t3\t4\t12",            # 7 timestamp in 1970
         f"2\t3\t4.5\t{T0}",        # 8 half star on a whole-star scale
         f"3\t4\t2\t{T0}",          # 9 good
     ])
