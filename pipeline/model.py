@@ -37,6 +37,7 @@ class HybridConfig:
     content_mlp: tuple[int, ...] = (128, 64)
     dropout: float = 0.2
     id_dropout: float = 0.25            # share of training rows whose movie id embedding is hidden
+    history: bool = True                # add |N(u)|^-1/2 * sum of embeddings of the movies u rated (SVD++)
     min_person_count: int = 2
     # training
     epochs: int = 40
@@ -94,6 +95,32 @@ class ContentEncoder(nn.Module):
         return self.out(h), self.bias(h)
 
 
+class UserHistory:
+    """The movies each user rated in train, as CSR tensors, pooled SVD++-style: |N(u)|^-1/2 * sum y_j."""
+
+    def __init__(self, indptr: torch.Tensor, indices: torch.Tensor) -> None:
+        self.indptr, self.indices = indptr, indices
+
+    @classmethod
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, device: str) -> "UserHistory":
+        order = np.lexsort((items, users))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=n_users))])
+        return cls(torch.as_tensor(indptr, device=device), torch.as_tensor(items[order], device=device))
+
+    def pooled(self, emb: nn.Embedding, users: torch.Tensor, leave_out: torch.Tensor | None) -> torch.Tensor:
+        starts = self.indptr[users]
+        counts = self.indptr[users + 1] - starts
+        offsets = torch.cumsum(counts, 0) - counts
+        total = int(counts.sum())
+        flat = torch.arange(total, device=users.device) - torch.repeat_interleave(offsets - starts, counts)
+        summed = nn.functional.embedding_bag(self.indices[flat], emb.weight, offsets, mode="sum")
+        n = counts.to(summed.dtype)
+        if leave_out is not None:
+            summed = summed - emb(leave_out)
+            n = n - 1
+        return summed * n.clamp(min=1.0).rsqrt().unsqueeze(-1)
+
+
 class HybridRecommender(nn.Module):
     def __init__(self, n_users: int, n_items: int, user_dim: int, n_genres: int, text_dim: int,
                  n_persons: dict[str, int], cfg: HybridConfig, global_mean: float = 3.5) -> None:
@@ -109,6 +136,9 @@ class HybridRecommender(nn.Module):
         for emb in (self.user_bias, self.item_bias):
             nn.init.zeros_(emb.weight)
         self.user_features = nn.Linear(user_dim, d, bias=False) if user_dim else None
+        self.history_emb = nn.Embedding(n_items, d) if cfg.history else None
+        if self.history_emb is not None:
+            nn.init.normal_(self.history_emb.weight, std=0.01)
         self.content = ContentEncoder(n_genres, text_dim, n_persons, cfg)
         self.rating_mlp = _mlp([3 * d, *cfg.mlp], cfg.dropout)
         self.rating_out = nn.Linear(cfg.mlp[-1], 1)
@@ -116,10 +146,15 @@ class HybridRecommender(nn.Module):
         self.register_buffer("global_mean", torch.tensor(float(global_mean)))
 
     # -- representations ---------------------------------------------------------------------------
-    def user_vectors(self, users: torch.Tensor, user_x: torch.Tensor | None) -> torch.Tensor:
+    def user_vectors(self, users: torch.Tensor, user_x: torch.Tensor | None,
+                     history: "UserHistory | None" = None, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        """User vectors; ``leave_out`` (one movie per row) is taken out of that row's history bag, so a
+        training pair never sees its own movie in the user's history."""
         u = self.user_emb(users)
         if self.user_features is not None and user_x is not None:
             u = u + self.user_features(user_x)
+        if self.history_emb is not None and history is not None:
+            u = u + history.pooled(self.history_emb, users, leave_out)
         return u
 
     def item_vectors(self, items: torch.Tensor | None, content: tuple[torch.Tensor, torch.Tensor],
@@ -161,10 +196,13 @@ class HybridModel:
     users: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    history_pairs: tuple[np.ndarray, np.ndarray] | None = None  # (users, items) the model saw rated
 
     def __post_init__(self) -> None:
         self.net.to(self.device).eval()
         self._content_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._history = (UserHistory.from_pairs(*self.history_pairs, len(self.user_map), self.device)
+                         if self.history_pairs is not None else None)
 
     # tensors
     def _content_tensors(self, movies: MovieContent) -> tuple[torch.Tensor, ...]:
@@ -190,7 +228,7 @@ class HybridModel:
     def _users(self, user_idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         users = torch.as_tensor(user_idx, device=self.device)
         x = torch.as_tensor(self.users[user_idx], device=self.device) if self.users.shape[1] else None
-        return users, self.net.user_vectors(users, x)
+        return users, self.net.user_vectors(users, x, self._history)
 
     # scoring by dense index (the evaluation protocol uses these)
     @torch.no_grad()
@@ -227,7 +265,9 @@ class HybridModel:
         torch.save(self.net.state_dict(), directory / "network.pt")
         np.savez_compressed(directory / "catalogue.npz", user_ids=self.user_map.ids, item_ids=self.item_map.ids,
                             users=self.users, genres=self.movies.genres, text=self.movies.text,
-                            numeric=self.movies.numeric, **{f"people_{r}": p for r, p in self.movies.people.items()})
+                            numeric=self.movies.numeric, **{f"people_{r}": p for r, p in self.movies.people.items()},
+                            **({"history_users": self.history_pairs[0], "history_items": self.history_pairs[1]}
+                               if self.history_pairs is not None else {}))
         (directory / "model.json").write_text(json.dumps({
             "config": self.config.to_dict(), "vocab": self.vocab.to_dict(), "meta": self.meta,
             "global_mean": float(self.net.global_mean)}, indent=1, default=str))
@@ -244,8 +284,9 @@ class HybridModel:
                               arrays["numeric"])
         net = build_network(len(arrays["user_ids"]), movies, arrays["users"].shape[1], vocab, cfg, spec["global_mean"])
         net.load_state_dict(torch.load(directory / "network.pt", map_location=device, weights_only=True))
+        history = ((arrays["history_users"], arrays["history_items"]) if "history_users" in arrays.files else None)
         return cls(net, cfg, IdMap(arrays["user_ids"]), IdMap(arrays["item_ids"]), vocab, movies, arrays["users"],
-                   spec.get("meta", {}), device)
+                   spec.get("meta", {}), device, history)
 
 
 def build_network(n_users: int, movies: MovieContent, user_dim: int, vocab: FeatureVocab, cfg: HybridConfig,

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
-from pipeline.model import HybridConfig, HybridModel, build_network
+from pipeline.model import HybridConfig, HybridModel, UserHistory, build_network
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class _Batches:
         self.people = {r: torch.as_tensor(p, device=dev) for r, p in m.people.items()}
         self.numeric = torch.as_tensor(m.numeric, device=dev)
         self.user_x = torch.as_tensor(data.users, device=dev) if data.users.shape[1] else None
+        self.history: UserHistory | None = None  # set by the caller: the fit rows' history, for every batch set
         self.n_items = train.n_items
         self.negatives = cfg.negatives
         self.all_items = torch.arange(self.n_items, device=dev)
@@ -98,7 +99,9 @@ def _step_loss(net: Any, b: _Batches, idx: torch.Tensor, cfg: HybridConfig, gen:
     if train and cfg.id_dropout > 0:  # hide some movies' id embeddings so content learns to stand alone
         keep = (torch.rand(len(cand), 1, device=b.device, generator=gen) >= cfg.id_dropout).to(content[0].dtype)
     vec, bias = net.item_vectors(cand, content, keep)
-    u = net.user_vectors(users, b.user_x[users] if b.user_x is not None else None)
+    # a training pair's own movie is in its user's history: leave it out, or the history gives it away
+    u = net.user_vectors(users, b.user_x[users] if b.user_x is not None else None, b.history,
+                         items if train else None)
     pred = net.rating(users, u, vec[pos], bias[pos])
     mse = F.mse_loss(pred.float(), ratings)
     logits = net.ranking(u, vec, bias).float() / cfg.temperature
@@ -149,6 +152,10 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
     fit_rows, val_rows = train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
     b = _Batches(data, fit_rows, cfg, device)
     vb = _Batches(data, val_rows, cfg, device) if n_val else None
+    history = UserHistory.from_pairs(fit_rows.users, fit_rows.items, train.n_users, device)
+    for batches in (b, vb):
+        if batches is not None:
+            batches.history = history
     net = build_network(train.n_users, data.movies, data.users.shape[1], data.vocab, cfg,
                         float(fit_rows.ratings.mean())).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -194,7 +201,8 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
     meta = {"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None,
             "trained_at": datetime.now(UTC).isoformat(), "best_epoch": best_epoch,
             "rating_range": [float(train.ratings.min()), float(train.ratings.max())], "n_train": len(train)}
-    model = HybridModel(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users, meta, device)
+    model = HybridModel(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users, meta, device,
+                        (fit_rows.users, fit_rows.items) if cfg.history else None)
     return TrainingResult(model, history, best_epoch, seconds, n * len(history) / max(seconds, 1e-9))
 
 
