@@ -40,16 +40,16 @@ class HybridConfig:
     history: bool = True                # add |N(u)|^-1/2 * sum of embeddings of the movies u rated (SVD++)
     min_person_count: int = 2
     # training
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 2048
-    learning_rate: float = 2e-3
+    learning_rate: float = 7e-4
     weight_decay: float = 1e-5
-    embedding_l2: float = 0.02          # per rating, on the embeddings a batch touches (as ALS weighs it)
+    embedding_l2: float = 0.05          # per rating, on the embeddings a batch touches (as ALS weighs it)
     ranking_weight: float = 1.0         # loss = MSE(rating) + ranking_weight * sampled softmax CE
     negatives: int = 2048               # sampled unrated movies per batch (all movies when fewer)
     temperature: float = 0.5
     recency_half_life_days: float | None = 60.0  # weight of a positive in the ranking loss halves per this age
-    patience: int = 4
+    patience: int = 5
     validation_fraction: float = 0.05
     seed: int = 42
 
