@@ -120,8 +120,10 @@ class _Prebuilt:
     """One batch, every tensor already on the device, in the shape ``_step_loss`` reads from ``_Batches``."""
 
     def __init__(self, users: Any, items: Any, ratings: Any, weights: Any, cand: Any, pos: Any, content: tuple,
-                 user_x: Any, device: str) -> None:
+                 user_x: Any, device: str, history: Any = None) -> None:
         self.u, self.i = users, items
+        # The user-history bags are pooled inside the network (user_vectors), so both loops share them.
+        self.history = history
         self.users, self.items, self.ratings, self.weights = _Given(users), _Given(items), _Given(ratings), _Given(weights)
         self._cand, self._pos, self._content = cand, pos, content
         self.user_x = _Given(user_x) if user_x is not None else None
@@ -165,7 +167,7 @@ def _prebuild(b: Any, n: int, cfg: Any, device: str, seed: int) -> list[_Prebuil
         out.append(_Prebuilt(users.clone(), items.clone(), ratings.clone(), weights.clone(), cand.clone(),
                              pos.clone(), (genres.clone(), text.clone(), {r: p.clone() for r, p in people.items()},
                                            numeric.clone()),
-                             user_x.clone() if user_x is not None else None, device))
+                             user_x.clone() if user_x is not None else None, device, b.history))
     if device == "cuda":
         torch.cuda.synchronize()
     return out
@@ -537,7 +539,7 @@ def _check_equivalence(data: Any, cfg: Any, device: str) -> dict[str, Any]:
     g2 = torch.Generator(device=device).manual_seed(7)
     with torch.no_grad(), _autocast(device):
         users, items, ratings, weights, cand, pos, content, user_x = _slice_batch(b, idx, g1)
-        pb = _Prebuilt(users, items, ratings, weights, cand, pos, content, user_x, device)
+        pb = _Prebuilt(users, items, ratings, weights, cand, pos, content, user_x, device, b.history)
         a = _step_loss(net, b, idx, cfg, g2, train=False)
         p = _step_loss(net, pb, None, cfg, g2, train=False)
     same = all(torch.equal(x, y) for x, y in zip(a, p))

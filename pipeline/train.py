@@ -55,7 +55,9 @@ class TrainingResult:
 class _Batches:
     """The training tensors on the device, and the per-batch candidate set for the ranking softmax."""
 
-    def __init__(self, data: TrainingData, train: Interactions, cfg: HybridConfig, device: str) -> None:
+    def __init__(self, data: TrainingData, train: Interactions, cfg: HybridConfig, device: str,
+                 history: UserHistory | None = None) -> None:
+        """``history``: the users' rated movies to pool; default (with ``cfg.history``) these rows' own."""
         dev = self.device = device
         self.users = torch.as_tensor(train.users, device=dev)
         self.items = torch.as_tensor(train.items, device=dev)
@@ -73,7 +75,9 @@ class _Batches:
         self.people = {r: torch.as_tensor(p, device=dev) for r, p in m.people.items()}
         self.numeric = torch.as_tensor(m.numeric, device=dev)
         self.user_x = torch.as_tensor(data.users, device=dev) if data.users.shape[1] else None
-        self.history: UserHistory | None = None  # set by the caller: the fit rows' history, for every batch set
+        if history is None and cfg.history:
+            history = UserHistory.from_pairs(train.users, train.items, train.n_users, dev)
+        self.history = history
         self.n_items = train.n_items
         self.negatives = cfg.negatives
         self.all_items = torch.arange(self.n_items, device=dev)
@@ -151,11 +155,7 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
     n_val = int(len(train) * cfg.validation_fraction) if cfg.patience else 0
     fit_rows, val_rows = train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
     b = _Batches(data, fit_rows, cfg, device)
-    vb = _Batches(data, val_rows, cfg, device) if n_val else None
-    history = UserHistory.from_pairs(fit_rows.users, fit_rows.items, train.n_users, device)
-    for batches in (b, vb):
-        if batches is not None:
-            batches.history = history
+    vb = _Batches(data, val_rows, cfg, device, history=b.history) if n_val else None  # what the model will know
     net = build_network(train.n_users, data.movies, data.users.shape[1], data.vocab, cfg,
                         float(fit_rows.ratings.mean())).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
