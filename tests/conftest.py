@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -71,17 +72,26 @@ def template_db(server_url: str) -> Iterator[str]:
     admin.close()
 
 
-@pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """URL of a fresh, migrated, empty database for this test only."""
+@contextmanager
+def _copy_of(server_url: str, template: str) -> Iterator[str]:
+    """A new database cloned from ``template`` (its URL), dropped afterwards."""
     name = f"movierec_test_{os.getpid()}_{next(_counter)}"
     admin = _admin(server_url)
     with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _with_database(server_url, name)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated, empty database for this test only."""
+    with _copy_of(server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture
@@ -148,12 +158,5 @@ def ml100k_data(ml100k_db: str):
 @pytest.fixture
 def ml100k_copy_url(server_url: str, ml100k_db: str) -> Iterator[str]:
     """A private copy of the real ML-100K database, for tests that write (train, publish)."""
-    name = f"movierec_test_{os.getpid()}_{next(_counter)}"
-    source = make_url(sqlalchemy_url(ml100k_db)).database
-    admin = _admin(server_url)
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    yield _with_database(server_url, name)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with _copy_of(server_url, make_url(sqlalchemy_url(ml100k_db)).database) as url:
+        yield url
