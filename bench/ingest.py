@@ -383,7 +383,8 @@ class Peaks:
     samples: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        mib = lambda b: round(b / 2**20, 1)
+        def mib(b):
+            return round(b / 2**20, 1)
         return {"bench_mib": mib(self.bench), "bench_at_start_mib": mib(self.bench_start),
                 "server_max_process_mib": mib(self.server_proc), "server_max_process": self.server_proc_title,
                 "server_sum_mib": mib(self.server_sum), "samples": self.samples}
@@ -1006,7 +1007,8 @@ def _print(r: dict[str, Any]) -> None:
         print(f"{x['label']:<42}{x['rows']:>12,}{x['seconds']:>10.2f}{x['rows_per_s']:>11,}{x['wal_mib']:>6.0f} MiB"
               f"{p['bench_mib']:>7.0f} MiB  {p['server_max_process_mib']:.0f} / {p['server_sum_mib']:.0f} MiB")
     ra, t = r["ratios"], r["targets_met"]
-    ok = lambda b: "met" if b else "MISSED"
+    def ok(b):
+        return "met" if b else "MISSED"
     print(f"\nrate(a)/rate(b) = {ra['rate_a_over_rate_b']:.3f}   (target >= 0.7: {ok(t['rate_a_over_rate_b >= 0.7'])})")
     print(f"time(c)/time(a) = {ra['time_c_over_time_a']:.3f}   (target well under 1)")
     print(f"time(d)/time(a) = {ra['time_d_over_time_a']:.3f}   (target well under 1)")

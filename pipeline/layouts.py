@@ -125,7 +125,8 @@ def detect_layout(directory: Path) -> Layout:
 
 
 def _detect_in(d: Path) -> Layout | None:
-    has = lambda name: (d / name).is_file()
+    def has(name):
+        return (d / name).is_file()
     if has("u.data") or has("u.item"):
         _require(d, "u.data", "u.item")
         return Layout("ml-100k", d, RatingsFile(d / "u.data", "\t", False, FIVE_STARS), d / "u.item",

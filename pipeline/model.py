@@ -102,7 +102,7 @@ class UserHistory:
         self.indptr, self.indices = indptr, indices
 
     @classmethod
-    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, device: str) -> "UserHistory":
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, device: str) -> UserHistory:
         order = np.lexsort((items, users))
         indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=n_users))])
         return cls(torch.as_tensor(indptr, device=device), torch.as_tensor(items[order], device=device))
@@ -147,7 +147,7 @@ class HybridRecommender(nn.Module):
 
     # -- representations ---------------------------------------------------------------------------
     def user_vectors(self, users: torch.Tensor, user_x: torch.Tensor | None,
-                     history: "UserHistory | None" = None, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+                     history: UserHistory | None = None, leave_out: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors; ``leave_out`` (one movie per row) is taken out of that row's history bag, so a
         training pair never sees its own movie in the user's history."""
         u = self.user_emb(users)
