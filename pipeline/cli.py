@@ -196,8 +196,8 @@ def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
 
 
 def _print_extras(outcome) -> None:  # type: ignore[no-untyped-def]
-    out.print(f"published ranking = blend of the network and EASE, network weight {outcome.blend_weight:.1f} "
-              "(chosen on a validation split of the train data)")
+    out.print(f"published = blend: ranking network x {outcome.blend_weight:.1f} + EASE, ratings network x "
+              f"{outcome.rating_weight:.1f} + biased MF (weights chosen on validation splits of the train data)")
     for name, figures in outcome.cold_start.items():
         out.print(f"cold start, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 

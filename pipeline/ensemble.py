@@ -14,7 +14,8 @@ import numpy as np
 from pipeline.baselines import Recommender
 from pipeline.evaluate import evaluate_model
 from pipeline.interactions import Interactions
-from pipeline.splits import temporal_split
+from pipeline.metrics import rmse
+from pipeline.splits import random_split, temporal_split
 
 
 def _standardise(scores: np.ndarray) -> np.ndarray:
@@ -24,22 +25,32 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
 
 
 class RankBlend:
-    """``weight`` x network + (1 - ``weight``) x partner, per-user standardised; ratings from the network."""
+    """Ranking: ``weight`` x network + (1 - ``weight``) x partner, per-user standardised.
+    Ratings: ``rating_weight`` x network + (1 - ``rating_weight``) x ``rating_partner`` (network alone without one).
+    """
 
     name = "blend"
 
-    def __init__(self, network: Recommender, partner: Recommender, weight: float) -> None:
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"blend weight must be within [0, 1], got {weight}")
+    def __init__(self, network: Recommender, partner: Recommender, weight: float,
+                 rating_partner: Recommender | None = None, rating_weight: float = 1.0) -> None:
+        for w in (weight, rating_weight):
+            if not 0.0 <= w <= 1.0:
+                raise ValueError(f"blend weights must be within [0, 1], got {w}")
         self.network, self.partner, self.weight = network, partner, weight
+        self.rating_partner, self.rating_weight = rating_partner, rating_weight
 
     def fit(self, train: Interactions) -> RankBlend:
-        self.network.fit(train)
-        self.partner.fit(train)
+        for member in (self.network, self.partner, self.rating_partner):
+            if member is not None:
+                member.fit(train)
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.network.predict(users, items)
+        ratings = np.asarray(self.network.predict(users, items), np.float64)
+        if self.rating_partner is not None and self.rating_weight < 1:
+            other = np.asarray(self.rating_partner.predict(users, items), np.float64)
+            ratings = self.rating_weight * ratings + (1 - self.rating_weight) * other
+        return ratings.astype(np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         mixed = np.zeros((len(users), 0))
@@ -65,4 +76,16 @@ def choose_blend_weight(make_network: Callable[[], Recommender], make_partner: C
         blend = RankBlend(network, partner, float(w))
         figures[round(float(w), 3)] = evaluate_model(blend, inner_train, inner_test, "temporal", k)[f"ndcg@{k}"]
     best = max(figures, key=lambda w: (figures[w], w))  # ties favour the network
+    return best, figures
+
+
+def choose_rating_weight(make_network: Callable[[], Recommender], make_partner: Callable[[], Recommender],
+                         train: Interactions, grid: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+                         validation_fraction: float = 0.1, seed: int = 7) -> tuple[float, dict[float, float]]:
+    """The network's weight in the rating blend with the best RMSE on a random validation split of ``train``."""
+    inner_train, inner_test = random_split(train, validation_fraction, seed=seed)
+    net = make_network().fit(inner_train).predict(inner_test.users, inner_test.items).astype(np.float64)
+    other = make_partner().fit(inner_train).predict(inner_test.users, inner_test.items).astype(np.float64)
+    figures = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
+    best = min(figures, key=lambda w: (figures[w], -w))  # ties favour the network
     return best, figures

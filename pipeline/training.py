@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
-from pipeline.ensemble import RankBlend, choose_blend_weight
+from pipeline.ensemble import RankBlend, choose_blend_weight, choose_rating_weight
 from pipeline.evaluate import EvaluationReport, run_evaluation
 from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
@@ -35,6 +35,7 @@ class EvaluationOutcome:
     blend_weight: float
     blend_validation: dict[float, float] = field(default_factory=dict)
     cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
+    rating_weight: float = 1.0
 
     def metrics(self) -> dict[str, float]:
         """Flat ``protocol.model.metric`` figures, for MLflow and ``model_versions``."""
@@ -48,6 +49,7 @@ class EvaluationOutcome:
             for name, value in figures.items():
                 out[f"cold_start.{model}.{name}"] = float(value)
         out["blend.weight"] = self.blend_weight
+        out["blend.rating_weight"] = self.rating_weight
         return out
 
     @property
@@ -62,7 +64,8 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
     """Every model on the same splits in one run; the network is trained once per split."""
     fitted: dict[str, HybridEstimator] = {}
     ease: dict[str, EASE] = {}
-    weight = {"value": 1.0}
+    mf: dict[str, BiasedMF] = {}
+    weight = {"value": 1.0, "rating": 1.0}
     validation: dict[float, float] = {}
 
     def hybrid(train: Interactions, protocol: str) -> HybridEstimator:
@@ -73,24 +76,30 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
         ease[protocol] = EASE().fit(train)
         return ease[protocol]
 
+    def mf_model(train: Interactions, protocol: str) -> BiasedMF:
+        mf[protocol] = BiasedMF().fit(train)
+        return mf[protocol]
+
     def blend(train: Interactions, protocol: str) -> RankBlend:
-        if protocol == PRIMARY_PROTOCOL:  # the weight is a ranking choice: made where ranking is judged
-            w, figures = choose_blend_weight(lambda: HybridEstimator(data, cfg, device), EASE, train)
-            weight["value"] = w
+        # Each weight is chosen where it is judged, on validation data carved out of that protocol's train.
+        if protocol == PRIMARY_PROTOCOL:
+            weight["value"], figures = choose_blend_weight(lambda: HybridEstimator(data, cfg, device), EASE, train)
             validation.update(figures)
-        return RankBlend(fitted[protocol], ease[protocol], weight["value"])
+        if protocol == "random":
+            weight["rating"], _ = choose_rating_weight(lambda: HybridEstimator(data, cfg, device), BiasedMF, train)
+        return RankBlend(fitted[protocol], ease[protocol], weight["value"], mf[protocol], weight["rating"])
 
     factories = {
         "global_mean": lambda tr, p: GlobalMean().fit(tr),
         "popularity": lambda tr, p: Popularity().fit(tr),
-        "biased_mf": lambda tr, p: BiasedMF().fit(tr),
+        "biased_mf": mf_model,
         "ease": ease_model,
         "hybrid": hybrid,
         "blend": blend,
     }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))  # the blend weight first
     report = run_evaluation(data.interactions, factories, ordered, progress=progress)
-    outcome = EvaluationOutcome(report, weight["value"], validation)
+    outcome = EvaluationOutcome(report, weight["value"], validation, rating_weight=weight["rating"])
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome
@@ -155,7 +164,8 @@ def train_and_register(settings: Any, engine: Any, *, as_of: Any = None, cfg: Hy
     data = load_training_data(engine, as_of, device="cpu", progress=progress)
     outcome = evaluate_all(data, cfg, device=device, cold_start=False, progress=progress)  # cold start: evaluate
     result = train_final(data, cfg, device=device, progress=progress)
-    result.model.meta["blend"] = {"partner": "ease", "weight": outcome.blend_weight}
+    result.model.meta["blend"] = {"partner": "ease", "weight": outcome.blend_weight,
+                                  "rating_partner": "biased_mf", "rating_weight": outcome.rating_weight}
     published, baselines = published_metrics(outcome)
     reports = settings.home / "reports"
     reports.mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,18 @@ def test_genre_popularity_and_cold_ranking_metrics(ml100k_dir):
     oracle[split.test.users[liked], [col[i] for i in split.test.items[liked].tolist()]] = 1.0
     assert rank_cold_items(oracle, split)["ndcg@10"] == 1.0
     assert rank_cold_items(-oracle, split)["ndcg@10"] < 0.5
+
+
+def test_rating_blend_mixes_predictions_and_its_weight_is_chosen_on_validation(ml100k_dir):
+    from pipeline.baselines import BiasedMF, GlobalMean
+    from pipeline.ensemble import choose_rating_weight
+    from pipeline.splits import random_split
+
+    train, test = random_split(load_ml100k_slice(ml100k_dir))
+    mf, mean = BiasedMF().fit(train), GlobalMean().fit(train)
+    users, items = test.users[:50], test.items[:50]
+    half = RankBlend(mf, EASE(), 1.0, rating_partner=mean, rating_weight=0.5).predict(users, items)
+    np.testing.assert_allclose(half, 0.5 * mf.predict(users, items) + 0.5 * mean.predict(users, items), rtol=1e-6)
+    weight, figures = choose_rating_weight(BiasedMF, GlobalMean, train)
+    assert figures[weight] == min(figures.values())
+    assert weight > 0.5  # biased MF predicts ratings far better than the global mean
