@@ -66,23 +66,13 @@ class IngestResult:
         return sum(v for k, v in self.counts.items() if k.endswith("_rejected"))
 
 
-class _Timer:
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-
-    def __call__(self, stage: str) -> _Stage:
-        return _Stage(self.timings, stage)
-
-
-class _Stage:
-    def __init__(self, timings: dict[str, float], name: str) -> None:
-        self.timings, self.name = timings, name
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.name] = round(time.perf_counter() - self.start, 3)
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 3)
 
 
 def ingest_directory(engine: Engine, directory: Path, *, dataset: str | None = None, source: str | None = None,
@@ -97,22 +87,21 @@ def ingest_directory(engine: Engine, directory: Path, *, dataset: str | None = N
         raise InputError(f"no such IMDb directory: {imdb_dir}")
     result = IngestResult(0, dataset or layout.name, layout.name)
     result.ingest_run_id = _open_run(engine, result.dataset, source or str(layout.directory), layout.name)
-    timer = _Timer(result.timings)
     try:
         with engine.begin() as conn:
-            with timer("movies"):
+            with _timed(result.timings, "movies"):
                 result.counts.update(_load_movies(conn, layout, result.ingest_run_id, result.dataset))
-            with timer("users"):
+            with _timed(result.timings, "users"):
                 result.counts.update(_load_users(conn, layout, result.ingest_run_id))
-            with timer("credits"):
+            with _timed(result.timings, "credits"):
                 result.counts.update(_load_credits(conn, layout, result.ingest_run_id))
-            with timer("ratings"):
+            with _timed(result.timings, "ratings"):
                 counts, sha = _load_ratings(conn, layout, result.ingest_run_id, progress)
                 result.counts.update(counts)
             if imdb_dir is not None:
                 from pipeline.imdb import enrich_from_imdb
 
-                with timer("imdb"):
+                with _timed(result.timings, "imdb"):
                     imdb_counts = enrich_from_imdb(conn, Path(imdb_dir), result.ingest_run_id, progress=progress)
                 result.counts.update({f"imdb_{k}": v for k, v in imdb_counts.items()})
             result.files = _describe_files(layout, {layout.ratings.path: sha})

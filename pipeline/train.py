@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.errors import MovierecError
 from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
 from pipeline.model import HybridConfig, HybridModel, UserHistory, build_network
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 def resolve_device(requested: str = "auto") -> str:
     if requested == "cuda" and not torch.cuda.is_available():
-        from pipeline.errors import MovierecError
-
         raise MovierecError("--device cuda was asked for but no CUDA device is available")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine
 
 from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
@@ -21,6 +23,7 @@ from pipeline.evaluate import EvaluationReport, run_evaluation
 from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
 from pipeline.model import HybridConfig
+from pipeline.settings import Settings
 from pipeline.train import HybridEstimator, TrainingResult, train_hybrid
 
 log = logging.getLogger(__name__)
@@ -36,26 +39,6 @@ class EvaluationOutcome:
     blend_validation: dict[float, float] = field(default_factory=dict)
     cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
     rating_weight: float = 1.0
-
-    def metrics(self) -> dict[str, float]:
-        """Flat ``protocol.model.metric`` figures, for MLflow and ``model_versions``."""
-        out = {}
-        for protocol, models in self.report.results.items():
-            for model, figures in models.items():
-                for name, value in figures.items():
-                    if value is not None and not (isinstance(value, float) and np.isnan(value)):
-                        out[f"{protocol}.{model}.{name}"] = float(value)
-        for model, figures in self.cold_start.items():
-            for name, value in figures.items():
-                out[f"cold_start.{model}.{name}"] = float(value)
-        out["blend.weight"] = self.blend_weight
-        out["blend.rating_weight"] = self.rating_weight
-        return out
-
-    @property
-    def published_figure(self) -> float:
-        """The gate's figure: NDCG@10 of what will be published (the blend) under the temporal protocol."""
-        return float(self.report.results[PRIMARY_PROTOCOL]["blend"][PRIMARY_METRIC])
 
 
 def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
@@ -115,16 +98,6 @@ def evaluate_cold_start(data: TrainingData, cfg: HybridConfig, *, device: str = 
             "genre_popularity": rank_cold_items(genre_scores, split)}
 
 
-def train_final(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
-                progress: bool = True) -> TrainingResult:
-    """The model to publish: every rating up to the cut-off."""
-    return train_hybrid(data, None, cfg, device=device, progress=progress)
-
-
-def summary_rows(outcome: EvaluationOutcome) -> list[dict[str, Any]]:
-    return [{"protocol": p, "model": m, **f} for p, ms in outcome.report.results.items() for m, f in ms.items()]
-
-
 @dataclass
 class TrainingRunOutcome:
     evaluation: EvaluationOutcome
@@ -150,7 +123,8 @@ def published_metrics(outcome: EvaluationOutcome) -> tuple[dict[str, dict[str, f
     return published, baselines
 
 
-def train_and_register(settings: Any, engine: Any, *, as_of: Any = None, cfg: HybridConfig | None = None,
+def train_and_register(settings: Settings, engine: Engine, *, as_of: datetime | None = None,
+                       cfg: HybridConfig | None = None,
                        device: str = "auto", progress: bool = True) -> TrainingRunOutcome:
     """Load data as of the cut-off, evaluate beside the baselines, train the final model, log it to MLflow,
     register it and let the promotion gate decide on the primary ranking metric."""
@@ -163,7 +137,7 @@ def train_and_register(settings: Any, engine: Any, *, as_of: Any = None, cfg: Hy
     cfg = cfg or HybridConfig()
     data = load_training_data(engine, as_of, device="cpu", progress=progress)
     outcome = evaluate_all(data, cfg, device=device, cold_start=False, progress=progress)  # cold start: evaluate
-    result = train_final(data, cfg, device=device, progress=progress)
+    result = train_hybrid(data, None, cfg, device=device, progress=progress)  # every rating up to the cut-off
     result.model.meta["blend"] = {"partner": "ease", "weight": outcome.blend_weight,
                                   "rating_partner": "biased_mf", "rating_weight": outcome.rating_weight}
     published, baselines = published_metrics(outcome)
