@@ -152,18 +152,16 @@ def _split(parsed: Iterable[Any]) -> tuple[list[Any], list[Reject]]:
     return good, bad
 
 
-def _first_wins(records: list[Any], key: Callable[[Any], int], rejects: list[Reject],
-                lines: dict[int, tuple[int, str]] | None = None) -> list[Any]:
+def _first_wins(records: list[Any], key: Callable[[Any], int], rejects: list[Reject]) -> list[Any]:
     """Duplicate ids in a catalogue file: keep the first, reject the others (nothing silently merged)."""
-    seen: set[int] = set()
+    seen: dict[int, int] = {}
     out = []
     for rec in records:
         k = key(rec)
         if k in seen:
-            line, raw = (lines or {}).get(id(rec), (None, ""))
-            rejects.append(Reject(line or 0, raw, f"duplicate id {k}"))
+            rejects.append(Reject(rec.line, rec.raw, f"duplicate id {k} (first on line {seen[k]})"))
             continue
-        seen.add(k)
+        seen[k] = rec.line
         out.append(rec)
     return out
 

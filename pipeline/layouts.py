@@ -55,8 +55,16 @@ class Reject:
     reason: str
 
 
+@dataclass(kw_only=True)
+class SourceLine:
+    """Where a parsed record came from, so a later rejection (a duplicate id) can quote it."""
+
+    line: int = field(default=0, compare=False, repr=False)
+    raw: str = field(default="", compare=False, repr=False)
+
+
 @dataclass
-class MovieRecord:
+class MovieRecord(SourceLine):
     movie_id: int
     title: str
     year: int | None
@@ -67,7 +75,7 @@ class MovieRecord:
 
 
 @dataclass
-class UserRecord:
+class UserRecord(SourceLine):
     user_id: int
     gender: str | None
     age: int | None
@@ -214,9 +222,12 @@ Parsed = Iterator["MovieRecord | UserRecord | CreditRecord | Reject"]
 
 def _guard(number: int, text: str, build) -> MovieRecord | UserRecord | Reject:  # type: ignore[no-untyped-def]
     try:
-        return build()
+        record = build()
     except (ValueError, IndexError) as exc:
         return Reject(number, text, str(exc))
+    if isinstance(record, SourceLine):
+        record.line, record.raw = number, text
+    return record
 
 
 def parse_movies(layout: Layout) -> Parsed:

@@ -188,3 +188,13 @@ def test_first_load_restores_every_key_and_index(engine, tmp_path):
     with engine.connect() as conn:  # the restored foreign key is enforced
         with pytest.raises(Exception, match="foreign key"):
             conn.execute(text("INSERT INTO ratings VALUES (1, 999, 3, now())"))
+
+
+def test_duplicate_catalogue_id_is_rejected_with_its_line(engine, tmp_path):
+    d = write_ml_latest(tmp_path / "d")
+    with (d / "movies.csv").open("a") as fh:
+        fh.write("2,Duplicate (1999),Drama\n")
+    result = ingest_directory(engine, d, progress=False)
+    assert rejected(engine, result.ingest_run_id) == [
+        ("movies.csv", 5, "2,Duplicate (1999),Drama", "duplicate id 2 (first on line 3)")]
+    assert rows(engine, "SELECT title FROM movies WHERE movie_id = 2") == [("American President, The",)]
