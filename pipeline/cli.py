@@ -156,14 +156,18 @@ def _device(device: str | None) -> str:
 
 
 @app.command()
-def train(as_of: AsOf = None, epochs: Epochs = None, device: Device = None) -> None:
+def train(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
+          all_protocols: Annotated[bool, typer.Option(
+              "--all-protocols", help="also evaluate the random protocol (RMSE/MAE): two more trainings")] = False,
+          ) -> None:
     """Evaluate beside the baselines, train on all data up to the cut-off, register in MLflow, run the gate."""
     from database.engine import get_engine
-    from pipeline.training import train_and_register
+    from pipeline.training import PRIMARY_PROTOCOL, train_and_register
 
     settings = get_settings()
+    protocols = (PRIMARY_PROTOCOL, "random") if all_protocols else (PRIMARY_PROTOCOL,)
     outcome = train_and_register(settings, get_engine(settings), as_of=_parse_as_of(as_of), cfg=_config(epochs),
-                                 device=_device(device), progress=sys.stderr.isatty())
+                                 device=_device(device), progress=sys.stderr.isatty(), protocols=protocols)
     out.print(outcome.evaluation.report.table())
     _print_extras(outcome.evaluation)
     d = outcome.decision
@@ -190,8 +194,7 @@ def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
     out.print(outcome.report.table())
     _print_extras(outcome)
     if output:
-        output.write_text(json.dumps({**outcome.report.to_dict(), "blend_weight": outcome.blend_weight,
-                                      "cold_start": outcome.cold_start}, indent=1))
+        output.write_text(json.dumps(outcome.to_dict(), indent=1))
         out.print(f"report written to {output}")
 
 

@@ -89,3 +89,26 @@ def choose_rating_weight(make_network: Callable[[], Recommender], make_partner: 
     figures = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
     best = min(figures, key=lambda w: (figures[w], -w))  # ties favour the network
     return best, figures
+
+
+def choose_weights(make_network: Callable[[], Recommender], make_partner: Callable[[], Recommender],
+                   make_rating_partner: Callable[[], Recommender], train: Interactions,
+                   grid: Sequence[float] = tuple(np.linspace(0, 1, 11)), k: int = 10,
+                   ) -> tuple[float, float, dict[str, dict[float, float]]]:
+    """Both blend weights from one temporal validation split of ``train`` and one network fitted on it.
+
+    The ranking weight maximises NDCG@k of the held-out movies; the rating weight minimises the RMSE of
+    the same held-out ratings. One network instead of two halves the cost of a weekly training.
+    Returns (ranking weight, rating weight, {"ndcg@k": figures per weight, "rmse": figures per weight}).
+    """
+    inner_train, inner_test = temporal_split(train)
+    network = make_network().fit(inner_train)
+    partner, rating_partner = make_partner().fit(inner_train), make_rating_partner().fit(inner_train)
+    ndcg = {round(float(w), 3): evaluate_model(RankBlend(network, partner, float(w)), inner_train, inner_test,
+                                               "temporal", k)[f"ndcg@{k}"] for w in grid}
+    net = network.predict(inner_test.users, inner_test.items).astype(np.float64)
+    other = rating_partner.predict(inner_test.users, inner_test.items).astype(np.float64)
+    errors = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
+    weight = max(ndcg, key=lambda w: (ndcg[w], w))            # ties favour the network
+    rating_weight = min(errors, key=lambda w: (errors[w], -w))
+    return weight, rating_weight, {f"ndcg@{k}": ndcg, "rmse": errors}

@@ -5,9 +5,10 @@
   store, artifacts go under ``<home>/mlartifacts/<experiment>``; a tracking server keeps its own.
 * One experiment per dataset (``movierec-<dataset>``), one registered model (``movierec-hybrid``) whose
   alias ``champion`` names the version the API serves.
-* The model is logged as a pyfunc (``HybridPyfunc``) whose only artifact is the directory written by
-  ``HybridModel.save``: ``mlflow.pytorch`` would save a ``torch.export`` graph, not our class with its id
-  maps and catalogue.
+* The model is the published blend (``pipeline.published.PublishedModel``: the network with its EASE and
+  biased-MF partners), logged as a pyfunc (``HybridPyfunc``) whose only artifact is the directory written
+  by ``PublishedModel.save``: ``mlflow.pytorch`` would save a ``torch.export`` graph of the network alone,
+  not what the evaluation scored.
 * ``promote_if_better`` moves ``champion`` only when the new version strictly beats the champion on the
   same protocol and metric, and records every decision both in MLflow (tags) and in ``model_versions``.
 
@@ -50,7 +51,8 @@ from mlflow.types.schema import ColSpec, Schema
 from sqlalchemy import Engine, text
 
 from pipeline.errors import MovierecError
-from pipeline.model import HybridConfig, HybridModel
+from pipeline.model import HybridConfig
+from pipeline.published import PublishedModel
 from pipeline.settings import Settings
 from pipeline.train import TrainingResult, resolve_device
 
@@ -64,7 +66,7 @@ __all__ = [
 
 REGISTERED_MODEL = "movierec-hybrid"
 CHAMPION_ALIAS = "champion"
-MODEL_ARTIFACT = "hybrid"  # key of the HybridModel.save directory among the pyfunc's artifacts
+MODEL_ARTIFACT = "published"  # key of the PublishedModel.save directory among the pyfunc's artifacts
 MODEL_NAME = "model"       # name of the logged model within its run
 # Metrics where a smaller figure is the better one; every other gate metric must grow.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss"})
@@ -220,17 +222,18 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 # --- the pyfunc ---------------------------------------------------------------------------------------------
 
-def predict_ratings(model: HybridModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Predicted ratings of ``frame``'s (user_id, movie_id) rows, as a ``rating`` column (float64).
+def predict_ratings(model: PublishedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Predicted ratings (the blend's) of ``frame``'s (user_id, movie_id) rows, as a ``rating`` column.
 
     A user or movie the model has never seen gets NaN, not a guess: the caller knows better whether
     the global mean, a popularity prior or the content-only path (``predict_content_index``) fits.
     """
+    net = model.network
     missing = {"user_id", "movie_id"} - set(frame.columns)
     if missing:
         raise MovierecError(f"input lacks column(s) {sorted(missing)}; expected user_id, movie_id")
-    users = model.user_map.index(frame["user_id"].to_numpy(np.int64))
-    items = model.item_map.index(frame["movie_id"].to_numpy(np.int64))
+    users = net.user_map.index(frame["user_id"].to_numpy(np.int64))
+    items = net.item_map.index(frame["movie_id"].to_numpy(np.int64))
     known = (users >= 0) & (items >= 0)
     out = np.full(len(frame), np.nan, np.float64)
     if known.any():
@@ -239,20 +242,20 @@ def predict_ratings(model: HybridModel, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class HybridPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc around ``HybridModel``: DataFrame (user_id, movie_id) -> DataFrame (rating).
+    """MLflow pyfunc around ``PublishedModel``: DataFrame (user_id, movie_id) -> DataFrame (rating).
 
     Unknown users or movies get NaN (see ``predict_ratings``). The device comes from the load-time
     ``model_config={"device": ...}`` (default cpu). Loading needs the movierec package importable (it
     is not on PyPI, so it is not among the logged pip requirements); the weights travel as the
-    ``hybrid`` artifact, never inside the pickle.
+    ``published`` artifact, never inside the pickle.
     """
 
     def __init__(self) -> None:
-        self.model: HybridModel | None = None
+        self.model: PublishedModel | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         device = (context.model_config or {}).get("device", "cpu")
-        self.model = HybridModel.load(Path(context.artifacts[MODEL_ARTIFACT]), device=device)
+        self.model = PublishedModel.load(Path(context.artifacts[MODEL_ARTIFACT]), device=device)
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -277,7 +280,8 @@ _SIGNATURE = ModelSignature(inputs=Schema([ColSpec("long", "user_id"), ColSpec("
                             outputs=Schema([ColSpec("double", "rating")]))
 
 
-def _input_example(model: HybridModel, n: int = 5) -> pd.DataFrame:
+def _input_example(model: PublishedModel, n: int = 5) -> pd.DataFrame:
+    model = model.network  # type: ignore[assignment]
     k = min(n, len(model.user_map), len(model.item_map))
     return pd.DataFrame({"user_id": model.user_map.ids[:k].astype(np.int64),
                          "movie_id": model.item_map.ids[::max(len(model.item_map) // max(k, 1), 1)][:k]
@@ -328,7 +332,7 @@ def _evaluation_chart(values: dict[str, float], metric: str) -> Any:
     return fig
 
 
-def log_training_run(settings: Settings, model: HybridModel, result: TrainingResult,
+def log_training_run(settings: Settings, published: PublishedModel, result: TrainingResult,
                      metrics: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]], *,
                      dataset: str, data_cutoff: datetime | None, artifacts: Mapping[str, Path] | None = None,
                      plots: bool = True, protocol: str = "temporal",
@@ -340,13 +344,15 @@ def log_training_run(settings: Settings, model: HybridModel, result: TrainingRes
     files or directories, logged under their key. ``protocol``/``primary_metric`` pick the figure of the
     evaluation chart. The new version is not promoted here: see ``promote_if_better``.
     """
+    model = published.network
     final = flatten_metrics(metrics)
     for name, values in baselines.items():
         final.update(flatten_metrics(values, f"baseline.{metric_key(name.lower())}."))
     params = config_params(model.config)
     params.update(dataset=dataset, data_cutoff=_cutoff_text(data_cutoff), device=str(model.device),
                   n_users=str(len(model.user_map)), n_movies=str(len(model.item_map)),
-                  n_train=str(model.meta.get("n_train", "")))
+                  n_train=str(model.meta.get("n_train", "")), blend_weight=str(published.weight),
+                  blend_rating_weight=str(published.rating_weight))
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     batch = [Metric(metric_key(k if k != "seconds" else "epoch_seconds"), float(v), now_ms,
                     int(h.get("epoch", i + 1)))
@@ -384,9 +390,9 @@ def log_training_run(settings: Settings, model: HybridModel, result: TrainingRes
                     client.log_artifacts(run_id, str(path), name)
                 else:
                     client.log_artifact(run_id, str(path), name)
-            example = _input_example(model)
+            example = _input_example(published)
             with tempfile.TemporaryDirectory(prefix="movierec-model-") as tmp:
-                saved = model.save(Path(tmp) / MODEL_ARTIFACT)
+                saved = published.save(Path(tmp) / MODEL_ARTIFACT)
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME, python_model=HybridPyfunc(), artifacts={MODEL_ARTIFACT: str(saved)},
                     signature=_SIGNATURE, input_example=example, pip_requirements=_pip_requirements(),
@@ -558,9 +564,9 @@ def _restore_alias(client: MlflowClient, version: int | None) -> None:
 # --- loading ------------------------------------------------------------------------------------------------
 
 def _model_dir(settings: Settings, version: Any) -> Path:
-    """The champion's ``HybridModel.save`` directory, downloaded once into ``<home>/models``."""
+    """The champion's ``PublishedModel.save`` directory, downloaded once into ``<home>/models``."""
     target = settings.home / "models" / f"{REGISTERED_MODEL}-v{version.version}-{version.run_id or 'norun'}"
-    if not (target / MODEL_ARTIFACT / "model.json").exists():
+    if not (target / MODEL_ARTIFACT / "blend.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
             local = Path(mlflow.artifacts.download_artifacts(
@@ -575,12 +581,12 @@ def _model_dir(settings: Settings, version: Any) -> Path:
             try:
                 staged.rename(target)  # atomic: a concurrent loader sees all or nothing
             except OSError:
-                if not (target / MODEL_ARTIFACT / "model.json").exists():
+                if not (target / MODEL_ARTIFACT / "blend.json").exists():
                     raise
     return target / MODEL_ARTIFACT
 
 
-def load_champion(settings: Settings, device: str = "cpu") -> tuple[HybridModel, int]:
+def load_champion(settings: Settings, device: str = "cpu") -> tuple[PublishedModel, int]:
     """The model behind ``models:/movierec-hybrid@champion`` and its version number."""
     with _mlflow(settings) as client:
         champion = _champion(client)
@@ -590,4 +596,4 @@ def load_champion(settings: Settings, device: str = "cpu") -> tuple[HybridModel,
             raise MovierecError(f"no {REGISTERED_MODEL}@{CHAMPION_ALIAS} yet in the MLflow registry "
                                 f"({scheme} store): train a model and let the promotion gate accept it")
         directory = _model_dir(settings, champion)
-    return HybridModel.load(directory, device=resolve_device(device)), int(champion.version)
+    return PublishedModel.load(directory, device=resolve_device(device)), int(champion.version)

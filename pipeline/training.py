@@ -1,16 +1,22 @@
 """One training run end to end: evaluate under the fixed protocols beside the baselines, then train the
 model that will be published on every rating up to the cut-off.
 
-What is published is a blend of the network with EASE (the strongest baseline) whose weight is chosen on
-a temporal validation split inside the train data; the network alone is reported beside it. A weight of
-1.0 means the network alone is published.
+What is published (``pipeline.published.PublishedModel``) is a blend: for ranking the network with EASE
+(the strongest ranking baseline), for ratings the network with biased MF, both weights chosen on a temporal
+validation split inside the train data (``pipeline.ensemble.choose_weights``); the network alone is
+reported beside it. A weight of 1.0 means the network alone. The blend, partners included, is what MLflow
+registers, so what is served is what was evaluated.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,11 +24,12 @@ from sqlalchemy import Engine
 
 from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
-from pipeline.ensemble import RankBlend, choose_blend_weight, choose_rating_weight
+from pipeline.ensemble import RankBlend, choose_weights
 from pipeline.evaluate import EvaluationReport, run_evaluation
 from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
 from pipeline.model import HybridConfig
+from pipeline.published import PublishedModel
 from pipeline.settings import Settings
 from pipeline.train import HybridEstimator, TrainingResult, train_hybrid
 
@@ -34,22 +41,37 @@ PRIMARY_METRIC = "ndcg@10"
 
 @dataclass
 class EvaluationOutcome:
+    """Every model's figures, and the blend weights of the model to publish.
+
+    ``blend_weight``/``rating_weight`` come from the primary (temporal) protocol's validation split when it
+    ran, else from the random protocol's; ``blend_validation`` holds the validation figure of every weight
+    tried, per protocol.
+    """
+
     report: EvaluationReport
     blend_weight: float
-    blend_validation: dict[float, float] = field(default_factory=dict)
+    blend_validation: dict[str, Any] = field(default_factory=dict)
     cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
     rating_weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.report.to_dict(), "blend_weight": self.blend_weight, "rating_weight": self.rating_weight,
+                "blend_validation": self.blend_validation, "cold_start": self.cold_start}
 
 
 def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
                  protocols: tuple[str, ...] = ("random", "temporal"), cold_start: bool = True,
                  progress: bool = True) -> EvaluationOutcome:
-    """Every model on the same splits in one run; the network is trained once per split."""
+    """Every model on the same splits in one run.
+
+    Per protocol the network is trained twice: once on a validation split carved out of that protocol's
+    train data, to choose both blend weights (``choose_weights``), then on the whole train split.
+    """
     fitted: dict[str, HybridEstimator] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
-    weight = {"value": 1.0, "rating": 1.0}
-    validation: dict[float, float] = {}
+    weights: dict[str, tuple[float, float]] = {}
+    validation: dict[str, Any] = {}
 
     def hybrid(train: Interactions, protocol: str) -> HybridEstimator:
         fitted[protocol] = HybridEstimator(data, cfg, device).fit(train)
@@ -64,13 +86,10 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
         return mf[protocol]
 
     def blend(train: Interactions, protocol: str) -> RankBlend:
-        # Each weight is chosen where it is judged, on validation data carved out of that protocol's train.
-        if protocol == PRIMARY_PROTOCOL:
-            weight["value"], figures = choose_blend_weight(lambda: HybridEstimator(data, cfg, device), EASE, train)
-            validation.update(figures)
-        if protocol == "random":
-            weight["rating"], _ = choose_rating_weight(lambda: HybridEstimator(data, cfg, device), BiasedMF, train)
-        return RankBlend(fitted[protocol], ease[protocol], weight["value"], mf[protocol], weight["rating"])
+        # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
+        w, rw, figures = choose_weights(lambda: HybridEstimator(data, cfg, device), EASE, BiasedMF, train)
+        weights[protocol], validation[protocol] = (w, rw), figures
+        return RankBlend(fitted[protocol], ease[protocol], w, mf[protocol], rw)
 
     factories = {
         "global_mean": lambda tr, p: GlobalMean().fit(tr),
@@ -80,9 +99,10 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
         "hybrid": hybrid,
         "blend": blend,
     }
-    ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))  # the blend weight first
+    ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
     report = run_evaluation(data.interactions, factories, ordered, progress=progress)
-    outcome = EvaluationOutcome(report, weight["value"], validation, rating_weight=weight["rating"])
+    chosen = weights.get(PRIMARY_PROTOCOL) or next(iter(weights.values()), (1.0, 1.0))
+    outcome = EvaluationOutcome(report, chosen[0], validation, rating_weight=chosen[1])
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome
@@ -102,10 +122,11 @@ def evaluate_cold_start(data: TrainingData, cfg: HybridConfig, *, device: str = 
 class TrainingRunOutcome:
     evaluation: EvaluationOutcome
     result: TrainingResult
+    published: PublishedModel
     run_id: str
     version: int
     decision: Any  # pipeline.registry.PromotionDecision
-    report_path: Any = None
+    report_path: Path | None = None
 
 
 def published_metrics(outcome: EvaluationOutcome) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
@@ -123,33 +144,46 @@ def published_metrics(outcome: EvaluationOutcome) -> tuple[dict[str, dict[str, f
     return published, baselines
 
 
-def train_and_register(settings: Settings, engine: Engine, *, as_of: datetime | None = None,
-                       cfg: HybridConfig | None = None,
-                       device: str = "auto", progress: bool = True) -> TrainingRunOutcome:
-    """Load data as of the cut-off, evaluate beside the baselines, train the final model, log it to MLflow,
-    register it and let the promotion gate decide on the primary ranking metric."""
-    import json
-    import time
+def write_report(settings: Settings, outcome: EvaluationOutcome) -> Path:
+    """The evaluation as JSON under ``<home>/reports``; the path is logged to MLflow with the run."""
+    reports = settings.home / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    path = reports / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    path.write_text(json.dumps(outcome.to_dict(), indent=1))
+    return path
 
+
+def train_published(data: TrainingData, cfg: HybridConfig, weight: float, rating_weight: float, *,
+                    device: str = "auto", progress: bool = True) -> tuple[PublishedModel, TrainingResult]:
+    """The model to publish: the network on every rating up to the cut-off, with the partners its
+    blend weights call for, fitted on the same ratings."""
+    result = train_hybrid(data, None, cfg, device=device, progress=progress)
+    published = PublishedModel.from_training(result.model, data.interactions, weight, rating_weight,
+                                             meta={"dataset": data.dataset,
+                                                   "as_of": data.as_of.isoformat() if data.as_of else None})
+    return published, result
+
+
+def train_and_register(settings: Settings, engine: Engine, *, as_of: datetime | None = None,
+                       cfg: HybridConfig | None = None, device: str = "auto", progress: bool = True,
+                       protocols: tuple[str, ...] = (PRIMARY_PROTOCOL,)) -> TrainingRunOutcome:
+    """Load data as of the cut-off, evaluate beside the baselines (``protocols``; the gate's own by
+    default), train the model to publish, log it to MLflow, register it and let the promotion gate decide
+    on the primary ranking metric."""
     from pipeline.features import load_training_data
     from pipeline.registry import log_training_run, promote_if_better
 
     cfg = cfg or HybridConfig()
     data = load_training_data(engine, as_of, device="cpu", progress=progress)
-    outcome = evaluate_all(data, cfg, device=device, cold_start=False, progress=progress)  # cold start: evaluate
-    result = train_hybrid(data, None, cfg, device=device, progress=progress)  # every rating up to the cut-off
-    result.model.meta["blend"] = {"partner": "ease", "weight": outcome.blend_weight,
-                                  "rating_partner": "biased_mf", "rating_weight": outcome.rating_weight}
-    published, baselines = published_metrics(outcome)
-    reports = settings.home / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    report_path = reports / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    report_path.write_text(json.dumps({**outcome.report.to_dict(), "blend_weight": outcome.blend_weight,
-                                       "blend_validation": outcome.blend_validation,
-                                       "cold_start": outcome.cold_start}, indent=1))
-    run = log_training_run(settings, result.model, result, published, baselines, dataset=data.dataset,
+    outcome = evaluate_all(data, cfg, device=device, protocols=protocols, cold_start=False, progress=progress)
+    published, result = train_published(data, cfg, outcome.blend_weight, outcome.rating_weight, device=device,
+                                        progress=progress)
+    figures, baselines = published_metrics(outcome)
+    report_path = write_report(settings, outcome)
+    run = log_training_run(settings, published, result, figures, baselines, dataset=data.dataset,
                            data_cutoff=as_of, artifacts={"evaluation.json": report_path})
     decision = promote_if_better(settings, engine, run, dataset=data.dataset, data_cutoff=as_of,
-                                 protocol=PRIMARY_PROTOCOL, primary_metric=PRIMARY_METRIC, metrics=published,
+                                 protocol=PRIMARY_PROTOCOL, primary_metric=PRIMARY_METRIC, metrics=figures,
                                  params=cfg.to_dict())
-    return TrainingRunOutcome(outcome, result, run.run_id, run.registered_version, decision, report_path)
+    return TrainingRunOutcome(outcome, result, published, run.run_id, run.registered_version, decision,
+                              report_path)

@@ -16,7 +16,9 @@ from mlflow import MlflowClient
 from sqlalchemy import text
 
 from pipeline.errors import MovierecError
+from pipeline.interactions import Interactions
 from pipeline.model import HybridConfig, HybridModel
+from pipeline.published import PublishedModel
 from pipeline.registry import (
     REGISTERED_MODEL,
     RunInfo,
@@ -43,8 +45,11 @@ def trained(ml100k_data, tmp_path_factory):
     """A tiny hybrid model trained on the first 100 users' real ratings, saved once for the module."""
     data = ml100k_data
     X = data.interactions
-    result = train_hybrid(data, X.subset(np.flatnonzero(X.users < 100)), TINY, device="cpu", progress=False)
-    directory = result.model.save(tmp_path_factory.mktemp("registry-model") / "hybrid")
+    train = X.subset(np.flatnonzero(X.users < 100))
+    result = train_hybrid(data, train, TINY, device="cpu", progress=False)
+    # Both partners in: what is registered and served must be the whole blend, not the network alone.
+    directory = PublishedModel.from_training(result.model, train, 0.6, 0.5).save(
+        tmp_path_factory.mktemp("registry-model") / "published")
     rows = np.flatnonzero(X.users < 100)[::97][:25]  # real rated pairs
     pairs = pd.DataFrame({"user_id": data.user_map.ids[X.users[rows]],
                           "movie_id": data.item_map.ids[X.items[rows]]})
@@ -54,8 +59,13 @@ def trained(ml100k_data, tmp_path_factory):
 @pytest.fixture
 def result(trained) -> TrainingResult:
     directory, original, _ = trained
-    return TrainingResult(HybridModel.load(directory), original.history, original.best_epoch,
+    return TrainingResult(HybridModel.load(directory / "network"), original.history, original.best_epoch,
                           original.seconds, original.samples_per_s)
+
+
+@pytest.fixture
+def published(trained) -> PublishedModel:
+    return PublishedModel.load(trained[0])
 
 
 @pytest.fixture
@@ -69,10 +79,18 @@ def mlsettings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(MOVIEREC_HOME=tmp_path / "home", DATABASE_URL=db_url, MLFLOW_TRACKING_URI="")
 
 
-def _log(mlsettings: Settings, result: TrainingResult, ndcg: float, **kw) -> RunInfo:
+def _log(mlsettings: Settings, result: TrainingResult, ndcg: float, published: PublishedModel | None = None,
+         **kw) -> RunInfo:
     metrics = {"temporal": {"ndcg@10": ndcg, "recall@10": ndcg * 1.5}, "random": {"rmse": 0.95, "mae": 0.75}}
-    return log_training_run(mlsettings, result.model, result, metrics, BASELINES, dataset="ml-100k",
+    published = published or PublishedModel.from_training(result.model, _train_of(result.model), 1.0, 1.0)
+    return log_training_run(mlsettings, published, result, metrics, BASELINES, dataset="ml-100k",
                             data_cutoff=CUTOFF, **kw)
+
+
+def _train_of(model: HybridModel) -> Interactions:
+    users, items = model.history_pairs
+    return Interactions(users, items, np.full(len(users), 4.0, np.float32), np.zeros(len(users), np.int64),
+                        len(model.user_map), len(model.item_map))
 
 
 def _promote(mlsettings: Settings, engine, run: RunInfo, ndcg: float):
@@ -128,11 +146,11 @@ def test_tracking_uri_choices(tmp_path, server_url, test_home):
 
 # --- logging, registration, first promotion, loading --------------------------------------------------------
 
-def test_log_register_promote_and_load_back(mlsettings, engine, result, pairs, tmp_path):
+def test_log_register_promote_and_load_back(mlsettings, engine, result, published, pairs, tmp_path):
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
     report = tmp_path / "evaluation.json"
     report.write_text('{"k": 10}')
-    run = _log(mlsettings, result, 0.30, artifacts={"evaluation": report})
+    run = _log(mlsettings, result, 0.30, published, artifacts={"evaluation": report})
     assert run.registered_version == 1 and run.model_uri == f"models:/{REGISTERED_MODEL}/1"
     assert os.environ.get("MLFLOW_TRACKING_URI") == env_before  # nothing leaks into a later Settings()
     assert (mlsettings.home / "mlflow.db").exists()
@@ -182,9 +200,12 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, pairs, t
         mlflow.set_tracking_uri(None)
         if env_before is not None:
             os.environ["MLFLOW_TRACKING_URI"] = env_before
-    model = result.model
-    expected = model.predict_index(model.user_map.index(pairs["user_id"].to_numpy()),
-                                   model.item_map.index(pairs["movie_id"].to_numpy()))
+    # The blend, partners included: the network alone predicts something else.
+    net = published.network
+    users, items = net.user_map.index(pairs["user_id"].to_numpy()), net.item_map.index(pairs["movie_id"].to_numpy())
+    expected = published.predict_index(users, items)
+    assert published.ease is not None and published.mf is not None
+    assert not np.allclose(expected, net.predict_index(users, items))
     np.testing.assert_array_equal(predicted["rating"].to_numpy(), expected.astype(np.float64))
     unknown = pyfunc.predict(pd.DataFrame({"user_id": [10**9, int(pairs.user_id[0])],
                                            "movie_id": [int(pairs.movie_id[0]), 10**9]}))
@@ -192,9 +213,9 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, pairs, t
 
     champion, version = load_champion(mlsettings)
     assert version == 1
-    users = champion.user_map.index(pairs["user_id"].to_numpy())
-    items = champion.item_map.index(pairs["movie_id"].to_numpy())
     np.testing.assert_array_equal(champion.predict_index(users, items), expected)
+    np.testing.assert_array_equal(champion.score_users(users[:3]), published.score_users(users[:3]))
+    assert (champion.weight, champion.rating_weight) == (0.6, 0.5)
 
 
 # --- the gate -----------------------------------------------------------------------------------------------

@@ -1,0 +1,162 @@
+"""The published model: what is registered in MLflow, scored in batch and served by the API.
+
+It is exactly what the evaluation reports as ``blend``: the hybrid network with EASE for ranking and with
+biased MF for ratings, mixed with the weights chosen on validation data (``pipeline.ensemble``). Keeping
+the partners inside one artefact is what makes the served lists the evaluated ones.
+
+On disk (``save``/``load``)::
+
+    network/      HybridModel.save (network, id maps, vocab, catalogue content)
+    rated.npz     every (user, movie) index pair rated up to the cut-off: what EASE scores from and what
+                  a user's list must never contain
+    ease.npy      EASE's item x item weights (absent when the network has the whole ranking weight)
+    mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
+    blend.json    the two weights and the partners' names
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.baselines import EASE, BiasedMF, BiasedMFConfig, EASEConfig
+from pipeline.ensemble import RankBlend
+from pipeline.interactions import Interactions
+from pipeline.model import HybridModel
+
+# EASE inverts an n_items x n_items matrix: beyond this many movies (ML-25M has 59k) it is skipped and the
+# network ranks alone. 20k items: a 1.6 GB float32 weight matrix.
+EASE_MAX_ITEMS = 20_000
+
+
+class _Network:
+    """A trained ``HybridModel`` behind the ``Recommender`` protocol (already fitted)."""
+
+    name = "hybrid"
+
+    def __init__(self, model: HybridModel) -> None:
+        self.model = model
+
+    def fit(self, train: Interactions) -> _Network:
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.model.predict_index(np.asarray(users, np.int64), np.asarray(items, np.int64))
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.model.rank_index(np.asarray(users, np.int64))
+
+
+@dataclass
+class PublishedModel:
+    """The network plus its blend partners, scored by dense user/movie index (``network.user_map`` etc.)."""
+
+    network: HybridModel
+    rated: sp.csr_matrix               # users x movies, 1 where rated up to the cut-off
+    weight: float = 1.0                # network's share of the ranking blend (EASE has the rest)
+    rating_weight: float = 1.0         # network's share of the rating blend (biased MF has the rest)
+    ease: EASE | None = None
+    mf: BiasedMF | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.weight < 1 and self.ease is None:
+            raise ValueError("a ranking weight below 1 needs the EASE partner")
+        if self.rating_weight < 1 and self.mf is None:
+            raise ValueError("a rating weight below 1 needs the biased MF partner")
+        self._blend = RankBlend(_Network(self.network), self.ease, self.weight,  # type: ignore[arg-type]
+                                self.mf, self.rating_weight)
+
+    # --- building ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_training(cls, network: HybridModel, train: Interactions, weight: float, rating_weight: float,
+                      meta: dict[str, Any] | None = None) -> PublishedModel:
+        """Fit the partners the weights call for on ``train`` (the network's own training data)."""
+        if weight < 1 and train.n_items > EASE_MAX_ITEMS:
+            weight = 1.0  # too many movies for EASE: the network ranks alone (recorded in meta)
+        ease = EASE().fit(train) if weight < 1 else None
+        mf = BiasedMF().fit(train) if rating_weight < 1 else None
+        return cls(network, _rated(train), weight, rating_weight, ease, mf,
+                   {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS})
+
+    # --- scoring ----------------------------------------------------------------------------------------
+
+    @property
+    def n_users(self) -> int:
+        return len(self.network.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.network.item_map)
+
+    def predict_index(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings of (user, movie) index pairs: the rating blend."""
+        return self._blend.predict(np.asarray(users, np.int64), np.asarray(items, np.int64))
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Ranking scores (len(users) x n_items, higher is better) of the ranking blend; rated movies are
+        not masked here (see ``rated``)."""
+        return self._blend.score_users(np.asarray(users, np.int64))
+
+    def describe(self) -> str:
+        parts = [f"network x {self.weight:.2f}" + (" + EASE" if self.weight < 1 else "")]
+        parts.append(f"ratings: network x {self.rating_weight:.2f}" + (" + biased MF" if self.rating_weight < 1 else ""))
+        return "ranking: " + "; ".join(parts)
+
+    # --- persistence ------------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.network.save(directory / "network")
+        coo = self.rated.tocoo()
+        np.savez_compressed(directory / "rated.npz", users=coo.row.astype(np.int32), items=coo.col.astype(np.int32))
+        if self.ease is not None:
+            np.save(directory / "ease.npy", self.ease.weights_)
+        if self.mf is not None:
+            m = self.mf
+            np.savez(directory / "mf.npz", user_factors=m.user_factors_, item_factors=m.item_factors_,
+                     user_bias=m.user_bias_, item_bias=m.item_bias_, mu=np.float64(m.mu_),
+                     rating_range=np.asarray(m.rating_range_, np.float64))
+        (directory / "blend.json").write_text(json.dumps({
+            "weight": self.weight, "rating_weight": self.rating_weight, "partner": "ease" if self.ease else None,
+            "rating_partner": "biased_mf" if self.mf else None,
+            "ease_lambda": self.ease.config.lam if self.ease else None,
+            "mf_factors": self.mf.config.factors if self.mf else None, "meta": self.meta}, indent=1, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "cpu") -> PublishedModel:
+        directory = Path(directory)
+        spec = json.loads((directory / "blend.json").read_text())
+        network = HybridModel.load(directory / "network", device=device)
+        pairs = np.load(directory / "rated.npz")
+        rated = sp.csr_matrix((np.ones(len(pairs["users"]), np.float32), (pairs["users"], pairs["items"])),
+                              shape=(len(network.user_map), len(network.item_map)))
+        ease = None
+        if (directory / "ease.npy").exists():
+            ease = EASE(EASEConfig(lam=spec.get("ease_lambda") or EASEConfig.lam))
+            ease.weights_, ease.rated_ = np.load(directory / "ease.npy"), rated
+        mf = None
+        if (directory / "mf.npz").exists():
+            arrays = np.load(directory / "mf.npz")
+            mf = BiasedMF(BiasedMFConfig(factors=spec.get("mf_factors") or BiasedMFConfig.factors))
+            mf.user_factors_, mf.item_factors_ = arrays["user_factors"], arrays["item_factors"]
+            mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
+            mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
+        return cls(network, rated, float(spec["weight"]), float(spec["rating_weight"]), ease, mf,
+                   spec.get("meta", {}))
+
+
+def _rated(train: Interactions) -> sp.csr_matrix:
+    x = sp.csr_matrix((np.ones(len(train), np.float32), (train.users, train.items)),
+                      shape=(train.n_users, train.n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
