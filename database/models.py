@@ -160,3 +160,49 @@ class ModelVersion(Base):
     status: Mapped[str] = mapped_column(String(16))
     decision: Mapped[str | None] = mapped_column(Text)
     trained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+BATCH_STATUSES = ("published", "superseded")
+LIST_SOURCES = ("model", "fallback_popularity")
+
+
+class RecommendationBatch(Base):
+    """One weekly set of top-N lists. Exactly one batch is ``published``: ``current_recommendations`` shows it."""
+
+    __tablename__ = "recommendation_batches"
+    __table_args__ = (
+        CheckConstraint(f"status IN {BATCH_STATUSES}", name="recommendation_batches_status"),
+        Index("ux_recommendation_batches_published", "status", unique=True,
+              postgresql_where="status = 'published'"),
+    )
+
+    batch_id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.model_version_id"),
+                                                  comment="the champion that scored these lists")
+    data_cutoff: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                         comment="ratings after this instant were not seen")
+    top_n: Mapped[int] = mapped_column(Integer)
+    users: Mapped[int] = mapped_column(Integer)
+    fallback_users: Mapped[int] = mapped_column(Integer, comment="users given the labelled fallback list")
+    rows: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    timings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}", comment="seconds per stage")
+    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchRecommendation(Base):
+    """Rank-ordered lists, one row per (batch, user, rank)."""
+
+    __tablename__ = "batch_recommendations"
+    __table_args__ = (CheckConstraint(f"source IN {LIST_SOURCES}", name="batch_recommendations_source"),)
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("recommendation_batches.batch_id", ondelete="CASCADE"),
+                                          primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False, comment="1 = best")
+    movie_id: Mapped[int] = mapped_column(Integer, comment="no FK: a bulk write checks ids against the catalogue")
+    score: Mapped[float] = mapped_column(REAL, comment="blend score (per-user standardised), higher is better")
+    source: Mapped[str] = mapped_column(String(24), comment="model | fallback_popularity")
+    model_version_id: Mapped[int] = mapped_column(Integer)
+    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

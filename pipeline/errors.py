@@ -11,3 +11,7 @@ class InputError(MovierecError):
 
 class SourceUnavailable(MovierecError):
     """A download or external source could not be reached."""
+
+
+class DataQualityError(MovierecError):
+    """The data loaded fails a quality check (too many rejected rows, too few ratings)."""

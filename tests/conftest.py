@@ -160,3 +160,18 @@ def ml100k_copy_url(server_url: str, ml100k_db: str) -> Iterator[str]:
     """A private copy of the real ML-100K database, for tests that write (train, publish)."""
     with _copy_of(server_url, make_url(sqlalchemy_url(ml100k_db)).database) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def ml100k_slice_dir(tmp_path_factory: pytest.TempPathFactory, ml100k_dir: Path) -> Path:
+    """Real ML-100K cut to its first 150 users (about 15k ratings), in RecBole's layout: fast pipeline runs."""
+    import shutil
+
+    from tests.ml100k_slice import SLICE_MAX_USER_ID
+
+    target = tmp_path_factory.mktemp("ml100k-slice") / "ml-100k"
+    shutil.copytree(ml100k_dir, target)
+    inter = target / "ml-100k.inter"
+    lines = inter.read_text().splitlines(keepends=True)
+    inter.write_text(lines[0] + "".join(line for line in lines[1:] if int(line.split("\t", 1)[0]) <= SLICE_MAX_USER_ID))
+    return target
