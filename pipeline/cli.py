@@ -200,6 +200,69 @@ def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
         out.print(f"report written to {output}")
 
 
+TopN = Annotated[int, typer.Option("--top-n", min=1, max=10_000, help="list length per user")]
+
+
+@app.command()
+def recommend(top_n: TopN = 100, as_of: AsOf = None, device: Device = None) -> None:
+    """Score every user with the champion and publish the lists (current_recommendations) atomically."""
+    from pipeline.weekly import publish_recommendations
+
+    batch = publish_recommendations(as_of, top_n, device=_device(device) if device else "cpu",
+                                    progress=sys.stderr.isatty())
+    out.print(f"published batch {batch['batch_id']} scored by movierec-hybrid v{batch['registered_version']}: "
+              f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), {batch['rows']:,} rows "
+              f"in {batch['timings']['total']} s")
+    _print_lists()
+
+
+@app.command()
+def run(
+    dataset: Annotated[str | None, typer.Option(help="named dataset (default ml-100k)")] = None,
+    source: Annotated[Path | None, typer.Option(help="a directory in a GroupLens (or RecBole) layout")] = None,
+    as_of: AsOf = None, top_n: TopN = 100, epochs: Epochs = None, device: Device = None,
+) -> None:
+    """The weekly pipeline in one process: ingest, evaluate, train, promote, recommend; then show lists."""
+    from pipeline.weekly import run_weekly
+
+    if dataset and source:
+        raise click.UsageError("give at most one of --dataset NAME or --source DIR")
+    _parse_as_of(as_of)  # a bad date fails before any work
+
+    def on_step(name: str, value: dict) -> None:
+        err.print(f"[green]✓[/green] {name}", highlight=False)
+
+    results = run_weekly(dataset or (None if source else "ml-100k"), str(source) if source else None, as_of=as_of,
+                         top_n=top_n, epochs=epochs, device=_device(device), progress=sys.stderr.isatty(),
+                         on_step=on_step)
+    out.print(results["report"], highlight=False)
+    _print_lists()
+
+
+def _print_lists(users: int = 3, k: int = 10) -> None:
+    from sqlalchemy import text
+
+    from database.engine import database_url, get_engine
+
+    with get_engine().connect() as conn:
+        picked = [r[0] for r in conn.execute(text(
+            "SELECT user_id FROM (SELECT DISTINCT user_id FROM current_recommendations) u ORDER BY user_id "
+            "LIMIT :n"), {"n": users})]
+        for user in picked:
+            table = Table(title=f"top {k} for user {user}")
+            for col in ("rank", "title", "year", "genres", "score", "list"):
+                table.add_column(col)
+            for r in conn.execute(text(
+                    "SELECT rank, title, year, genres, score, source FROM current_recommendations "
+                    "WHERE user_id = :u AND rank <= :k ORDER BY rank"), {"u": user, "k": k}):
+                table.add_row(str(r.rank), r.title, str(r.year or ""), ", ".join(r.genres), f"{r.score:.3f}",
+                              r.source)
+            out.print(table)
+    url = database_url()
+    out.print(f"every user's list: SELECT * FROM current_recommendations (psql \"{url}\"); "
+              "example queries in database/sql/examples/", highlight=False, soft_wrap=True)
+
+
 def _print_extras(outcome) -> None:  # type: ignore[no-untyped-def]
     out.print(f"published = blend: ranking network x {outcome.blend_weight:.1f} + EASE, ratings network x "
               f"{outcome.rating_weight:.1f} + biased MF (weights chosen on validation splits of the train data)")

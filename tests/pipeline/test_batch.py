@@ -150,3 +150,22 @@ def test_cut_off_hides_later_ratings_from_the_lists(engine, published, weekly_se
         cutoff = conn.execute(text("SELECT DISTINCT data_cutoff FROM current_recommendations")).scalar_one()
     assert result.users == early < 150
     assert cutoff == as_of
+
+
+def test_recommend_without_a_champion_fails_with_one_line(cli_env):
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "recommend"], env={**cli_env, "MLFLOW_TRACKING_URI": ""},
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "no movierec-hybrid@champion" in done.stderr
+
+
+def test_run_command_chains_every_step_and_shows_lists(cli_env, ml100k_slice_dir, engine):
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--source", str(ml100k_slice_dir), "--epochs",
+                           "2", "--top-n", "15"], env={**cli_env, "MLFLOW_TRACKING_URI": ""}, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    for step in ("fetch", "ingest", "quality", "evaluation", "training", "promotion", "publication"):
+        assert f"✓ {step}" in done.stderr
+    assert "top 10 for user 1" in done.stdout and "current_recommendations" in done.stdout
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM current_recommendations")).scalar_one() == 150 * 15
