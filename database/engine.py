@@ -8,9 +8,12 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.settings import Settings, get_settings
+
+READER_ROLE = "movierec_reader"  # created by migration 0003: SELECT on every table, nothing else
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -21,6 +24,18 @@ def database_url(settings: Settings | None = None) -> str:
     from database import embedded
 
     return embedded.start(settings)
+
+
+def reader_database_url(settings: Settings | None = None) -> str:
+    """The read-only URL the API server connects with: ``READER_DATABASE_URL`` when set, else the app
+    database's URL as role ``movierec_reader`` without a password (the embedded server trusts its Unix
+    socket; elsewhere set ``READER_DATABASE_URL`` with the role's password)."""
+    settings = settings or get_settings()
+    if settings.reader_database_url:
+        return settings.reader_database_url
+    app = make_url(sqlalchemy_url(database_url(settings)))
+    return URL.create("postgresql", READER_ROLE, None, app.host, app.port, app.database,
+                      app.query).render_as_string(hide_password=False)
 
 
 def sqlalchemy_url(url: str) -> str:

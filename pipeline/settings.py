@@ -24,13 +24,17 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias="MOVIEREC_DEVICE")
+    # The API server's read-only connection; unset: the app URL as role movierec_reader, no password.
+    reader_database_url: str | None = Field(default=None, validation_alias="READER_DATABASE_URL")
+    # How often the API server asks the MLflow registry whether the champion changed.
+    model_poll_seconds: float = Field(default=30.0, gt=0, validation_alias="MOVIEREC_MODEL_POLL_SECONDS")
 
     @field_validator("home")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("database_url", "mlflow_tracking_uri")
+    @field_validator("database_url", "mlflow_tracking_uri", "reader_database_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
