@@ -73,7 +73,7 @@ params = {
                                  "source is set)."),
     "source": Param(None, type=["null", "string"], title="Source directory",
                     description="A directory in a GroupLens (or RecBole ML-100K) layout on the worker; "
-                                "overrides dataset."),
+                                "overrides dataset (the data is then named after the directory)."),
     "top_n": Param(100, type="integer", minimum=1, maximum=1000, title="Top N",
                    description="Length of each user's published list."),
     "epochs": Param(None, type=["null", "integer"], minimum=1, title="Epochs",
@@ -116,7 +116,9 @@ def movierec_weekly() -> None:
         from pipeline import weekly
 
         p = _params()
-        return weekly.fetch_data(p["dataset"], p["source"] or None)
+        if p["source"]:  # a source directory is named after itself, not after the default dataset
+            return weekly.fetch_data(None, p["source"])
+        return weekly.fetch_data(p["dataset"], None)
 
     @task
     def ingest(fetched: dict) -> dict:

@@ -1,0 +1,169 @@
+"""The weekly DAG run through Airflow (``dag.test``: real task instances in the metadata database) on a real
+ML-100K slice against PostgreSQL: a run that publishes, a publish that fails and is retried, a backfill."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from database.engine import sqlalchemy_url
+from pipeline.settings import get_settings
+from tests.conftest import _copy_of
+
+EPOCHS = 2
+TOP_N = 20
+FIRST_WEEK = datetime(1998, 5, 3, tzinfo=UTC)  # a Sunday after ML-100K's last rating: all of the slice
+BACKFILL_WEEKS = [datetime(1998, 2, 1, tzinfo=UTC), datetime(1998, 2, 8, tzinfo=UTC)]  # inside its range
+
+
+@dataclass
+class World:
+    """One user's state: app database, MOVIEREC_HOME (MLflow's sqlite store is there), the DAG, the data."""
+
+    engine: Engine
+    home: Path
+    source: Path
+
+    def run(self, logical_date: datetime, dag=None) -> Any:  # type: ignore[no-untyped-def]
+        from pipeline.airflow_local import run_dag
+
+        return run_dag(logical_date, {"source": str(self.source), "epochs": EPOCHS, "top_n": TOP_N,
+                                      "device": "cpu"}, dag=dag)
+
+    def published(self) -> dict[str, Any]:
+        """The list readers see now: its batch, model version, cut-off and rows."""
+        with self.engine.connect() as conn:
+            row = conn.execute(text(
+                "SELECT min(batch_id), min(model_version), min(data_cutoff), count(*), count(DISTINCT user_id), "
+                "count(DISTINCT batch_id), md5(string_agg(user_id || ':' || rank || ':' || movie_id, ',' "
+                "ORDER BY user_id, rank)) FROM current_recommendations")).one()
+        keys = ("batch_id", "model_version", "data_cutoff", "rows", "users", "batches", "digest")
+        return dict(zip(keys, row))
+
+
+@pytest.fixture(scope="module")
+def world(airflow_home: Path, server_url: str, template_db: str, ml100k_slice_dir: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """Tasks read the settings from the environment, as on an Airflow worker: point it at a fresh database."""
+    from sqlalchemy.engine import make_url
+
+    home = tmp_path_factory.mktemp("weekly-home")
+    with _copy_of(server_url, template_db) as url, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOVIEREC_HOME", str(home))
+        patch.setenv("DATABASE_URL", url)
+        patch.setenv("MOVIEREC_DEVICE", "cpu")
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        get_settings.cache_clear()
+        engine = create_engine(sqlalchemy_url(url))
+        try:
+            assert make_url(url).database.startswith("movierec_test_")
+            yield World(engine, home, ml100k_slice_dir)
+        finally:
+            engine.dispose()
+            get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def first_run(world: World):  # type: ignore[no-untyped-def]
+    return world.run(FIRST_WEEK)
+
+
+def _mlflow_runs(run_ids: list[str]) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.registry import tracking_uri
+
+    uri = tracking_uri(get_settings())
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return [client.get_run(run_id) for run_id in run_ids]
+
+
+def _states(outcome) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {t["task_id"]: t["state"] for t in outcome.tasks}
+
+
+def test_weekly_run_ends_with_a_published_list(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
+    assert first_run.state == "success", first_run.tasks
+    assert set(_states(first_run).values()) == {"success"}
+    assert len(first_run.tasks) == 8
+    published = world.published()
+    assert published["batches"] == 1
+    assert published["users"] == 150  # every user of the slice
+    assert published["rows"] == 150 * TOP_N
+    assert published["data_cutoff"] == FIRST_WEEK
+    training, publication = first_run.results["train"], first_run.results["publish"]
+    assert published["model_version"] == training["version"] == publication["registered_version"]
+    assert first_run.results["promote"]["promoted"] is True  # the first model has no champion to beat
+    assert first_run.results["quality"]["rows_rejected"] == 0
+    assert "published batch" in first_run.report and f"v{training['version']}" in first_run.report
+    with world.engine.connect() as conn:
+        cutoff, status = conn.execute(text("SELECT data_cutoff, status FROM model_versions WHERE "
+                                           "registered_version = :v"), {"v": training["version"]}).one()
+    assert cutoff == FIRST_WEEK
+    assert status == "champion"
+
+
+def test_failed_publish_keeps_the_previous_list_and_the_retry_completes(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL itself refuses the new lists once; the readers' list stays; Airflow's retry publishes."""
+    from pipeline.airflow_local import load_dag
+
+    assert first_run.state == "success"
+    before = world.published()
+    with world.engine.begin() as conn:
+        conn.execute(text("CREATE FUNCTION movierec_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$ BEGIN RAISE EXCEPTION 'injected failure: disk full'; END $$"))
+        conn.execute(text("CREATE TRIGGER movierec_test_refuse BEFORE INSERT ON batch_recommendations "
+                          "FOR EACH STATEMENT EXECUTE FUNCTION movierec_test_refuse()"))
+    seen: dict[str, Any] = {}
+
+    def between_tries(context) -> None:  # type: ignore[no-untyped-def]
+        """Airflow's on_retry_callback: what readers see after the failure; then the cause goes away."""
+        seen["error"] = str(context.get("exception"))
+        seen["published"] = world.published()
+        with world.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER movierec_test_refuse ON batch_recommendations"))
+            conn.execute(text("DROP FUNCTION movierec_test_refuse()"))
+
+    dag = load_dag()  # a private copy: the retry delay is shortened for this run only
+    publish = dag.get_task("publish")
+    publish.retry_delay = timedelta(seconds=1)
+    publish.on_retry_callback = [between_tries]
+    week = FIRST_WEEK + timedelta(days=7)
+    outcome = world.run(week, dag=dag)
+
+    assert "injected failure" in seen["error"]
+    assert seen["published"] == before  # the failed publish changed nothing readers see
+    assert outcome.state == "success", outcome.tasks
+    assert next(t for t in outcome.tasks if t["task_id"] == "publish")["tries"] == 2
+    after = world.published()
+    assert after["batch_id"] != before["batch_id"]
+    assert after["data_cutoff"] == week
+    assert after["batches"] == 1 and after["rows"] == 150 * TOP_N
+
+
+def test_backfill_of_two_past_weeks_trains_one_version_per_week(world: World) -> None:
+    """As a backfill runs them (in date order, one at a time): each week's model sees only its own past."""
+    outcomes = [world.run(week) for week in BACKFILL_WEEKS]
+    assert [o.state for o in outcomes] == ["success", "success"], [o.tasks for o in outcomes]
+    versions = [o.results["train"]["version"] for o in outcomes]
+    assert len(set(versions)) == 2
+    with world.engine.connect() as conn:
+        cutoffs = [conn.execute(text("SELECT data_cutoff FROM model_versions WHERE registered_version = :v"),
+                                {"v": v}).scalar_one() for v in versions]
+        seen = [conn.execute(text("SELECT count(*) FROM ratings WHERE rated_at <= :w"), {"w": w}).scalar_one()
+                for w in BACKFILL_WEEKS]
+    assert cutoffs == BACKFILL_WEEKS
+    runs = _mlflow_runs([o.results["train"]["run_id"] for o in outcomes])
+    assert [r.data.tags["movierec.data_cutoff"] for r in runs] == [w.isoformat() for w in BACKFILL_WEEKS]
+    n_train = [int(r.data.params["n_train"]) for r in runs]
+    assert seen[0] < seen[1]  # the slice has ratings in the second week
+    assert all(0 < n <= s for n, s in zip(n_train, seen)) and n_train[0] < n_train[1]
+    for outcome, week in zip(outcomes, BACKFILL_WEEKS):
+        assert outcome.results["evaluate"]["as_of"] == week.isoformat()
+    assert world.published()["data_cutoff"] == BACKFILL_WEEKS[-1]
