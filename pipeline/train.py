@@ -193,6 +193,8 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
             log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
             break
     seconds = time.perf_counter() - started
+    log.info("trained the network on %d ratings: %d epochs in %.0f s (best epoch %d)", n, len(history), seconds,
+             best_epoch if best_state is not None else len(history))
     if best_state is not None:
         net.load_state_dict(best_state)
     else:
