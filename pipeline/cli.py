@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.cli_airflow import app as airflow_app
+from pipeline.cli_serve import serve
 from pipeline.errors import MovierecError
 from pipeline.settings import get_settings
 
@@ -25,6 +26,7 @@ app = typer.Typer(help="Weekly batch movie recommender.", no_args_is_help=True, 
 db_app = typer.Typer(help="The app database: the embedded server, or DATABASE_URL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(airflow_app, name="airflow")
+app.command()(serve)
 # Logs and pipes get wide tables rather than rich's 80-column default, so no figure is cut.
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)

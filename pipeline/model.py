@@ -230,6 +230,11 @@ class HybridModel:
         x = torch.as_tensor(self.users[user_idx], device=self.device) if self.users.shape[1] else None
         return users, self.net.user_vectors(users, x, self._history)
 
+    @torch.no_grad()
+    def user_vectors(self, user_idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The index tensor and vectors (id embedding + features + rating history) of ``user_idx``."""
+        return self._users(np.asarray(user_idx, np.int64))
+
     # scoring by dense index (the evaluation protocol uses these)
     @torch.no_grad()
     def predict_index(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:

@@ -59,7 +59,8 @@ from pipeline.train import TrainingResult, resolve_device
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CHAMPION_ALIAS", "REGISTERED_MODEL", "HybridPyfunc", "PromotionDecision", "RunInfo", "config_params",
+    "CHAMPION_ALIAS", "REGISTERED_MODEL", "HybridPyfunc", "PromotionDecision", "RunInfo", "champion_version",
+    "config_params",
     "configure_mlflow", "experiment_name", "flatten_metrics", "load_champion", "log_training_run",
     "metric_key", "predict_ratings", "promote_if_better", "tracking_uri",
 ]
@@ -584,6 +585,13 @@ def _model_dir(settings: Settings, version: Any) -> Path:
                 if not (target / MODEL_ARTIFACT / "blend.json").exists():
                     raise
     return target / MODEL_ARTIFACT
+
+
+def champion_version(settings: Settings) -> int | None:
+    """The version the ``champion`` alias names now (None: no champion yet); no download, for pollers."""
+    with _mlflow(settings) as client:
+        champion = _champion(client)
+    return int(champion.version) if champion is not None else None
 
 
 def load_champion(settings: Settings, device: str = "cpu") -> tuple[PublishedModel, int]:

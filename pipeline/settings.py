@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     reader_database_url: str | None = Field(default=None, validation_alias="READER_DATABASE_URL")
     # How often the API server asks the MLflow registry whether the champion changed.
     model_poll_seconds: float = Field(default=30.0, gt=0, validation_alias="MOVIEREC_MODEL_POLL_SECONDS")
+    # Memory the API server keeps published-list answers in (per batch); 0: read the database every time.
+    api_cache_mb: int = Field(default=64, ge=0, validation_alias="MOVIEREC_API_CACHE_MB")
 
     @field_validator("home")
     @classmethod
