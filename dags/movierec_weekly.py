@@ -58,7 +58,7 @@ default_args: dict[str, Any] = {
     "owner": "movierec",
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,  # 2 min, then 4 min
+    "retry_exponential_backoff": 2.0,  # waits 2-4 min, then 4-8 min (Airflow adds jitter)
     "max_retry_delay": timedelta(minutes=30),
     "retry_policy": ExceptionRetryPolicy(rules=[
         RetryRule(exception=["pipeline.errors.InputError", "pipeline.errors.DataQualityError"],

@@ -1,0 +1,131 @@
+"""The Docker stack's files, checked without a Docker engine: structure, secrets, and (where Docker's own
+tooling is installed) `docker compose config` / `docker-compose config`, which validates the Compose schema."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+GPU = ROOT / "docker-compose.gpu.yml"
+SERVICES = {"postgres", "mlflow", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+            "model-server"}
+AIRFLOW = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _required_vars(text: str) -> set[str]:
+    return set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+
+
+def test_services(compose: dict) -> None:
+    assert set(compose["services"]) == SERVICES
+
+
+def test_every_secret_comes_from_env_file_and_none_has_a_default() -> None:
+    text = COMPOSE.read_text()
+    required = _required_vars(text)
+    assert {"POSTGRES_PASSWORD", "MOVIEREC_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_DB_PASSWORD",
+            "MOVIEREC_READER_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_SECRET_KEY"} <= required
+    assert not re.search(r"\$\{[A-Z0-9_]*(PASSWORD|SECRET|KEY)[A-Z0-9_]*:-[^}]", text)  # no default secrets
+    example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#")}
+    assert required <= example
+
+
+def test_postgres_initialises_every_database_and_role(compose: dict) -> None:
+    pg = compose["services"]["postgres"]
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    init = ROOT / "database" / "docker" / "init-databases.sh"
+    assert any(v.startswith("./database/docker/init-databases.sh:/docker-entrypoint-initdb.d/") for v in pg["volumes"])
+    script = init.read_text()
+    for role in ("movierec", "mlflow", "airflow", "movierec_reader"):
+        assert f"CREATE ROLE {role} LOGIN" in script
+    for password in _required_vars(COMPOSE.read_text()) & {"MOVIEREC_DB_PASSWORD", "MLFLOW_DB_PASSWORD",
+                                                         "AIRFLOW_DB_PASSWORD", "MOVIEREC_READER_PASSWORD"}:
+        assert password in pg["environment"] and f'"${password}"' in script
+
+
+def test_mlflow_service(compose: dict) -> None:
+    mlflow = compose["services"]["mlflow"]
+    assert mlflow["build"] == "./mlflow_server"
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow:")
+    assert any(v.endswith(":/mlflow/artifacts") for v in mlflow["volumes"])
+    assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in mlflow
+
+
+@pytest.mark.parametrize("name", AIRFLOW)
+def test_airflow_services_share_one_configuration(compose: dict, name: str) -> None:
+    service = compose["services"][name]
+    env = service["environment"]
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/app/dags"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert env["DATABASE_URL"].startswith("postgresql://movierec:")
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert service["command"][0] == "airflow"
+    assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert "healthcheck" in service
+    assert env == compose["services"]["airflow-scheduler"]["environment"]
+
+
+def test_airflow_init_migrates_both_schemas_and_creates_the_pool(compose: dict) -> None:
+    command = " ".join(compose["services"]["airflow-init"]["command"])
+    assert "movierec db migrate" in command and "movierec airflow init" in command
+
+
+def test_model_server_reads_as_the_read_only_role(compose: dict) -> None:
+    server = compose["services"]["model-server"]
+    assert server["command"] == ["movierec", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert server["environment"]["READER_DATABASE_URL"].startswith("postgresql://movierec_reader:")
+    assert server["environment"]["DATABASE_URL"].startswith("postgresql://movierec_reader:")
+    assert "healthcheck" in server
+
+
+def test_gpu_override_reserves_the_gpu_for_the_training_service() -> None:
+    gpu = yaml.safe_load(GPU.read_text())
+    assert set(gpu["services"]) == {"airflow-scheduler"}  # the LocalExecutor runs the tasks there
+    devices = gpu["services"]["airflow-scheduler"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, GPU]], ids=["base", "gpu"])
+def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Path]) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{name}=test-{name.lower()}\n" for name in _required_vars(COMPOSE.read_text())))
+    args = [*command, "--env-file", str(env_file), "--project-directory", str(ROOT)]
+    for f in files:
+        args += ["-f", str(f)]
+    done = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "empty").write_text("")
+    missing = subprocess.run([*command, "--env-file", str(tmp_path / "empty"), "--project-directory", str(ROOT),
+                              "-f", str(COMPOSE), "config", "-q"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                             env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert missing.returncode != 0 and "PASSWORD" in missing.stderr  # a missing secret stops it with a reason
