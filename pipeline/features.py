@@ -7,6 +7,7 @@ featurises a movie nobody has rated yet exactly as training featurised the catal
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -117,12 +118,6 @@ def movie_content(vocab: FeatureVocab, movies: pd.DataFrame, credits: pd.DataFra
     """
     n = len(movies)
     row_of = {mid: k for k, mid in enumerate(movies["movie_id"].tolist())}
-    genre_col = {g: k for k, g in enumerate(vocab.genres)}
-    genres = np.zeros((n, len(vocab.genres)), np.float32)
-    for k, gs in enumerate(movies["genres"]):
-        for g in gs:
-            if g in genre_col:
-                genres[k, genre_col[g]] = 1.0
     people = {}
     for role in ROLES:
         index = vocab.person_index(role)
@@ -134,13 +129,30 @@ def movie_content(vocab: FeatureVocab, movies: pd.DataFrame, credits: pd.DataFra
         rows = c["movie_id"].map(row_of).to_numpy()[keep]
         mat[rows, slot[keep]] = c["external_id"].map(index).to_numpy()[keep]
         people[role] = mat
-    year = movies["year"].astype(float).to_numpy()
-    runtime = movies["runtime_minutes"].astype(float).to_numpy()
-    numeric = np.stack([
+    return MovieContent(genre_matrix(vocab, movies["genres"]), np.asarray(text, np.float32), people,
+                        numeric_features(vocab, movies["year"].astype(float).to_numpy(),
+                                         movies["runtime_minutes"].astype(float).to_numpy()))
+
+
+def genre_matrix(vocab: FeatureVocab, genre_lists: Iterable[Iterable[str]]) -> np.ndarray:
+    """Multi-hot rows over ``vocab.genres``; genres outside the vocabulary are left out."""
+    genre_col = {g: k for k, g in enumerate(vocab.genres)}
+    rows = list(genre_lists)
+    out = np.zeros((len(rows), len(vocab.genres)), np.float32)
+    for k, gs in enumerate(rows):
+        for g in gs:
+            if g in genre_col:
+                out[k, genre_col[g]] = 1.0
+    return out
+
+
+def numeric_features(vocab: FeatureVocab, year: np.ndarray, runtime: np.ndarray) -> np.ndarray:
+    """(n, 4): year z-score, year missing, runtime z-score, runtime missing (NaN = missing)."""
+    year, runtime = np.asarray(year, np.float64), np.asarray(runtime, np.float64)
+    return np.stack([
         np.nan_to_num((year - vocab.year_mean) / vocab.year_std), np.isnan(year).astype(np.float64),
         np.nan_to_num((runtime - vocab.runtime_mean) / vocab.runtime_std), np.isnan(runtime).astype(np.float64),
     ], axis=1).astype(np.float32)
-    return MovieContent(genres, np.asarray(text, np.float32), people, numeric)
 
 
 def user_features(vocab: FeatureVocab, users: pd.DataFrame) -> np.ndarray:
