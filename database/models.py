@@ -197,8 +197,10 @@ class BatchRecommendation(Base):
     __tablename__ = "batch_recommendations"
     __table_args__ = (CheckConstraint(f"source IN {LIST_SOURCES}", name="batch_recommendations_source"),)
 
-    batch_id: Mapped[int] = mapped_column(ForeignKey("recommendation_batches.batch_id", ondelete="CASCADE"),
-                                          primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        Integer, primary_key=True, autoincrement=False,
+        comment="recommendation_batches.batch_id (no FK: a per-row check would slow the COPY; rows of pruned "
+                "batches are deleted with them)")
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False, comment="1 = best")
     movie_id: Mapped[int] = mapped_column(Integer, comment="no FK: a bulk write checks ids against the catalogue")

@@ -98,6 +98,21 @@ def _rated_pairs(conn: Connection, as_of: datetime | None) -> tuple[np.ndarray, 
     return frame["user_id"].to_numpy(np.int64), frame["movie_id"].to_numpy(np.int64)
 
 
+def most_rated(conn: Connection, as_of: datetime | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The popularity fallback list: movies by how many users rated them up to ``as_of`` (ties: lower id
+    first), best first, with each one's share of those users as its score.
+
+    One definition for both places that serve it: the batch (minus what each fallback user rated) and the
+    API (as it is, for users without a published list, at the published batch's cut-off).
+    """
+    frame = read_frame(conn, "WITH r AS (SELECT user_id, movie_id FROM ratings"
+                       + (" WHERE rated_at <= %(as_of)s" if as_of else "") + ") "
+                       "SELECT movie_id, count(*)::float8 / (SELECT count(DISTINCT user_id) FROM r) AS share "
+                       "FROM r GROUP BY movie_id ORDER BY count(*) DESC, movie_id"
+                       + (" LIMIT %(limit)s" if limit is not None else ""), {"as_of": as_of, "limit": limit})
+    return frame["movie_id"].to_numpy(np.int64), frame["share"].to_numpy(np.float32)
+
+
 def champion_version_id(conn: Connection, registered_version: int) -> int:
     """The ``model_versions`` row of the champion the lists are scored with."""
     from pipeline.registry import REGISTERED_MODEL
@@ -154,9 +169,8 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
             "INSERT INTO recommendation_batches (model_version_id, data_cutoff, top_n, users, fallback_users, "
             "rows, status) VALUES (:mv, :cutoff, :n, 0, 0, 0, 'superseded') RETURNING batch_id"),
             {"mv": model_version_id, "cutoff": as_of, "n": top_n_items}).scalar_one())
-        fixed = {"batch_id": np.int32(batch_id), "model_version_id": np.int32(model_version_id),
-                 "generated_at": generated_at}
-        rows = 0
+        writer = _ListWriter(conn, {"batch_id": np.int32(batch_id), "model_version_id": np.int32(model_version_id),
+                                    "generated_at": generated_at})
         chunk = chunk_users or chunk_size(model.n_items)
         todo = np.flatnonzero(scored)
         from tqdm import tqdm
@@ -169,7 +183,7 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
             s0 = time.perf_counter()
             idx, values = score_chunk(model, users, exclude[users], top_n_items, catalogue)
             score_seconds += time.perf_counter() - s0
-            rows += _write_lists(conn, fixed, user_ids[sel], idx, values, net.item_map.ids, "model")
+            writer.write(user_ids[sel], idx, values, net.item_map.ids, "model")
             bar.update(len(sel))
             if _after_chunk is not None:
                 _after_chunk(k)
@@ -178,8 +192,10 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
 
         fallback_users = user_ids[~scored]
         if len(fallback_users):
-            rows += _write_fallback(conn, fixed, fallback_users, pair_users, pair_movies, top_n_items)
+            _write_fallback(writer, fallback_users, pair_users, pair_movies, top_n_items, as_of)
+        rows = writer.rows
         timings["write"] = round(time.perf_counter() - t - score_seconds, 3)
+        timings["copy"] = round(writer.copy_seconds, 3)
 
         # Publish: one statement order readers never observe half of (same transaction).
         conn.execute(text("UPDATE recommendation_batches SET status = 'superseded' WHERE status = 'published'"))
@@ -189,9 +205,12 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
             "fallback_users = :fallback, rows = :rows, timings = CAST(:timings AS jsonb) WHERE batch_id = :b"),
             {"users": len(user_ids), "fallback": len(fallback_users), "rows": rows, "b": batch_id,
              "timings": _json(timings)})
-        conn.execute(text(
+        pruned = [r[0] for r in conn.execute(text(
             "DELETE FROM recommendation_batches WHERE batch_id NOT IN "
-            "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep)"), {"keep": keep})
+            "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) RETURNING batch_id"),
+            {"keep": keep})]
+        if pruned:
+            conn.execute(text("DELETE FROM batch_recommendations WHERE batch_id = ANY(:ids)"), {"ids": pruned})
     log.info("published batch %s: %s users (%s fallback), %s rows", batch_id, len(user_ids),
              len(fallback_users), rows)
     return BatchResult(batch_id, model_version_id, registered_version, len(user_ids), len(fallback_users), rows,
@@ -205,27 +224,34 @@ def _catalogue_mask(conn: Connection, item_ids: np.ndarray) -> np.ndarray | None
     return None if mask.all() else mask
 
 
-def _write_lists(conn: Connection, fixed: dict[str, Any], user_ids: np.ndarray, idx: np.ndarray,
-                 values: np.ndarray, item_ids: np.ndarray, source: str) -> int:
-    keep = idx >= 0
-    ranks = np.cumsum(keep, axis=1).astype(np.int16)
-    return copy_columns(conn, "batch_recommendations", {
-        "user_id": np.repeat(user_ids.astype(np.int32), keep.sum(axis=1)),
-        "rank": ranks[keep], "movie_id": item_ids[idx[keep]].astype(np.int32),
-        "score": values[keep].astype(np.float32), "source": source, **fixed})
+class _ListWriter:
+    """Rank-ordered lists into ``batch_recommendations`` by binary COPY, counting rows and time in COPY."""
+
+    def __init__(self, conn: Connection, fixed: dict[str, Any]) -> None:
+        self.conn, self.fixed = conn, fixed
+        self.rows, self.copy_seconds = 0, 0.0
+
+    def write(self, user_ids: np.ndarray, idx: np.ndarray, values: np.ndarray, item_ids: np.ndarray,
+              source: str) -> None:
+        """Row r of ``idx``/``values`` is ``user_ids[r]``'s list, best first; index -1 ends a short list."""
+        keep = idx >= 0
+        ranks = np.cumsum(keep, axis=1).astype(np.int16)
+        columns = {"user_id": np.repeat(user_ids.astype(np.int32), keep.sum(axis=1)),
+                   "rank": ranks[keep], "movie_id": item_ids[idx[keep]].astype(np.int32),
+                   "score": values[keep].astype(np.float32), "source": source, **self.fixed}
+        t = time.perf_counter()
+        self.rows += copy_columns(self.conn, "batch_recommendations", columns)
+        self.copy_seconds += time.perf_counter() - t
 
 
-def _write_fallback(conn: Connection, fixed: dict[str, Any], users: np.ndarray, pair_users: np.ndarray,
-                    pair_movies: np.ndarray, n: int) -> int:
-    """The most-rated movies up to the cut-off, minus what each user rated; score = share of raters."""
-    movies, counts = np.unique(pair_movies, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    movies, share = movies[order], (counts[order] / len(np.unique(pair_users))).astype(np.float32)
+def _write_fallback(writer: _ListWriter, users: np.ndarray, pair_users: np.ndarray, pair_movies: np.ndarray,
+                    n: int, as_of: datetime | None) -> None:
+    """``most_rated`` up to the cut-off, minus what each user rated."""
+    movies, share = most_rated(writer.conn, as_of)
     in_fallback = np.isin(pair_users, users)
     rated_by = {}
     for u, m in zip(pair_users[in_fallback], pair_movies[in_fallback], strict=True):
         rated_by.setdefault(int(u), set()).add(int(m))
-    written = 0
     for lo in range(0, len(users), 4096):
         block = users[lo:lo + 4096]
         idx = np.full((len(block), n), -1, np.int64)
@@ -234,8 +260,7 @@ def _write_fallback(conn: Connection, fixed: dict[str, Any], users: np.ndarray, 
             picks = [k for k, m in enumerate(movies[: n + len(seen)]) if int(m) not in seen][:n]
             idx[r, :len(picks)] = picks
         values = np.where(idx >= 0, share[np.maximum(idx, 0)], np.float32(0))
-        written += _write_lists(conn, fixed, block, idx, values, movies, "fallback_popularity")
-    return written
+        writer.write(block, idx, values, movies, "fallback_popularity")
 
 
 def _json(value: Any) -> str:

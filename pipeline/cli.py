@@ -307,6 +307,11 @@ def _print_summary(engine) -> None:  # type: ignore[no-untyped-def]
 def main() -> None:
     """Entry point: expected failures become one line on stderr and exit code 1."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow configures its own INFO logging on import ("Creating initial MLflow database tables..."):
+    # the CLI's stderr is for progress and one-line failures.
+    import os
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("pipeline").setLevel(logging.INFO)
     try:
         app(standalone_mode=False)

@@ -38,7 +38,7 @@ def upgrade() -> None:
     op.create_index('ux_recommendation_batches_published', 'recommendation_batches', ['status'], unique=True,
                     postgresql_where="status = 'published'")
     op.create_table('batch_recommendations',
-    sa.Column('batch_id', sa.Integer(), nullable=False),
+    sa.Column('batch_id', sa.Integer(), nullable=False, comment='recommendation_batches.batch_id (no FK: a per-row check would slow the COPY; rows of pruned batches are deleted with them)'),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('rank', sa.SmallInteger(), nullable=False, comment='1 = best'),
     sa.Column('movie_id', sa.Integer(), nullable=False, comment='no FK: a bulk write checks ids against the catalogue'),
@@ -47,7 +47,6 @@ def upgrade() -> None:
     sa.Column('model_version_id', sa.Integer(), nullable=False),
     sa.Column('generated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("source IN ('model', 'fallback_popularity')", name='batch_recommendations_source'),
-    sa.ForeignKeyConstraint(['batch_id'], ['recommendation_batches.batch_id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('batch_id', 'user_id', 'rank')
     )
     op.execute(_VIEWS.read_text())
