@@ -15,3 +15,9 @@ class SourceUnavailable(MovierecError):
 
 class DataQualityError(MovierecError):
     """The data loaded fails a quality check (too many rejected rows, too few ratings)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: an error as a log line or an answer can show it (no traceback)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,97 @@
+"""The FastAPI application: ``create_app()`` wires settings, the read-only database, the champion and routes.
+
+Start-up loads the champion from the MLflow registry and warms the sentence encoder, so the first request
+pays for neither; neither is required to start: without a database or a champion the server answers 503
+on the routes that need them (and says why in ``/health``) until they appear. A background task polls the
+registry for a newer champion (``MOVIEREC_MODEL_POLL_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from database.engine import reader_database_url
+from model_server.champion import Champion
+from model_server.db import Database
+from model_server.errors import BodyLimitMiddleware, install_handlers
+from model_server.lists import PublishedLists
+from model_server.metrics import Metrics, MetricsMiddleware
+from model_server.routes import movies, predict, recommendations, system, users
+from model_server.schemas import MAX_BODY_BYTES
+from model_server.scoring import NewMovieBatcher
+from pipeline.settings import Settings, get_settings
+from pipeline.train import resolve_device
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Reads the weekly lists the batch published (`current_recommendations`) and scores movies on demand with the
+champion model of the MLflow registry (`movierec-hybrid@champion`), including movies nobody has rated yet.
+
+* The server connects to PostgreSQL as the read-only role `movierec_reader`.
+* Errors are JSON `{"detail": "..."}`: 404 unknown user or movie, 413 body over 64 KiB, 422 invalid input,
+  503 database unreachable / nothing published / no model yet (with `Retry-After`).
+"""
+
+
+def _warm_encoder(device: str) -> None:
+    from pipeline.text_embeddings import encode
+
+    encode(["warm-up"], device=device)
+
+
+def create_app(settings: Settings | None = None, *, poll_seconds: float | None = None,
+               database_url: str | None = None) -> FastAPI:
+    """The app for ``settings`` (default: the environment). ``database_url`` overrides the reader URL."""
+    settings = settings or get_settings()
+    device = resolve_device(settings.device)
+    interval = poll_seconds if poll_seconds is not None else settings.model_poll_seconds
+    champion = Champion(settings, device=device)
+    db = Database(database_url or reader_database_url(settings))
+    lists = PublishedLists(db, max_bytes=settings.api_cache_mb << 20)
+    batcher = NewMovieBatcher()
+    metrics = Metrics(lambda: champion.current.version if champion.current else None)
+
+    async def poll() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if await asyncio.to_thread(champion.refresh):
+                metrics.reloads.inc()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        if not await asyncio.to_thread(champion.refresh):
+            log.warning("starting without a model: %s", champion.last_error)
+        await asyncio.to_thread(_warm_encoder, device)
+        # Everything loaded so far lives as long as the server: keep the collector from walking it again and
+        # again (long gen-2 pauses are what a p99 sees).
+        gc.collect()
+        gc.freeze()
+        tasks = [asyncio.create_task(poll()), asyncio.create_task(lists.watch())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            batcher.stop()
+            await db.close()
+
+    app = FastAPI(title="movierec", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings, app.state.champion, app.state.db, app.state.lists = settings, champion, db, lists
+    app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval
+    for module in (users, recommendations, predict, movies, system):
+        app.include_router(module.router)
+    install_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

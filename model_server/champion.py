@@ -1,0 +1,90 @@
+"""The champion the server scores with, and how a newer one replaces it without a restart or a failed request.
+
+At start-up the server loads ``models:/movierec-hybrid@champion`` (``pipeline.registry.load_champion``);
+then a background task asks the registry every ``MOVIEREC_MODEL_POLL_SECONDS`` which version the alias
+names. A new version is downloaded, loaded and warmed up in a worker thread while the old one keeps
+serving, then swapped in with one assignment. A request takes ``Champion.current`` once and scores with
+that model throughout, so a swap never mixes two models in one answer and never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from pipeline.errors import one_line
+from pipeline.new_movies import NewMovieScorer
+from pipeline.published import PublishedModel
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded champion with everything precomputed for serving."""
+
+    model: PublishedModel
+    version: int
+    scorer: NewMovieScorer
+    loaded_at: datetime
+
+    @classmethod
+    def prepare(cls, model: PublishedModel, version: int) -> ServedModel:
+        scorer = NewMovieScorer(model.network)  # user and catalogue vectors, computed once
+        model.predict_index(np.zeros(1, np.int64), np.zeros(1, np.int64))  # warm the rating path
+        return cls(model, version, scorer, datetime.now(UTC))
+
+
+class Champion:
+    """Holds the served model; ``refresh`` swaps in a newer champion when the registry has one."""
+
+    def __init__(self, settings: Settings, device: str = "cpu") -> None:
+        self.settings = settings
+        self.device = device
+        self.current: ServedModel | None = None
+        self.last_check: datetime | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()  # one refresh at a time
+
+    def refresh(self) -> bool:
+        """Ask the registry which version is champion; load and swap it in if it is not the one served.
+
+        Returns whether the served model changed. Never raises: a failure is logged, kept in
+        ``last_error`` (``/health`` shows it) and the current model goes on serving.
+        """
+        from pipeline.registry import champion_version, load_champion
+
+        with self._lock:
+            try:
+                version = champion_version(self.settings)
+                self.last_check = datetime.now(UTC)
+                if version is None:
+                    self.last_error = "no movierec-hybrid@champion in the MLflow registry yet"
+                    return False
+                if self.current is not None and self.current.version == version:
+                    self.last_error = None
+                    return False
+                model, loaded = load_champion(self.settings, device=self.device)
+                served = ServedModel.prepare(model, loaded)
+            except Exception as exc:  # keep serving what we have; say why in /health
+                self.last_check = datetime.now(UTC)
+                self.last_error = one_line(exc)
+                log.warning("champion check failed: %s", self.last_error)
+                return False
+            previous = self.current.version if self.current else None
+            self.current = served  # the swap: one reference assignment
+            self.last_error = None
+            log.info("serving movierec-hybrid v%s (was %s)", served.version, previous or "none")
+            return True
+
+    async def poll(self, interval_s: float) -> None:
+        """Refresh every ``interval_s`` seconds, in a worker thread, until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.refresh)

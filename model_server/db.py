@@ -1,0 +1,170 @@
+"""The server's database access: read-only, through the ``movierec_reader`` role.
+
+Requests read through an asyncpg pool (prepared statements, no thread hop): the published list of one
+user is one indexed query on ``current_recommendations``. The popularity fallback, computed by the same
+function the batch uses (``pipeline.batch.most_rated``), is read once per published batch through a
+SQLAlchemy engine on the same read-only URL and kept in memory.
+
+Every failure to reach or use the database becomes ``DatabaseUnavailable`` (the API answers 503 with its
+message). Connections are opened on demand, so the server starts while the database is down and recovers
+on its own when it returns: a connection that died with the server is dropped and the query retried once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from pipeline.errors import one_line
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 8
+FALLBACK_SIZE = 1000      # rows of the popularity list kept per batch (the API's largest limit)
+CONNECT_TIMEOUT_S = 2.0
+QUERY_TIMEOUT_S = 5.0
+
+# Errors that mean "the connection is gone", worth one retry on a fresh connection.
+_STALE = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
+          asyncpg.exceptions.OperatorInterventionError, ConnectionError)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot answer now; the message says why (never a stack trace, never a password)."""
+
+
+@dataclass(frozen=True)
+class PublishedBatch:
+    batch_id: int
+    model_version: int
+    data_cutoff: datetime | None
+    generated_at: datetime
+    top_n: int
+
+
+@dataclass(frozen=True)
+class FallbackList:
+    batch_id: int
+    rows: list[dict[str, Any]]  # movie_id, title, year, genres, score; best first
+
+
+_USER_LIST = ("SELECT rank, movie_id, title, year, genres, score, source, model_version, batch_id, data_cutoff, "
+              "generated_at FROM current_recommendations WHERE user_id = $1 ORDER BY rank LIMIT $2")
+_PUBLISHED = ("SELECT b.batch_id, v.registered_version AS model_version, b.data_cutoff, b.generated_at, b.top_n "
+              "FROM recommendation_batches b JOIN model_versions v USING (model_version_id) "
+              "WHERE b.status = 'published'")
+_MOVIES = "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY($1::integer[])"
+
+
+class Database:
+    """Read-only access for the API; ``dsn`` is the reader role's URL (``database.engine.reader_database_url``)."""
+
+    def __init__(self, dsn: str, pool_size: int = POOL_SIZE) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._fallback: FallbackList | None = None
+        self._fallback_lock = asyncio.Lock()
+        self._sync_engine: Any = None
+        self.reachable = False  # did the last query get an answer? (read by PublishedLists)
+
+    # --- connections -----------------------------------------------------------------------------------
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    # min_size=0: creating the pool connects nowhere; connections open on first use.
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=0, max_size=self.pool_size, timeout=CONNECT_TIMEOUT_S,
+                        command_timeout=QUERY_TIMEOUT_S, max_inactive_connection_lifetime=60.0)
+        return self._pool
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """Rows of ``query``; ``DatabaseUnavailable`` when the database cannot answer."""
+        try:
+            rows = await self._fetch(query, *args)
+        except DatabaseUnavailable:
+            self.reachable = False
+            raise
+        self.reachable = True
+        return rows
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        pool = await self._get_pool()
+        for attempt in (1, 2):
+            try:
+                async with pool.acquire(timeout=CONNECT_TIMEOUT_S + QUERY_TIMEOUT_S) as conn:
+                    return await conn.fetch(query, *args)
+            except _STALE as exc:
+                if attempt == 2:
+                    raise DatabaseUnavailable(f"database unavailable ({one_line(exc)})") from None
+                await pool.expire_connections()  # every pooled connection predates the failure
+            except (OSError, TimeoutError) as exc:
+                raise DatabaseUnavailable(f"database unavailable ({one_line(exc)})") from None
+            except asyncpg.PostgresError as exc:
+                raise DatabaseUnavailable(f"database error ({one_line(exc)})") from None
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+    # --- queries ---------------------------------------------------------------------------------------
+
+    async def user_list(self, user_id: int, limit: int) -> list[asyncpg.Record]:
+        return await self.fetch(_USER_LIST, user_id, limit)
+
+    async def published_batch(self) -> PublishedBatch | None:
+        rows = await self.fetch(_PUBLISHED)
+        return PublishedBatch(**dict(rows[0])) if rows else None
+
+    async def movies(self, movie_ids: Sequence[int]) -> dict[int, asyncpg.Record]:
+        rows = await self.fetch(_MOVIES, list(movie_ids))
+        return {r["movie_id"]: r for r in rows}
+
+    async def whoami(self) -> str:
+        return (await self.fetch("SELECT current_user AS role"))[0]["role"]
+
+    async def fallback(self, batch: PublishedBatch) -> FallbackList:
+        """The popularity list at ``batch``'s cut-off (``pipeline.batch.most_rated``), read once per batch."""
+        cached = self._fallback
+        if cached is not None and cached.batch_id == batch.batch_id:
+            return cached
+        async with self._fallback_lock:
+            cached = self._fallback
+            if cached is None or cached.batch_id != batch.batch_id:
+                movie_ids, share = await asyncio.to_thread(self._most_rated, batch.data_cutoff, FALLBACK_SIZE)
+                movies = await self.movies(movie_ids.tolist())
+                rows = [{"movie_id": int(m), "title": movies[int(m)]["title"], "year": movies[int(m)]["year"],
+                         "genres": list(movies[int(m)]["genres"] or []), "score": float(s)}
+                        for m, s in zip(movie_ids, share) if int(m) in movies]
+                self._fallback = cached = FallbackList(batch.batch_id, rows)
+        return cached
+
+    def _most_rated(self, cutoff: datetime | None, limit: int) -> tuple[Any, Any]:
+        import sqlalchemy.exc
+        from sqlalchemy import create_engine
+
+        from database.engine import sqlalchemy_url
+        from pipeline.batch import most_rated
+
+        if self._sync_engine is None:
+            self._sync_engine = create_engine(sqlalchemy_url(self.dsn), pool_pre_ping=True, pool_size=1,
+                                              connect_args={"connect_timeout": int(CONNECT_TIMEOUT_S)})
+        try:
+            with self._sync_engine.connect() as conn:
+                return most_rated(conn, cutoff, limit)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise DatabaseUnavailable(f"database unavailable ({one_line(getattr(exc, 'orig', None) or exc)})"
+                                      ) from None

@@ -1,0 +1,38 @@
+"""What a route needs from the app: the database, the served model, the new-movie batcher."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+
+from model_server.champion import ServedModel
+from model_server.db import Database
+from model_server.errors import Unavailable
+from model_server.scoring import NewMovieBatcher
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_batcher(request: Request) -> NewMovieBatcher:
+    return request.app.state.batcher
+
+
+def get_model(request: Request) -> ServedModel:
+    """The champion as of this request; a model swapped in meanwhile serves the next request."""
+    champion = request.app.state.champion
+    served = champion.current
+    if served is None:
+        why = f" ({champion.last_error})" if champion.last_error else ""
+        raise Unavailable(f"no champion model loaded yet{why}; the server checks the registry again every "
+                          f"{request.app.state.poll_seconds:g} s")
+    return served
+
+
+def model_user(served: ServedModel, user_id: int) -> int:
+    """The model's index of ``user_id``; 404 when the model has never seen that user rate anything."""
+    idx = int(served.model.network.user_map.index([user_id])[0])
+    if idx < 0:
+        raise HTTPException(404, f"user {user_id} is not known to model v{served.version} (no ratings up to its "
+                                 "data cut-off)")
+    return idx

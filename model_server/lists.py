@@ -1,0 +1,117 @@
+"""The published lists as the API serves them, with the answers kept in memory per published batch.
+
+A list changes once a week, when the batch publishes; reading it from ``current_recommendations`` for every
+request would make the database the cost of the busiest route. So each answer (its JSON bytes) is kept
+under (batch id, user, limit) in a size-bounded LRU, and a watcher asks the database every ``watch_s``
+seconds which batch is published:
+
+* a new batch makes every kept answer unreachable (entries carry their batch id) and they are dropped; an
+  answer is never a mix of two batches, and is at most ``watch_s`` seconds late to see a new publication;
+* when the last query (the watcher's or any route's) could not reach the database, nothing is served from
+  memory: requests go to the database and get its 503, so "database down" looks the same on every route;
+  the first query that gets an answer again lets memory serve again.
+
+``max_bytes=0`` turns the memory off: every request reads the view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from model_server.db import Database, DatabaseUnavailable
+from model_server.errors import Unavailable
+from model_server.schemas import UserRecommendations
+
+log = logging.getLogger(__name__)
+
+WATCH_S = 1.0
+
+
+class PublishedLists:
+    def __init__(self, db: Database, max_bytes: int, watch_s: float = WATCH_S) -> None:
+        self.db = db
+        self.max_bytes = max_bytes
+        self.watch_s = watch_s
+        self._answers: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._bytes = 0
+        self._batch_id: int | None = None   # what the watcher last saw published
+        self._seen_at = 0.0                 # when (monotonic); 0: not trusted
+
+    # --- the watcher ----------------------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Follow the published batch until cancelled."""
+        while True:
+            await self.check()
+            await asyncio.sleep(self.watch_s)
+
+    async def check(self) -> None:
+        try:
+            batch = await self.db.published_batch()
+        except DatabaseUnavailable:
+            self._seen_at = 0.0
+            self._clear()
+            return
+        batch_id = batch.batch_id if batch else None
+        if batch_id != self._batch_id:
+            self._clear()
+            self._batch_id = batch_id
+        self._seen_at = time.monotonic()
+
+    def _trusted(self) -> bool:
+        """Serve from memory only while the last query, the watcher's or any route's, reached the database."""
+        return (self.max_bytes > 0 and self._batch_id is not None and self.db.reachable
+                and time.monotonic() - self._seen_at < 3 * self.watch_s)
+
+    def _clear(self) -> None:
+        self._answers.clear()
+        self._bytes = 0
+
+    def _keep(self, key: tuple[int, int, int], body: bytes) -> None:
+        if key[0] != self._batch_id or len(body) > self.max_bytes // 4 or key in self._answers:
+            return  # an answer from a batch the watcher has moved past is not kept
+        self._answers[key] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, dropped = self._answers.popitem(last=False)
+            self._bytes -= len(dropped)
+
+    # --- answers ---------------------------------------------------------------------------------------
+
+    async def answer(self, user_id: int, limit: int) -> bytes:
+        """The JSON body of ``GET /users/{user_id}/recommendations?limit=``."""
+        if self._trusted():
+            key = (self._batch_id, user_id, limit)
+            body = self._answers.get(key)  # type: ignore[arg-type]
+            if body is not None:
+                self._answers.move_to_end(key)  # type: ignore[arg-type]
+                return body
+        batch_id, answer = await self._read(user_id, limit)
+        body = UserRecommendations.model_validate(answer).model_dump_json().encode()
+        if self._trusted():
+            self._keep((batch_id, user_id, limit), body)
+        return body
+
+    async def _read(self, user_id: int, limit: int) -> tuple[int, dict[str, Any]]:
+        rows = await self.db.user_list(user_id, limit)
+        if rows:
+            head = rows[0]
+            return head["batch_id"], {
+                "user_id": user_id, "source": head["source"], "known_user": True,
+                "model_version": head["model_version"], "batch_id": head["batch_id"],
+                "data_cutoff": head["data_cutoff"], "generated_at": head["generated_at"],
+                "items": [{"rank": r["rank"], "movie_id": r["movie_id"], "title": r["title"], "year": r["year"],
+                           "genres": r["genres"] or [], "score": r["score"]} for r in rows]}
+        batch = await self.db.published_batch()
+        if batch is None:
+            raise Unavailable("no recommendations published yet: run the weekly pipeline (movierec run)")
+        fallback = await self.db.fallback(batch)
+        return batch.batch_id, {
+            "user_id": user_id, "source": "fallback_popularity", "known_user": False,
+            "model_version": batch.model_version, "batch_id": batch.batch_id, "data_cutoff": batch.data_cutoff,
+            "generated_at": batch.generated_at,
+            "items": [{"rank": k + 1, **row} for k, row in enumerate(fallback.rows[:limit])]}
