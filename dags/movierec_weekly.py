@@ -24,8 +24,10 @@ unseen. A backfill over past weeks therefore rebuilds what each of those weeks w
 without a logical date uses all the data.
 
 **Concurrency:** `evaluate` and `train` run in the `movierec_training` pool (1 slot, created by
-`movierec airflow init`), so two runs never train at once on one GPU; `max_active_runs=1` keeps weekly runs
-and backfills in date order, since each week's promotion gate compares with the previous week's champion.
+`movierec airflow init`), so two runs never train at once on one GPU. `max_active_runs=1` keeps scheduled
+runs one at a time; a backfill has its own limit: create it with `--max-active-runs 1` to keep its weeks in
+date order, since each week's promotion gate compares with the champion the weeks before it left. Airflow
+starts no run of a paused DAG, backfills included: unpause it first.
 
 **Retries:** every task retries with exponential back-off; bad input (`InputError`) and failed quality
 checks (`DataQualityError`) fail at once, since retrying cannot fix them.
