@@ -70,7 +70,56 @@ def standalone(port: Annotated[int, typer.Option(help="port of the UI / API serv
     out.print(f"Airflow UI on http://localhost:{port} (user admin, password in {passwords}); DAGs from "
               f"{wired['AIRFLOW__CORE__DAGS_FOLDER']}; stop with Ctrl-C")
     sys.stdout.flush()
-    os.execve(executable, [executable, "standalone"], os.environ.copy())
+    sys.exit(_supervise([executable, "standalone"]))
+
+
+def _supervise(command: list[str]) -> int:
+    """Run ``command`` in its own process group and stop the whole group when this process is asked to stop.
+
+    `airflow standalone` stops its components on Ctrl-C (SIGINT) only; on SIGTERM it dies alone and leaves
+    the scheduler and the others running. Here SIGINT and SIGTERM both become SIGINT for it, then SIGTERM
+    and SIGKILL for whatever of its group is left.
+    """
+    import signal
+    import subprocess
+    import time
+
+    def default_sigint() -> None:  # a background job starts with SIGINT ignored; standalone needs it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=default_sigint)
+    asked: list[float] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not asked:
+            asked.append(time.monotonic())
+            child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while child.poll() is None and not (asked and time.monotonic() - asked[0] > 60):
+        time.sleep(0.5)
+    _stop_group(child.pid)  # what is left of the group: components the standalone process left behind
+    return 0 if asked else (child.wait() or 0)
+
+
+def _stop_group(pgid: int, grace_s: float = 30.0) -> None:
+    """SIGTERM a process group, SIGKILL what is left of it after ``grace_s``."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
 
 
 def _logical_date(value: str | None) -> datetime:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _copy_of
+from database.engine import sqlalchemy_url
+from pipeline.airflow_local import DAG_ID, TRAINING_POOL
+from tests.conftest import _admin, _copy_of, _with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,3 +64,84 @@ def test_run_weekly_fails_at_the_quality_gate_with_a_reason(user_env: dict[str, 
     assert rows["quality"] == ("failed", "1")  # DataQualityError: no retry
     assert rows["train"][0] == rows["publish"][0] == "upstream_failed"
     assert "too few to train on" in done.stdout + done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(user_env: dict[str, str], server_url: str,
+                                                                tmp_path: Path) -> None:
+    """`movierec airflow standalone` (./taskw airflow): the API answers, the DAG and the pool are there, and a
+    SIGTERM stops every Airflow process it started (on its own, `airflow standalone` leaves them running)."""
+    name = f"movierec_test_airflow_sa_{os.getpid()}"
+    admin = _admin(server_url)
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    port = _free_port()
+    env = dict(user_env, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlalchemy_url(_with_database(server_url, name)),
+               AIRFLOW_HOME=str(tmp_path / "airflow"))
+    log = (tmp_path / "standalone.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "airflow", "standalone", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(360):  # readiness, not a timing check: up to ~3 minutes on a loaded machine
+            assert proc.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
+                    health = json.load(response)
+                if all(health.get(part, {}).get("status") == "healthy"
+                       for part in ("metadatabase", "scheduler", "dag_processor")):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail((tmp_path / "standalone.log").read_text()[-3000:])
+        password = json.loads((tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        request = urllib.request.Request(f"{base}/auth/token", method="POST",
+                                         data=json.dumps({"username": "admin", "password": password["admin"]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.load(response)["access_token"]
+
+        def get(path: str) -> dict:
+            req = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return json.load(response)
+
+        for _ in range(240):  # the DAG processor parses the folder shortly after it starts
+            try:
+                dag = get(f"/api/v2/dags/{DAG_ID}")
+                break
+            except urllib.error.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the DAG never appeared")
+        assert dag["is_paused"] is True and dag["has_import_errors"] is False
+        assert {t["name"] for t in dag["tags"]} >= {"movierec", "weekly"}
+        assert {p["name"]: p["slots"] for p in get("/api/v2/pools")["pools"]}[TRAINING_POOL] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=180)
+        finally:
+            if _group_alive(proc.pid):
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    assert proc.returncode == 0
+    assert not _group_alive(proc.pid)  # session = process group of everything standalone started
