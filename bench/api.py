@@ -140,15 +140,15 @@ def _busy_s() -> float:
     return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def _cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
+            out[p.pid] = t.user + t.system
+        except psutil.Error:  # gone: its time during the span is lost (a backend that exited)
             pass
-    return total
+    return out
 
 
 class CpuMeter:
@@ -157,24 +157,28 @@ class CpuMeter:
 
     def __init__(self, server_pid: int, postmaster_pid: int | None, client: list[psutil.Process]) -> None:
         self.server = [psutil.Process(server_pid)]
-        pm = psutil.Process(postmaster_pid) if postmaster_pid else None
-        self.postgres = ([pm, *pm.children(recursive=True)] if pm else [])
+        self.postmaster = psutil.Process(postmaster_pid) if postmaster_pid else None
         self.client = client
+
+    @property
+    def postgres(self) -> list[psutil.Process]:
+        if self.postmaster is None:
+            return []
+        try:
+            return [self.postmaster, *self.postmaster.children(recursive=True)]
+        except psutil.Error:
+            return []
 
     def start(self) -> None:
         self.t, self.busy = time.perf_counter(), _busy_s()
-        self.base = {k: _cpu_of(getattr(self, k)) for k in ("server", "postgres", "client")}
+        self.base = {k: _cpu_by_pid(getattr(self, k)) for k in ("server", "postgres", "client")}
 
     def read(self) -> dict[str, float]:
-        if self.postgres:  # backends started during the span count from their start
-            pm = self.postgres[0]
-            try:
-                known = {p.pid for p in self.postgres}
-                self.postgres += [p for p in pm.children(recursive=True) if p.pid not in known]
-            except psutil.Error:
-                pass
         wall = time.perf_counter() - self.t
-        used = {k: (_cpu_of(getattr(self, k)) - self.base[k]) / wall for k in ("server", "postgres", "client")}
+        used = {}
+        for k in ("server", "postgres", "client"):
+            now = _cpu_by_pid(getattr(self, k))
+            used[k] = sum(v - self.base[k].get(pid, 0.0) for pid, v in now.items()) / wall  # new pids from 0
         used["others"] = max(0.0, (_busy_s() - self.busy) / wall - sum(used.values()))
         return {f"{k}_cores": round(v, 2) for k, v in used.items()}
 

@@ -21,7 +21,7 @@ from database.engine import reader_database_url
 from model_server.champion import Champion
 from model_server.db import Database
 from model_server.errors import BodyLimitMiddleware, install_handlers
-from model_server.lists import PublishedLists
+from model_server.lists import KeptListMiddleware, PublishedLists
 from model_server.metrics import Metrics, MetricsMiddleware
 from model_server.routes import movies, predict, recommendations, system, users
 from model_server.schemas import MAX_BODY_BYTES
@@ -93,5 +93,7 @@ def create_app(settings: Settings | None = None, *, poll_seconds: float | None =
         app.include_router(module.router)
     install_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    lookup = next(r for r in app.routes if getattr(r, "endpoint", None) is users.user_recommendations)
+    app.add_middleware(KeptListMiddleware, lists=lists, route=lookup)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

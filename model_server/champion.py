@@ -33,12 +33,19 @@ class ServedModel:
     version: int
     scorer: NewMovieScorer
     loaded_at: datetime
+    # id -> model index as plain dicts: a lookup on the event loop must not call into numpy, which releases
+    # the GIL for a search and may then wait for the scoring thread to hand it back.
+    user_index: dict[int, int]
+    movie_index: dict[int, int]
 
     @classmethod
     def prepare(cls, model: PublishedModel, version: int) -> ServedModel:
         scorer = NewMovieScorer(model.network)  # user and catalogue vectors, computed once
         model.predict_index(np.zeros(1, np.int64), np.zeros(1, np.int64))  # warm the rating path
-        return cls(model, version, scorer, datetime.now(UTC))
+        net = model.network
+        return cls(model, version, scorer, datetime.now(UTC),
+                   {int(u): k for k, u in enumerate(net.user_map.ids)},
+                   {int(m): k for k, m in enumerate(net.item_map.ids)})
 
 
 class Champion:

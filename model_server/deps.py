@@ -1,4 +1,7 @@
-"""What a route needs from the app: the database, the served model, the new-movie batcher."""
+"""What a route needs from the app: the database, the served model, the new-movie batcher.
+
+The dependencies are ``async`` only so that FastAPI calls them inline: a plain ``def`` would be sent to its
+thread pool, a thread hop per dependency per request for a dictionary lookup."""
 
 from __future__ import annotations
 
@@ -10,15 +13,15 @@ from model_server.errors import Unavailable
 from model_server.scoring import NewMovieBatcher
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_batcher(request: Request) -> NewMovieBatcher:
+async def get_batcher(request: Request) -> NewMovieBatcher:
     return request.app.state.batcher
 
 
-def get_model(request: Request) -> ServedModel:
+async def get_model(request: Request) -> ServedModel:
     """The champion as of this request; a model swapped in meanwhile serves the next request."""
     champion = request.app.state.champion
     served = champion.current
@@ -31,8 +34,8 @@ def get_model(request: Request) -> ServedModel:
 
 def model_user(served: ServedModel, user_id: int) -> int:
     """The model's index of ``user_id``; 404 when the model has never seen that user rate anything."""
-    idx = int(served.model.network.user_map.index([user_id])[0])
-    if idx < 0:
+    idx = served.user_index.get(user_id)
+    if idx is None:
         raise HTTPException(404, f"user {user_id} is not known to model v{served.version} (no ratings up to its "
                                  "data cut-off)")
     return idx

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from typing import Any
 
 from model_server.db import Database, DatabaseUnavailable
 from model_server.errors import Unavailable
-from model_server.schemas import UserRecommendations
+from model_server.schemas import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, UserRecommendations
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,21 @@ class PublishedLists:
 
     # --- answers ---------------------------------------------------------------------------------------
 
+    def kept(self, user_id: int, limit: int) -> bytes | None:
+        """The answer kept in memory for the published batch, if there is one and memory may serve."""
+        if not self._trusted():
+            return None
+        key = (self._batch_id, user_id, limit)
+        body = self._answers.get(key)  # type: ignore[arg-type]
+        if body is not None:
+            self._answers.move_to_end(key)  # type: ignore[arg-type]
+        return body
+
     async def answer(self, user_id: int, limit: int) -> bytes:
         """The JSON body of ``GET /users/{user_id}/recommendations?limit=``."""
-        if self._trusted():
-            key = (self._batch_id, user_id, limit)
-            body = self._answers.get(key)  # type: ignore[arg-type]
-            if body is not None:
-                self._answers.move_to_end(key)  # type: ignore[arg-type]
-                return body
+        body = self.kept(user_id, limit)
+        if body is not None:
+            return body
         batch_id, answer = await self._read(user_id, limit)
         body = UserRecommendations.model_validate(answer).model_dump_json().encode()
         if self._trusted():
@@ -115,3 +123,33 @@ class PublishedLists:
             "model_version": batch.model_version, "batch_id": batch.batch_id, "data_cutoff": batch.data_cutoff,
             "generated_at": batch.generated_at,
             "items": [{"rank": k + 1, **row} for k, row in enumerate(fallback.rows[:limit])]}
+
+
+class KeptListMiddleware:
+    """Answers ``GET /users/{id}/recommendations[?limit=N]`` from memory ahead of the framework's parameter
+    handling, which costs more than the rest of such a request: only a request in canonical form (digits
+    only, no other query parameter) whose ids are within the route's bounds and whose answer is kept.
+    Everything else (a first read, invalid input, the database down) goes through the route itself, so
+    the answers, errors and metrics are the route's own."""
+
+    _PATH = re.compile(r"/users/([1-9][0-9]{0,9})/recommendations")
+    _QUERY = re.compile(rb"(?:limit=([1-9][0-9]{0,3}))?")
+
+    def __init__(self, app: Any, lists: PublishedLists, route: Any) -> None:
+        self.app, self.lists, self.route = app, lists, route
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path, query = self._PATH.fullmatch(scope["path"]), self._QUERY.fullmatch(scope["query_string"])
+            if path and query:
+                user_id = int(path[1])
+                limit = int(query[1]) if query[1] else DEFAULT_LIMIT
+                body = self.lists.kept(user_id, limit) if user_id <= MAX_ID and limit <= MAX_LIMIT else None
+                if body is not None:
+                    scope["route"] = self.route  # the metrics label, as if the route had answered
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_ID = 2**31 - 1            # PostgreSQL integer
 MAX_LIMIT = 1000              # rows any list endpoint returns at most
+DEFAULT_LIMIT = 10
 MAX_MOVIE_IDS = 1000          # movies per POST /recommendations/existing
 MAX_PEOPLE = 50               # names per role in a new movie
 MAX_GENRES = 30

@@ -10,7 +10,7 @@ from model_server.champion import ServedModel
 from model_server.db import Database
 from model_server.deps import get_db, get_model
 from model_server.routes.responses import errors
-from model_server.schemas import MAX_ID, MAX_LIMIT, SimilarMovies
+from model_server.schemas import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, SimilarMovies
 
 router = APIRouter(prefix="/movies", tags=["movies"])
 
@@ -20,12 +20,12 @@ async def similar_movies(
     served: Annotated[ServedModel, Depends(get_model)],
     db: Annotated[Database, Depends(get_db)],
     movie_id: Annotated[int, Path(ge=1, le=MAX_ID, description="a catalogue movie id", examples=[50])],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many movies, closest first")] = 10,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many movies, closest first")] = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """The movies whose vectors (content encoder plus learned movie embedding) have the highest cosine
     similarity with this movie's. 404 for a movie the model does not know."""
-    index = int(served.model.network.item_map.index([movie_id])[0])
-    if index < 0:
+    index = served.movie_index.get(movie_id)
+    if index is None:
         known = await db.movies([movie_id])
         why = (f"movie {movie_id} was added to the catalogue after model v{served.version} was trained"
                if known else f"no movie {movie_id} in the catalogue")

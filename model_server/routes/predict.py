@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from model_server.champion import ServedModel
 from model_server.deps import get_batcher, get_model, model_user
 from model_server.routes.responses import errors
-from model_server.schemas import MAX_LIMIT, NewMovieRequest, NewMovieResponse
+from model_server.schemas import DEFAULT_LIMIT, MAX_LIMIT, NewMovieRequest, NewMovieResponse
 from model_server.scoring import NewMovieBatcher
 from pipeline.new_movies import NewMovie, UnknownGenre
 
@@ -22,7 +22,7 @@ async def predict_new_movie(
     body: NewMovieRequest,
     served: Annotated[ServedModel, Depends(get_model)],
     batcher: Annotated[NewMovieBatcher, Depends(get_batcher)],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="without user_id: how many users")] = 10,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="without user_id: how many users")] = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """Featurise the movie as training featurised the catalogue (genres, MiniLM title embedding, the people
     the model knows, year and runtime) and score it with the champion's content path.

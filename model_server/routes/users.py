@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from model_server.routes.responses import errors
-from model_server.schemas import MAX_ID, MAX_LIMIT, UserRecommendations
+from model_server.schemas import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, UserRecommendations
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 async def user_recommendations(
     request: Request,
     user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="a user id", examples=[1])],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many movies, best first")] = 10,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many movies, best first")] = DEFAULT_LIMIT,
 ) -> Response:
     """The user's list from the published batch (``current_recommendations``), best first.
 

@@ -60,6 +60,21 @@ def test_list_limit_defaults_to_ten_and_never_exceeds_the_published_list(api):
     assert again.json()["items"] == api.get("/users/7/recommendations", params={"limit": 3}).json()["items"]
 
 
+def test_answers_kept_in_memory_are_the_routes_own(api, live_api):
+    first = api.get("/users/11/recommendations", params={"limit": 4})  # read through the route, then kept
+    assert live_api.app.state.lists.kept(11, 4) == first.content
+    for variant in ("/users/11/recommendations?limit=4",          # canonical: answered from memory
+                    "/users/11/recommendations?limit=04",         # not canonical: through the route
+                    "/users/11/recommendations?limit=4&x=1"):
+        again = api.get(variant)
+        assert again.status_code == 200 and again.headers["content-type"] == "application/json"
+        assert again.json() == first.json()
+    assert api.get("/users/11/recommendations").json()["items"][:4] == first.json()["items"]
+    metrics = api.get("/metrics").text
+    assert 'route="/users/{user_id}/recommendations",status="200"' in metrics and 'route="unmatched",status="200"' \
+        not in metrics
+
+
 def test_unknown_user_gets_the_labelled_popularity_fallback(api, db):
     from pipeline.batch import most_rated
 
