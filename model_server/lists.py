@@ -47,7 +47,11 @@ class PublishedLists:
     async def watch(self) -> None:
         """Follow the published batch until cancelled."""
         while True:
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # never let the watcher die: memory would stop serving for good
+                log.exception("published-batch check failed")
+                self._seen_at = 0.0
             await asyncio.sleep(self.watch_s)
 
     async def check(self) -> None:

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from model_server.champion import ServedModel
+from model_server.errors import Unavailable
 from pipeline.new_movies import NewMovie, PeopleMatch
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
+SCORE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ class NewMovieBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[NewMovieScore] = loop.create_future()
         self._queue.put(_Job(served, movie, user_idx, limit, future, loop))
-        return await future
+        try:
+            return await asyncio.wait_for(future, SCORE_TIMEOUT_S)
+        except TimeoutError:
+            raise Unavailable(f"scoring took longer than {SCORE_TIMEOUT_S:g} s: the server is overloaded") from None
 
     def _run(self) -> None:
         while True:
