@@ -14,6 +14,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -45,6 +46,22 @@ def _warm_encoder(device: str) -> None:
     from pipeline.text_embeddings import encode
 
     encode(["warm-up"], device=device)
+
+
+def _openapi(app: FastAPI, champion: Champion) -> dict[str, Any]:
+    """FastAPI's schema, with the served model's genres as the allowed values of a new movie's ``genres``
+    (rebuilt when another model is swapped in)."""
+    served = champion.current
+    version = served.version if served else None
+    if app.openapi_schema is None or getattr(app.state, "openapi_for", None) != version:
+        app.openapi_schema = None
+        schema = FastAPI.openapi(app)
+        if served is not None:
+            genres = schema["components"]["schemas"]["NewMovieRequest"]["properties"]["genres"]
+            genres["items"]["enum"] = list(served.model.network.vocab.genres)
+            genres["description"] += f" ({', '.join(served.model.network.vocab.genres)})"
+        app.state.openapi_for = version
+    return app.openapi_schema  # type: ignore[return-value]
 
 
 def create_app(settings: Settings | None = None, *, poll_seconds: float | None = None,
@@ -91,6 +108,7 @@ def create_app(settings: Settings | None = None, *, poll_seconds: float | None =
     app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval
     for module in (users, recommendations, predict, movies, system):
         app.include_router(module.router)
+    app.openapi = lambda: _openapi(app, champion)  # type: ignore[method-assign]
     install_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     lookup = next(r for r in app.routes if getattr(r, "endpoint", None) is users.user_recommendations)

@@ -44,9 +44,10 @@ def _clean_text(value: str) -> str:
 
 UserId = Annotated[int, Field(ge=1, le=MAX_ID, description="a user id of the dataset", examples=[1])]
 MovieId = Annotated[int, Field(ge=1, le=MAX_ID, description="a movie id of the catalogue", examples=[50])]
-Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE), AfterValidator(_clean_text)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_clean_text)]
-Genre = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean_text)]
+NOT_BLANK = r"\S"  # at least one character that is not white space
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE, pattern=NOT_BLANK), AfterValidator(_clean_text)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NOT_BLANK), AfterValidator(_clean_text)]
+Genre = Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK), AfterValidator(_clean_text)]
 
 
 class _Request(BaseModel):
