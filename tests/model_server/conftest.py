@@ -70,7 +70,7 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # start-up loads MLflow, the champion and MiniLM: slow on a busy machine
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the API server did not start")

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from model_server.app import create_app
 
 
-def _until(condition, timeout: float = 20.0) -> None:
+def _until(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
