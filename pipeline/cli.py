@@ -215,7 +215,7 @@ def recommend(top_n: TopN = 100, as_of: AsOf = None, device: Device = None) -> N
     out.print(f"published batch {batch['batch_id']} scored by movierec-hybrid v{batch['registered_version']}: "
               f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), {batch['rows']:,} rows "
               f"in {batch['timings']['total']} s")
-    _print_lists()
+    print_published_lists()
 
 
 @app.command()
@@ -238,10 +238,10 @@ def run(
                          top_n=top_n, epochs=epochs, device=_device(device), progress=sys.stderr.isatty(),
                          on_step=on_step)
     out.print(results["report"], highlight=False)
-    _print_lists()
+    print_published_lists()
 
 
-def _print_lists(users: int = 3, k: int = 10) -> None:
+def print_published_lists(users: int = 3, k: int = 10) -> None:
     from sqlalchemy import text
 
     from database.engine import database_url, get_engine

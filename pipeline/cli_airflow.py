@@ -170,3 +170,6 @@ def run_weekly(
                             f" (task logs under {os.environ['AIRFLOW_HOME']}/logs)")
     if outcome.results.get("publish"):
         out.print("published: " + json.dumps(outcome.results["publish"]))
+        from pipeline.cli import print_published_lists  # the CLI module imports this one at its top
+
+        print_published_lists()
