@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import DataQualityError, MovierecError
+from pipeline.errors import DataQualityError, InputError
 from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def fetch_data(dataset: str | None = DEFAULT_DATASET, source: str | None = None,
     if source:
         directory = Path(source).expanduser().resolve()
         if not directory.is_dir():
-            raise MovierecError(f"source directory {directory} does not exist")
+            raise InputError(f"source directory {directory} does not exist")  # no retry can fix it
         return {"directory": str(directory), "dataset": dataset or directory.name, "source": str(directory)}
     from pipeline.datasets import fetch_dataset
 
