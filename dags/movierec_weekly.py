@@ -9,7 +9,7 @@ network out (if it beats the current champion), top-N lists for every user publi
 | `fetch` | the named dataset (checksummed download, offline ML-100K fallback) or the `source` directory |
 | `ingest` | validating, idempotent load into PostgreSQL; bad lines kept in `rejected_rows` |
 | `quality` | row counts and the share of rejected rows: over `max_reject_share` fails the run, no retry |
-| `evaluate` | both evaluation protocols beside the baselines on the data up to the cut-off; chooses the blend weights |
+| `evaluate` | the gate's protocol (temporal) beside the baselines on the data up to the cut-off; chooses the blend weights (`movierec evaluate` runs both protocols) |
 | `train` | the model to publish, on all data up to the cut-off, logged to MLflow and registered |
 | `promote` | the promotion gate: the new version becomes `champion` only if it beats the current one |
 | `publish` | the champion scores every user; the top-N lists replace the published ones atomically |
