@@ -62,8 +62,28 @@ class RankBlend:
         return mixed.astype(np.float32)
 
 
+_GRID = tuple(np.linspace(0, 1, 11))
+
+
+def _ranking_figures(network: Recommender, partner: Recommender, inner_train: Interactions,
+                     inner_test: Interactions, grid: Sequence[float], k: int) -> tuple[float, dict[float, float]]:
+    """NDCG@k of the rank blend at every weight, and the best weight (ties favour the network)."""
+    figures = {round(float(w), 3): evaluate_model(RankBlend(network, partner, float(w)), inner_train, inner_test,
+                                                  "temporal", k)[f"ndcg@{k}"] for w in grid}
+    return max(figures, key=lambda w: (figures[w], w)), figures
+
+
+def _rating_figures(network: Recommender, partner: Recommender, inner_test: Interactions,
+                    grid: Sequence[float]) -> tuple[float, dict[float, float]]:
+    """RMSE of the rating blend at every weight on ``inner_test``, and the best weight (ties favour the network)."""
+    net = network.predict(inner_test.users, inner_test.items).astype(np.float64)
+    other = partner.predict(inner_test.users, inner_test.items).astype(np.float64)
+    figures = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
+    return min(figures, key=lambda w: (figures[w], -w)), figures
+
+
 def choose_blend_weight(make_network: Callable[[], Recommender], make_partner: Callable[[], Recommender],
-                        train: Interactions, grid: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+                        train: Interactions, grid: Sequence[float] = _GRID,
                         k: int = 10) -> tuple[float, dict[float, float]]:
     """The weight with the best NDCG@k on a temporal validation split of ``train``.
 
@@ -71,29 +91,20 @@ def choose_blend_weight(make_network: Callable[[], Recommender], make_partner: C
     """
     inner_train, inner_test = temporal_split(train)
     network, partner = make_network().fit(inner_train), make_partner().fit(inner_train)
-    figures = {}
-    for w in grid:
-        blend = RankBlend(network, partner, float(w))
-        figures[round(float(w), 3)] = evaluate_model(blend, inner_train, inner_test, "temporal", k)[f"ndcg@{k}"]
-    best = max(figures, key=lambda w: (figures[w], w))  # ties favour the network
-    return best, figures
+    return _ranking_figures(network, partner, inner_train, inner_test, grid, k)
 
 
 def choose_rating_weight(make_network: Callable[[], Recommender], make_partner: Callable[[], Recommender],
-                         train: Interactions, grid: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+                         train: Interactions, grid: Sequence[float] = _GRID,
                          validation_fraction: float = 0.1, seed: int = 7) -> tuple[float, dict[float, float]]:
     """The network's weight in the rating blend with the best RMSE on a random validation split of ``train``."""
     inner_train, inner_test = random_split(train, validation_fraction, seed=seed)
-    net = make_network().fit(inner_train).predict(inner_test.users, inner_test.items).astype(np.float64)
-    other = make_partner().fit(inner_train).predict(inner_test.users, inner_test.items).astype(np.float64)
-    figures = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
-    best = min(figures, key=lambda w: (figures[w], -w))  # ties favour the network
-    return best, figures
+    return _rating_figures(make_network().fit(inner_train), make_partner().fit(inner_train), inner_test, grid)
 
 
 def choose_weights(make_network: Callable[[], Recommender], make_partner: Callable[[], Recommender],
                    make_rating_partner: Callable[[], Recommender], train: Interactions,
-                   grid: Sequence[float] = tuple(np.linspace(0, 1, 11)), k: int = 10,
+                   grid: Sequence[float] = _GRID, k: int = 10,
                    ) -> tuple[float, float, dict[str, dict[float, float]]]:
     """Both blend weights from one temporal validation split of ``train`` and one network fitted on it.
 
@@ -103,12 +114,6 @@ def choose_weights(make_network: Callable[[], Recommender], make_partner: Callab
     """
     inner_train, inner_test = temporal_split(train)
     network = make_network().fit(inner_train)
-    partner, rating_partner = make_partner().fit(inner_train), make_rating_partner().fit(inner_train)
-    ndcg = {round(float(w), 3): evaluate_model(RankBlend(network, partner, float(w)), inner_train, inner_test,
-                                               "temporal", k)[f"ndcg@{k}"] for w in grid}
-    net = network.predict(inner_test.users, inner_test.items).astype(np.float64)
-    other = rating_partner.predict(inner_test.users, inner_test.items).astype(np.float64)
-    errors = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
-    weight = max(ndcg, key=lambda w: (ndcg[w], w))            # ties favour the network
-    rating_weight = min(errors, key=lambda w: (errors[w], -w))
+    weight, ndcg = _ranking_figures(network, make_partner().fit(inner_train), inner_train, inner_test, grid, k)
+    rating_weight, errors = _rating_figures(network, make_rating_partner().fit(inner_train), inner_test, grid)
     return weight, rating_weight, {f"ndcg@{k}": ndcg, "rmse": errors}
