@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
             "UPDATE recommendation_batches SET status = 'published', published_at = now(), users = :users, "
             "fallback_users = :fallback, rows = :rows, timings = CAST(:timings AS jsonb) WHERE batch_id = :b"),
             {"users": len(user_ids), "fallback": len(fallback_users), "rows": rows, "b": batch_id,
-             "timings": _json(timings)})
+             "timings": json.dumps(timings)})
         pruned = [r[0] for r in conn.execute(text(
             "DELETE FROM recommendation_batches WHERE batch_id NOT IN "
             "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) RETURNING batch_id"),
@@ -220,8 +221,8 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
 
 def _catalogue_mask(conn: Connection, item_ids: np.ndarray) -> np.ndarray | None:
     """Movies of the model that are still in ``movies`` (None: all of them)."""
-    present = {int(r[0]) for r in conn.execute(text("SELECT movie_id FROM movies"))}
-    mask = np.fromiter((int(i) in present for i in item_ids), bool, len(item_ids))
+    present = np.array(conn.execute(text("SELECT movie_id FROM movies")).scalars().all(), np.int64)
+    mask = np.isin(item_ids, present)
     return None if mask.all() else mask
 
 
@@ -262,9 +263,3 @@ def _write_fallback(writer: _ListWriter, users: np.ndarray, pair_users: np.ndarr
             idx[r, :len(picks)] = picks
         values = np.where(idx >= 0, share[np.maximum(idx, 0)], np.float32(0))
         writer.write(block, idx, values, movies, "fallback_popularity")
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)

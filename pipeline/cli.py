@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -130,15 +129,12 @@ def ingest(
 
 
 def _parse_as_of(value: str | None):  # type: ignore[no-untyped-def]
-    from datetime import datetime
+    from pipeline.weekly import parse_as_of
 
-    if value is None:
-        return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return parse_as_of(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not an ISO date such as 1998-01-01") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")]
@@ -147,9 +143,9 @@ Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: MO
 
 
 def _config(epochs: int | None):  # type: ignore[no-untyped-def]
-    from pipeline.model import HybridConfig
+    from pipeline.weekly import hybrid_config
 
-    return HybridConfig(epochs=epochs) if epochs else HybridConfig()
+    return hybrid_config(epochs)
 
 
 def _device(device: str | None) -> str:

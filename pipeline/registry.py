@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CHAMPION_ALIAS", "REGISTERED_MODEL", "HybridPyfunc", "PromotionDecision", "RunInfo", "champion_version",
     "config_params",
-    "configure_mlflow", "experiment_name", "flatten_metrics", "load_champion", "log_training_run",
+    "configure_mlflow", "experiment_name", "flatten_metrics", "json_safe", "load_champion", "log_training_run",
     "metric_key", "predict_ratings", "promote_if_better", "tracking_uri",
 ]
 
@@ -201,19 +201,23 @@ def _higher_is_better(metric: str) -> bool:
     return metric.split("_at_")[0] not in LOWER_IS_BETTER
 
 
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN/Infinity become None (PostgreSQL's jsonb and some XCom backends reject them),
+    numpy scalars Python numbers, mapping keys strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(x) for x in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return json_safe(value.item())
+    return value
+
+
 def _json(value: Any) -> str:
-    """JSON for a jsonb column: PostgreSQL rejects NaN/Infinity, so they become null."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, Mapping):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (np.floating, np.integer)):
-            return clean(v.item())
-        return v
-    return json.dumps(clean(value), default=str)
+    """JSON for a jsonb column."""
+    return json.dumps(json_safe(value), default=str)
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

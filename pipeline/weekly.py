@@ -94,7 +94,8 @@ def check_data_quality(ingest: dict[str, Any], max_reject_share: float = MAX_REJ
     return report
 
 
-def _config(epochs: int | None) -> Any:
+def hybrid_config(epochs: int | None = None) -> Any:
+    """The default ``HybridConfig``, with ``epochs`` as the maximum when given."""
     from pipeline.model import HybridConfig
 
     return HybridConfig(epochs=epochs) if epochs else HybridConfig()
@@ -109,27 +110,14 @@ def evaluate_model(as_of: str | None, epochs: int | None = None, device: str = "
     settings = settings or get_settings()
     cutoff = parse_as_of(as_of)
     data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
-    outcome = evaluate_all(data, _config(epochs), device=device, protocols=(PRIMARY_PROTOCOL,), cold_start=False,
+    outcome = evaluate_all(data, hybrid_config(epochs), device=device, protocols=(PRIMARY_PROTOCOL,), cold_start=False,
                            progress=progress)
+    from pipeline.registry import json_safe
+
     published, baselines = published_metrics(outcome)
-    return _plain({"as_of": as_of, "dataset": data.dataset, "report_path": str(write_report(settings, outcome)),
+    return json_safe({"as_of": as_of, "dataset": data.dataset, "report_path": str(write_report(settings, outcome)),
                    "blend_weight": outcome.blend_weight, "rating_weight": outcome.rating_weight,
                    "metrics": published, "baselines": baselines})
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe for any XCom backend: NaN/inf become None, numpy scalars Python numbers."""
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def train_model(as_of: str | None, evaluation: dict[str, Any], epochs: int | None = None, device: str = "auto", *,
@@ -142,12 +130,13 @@ def train_model(as_of: str | None, evaluation: dict[str, Any], epochs: int | Non
     settings = settings or get_settings()
     cutoff = parse_as_of(as_of)
     data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
-    published, result = train_published(data, _config(epochs), float(evaluation["blend_weight"]),
+    published, result = train_published(data, hybrid_config(epochs), float(evaluation["blend_weight"]),
                                         float(evaluation["rating_weight"]), device=device, progress=progress)
     run = log_training_run(settings, published, result, evaluation["metrics"], evaluation["baselines"],
                            dataset=data.dataset, data_cutoff=cutoff,
                            artifacts={"evaluation.json": Path(evaluation["report_path"])})
     return {"run_id": run.run_id, "version": run.registered_version, "model_uri": run.model_uri,
+            "params": published.network.config.to_dict(),
             "dataset": data.dataset, "seconds": round(result.seconds, 1), "best_epoch": result.best_epoch,
             "blend": published.describe()}
 
@@ -155,7 +144,7 @@ def train_model(as_of: str | None, evaluation: dict[str, Any], epochs: int | Non
 def promote_model(training: dict[str, Any], evaluation: dict[str, Any], as_of: str | None, *,
                   settings: Settings | None = None) -> dict[str, Any]:
     """The promotion gate on the primary ranking metric; records the decision (MLflow and model_versions)."""
-    from pipeline.registry import RunInfo, promote_if_better
+    from pipeline.registry import RunInfo, json_safe, promote_if_better
     from pipeline.training import PRIMARY_METRIC, PRIMARY_PROTOCOL
 
     settings = settings or get_settings()
@@ -163,8 +152,8 @@ def promote_model(training: dict[str, Any], evaluation: dict[str, Any], as_of: s
     decision = promote_if_better(settings, _engine(settings), run, dataset=training["dataset"],
                                  data_cutoff=parse_as_of(as_of), protocol=PRIMARY_PROTOCOL,
                                  primary_metric=PRIMARY_METRIC, metrics=evaluation["metrics"],
-                                 params=_config(None).to_dict())
-    return _plain({"promoted": decision.promoted, "reason": decision.reason, "version": decision.version,
+                                 params=training.get("params") or hybrid_config().to_dict())
+    return json_safe({"promoted": decision.promoted, "reason": decision.reason, "version": decision.version,
                    "champion_version": decision.version if decision.promoted else decision.champion_version,
                    "new_value": decision.new_value, "champion_value": decision.champion_value})
 
