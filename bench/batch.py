@@ -40,39 +40,10 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _synthetic_model(n_users: int, n_items: int, users, items) -> Any:  # noqa: ANN001
+def _synthetic_ratings(n_users: int, n_items: int) -> tuple[Any, Any, Any]:
+    """Popularity-skewed (user, movie) pairs, ~RATINGS_PER_USER per user, with ratings from a latent
+    taste model (8 factors, a movie quality, noise) so that a trained network has something to learn."""
     import numpy as np
-    import torch
-
-    from pipeline.features import MAX_PEOPLE, FeatureVocab, MovieContent
-    from pipeline.interactions import IdMap, Interactions
-    from pipeline.model import HybridConfig, HybridModel, build_network
-    from pipeline.published import PublishedModel
-
-    rng = np.random.default_rng(7)
-    torch.manual_seed(7)
-    vocab = FeatureVocab(genres=[f"g{k}" for k in range(18)],
-                         persons={r: [f"{r}{k}" for k in range(500)] for r in MAX_PEOPLE})
-    text = rng.normal(size=(n_items, 384)).astype(np.float32)
-    movies = MovieContent((rng.random((n_items, 18)) < 0.15).astype(np.float32),
-                          text / np.linalg.norm(text, axis=1, keepdims=True),
-                          {r: rng.integers(0, 501, (n_items, k)) for r, k in MAX_PEOPLE.items()},
-                          rng.normal(size=(n_items, 4)).astype(np.float32))
-    cfg = HybridConfig()
-    net = build_network(n_users, movies, 0, vocab, cfg, 3.5)
-    network = HybridModel(net, cfg, IdMap(np.arange(1, n_users + 1)), IdMap(np.arange(1, n_items + 1)), vocab,
-                          movies, np.zeros((n_users, 0), np.float32), {"rating_range": [1, 5]}, "cpu",
-                          (users, items))
-    train = Interactions(users, items, np.full(len(users), 4.0, np.float32), np.zeros(len(users), np.int64),
-                         n_users, n_items)
-    return PublishedModel.from_training(network, train, 0.5, 1.0)
-
-
-def _fill(engine: Any, n_users: int, n_items: int) -> tuple[Any, Any]:
-    """Movies, users and popularity-skewed ratings (~RATINGS_PER_USER each) by COPY; returns index pairs."""
-    import numpy as np
-
-    from database.bulk import copy_columns
 
     rng = np.random.default_rng(42)
     per_user = np.clip(rng.lognormal(np.log(RATINGS_PER_USER * 0.6), 0.8, n_users).astype(np.int64), 20,
@@ -83,21 +54,111 @@ def _fill(engine: Any, n_users: int, n_items: int) -> tuple[Any, Any]:
     items = rng.choice(n_items, size=len(users), p=popularity)
     pairs = np.unique(users * n_items + items)
     users, items = pairs // n_items, pairs % n_items
+    taste_u, taste_i = rng.normal(size=(n_users, 8)), rng.normal(size=(n_items, 8))
+    quality = rng.normal(size=n_items)
+    affinity = np.einsum("ij,ij->i", taste_u[users], taste_i[items]) / np.sqrt(8)
+    ratings = np.clip(np.rint(3.6 + 0.8 * affinity + 0.4 * quality[items] + rng.normal(0, 0.6, len(users))), 1, 5)
+    return users, items, ratings.astype(np.float32)
+
+
+def _synthetic_data(n_users: int, n_items: int, users, items, ratings) -> Any:  # noqa: ANN001
+    """``TrainingData`` over the synthetic catalogue: random content (genres, unit text vectors, people)."""
+    import numpy as np
+
+    from pipeline.features import MAX_PEOPLE, FeatureVocab, MovieContent, TrainingData
+    from pipeline.interactions import IdMap, Interactions
+
+    rng = np.random.default_rng(7)
+    vocab = FeatureVocab(genres=[f"g{k}" for k in range(18)],
+                         persons={r: [f"{r}{k}" for k in range(500)] for r in MAX_PEOPLE})
+    text = rng.normal(size=(n_items, 384)).astype(np.float32)
+    movies = MovieContent((rng.random((n_items, 18)) < 0.15).astype(np.float32),
+                          text / np.linalg.norm(text, axis=1, keepdims=True),
+                          {r: rng.integers(0, 501, (n_items, k)) for r, k in MAX_PEOPLE.items()},
+                          rng.normal(size=(n_items, 4)).astype(np.float32))
+    stamps = 1_600_000_000 + rng.integers(0, 86_400 * 365, len(users))
+    interactions = Interactions(users, items, ratings, stamps, n_users, n_items)
+    return TrainingData("synthetic", None, interactions, IdMap(np.arange(1, n_users + 1)),
+                        IdMap(np.arange(1, n_items + 1)), movies, np.zeros((n_users, 0), np.float32), vocab,
+                        [f"movie {k}" for k in range(1, n_items + 1)])
+
+
+def _synthetic_model(data: Any, train_epochs: int, weight: float, rerank_weight: float) -> Any:
+    """The published blend over ``data``: a network of the default architecture trained ``train_epochs``
+    epochs (0: untrained, enough where only the cost is measured), EASE where ``weight`` < 1, and the
+    rating head's term at ``rerank_weight``."""
+    import torch
+
+    from pipeline.model import HybridConfig, HybridModel, build_network
+    from pipeline.published import PublishedModel
+    from pipeline.train import train_hybrid
+
+    train = data.interactions
+    if train_epochs:
+        t = time.perf_counter()
+        network = train_hybrid(data, None, HybridConfig(epochs=train_epochs, patience=0), device="cpu",
+                               progress=False).model
+        log(f"trained {train_epochs} epochs on {len(train):,} ratings in {time.perf_counter() - t:.0f} s")
+    else:
+        torch.manual_seed(7)
+        cfg = HybridConfig()
+        net = build_network(train.n_users, data.movies, 0, data.vocab, cfg, 3.5)
+        network = HybridModel(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users,
+                              {"rating_range": [1, 5]}, "cpu", (train.users, train.items))
+    return PublishedModel.from_training(network, train, weight, 1.0, rerank_weight)
+
+
+def _fill(engine: Any, data: Any) -> None:
+    """Movies, users and ratings of ``data`` by COPY, and a champion row to score under."""
     from datetime import UTC, datetime
 
-    with engine.begin() as conn:
-        from sqlalchemy import text
+    import numpy as np
+    from sqlalchemy import text
 
+    from database.bulk import copy_columns
+
+    x = data.interactions
+    with engine.begin() as conn:
         conn.execute(text("INSERT INTO movies (movie_id, title, source) SELECT g, 'movie ' || g, 'synthetic' FROM generate_series(1, :n) g"),
-                     {"n": n_items})
-        conn.execute(text("INSERT INTO users (user_id) SELECT g FROM generate_series(1, :n) g"), {"n": n_users})
-        copy_columns(conn, "ratings", {"user_id": (users + 1).astype(np.int32), "movie_id": (items + 1).astype(np.int32),
-                                       "rating": np.full(len(users), 4.0, np.float32),
+                     {"n": x.n_items})
+        conn.execute(text("INSERT INTO users (user_id) SELECT g FROM generate_series(1, :n) g"), {"n": x.n_users})
+        copy_columns(conn, "ratings", {"user_id": (x.users + 1).astype(np.int32), "movie_id": (x.items + 1).astype(np.int32),
+                                       "rating": x.ratings.astype(np.float32),
                                        "rated_at": datetime(2020, 1, 1, tzinfo=UTC)})
         conn.execute(text(
             "INSERT INTO model_versions (registered_model, registered_version, dataset, protocol, primary_metric, "
             "status) VALUES ('movierec-hybrid', 1, 'synthetic', 'temporal', 'ndcg_at_10', 'champion')"))
-    return users, items
+
+
+def _retrieval_figures(model: Any, top_n: int, depths: list[int], users: Any = None) -> dict[str, Any]:
+    """Lists of ``users`` (default: all) from exhaustive scoring (every term for every movie) and from
+    retrieve-then-re-rank at each depth: seconds, users/s and the recall of each against exhaustive.
+    The re-rank is exact, so this recall is also the share of exhaustive's top N that retrieval found."""
+    import numpy as np
+
+    from pipeline.batch import chunk_size, score_chunk
+    from pipeline.metrics import list_recall
+
+    users = np.arange(model.n_users) if users is None else users
+    step = chunk_size(model.n_items)
+
+    def lists(candidates: int) -> tuple[Any, float]:
+        t = time.perf_counter()
+        out = [score_chunk(model, users[lo:lo + step], model.rated[users[lo:lo + step]], top_n,
+                           candidates=candidates)[0] for lo in range(0, len(users), step)]
+        return np.concatenate(out), time.perf_counter() - t
+
+    exhaustive, seconds = lists(0)
+    figures: dict[str, Any] = {"users": int(len(users)), "exhaustive_seconds": round(seconds, 2),
+                               "exhaustive_users_per_s": round(len(users) / seconds, 1), "depths": {}}
+    for k in depths:
+        found, s = lists(k)
+        figures["depths"][str(k)] = {"seconds": round(s, 2), "users_per_s": round(len(users) / s, 1),
+                                     "speedup": round(seconds / s, 2),
+                                     f"recall@{top_n}": round(list_recall(exhaustive, found), 4)}
+        log(f"  candidates {k}: recall@{top_n} {figures['depths'][str(k)][f'recall@{top_n}']}, "
+            f"{s:.1f} s (exhaustive {seconds:.1f} s)")
+    return figures
 
 
 def _raw_copy_seconds(engine: Any, batch_id: int) -> float:
@@ -120,15 +181,24 @@ def _raw_copy_seconds(engine: Any, batch_id: int) -> float:
     return seconds
 
 
-def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int) -> dict[str, Any]:
+def _shape(shape: str, scale: float, users_fraction: float = 1.0) -> tuple[int, int]:
+    full_users, n_items = SHAPES[shape]
+    return max(100, int(full_users * (scale if shape == "ml32m" else 1.0) * users_fraction)), n_items
+
+
+def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int, candidates: int) -> dict[str, Any]:
+    """``publish_recommendations`` end to end over an untrained network (the cost does not depend on the
+    weights), EASE in the blend where the catalogue allows it, the rating head's term at weight 1."""
     from database import embedded
     from database.engine import get_engine
     from database.migrate import upgrade
     from pipeline.batch import publish_recommendations
+    from pipeline.published import EASE_MAX_ITEMS
     from pipeline.settings import Settings
 
-    full_users, n_items = SHAPES[shape]
-    n_users = max(100, int(full_users * (scale if shape == "ml32m" else 1.0) * users_fraction))
+    n_users, n_items = _shape(shape, scale, users_fraction)
+    data = _synthetic_data(n_users, n_items, *_synthetic_ratings(n_users, n_items))
+    model = _synthetic_model(data, 0, 0.6 if n_items <= EASE_MAX_ITEMS else 1.0, 1.0)
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as home:
         settings = Settings(MOVIEREC_HOME=home)
         embedded.start(settings)
@@ -136,13 +206,12 @@ def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int) -
             engine = get_engine(settings)
             upgrade(engine)
             t = time.perf_counter()
-            users, items = _fill(engine, n_users, n_items)
-            log(f"{shape}: {n_users:,} users x {n_items:,} movies, {len(users):,} ratings loaded in "
+            _fill(engine, data)
+            log(f"{shape}: {n_users:,} users x {n_items:,} movies, {len(data.interactions):,} ratings loaded in "
                 f"{time.perf_counter() - t:.1f} s")
-            model = _synthetic_model(n_users, n_items, users, items)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t = time.perf_counter()
-            result = publish_recommendations(engine, model, 1, top_n_items=top_n)
+            result = publish_recommendations(engine, model, 1, top_n_items=top_n, candidates=candidates)
             seconds = time.perf_counter() - t
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             raw = _raw_copy_seconds(engine, result.batch_id)
@@ -150,7 +219,8 @@ def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int) -
         finally:
             embedded.stop(settings)
     write, copy = result.timings["write"], result.timings["copy"]
-    return {"shape": shape, "users": n_users, "movies": n_items, "ratings": int(len(users)), "rows": result.rows,
+    return {"shape": shape, "users": n_users, "movies": n_items, "ratings": int(len(data.interactions)),
+            "rows": result.rows, "candidates": result.candidates,
             "seconds": round(seconds, 2), "timings": result.timings, "users_per_s": round(n_users / seconds, 1),
             "rows_written_per_s": round(result.rows / write, 1), "raw_copy_seconds": round(raw, 3),
             "raw_copy_rows_per_s": round(result.rows / raw, 1), "write_vs_raw_copy": round(raw / write, 3),
@@ -159,7 +229,35 @@ def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int) -
             "rss_before_scoring_mib": round(rss_before / 1024, 1)}
 
 
-def one_ml100k(home: str, top_n: int) -> dict[str, Any]:
+def one_retrieval(shape: str, scale: float, top_n: int, candidates: int, train_epochs: int,
+                  sample_users: int) -> dict[str, Any]:
+    """Retrieve-then-re-rank against exhaustive scoring, no database involved.
+
+    ML-1M shape: a network trained ``train_epochs`` epochs on the synthetic ratings, EASE at the weight
+    ML-100K's validation chose, every user; recall of the two-stage lists at several depths. ML-32M shape:
+    exhaustive rating-head scoring of 87,585 movies is measured on ``sample_users`` users only and
+    projected to all of them.
+    """
+    import numpy as np
+
+    from pipeline.published import EASE_MAX_ITEMS
+
+    n_users, n_items = _shape(shape, scale)
+    data = _synthetic_data(n_users, n_items, *_synthetic_ratings(n_users, n_items))
+    trained = shape == "ml1m"
+    model = _synthetic_model(data, train_epochs if trained else 0, 0.6 if n_items <= EASE_MAX_ITEMS else 1.0, 1.0)
+    figures: dict[str, Any] = {"shape": shape, "users": n_users, "movies": n_items, "blend": model.describe(),
+                               "trained_epochs": train_epochs if trained else 0}
+    if trained:
+        figures.update(_retrieval_figures(model, top_n, sorted({top_n, 200, candidates, 1000})))
+    else:
+        sample = _retrieval_figures(model, top_n, [candidates], np.arange(sample_users))
+        per_user = sample["exhaustive_seconds"] / sample["users"]
+        figures.update(sample, exhaustive_projected_seconds_all_users=round(per_user * n_users, 1))
+    return figures
+
+
+def one_ml100k(home: str, top_n: int, candidates: int) -> dict[str, Any]:
     from database.engine import get_engine
     from pipeline.batch import publish_recommendations
     from pipeline.registry import load_champion
@@ -169,12 +267,17 @@ def one_ml100k(home: str, top_n: int) -> dict[str, Any]:
     model, version = load_champion(settings)
     engine = get_engine(settings)
     t = time.perf_counter()
-    result = publish_recommendations(engine, model, version, top_n_items=top_n)
+    result = publish_recommendations(engine, model, version, top_n_items=top_n, candidates=candidates)
     seconds = time.perf_counter() - t
-    return {"shape": "ml100k", "users": result.users, "movies": model.n_items, "rows": result.rows,
-            "seconds": round(seconds, 2), "timings": result.timings, "users_per_s": round(result.users / seconds, 1),
-            "rows_written_per_s": round(result.rows / result.timings["write"], 1), "blend": model.describe(),
-            "target_seconds": 10.0, "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    figures = {"shape": "ml100k", "users": result.users, "movies": model.n_items, "rows": result.rows,
+               "candidates": result.candidates, "seconds": round(seconds, 2), "timings": result.timings,
+               "users_per_s": round(result.users / seconds, 1),
+               "rows_written_per_s": round(result.rows / result.timings["write"], 1), "blend": model.describe(),
+               "target_seconds": 10.0,
+               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if model.rerank_weight > 0:  # the champion's own lists against exhaustive scoring, every user it knows
+        figures["retrieval"] = _retrieval_figures(model, top_n, sorted({top_n, 200, candidates}))
+    return figures
 
 
 def _child(args: list[str]) -> dict[str, Any]:
@@ -191,13 +294,26 @@ def main() -> None:
     parser.add_argument("--top-n", type=int, default=100)
     parser.add_argument("--home", default=os.environ.get("MOVIEREC_HOME", ".movierec"))
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--candidates", type=int, default=500,
+                        help="movies per user the rating head re-ranks (the batch's default)")
+    parser.add_argument("--train-epochs", type=int, default=4,
+                        help="epochs of the network the ML-1M-shape recall is measured with")
+    parser.add_argument("--sample-users", type=int, default=64,
+                        help="users exhaustive scoring is timed on at ML-32M shape")
+    parser.add_argument("--no-retrieval", action="store_true", help="skip retrieval-vs-exhaustive figures")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--users-fraction", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--retrieval", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = (one_ml100k(args.home, args.top_n) if args.shape == "ml100k"
-                  else one_synthetic(args.shape, args.users_fraction, args.scale, args.top_n))
+        if args.shape == "ml100k":
+            result = one_ml100k(args.home, args.top_n, args.candidates)
+        elif args.retrieval:
+            result = one_retrieval(args.shape, args.scale, args.top_n, args.candidates, args.train_epochs,
+                                   args.sample_users)
+        else:
+            result = one_synthetic(args.shape, args.users_fraction, args.scale, args.top_n, args.candidates)
         print(json.dumps(result))
         return
 
@@ -205,7 +321,9 @@ def main() -> None:
 
     runs = []
     for shape in args.shapes.split(","):
-        common = ["--shape", shape, "--scale", str(args.scale), "--top-n", str(args.top_n), "--home", args.home]
+        common = ["--shape", shape, "--scale", str(args.scale), "--top-n", str(args.top_n), "--home", args.home,
+                  "--candidates", str(args.candidates), "--train-epochs", str(args.train_epochs),
+                  "--sample-users", str(args.sample_users)]
         if shape == "ml100k":
             runs.append(_child(common))
             continue
@@ -213,6 +331,8 @@ def main() -> None:
         full = _child(common)
         full["peak_rss_half_users_mib"] = half["peak_rss_mib"]
         full["rss_ratio_full_vs_half_users"] = round(full["peak_rss_mib"] / half["peak_rss_mib"], 3)
+        if not args.no_retrieval:
+            full["retrieval"] = _child([*common, "--retrieval"])
         runs.append(full)
     report = {"machine": machine_info(), "top_n": args.top_n, "scale": args.scale, "runs": runs,
               "target_write_vs_raw_copy": 0.7}
@@ -224,6 +344,15 @@ def main() -> None:
         print(f"{r['shape']:8} {r['users']:>8,} {r['movies']:>7,} {r['rows']:>11,} {r['seconds']:>7} "
               f"{r['users_per_s']:>9,} {r['rows_written_per_s']:>11,} {r.get('write_vs_raw_copy', ''):>9} "
               f"{r['peak_rss_mib']:>8} {r.get('rss_ratio_full_vs_half_users', ''):>13}")
+    for r in runs:
+        if ret := r.get("retrieval"):
+            print(f"{r['shape']}: exhaustive (every term, every movie) {ret['exhaustive_users_per_s']:,} users/s "
+                  f"over {ret['users']:,} users; " + "; ".join(
+                      f"{k} candidates: " + ", ".join(f"{key} {v}" for key, v in d.items() if key != "seconds")
+                      for k, d in ret["depths"].items()))
+            if "exhaustive_projected_seconds_all_users" in ret:
+                print(f"  exhaustive for all {r['users']:,} users, projected: "
+                      f"{ret['exhaustive_projected_seconds_all_users']:,} s")
     print(f"written to {args.output}")
 
 

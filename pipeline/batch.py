@@ -7,6 +7,11 @@
   this cut-off (not from the model, which may be an older champion) and masked before the top-N.
 * Users are scored in chunks sized so one chunk's score matrix stays under ``score_budget`` floats:
   memory is flat in the number of users.
+* Retrieve, then re-rank: the ranking's cheap terms (the network's dot product, EASE) are computed for
+  every movie, its costly one (the network's rating head, an MLP per pair) only for each user's top
+  ``candidates`` by the cheap terms. The re-ranked scores are the exact ranking scores of those movies, so
+  the lists equal exhaustive scoring's wherever a movie of the exhaustive top N is among the candidates
+  (``bench/batch`` measures how often). ``candidates=0``: every term for every movie.
 * Writing and publishing are one transaction: a new ``recommendation_batches`` row, its rows by binary
   COPY, the previous batch marked ``superseded``, the new one ``published``, batches beyond the last
   ``keep`` pruned. A process killed half-way leaves the previous batch published and complete
@@ -36,6 +41,7 @@ DEFAULT_TOP_N = 100
 DEFAULT_KEEP = 3
 MIN_HISTORY = 5          # fewer ratings than this: the fallback list
 SCORE_BUDGET = 16 << 20  # floats in one chunk's user x movie score matrix (64 MB)
+DEFAULT_CANDIDATES = 500  # movies per user the rating head re-ranks
 _PUBLISH_LOCK = "movierec.publish"
 
 
@@ -50,13 +56,14 @@ class BatchResult:
     top_n: int
     data_cutoff: datetime | None
     timings: dict[str, float] = field(default_factory=dict)
+    candidates: int | None = None   # movies per user the rating head re-ranked (None: every movie)
 
     def to_dict(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "model_version_id": self.model_version_id,
                 "registered_version": self.registered_version, "users": self.users,
                 "fallback_users": self.fallback_users, "rows": self.rows, "top_n": self.top_n,
                 "data_cutoff": self.data_cutoff.isoformat() if self.data_cutoff else None,
-                "timings": self.timings}
+                "timings": self.timings, "candidates": self.candidates}
 
 
 # --- pure scoring -------------------------------------------------------------------------------------------
@@ -77,15 +84,32 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def score_chunk(model: PublishedModel, users: np.ndarray, exclude: sp.csr_matrix, n: int,
-                candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                catalogue: np.ndarray | None = None, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` movie indices and scores for model user indices ``users``; ``exclude`` rows (aligned with
-    ``users``) mark movies to leave out. ``candidates``: a boolean mask of the movies that may be listed."""
-    scores = model.score_users(users).astype(np.float32, copy=False)
+    ``users``) mark movies to leave out; ``catalogue``: a boolean mask of the movies that may be listed.
+
+    ``candidates`` K: when the ranking has a rating-head term and K is below the catalogue size, the
+    rating head scores only each user's top K by the cheap terms (see the module doc); None or 0: all.
+    """
+    two_stage = _two_stage(model, candidates, n)
+    scores = (model.retrieval_scores if two_stage else model.score_users)(users).astype(np.float32, copy=False)
     rows, cols = exclude.nonzero()
     scores[rows, cols] = -np.inf
-    if candidates is not None:
-        scores[:, ~candidates] = -np.inf
-    return top_n(scores, n)
+    if catalogue is not None:
+        scores[:, ~catalogue] = -np.inf
+    if not two_stage:
+        return top_n(scores, n)
+    found, cheap = top_n(scores, max(int(candidates), n))  # type: ignore[arg-type]
+    full = cheap + model.rerank_scores(users, found)
+    full[found < 0] = -np.inf
+    order, values = top_n(full, n)
+    idx = np.take_along_axis(found, np.maximum(order, 0), axis=1)
+    idx[order < 0] = -1
+    return idx, values
+
+
+def _two_stage(model: PublishedModel, candidates: int | None, n: int) -> bool:
+    return bool(model.rerank_weight > 0 and candidates and max(candidates, n) < model.n_items)
 
 
 def chunk_size(n_items: int, budget: int = SCORE_BUDGET) -> int:
@@ -134,16 +158,20 @@ def champion_version_id(conn: Connection, registered_version: int) -> int:
 def publish_recommendations(engine: Engine, model: PublishedModel, registered_version: int, *,
                             as_of: datetime | None = None, top_n_items: int = DEFAULT_TOP_N,
                             keep: int = DEFAULT_KEEP, min_history: int = MIN_HISTORY,
-                            chunk_users: int | None = None, progress: bool = False,
+                            chunk_users: int | None = None, candidates: int = DEFAULT_CANDIDATES,
+                            progress: bool = False,
                             _after_chunk: Any = None) -> BatchResult:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists.
 
+    ``candidates``: how many movies per user the rating head re-ranks (0: all; see ``score_chunk``).
     ``_after_chunk(k)`` is called after the k-th chunk is written (tests use it to die mid-write).
     """
     if top_n_items < 1 or top_n_items > 10_000:
         raise MovierecError(f"top-N must be between 1 and 10000, got {top_n_items}")
     if keep < 1:
         raise MovierecError(f"keep must be at least 1, got {keep}")
+    if candidates < 0:
+        raise MovierecError(f"candidates must be at least 1 (or 0: score every movie), got {candidates}")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     generated_at = datetime.now(UTC)
@@ -183,7 +211,7 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
             sel = todo[lo:lo + chunk]
             users = model_users[sel]
             s0 = time.perf_counter()
-            idx, values = score_chunk(model, users, exclude[users], top_n_items, catalogue)
+            idx, values = score_chunk(model, users, exclude[users], top_n_items, catalogue, candidates)
             score_seconds += time.perf_counter() - s0
             writer.write(user_ids[sel], idx, values, net.item_map.ids, "model")
             bar.update(len(sel))
@@ -215,8 +243,9 @@ def publish_recommendations(engine: Engine, model: PublishedModel, registered_ve
             conn.execute(text("DELETE FROM batch_recommendations WHERE batch_id = ANY(:ids)"), {"ids": pruned})
     log.info("published batch %s: %s users (%s fallback), %s rows", batch_id, len(user_ids),
              len(fallback_users), rows)
+    two_stage = _two_stage(model, candidates, top_n_items)
     return BatchResult(batch_id, model_version_id, registered_version, len(user_ids), len(fallback_users), rows,
-                       top_n_items, as_of, timings)
+                       top_n_items, as_of, timings, max(candidates, top_n_items) if two_stage else None)
 
 
 def _catalogue_mask(conn: Connection, item_ids: np.ndarray) -> np.ndarray | None:

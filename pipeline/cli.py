@@ -201,13 +201,18 @@ def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
 TopN = Annotated[int, typer.Option("--top-n", min=1, max=10_000, help="list length per user")]
 
 
+Candidates = Annotated[int | None, typer.Option(
+    min=0, help="movies per user the network's rating head re-ranks, retrieved by the cheap terms "
+                "(default 500; 0: score every movie with every term)")]
+
+
 @app.command()
-def recommend(top_n: TopN = 100, as_of: AsOf = None, device: Device = None) -> None:
+def recommend(top_n: TopN = 100, as_of: AsOf = None, device: Device = None, candidates: Candidates = None) -> None:
     """Score every user with the champion and publish the lists (current_recommendations) atomically."""
     from pipeline.weekly import publish_recommendations
 
     batch = publish_recommendations(as_of, top_n, device=_device(device) if device else "cpu",
-                                    progress=sys.stderr.isatty())
+                                    progress=sys.stderr.isatty(), candidates=candidates)
     out.print(f"published batch {batch['batch_id']} scored by movierec-hybrid v{batch['registered_version']}: "
               f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), {batch['rows']:,} rows "
               f"in {batch['timings']['total']} s")
@@ -262,8 +267,9 @@ def print_published_lists(users: int = 3, k: int = 10) -> None:
 
 
 def _print_extras(outcome) -> None:  # type: ignore[no-untyped-def]
-    out.print(f"published = blend: ranking network x {outcome.blend_weight:.1f} + EASE, ratings network x "
-              f"{outcome.rating_weight:.1f} + biased MF (weights chosen on validation splits of the train data)")
+    out.print(f"published = blend: ranking network x {outcome.blend_weight:.1f} + EASE + rating head x "
+              f"{outcome.rerank_weight:.2f}, ratings network x {outcome.rating_weight:.1f} + biased MF "
+              "(weights chosen on validation splits of the train data)")
     for name, figures in outcome.cold_start.items():
         out.print(f"cold start, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 

@@ -10,6 +10,8 @@ Rating metrics compare predicted with true ratings. Ranking metrics take a ranke
 * MRR@k: 1 / rank of the first relevant item in the top k, 0 when there is none.
 * HR@k (hit rate): 1 if any of the top k is relevant, else 0.
 * Catalog coverage: distinct items in all users' top k / number of items.
+* List recall: how much of a reference list (e.g. exhaustive scoring's top N) another list (e.g. a
+  retrieve-then-re-rank top N) holds, ``|reference ∩ other| / |reference|`` per row, averaged over rows.
 
 NDCG and Recall are undefined for an empty relevant set and return NaN; the other metrics are 0 then.
 Ranked lists are assumed to hold distinct items; the batch form pads short lists with -1, which never hits.
@@ -23,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "catalog_coverage",
+    "list_recall",
     "hit_rate_at_k",
     "hits_at_k",
     "mae",
@@ -167,3 +170,19 @@ def catalog_coverage(top_k_lists: np.ndarray | Iterable[Sequence[int]], n_items:
         flat = np.concatenate(lists) if lists else np.empty(0, np.int64)
     flat = flat[flat >= 0]
     return len(np.unique(flat)) / n_items
+
+
+def list_recall(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean over rows of the share of ``reference``'s items (−1 padding ignored) that ``other``'s same row
+    holds; rows with an empty reference are skipped (NaN when every row is empty)."""
+    reference, other = np.asarray(reference, np.int64), np.asarray(other, np.int64)
+    if len(reference) != len(other):
+        raise ValueError(f"{len(reference)} reference rows but {len(other)} other rows")
+    width = int(max(reference.max(initial=-1), other.max(initial=-1))) + 2
+    rows = np.arange(len(reference))[:, None]
+    ref_keys = np.where(reference >= 0, rows * width + reference, -1)
+    other_keys = np.where(other >= 0, rows * width + other, -2)
+    found = np.isin(ref_keys, other_keys) & (reference >= 0)
+    sizes = (reference >= 0).sum(axis=1)
+    keep = sizes > 0
+    return float(np.mean(found.sum(axis=1)[keep] / sizes[keep])) if keep.any() else float("nan")

@@ -1,7 +1,8 @@
 """The published model: what is registered in MLflow, scored in batch and served by the API.
 
-It is exactly what the evaluation reports as ``blend``: the hybrid network with EASE for ranking and with
-biased MF for ratings, mixed with the weights chosen on validation data (``pipeline.ensemble``). Keeping
+It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE plus
+its rating head for ranking, the network with biased MF for ratings, mixed with the weights chosen on
+validation data (``pipeline.ensemble.RankBlend``). Keeping
 the partners inside one artefact is what makes the served lists the evaluated ones.
 
 On disk (``save``/``load``)::
@@ -11,7 +12,7 @@ On disk (``save``/``load``)::
                   a user's list must never contain
     ease.npy      EASE's item x item weights (absent when the network has the whole ranking weight)
     mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
-    blend.json    the two weights and the partners' names
+    blend.json    the weights, the rating-head term's unit and the partners' names
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.baselines import EASE, BiasedMF, BiasedMFConfig, EASEConfig
-from pipeline.ensemble import RankBlend
+from pipeline.ensemble import RankBlend, rating_scale
 from pipeline.interactions import Interactions
 from pipeline.model import HybridModel
 
@@ -51,6 +52,9 @@ class _Network:
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.model.rank_index(np.asarray(users, np.int64))
 
+    def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        return self.model.rating_matrix(np.asarray(users, np.int64), items)
+
 
 @dataclass
 class PublishedModel:
@@ -63,6 +67,8 @@ class PublishedModel:
     ease: EASE | None = None
     mf: BiasedMF | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    rerank_weight: float = 0.0         # the rating head's term in the ranking (0: none)
+    rating_scale: float = 1.0          # its unit: the standard deviation of the train ratings
 
     def __post_init__(self) -> None:
         if self.weight < 1 and self.ease is None:
@@ -70,20 +76,20 @@ class PublishedModel:
         if self.rating_weight < 1 and self.mf is None:
             raise ValueError("a rating weight below 1 needs the biased MF partner")
         self._blend = RankBlend(_Network(self.network), self.ease, self.weight,  # type: ignore[arg-type]
-                                self.mf, self.rating_weight)
+                                self.mf, self.rating_weight, self.rerank_weight, self.rating_scale)
 
     # --- building ---------------------------------------------------------------------------------------
 
     @classmethod
     def from_training(cls, network: HybridModel, train: Interactions, weight: float, rating_weight: float,
-                      meta: dict[str, Any] | None = None) -> PublishedModel:
+                      rerank_weight: float = 0.0, meta: dict[str, Any] | None = None) -> PublishedModel:
         """Fit the partners the weights call for on ``train`` (the network's own training data)."""
         if weight < 1 and train.n_items > EASE_MAX_ITEMS:
             weight = 1.0  # too many movies for EASE: the network ranks alone (recorded in meta)
         ease = EASE().fit(train) if weight < 1 else None
         mf = BiasedMF().fit(train) if rating_weight < 1 else None
         return cls(network, _rated(train), weight, rating_weight, ease, mf,
-                   {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS})
+                   {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS}, rerank_weight, rating_scale(train))
 
     # --- scoring ----------------------------------------------------------------------------------------
 
@@ -100,12 +106,22 @@ class PublishedModel:
         return self._blend.predict(np.asarray(users, np.int64), np.asarray(items, np.int64))
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        """Ranking scores (len(users) x n_items, higher is better) of the ranking blend; rated movies are
-        not masked here (see ``rated``)."""
+        """Ranking scores (len(users) x n_items, higher is better) of the ranking blend, every term for every
+        movie; rated movies are not masked here (see ``rated``)."""
         return self._blend.score_users(np.asarray(users, np.int64))
 
+    def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
+        """The cheap terms of ``score_users`` (dot product, EASE) for every movie."""
+        return self._blend.retrieval_scores(np.asarray(users, np.int64))
+
+    def rerank_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The rating-head term of ``score_users`` for one row of movie indices per user (-1: NaN);
+        ``retrieval_scores + rerank_scores`` at those movies equals ``score_users`` there."""
+        return self._blend.rerank_scores(np.asarray(users, np.int64), items)
+
     def describe(self) -> str:
-        parts = [f"network x {self.weight:.2f}" + (" + EASE" if self.weight < 1 else "")]
+        parts = [f"network x {self.weight:.2f}" + (" + EASE" if self.weight < 1 else "")
+                 + (f" + rating head x {self.rerank_weight:.2f}" if self.rerank_weight > 0 else "")]
         parts.append(f"ratings: network x {self.rating_weight:.2f}" + (" + biased MF" if self.rating_weight < 1 else ""))
         return "ranking: " + "; ".join(parts)
 
@@ -125,7 +141,8 @@ class PublishedModel:
                      user_bias=m.user_bias_, item_bias=m.item_bias_, mu=np.float64(m.mu_),
                      rating_range=np.asarray(m.rating_range_, np.float64))
         (directory / "blend.json").write_text(json.dumps({
-            "weight": self.weight, "rating_weight": self.rating_weight, "partner": "ease" if self.ease else None,
+            "weight": self.weight, "rating_weight": self.rating_weight, "rerank_weight": self.rerank_weight,
+            "rating_scale": self.rating_scale, "partner": "ease" if self.ease else None,
             "rating_partner": "biased_mf" if self.mf else None,
             "ease_lambda": self.ease.config.lam if self.ease else None,
             "mf_factors": self.mf.config.factors if self.mf else None, "meta": self.meta}, indent=1, default=str))
@@ -151,7 +168,7 @@ class PublishedModel:
             mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
             mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
         return cls(network, rated, float(spec["weight"]), float(spec["rating_weight"]), ease, mf,
-                   spec.get("meta", {}))
+                   spec.get("meta", {}), float(spec.get("rerank_weight", 0.0)), float(spec.get("rating_scale", 1.0)))
 
 
 def _rated(train: Interactions) -> sp.csr_matrix:

@@ -357,7 +357,8 @@ def log_training_run(settings: Settings, published: PublishedModel, result: Trai
     params.update(dataset=dataset, data_cutoff=_cutoff_text(data_cutoff), device=str(model.device),
                   n_users=str(len(model.user_map)), n_movies=str(len(model.item_map)),
                   n_train=str(model.meta.get("n_train", "")), blend_weight=str(published.weight),
-                  blend_rating_weight=str(published.rating_weight))
+                  blend_rating_weight=str(published.rating_weight),
+                  blend_rerank_weight=str(published.rerank_weight))
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     batch = [Metric(metric_key(k if k != "seconds" else "epoch_seconds"), float(v), now_ms,
                     int(h.get("epoch", i + 1)))

@@ -246,3 +246,6 @@ class HybridEstimator:
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.model.rank_index(np.asarray(users, np.int64))
+
+    def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        return self.model.rating_matrix(np.asarray(users, np.int64), items)

@@ -1,9 +1,10 @@
 """One training run end to end: evaluate under the fixed protocols beside the baselines, then train the
 model that will be published on every rating up to the cut-off.
 
-What is published (``pipeline.published.PublishedModel``) is a blend: for ranking the network with EASE
-(the strongest ranking baseline), for ratings the network with biased MF, both weights chosen on a temporal
-validation split inside the train data (``pipeline.ensemble.choose_weights``); the network alone is
+What is published (``pipeline.published.PublishedModel``) is a blend: for ranking the network's dot product
+with EASE (the strongest ranking baseline) plus the network's rating head, for ratings the network with
+biased MF, every weight chosen on a temporal validation split inside the train data
+(``pipeline.ensemble.choose_weights``); the network alone (its dot product) is
 reported beside it. A weight of 1.0 means the network alone. The blend, partners included, is what MLflow
 registers, so what is served is what was evaluated.
 """
@@ -24,7 +25,7 @@ from sqlalchemy import Engine
 
 from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
-from pipeline.ensemble import RankBlend, choose_weights
+from pipeline.ensemble import BlendWeights, RankBlend, choose_weights, rating_scale
 from pipeline.evaluate import EvaluationReport, run_evaluation
 from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
@@ -53,9 +54,11 @@ class EvaluationOutcome:
     blend_validation: dict[str, Any] = field(default_factory=dict)
     cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
     rating_weight: float = 1.0
+    rerank_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.report.to_dict(), "blend_weight": self.blend_weight, "rating_weight": self.rating_weight,
+                "rerank_weight": self.rerank_weight,
                 "blend_validation": self.blend_validation, "cold_start": self.cold_start}
 
 
@@ -70,7 +73,7 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
     fitted: dict[str, HybridEstimator] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
-    weights: dict[str, tuple[float, float]] = {}
+    weights: dict[str, BlendWeights] = {}
     validation: dict[str, Any] = {}
 
     def hybrid(train: Interactions, protocol: str) -> HybridEstimator:
@@ -87,9 +90,10 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
 
     def blend(train: Interactions, protocol: str) -> RankBlend:
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
-        w, rw, figures = choose_weights(lambda: HybridEstimator(data, cfg, device), EASE, BiasedMF, train)
-        weights[protocol], validation[protocol] = (w, rw), figures
-        return RankBlend(fitted[protocol], ease[protocol], w, mf[protocol], rw)
+        chosen = choose_weights(lambda: HybridEstimator(data, cfg, device), EASE, BiasedMF, train)
+        weights[protocol], validation[protocol] = chosen, chosen.figures
+        return RankBlend(fitted[protocol], ease[protocol], chosen.weight, mf[protocol], chosen.rating_weight,
+                         chosen.rerank_weight, rating_scale(train))
 
     factories = {
         "global_mean": lambda tr, p: GlobalMean().fit(tr),
@@ -101,8 +105,9 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
     }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
     report = run_evaluation(data.interactions, factories, ordered, progress=progress)
-    chosen = weights.get(PRIMARY_PROTOCOL) or next(iter(weights.values()), (1.0, 1.0))
-    outcome = EvaluationOutcome(report, chosen[0], validation, rating_weight=chosen[1])
+    chosen = weights.get(PRIMARY_PROTOCOL) or next(iter(weights.values()), BlendWeights(1.0, 1.0))
+    outcome = EvaluationOutcome(report, chosen.weight, validation, rating_weight=chosen.rating_weight,
+                                rerank_weight=chosen.rerank_weight)
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome
@@ -153,12 +158,13 @@ def write_report(settings: Settings, outcome: EvaluationOutcome) -> Path:
     return path
 
 
-def train_published(data: TrainingData, cfg: HybridConfig, weight: float, rating_weight: float, *,
-                    device: str = "auto", progress: bool = True) -> tuple[PublishedModel, TrainingResult]:
+def train_published(data: TrainingData, cfg: HybridConfig, weight: float, rating_weight: float,
+                    rerank_weight: float = 0.0, *, device: str = "auto",
+                    progress: bool = True) -> tuple[PublishedModel, TrainingResult]:
     """The model to publish: the network on every rating up to the cut-off, with the partners its
     blend weights call for, fitted on the same ratings."""
     result = train_hybrid(data, None, cfg, device=device, progress=progress)
-    published = PublishedModel.from_training(result.model, data.interactions, weight, rating_weight,
+    published = PublishedModel.from_training(result.model, data.interactions, weight, rating_weight, rerank_weight,
                                              meta={"dataset": data.dataset,
                                                    "as_of": data.as_of.isoformat() if data.as_of else None})
     return published, result
@@ -176,8 +182,8 @@ def train_and_register(settings: Settings, engine: Engine, *, as_of: datetime | 
     cfg = cfg or HybridConfig()
     data = load_training_data(engine, as_of, device="cpu", progress=progress)
     outcome = evaluate_all(data, cfg, device=device, protocols=protocols, cold_start=False, progress=progress)
-    published, result = train_published(data, cfg, outcome.blend_weight, outcome.rating_weight, device=device,
-                                        progress=progress)
+    published, result = train_published(data, cfg, outcome.blend_weight, outcome.rating_weight,
+                                        outcome.rerank_weight, device=device, progress=progress)
     figures, baselines = published_metrics(outcome)
     report_path = write_report(settings, outcome)
     run = log_training_run(settings, published, result, figures, baselines, dataset=data.dataset,

@@ -117,6 +117,7 @@ def evaluate_model(as_of: str | None, epochs: int | None = None, device: str = "
     published, baselines = published_metrics(outcome)
     return json_safe({"as_of": as_of, "dataset": data.dataset, "report_path": str(write_report(settings, outcome)),
                    "blend_weight": outcome.blend_weight, "rating_weight": outcome.rating_weight,
+                   "rerank_weight": outcome.rerank_weight,
                    "metrics": published, "baselines": baselines})
 
 
@@ -131,7 +132,8 @@ def train_model(as_of: str | None, evaluation: dict[str, Any], epochs: int | Non
     cutoff = parse_as_of(as_of)
     data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
     published, result = train_published(data, hybrid_config(epochs), float(evaluation["blend_weight"]),
-                                        float(evaluation["rating_weight"]), device=device, progress=progress)
+                                        float(evaluation["rating_weight"]), float(evaluation.get("rerank_weight", 0.0)),
+                                        device=device, progress=progress)
     run = log_training_run(settings, published, result, evaluation["metrics"], evaluation["baselines"],
                            dataset=data.dataset, data_cutoff=cutoff,
                            artifacts={"evaluation.json": Path(evaluation["report_path"])})
@@ -159,16 +161,19 @@ def promote_model(training: dict[str, Any], evaluation: dict[str, Any], as_of: s
 
 
 def publish_recommendations(as_of: str | None, top_n: int = 100, *, settings: Settings | None = None,
-                            device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Score every user with the champion (whichever the gate kept) and publish the lists atomically."""
+                            device: str = "cpu", progress: bool = False,
+                            candidates: int | None = None) -> dict[str, Any]:
+    """Score every user with the champion (whichever the gate kept) and publish the lists atomically.
+    ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the batch's default)."""
+    from pipeline.batch import DEFAULT_CANDIDATES
     from pipeline.batch import publish_recommendations as publish
     from pipeline.registry import load_champion
 
     settings = settings or get_settings()
     engine = _engine(settings)
     model, version = load_champion(settings, device=device)
-    return publish(engine, model, version, as_of=parse_as_of(as_of), top_n_items=top_n,
-                   progress=progress).to_dict()
+    return publish(engine, model, version, as_of=parse_as_of(as_of), top_n_items=top_n, progress=progress,
+                   candidates=DEFAULT_CANDIDATES if candidates is None else candidates).to_dict()
 
 
 def run_report(results: dict[str, Any]) -> str:
@@ -185,7 +190,8 @@ def run_report(results: dict[str, Any]) -> str:
 
         lines.append(f"evaluation (temporal): published blend NDCG@10 {fig(temporal, 'ndcg@10')}, network alone "
                      f"{fig(temporal, 'network_ndcg@10')}, EASE {fig(ease, 'ndcg@10')} "
-                     f"(weights: ranking {evaluation['blend_weight']}, ratings {evaluation['rating_weight']})")
+                     f"(weights: ranking {evaluation['blend_weight']}, rating head {evaluation.get('rerank_weight', 0.0)}, "
+                     f"ratings {evaluation['rating_weight']})")
     if training := results.get("training"):
         lines.append(f"trained movierec-hybrid v{training['version']} in {training['seconds']} s "
                      f"(MLflow run {training['run_id']}; {training['blend']})")

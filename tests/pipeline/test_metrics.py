@@ -109,3 +109,17 @@ def test_catalog_coverage():
     assert catalog_coverage(np.array([[0, 1, 2], [2, 5, -1]]), 10) == pytest.approx(0.4)
     assert catalog_coverage([[3], [3]], 4) == pytest.approx(0.25)
     assert catalog_coverage([], 4) == 0.0
+
+
+def test_list_recall_by_hand():
+    from pipeline.metrics import list_recall
+
+    reference = np.array([[1, 2, 3, 4], [7, 8, -1, -1], [-1, -1, -1, -1]])
+    other = np.array([[4, 9, 1, 0], [8, 7, 5, 6], [1, 2, 3, 4]])
+    # row 0: 2 of 4 found; row 1: 2 of 2 (padding ignored); row 2: empty reference, skipped
+    assert list_recall(reference, other) == pytest.approx((0.5 + 1.0) / 2)
+    # an item of the same id in another row does not count
+    assert list_recall(np.array([[1], [2]]), np.array([[2], [1]])) == 0.0
+    assert np.isnan(list_recall(np.array([[-1]]), np.array([[3]])))
+    with pytest.raises(ValueError):
+        list_recall(np.zeros((2, 1)), np.zeros((3, 1)))
