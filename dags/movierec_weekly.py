@@ -32,7 +32,7 @@ starts no run of a paused DAG, backfills included: unpause it first.
 **Retries:** every task retries with exponential back-off; bad input (`InputError`) and failed quality
 checks (`DataQualityError`) fail at once, since retrying cannot fix them.
 
-Parameters (trigger form): `dataset` or `source`, `top_n`, `epochs`, `device`, `max_reject_share`.
+Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `epochs`, `device`, `max_reject_share`.
 Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLOW_TRACKING_URI`.
 """
 
@@ -78,6 +78,9 @@ params = {
                                 "overrides dataset (the data is then named after the directory)."),
     "top_n": Param(100, type="integer", minimum=1, maximum=1000, title="Top N",
                    description="Length of each user's published list."),
+    "candidates": Param(500, type="integer", minimum=0, maximum=100_000, title="Re-ranked candidates",
+                        description="Movies per user the network's rating head re-ranks after retrieval by "
+                                    "the cheap terms; 0 scores every movie with every term."),
     "epochs": Param(None, type=["null", "integer"], minimum=1, title="Epochs",
                     description="Maximum training epochs (early stopping may end sooner); empty: the "
                                 "model's default."),
@@ -164,7 +167,8 @@ def movierec_weekly() -> None:
         """Score every user with the champion; publish the top-N lists in one transaction."""
         from pipeline import weekly
 
-        return weekly.publish_recommendations(_as_of(), top_n=_params()["top_n"])
+        params = _params()
+        return weekly.publish_recommendations(_as_of(), top_n=params["top_n"], candidates=params.get("candidates"))
 
     @task
     def report(fetched: dict, ingested: dict, checked: dict, evaluation: dict, training: dict,

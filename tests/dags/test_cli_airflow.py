@@ -133,7 +133,7 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(user_env: dict[s
         assert {t["name"] for t in dag["tags"]} >= {"movierec", "weekly"}
         assert {p["name"]: p["slots"] for p in get("/api/v2/pools")["pools"]}[TRAINING_POOL] == 1
         params = get(f"/api/v2/dags/{DAG_ID}/details")["params"]  # what the trigger form shows
-        assert set(params) == {"dataset", "source", "top_n", "epochs", "device", "max_reject_share"}
+        assert set(params) == {"dataset", "source", "top_n", "candidates", "epochs", "device", "max_reject_share"}
         assert params["top_n"]["value"] == 100 and params["top_n"]["description"]
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -24,7 +24,7 @@ DOWNSTREAM = {
     "publish": {"report"},
     "report": set(),
 }
-PARAMS = {"dataset": "ml-100k", "source": None, "top_n": 100, "epochs": None,
+PARAMS = {"dataset": "ml-100k", "source": None, "top_n": 100, "candidates": 500, "epochs": None,
           "device": os.environ.get("MOVIEREC_DEVICE", "auto"), "max_reject_share": 0.05}
 
 
@@ -78,7 +78,7 @@ def test_params_in_the_trigger_form(dag, name: str, default) -> None:  # type: i
     assert param.schema.get("title")
 
 
-@pytest.mark.parametrize(("name", "bad"), [("top_n", 0), ("device", "tpu"), ("max_reject_share", 1.5),
+@pytest.mark.parametrize(("name", "bad"), [("top_n", 0), ("candidates", -1), ("device", "tpu"), ("max_reject_share", 1.5),
                                            ("epochs", 0), ("dataset", "ml-2m")])
 def test_params_reject_bad_values(dag, name: str, bad) -> None:  # type: ignore[no-untyped-def]
     from airflow.sdk.exceptions import ParamValidationError
