@@ -111,3 +111,19 @@ def test_rating_head_weight_is_chosen_on_validation(ml100k_data, train):
     assert chosen.figures["ndcg@10"][chosen.weight] == max(chosen.figures["ndcg@10"].values())
     # weight 0 is the blend without the term: its figure is the ranking search's best
     assert figures[0.0] == pytest.approx(chosen.figures["ndcg@10"][chosen.weight])
+
+
+def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(published, train, monkeypatch):
+    from pipeline import ensemble
+    from pipeline.published import _Network
+    from pipeline.splits import temporal_split
+
+    inner_train, inner_test = temporal_split(train)
+    blend = ensemble.RankBlend(_Network(published.network), published.ease, 0.6,
+                               rating_scale=published.rating_scale)
+    _, every_user = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    monkeypatch.setattr(ensemble, "RERANK_SEARCH_PAIRS", 40 * inner_train.n_items)  # room for 40 users
+    best, sampled = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    assert sampled != every_user
+    assert sampled[best] == max(sampled.values())
+    assert all(0.0 <= v <= 1.0 for v in sampled.values())
