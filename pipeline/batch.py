@@ -34,6 +34,7 @@ from sqlalchemy import Connection, Engine, text
 from database.bulk import copy_columns, read_frame
 from pipeline.errors import MovierecError
 from pipeline.published import PublishedModel
+from pipeline.ranking import DEFAULT_CANDIDATES, retrieve_and_rerank, top_n
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ DEFAULT_TOP_N = 100
 DEFAULT_KEEP = 3
 MIN_HISTORY = 5          # fewer ratings than this: the fallback list
 SCORE_BUDGET = 16 << 20  # floats in one chunk's user x movie score matrix (64 MB)
-DEFAULT_CANDIDATES = 500  # movies per user the rating head re-ranks
 _PUBLISH_LOCK = "movierec.publish"
 
 
@@ -68,21 +68,6 @@ class BatchResult:
 
 # --- pure scoring -------------------------------------------------------------------------------------------
 
-def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of each row's ``n`` highest scores, best first (``-inf`` entries are never
-    returned: a row with fewer finite scores gets a shorter tail marked by index -1)."""
-    import torch
-
-    n = min(n, scores.shape[1])
-    if n == 0:
-        return np.zeros((len(scores), 0), np.int64), np.zeros((len(scores), 0), scores.dtype)
-    # torch.topk: sorted, multi-threaded, about 5x numpy's argpartition + argsort on wide rows.
-    values, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), n, dim=1, sorted=True)
-    values, idx = values.numpy(), idx.numpy()
-    idx[~np.isfinite(values)] = -1
-    return idx, values
-
-
 def score_chunk(model: PublishedModel, users: np.ndarray, exclude: sp.csr_matrix, n: int,
                 catalogue: np.ndarray | None = None, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` movie indices and scores for model user indices ``users``; ``exclude`` rows (aligned with
@@ -99,9 +84,8 @@ def score_chunk(model: PublishedModel, users: np.ndarray, exclude: sp.csr_matrix
         scores[:, ~catalogue] = -np.inf
     if not two_stage:
         return top_n(scores, n)
-    found, cheap = top_n(scores, max(int(candidates), n))  # type: ignore[arg-type]
-    full = cheap + model.rerank_scores(users, found)
-    full[found < 0] = -np.inf
+    found, full = retrieve_and_rerank(scores, max(int(candidates), n),  # type: ignore[arg-type]
+                                      lambda cols: model.rerank_scores(users, cols))
     order, values = top_n(full, n)
     idx = np.take_along_axis(found, np.maximum(order, 0), axis=1)
     idx[order < 0] = -1

@@ -31,6 +31,7 @@ from pipeline.features import TrainingData
 from pipeline.interactions import Interactions
 from pipeline.model import HybridConfig
 from pipeline.published import PublishedModel
+from pipeline.ranking import DEFAULT_CANDIDATES
 from pipeline.settings import Settings
 from pipeline.train import HybridEstimator, TrainingResult, train_hybrid
 
@@ -92,8 +93,9 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
         chosen = choose_weights(lambda: HybridEstimator(data, cfg, device), EASE, BiasedMF, train)
         weights[protocol], validation[protocol] = chosen, chosen.figures
+        # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
         return RankBlend(fitted[protocol], ease[protocol], chosen.weight, mf[protocol], chosen.rating_weight,
-                         chosen.rerank_weight, rating_scale(train))
+                         chosen.rerank_weight, rating_scale(train), DEFAULT_CANDIDATES, train.matrix(binary=True))
 
     factories = {
         "global_mean": lambda tr, p: GlobalMean().fit(tr),

@@ -165,8 +165,8 @@ def publish_recommendations(as_of: str | None, top_n: int = 100, *, settings: Se
                             candidates: int | None = None) -> dict[str, Any]:
     """Score every user with the champion (whichever the gate kept) and publish the lists atomically.
     ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the batch's default)."""
-    from pipeline.batch import DEFAULT_CANDIDATES
     from pipeline.batch import publish_recommendations as publish
+    from pipeline.ranking import DEFAULT_CANDIDATES
     from pipeline.registry import load_champion
 
     settings = settings or get_settings()

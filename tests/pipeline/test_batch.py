@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from database.bulk import copy_columns
-from pipeline.batch import publish_recommendations, top_n
+from pipeline.batch import publish_recommendations
+from pipeline.ranking import top_n
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
 from pipeline.weekly import run_weekly

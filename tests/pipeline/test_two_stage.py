@@ -127,3 +127,21 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(publi
     assert sampled != every_user
     assert sampled[best] == max(sampled.values())
     assert all(0.0 <= v <= 1.0 for v in sampled.values())
+
+
+def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
+    from pipeline.ensemble import RankBlend
+    from pipeline.published import _Network
+
+    blend = RankBlend(_Network(published.network), published.ease, published.weight,
+                      rerank_weight=published.rerank_weight, rating_scale=published.rating_scale,
+                      candidates=30, rated=published.rated)
+    users = np.arange(40)
+    scores = blend.score_users(users)
+    assert (np.isfinite(scores).sum(axis=1) == 30).all()  # the candidates, nothing else
+    batch_idx, batch_values = score_chunk(published, users, _exclude(published, users), N, candidates=30)
+    np.testing.assert_allclose(np.take_along_axis(scores, batch_idx, axis=1), batch_values, rtol=1e-4, atol=1e-4)
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :N]
+    assert list_recall(batch_idx, best) == 1.0
+    with pytest.raises(ValueError):
+        RankBlend(_Network(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30)
