@@ -25,7 +25,7 @@ from pipeline.baselines import Recommender
 from pipeline.evaluate import evaluate_model
 from pipeline.interactions import Interactions
 from pipeline.metrics import rmse
-from pipeline.ranking import retrieve_and_rerank
+from pipeline.ranking import DEFAULT_CANDIDATES, retrieve_and_rerank, scatter_rows, top_n
 from pipeline.splits import random_split, temporal_split
 
 
@@ -101,19 +101,22 @@ class RankBlend:
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Every term for every movie, or for the retrieved candidates only (see ``candidates``)."""
-        scores = self.retrieval_scores(users)
-        if self.rerank_weight == 0:
-            return scores
-        if not self.candidates or self.candidates >= scores.shape[1]:
-            return scores + self.rerank_scores(users)
-        cheap = scores.copy()
+        if self.rerank_weight == 0 or not self.candidates:
+            scores = self.retrieval_scores(users)
+            return scores + self.rerank_scores(users) if self.rerank_weight > 0 else scores
+        found, full = retrieve_and_rerank(self._unrated_cheap(users), self.candidates,
+                                          lambda cols: self.rerank_scores(users, cols))
+        return scatter_rows(found, full, self.rated.shape[1])  # type: ignore[union-attr]
+
+    def retrieve(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's top ``candidates`` unrated movies by the cheap terms: (indices, cheap scores)."""
+        return top_n(self._unrated_cheap(users), self.candidates)
+
+    def _unrated_cheap(self, users: np.ndarray) -> np.ndarray:
+        cheap = self.retrieval_scores(users)
         rated = self.rated[users]  # type: ignore[index]
         cheap[np.repeat(np.arange(len(users)), np.diff(rated.indptr)), rated.indices] = -np.inf
-        found, full = retrieve_and_rerank(cheap, self.candidates, lambda cols: self.rerank_scores(users, cols))
-        out = np.full_like(scores, -np.inf)
-        rows, at = np.nonzero(found >= 0)
-        out[rows, found[rows, at]] = full[rows, at]
-        return out
+        return cheap
 
 
 def rating_scale(train: Interactions) -> float:
@@ -164,49 +167,58 @@ def choose_rating_weight(make_network: Callable[[], Recommender], make_partner: 
 
 # The rating-head term is in units of the ratings' standard deviation; the cheap terms are standardised.
 RERANK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
-# The search scores every movie for its users, both terms kept in memory: above this many (user, movie)
-# pairs (400 MB of float32 per term) it runs on a random sample of the validation users.
+# The search keeps each validation user's candidates and both their terms in memory: above this many
+# (user, candidate) pairs (400 MB of float32 per term) it runs on a random sample of the validation users.
 RERANK_SEARCH_PAIRS = 100_000_000
 
 
-class _Scores:
-    """Precomputed scores behind the ``Recommender`` protocol: a weight search scores once, mixes many times."""
+class _Candidates:
+    """Retrieved candidates and their two terms behind the ``Recommender`` protocol, mixed at one
+    rating-head weight: a weight search retrieves and runs the rating head once, mixes many times."""
 
-    name = "scores"
+    name = "candidates"
 
-    def __init__(self, scores: np.ndarray, rows: np.ndarray) -> None:
-        self.scores, self.rows = scores, rows  # rows[user index] -> row of ``scores``
+    def __init__(self, rows: np.ndarray, found: np.ndarray, cheap: np.ndarray, ratings: np.ndarray,
+                 weight: float, n_items: int) -> None:
+        self.rows, self.found, self.cheap, self.ratings = rows, found, cheap, ratings  # rows[user] -> row
+        self.weight, self.n_items = np.float32(weight), n_items
 
-    def fit(self, train: Interactions) -> _Scores:
+    def fit(self, train: Interactions) -> _Candidates:
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.full(len(users), np.nan, np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.scores[self.rows[users]]
+        r = self.rows[users]
+        return scatter_rows(self.found[r], self.cheap[r] + self.weight * self.ratings[r], self.n_items)
 
 
 def _rerank_figures(blend: RankBlend, inner_train: Interactions, inner_test: Interactions,
                     grid: Sequence[float], k: int) -> tuple[float, dict[float, float]]:
-    """NDCG@k of ``blend`` at every rating-head weight, and the best weight (ties favour the smaller one:
-    less re-ranking). Both terms are computed once for every movie and every validation user (a random
-    sample of them beyond ``RERANK_SEARCH_PAIRS`` pairs)."""
+    """NDCG@k of ``blend`` at every rating-head weight, scored as the batch scores it (the rating head on
+    each user's retrieved candidates), and the best weight (ties favour the smaller one: less re-ranking).
+    Candidates and both terms are computed once per validation user (a random sample of them beyond
+    ``RERANK_SEARCH_PAIRS`` pairs)."""
+    depth = min(DEFAULT_CANDIDATES, inner_train.n_items)
     users = np.unique(inner_test.users)
-    cap = max(1, RERANK_SEARCH_PAIRS // max(inner_train.n_items, 1))
+    cap = max(1, RERANK_SEARCH_PAIRS // depth)
     if len(users) > cap:
         users = np.sort(np.random.default_rng(0).choice(users, cap, replace=False))
         inner_test = inner_test.subset(np.flatnonzero(np.isin(inner_test.users, users)))
     rows = np.full(inner_train.n_users, -1, np.int64)
     rows[users] = np.arange(len(users))
-    base = np.empty((len(users), inner_train.n_items), np.float32)
-    ratings = np.empty_like(base)
-    unit = RankBlend(blend.network, blend.partner, blend.weight, rerank_weight=1.0, rating_scale=blend.rating_scale)
+    unit = RankBlend(blend.network, blend.partner, blend.weight, rerank_weight=1.0, rating_scale=blend.rating_scale,
+                     candidates=depth, rated=inner_train.matrix(binary=True))
+    found = np.empty((len(users), depth), np.int64)
+    cheap, ratings = np.empty((len(users), depth), np.float32), np.empty((len(users), depth), np.float32)
     for lo in range(0, len(users), 1024):
         block = users[lo:lo + 1024]
-        base[lo:lo + len(block)], ratings[lo:lo + len(block)] = unit.retrieval_scores(block), unit.rerank_scores(block)
-    figures = {round(float(m), 3): evaluate_model(_Scores(base + np.float32(m) * ratings, rows), inner_train,
-                                                  inner_test, "temporal", k)[f"ndcg@{k}"] for m in grid}
+        f, c = unit.retrieve(block)
+        found[lo:lo + len(block)], cheap[lo:lo + len(block)] = f, c
+        ratings[lo:lo + len(block)] = unit.rerank_scores(block, f)
+    figures = {round(float(m), 3): evaluate_model(_Candidates(rows, found, cheap, ratings, m, inner_train.n_items),
+                                                  inner_train, inner_test, "temporal", k)[f"ndcg@{k}"] for m in grid}
     return max(figures, key=lambda m: (figures[m], -m)), figures
 
 

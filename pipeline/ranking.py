@@ -35,3 +35,12 @@ def retrieve_and_rerank(cheap: np.ndarray, k: int,
     full = values + rerank(found)
     full[found < 0] = -np.inf
     return found, full
+
+
+def scatter_rows(found: np.ndarray, values: np.ndarray, n_columns: int) -> np.ndarray:
+    """A ``len(found) x n_columns`` matrix holding ``values`` at each row's ``found`` columns (-1: none) and
+    ``-inf`` everywhere else: candidates' scores in the shape of a whole-catalogue score matrix."""
+    out = np.full((len(found), n_columns), -np.inf, np.float32)
+    rows, at = np.nonzero(found >= 0)
+    out[rows, found[rows, at]] = values[rows, at]
+    return out

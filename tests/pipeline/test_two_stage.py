@@ -122,7 +122,8 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(publi
     blend = ensemble.RankBlend(_Network(published.network), published.ease, 0.6,
                                rating_scale=published.rating_scale)
     _, every_user = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
-    monkeypatch.setattr(ensemble, "RERANK_SEARCH_PAIRS", 40 * inner_train.n_items)  # room for 40 users
+    depth = min(ensemble.DEFAULT_CANDIDATES, inner_train.n_items)
+    monkeypatch.setattr(ensemble, "RERANK_SEARCH_PAIRS", 40 * depth)  # room for 40 users' candidates
     best, sampled = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
     assert sampled != every_user
     assert sampled[best] == max(sampled.values())
