@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, text
 from database.bulk import copy_columns, read_frame
 from pipeline.errors import MovierecError
 from pipeline.published import PublishedModel
-from pipeline.ranking import DEFAULT_CANDIDATES, retrieve_and_rerank, top_n
+from pipeline.ranking import DEFAULT_CANDIDATES, mask_rows, retrieve_and_rerank, top_n
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ def score_chunk(model: PublishedModel, users: np.ndarray, exclude: sp.csr_matrix
     """
     two_stage = _two_stage(model, candidates, n)
     scores = (model.retrieval_scores if two_stage else model.score_users)(users).astype(np.float32, copy=False)
-    rows, cols = exclude.nonzero()
-    scores[rows, cols] = -np.inf
+    mask_rows(scores, exclude)
     if catalogue is not None:
         scores[:, ~catalogue] = -np.inf
     if not two_stage:

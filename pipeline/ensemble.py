@@ -25,7 +25,7 @@ from pipeline.baselines import Recommender
 from pipeline.evaluate import evaluate_model
 from pipeline.interactions import Interactions
 from pipeline.metrics import rmse
-from pipeline.ranking import DEFAULT_CANDIDATES, retrieve_and_rerank, scatter_rows, top_n
+from pipeline.ranking import DEFAULT_CANDIDATES, mask_rows, retrieve_and_rerank, scatter_rows, top_n
 from pipeline.splits import random_split, temporal_split
 
 
@@ -93,9 +93,7 @@ class RankBlend:
     def rerank_scores(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """The rating-head term for a row of movie indices per user (-1: NaN), or every movie when None."""
         if self.rerank_weight == 0:
-            if items is None:
-                raise ValueError("this blend has no rating-head term")
-            return np.where(np.asarray(items) >= 0, 0.0, np.nan).astype(np.float32)
+            raise ValueError("this blend has no rating-head term")
         ratings = self.network.rating_matrix(np.asarray(users, np.int64), items)  # type: ignore[attr-defined]
         return (self.rerank_weight / self.rating_scale * ratings).astype(np.float32)
 
@@ -113,10 +111,7 @@ class RankBlend:
         return top_n(self._unrated_cheap(users), self.candidates)
 
     def _unrated_cheap(self, users: np.ndarray) -> np.ndarray:
-        cheap = self.retrieval_scores(users)
-        rated = self.rated[users]  # type: ignore[index]
-        cheap[np.repeat(np.arange(len(users)), np.diff(rated.indptr)), rated.indices] = -np.inf
-        return cheap
+        return mask_rows(self.retrieval_scores(users), self.rated[users])  # type: ignore[index]
 
 
 def rating_scale(train: Interactions) -> float:

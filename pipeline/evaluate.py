@@ -28,6 +28,7 @@ from rich.table import Table
 from pipeline.baselines import Recommender
 from pipeline.interactions import Interactions
 from pipeline.metrics import catalog_coverage, hits_at_k, mae, ranking_metrics_from_hits, rmse
+from pipeline.ranking import mask_rows
 from pipeline.splits import random_split, temporal_split
 
 __all__ = [
@@ -107,9 +108,7 @@ def _score_batch(model: Recommender, users: np.ndarray, rated: sp.csr_matrix) ->
     if scores.shape != expected:
         raise ValueError(f"{getattr(model, 'name', model)}.score_users returned {scores.shape}, "
                          f"expected {expected}")
-    sub = rated[users]
-    scores[np.repeat(np.arange(len(users)), np.diff(sub.indptr)), sub.indices] = -np.inf
-    return scores
+    return mask_rows(scores, rated[users])
 
 
 def top_k_for_users(model: Recommender, train: Interactions, users: np.ndarray, k: int = 10,

@@ -172,8 +172,12 @@ class HybridRecommender(nn.Module):
     def rating(self, users: torch.Tensor, u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor) -> torch.Tensor:
         uv = u * v
         h = self.rating_mlp(torch.cat([u, v, uv], dim=-1))
-        return (self.global_mean + self.user_bias(users).squeeze(-1) + item_bias[..., 0]
-                + self.rating_scale * uv.sum(-1) + self.rating_out(h).squeeze(-1))
+        return self._rating_sum(self.user_bias(users).squeeze(-1), item_bias, uv, h)
+
+    def _rating_sum(self, user_bias: torch.Tensor, item_bias: torch.Tensor, uv: torch.Tensor,
+                    h: torch.Tensor) -> torch.Tensor:
+        return (self.global_mean + user_bias + item_bias[..., 0] + self.rating_scale * uv.sum(-1)
+                + self.rating_out(h).squeeze(-1))
 
     def rating_part(self, x: torch.Tensor, third: int) -> torch.Tensor:
         """The rating MLP's first layer on one third of its input (0: user vectors, with the layer's bias;
@@ -191,8 +195,7 @@ class HybridRecommender(nn.Module):
         first, d = self.rating_mlp[0], u.shape[-1]
         uv = u.unsqueeze(1) * v
         h = self.rating_mlp[1:](user_part.unsqueeze(1) + item_part + uv @ first.weight[:, 2 * d:].T)
-        return (self.global_mean + self.user_bias(users) + item_bias[..., 0]
-                + self.rating_scale * uv.sum(-1) + self.rating_out(h).squeeze(-1))
+        return self._rating_sum(self.user_bias(users), item_bias, uv, h)
 
     @staticmethod
     def ranking(u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor) -> torch.Tensor:

@@ -29,31 +29,11 @@ from pipeline.baselines import EASE, BiasedMF, BiasedMFConfig, EASEConfig
 from pipeline.ensemble import RankBlend, rating_scale
 from pipeline.interactions import Interactions
 from pipeline.model import HybridModel
+from pipeline.train import FittedNetwork
 
 # EASE inverts an n_items x n_items matrix: beyond this many movies (ML-25M has 59k) it is skipped and the
 # network ranks alone. 20k items: a 1.6 GB float32 weight matrix.
 EASE_MAX_ITEMS = 20_000
-
-
-class _Network:
-    """A trained ``HybridModel`` behind the ``Recommender`` protocol (already fitted)."""
-
-    name = "hybrid"
-
-    def __init__(self, model: HybridModel) -> None:
-        self.model = model
-
-    def fit(self, train: Interactions) -> _Network:
-        return self
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.model.predict_index(np.asarray(users, np.int64), np.asarray(items, np.int64))
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.model.rank_index(np.asarray(users, np.int64))
-
-    def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        return self.model.rating_matrix(np.asarray(users, np.int64), items)
 
 
 @dataclass
@@ -75,7 +55,7 @@ class PublishedModel:
             raise ValueError("a ranking weight below 1 needs the EASE partner")
         if self.rating_weight < 1 and self.mf is None:
             raise ValueError("a rating weight below 1 needs the biased MF partner")
-        self._blend = RankBlend(_Network(self.network), self.ease, self.weight,  # type: ignore[arg-type]
+        self._blend = RankBlend(FittedNetwork(self.network), self.ease, self.weight,  # type: ignore[arg-type]
                                 self.mf, self.rating_weight, self.rerank_weight, self.rating_scale)
 
     # --- building ---------------------------------------------------------------------------------------

@@ -7,8 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 DEFAULT_CANDIDATES = 500  # movies per user the rating head re-ranks
+
+
+def mask_rows(scores: np.ndarray, marked: sp.csr_matrix) -> np.ndarray:
+    """``scores`` (changed in place and returned) with ``-inf`` wherever the row-aligned ``marked`` has an
+    entry: the movies a user rated, so that they are never listed."""
+    scores[np.repeat(np.arange(marked.shape[0]), np.diff(marked.indptr)), marked.indices] = -np.inf
+    return scores
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

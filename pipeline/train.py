@@ -221,10 +221,34 @@ def _validate(net: Any, vb: _Batches, cfg: HybridConfig, gen: torch.Generator, a
     return {"val_mse": mse, "val_rmse": math.sqrt(mse), "val_ranking_ce": ce}
 
 
-class HybridEstimator:
-    """The hybrid network behind the evaluation ``Recommender`` protocol (fit / predict / score_users)."""
+class FittedNetwork:
+    """A trained ``HybridModel`` behind the ``Recommender`` protocol (``fit`` changes nothing), with the
+    rating head for whole rows (``rating_matrix``) that the rank blend's rating-head term needs."""
 
     name = "hybrid"
+
+    def __init__(self, model: HybridModel) -> None:
+        self._model = model
+
+    @property
+    def model(self) -> HybridModel:
+        return self._model
+
+    def fit(self, train: Interactions) -> FittedNetwork:
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.model.predict_index(np.asarray(users, np.int64), np.asarray(items, np.int64))
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.model.rank_index(np.asarray(users, np.int64))
+
+    def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        return self.model.rating_matrix(np.asarray(users, np.int64), items)
+
+
+class HybridEstimator(FittedNetwork):
+    """The hybrid network trained by ``fit`` on the evaluation's train split."""
 
     def __init__(self, data: TrainingData, config: HybridConfig | None = None, device: str = "auto",
                  progress: bool = False) -> None:
@@ -240,12 +264,3 @@ class HybridEstimator:
     def fit(self, train: Interactions) -> HybridEstimator:
         self.result = train_hybrid(self.data, train, self.config, device=self.device, progress=self.progress)
         return self
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.model.predict_index(np.asarray(users, np.int64), np.asarray(items, np.int64))
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.model.rank_index(np.asarray(users, np.int64))
-
-    def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        return self.model.rating_matrix(np.asarray(users, np.int64), items)

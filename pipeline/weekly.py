@@ -105,6 +105,7 @@ def evaluate_model(as_of: str | None, epochs: int | None = None, device: str = "
                    settings: Settings | None = None, progress: bool = False) -> dict[str, Any]:
     """The gate's protocol beside the baselines on data up to ``as_of``; chooses the blend weights."""
     from pipeline.features import load_training_data
+    from pipeline.registry import json_safe
     from pipeline.training import PRIMARY_PROTOCOL, evaluate_all, published_metrics, write_report
 
     settings = settings or get_settings()
@@ -112,8 +113,6 @@ def evaluate_model(as_of: str | None, epochs: int | None = None, device: str = "
     data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
     outcome = evaluate_all(data, hybrid_config(epochs), device=device, protocols=(PRIMARY_PROTOCOL,), cold_start=False,
                            progress=progress)
-    from pipeline.registry import json_safe
-
     published, baselines = published_metrics(outcome)
     return json_safe({"as_of": as_of, "dataset": data.dataset, "report_path": str(write_report(settings, outcome)),
                    "blend_weight": outcome.blend_weight, "rating_weight": outcome.rating_weight,

@@ -14,7 +14,7 @@ from pipeline.batch import score_chunk
 from pipeline.ensemble import RERANK_GRID, _standardise, choose_weights
 from pipeline.metrics import list_recall
 from pipeline.published import PublishedModel
-from pipeline.train import HybridEstimator, train_hybrid
+from pipeline.train import FittedNetwork, HybridEstimator, train_hybrid
 from tests.pipeline.test_model import TINY
 
 N = 20
@@ -57,13 +57,9 @@ def test_ranking_is_the_cheap_terms_plus_the_rating_head(published, train):
     np.testing.assert_allclose(published.score_users(users), cheap + term, rtol=1e-4, atol=1e-4)
 
 
-def _exclude(published: PublishedModel, users: np.ndarray) -> sp.csr_matrix:
-    return published.rated[users]
-
-
 def test_re_ranked_candidates_carry_their_exact_ranking_scores(published):
     users = np.arange(40)
-    idx, values = score_chunk(published, users, _exclude(published, users), N, candidates=30)
+    idx, values = score_chunk(published, users, published.rated[users], N, candidates=30)
     full = published.score_users(users)
     np.testing.assert_allclose(values, np.take_along_axis(full, idx, axis=1), rtol=1e-4, atol=1e-4)
     # every listed movie was retrieved: among the user's top 30 unrated movies by the cheap terms
@@ -77,23 +73,23 @@ def test_re_ranked_candidates_carry_their_exact_ranking_scores(published):
 
 def test_enough_candidates_give_the_exhaustive_lists(published):
     users = np.arange(60)
-    exhaustive, ex_values = score_chunk(published, users, _exclude(published, users), N, candidates=0)
+    exhaustive, ex_values = score_chunk(published, users, published.rated[users], N, candidates=0)
     # every user rated something, so n_items - 1 candidates hold every movie the user may be shown
-    two_stage, values = score_chunk(published, users, _exclude(published, users), N,
+    two_stage, values = score_chunk(published, users, published.rated[users], N,
                                     candidates=published.n_items - 1)
     assert list_recall(exhaustive, two_stage) == 1.0
     np.testing.assert_allclose(values, ex_values, rtol=1e-4, atol=1e-4)
-    few, _ = score_chunk(published, users, _exclude(published, users), N, candidates=N)
+    few, _ = score_chunk(published, users, published.rated[users], N, candidates=N)
     assert list_recall(exhaustive, few) < 1.0  # the rating head reorders: retrieval alone misses some
 
 
 def test_without_a_rating_head_term_candidates_change_nothing(published):
     plain = dataclasses.replace(published, rerank_weight=0.0)
     users = np.arange(30)
-    a, _ = score_chunk(plain, users, _exclude(plain, users), N, candidates=25)
-    b, _ = score_chunk(plain, users, _exclude(plain, users), N, candidates=0)
+    a, _ = score_chunk(plain, users, plain.rated[users], N, candidates=25)
+    b, _ = score_chunk(plain, users, plain.rated[users], N, candidates=0)
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, score_chunk(published, users, _exclude(published, users), N, candidates=0)[0])
+    assert not np.array_equal(a, score_chunk(published, users, published.rated[users], N, candidates=0)[0])
 
 
 def test_saved_and_loaded_model_keeps_the_rating_head_term(published, tmp_path):
@@ -115,11 +111,10 @@ def test_rating_head_weight_is_chosen_on_validation(ml100k_data, train):
 
 def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(published, train, monkeypatch):
     from pipeline import ensemble
-    from pipeline.published import _Network
     from pipeline.splits import temporal_split
 
     inner_train, inner_test = temporal_split(train)
-    blend = ensemble.RankBlend(_Network(published.network), published.ease, 0.6,
+    blend = ensemble.RankBlend(FittedNetwork(published.network), published.ease, 0.6,
                                rating_scale=published.rating_scale)
     _, every_user = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
     depth = min(ensemble.DEFAULT_CANDIDATES, inner_train.n_items)
@@ -132,17 +127,16 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(publi
 
 def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
     from pipeline.ensemble import RankBlend
-    from pipeline.published import _Network
 
-    blend = RankBlend(_Network(published.network), published.ease, published.weight,
+    blend = RankBlend(FittedNetwork(published.network), published.ease, published.weight,
                       rerank_weight=published.rerank_weight, rating_scale=published.rating_scale,
                       candidates=30, rated=published.rated)
     users = np.arange(40)
     scores = blend.score_users(users)
     assert (np.isfinite(scores).sum(axis=1) == 30).all()  # the candidates, nothing else
-    batch_idx, batch_values = score_chunk(published, users, _exclude(published, users), N, candidates=30)
+    batch_idx, batch_values = score_chunk(published, users, published.rated[users], N, candidates=30)
     np.testing.assert_allclose(np.take_along_axis(scores, batch_idx, axis=1), batch_values, rtol=1e-4, atol=1e-4)
     best = np.argsort(-scores, axis=1, kind="stable")[:, :N]
     assert list_recall(batch_idx, best) == 1.0
     with pytest.raises(ValueError):
-        RankBlend(_Network(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30)
+        RankBlend(FittedNetwork(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30)
