@@ -54,21 +54,21 @@ def log(msg: str) -> None:
 def prepare_home(home: str | None, epochs: int) -> tuple[Any, bool, dict[str, Any]]:
     """Settings of ``--home`` (its embedded server, its published batch), or a fresh home where the weekly
     pipeline runs once on the offline ML-100K."""
-    from pipeline.settings import Settings
+    from pipeline.core.settings import Settings
 
     if home:
         settings = Settings(MOVIEREC_HOME=home, DATABASE_URL="", MLFLOW_TRACKING_URI="", READER_DATABASE_URL="")
         if not settings.pg_dir.exists():
             raise SystemExit(f"--home {home}: no embedded PostgreSQL there ({settings.pg_dir})")
         return settings, False, {}
-    from pipeline.datasets import fetch_offline_ml100k
-    from pipeline.weekly import run_weekly
+    from pipeline.ingest.datasets import fetch_offline_ml100k
+    from pipeline.orchestration.steps import run_all
 
     fresh = Path(tempfile.mkdtemp(prefix="movierec-bench-api-"))
     settings = Settings(MOVIEREC_HOME=fresh, DATABASE_URL="", MLFLOW_TRACKING_URI="", READER_DATABASE_URL="")
     log(f"fresh MOVIEREC_HOME {fresh}: the weekly pipeline on ML-100K ({epochs} epoch(s)), a few minutes")
     t0 = time.perf_counter()
-    results = run_weekly(source=str(fetch_offline_ml100k(settings).path), dataset="ml-100k", epochs=epochs,
+    results = run_all(source=str(fetch_offline_ml100k(settings).path), dataset="ml-100k", epochs=epochs,
                          top_n=100, settings=settings)
     log(results["report"])
     return settings, True, {"weekly_run_s": round(time.perf_counter() - t0, 1)}

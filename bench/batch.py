@@ -1,4 +1,4 @@
-"""Batch scoring and publishing benchmark: ``pipeline.batch.publish_recommendations`` end to end, and
+"""Batch scoring and publishing benchmark: ``pipeline.batch.publish.publish_batch`` end to end, and
 retrieve-then-re-rank against exhaustive scoring.
 
     python -m bench.batch [--shapes ml100k,ml1m,ml32m] [--scale 0.1] [--top-n 100] [--candidates 500]
@@ -72,8 +72,9 @@ def _synthetic_data(n_users: int, n_items: int, users, items, ratings) -> Any:  
     """``TrainingData`` over the synthetic catalogue: random content (genres, unit text vectors, people)."""
     import numpy as np
 
-    from pipeline.features import MAX_PEOPLE, FeatureVocab, MovieContent, TrainingData
-    from pipeline.interactions import IdMap, Interactions
+    from pipeline.features.interactions import IdMap, Interactions
+    from pipeline.features.loading import TrainingData
+    from pipeline.features.vocab import MAX_PEOPLE, FeatureVocab, MovieContent
 
     rng = np.random.default_rng(7)
     vocab = FeatureVocab(genres=[f"g{k}" for k in range(18)],
@@ -96,9 +97,12 @@ def _synthetic_model(data: Any, train_epochs: int, weight: float, rerank_weight:
     rating head's term at ``rerank_weight``."""
     import torch
 
-    from pipeline.model import HybridConfig, HybridModel, build_network
-    from pipeline.published import PublishedModel
-    from pipeline.train import train_hybrid
+    from pipeline.models.blend.published import PublishedBlend
+    from pipeline.models.blend.weights import BlendWeights
+    from pipeline.models.hybrid.artifact import HybridArtifact
+    from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.hybrid.fit import train_hybrid
+    from pipeline.models.hybrid.network import build_network
 
     train = data.interactions
     if train_epochs:
@@ -110,9 +114,9 @@ def _synthetic_model(data: Any, train_epochs: int, weight: float, rerank_weight:
         torch.manual_seed(7)
         cfg = HybridConfig()
         net = build_network(train.n_users, data.movies, 0, data.vocab, cfg, 3.5)
-        network = HybridModel(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users,
+        network = HybridArtifact(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users,
                               {"rating_range": [1, 5]}, "cpu", (train.users, train.items))
-    return PublishedModel.from_training(network, train, weight, 1.0, rerank_weight)
+    return PublishedBlend.from_training(network, train, BlendWeights(weight, 1.0, rerank_weight))
 
 
 def _fill(engine: Any, data: Any) -> None:
@@ -143,8 +147,8 @@ def _retrieval_figures(model: Any, top_n: int, depths: list[int], users: Any = N
     The re-rank is exact, so this recall is also the share of exhaustive's top N that retrieval found."""
     import numpy as np
 
-    from pipeline.batch import chunk_size, score_chunk
-    from pipeline.metrics import list_recall
+    from pipeline.batch.scoring import chunk_size, score_chunk
+    from pipeline.evaluation.metrics import list_recall
 
     users = np.arange(model.n_users) if users is None else users
     step = chunk_size(model.n_items)
@@ -194,14 +198,14 @@ def _shape(shape: str, scale: float, users_fraction: float = 1.0) -> tuple[int, 
 
 
 def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int, candidates: int) -> dict[str, Any]:
-    """``publish_recommendations`` end to end over an untrained network (the cost does not depend on the
+    """``publish_batch`` end to end over an untrained network (the cost does not depend on the
     weights), EASE in the blend where the catalogue allows it, the rating head's term at weight 1."""
     from database import embedded
     from database.engine import get_engine
     from database.migrate import upgrade
-    from pipeline.batch import publish_recommendations
-    from pipeline.published import EASE_MAX_ITEMS
-    from pipeline.settings import Settings
+    from pipeline.batch.publish import publish_batch
+    from pipeline.core.settings import Settings
+    from pipeline.models.blend.published import EASE_MAX_ITEMS
 
     n_users, n_items = _shape(shape, scale, users_fraction)
     data = _synthetic_data(n_users, n_items, *_synthetic_ratings(n_users, n_items))
@@ -218,7 +222,7 @@ def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int, c
                 f"{time.perf_counter() - t:.1f} s")
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t = time.perf_counter()
-            result = publish_recommendations(engine, model, 1, top_n_items=top_n, candidates=candidates)
+            result = publish_batch(engine, model, 1, top_n=top_n, candidates=candidates)
             seconds = time.perf_counter() - t
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             raw = _raw_copy_seconds(engine, result.batch_id)
@@ -247,7 +251,7 @@ def one_retrieval(shape: str, scale: float, top_n: int, candidates: int, train_e
     """
     import numpy as np
 
-    from pipeline.published import EASE_MAX_ITEMS
+    from pipeline.models.blend.published import EASE_MAX_ITEMS
 
     n_users, n_items = _shape(shape, scale)
     data = _synthetic_data(n_users, n_items, *_synthetic_ratings(n_users, n_items))
@@ -266,15 +270,15 @@ def one_retrieval(shape: str, scale: float, top_n: int, candidates: int, train_e
 
 def one_ml100k(home: str, top_n: int, candidates: int) -> dict[str, Any]:
     from database.engine import get_engine
-    from pipeline.batch import publish_recommendations
-    from pipeline.registry import load_champion
-    from pipeline.settings import Settings
+    from pipeline.batch.publish import publish_batch
+    from pipeline.core.settings import Settings
+    from pipeline.registry.champion import load_champion
 
     settings = Settings(MOVIEREC_HOME=home)
     model, version = load_champion(settings)
     engine = get_engine(settings)
     t = time.perf_counter()
-    result = publish_recommendations(engine, model, version, top_n_items=top_n, candidates=candidates)
+    result = publish_batch(engine, model, version, top_n=top_n, candidates=candidates)
     seconds = time.perf_counter() - t
     figures = {"shape": "ml100k", "users": result.users, "movies": model.n_items, "rows": result.rows,
                "candidates": result.candidates, "seconds": round(seconds, 2), "timings": result.timings,

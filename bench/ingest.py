@@ -500,7 +500,7 @@ class StatementTimes:
     def watching(self, engine: Any) -> Iterator[StatementTimes]:
         from sqlalchemy import event
 
-        import pipeline.ingest as ingest_module
+        import pipeline.ingest.loader as ingest_module
 
         def before(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
             key = "stage table" if "CREATE TEMP TABLE stage_ratings" in statement else _label(statement)
@@ -584,7 +584,7 @@ class Server:
             self.admin_url = _with_database(self.external, "postgres")
             return
         from database import embedded
-        from pipeline.settings import Settings
+        from pipeline.core.settings import Settings
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.home = Path(tempfile.mkdtemp(prefix="pg-", dir=self.workdir))
@@ -741,7 +741,7 @@ class Bench:
                 "wal_mib": round(wal / 2**20, 1), "peak_rss": peaks.as_dict(), **detail}
 
     def ingest(self, engine: Any, directory: Path) -> Callable[[], dict[str, Any]]:
-        from pipeline.ingest import ingest_directory
+        from pipeline.ingest.loader import ingest_directory
 
         def run() -> dict[str, Any]:
             times = StatementTimes()

@@ -8,7 +8,7 @@ rating is trained on and nothing stops early):
 
 (a) ``train_hybrid`` for ``warmup + epochs`` epochs; throughput from ``history[i]["seconds"]`` of the timed epochs;
 (b) the bare loop: the same network (``build_network``, same seed, same init), the same AdamW, the same
-    loss (``pipeline.train._step_loss``, fed pre-built batches), the same step (embedding L2, backward, step,
+    loss (``pipeline.train.step_loss``, fed pre-built batches), the same step (embedding L2, backward, step,
     loss sums), over batches that were all materialised on the device beforehand (users, items, ratings,
     weights, candidates, positive positions, the candidates' content tensors, the users' features). The only
     difference from (a) is the input pipeline: index slicing, gathers and candidate sampling;
@@ -58,7 +58,7 @@ class Home:
     def engine(self) -> Any:
         from database import embedded
         from database.engine import get_engine
-        from pipeline.settings import Settings
+        from pipeline.core.settings import Settings
 
         if not self.fresh:
             # DATABASE_URL="": always the embedded server under the given home, never another database.
@@ -68,8 +68,8 @@ class Home:
             log(f"using the embedded PostgreSQL under {self.settings.home}")
             return get_engine(self.settings)
         from database.migrate import upgrade
-        from pipeline.datasets import fetch_offline_ml100k
-        from pipeline.ingest import ingest_directory
+        from pipeline.ingest.datasets import fetch_offline_ml100k
+        from pipeline.ingest.loader import ingest_directory
 
         home = Path(tempfile.mkdtemp(prefix="movierec-bench-train-"))
         self.settings = Settings(MOVIEREC_HOME=home, DATABASE_URL="")
@@ -105,7 +105,7 @@ class Home:
 # --- (b): pre-built batches fed to the real loss ---------------------------------------------------------
 
 class _Given:
-    """Indexing returns the tensor given: a pre-sliced column read by ``_step_loss`` as ``b.x[idx]``."""
+    """Indexing returns the tensor given: a pre-sliced column read by ``step_loss`` as ``b.x[idx]``."""
 
     __slots__ = ("t",)
 
@@ -117,7 +117,7 @@ class _Given:
 
 
 class _Prebuilt:
-    """One batch, every tensor already on the device, in the shape ``_step_loss`` reads from ``_Batches``."""
+    """One batch, every tensor already on the device, in the shape ``step_loss`` reads from ``Batches``."""
 
     def __init__(self, users: Any, items: Any, ratings: Any, weights: Any, cand: Any, pos: Any, content: tuple,
                  user_x: Any, device: str, history: Any = None) -> None:
@@ -144,7 +144,7 @@ class _Prebuilt:
 
 
 def _slice_batch(b: Any, idx: Any, gen: Any) -> tuple:
-    """The input pipeline of the real loop for one batch: exactly the indexing ``_step_loss`` does."""
+    """The input pipeline of the real loop for one batch: exactly the indexing ``step_loss`` does."""
     users, items, ratings, weights = b.users[idx], b.items[idx], b.ratings[idx], b.weights[idx]
     cand, pos = b.candidates(items, gen)
     content = b.content(cand)
@@ -184,7 +184,7 @@ def _new_network(data: Any, cfg: Any, device: str) -> tuple[Any, Any]:
     """Network and optimizer exactly as ``pipeline.train._train`` builds them (same seed: same init)."""
     import torch
 
-    from pipeline.model import build_network
+    from pipeline.models.hybrid.network import build_network
 
     train = data.interactions
     torch.manual_seed(cfg.seed)
@@ -198,10 +198,10 @@ def _bare_step(net: Any, opt: Any, pb: _Prebuilt, cfg: Any, gen: Any, autocast: 
     """One step of ``_train``'s loop as written there, on a pre-built batch: no index slicing, no gathers."""
     import torch
 
-    from pipeline.train import _step_loss
+    from pipeline.models.hybrid.fit import step_loss
 
     with autocast:
-        mse, ce, _ = _step_loss(net, pb, None, cfg, gen, train=True)
+        mse, ce, _ = step_loss(net, pb, None, cfg, gen, train=True)
         reg = cfg.embedding_l2 * (net.user_emb(pb.u).pow(2).sum(-1).mean()
                                   + net.item_emb(pb.i).pow(2).sum(-1).mean())
         loss = mse + cfg.ranking_weight * ce + reg
@@ -212,8 +212,8 @@ def _bare_step(net: Any, opt: Any, pb: _Prebuilt, cfg: Any, gen: Any, autocast: 
 
 
 def _real_step(net: Any, opt: Any, b: Any, idx: Any, cfg: Any, gen: Any, autocast: Any) -> Any:
-    """One step of ``_train``'s loop, on ``_Batches`` and an index (for the profiler only)."""
-    from pipeline.train import train_step
+    """One step of ``_train``'s loop, on ``Batches`` and an index (for the profiler only)."""
+    from pipeline.models.hybrid.fit import train_step
 
     return train_step(net, opt, b, idx, cfg, gen, autocast)
 
@@ -285,13 +285,13 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
     epochs, and its ``on_epoch`` callback (outside the epoch's own timing) runs one epoch of the bare loop."""
     import torch
 
-    from pipeline.train import _Batches, train_hybrid
+    from pipeline.models.hybrid.fit import Batches, train_hybrid
 
     n = len(data.interactions)
     c = replace(cfg, epochs=warmup + epochs, patience=0)
     log(f"(b) pre-building {-(-n // c.batch_size)} batches of {c.batch_size} on {device}")
     t0 = time.perf_counter()
-    b = _Batches(data, data.interactions, c, device)
+    b = Batches(data, data.interactions, c, device)
     batches = _prebuild(b, n, c, device, c.seed)
     del b
     build_s = time.perf_counter() - t0
@@ -333,7 +333,7 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
                "prebuild_seconds": round(build_s, 2), "prebuilt_batches": len(batches),
                "prebuilt_mib": round(sum(pb.nbytes() for pb in batches) / 2**20, 1),
                "batches_reused_each_epoch": True,
-               "loss": "pipeline.train._step_loss itself (reused, not replicated), fed one pre-built batch per "
+               "loss": "pipeline.train.step_loss itself (reused, not replicated), fed one pre-built batch per "
                        "call through an object whose columns return the pre-sliced tensor for any index and "
                        "whose candidates()/content() return the pre-built candidate set, positive positions and "
                        "candidate content; the rest of the step (embedding L2 on the batch's users and items, "
@@ -348,10 +348,10 @@ def measure_pipeline_only(data: Any, cfg: Any, device: str, epochs: int) -> dict
     """The real loop's input pipeline alone: randperm, slices, gathers, candidates, content; no network."""
     import torch
 
-    from pipeline.train import _Batches
+    from pipeline.models.hybrid.fit import Batches
 
     n = len(data.interactions)
-    b = _Batches(data, data.interactions, cfg, device)
+    b = Batches(data, data.interactions, cfg, device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     secs = []
     meter = Meter()
@@ -367,21 +367,21 @@ def measure_pipeline_only(data: Any, cfg: Any, device: str, epochs: int) -> dict
     out = _rate(n, secs[1:])
     out["load"] = meter.read()
     out["others_cpu_cores_timed"] = out["load"].get("others_cpu_cores")
-    out["what"] = ("per epoch: torch.randperm, then per batch the indexing _step_loss does on _Batches "
+    out["what"] = ("per epoch: torch.randperm, then per batch the indexing step_loss does on Batches "
                    "(users/items/ratings/weights[idx], candidates(), content(cand), user_x[users])")
     return out
 
 
 def profile_steps(data: Any, cfg: Any, device: str, batches_n: int, top: int = 15) -> dict[str, Any]:
-    """torch.profiler over ``batches_n`` steps of the real step (``_Batches`` + index) and of the bare step."""
+    """torch.profiler over ``batches_n`` steps of the real step (``Batches`` + index) and of the bare step."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from pipeline.train import _Batches
+    from pipeline.models.hybrid.fit import Batches
 
     n = len(data.interactions)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    b = _Batches(data, data.interactions, cfg, device)
+    b = Batches(data, data.interactions, cfg, device)
     pre = _prebuild(b, min(n, (batches_n + 2) * cfg.batch_size), cfg, device, cfg.seed)
     autocast = _autocast(device)
     perm = torch.randperm(n, device=device, generator=torch.Generator(device=device).manual_seed(cfg.seed))
@@ -419,8 +419,8 @@ def profile_steps(data: Any, cfg: Any, device: str, batches_n: int, top: int = 1
 
 
 def measure_full(data: Any, device: str) -> dict[str, Any]:
-    from pipeline.model import HybridConfig
-    from pipeline.train import train_hybrid
+    from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.hybrid.fit import train_hybrid
 
     log("(f) full default training to early stop (train_hybrid(data), default HybridConfig)")
     cfg = HybridConfig()
@@ -524,12 +524,12 @@ def _print(r: dict[str, Any]) -> None:
 
 
 def _check_equivalence(data: Any, cfg: Any, device: str) -> dict[str, Any]:
-    """The loss of a pre-built batch equals the loss ``_step_loss`` computes from ``_Batches`` and the index."""
+    """The loss of a pre-built batch equals the loss ``step_loss`` computes from ``Batches`` and the index."""
     import torch
 
-    from pipeline.train import _Batches, _step_loss
+    from pipeline.models.hybrid.fit import Batches, step_loss
 
-    b = _Batches(data, data.interactions, cfg, device)
+    b = Batches(data, data.interactions, cfg, device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     perm = torch.randperm(len(data.interactions), device=device, generator=gen)
     idx = perm[:cfg.batch_size]
@@ -540,18 +540,18 @@ def _check_equivalence(data: Any, cfg: Any, device: str) -> dict[str, Any]:
     with torch.no_grad(), _autocast(device):
         users, items, ratings, weights, cand, pos, content, user_x = _slice_batch(b, idx, g1)
         pb = _Prebuilt(users, items, ratings, weights, cand, pos, content, user_x, device, b.history)
-        a = _step_loss(net, b, idx, cfg, g2, train=False)
-        p = _step_loss(net, pb, None, cfg, g2, train=False)
+        a = step_loss(net, b, idx, cfg, g2, train=False)
+        p = step_loss(net, pb, None, cfg, g2, train=False)
     same = all(torch.equal(x, y) for x, y in zip(a, p))
-    return {"check": "pre-built batch gives _step_loss the same mse, ce and predictions as _Batches[idx]",
+    return {"check": "pre-built batch gives step_loss the same mse, ce and predictions as Batches[idx]",
             "ok": bool(same), "detail": f"mse {float(a[0]):.6f} vs {float(p[0]):.6f}, ce {float(a[1]):.6f} vs "
                                         f"{float(p[1]):.6f}"}
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.features import load_training_data
-    from pipeline.model import HybridConfig
-    from pipeline.train import resolve_device
+    from pipeline.core.device import resolve_device
+    from pipeline.features.loading import load_training_data
+    from pipeline.models.hybrid.config import HybridConfig
 
     device = resolve_device(args.device)
     load_before = os.getloadavg()
@@ -638,8 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     logging.basicConfig(level=logging.WARNING)
-    from pipeline.errors import MovierecError
-    from pipeline.train import resolve_device
+    from pipeline.core.device import resolve_device
+    from pipeline.core.errors import MovierecError
 
     try:
         resolve_device(args.device)

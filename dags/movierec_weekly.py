@@ -4,7 +4,7 @@
 Rebuilds the published recommendation lists once a week: MovieLens ratings in, a retrained hybrid
 network out (if it beats the current champion), top-N lists for every user published in one transaction.
 
-| step | what it does (`pipeline/weekly.py`) |
+| step | what it does (`pipeline/orchestration/steps.py`, one function per task) |
 |---|---|
 | `fetch` | the named dataset (checksummed download, offline ML-100K fallback) or the `source` directory |
 | `ingest` | validating, idempotent load into PostgreSQL; bad lines kept in `rejected_rows` |
@@ -33,28 +33,39 @@ starts no run of a paused DAG, backfills included: unpause it first.
 checks (`DataQualityError`) fail at once, since retrying cannot fix them.
 
 Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `epochs`, `device`, `max_reject_share`.
-Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLOW_TRACKING_URI`.
+Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLOW_TRACKING_URI`, and
+`MOVIEREC_DEVICE` when `device` is left empty. `publish` updates the asset `movierec://recommendation_batches`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import (
+    Asset,
     ExceptionRetryPolicy,
     Param,
     RetryAction,
     RetryRule,
     chain,
     dag,
-    get_current_context,
     task,
 )
 
-DAG_ID = "movierec_weekly"
-TRAINING_POOL = "movierec_training"
+from pipeline.core.defaults import (
+    DAG_ID,
+    DATASETS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_DATASET,
+    DEFAULT_TOP_N,
+    MAX_CANDIDATES,
+    MAX_REJECT_SHARE,
+    MAX_TOP_N,
+    TRAINING_POOL,
+)
+
+PUBLISHED_LISTS = Asset(name="recommendation_batches", uri="movierec://recommendation_batches")
 
 default_args: dict[str, Any] = {
     "owner": "movierec",
@@ -63,43 +74,44 @@ default_args: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,  # waits 2-4 min, then 4-8 min (Airflow adds jitter)
     "max_retry_delay": timedelta(minutes=30),
     "retry_policy": ExceptionRetryPolicy(rules=[
-        RetryRule(exception=["pipeline.errors.InputError", "pipeline.errors.DataQualityError"],
+        RetryRule(exception=["pipeline.core.errors.InputError", "pipeline.core.errors.DataQualityError"],
                   action=RetryAction.FAIL, reason="bad input: retrying cannot fix it"),
     ]),
 }
 
 params = {
-    "dataset": Param("ml-100k", type="string", title="Dataset",
-                     enum=["ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m"],
+    "dataset": Param(DEFAULT_DATASET, type="string", title="Dataset", enum=list(DATASETS),
                      description="Named MovieLens dataset, downloaded with its checksum (ignored when "
                                  "source is set)."),
     "source": Param(None, type=["null", "string"], title="Source directory",
                     description="A directory in a GroupLens (or RecBole ML-100K) layout on the worker; "
                                 "overrides dataset (the data is then named after the directory)."),
-    "top_n": Param(100, type="integer", minimum=1, maximum=1000, title="Top N",
+    "top_n": Param(DEFAULT_TOP_N, type="integer", minimum=1, maximum=MAX_TOP_N, title="Top N",
                    description="Length of each user's published list."),
-    "candidates": Param(500, type="integer", minimum=0, maximum=100_000, title="Re-ranked candidates",
+    "candidates": Param(DEFAULT_CANDIDATES, type="integer", minimum=0, maximum=MAX_CANDIDATES,
+                        title="Re-ranked candidates",
                         description="Movies per user the network's rating head re-ranks after retrieval by "
                                     "the cheap terms; 0 scores every movie with every term."),
     "epochs": Param(None, type=["null", "integer"], minimum=1, title="Epochs",
                     description="Maximum training epochs (early stopping may end sooner); empty: the "
                                 "model's default."),
-    "device": Param(os.environ.get("MOVIEREC_DEVICE", "auto"), type="string", enum=["auto", "cpu", "cuda"],
-                    title="Device", description="auto uses CUDA when the worker has it."),
-    "max_reject_share": Param(0.05, type="number", minimum=0, maximum=1, title="Max rejected share",
+    "device": Param(None, type=["null", "string"], enum=[None, "auto", "cpu", "cuda"], title="Device",
+                    description="auto uses CUDA when the worker has it; empty: the worker's MOVIEREC_DEVICE."),
+    "max_reject_share": Param(MAX_REJECT_SHARE, type="number", minimum=0, maximum=1, title="Max rejected share",
                               description="The run fails when a larger share of the ingested lines is "
                                           "rejected."),
 }
 
 
-def _as_of() -> str | None:
+def _as_of(logical_date: datetime | None) -> str | None:
     """The run's logical date as ISO-8601: the data cut-off (None for a run without one)."""
-    logical_date = get_current_context().get("logical_date")
     return logical_date.isoformat() if logical_date is not None else None
 
 
-def _params() -> dict[str, Any]:
-    return dict(get_current_context()["params"])
+def _device(params: dict[str, Any]) -> str:
+    from pipeline.core.settings import get_settings
+
+    return params["device"] or get_settings().device
 
 
 @dag(
@@ -115,72 +127,76 @@ def _params() -> dict[str, Any]:
     tags=["movierec", "weekly", "ml"],
 )
 def movierec_weekly() -> None:
+    # Context values (params, logical_date) arrive as keyword arguments; steps are imported inside the
+    # tasks, so parsing this file stays cheap.
     @task
-    def fetch() -> dict:
+    def fetch(params: dict[str, Any] | None = None) -> dict:
         """Fetch the named `dataset` (checksummed) or resolve the `source` directory."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        p = _params()
-        if p["source"]:  # a source directory is named after itself, not after the default dataset
-            return weekly.fetch_data(None, p["source"])
-        return weekly.fetch_data(p["dataset"], None)
+        assert params is not None
+        if params["source"]:  # a source directory is named after itself, not after the default dataset
+            return dict(steps.fetch(None, params["source"]))
+        return dict(steps.fetch(params["dataset"], None))
 
     @task
     def ingest(fetched: dict) -> dict:
         """Validate and load the fetched files into PostgreSQL (idempotent; bad lines kept)."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        return weekly.ingest_data(fetched["directory"], fetched["dataset"])
+        return dict(steps.ingest(fetched))  # type: ignore[arg-type]
 
     @task
-    def quality(ingested: dict) -> dict:
+    def quality(ingested: dict, params: dict[str, Any] | None = None) -> dict:
         """Row counts and rejected share; over `max_reject_share` the run fails with the reason."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        return weekly.check_data_quality(ingested, max_reject_share=_params()["max_reject_share"])
+        assert params is not None
+        return dict(steps.quality(ingested, max_reject_share=params["max_reject_share"]))  # type: ignore[arg-type]
 
     @task(pool=TRAINING_POOL)
-    def evaluate() -> dict:
+    def evaluate(params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
         """Evaluation protocols and baselines on the data up to the cut-off; chooses the blend weights."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        p = _params()
-        return weekly.evaluate_model(_as_of(), epochs=p["epochs"], device=p["device"])
+        assert params is not None
+        return dict(steps.evaluate(_as_of(logical_date), epochs=params["epochs"], device=_device(params)))
 
     @task(pool=TRAINING_POOL)
-    def train(evaluation: dict) -> dict:
+    def train(evaluation: dict, params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
         """Train the model to publish on all data up to the cut-off; log to MLflow and register it."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        p = _params()
-        return weekly.train_model(_as_of(), evaluation, epochs=p["epochs"], device=p["device"])
+        assert params is not None
+        return dict(steps.train(_as_of(logical_date), evaluation, epochs=params["epochs"],  # type: ignore[arg-type]
+                                device=_device(params)))
 
     @task
-    def promote(training: dict, evaluation: dict) -> dict:
+    def promote(training: dict, evaluation: dict, logical_date: datetime | None = None) -> dict:
         """Promotion gate: the new version becomes champion only if it beats the current one."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        return weekly.promote_model(training, evaluation, _as_of())
+        return dict(steps.promote(training, evaluation, _as_of(logical_date)))  # type: ignore[arg-type]
 
-    @task
-    def publish() -> dict:
+    @task(outlets=[PUBLISHED_LISTS])
+    def publish(params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
         """Score every user with the champion; publish the top-N lists in one transaction."""
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        params = _params()
-        return weekly.publish_recommendations(_as_of(), top_n=params["top_n"], candidates=params.get("candidates"))
+        assert params is not None
+        return dict(steps.publish(_as_of(logical_date), top_n=params["top_n"], candidates=params["candidates"]))
 
     @task
     def report(fetched: dict, ingested: dict, checked: dict, evaluation: dict, training: dict,
-               promotion: dict, publication: dict) -> str:
+               promotion: dict, publication: dict, logical_date: datetime | None = None) -> str:
         """A short text report of the run: logged here and returned."""
         import logging
 
-        from pipeline import weekly
+        from pipeline.orchestration import steps
 
-        text = weekly.run_report({"as_of": _as_of(), "fetch": fetched, "ingest": ingested, "quality": checked,
-                                  "evaluation": evaluation, "training": training, "promotion": promotion,
-                                  "publication": publication})
+        text = steps.report({"as_of": _as_of(logical_date), "fetch": fetched, "ingest": ingested,
+                             "quality": checked, "evaluation": evaluation, "training": training,
+                             "promotion": promotion, "publication": publication})
         logging.getLogger("airflow.task").info("movierec weekly run report:\n%s", text)
         return text
 

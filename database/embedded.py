@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import MovierecError
-from pipeline.settings import Settings
+from pipeline.core.errors import MovierecError
+from pipeline.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

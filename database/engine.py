@@ -1,17 +1,14 @@
-"""The one engine/session factory. Every process resolves the app database the same way:
+"""The one engine factory. Every process resolves the app database the same way:
 ``DATABASE_URL`` when set, else the embedded server under ``MOVIEREC_HOME`` (started on demand)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.settings import Settings, get_settings
+from pipeline.core.settings import Settings, get_settings
 
 READER_ROLE = "movierec_reader"  # created by migration 0003: SELECT on every table, nothing else
 
@@ -54,11 +51,3 @@ def _engine_for(url: str) -> Engine:
 def get_engine(settings: Settings | None = None, url: str | None = None) -> Engine:
     """A cached engine for ``url`` (default: the app database of ``settings``)."""
     return _engine_for(url or database_url(settings))
-
-
-@contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on error."""
-    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
-    with factory.begin() as session:
-        yield session

@@ -27,8 +27,8 @@ from model_server.metrics import Metrics, MetricsMiddleware
 from model_server.routes import movies, predict, recommendations, system, users
 from model_server.schemas import MAX_BODY_BYTES
 from model_server.scoring import NewMovieBatcher
-from pipeline.settings import Settings, get_settings
-from pipeline.train import resolve_device
+from pipeline.core.device import resolve_device
+from pipeline.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ champion model of the MLflow registry (`movierec-hybrid@champion`), including mo
 
 
 def _warm_encoder(device: str) -> None:
-    from pipeline.text_embeddings import encode
+    from pipeline.features.text_embeddings import encode
 
     encode(["warm-up"], device=device)
 

@@ -1,6 +1,6 @@
 """The champion the server scores with, and how a newer one replaces it without a restart or a failed request.
 
-At start-up the server loads ``models:/movierec-hybrid@champion`` (``pipeline.registry.load_champion``);
+At start-up the server loads ``models:/movierec-hybrid@champion`` (``pipeline.registry.champion.load_champion``);
 then a background task asks the registry every ``MOVIEREC_MODEL_POLL_SECONDS`` which version the alias
 names. A new version is downloaded, loaded and warmed up in a worker thread while the old one keeps
 serving, then swapped in with one assignment. A request takes ``Champion.current`` once and scores with
@@ -9,7 +9,6 @@ that model throughout, so a swap never mixes two models in one answer and never 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from pipeline.errors import one_line
-from pipeline.new_movies import NewMovieScorer
-from pipeline.published import PublishedModel
-from pipeline.settings import Settings
+from pipeline.core.errors import one_line
+from pipeline.core.settings import Settings
+from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.hybrid.new_movies import NewMovieScorer
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 class ServedModel:
     """One loaded champion with everything precomputed for serving."""
 
-    model: PublishedModel
+    model: PublishedBlend
     version: int
     scorer: NewMovieScorer
     loaded_at: datetime
@@ -39,7 +38,7 @@ class ServedModel:
     movie_index: dict[int, int]
 
     @classmethod
-    def prepare(cls, model: PublishedModel, version: int) -> ServedModel:
+    def prepare(cls, model: PublishedBlend, version: int) -> ServedModel:
         scorer = NewMovieScorer(model.network)  # user and catalogue vectors, computed once
         model.predict_index(np.zeros(1, np.int64), np.zeros(1, np.int64))  # warm the rating path
         net = model.network
@@ -65,7 +64,7 @@ class Champion:
         Returns whether the served model changed. Never raises: a failure is logged, kept in
         ``last_error`` (``/health`` shows it) and the current model goes on serving.
         """
-        from pipeline.registry import champion_version, load_champion
+        from pipeline.registry.champion import champion_version, load_champion
 
         with self._lock:
             try:
@@ -89,9 +88,3 @@ class Champion:
             self.last_error = None
             log.info("serving movierec-hybrid v%s (was %s)", served.version, previous or "none")
             return True
-
-    async def poll(self, interval_s: float) -> None:
-        """Refresh every ``interval_s`` seconds, in a worker thread, until cancelled."""
-        while True:
-            await asyncio.sleep(interval_s)
-            await asyncio.to_thread(self.refresh)

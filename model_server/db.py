@@ -2,7 +2,7 @@
 
 Requests read through an asyncpg pool (prepared statements, no thread hop): the published list of one
 user is one indexed query on ``current_recommendations``. The popularity fallback, computed by the same
-function the batch uses (``pipeline.batch.most_rated``), is read once per published batch through a
+function the batch uses (``pipeline.batch.fallback.most_rated``), is read once per published batch through a
 SQLAlchemy engine on the same read-only URL and kept in memory.
 
 Every failure to reach or use the database becomes ``DatabaseUnavailable`` (the API answers 503 with its
@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from pipeline.errors import one_line
+from pipeline.core.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Database:
         return (await self.fetch("SELECT current_user AS role"))[0]["role"]
 
     async def fallback(self, batch: PublishedBatch) -> FallbackList:
-        """The popularity list at ``batch``'s cut-off (``pipeline.batch.most_rated``), read once per batch."""
+        """The popularity list at ``batch``'s cut-off (``pipeline.batch.fallback.most_rated``), read once per batch."""
         cached = self._fallback
         if cached is not None and cached.batch_id == batch.batch_id:
             return cached
@@ -157,7 +157,7 @@ class Database:
         from sqlalchemy import create_engine
 
         from database.engine import sqlalchemy_url
-        from pipeline.batch import most_rated
+        from pipeline.batch.fallback import most_rated
 
         if self._sync_engine is None:
             self._sync_engine = create_engine(sqlalchemy_url(self.dsn), pool_pre_ping=True, pool_size=1,

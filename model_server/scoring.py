@@ -20,7 +20,7 @@ import numpy as np
 
 from model_server.champion import ServedModel
 from model_server.errors import Unavailable
-from pipeline.new_movies import NewMovie, PeopleMatch
+from pipeline.models.hybrid.new_movies import NewMovie, PeopleMatch
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from database.engine import sqlalchemy_url
 from database.migrate import upgrade
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 
 _counter = itertools.count()
 
@@ -118,7 +118,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def ml100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real ML-100K from the pinned RecBole 1.2.1 wheel: the same files whether or not GroupLens is reachable."""
-    from pipeline.datasets import fetch_offline_ml100k
+    from pipeline.ingest.datasets import fetch_offline_ml100k
 
     home = tmp_path_factory.mktemp("datasets-home")
     return fetch_offline_ml100k(Settings(MOVIEREC_HOME=home)).path
@@ -127,8 +127,8 @@ def ml100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ml100k_db(server_url: str, template_db: str, ml100k_dir: Path) -> Iterator[str]:
     """A database holding real ML-100K with its title embeddings cached. Shared: tests only read it."""
-    from pipeline.features import load_training_data
-    from pipeline.ingest import ingest_directory
+    from pipeline.features.loading import load_training_data
+    from pipeline.ingest.loader import ingest_directory
 
     name = f"movierec_test_ml100k_{os.getpid()}"
     admin = _admin(server_url)
@@ -147,7 +147,7 @@ def ml100k_db(server_url: str, template_db: str, ml100k_dir: Path) -> Iterator[s
 
 @pytest.fixture(scope="session")
 def ml100k_data(ml100k_db: str):
-    from pipeline.features import load_training_data
+    from pipeline.features.loading import load_training_data
 
     eng = create_engine(sqlalchemy_url(ml100k_db))
     data = load_training_data(eng, progress=False)

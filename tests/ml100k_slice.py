@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.interactions import Interactions, build_interactions
+from pipeline.features.interactions import Interactions, build_interactions
 
 SLICE_MAX_USER_ID = 150  # users 1..150 of ML-100K: about 15k ratings, small enough for fast tests
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.layouts import ML100K_GENRES
+from pipeline.ingest.layouts import ML100K_GENRES
 
 T0 = 880_000_000  # 1997-11-20
 CHILDRENS = "Children's"

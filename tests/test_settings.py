@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 
 
 def test_defaults_live_under_dot_movierec_in_the_working_directory(monkeypatch, tmp_path):

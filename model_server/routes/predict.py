@@ -11,7 +11,7 @@ from model_server.deps import get_batcher, get_model, model_user
 from model_server.routes.responses import errors
 from model_server.schemas import DEFAULT_LIMIT, MAX_LIMIT, NewMovieRequest, NewMovieResponse
 from model_server.scoring import NewMovieBatcher
-from pipeline.new_movies import NewMovie, UnknownGenre
+from pipeline.models.hybrid.new_movies import NewMovie, UnknownGenre
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from database.engine import sqlalchemy_url
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 from tests.conftest import _admin, _with_database
 
 HERE = Path(__file__).parent
@@ -42,7 +42,7 @@ def airflow_home(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     patch.setenv("AIRFLOW_HOME", str(root / "airflow-home"))
     for key in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW_CONFIG"):
         patch.delenv(key, raising=False)
-    from pipeline import airflow_local
+    from pipeline.orchestration import airflow_local
 
     root_logger = logging.getLogger()
     level, handlers = root_logger.level, set(root_logger.handlers)
@@ -71,6 +71,6 @@ def airflow_home(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
 def dagbag(airflow_home: Path):  # type: ignore[no-untyped-def]
     from airflow.models import DagBag
 
-    from pipeline.airflow_local import dags_folder
+    from pipeline.orchestration.airflow_local import dags_folder
 
     return DagBag(dag_folder=str(dags_folder()))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from database.engine import sqlalchemy_url
-from pipeline.airflow_local import DAG_ID, TRAINING_POOL
+from pipeline.orchestration.airflow_local import DAG_ID, TRAINING_POOL
 from tests.conftest import _admin, _copy_of, _with_database
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.airflow_local import DAG_ID, TRAINING_POOL, dags_folder
+from pipeline.orchestration.airflow_local import DAG_ID, TRAINING_POOL, dags_folder
 
 ORDER = ["fetch", "ingest", "quality", "evaluate", "train", "promote", "publish", "report"]
 DOWNSTREAM = {
@@ -91,7 +91,7 @@ def test_params_reject_bad_values(dag, name: str, bad) -> None:  # type: ignore[
 def test_bad_input_fails_at_once_other_errors_retry(dag) -> None:  # type: ignore[no-untyped-def]
     from airflow.sdk import RetryAction
 
-    from pipeline.errors import DataQualityError, InputError, SourceUnavailable
+    from pipeline.core.errors import DataQualityError, InputError, SourceUnavailable
 
     policy = dag.get_task("quality").retry_policy
     assert policy.evaluate(DataQualityError("12% rejected"), 1, 3).action == RetryAction.FAIL
@@ -112,8 +112,8 @@ def test_dag_survives_serialization(dag) -> None:  # type: ignore[no-untyped-def
 
 def test_parsing_the_dag_file_imports_nothing_heavy(airflow_home) -> None:  # type: ignore[no-untyped-def]
     """The DAG processor re-parses the file often: heavy libraries load inside the tasks only."""
-    heavy = ["torch", "mlflow", "pandas", "sentence_transformers", "sklearn", "pipeline.weekly",
-             "pipeline.training", "database.engine"]
+    heavy = ["torch", "mlflow", "pandas", "sentence_transformers", "sklearn", "pipeline.orchestration.steps",
+             "pipeline.evaluation.benchmark", "database.engine"]
     code = (f"import importlib.util, json, sys\n"
             f"spec = importlib.util.spec_from_file_location('weekly_dag', {str(dags_folder() / 'movierec_weekly.py')!r})\n"
             f"module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"

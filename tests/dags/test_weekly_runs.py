@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from database.engine import sqlalchemy_url
-from pipeline.settings import get_settings
+from pipeline.core.settings import get_settings
 from tests.conftest import _copy_of
 
 EPOCHS = 2
@@ -31,7 +31,7 @@ class World:
     source: Path
 
     def run(self, logical_date: datetime, dag=None) -> Any:  # type: ignore[no-untyped-def]
-        from pipeline.airflow_local import run_dag
+        from pipeline.orchestration.airflow_local import run_dag
 
         return run_dag(logical_date, {"source": str(self.source), "epochs": EPOCHS, "top_n": TOP_N,
                                       "device": "cpu"}, dag=dag)
@@ -77,7 +77,7 @@ def first_run(world: World):  # type: ignore[no-untyped-def]
 def _mlflow_runs(run_ids: list[str]) -> list[Any]:
     from mlflow.tracking import MlflowClient
 
-    from pipeline.registry import tracking_uri
+    from pipeline.registry.store import tracking_uri
 
     uri = tracking_uri(get_settings())
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -111,7 +111,7 @@ def test_weekly_run_ends_with_a_published_list(world: World, first_run) -> None:
 
 def test_failed_publish_keeps_the_previous_list_and_the_retry_completes(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL itself refuses the new lists once; the readers' list stays; Airflow's retry publishes."""
-    from pipeline.airflow_local import load_dag
+    from pipeline.orchestration.airflow_local import load_dag
 
     assert first_run.state == "success"
     before = world.published()

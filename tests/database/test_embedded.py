@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from database import embedded
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL set: no embedded server")
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from database.engine import reader_database_url
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 from tests.conftest import _copy_of
 
 TOP_N = 20
@@ -33,7 +33,7 @@ class Published:
 
 
 def publish(settings: Settings, source: Path) -> dict[str, Any]:
-    from pipeline.weekly import run_weekly
+    from pipeline.orchestration.steps import run_weekly
 
     return run_weekly(source=str(source), dataset="ml-100k-slice", epochs=2, top_n=TOP_N, settings=settings)
 

@@ -11,8 +11,8 @@ from psycopg2 import errors as pg_errors
 from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
-from pipeline.new_movies import NewMovie, NewMovieScorer
-from pipeline.registry import load_champion
+from pipeline.models.hybrid.new_movies import NewMovie, NewMovieScorer
+from pipeline.registry.champion import load_champion
 from tests.model_server.conftest import TOP_N
 
 
@@ -76,7 +76,7 @@ def test_answers_kept_in_memory_are_the_routes_own(api, live_api):
 
 
 def test_unknown_user_gets_the_labelled_popularity_fallback(api, db):
-    from pipeline.batch import most_rated
+    from pipeline.batch.fallback import most_rated
 
     body = api.get("/users/999999/recommendations", params={"limit": 8}).json()
     assert body["source"] == "fallback_popularity" and body["known_user"] is False

@@ -1,4 +1,4 @@
-"""pipeline.new_movies: a movie described from outside gets exactly the features training gave it."""
+"""pipeline.models.hybrid.new_movies: a movie described from outside gets exactly the features training gave it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
-from pipeline.features import MAX_PEOPLE
-from pipeline.new_movies import (
+from pipeline.features.vocab import MAX_PEOPLE
+from pipeline.models.hybrid.new_movies import (
     MovieFeaturizer,
     NewMovie,
     NewMovieScorer,
@@ -16,7 +16,7 @@ from pipeline.new_movies import (
     UnknownGenre,
     embed_titles,
 )
-from pipeline.registry import load_champion
+from pipeline.registry.champion import load_champion
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_scorer_ranks_users_by_predicted_rating(network):
 
 
 def test_text_vectors_keep_recent_texts_and_encode_only_new_ones(monkeypatch):
-    import pipeline.text_embeddings as te
+    import pipeline.features.text_embeddings as te
 
     calls = []
 

@@ -20,7 +20,7 @@ from tests.model_server.conftest import TOP_N, free_port, publish
 @pytest.fixture
 def own_published(tmp_path, server_url, template_db, ml100k_slice_dir):
     """A weekly run of its own: this test publishes again, which the shared database must not see."""
-    from pipeline.settings import Settings
+    from pipeline.core.settings import Settings
 
     with _copy_of(server_url, template_db) as url:
         settings = Settings(MOVIEREC_HOME=tmp_path / "home", DATABASE_URL=url, MLFLOW_TRACKING_URI="")
@@ -30,9 +30,10 @@ def own_published(tmp_path, server_url, template_db, ml100k_slice_dir):
 def _publish_a_new_champion(settings, evaluation) -> int:
     """Train, register, promote (forced: the same data need not beat v1) and publish: the weekly steps."""
     from database.engine import get_engine
-    from pipeline.registry import RunInfo, promote_if_better
-    from pipeline.training import PRIMARY_METRIC, PRIMARY_PROTOCOL
-    from pipeline.weekly import publish_recommendations, train_model
+    from pipeline.core.defaults import PRIMARY_METRIC, PRIMARY_PROTOCOL
+    from pipeline.orchestration.steps import publish_recommendations, train_model
+    from pipeline.registry.gate import promote_if_better
+    from pipeline.registry.tracking import RunInfo
 
     training = train_model(None, evaluation, epochs=1, settings=settings)
     run = RunInfo(training["run_id"], training["model_uri"], int(training["version"]))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from pipeline.airflow_local import airflow_env, check_metadata_db, dags_folder
-from pipeline.errors import MovierecError
-from pipeline.settings import Settings
+from pipeline.core.errors import MovierecError
+from pipeline.core.settings import Settings
+from pipeline.orchestration.airflow_local import airflow_env, check_metadata_db, dags_folder
 
 
 def test_database_url_set_means_the_airflow_database_on_the_same_server(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from pipeline.baselines import (
+from pipeline.evaluation.protocol import top_k_for_users
+from pipeline.evaluation.splits import random_split
+from pipeline.features.interactions import Interactions
+from pipeline.models.base import Recommender
+from pipeline.models.baselines import (
     EASE,
     BiasedMF,
     BiasedMFConfig,
@@ -19,11 +23,7 @@ from pipeline.baselines import (
     GlobalMean,
     Popularity,
     PopularityConfig,
-    Recommender,
 )
-from pipeline.evaluate import top_k_for_users
-from pipeline.interactions import Interactions
-from pipeline.splits import random_split
 from tests.ml100k_slice import load_ml100k_slice
 
 MODELS: dict[str, Callable[[], Recommender]] = {
@@ -67,7 +67,7 @@ def check_recommender_contract(make: Callable[[], Recommender], train: Interacti
     all_users = np.arange(train.n_users)
     top = top_k_for_users(model, train, all_users, k=k, batch_size=64)
     assert top.shape == (train.n_users, k)
-    rated = train.matrix(binary=True).toarray() > 0
+    rated = train.binary_matrix().toarray() > 0
     assert not rated[all_users[:, None], top].any()
     assert all(len(set(row)) == k for row in top.tolist())
     assert (top >= 0).all()  # every slice user has far more than k unrated movies
@@ -108,7 +108,7 @@ def test_global_mean_and_popularity_by_hand() -> None:
 def test_ease_matches_closed_form_and_cannot_predict_ratings() -> None:
     data = _tiny()
     model = EASE(EASEConfig(lam=1.0)).fit(data)
-    x = data.matrix(binary=True).toarray().astype(np.float64)
+    x = data.binary_matrix().toarray().astype(np.float64)
     p = np.linalg.inv(x.T @ x + np.eye(4))
     b = np.eye(4) - p / np.diag(p)  # Steck (2019), eq. 8
     np.testing.assert_allclose(model.score_users(np.arange(3)), x @ b, rtol=1e-5, atol=1e-6)

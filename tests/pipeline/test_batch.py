@@ -13,18 +13,18 @@ import pytest
 from sqlalchemy import text
 
 from database.bulk import copy_columns
-from pipeline.batch import publish_recommendations
-from pipeline.ranking import top_n
-from pipeline.registry import load_champion
-from pipeline.settings import Settings
-from pipeline.weekly import run_weekly
+from pipeline.batch.publish import publish_batch
+from pipeline.core.settings import Settings
+from pipeline.models.topn import top_k
+from pipeline.orchestration.steps import run_weekly
+from pipeline.registry.champion import load_champion
 
 TOP_N = 20
 
 
-def test_top_n_orders_best_first_and_never_returns_masked_entries():
+def test_top_k_orders_best_first_and_never_returns_masked_entries():
     scores = np.array([[0.1, 0.9, -np.inf, 0.5], [-np.inf, -np.inf, 0.2, -np.inf]], np.float32)
-    idx, values = top_n(scores, 3)
+    idx, values = top_k(scores, 3)
     assert idx.tolist() == [[1, 3, 0], [2, -1, -1]]
     assert values[0].tolist() == pytest.approx([0.9, 0.5, 0.1])
 
@@ -88,7 +88,7 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(engine, pub
     script = (
         "import sys, time\n"
         "from database.engine import get_engine\n"
-        "from pipeline.batch import publish_recommendations\n"
+        "from pipeline.batch.publish import publish_batch\n"
         "from pipeline.registry import load_champion\n"
         "from pipeline.settings import Settings\n"
         "s = Settings()\n"
@@ -96,7 +96,7 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(engine, pub
         "def stall(k):\n"
         "    print('wrote chunk', k, flush=True)\n"
         "    time.sleep(600)\n"
-        f"publish_recommendations(get_engine(s), model, version, top_n_items={TOP_N}, chunk_users=10,\n"
+        f"publish_batch(get_engine(s), model, version, top_n={TOP_N}, chunk_users=10,\n"
         "                        _after_chunk=stall)\n")
     env = {**os.environ, "MOVIEREC_HOME": str(weekly_settings.home), "DATABASE_URL": weekly_settings.database_url,
            "MLFLOW_TRACKING_URI": ""}
@@ -114,7 +114,7 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(engine, pub
         assert conn.execute(text("SELECT count(*) FROM batch_recommendations")).scalar_one() == len(before)
 
     model, version = load_champion(weekly_settings)
-    again = publish_recommendations(engine, model, version, top_n_items=TOP_N, keep=1)
+    again = publish_batch(engine, model, version, top_n=TOP_N, keep=1)
     after = _current(engine)
     assert again.batch_id != before[0][0] and {r[0] for r in after} == {again.batch_id}
     assert len(after) == len(before)
@@ -128,7 +128,7 @@ def test_new_and_thin_users_get_the_labelled_fallback(engine, published, weekly_
         conn.execute(text("INSERT INTO ratings (user_id, movie_id, rating, rated_at) VALUES "
                           "(9001, 50, 5, now()), (9001, 100, 4, now())"))
     model, version = load_champion(weekly_settings)
-    result = publish_recommendations(engine, model, version, top_n_items=TOP_N)
+    result = publish_batch(engine, model, version, top_n=TOP_N)
     assert result.fallback_users == 1 and result.users == 151
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT rank, movie_id, source FROM current_recommendations WHERE user_id = 9001 "
@@ -144,7 +144,7 @@ def test_new_and_thin_users_get_the_labelled_fallback(engine, published, weekly_
 def test_cut_off_hides_later_ratings_from_the_lists(engine, published, weekly_settings):
     as_of = datetime(1998, 1, 1, tzinfo=UTC)
     model, version = load_champion(weekly_settings)
-    result = publish_recommendations(engine, model, version, as_of=as_of, top_n_items=TOP_N)
+    result = publish_batch(engine, model, version, as_of=as_of, top_n=TOP_N)
     with engine.connect() as conn:
         early = conn.execute(text("SELECT count(DISTINCT user_id) FROM ratings WHERE rated_at <= :t"),
                              {"t": as_of}).scalar_one()

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.datasets import (
-    DATASETS,
-    OFFLINE_ML100K_DIRNAME,
-    DatasetSpec,
-    fetch_dataset,
-)
-from pipeline.errors import InputError, MovierecError, SourceUnavailable
-from pipeline.settings import Settings
+from pipeline.core.errors import InputError, MovierecError, SourceUnavailable
+from pipeline.core.settings import Settings
+from pipeline.ingest.datasets import DATASETS, OFFLINE_ML100K_DIRNAME, DatasetSpec, fetch_dataset
 
 U_DATA = b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
 U_ITEM = b"1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy%20Story%20(1995)|0|0\n"

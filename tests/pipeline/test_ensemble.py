@@ -1,17 +1,18 @@
 """The rank blend and the cold-start protocol, on real ML-100K data."""
 
 import numpy as np
+from pipeline.ensemble import choose_blend_weight
 
-from pipeline.baselines import EASE, Popularity
-from pipeline.cold_start import cold_start_split, genre_popularity, rank_cold_items
-from pipeline.ensemble import RankBlend, _standardise, choose_blend_weight
-from pipeline.splits import temporal_split
+from pipeline.evaluation.cold_start import cold_start_split, genre_popularity, rank_cold_items
+from pipeline.evaluation.splits import temporal_split
+from pipeline.models.baselines import EASE, Popularity
+from pipeline.models.blend.scorer import BlendRecommender, standardise
 from tests.ml100k_slice import load_ml100k_slice
 from tests.pipeline.test_baselines import check_recommender_contract
 
 
 def test_standardise_per_user():
-    z = _standardise(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    z = standardise(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
     np.testing.assert_allclose(z[0], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
     assert (z[1] == 0).all()  # a constant row stays finite
 
@@ -20,15 +21,15 @@ def test_blend_weights_one_and_zero_are_the_members(ml100k_dir):
     train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
     ease, pop = EASE().fit(train), Popularity().fit(train)
     users = np.arange(5)
-    only_pop = RankBlend(pop, ease, 1.0).score_users(users)
-    np.testing.assert_allclose(only_pop, _standardise(pop.score_users(users).astype(np.float64)), rtol=1e-5)
-    only_ease = RankBlend(pop, ease, 0.0).score_users(users)
+    only_pop = BlendRecommender(pop, ease, 1.0).score_users(users)
+    np.testing.assert_allclose(only_pop, standardise(pop.score_users(users).astype(np.float64)), rtol=1e-5)
+    only_ease = BlendRecommender(pop, ease, 0.0).score_users(users)
     assert np.argmax(only_ease[0]) == np.argmax(ease.score_users(users)[0])
 
 
 def test_blend_follows_the_recommender_contract(ml100k_dir):
     train, test = temporal_split(load_ml100k_slice(ml100k_dir))
-    check_recommender_contract(lambda: RankBlend(Popularity(), EASE(), 0.3), train, test)
+    check_recommender_contract(lambda: BlendRecommender(Popularity(), EASE(), 0.3), train, test)
 
 
 def test_blend_weight_is_chosen_on_validation_and_favours_the_better_member(ml100k_dir):
@@ -69,14 +70,15 @@ def test_genre_popularity_and_cold_ranking_metrics(ml100k_dir):
 
 
 def test_rating_blend_mixes_predictions_and_its_weight_is_chosen_on_validation(ml100k_dir):
-    from pipeline.baselines import BiasedMF, GlobalMean
     from pipeline.ensemble import choose_rating_weight
-    from pipeline.splits import random_split
+
+    from pipeline.evaluation.splits import random_split
+    from pipeline.models.baselines import BiasedMF, GlobalMean
 
     train, test = random_split(load_ml100k_slice(ml100k_dir))
     mf, mean = BiasedMF().fit(train), GlobalMean().fit(train)
     users, items = test.users[:50], test.items[:50]
-    half = RankBlend(mf, EASE(), 1.0, rating_partner=mean, rating_weight=0.5).predict(users, items)
+    half = BlendRecommender(mf, EASE(), 1.0, rating_partner=mean, rating_weight=0.5).predict(users, items)
     np.testing.assert_allclose(half, 0.5 * mf.predict(users, items) + 0.5 * mean.predict(users, items), rtol=1e-6)
     weight, figures = choose_rating_weight(BiasedMF, GlobalMean, train)
     assert figures[weight] == min(figures.values())

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pipeline.baselines import EASE, BiasedMF, GlobalMean, Popularity
-from pipeline.evaluate import PROTOCOLS, evaluate_model, make_split, run_evaluation, top_k
-from pipeline.interactions import Interactions
+from pipeline.evaluation.protocol import PROTOCOLS, evaluate_model, make_split, run_evaluation
+from pipeline.features.interactions import Interactions
+from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
+from pipeline.models.topn import top_k
 from tests.ml100k_slice import load_ml100k_slice
 
 
@@ -41,8 +42,8 @@ def test_top_k_breaks_ties_by_lower_index_and_pads_masked_items():
     scores = np.array([[0.0, 2.0, 2.0, 1.0, 2.0],
                        [1.0, 1.0, 1.0, 1.0, 1.0],
                        [-np.inf, 3.0, -np.inf, -np.inf, -np.inf]])
-    assert top_k(scores, 3).tolist() == [[1, 2, 4], [0, 1, 2], [1, -1, -1]]
-    assert top_k(scores[:1], 7).tolist() == [[1, 2, 4, 3, 0, -1, -1]]  # k > n_items pads too
+    assert top_k(scores, 3)[0].tolist() == [[1, 2, 4], [0, 1, 2], [1, -1, -1]]
+    assert top_k(scores[:1], 7)[0].tolist() == [[1, 2, 4, 3, 0, -1, -1]]  # k > n_items pads too
     with pytest.raises(ValueError, match="NaN"):
         top_k(np.array([[np.nan, 1.0]]), 1)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from pipeline import imdb
-from pipeline.errors import InputError
-from pipeline.imdb import enrich_from_imdb
+from pipeline.core.errors import InputError
+from pipeline.ingest import imdb
+from pipeline.ingest.imdb import enrich_from_imdb
 
 N = "\\N"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from pipeline.errors import InputError
-from pipeline.ingest import ingest_directory
+from pipeline.core.errors import InputError
+from pipeline.ingest.loader import ingest_directory
 from tests.movielens_files import T0, write_ml1m, write_ml100k, write_ml_latest, write_recbole
 
 

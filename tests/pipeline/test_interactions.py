@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.interactions import IdMap, build_interactions
+from pipeline.features.interactions import IdMap, build_interactions
 
 
 def test_id_map_round_trip_and_unknown_ids():
@@ -14,4 +14,4 @@ def test_build_interactions_matrix():
                                             np.array([4.0, 3.0, 5.0]), np.array([1, 2, 3]))
     assert (data.n_users, data.n_items) == (2, 2)
     assert data.matrix().toarray().tolist() == [[4.0, 3.0], [0.0, 5.0]]
-    assert data.subset(data.ratings > 3.5).matrix(binary=True).sum() == 2
+    assert data.subset(data.ratings > 3.5).binary_matrix().sum() == 2

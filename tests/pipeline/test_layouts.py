@@ -2,8 +2,15 @@
 
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.layouts import Reject, detect_layout, parse_credits, parse_links, parse_movies, parse_users
+from pipeline.core.errors import InputError
+from pipeline.ingest.layouts import (
+    Reject,
+    detect_layout,
+    parse_credits,
+    parse_links,
+    parse_movies,
+    parse_users,
+)
 from tests.movielens_files import write_ml1m, write_ml100k, write_ml_latest, write_recbole
 
 

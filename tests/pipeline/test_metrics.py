@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     catalog_coverage,
     hit_rate_at_k,
     hits_at_k,
@@ -112,7 +112,7 @@ def test_catalog_coverage():
 
 
 def test_list_recall_by_hand():
-    from pipeline.metrics import list_recall
+    from pipeline.evaluation.metrics import list_recall
 
     reference = np.array([[1, 2, 3, 4], [7, 8, -1, -1], [-1, -1, -1, -1]])
     other = np.array([[4, 9, 1, 0], [8, 7, 5, 6], [1, 2, 3, 4]])

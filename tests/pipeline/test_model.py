@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features import movie_content
-from pipeline.model import HybridConfig, HybridModel
-from pipeline.text_embeddings import encode
-from pipeline.train import train_hybrid
+from pipeline.features.text_embeddings import encode
+from pipeline.features.vocab import movie_content
+from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.models.hybrid.config import HybridConfig
+from pipeline.models.hybrid.fit import train_hybrid
 
 TINY = HybridConfig(epochs=3, patience=0, embedding_dim=16, person_dim=8, mlp=(32, 16), content_mlp=(32, 16),
                     batch_size=2048, negatives=512)
@@ -52,7 +53,7 @@ def test_same_seed_same_model(ml100k_data, split, trained):
 
 def test_save_and_load_predict_the_same(trained, split, tmp_path):
     test = split[1]
-    loaded = HybridModel.load(trained.model.save(tmp_path / "m"))
+    loaded = HybridArtifact.load(trained.model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict_index(test.users, test.items),
                                trained.model.predict_index(test.users, test.items), rtol=1e-6)
     np.testing.assert_allclose(loaded.rank_index(np.arange(5)), trained.model.rank_index(np.arange(5)), rtol=1e-5)

@@ -15,23 +15,17 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import text
 
-from pipeline.errors import MovierecError
-from pipeline.interactions import Interactions
-from pipeline.model import HybridConfig, HybridModel
-from pipeline.published import PublishedModel
-from pipeline.registry import (
-    REGISTERED_MODEL,
-    RunInfo,
-    config_params,
-    flatten_metrics,
-    load_champion,
-    log_training_run,
-    metric_key,
-    promote_if_better,
-    tracking_uri,
-)
-from pipeline.settings import Settings
-from pipeline.train import TrainingResult, train_hybrid
+from pipeline.core.errors import MovierecError
+from pipeline.core.settings import Settings
+from pipeline.features.interactions import Interactions
+from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.models.hybrid.config import HybridConfig
+from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
+from pipeline.registry.champion import load_champion
+from pipeline.registry.gate import promote_if_better
+from pipeline.registry.store import REGISTERED_MODEL, config_params, flatten_metrics, metric_key, tracking_uri
+from pipeline.registry.tracking import RunInfo, log_training_run
 
 TINY = HybridConfig(epochs=2, patience=2, embedding_dim=16, person_dim=8, mlp=(32, 16), content_mlp=(32, 16),
                     batch_size=2048, negatives=256)
@@ -48,7 +42,7 @@ def trained(ml100k_data, tmp_path_factory):
     train = X.subset(np.flatnonzero(X.users < 100))
     result = train_hybrid(data, train, TINY, device="cpu", progress=False)
     # Both partners in: what is registered and served must be the whole blend, not the network alone.
-    directory = PublishedModel.from_training(result.model, train, 0.6, 0.5).save(
+    directory = PublishedBlend.from_training(result.model, train, 0.6, 0.5).save(
         tmp_path_factory.mktemp("registry-model") / "published")
     rows = np.flatnonzero(X.users < 100)[::97][:25]  # real rated pairs
     pairs = pd.DataFrame({"user_id": data.user_map.ids[X.users[rows]],
@@ -59,13 +53,13 @@ def trained(ml100k_data, tmp_path_factory):
 @pytest.fixture
 def result(trained) -> TrainingResult:
     directory, original, _ = trained
-    return TrainingResult(HybridModel.load(directory / "network"), original.history, original.best_epoch,
+    return TrainingResult(HybridArtifact.load(directory / "network"), original.history, original.best_epoch,
                           original.seconds, original.samples_per_s)
 
 
 @pytest.fixture
-def published(trained) -> PublishedModel:
-    return PublishedModel.load(trained[0])
+def published(trained) -> PublishedBlend:
+    return PublishedBlend.load(trained[0])
 
 
 @pytest.fixture
@@ -79,15 +73,15 @@ def mlsettings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(MOVIEREC_HOME=tmp_path / "home", DATABASE_URL=db_url, MLFLOW_TRACKING_URI="")
 
 
-def _log(mlsettings: Settings, result: TrainingResult, ndcg: float, published: PublishedModel | None = None,
+def _log(mlsettings: Settings, result: TrainingResult, ndcg: float, published: PublishedBlend | None = None,
          **kw) -> RunInfo:
     metrics = {"temporal": {"ndcg@10": ndcg, "recall@10": ndcg * 1.5}, "random": {"rmse": 0.95, "mae": 0.75}}
-    published = published or PublishedModel.from_training(result.model, _train_of(result.model), 1.0, 1.0)
+    published = published or PublishedBlend.from_training(result.model, _train_of(result.model), 1.0, 1.0)
     return log_training_run(mlsettings, published, result, metrics, BASELINES, dataset="ml-100k",
                             data_cutoff=CUTOFF, **kw)
 
 
-def _train_of(model: HybridModel) -> Interactions:
+def _train_of(model: HybridArtifact) -> Interactions:
     users, items = model.history_pairs
     return Interactions(users, items, np.full(len(users), 4.0, np.float32), np.zeros(len(users), np.int64),
                         len(model.user_map), len(model.item_map))
@@ -118,7 +112,7 @@ def test_metric_names_and_params():
 
 
 def test_verdict_direction_ties_and_missing_figures():
-    from pipeline.registry import _verdict
+    from pipeline.registry.gate import _verdict
 
     assert _verdict(0.31, 0.30, 1, "temporal.ndcg_at_10", higher=True, force=False)[0]
     assert not _verdict(0.30, 0.30, 1, "temporal.ndcg_at_10", higher=True, force=False)[0]

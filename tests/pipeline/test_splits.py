@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.interactions import Interactions
-from pipeline.splits import _tie_break, random_split, temporal_split, temporal_test_counts
+from pipeline.evaluation.splits import _tie_break, random_split, temporal_split, temporal_test_counts
+from pipeline.features.interactions import Interactions
 from tests.ml100k_slice import load_ml100k_slice
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.titles import normalise_title, split_title_year, title_keys, title_variants
+from pipeline.ingest.titles import normalise_title, split_title_year, title_keys, title_variants
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

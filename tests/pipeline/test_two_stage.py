@@ -8,13 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from pipeline.train import HybridRecommender
 
-from pipeline.baselines import EASE, BiasedMF
-from pipeline.batch import score_chunk
-from pipeline.ensemble import RERANK_GRID, _standardise, choose_weights
-from pipeline.metrics import list_recall
-from pipeline.published import PublishedModel
-from pipeline.train import FittedNetwork, HybridEstimator, train_hybrid
+from pipeline.batch.scoring import score_chunk
+from pipeline.evaluation.metrics import list_recall
+from pipeline.evaluation.weight_search import RERANK_GRID, choose_weights
+from pipeline.models.baselines import EASE, BiasedMF
+from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.blend.scorer import standardise
+from pipeline.models.hybrid.fit import train_hybrid
 from tests.pipeline.test_model import TINY
 
 N = 20
@@ -28,9 +30,9 @@ def train(ml100k_data):
 
 
 @pytest.fixture(scope="module")
-def published(ml100k_data, train) -> PublishedModel:
+def published(ml100k_data, train) -> PublishedBlend:
     network = train_hybrid(ml100k_data, train, TINY, device="cpu", progress=False).model
-    return PublishedModel.from_training(network, train, 0.6, 1.0, rerank_weight=1.0)
+    return PublishedBlend.from_training(network, train, 0.6, 1.0, rerank_weight=1.0)
 
 
 def test_rating_matrix_is_the_rating_head_on_those_pairs(published, train):
@@ -51,7 +53,7 @@ def test_ranking_is_the_cheap_terms_plus_the_rating_head(published, train):
     assert published.rating_scale == pytest.approx(float(np.std(train.ratings)))
     users = np.arange(8)
     ease = published.ease.score_users(users).astype(np.float64)
-    cheap = 0.6 * _standardise(published.network.rank_index(users).astype(np.float64)) + 0.4 * _standardise(ease)
+    cheap = 0.6 * standardise(published.network.rank_index(users).astype(np.float64)) + 0.4 * standardise(ease)
     np.testing.assert_allclose(published.retrieval_scores(users), cheap, rtol=1e-4, atol=1e-5)
     term = published.network.rating_matrix(users) / published.rating_scale
     np.testing.assert_allclose(published.score_users(users), cheap + term, rtol=1e-4, atol=1e-4)
@@ -93,14 +95,14 @@ def test_without_a_rating_head_term_candidates_change_nothing(published):
 
 
 def test_saved_and_loaded_model_keeps_the_rating_head_term(published, tmp_path):
-    loaded = PublishedModel.load(published.save(tmp_path / "p"))
+    loaded = PublishedBlend.load(published.save(tmp_path / "p"))
     assert (loaded.rerank_weight, loaded.rating_scale) == (1.0, pytest.approx(published.rating_scale))
     np.testing.assert_allclose(loaded.score_users(np.arange(5)), published.score_users(np.arange(5)),
                                rtol=1e-4, atol=1e-4)
 
 
 def test_rating_head_weight_is_chosen_on_validation(ml100k_data, train):
-    chosen = choose_weights(lambda: HybridEstimator(ml100k_data, TINY, "cpu"), EASE, BiasedMF, train)
+    chosen = choose_weights(lambda: HybridRecommender(ml100k_data, TINY, "cpu"), EASE, BiasedMF, train)
     figures = chosen.figures["rerank_ndcg@10"]
     assert set(figures) == {round(m, 3) for m in RERANK_GRID}
     assert figures[chosen.rerank_weight] == max(figures.values())
@@ -111,10 +113,10 @@ def test_rating_head_weight_is_chosen_on_validation(ml100k_data, train):
 
 def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(published, train, monkeypatch):
     from pipeline import ensemble
-    from pipeline.splits import temporal_split
+    from pipeline.evaluation.splits import temporal_split
 
     inner_train, inner_test = temporal_split(train)
-    blend = ensemble.RankBlend(FittedNetwork(published.network), published.ease, 0.6,
+    blend = ensemble.BlendRecommender(HybridRecommender(published.network), published.ease, 0.6,
                                rating_scale=published.rating_scale)
     _, every_user = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
     depth = min(ensemble.DEFAULT_CANDIDATES, inner_train.n_items)
@@ -126,9 +128,9 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(publi
 
 
 def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
-    from pipeline.ensemble import RankBlend
+    from pipeline.models.blend.scorer import BlendRecommender
 
-    blend = RankBlend(FittedNetwork(published.network), published.ease, published.weight,
+    blend = BlendRecommender(HybridRecommender(published.network), published.ease, published.weight,
                       rerank_weight=published.rerank_weight, rating_scale=published.rating_scale,
                       candidates=30, rated=published.rated)
     users = np.arange(40)
@@ -139,4 +141,4 @@ def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
     best = np.argsort(-scores, axis=1, kind="stable")[:, :N]
     assert list_recall(batch_idx, best) == 1.0
     with pytest.raises(ValueError):
-        RankBlend(FittedNetwork(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30)
+        BlendRecommender(HybridRecommender(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30)

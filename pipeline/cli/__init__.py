@@ -1,0 +1,62 @@
+"""``movierec``: the command line that tests, DAG tasks and the README share.
+
+Every command is safe to re-run, shows progress on long work, and on failure exits non-zero with a
+one-line reason on stderr. One module per group of commands: ``db``, ``data`` (ingest), ``model`` (train,
+evaluate), ``batch`` (recommend, run), ``airflow``, ``serve``; ``render`` prints, ``options`` holds the shared
+options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+import typer
+
+from pipeline.cli import airflow, batch, data, db, model, serve
+from pipeline.cli.render import err
+from pipeline.core.errors import MovierecError, one_line
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Weekly batch movie recommender.", no_args_is_help=True, add_completion=False)
+app.add_typer(db.app, name="db")
+app.add_typer(airflow.app, name="airflow")
+app.command()(data.ingest)
+app.command()(model.train)
+app.command()(model.evaluate)
+app.command()(batch.recommend)
+app.command()(batch.run)
+app.command()(serve.serve)
+
+
+def main() -> None:
+    """Entry point: expected failures become one line on stderr and exit code 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow configures its own INFO logging on import ("Creating initial MLflow database tables..."):
+    # the CLI's stderr is for progress and one-line failures.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except MovierecError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:  # anything unexpected still ends in one readable line, not a traceback
+        logging.getLogger("pipeline").debug("unexpected failure", exc_info=True)
+        err.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""``movierec ingest``: a MovieLens dataset (and IMDb) into the database."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from pipeline.cli.render import err, print_ingest, print_summary
+from pipeline.core.defaults import DATASETS
+from pipeline.core.settings import get_settings
+
+
+def ingest(
+    dataset: Annotated[str | None, typer.Option(help=f"named dataset: {', '.join(DATASETS)}")] = None,
+    source: Annotated[Path | None, typer.Option(help="a directory in a GroupLens (or RecBole) layout")] = None,
+    imdb: Annotated[Path | None, typer.Option(help="directory with IMDb TSV dumps to enrich from")] = None,
+) -> None:
+    """Load a MovieLens dataset (and optionally IMDb) into the database, then summarise it."""
+    from database.engine import get_engine
+    from database.migrate import upgrade
+    from pipeline.ingest.loader import ingest_directory
+
+    if (dataset is None) == (source is None):
+        raise click.UsageError("give exactly one of --dataset NAME or --source DIR")
+    settings = get_settings()
+    if dataset is not None:
+        from pipeline.ingest.datasets import fetch_dataset
+
+        fetched = fetch_dataset(dataset, settings, echo=lambda msg: err.print(msg))
+        directory, origin = fetched.path, fetched.source
+    else:
+        assert source is not None
+        directory, origin = source, str(source.resolve())
+    engine = get_engine(settings)
+    upgrade(engine)  # idempotent: a fresh database needs no separate migrate step
+    result = ingest_directory(engine, directory, dataset=dataset, source=origin, imdb_dir=imdb,
+                              progress=sys.stderr.isatty())
+    print_ingest(result)
+    print_summary(engine)

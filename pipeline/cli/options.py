@@ -1,0 +1,36 @@
+"""Options several commands share, with their bounds from ``pipeline.core.defaults``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import click
+import typer
+
+from pipeline.core.dates import parse_as_of
+from pipeline.core.defaults import DEVICES, MAX_CANDIDATES, MAX_TOP_N
+from pipeline.core.settings import get_settings
+
+AsOf = Annotated[str | None, typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")]
+Epochs = Annotated[int | None, typer.Option(min=1, help="maximum epochs (early stopping may end sooner)")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: MOVIEREC_DEVICE)")]
+TopN = Annotated[int, typer.Option("--top-n", min=1, max=MAX_TOP_N, help="list length per user")]
+Candidates = Annotated[int | None, typer.Option(
+    min=0, max=MAX_CANDIDATES, help="movies per user the network's rating head re-ranks, retrieved by the cheap "
+                                    "terms (default 500; 0: score every movie with every term)")]
+
+
+def as_of_option(value: str | None) -> datetime | None:
+    """``--as-of`` checked: a bad date is a usage error before any work starts."""
+    try:
+        return parse_as_of(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO date such as 1998-01-01") from exc
+
+
+def device_option(device: str | None) -> str:
+    value = device or get_settings().device
+    if value not in DEVICES:
+        raise click.BadParameter(f"--device must be auto, cpu or cuda, not {value!r}")
+    return value

@@ -1,0 +1,139 @@
+"""Every model on the same splits in one run, the blend's weights chosen on validation data: what the weekly
+evaluation and ``movierec evaluate`` report.
+
+What is published (``pipeline.models.blend.published.PublishedBlend``) is a blend: for ranking the network's dot
+product with EASE (the strongest ranking baseline) plus the network's rating head, for ratings the network with
+biased MF, every weight chosen on a temporal validation split inside the train data
+(``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is reported beside
+it. A weight of 1.0 means the network alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.defaults import DEFAULT_CANDIDATES, PRIMARY_PROTOCOL
+from pipeline.core.settings import Settings
+from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
+from pipeline.evaluation.protocol import run_evaluation
+from pipeline.evaluation.report import EvaluationReport
+from pipeline.evaluation.weight_search import choose_weights
+from pipeline.features.interactions import Interactions
+from pipeline.features.loading import TrainingData
+from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
+from pipeline.models.blend.scorer import BlendRecommender, rating_scale
+from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.hybrid.config import HybridConfig
+from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.hybrid.recommender import HybridRecommender
+
+
+@dataclass
+class EvaluationOutcome:
+    """Every model's figures, and the blend weights of the model to publish.
+
+    ``weights`` come from the primary (temporal) protocol's validation split when it ran, else from the
+    random protocol's; ``blend_validation`` holds the validation figure of every weight tried, per protocol.
+    """
+
+    report: EvaluationReport
+    weights: BlendWeights
+    blend_validation: dict[str, Any] = field(default_factory=dict)
+    cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        w = self.weights
+        return {**self.report.to_dict(), "blend_weight": w.weight, "rating_weight": w.rating_weight,
+                "rerank_weight": w.rerank_weight,
+                "blend_validation": self.blend_validation, "cold_start": self.cold_start}
+
+
+def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
+                 protocols: tuple[str, ...] = ("random", "temporal"), cold_start: bool = True,
+                 progress: bool = True) -> EvaluationOutcome:
+    """Every model on the same splits in one run.
+
+    Per protocol the network is trained twice: once on a validation split carved out of that protocol's
+    train data, to choose both blend weights (``choose_weights``), then on the whole train split.
+    """
+    fitted: dict[str, HybridRecommender] = {}
+    ease: dict[str, EASE] = {}
+    mf: dict[str, BiasedMF] = {}
+    weights: dict[str, BlendWeights] = {}
+    validation: dict[str, Any] = {}
+
+    def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
+        fitted[protocol] = HybridRecommender(data, cfg, device).fit(train)
+        return fitted[protocol]
+
+    def ease_model(train: Interactions, protocol: str) -> EASE:
+        ease[protocol] = EASE().fit(train)
+        return ease[protocol]
+
+    def mf_model(train: Interactions, protocol: str) -> BiasedMF:
+        mf[protocol] = BiasedMF().fit(train)
+        return mf[protocol]
+
+    def blend(train: Interactions, protocol: str) -> BlendRecommender:
+        # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
+        chosen = choose_weights(lambda: HybridRecommender(data, cfg, device), EASE, BiasedMF, train)
+        weights[protocol], validation[protocol] = chosen, chosen.figures
+        # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
+        return BlendRecommender(fitted[protocol], ease[protocol], chosen, mf[protocol], rating_scale(train),
+                                DEFAULT_CANDIDATES, train.binary_matrix())
+
+    factories = {
+        "global_mean": lambda tr, p: GlobalMean().fit(tr),
+        "popularity": lambda tr, p: Popularity().fit(tr),
+        "biased_mf": mf_model,
+        "ease": ease_model,
+        "hybrid": hybrid,
+        "blend": blend,
+    }
+    ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
+    report = run_evaluation(data.interactions, factories, ordered, progress=progress)
+    chosen = weights.get(PRIMARY_PROTOCOL) or next(iter(weights.values()), BlendWeights())
+    outcome = EvaluationOutcome(report, chosen, validation)
+    if cold_start:
+        outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
+    return outcome
+
+
+def evaluate_cold_start(data: TrainingData, cfg: HybridConfig, *, device: str = "auto") -> dict[str, dict[str, float]]:
+    """Content-only ranking of held-out movies against genre popularity (see ``pipeline.evaluation.cold_start``)."""
+    split = cold_start_split(data.interactions)
+    model = train_hybrid(data, split.train, cfg, device=device, progress=False).model
+    by_genre = genre_popularity(split.train, data.movies.genres, split.cold_items)
+    genre_scores = np.tile(by_genre, (data.interactions.n_users, 1))
+    return {"hybrid_content": rank_cold_items(content_scores(model, data.movies, split), split),
+            "genre_popularity": rank_cold_items(genre_scores, split)}
+
+
+def published_metrics(outcome: EvaluationOutcome) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """(what will be published: the blend's figures per protocol, every other model's as baselines)."""
+    results = outcome.report.results
+    published = {p: dict(models["blend"]) for p, models in results.items() if "blend" in models}
+    for p, models in results.items():  # the network alone, reported beside what is published
+        if "hybrid" in models:
+            published.setdefault(p, {}).update({f"network_{k}": v for k, v in models["hybrid"].items()})
+    baselines: dict[str, dict[str, Any]] = {}
+    for p, models in results.items():
+        for name, figures in models.items():
+            if name not in ("blend", "hybrid"):
+                baselines.setdefault(name, {})[p] = figures
+    return published, baselines
+
+
+def write_report(settings: Settings, outcome: EvaluationOutcome) -> Path:
+    """The evaluation as JSON under ``<home>/reports``; the path is logged to MLflow with the run."""
+    reports = settings.home / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    path = reports / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    path.write_text(json.dumps(outcome.to_dict(), indent=1))
+    return path

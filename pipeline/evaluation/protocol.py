@@ -1,0 +1,145 @@
+"""Offline evaluation: every model on the same splits, under a fixed protocol so results compare.
+
+Protocols (``PROTOCOLS`` holds the same text, and ``EvaluationReport.to_dict`` carries it):
+
+* ``random``: ``random_split(data, 0.2, seed=42)`` (see ``pipeline.splits``); rating prediction, RMSE and MAE
+  over every test rating. Models that cannot predict ratings (``predict`` all NaN) get no rating metrics.
+* ``temporal``: ``temporal_split(data, 0.2)``, each user's latest 20% held out; top-k ranking. A user's
+  candidates are all items they did not rate in train (train items are masked with -inf, whatever the model
+  scores them); relevant items are the user's held-out ratings >= 4; users without one are skipped. Metrics
+  at k (``pipeline.metrics``): NDCG, Recall, Precision, MRR, HR averaged over evaluated users, catalog
+  coverage over all their top-k lists, and ``users``, the number evaluated. Ties in scores are broken
+  by the lower item index, so a model that scores everything equally still gives a deterministic list."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from rich.console import Console
+
+from pipeline.core.defaults import RELEVANCE_THRESHOLD
+from pipeline.evaluation.metrics import catalog_coverage, hits_at_k, mae, ranking_metrics_from_hits, rmse
+from pipeline.evaluation.report import EvaluationReport
+from pipeline.evaluation.splits import PROTOCOLS, make_split
+from pipeline.features.interactions import Interactions
+from pipeline.models.base import Recommender
+from pipeline.models.topn import mask_rows, top_k
+
+__all__ = ["ModelFactory", "evaluate_model", "run_evaluation", "top_k_for_users"]
+
+BATCH_USERS = 256
+
+ModelFactory = Callable[[Interactions, str], Recommender]
+"""Receives the train split and the protocol name, returns a fitted model."""
+
+
+def _score_batch(model: Recommender, users: np.ndarray, rated: sp.csr_matrix) -> np.ndarray:
+    scores = np.array(model.score_users(users), dtype=np.float32)  # a copy: the model's array stays intact
+    expected = (len(users), rated.shape[1])
+    if scores.shape != expected:
+        raise ValueError(f"{getattr(model, 'name', model)}.score_users returned {scores.shape}, "
+                         f"expected {expected}")
+    return mask_rows(scores, rated[users])
+
+
+def top_k_for_users(model: Recommender, train: Interactions, users: np.ndarray, k: int = 10,
+                    batch_size: int = BATCH_USERS) -> np.ndarray:
+    """``(len(users), k)`` recommendations among items each user did not rate in ``train`` (-1 padding)."""
+    users = np.asarray(users, np.int64)
+    rated = train.binary_matrix()
+    out = np.empty((len(users), k), np.int64)
+    for lo in range(0, len(users), batch_size):
+        batch = users[lo:lo + batch_size]
+        out[lo:lo + len(batch)] = top_k(_score_batch(model, batch, rated), k)[0]
+    return out
+
+
+def _rating_metrics(model: Recommender, test: Interactions) -> dict[str, float]:
+    predicted = np.asarray(model.predict(test.users, test.items), np.float64)
+    if predicted.shape != (len(test),):
+        raise ValueError(f"predict returned shape {predicted.shape}, expected ({len(test)},)")
+    nan = np.isnan(predicted)
+    if nan.all():
+        return {}  # a ranking-only model: nothing to report, not an error
+    if nan.any():
+        raise ValueError(f"{getattr(model, 'name', model)}.predict returned NaN for {int(nan.sum())} of "
+                         f"{len(test)} ratings; a model predicts every rating or none")
+    return {"rmse": rmse(predicted, test.ratings), "mae": mae(predicted, test.ratings),
+            "ratings": float(len(test))}
+
+
+def _ranking_metrics(model: Recommender, train: Interactions, test: Interactions, k: int,
+                     batch_size: int, relevance_threshold: float) -> dict[str, float]:
+    relevant_test = test.subset(test.ratings >= relevance_threshold)
+    relevant = relevant_test.binary_matrix()
+    n_relevant = np.diff(relevant.indptr)
+    users = np.flatnonzero(n_relevant > 0)
+    rated = train.binary_matrix()
+    per_user: dict[str, list[np.ndarray]] = {}
+    recommended = np.zeros(train.n_items, bool)
+    for lo in range(0, len(users), batch_size):
+        batch = users[lo:lo + batch_size]
+        lists = top_k(_score_batch(model, batch, rated), k)[0]
+        hits = hits_at_k(lists, relevant[batch].toarray().astype(bool))
+        for name, values in ranking_metrics_from_hits(hits, n_relevant[batch], k).items():
+            per_user.setdefault(name, []).append(values)
+        recommended[lists[lists >= 0]] = True
+    if len(users) == 0:
+        raise ValueError("no user has a relevant test item; nothing to rank")
+    result = {f"{name}@{k}": float(np.mean(np.concatenate(parts))) for name, parts in per_user.items()}
+    result[f"coverage@{k}"] = catalog_coverage(np.flatnonzero(recommended), train.n_items)
+    result["users"] = float(len(users))
+    return result
+
+
+def evaluate_model(model: Recommender, train: Interactions, test: Interactions, protocol: str, k: int = 10,
+                   *, batch_size: int = BATCH_USERS,
+                   relevance_threshold: float = RELEVANCE_THRESHOLD) -> dict[str, float]:
+    """Metrics of a fitted ``model`` on ``test`` under ``protocol`` (see the module doc).
+
+    ``random``: ``{"rmse", "mae", "ratings"}``, or ``{}`` for a model whose predictions are all NaN.
+    ``temporal``: ``{"ndcg@k", "recall@k", "precision@k", "mrr@k", "hr@k", "coverage@k", "users"}``; users
+    are scored ``batch_size`` at a time, so memory is bounded by ``batch_size x n_items`` scores.
+    """
+    if protocol == "random":
+        return _rating_metrics(model, test)
+    if protocol == "temporal":
+        return _ranking_metrics(model, train, test, k, batch_size, relevance_threshold)
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
+
+
+def run_evaluation(data: Interactions, factories: Mapping[str, ModelFactory],
+                   protocols: Sequence[str] = ("random", "temporal"), k: int = 10,
+                   progress: bool = True) -> EvaluationReport:
+    """Split ``data`` once per protocol, then fit (through its factory) and evaluate every model on it.
+
+    Models are reported under their ``factories`` key. Fit time is the factory call's wall time.
+    """
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
+    console = Console(stderr=True) if progress else None
+    report = EvaluationReport(k=k, n_users=data.n_users, n_items=data.n_items, n_ratings=len(data))
+    for protocol in protocols:
+        train, test = make_split(data, protocol)
+        report.splits[protocol] = {"n_train": len(train), "n_test": len(test)}
+        report.results[protocol], report.timings[protocol] = {}, {}
+        for name, factory in factories.items():
+            started = time.perf_counter()
+            model = factory(train, protocol)
+            fitted = time.perf_counter()
+            if not isinstance(model, Recommender):
+                raise TypeError(f"factory {name!r} returned {type(model).__name__}, not a Recommender")
+            metrics = evaluate_model(model, train, test, protocol, k)
+            done = time.perf_counter()
+            report.results[protocol][name] = metrics
+            report.timings[protocol][name] = {"fit_seconds": fitted - started, "eval_seconds": done - fitted}
+            if console is not None:
+                shown = ", ".join(f"{m}={v:.4f}" for m, v in metrics.items() if m not in ("users", "ratings"))
+                console.print(f"[{protocol}] {name}: fit {fitted - started:.1f}s, eval {done - fitted:.1f}s"
+                              f"{': ' + shown if shown else ' (no metrics for this protocol)'}",
+                              markup=False, highlight=False)
+    return report

@@ -1,0 +1,55 @@
+"""The evaluation report: every model's metrics under every protocol of one run, JSON-ready."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.core.defaults import RELEVANCE_THRESHOLD
+from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, TEST_FRACTION
+
+# --- a whole run ---------------------------------------------------------------------------------------------
+
+_COLUMNS = (("rmse", "RMSE"), ("mae", "MAE"), ("ndcg", "NDCG"), ("recall", "Recall"), ("precision", "Prec"),
+            ("mrr", "MRR"), ("hr", "HR"), ("coverage", "Cov"), ("users", "Users"))
+
+
+def _json_float(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics of every model under every protocol of one run, on shared splits."""
+
+    k: int
+    n_users: int
+    n_items: int
+    n_ratings: int
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)          # protocol -> n_train, n_test
+    results: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # protocol -> model -> metrics
+    timings: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # protocol -> model -> seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``results`` is protocol -> model -> metrics (with ``fit_seconds``/``eval_seconds``).
+
+        NaN becomes None; the protocols' definitions, dataset size and split sizes come along.
+        """
+        results: dict[str, dict[str, dict[str, float | None]]] = {}
+        for protocol, models in self.results.items():
+            results[protocol] = {}
+            for model, metrics in models.items():
+                row = {name: _json_float(value) for name, value in metrics.items()}
+                row.update({name: round(value, 3) for name, value in self.timings[protocol][model].items()})
+                results[protocol][model] = row
+        return {
+            "k": self.k,
+            "dataset": {"n_users": self.n_users, "n_items": self.n_items, "n_ratings": self.n_ratings},
+            "protocols": {p: {"definition": PROTOCOLS[p], "test_fraction": TEST_FRACTION,
+                              **({"seed": SPLIT_SEED} if p == "random" else
+                                 {"relevance_threshold": RELEVANCE_THRESHOLD})}
+                          for p in self.results},
+            "splits": {p: dict(sizes) for p, sizes in self.splits.items()},
+            "results": results,
+        }

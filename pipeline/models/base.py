@@ -1,0 +1,58 @@
+"""The contract every recommender follows, so one evaluation harness, one blend and one batch can take any
+of them.
+
+``fit`` learns from a train split over dense indices; ``predict`` returns float32 ratings for (user, item)
+pairs (NaN throughout for ranking-only models); ``score_users`` returns a ``(len(users), n_items)`` float32
+matrix of ranking scores, higher is better, for every item including the ones the user already rated (masking
+them is the evaluator's job). Fitting is deterministic: the same train split and config give the same
+predictions."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pipeline.features.interactions import Interactions
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A fitted model: ratings for (user, item) pairs and ranking scores for whole rows of users."""
+
+    name: str
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+
+    def score_users(self, users: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Recommender(Scorer, Protocol):
+    """A model the evaluation fits on each split: ``fit(train)`` returns the fitted model (usually itself)."""
+
+    def fit(self, train: Interactions) -> Recommender: ...
+
+
+@runtime_checkable
+class RatingMatrix(Protocol):
+    """A capability: predicted ratings for a row of item indices per user (-1 entries give NaN), or for every
+    item when ``items`` is None. The blend's rating-head term needs it."""
+
+    def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
+
+
+class NotFitted(RuntimeError):
+    """``predict`` or ``score_users`` before ``fit``."""
+
+
+def check_fitted(value: object, name: str) -> None:
+    if value is None:
+        raise NotFitted(f"{name} is not fitted; call fit(train) first")
+
+
+def as_pairs(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    if users.shape != items.shape:
+        raise ValueError(f"users {users.shape} and items {items.shape} must have the same shape")
+    return users, items

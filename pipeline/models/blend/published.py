@@ -1,0 +1,149 @@
+"""The published model: what is registered in MLflow, scored in batch and served by the API.
+
+It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE plus
+its rating head for ranking, the network with biased MF for ratings, mixed with the weights chosen on
+validation data (``pipeline.models.blend.scorer.BlendRecommender``). Keeping
+the partners inside one artefact is what makes the served lists the evaluated ones.
+
+On disk (``save``/``load``)::
+
+    network/      HybridArtifact.save (network, id maps, vocab, catalogue content)
+    rated.npz     every (user, movie) index pair rated up to the cut-off: what EASE scores from and what
+                  a user's list must never contain
+    ease.npy      EASE's item x item weights (absent when the network has the whole ranking weight)
+    mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
+    blend.json    the weights, the rating-head term's unit and the partners' names
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.features.interactions import Interactions
+from pipeline.models.baselines import EASE, BiasedMF, BiasedMFConfig, EASEConfig
+from pipeline.models.blend.scorer import BlendRecommender, rating_scale
+from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.hybrid.artifact import HybridArtifact
+
+# EASE inverts an n_items x n_items matrix: beyond this many movies (ML-25M has 59k) it is skipped and the
+# network ranks alone. 20k items: a 1.6 GB float32 weight matrix.
+EASE_MAX_ITEMS = 20_000
+
+
+@dataclass
+class PublishedBlend:
+    """The network plus its blend partners, scored by dense user/movie index (``network.user_map`` etc.)."""
+
+    network: HybridArtifact
+    rated: sp.csr_matrix               # users x movies, 1 where rated up to the cut-off
+    weights: BlendWeights = field(default_factory=BlendWeights)
+    ease: EASE | None = None
+    mf: BiasedMF | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    rating_scale: float = 1.0          # the rating-head term's unit: the standard deviation of the train ratings
+
+    def __post_init__(self) -> None:
+        if self.weights.weight < 1 and self.ease is None:
+            raise ValueError("a ranking weight below 1 needs the EASE partner")
+        if self.weights.rating_weight < 1 and self.mf is None:
+            raise ValueError("a rating weight below 1 needs the biased MF partner")
+        self._blend = BlendRecommender(self.network, self.ease, self.weights, self.mf, self.rating_scale)
+
+    # --- building ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_training(cls, network: HybridArtifact, train: Interactions, weights: BlendWeights,
+                      meta: dict[str, Any] | None = None) -> PublishedBlend:
+        """Fit the partners the weights call for on ``train`` (the network's own training data)."""
+        if weights.weight < 1 and train.n_items > EASE_MAX_ITEMS:
+            # too many movies for EASE: the network ranks alone (recorded in meta)
+            weights = BlendWeights(1.0, weights.rating_weight, weights.rerank_weight, weights.figures)
+        ease = EASE().fit(train) if weights.weight < 1 else None
+        mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
+        return cls(network, train.binary_matrix(), weights, ease, mf,
+                   {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS}, rating_scale(train))
+
+    # --- scoring ----------------------------------------------------------------------------------------
+
+    @property
+    def n_users(self) -> int:
+        return len(self.network.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.network.item_map)
+
+    @property
+    def rerank_weight(self) -> float:
+        return self.weights.rerank_weight
+
+    def predict_index(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings of (user, movie) index pairs: the rating blend."""
+        return self._blend.predict(np.asarray(users, np.int64), np.asarray(items, np.int64))
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Ranking scores (len(users) x n_items, higher is better) of the ranking blend, every term for every
+        movie; rated movies are not masked here (see ``rated``)."""
+        return self._blend.score_users(np.asarray(users, np.int64))
+
+    def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
+        """The cheap terms of ``score_users`` (dot product, EASE) for every movie."""
+        return self._blend.retrieval_scores(np.asarray(users, np.int64))
+
+    def rerank_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The rating-head term of ``score_users`` for one row of movie indices per user (-1: NaN);
+        ``retrieval_scores + rerank_scores`` at those movies equals ``score_users`` there."""
+        return self._blend.rerank_scores(np.asarray(users, np.int64), items)
+
+    def describe(self) -> str:
+        return self.weights.describe()
+
+    # --- persistence ------------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.network.save(directory / "network")
+        coo = self.rated.tocoo()
+        np.savez_compressed(directory / "rated.npz", users=coo.row.astype(np.int32), items=coo.col.astype(np.int32))
+        if self.ease is not None:
+            np.save(directory / "ease.npy", self.ease.weights_)
+        if self.mf is not None:
+            m = self.mf
+            np.savez(directory / "mf.npz", user_factors=m.user_factors_, item_factors=m.item_factors_,
+                     user_bias=m.user_bias_, item_bias=m.item_bias_, mu=np.float64(m.mu_),
+                     rating_range=np.asarray(m.rating_range_, np.float64))
+        (directory / "blend.json").write_text(json.dumps({
+            **self.weights.to_dict(), "rating_scale": self.rating_scale, "partner": "ease" if self.ease else None,
+            "rating_partner": "biased_mf" if self.mf else None,
+            "ease_lambda": self.ease.config.lam if self.ease else None,
+            "mf_factors": self.mf.config.factors if self.mf else None, "meta": self.meta}, indent=1, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "cpu") -> PublishedBlend:
+        directory = Path(directory)
+        spec = json.loads((directory / "blend.json").read_text())
+        network = HybridArtifact.load(directory / "network", device=device)
+        pairs = np.load(directory / "rated.npz")
+        rated = sp.csr_matrix((np.ones(len(pairs["users"]), np.float32), (pairs["users"], pairs["items"])),
+                              shape=(len(network.user_map), len(network.item_map)))
+        ease = None
+        if (directory / "ease.npy").exists():
+            ease = EASE(EASEConfig(lam=spec.get("ease_lambda") or EASEConfig.lam))
+            ease.weights_, ease.rated_ = np.load(directory / "ease.npy"), rated
+        mf = None
+        if (directory / "mf.npz").exists():
+            arrays = np.load(directory / "mf.npz")
+            mf = BiasedMF(BiasedMFConfig(factors=spec.get("mf_factors") or BiasedMFConfig.factors))
+            mf.user_factors_, mf.item_factors_ = arrays["user_factors"], arrays["item_factors"]
+            mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
+            mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
+        return cls(network, rated, BlendWeights.from_dict(spec), ease, mf, spec.get("meta", {}),
+                   float(spec.get("rating_scale", 1.0)))

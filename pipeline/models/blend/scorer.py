@@ -1,0 +1,125 @@
+"""The blend scorer: the published list can mix the network with the strongest baseline.
+
+The ranking score of a (user, movie) pair is
+
+    weight x z(network dot product) + (1 - weight) x z(EASE) + rerank_weight x rating / rating_scale
+
+where z standardises a member's scores per user over the whole catalogue (their scales differ: a dot
+product, EASE's regression weights) and ``rating`` is the network's full rating head (its MLP included)
+in units of the train ratings' standard deviation. The first two terms are cheap for every movie (a
+matrix product, a sparse one); the rating head costs an MLP per pair, which is why batch scoring at large
+catalogues retrieves the top candidates by the first two terms and runs the rating head on those only
+(``pipeline.batch.scoring``). Every weight is chosen on validation data carved out of the train split — never on
+the test split it is reported on."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.features.interactions import Interactions
+from pipeline.models.base import RatingMatrix, Recommender, Scorer
+from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.topn import mask_rows, retrieve_and_rerank, scatter_rows, top_k
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return (scores - mean) / np.where(std > 0, std, 1.0)
+
+
+class BlendRecommender:
+    """Ranking: see the module doc (``rerank_weight`` 0: no rating-head term).
+    Ratings: ``rating_weight`` x network + (1 - ``rating_weight``) x ``rating_partner``. The weights are one
+    ``BlendWeights`` value; with ``rerank_weight`` > 0 the network must be a ``RatingMatrix`` too.
+
+    ``candidates`` K > 0 with ``rated`` (users x movies, the train ratings): ``score_users`` retrieves each
+    user's top K unrated movies by the cheap terms and adds the rating-head term on those only, as the
+    weekly batch does; every other movie scores ``-inf``. 0: every term for every movie.
+    """
+
+    name = "blend"
+
+    def __init__(self, network: Scorer, partner: Scorer | None, weights: BlendWeights,
+                 rating_partner: Scorer | None = None, rating_scale: float = 1.0, candidates: int = 0,
+                 rated: sp.csr_matrix | None = None) -> None:
+        if rating_scale <= 0:
+            raise ValueError(f"rating scale must be > 0, got {rating_scale}")
+        if weights.weight < 1 and partner is None:
+            raise ValueError("a ranking weight below 1 needs a partner")
+        if weights.rating_weight < 1 and rating_partner is None:
+            raise ValueError("a rating weight below 1 needs a rating partner")
+        self.network, self.partner, self.rating_partner = network, partner, rating_partner
+        self.weights, self.rating_scale = weights, rating_scale
+        if candidates and rated is None:
+            raise ValueError("re-ranking candidates needs the rated movies to retrieve around")
+        self.candidates, self.rated = candidates, rated
+
+    @property
+    def weight(self) -> float:
+        return self.weights.weight
+
+    @property
+    def rating_weight(self) -> float:
+        return self.weights.rating_weight
+
+    @property
+    def rerank_weight(self) -> float:
+        return self.weights.rerank_weight
+
+    def fit(self, train: Interactions) -> BlendRecommender:
+        for member in (self.network, self.partner, self.rating_partner):
+            if isinstance(member, Recommender):
+                member.fit(train)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        ratings = np.asarray(self.network.predict(users, items), np.float64)
+        if self.rating_partner is not None and self.rating_weight < 1:
+            other = np.asarray(self.rating_partner.predict(users, items), np.float64)
+            ratings = self.rating_weight * ratings + (1 - self.rating_weight) * other
+        return ratings.astype(np.float32)
+
+    def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
+        """The cheap terms (network dot product and EASE) for every movie: len(users) x n_items."""
+        mixed = np.zeros((len(users), 0))
+        if self.weight > 0:
+            mixed = self.weight * standardise(np.asarray(self.network.score_users(users), np.float64))
+        if self.weight < 1:
+            if self.partner is None:
+                raise ValueError("a ranking weight below 1 needs a partner")
+            part = (1 - self.weight) * standardise(np.asarray(self.partner.score_users(users), np.float64))
+            mixed = part if mixed.size == 0 else mixed + part
+        return mixed.astype(np.float32)
+
+    def rerank_scores(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """The rating-head term for a row of movie indices per user (-1: NaN), or every movie when None."""
+        if self.rerank_weight == 0:
+            raise ValueError("this blend has no rating-head term")
+        if not isinstance(self.network, RatingMatrix):
+            raise TypeError(f"{self.network.name} has no rating_matrix: it cannot re-rank")
+        ratings = self.network.rating_matrix(np.asarray(users, np.int64), items)
+        return (self.rerank_weight / self.rating_scale * ratings).astype(np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Every term for every movie, or for the retrieved candidates only (see ``candidates``)."""
+        if self.rerank_weight == 0 or not self.candidates:
+            scores = self.retrieval_scores(users)
+            return scores + self.rerank_scores(users) if self.rerank_weight > 0 else scores
+        found, full = retrieve_and_rerank(self._unrated_cheap(users), self.candidates,
+                                          lambda cols: self.rerank_scores(users, cols))
+        return scatter_rows(found, full, self.rated.shape[1])  # type: ignore[union-attr]
+
+    def retrieve(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's top ``candidates`` unrated movies by the cheap terms: (indices, cheap scores)."""
+        return top_k(self._unrated_cheap(users), self.candidates)
+
+    def _unrated_cheap(self, users: np.ndarray) -> np.ndarray:
+        return mask_rows(self.retrieval_scores(users), self.rated[users])  # type: ignore[index]
+
+
+def rating_scale(train: Interactions) -> float:
+    """The unit of the rating-head term: the standard deviation of the train ratings (1 when constant)."""
+    std = float(np.std(train.ratings)) if len(train) else 0.0
+    return std if std > 0 else 1.0

@@ -1,0 +1,214 @@
+"""Training the hybrid network: ratings and ranking together, early stopping, repeatable by seed.
+
+Loss = MSE of the rating head on observed ratings
+     + ranking_weight x softmax cross-entropy of the ranking head: each observed (user, movie) against the
+       batch's candidate movies — the whole catalogue when it has at most ``negatives`` movies, else the
+       batch's own movies plus uniformly sampled ones. Positives are weighted by recency (half-life), since
+       what a user rates next resembles what they rated last more than what they rated a year ago.
+The rating loss alone ranks poorly (it learns how much a user likes what they chose to watch, not what
+they will choose); the softmax alone forgets the rating scale. Together one network serves both.
+
+Everything lives in tensors on the device; a batch is an index slice, no per-sample Python."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.core.device import resolve_device
+from pipeline.features.interactions import Interactions
+from pipeline.features.loading import TrainingData
+from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.models.hybrid.config import HybridConfig
+from pipeline.models.hybrid.network import UserHistory, build_network
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    model: HybridArtifact
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+
+
+class Batches:
+    """The training tensors on the device, and the per-batch candidate set for the ranking softmax."""
+
+    def __init__(self, data: TrainingData, train: Interactions, cfg: HybridConfig, device: str,
+                 history: UserHistory | None = None) -> None:
+        """``history``: the users' rated movies to pool; default (with ``cfg.history``) these rows' own."""
+        dev = self.device = device
+        self.users = torch.as_tensor(train.users, device=dev)
+        self.items = torch.as_tensor(train.items, device=dev)
+        self.ratings = torch.as_tensor(train.ratings, device=dev)
+        if cfg.recency_half_life_days:
+            age_days = (train.timestamps.max() - train.timestamps) / 86400.0
+            w = np.power(0.5, age_days / cfg.recency_half_life_days)
+            w = w / w.mean()
+        else:
+            w = np.ones(len(train))
+        self.weights = torch.as_tensor(w, dtype=torch.float32, device=dev)
+        m = data.movies
+        self.genres = torch.as_tensor(m.genres, device=dev)
+        self.text = torch.as_tensor(m.text, device=dev)
+        self.people = {r: torch.as_tensor(p, device=dev) for r, p in m.people.items()}
+        self.numeric = torch.as_tensor(m.numeric, device=dev)
+        self.user_x = torch.as_tensor(data.users, device=dev) if data.users.shape[1] else None
+        if history is None and cfg.history:
+            history = UserHistory.from_pairs(train.users, train.items, train.n_users, dev)
+        self.history = history
+        self.n_items = train.n_items
+        self.negatives = cfg.negatives
+        self.all_items = torch.arange(self.n_items, device=dev)
+
+    def content(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        return self.genres[items], self.text[items], {r: p[items] for r, p in self.people.items()}, self.numeric[items]
+
+    def candidates(self, pos_items: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate movies and the position of each positive among them."""
+        if self.n_items <= self.negatives:
+            return self.all_items, pos_items
+        sampled = torch.randint(self.n_items, (self.negatives,), device=self.device, generator=gen)
+        cand = torch.unique(torch.cat([pos_items, sampled]))
+        return cand, torch.searchsorted(cand, pos_items)
+
+
+def step_loss(net: Any, b: Batches, idx: torch.Tensor, cfg: HybridConfig, gen: torch.Generator,
+               train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    users, items, ratings, weights = b.users[idx], b.items[idx], b.ratings[idx], b.weights[idx]
+    cand, pos = b.candidates(items, gen)
+    content = net.content(*b.content(cand))
+    keep = None
+    if train and cfg.id_dropout > 0:  # hide some movies' id embeddings so content learns to stand alone
+        keep = (torch.rand(len(cand), 1, device=b.device, generator=gen) >= cfg.id_dropout).to(content[0].dtype)
+    vec, bias = net.item_vectors(cand, content, keep)
+    # a training pair's own movie is in its user's history: leave it out, or the history gives it away
+    u = net.user_vectors(users, b.user_x[users] if b.user_x is not None else None, b.history,
+                         items if train else None)
+    pred = net.rating(users, u, vec[pos], bias[pos])
+    mse = F.mse_loss(pred.float(), ratings)
+    logits = net.ranking(u, vec, bias).float() / cfg.temperature
+    ce = (F.cross_entropy(logits, pos, reduction="none") * weights).mean()
+    return mse, ce, pred
+
+
+def train_step(net: Any, opt: torch.optim.Optimizer, b: Batches, idx: torch.Tensor, cfg: HybridConfig,
+               gen: torch.Generator, autocast: Any) -> torch.Tensor:
+    """One optimiser step on the rows ``idx``; returns (loss, mse, ranking CE) summed over those rows."""
+    with autocast:
+        mse, ce, _ = step_loss(net, b, idx, cfg, gen, train=True)
+        reg = cfg.embedding_l2 * (net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
+                                  + net.item_emb(b.items[idx]).pow(2).sum(-1).mean())
+        loss = mse + cfg.ranking_weight * ce + reg
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([loss.detach(), mse.detach(), ce.detach()]) * len(idx)
+
+
+def train_hybrid(data: TrainingData, train: Interactions | None = None, cfg: HybridConfig | None = None, *,
+                 device: str = "auto", progress: bool = True,
+                 on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainingResult:
+    """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(data, train, cfg or HybridConfig(), resolve_device(device), progress, on_epoch)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, device: str, progress: bool,
+           on_epoch: Callable[[int, dict[str, float]], None] | None) -> TrainingResult:
+    train = train if train is not None else data.interactions
+    torch.manual_seed(cfg.seed)
+    # Same seed, same model: the deterministic kernels cost little at this size (CUDA needs the env var).
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device == "cuda":
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    order = rng.permutation(len(train))
+    n_val = int(len(train) * cfg.validation_fraction) if cfg.patience else 0
+    fit_rows, val_rows = train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
+    b = Batches(data, fit_rows, cfg, device)
+    vb = Batches(data, val_rows, cfg, device, history=b.history) if n_val else None  # what the model will know
+    net = build_network(train.n_users, data.movies, data.users.shape[1], data.vocab, cfg,
+                        float(fit_rows.ratings.mean())).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda"
+                else torch.autocast("cpu", enabled=False))
+
+    from tqdm import tqdm
+
+    history: list[dict[str, float]] = []
+    best, best_state, best_epoch, stale = math.inf, None, 0, 0
+    n = len(fit_rows)
+    started = time.perf_counter()
+    bar = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        net.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=gen)
+        sums = torch.zeros(3, device=device)
+        for s in range(0, n, cfg.batch_size):
+            sums += train_step(net, opt, b, perm[s:s + cfg.batch_size], cfg, gen, autocast)
+        record = dict(zip(("loss", "mse", "ranking_ce"), (sums / n).tolist()))
+        record["epoch"] = epoch
+        record["seconds"] = time.perf_counter() - t0
+        if vb is not None:
+            record.update(_validate(net, vb, cfg, gen, autocast))
+            score = record["val_mse"] + cfg.ranking_weight * record["val_ranking_ce"]
+            if score < best - 1e-4:
+                best, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
+            else:
+                stale += 1
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", val_rmse=f"{record.get('val_rmse', float('nan')):.3f}")
+        if on_epoch:
+            on_epoch(epoch, record)
+        if vb is not None and stale >= cfg.patience:
+            log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+            break
+    seconds = time.perf_counter() - started
+    log.info("trained the network on %d ratings: %d epochs in %.0f s (best epoch %d)", n, len(history), seconds,
+             best_epoch if best_state is not None else len(history))
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    meta = {"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None,
+            "trained_at": datetime.now(UTC).isoformat(), "best_epoch": best_epoch,
+            "rating_range": [float(train.ratings.min()), float(train.ratings.max())], "n_train": len(train)}
+    model = HybridArtifact(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users, meta, device,
+                        (fit_rows.users, fit_rows.items) if cfg.history else None)
+    return TrainingResult(model, history, best_epoch, seconds, n * len(history) / max(seconds, 1e-9))
+
+
+@torch.no_grad()
+def _validate(net: Any, vb: Batches, cfg: HybridConfig, gen: torch.Generator, autocast: Any) -> dict[str, float]:
+    net.eval()
+    sums = torch.zeros(2, device=vb.device)
+    n = len(vb.users)
+    for s in range(0, n, 4096):
+        idx = torch.arange(s, min(s + 4096, n), device=vb.device)
+        with autocast:
+            mse, ce, _ = step_loss(net, vb, idx, cfg, gen, train=False)
+        sums += torch.stack([mse, ce]) * len(idx)
+    mse, ce = (sums / n).tolist()
+    return {"val_mse": mse, "val_rmse": math.sqrt(mse), "val_ranking_ce": ce}

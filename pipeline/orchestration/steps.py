@@ -1,0 +1,306 @@
+"""The weekly pipeline as steps: what the Airflow DAG's tasks, ``movierec run`` and ``movierec train`` call.
+
+One function per DAG task, named like it: ``fetch`` -> ``ingest`` -> ``quality`` -> ``evaluate`` -> ``train``
+-> ``promote`` -> ``publish`` -> ``report``. Every step takes and returns plain JSON values (typed here as
+``TypedDict``s; Airflow passes them between tasks as XComs), reads the one settings object, and is safe to
+re-run. ``as_of`` is the data cut-off as an ISO-8601 string (the DAG run's logical date): ratings after it are
+invisible to every step, so a backfill rebuilds what each past week would have published.
+
+Evaluation comes before the final training because the published blend's weights are chosen there, on
+validation data carved out of the evaluation's train split. ``ingest`` brings the schema to head; the other
+steps expect it there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from pipeline.core.dates import parse_as_of
+from pipeline.core.defaults import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_DATASET,
+    DEFAULT_TOP_N,
+    MAX_REJECT_SHARE,
+    PRIMARY_METRIC,
+    PRIMARY_PROTOCOL,
+    REGISTERED_MODEL,
+)
+from pipeline.core.errors import InputError
+from pipeline.core.jsonsafe import json_safe
+from pipeline.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from pipeline.ingest.quality import QualityReport
+    from pipeline.models.hybrid.config import HybridConfig
+
+log = logging.getLogger(__name__)
+
+
+class Fetched(TypedDict):
+    directory: str
+    dataset: str
+    source: str
+
+
+class Ingested(TypedDict):
+    ingest_run_id: int
+    rows_accepted: int
+    rows_rejected: int
+    counts: dict[str, int]
+    dataset: str
+
+
+class WeightsDict(TypedDict):
+    weight: float
+    rating_weight: float
+    rerank_weight: float
+
+
+class Evaluation(TypedDict):
+    as_of: str | None
+    dataset: str
+    report_path: str
+    weights: WeightsDict                      # BlendWeights.to_dict()
+    metrics: dict[str, dict[str, float]]      # protocol -> the published blend's figures (network_* beside)
+    baselines: dict[str, dict[str, Any]]      # model -> protocol -> figures
+
+
+class Training(TypedDict):
+    run_id: str
+    version: int
+    model_uri: str
+    params: dict[str, Any]
+    dataset: str
+    seconds: float
+    best_epoch: int
+    blend: str
+
+
+class Promotion(TypedDict):
+    promoted: bool
+    reason: str
+    version: int | None
+    champion_version: int | None
+    new_value: float | None
+    champion_value: float | None
+
+
+class Publication(TypedDict):
+    batch_id: int
+    model_version_id: int
+    registered_version: int | None
+    users: int
+    fallback_users: int
+    rows: int
+    top_n: int
+    data_cutoff: str | None
+    timings: dict[str, float]
+    candidates: int | None
+
+
+def _engine(settings: Settings) -> Engine:
+    from database.engine import get_engine
+
+    return get_engine(settings)
+
+
+def hybrid_config(epochs: int | None = None) -> HybridConfig:
+    """The default ``HybridConfig``, with ``epochs`` as the maximum when given."""
+    from pipeline.models.hybrid.config import HybridConfig
+
+    return HybridConfig(epochs=epochs) if epochs else HybridConfig()
+
+
+def fetch(dataset: str | None = DEFAULT_DATASET, source: str | None = None, *,
+          settings: Settings | None = None, progress: bool = False) -> Fetched:
+    """The directory to ingest: ``source`` as given, or the named dataset downloaded (cached, checksummed)."""
+    settings = settings or get_settings()
+    if source:
+        directory = Path(source).expanduser().resolve()
+        if not directory.is_dir():
+            raise InputError(f"source directory {directory} does not exist")  # no retry can fix it
+        return Fetched(directory=str(directory), dataset=dataset or directory.name, source=str(directory))
+    from pipeline.ingest.datasets import fetch_dataset
+
+    name = dataset or DEFAULT_DATASET
+    fetched = fetch_dataset(name, settings, progress=progress, echo=log.warning)
+    return Fetched(directory=str(fetched.path), dataset=name, source=fetched.source)
+
+
+def ingest(fetched: Fetched, *, settings: Settings | None = None, progress: bool = False) -> Ingested:
+    """Bring the schema to head, then load the fetched directory into PostgreSQL (validated, idempotent)."""
+    from database.migrate import upgrade
+    from pipeline.ingest.loader import ingest_directory
+
+    settings = settings or get_settings()
+    engine = _engine(settings)
+    upgrade(engine)  # idempotent: a fresh database (or a new release) is brought to head first
+    result = ingest_directory(engine, Path(fetched["directory"]), dataset=fetched["dataset"],
+                              source=fetched["directory"], progress=progress)
+    return Ingested(ingest_run_id=result.ingest_run_id, rows_accepted=result.rows_accepted,
+                    rows_rejected=result.rows_rejected, counts=dict(result.counts), dataset=fetched["dataset"])
+
+
+def quality(ingested: Ingested, max_reject_share: float = MAX_REJECT_SHARE, *,
+            settings: Settings | None = None) -> QualityReport:
+    """Fail the run when too many input rows were rejected or too few ratings are in the database."""
+    from pipeline.ingest.quality import check_data_quality
+
+    return check_data_quality(_engine(settings or get_settings()), int(ingested["ingest_run_id"]),
+                              int(ingested["rows_accepted"]), int(ingested["rows_rejected"]),
+                              max_reject_share=max_reject_share)
+
+
+def evaluate(as_of: str | None, epochs: int | None = None, device: str = "auto", *,
+             protocols: Sequence[str] = (PRIMARY_PROTOCOL,), settings: Settings | None = None,
+             progress: bool = False) -> Evaluation:
+    """Every model on the same splits of the data up to ``as_of`` (the gate's protocol by default); chooses
+    the blend weights; writes the report."""
+    from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
+    from pipeline.features.loading import load_training_data
+
+    settings = settings or get_settings()
+    data = load_training_data(_engine(settings), parse_as_of(as_of), device="cpu", progress=progress)
+    outcome = evaluate_all(data, hybrid_config(epochs), device=device, protocols=tuple(protocols),
+                           cold_start=False, progress=progress)
+    published, baselines = published_metrics(outcome)
+    return json_safe(Evaluation(as_of=as_of, dataset=data.dataset, report_path=str(write_report(settings, outcome)),
+                                weights=WeightsDict(**outcome.weights.to_dict()), metrics=published,
+                                baselines=baselines))
+
+
+def train(as_of: str | None, evaluation: Evaluation, epochs: int | None = None, device: str = "auto", *,
+          settings: Settings | None = None, progress: bool = False) -> Training:
+    """The model to publish, on every rating up to ``as_of`` with the evaluation's weights, logged to MLflow
+    and registered."""
+    from pipeline.features.loading import load_training_data
+    from pipeline.models.blend.fit import train_published
+    from pipeline.models.blend.weights import BlendWeights
+    from pipeline.registry.tracking import log_training_run
+
+    settings = settings or get_settings()
+    cutoff = parse_as_of(as_of)
+    data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
+    published, result = train_published(data, hybrid_config(epochs), BlendWeights.from_dict(evaluation["weights"]),
+                                         device=device, progress=progress)
+    run = log_training_run(settings, published, result, evaluation["metrics"], evaluation["baselines"],
+                           dataset=data.dataset, data_cutoff=cutoff,
+                           artifacts={"evaluation.json": Path(evaluation["report_path"])})
+    return Training(run_id=run.run_id, version=run.registered_version, model_uri=run.model_uri,
+                    params=published.network.config.to_dict(), dataset=data.dataset,
+                    seconds=round(result.seconds, 1), best_epoch=result.best_epoch, blend=published.describe())
+
+
+def promote(training: Training, evaluation: Evaluation, as_of: str | None, *,
+            settings: Settings | None = None) -> Promotion:
+    """The promotion gate on the primary ranking metric; records the decision (MLflow and model_versions)."""
+    from pipeline.registry.gate import promote_if_better
+    from pipeline.registry.tracking import RunInfo
+
+    settings = settings or get_settings()
+    run = RunInfo(training["run_id"], training["model_uri"], int(training["version"]))
+    decision = promote_if_better(settings, _engine(settings), run, dataset=training["dataset"],
+                                 data_cutoff=parse_as_of(as_of), protocol=PRIMARY_PROTOCOL,
+                                 primary_metric=PRIMARY_METRIC, metrics=evaluation["metrics"],
+                                 params=training.get("params") or hybrid_config().to_dict())
+    return json_safe(Promotion(
+        promoted=decision.promoted, reason=decision.reason, version=decision.version,
+        champion_version=decision.version if decision.promoted else decision.champion_version,
+        new_value=decision.new_value, champion_value=decision.champion_value))
+
+
+def publish(as_of: str | None, top_n: int = DEFAULT_TOP_N, *, settings: Settings | None = None,
+            device: str = "cpu", progress: bool = False, candidates: int | None = None) -> Publication:
+    """Score every user with the champion (whichever the gate kept) and publish the lists atomically.
+    ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the default)."""
+    from pipeline.batch.publish import publish_batch
+    from pipeline.registry.champion import load_champion
+
+    settings = settings or get_settings()
+    engine = _engine(settings)
+    model, version = load_champion(settings, device=device)
+    result = publish_batch(engine, model, version, as_of=parse_as_of(as_of), top_n=top_n, progress=progress,
+                           candidates=DEFAULT_CANDIDATES if candidates is None else candidates)
+    return Publication(**result.to_dict())  # type: ignore[typeddict-item]
+
+
+def report(results: dict[str, Any]) -> str:
+    """A few lines on what the run did, for the task log and the terminal."""
+    lines = []
+    if ingested := results.get("ingest"):
+        lines.append(f"ingest run {ingested['ingest_run_id']}: {ingested['rows_accepted']:,} rows accepted, "
+                     f"{ingested['rows_rejected']:,} rejected")
+    if evaluation := results.get("evaluation"):
+        temporal = evaluation["metrics"].get("temporal", {})
+        ease = evaluation["baselines"].get("ease", {}).get("temporal", {})
+        weights = evaluation["weights"]
+
+        def fig(figures: dict[str, Any], key: str) -> str:
+            return f"{figures[key]:.4f}" if figures.get(key) is not None else "n/a"
+
+        lines.append(f"evaluation (temporal): published blend NDCG@10 {fig(temporal, 'ndcg@10')}, network alone "
+                     f"{fig(temporal, 'network_ndcg@10')}, EASE {fig(ease, 'ndcg@10')} "
+                     f"(weights: ranking {weights['weight']}, rating head {weights['rerank_weight']}, "
+                     f"ratings {weights['rating_weight']})")
+    if training := results.get("training"):
+        lines.append(f"trained {REGISTERED_MODEL} v{training['version']} in {training['seconds']} s "
+                     f"(MLflow run {training['run_id']}; {training['blend']})")
+    if decision := results.get("promotion"):
+        lines.append(f"gate: {decision['reason']}")
+    if batch := results.get("publication"):
+        lines.append(f"published batch {batch['batch_id']} scored by v{batch['registered_version']}: "
+                     f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), "
+                     f"{batch['rows']:,} rows")
+    return "\n".join(lines)
+
+
+OnStep = Callable[[str, Any], None]
+
+
+def train_steps(as_of: str | None, epochs: int | None = None, device: str = "auto", *,
+                protocols: Sequence[str] = (PRIMARY_PROTOCOL,), settings: Settings | None = None,
+                progress: bool = False, on_step: OnStep | None = None) -> dict[str, Any]:
+    """``evaluate`` -> ``train`` -> ``promote`` in this process: ``movierec train``, and the middle of
+    ``run_all``; the DAG runs the same three steps as tasks."""
+    results: dict[str, Any] = {}
+
+    def step(name: str, value: Any) -> Any:
+        results[name] = value
+        if on_step:
+            on_step(name, value)
+        return value
+
+    evaluation = step("evaluation", evaluate(as_of, epochs, device, protocols=protocols, settings=settings,
+                                             progress=progress))
+    training = step("training", train(as_of, evaluation, epochs, device, settings=settings, progress=progress))
+    step("promotion", promote(training, evaluation, as_of, settings=settings))
+    return results
+
+
+def run_all(dataset: str | None = DEFAULT_DATASET, source: str | None = None, *, as_of: str | None = None,
+            top_n: int = DEFAULT_TOP_N, epochs: int | None = None, device: str = "auto",
+            max_reject_share: float = MAX_REJECT_SHARE, candidates: int | None = None,
+            settings: Settings | None = None, progress: bool = False,
+            on_step: OnStep | None = None) -> dict[str, Any]:
+    """Every step in order, in this process (``movierec run``); the DAG runs the same steps as tasks."""
+    settings = settings or get_settings()
+    results: dict[str, Any] = {}
+
+    def step(name: str, value: Any) -> Any:
+        results[name] = value
+        if on_step:
+            on_step(name, value)
+        return value
+
+    fetched = step("fetch", fetch(dataset, source, settings=settings, progress=progress))
+    ingested = step("ingest", ingest(fetched, settings=settings, progress=progress))
+    step("quality", quality(ingested, max_reject_share, settings=settings))
+    results.update(train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step))
+    step("publication", publish(as_of, top_n, settings=settings, progress=progress, candidates=candidates))
+    results["report"] = report(results)
+    return results

@@ -1,0 +1,76 @@
+"""The champion: which version the ``champion`` alias names, and the model behind it, downloaded once.
+The API imports this module only."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from pipeline.core.defaults import CHAMPION_ALIAS, REGISTERED_MODEL
+from pipeline.core.device import resolve_device
+from pipeline.core.errors import MovierecError
+from pipeline.core.settings import Settings
+from pipeline.models.blend.published import PublishedBlend
+from pipeline.registry.store import MODEL_ARTIFACT, mlflow_client
+
+
+def champion_model_version(client: MlflowClient) -> Any | None:
+    """The champion ModelVersion, or None when there is no registered model or no alias yet."""
+    try:
+        registered = client.get_registered_model(REGISTERED_MODEL)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = (registered.aliases or {}).get(CHAMPION_ALIAS)
+    return client.get_model_version(REGISTERED_MODEL, str(version)) if version is not None else None
+
+
+def _model_dir(settings: Settings, version: Any) -> Path:
+    """The champion's ``PublishedBlend.save`` directory, downloaded once into ``<home>/models``."""
+    target = settings.home / "models" / f"{REGISTERED_MODEL}-v{version.version}-{version.run_id or 'norun'}"
+    if not (target / MODEL_ARTIFACT / "blend.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp))
+            from mlflow.models import Model
+
+            flavor = Model.load(str(local / "MLmodel")).flavors["python_function"]
+            source = local / flavor["artifacts"][MODEL_ARTIFACT]["path"]
+            staged = Path(tmp) / "staged"
+            staged.mkdir()
+            shutil.move(str(source), staged / MODEL_ARTIFACT)
+            try:
+                staged.rename(target)  # atomic: a concurrent loader sees all or nothing
+            except OSError:
+                if not (target / MODEL_ARTIFACT / "blend.json").exists():
+                    raise
+    return target / MODEL_ARTIFACT
+
+
+def champion_version(settings: Settings) -> int | None:
+    """The version the ``champion`` alias names now (None: no champion yet); no download, for pollers."""
+    with mlflow_client(settings) as client:
+        champion = champion_model_version(client)
+    return int(champion.version) if champion is not None else None
+
+
+def load_champion(settings: Settings, device: str = "cpu") -> tuple[PublishedBlend, int]:
+    """The model behind ``models:/movierec-hybrid@champion`` and its version number."""
+    with mlflow_client(settings) as client:
+        champion = champion_model_version(client)
+        if champion is None:
+            # The URI may hold a password: name its scheme only.
+            scheme = mlflow.get_tracking_uri().split(":", 1)[0]
+            raise MovierecError(f"no {REGISTERED_MODEL}@{CHAMPION_ALIAS} yet in the MLflow registry "
+                                f"({scheme} store): train a model and let the promotion gate accept it")
+        directory = _model_dir(settings, champion)
+    return PublishedBlend.load(directory, device=resolve_device(device)), int(champion.version)
