@@ -51,13 +51,16 @@ def log(msg: str) -> None:
 
 # --- the data and the server ------------------------------------------------------------------------------
 
+
 def prepare_home(home: str | None, epochs: int) -> tuple[Any, bool, dict[str, Any]]:
     """Settings of ``--home`` (its embedded server, its published batch), or a fresh home where the weekly
     pipeline runs once on the offline ML-100K."""
     from pipeline.core.settings import Settings
 
     if home:
-        settings = Settings(MOVIEREC_HOME=home, DATABASE_URL="", MLFLOW_TRACKING_URI="", READER_DATABASE_URL="")
+        settings = Settings(
+            MOVIEREC_HOME=home, DATABASE_URL="", MLFLOW_TRACKING_URI="", READER_DATABASE_URL=""
+        )
         if not settings.pg_dir.exists():
             raise SystemExit(f"--home {home}: no embedded PostgreSQL there ({settings.pg_dir})")
         return settings, False, {}
@@ -68,8 +71,13 @@ def prepare_home(home: str | None, epochs: int) -> tuple[Any, bool, dict[str, An
     settings = Settings(MOVIEREC_HOME=fresh, DATABASE_URL="", MLFLOW_TRACKING_URI="", READER_DATABASE_URL="")
     log(f"fresh MOVIEREC_HOME {fresh}: the weekly pipeline on ML-100K ({epochs} epoch(s)), a few minutes")
     t0 = time.perf_counter()
-    results = run_all(source=str(fetch_offline_ml100k(settings).path), dataset="ml-100k", epochs=epochs,
-                         top_n=100, settings=settings)
+    results = run_all(
+        source=str(fetch_offline_ml100k(settings).path),
+        dataset="ml-100k",
+        epochs=epochs,
+        top_n=100,
+        settings=settings,
+    )
     log(results["report"])
     return settings, True, {"weekly_run_s": round(time.perf_counter() - t0, 1)}
 
@@ -102,11 +110,21 @@ class Server:
     def __enter__(self) -> Server:
         import httpx
 
-        env = {**os.environ, "MOVIEREC_HOME": str(self.settings.home), "DATABASE_URL": "",
-               "MLFLOW_TRACKING_URI": "", "READER_DATABASE_URL": "", **self.extra_env}
+        env = {
+            **os.environ,
+            "MOVIEREC_HOME": str(self.settings.home),
+            "DATABASE_URL": "",
+            "MLFLOW_TRACKING_URI": "",
+            "READER_DATABASE_URL": "",
+            **self.extra_env,
+        }
         self.log = open(self.settings.home / f"bench-api-server-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port)],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 180
         while True:
             if self.proc.poll() is not None:
@@ -133,6 +151,7 @@ class Server:
 
 
 # --- CPU accounting -----------------------------------------------------------------------------------------
+
 
 def _busy_s() -> float:
     with open("/proc/stat") as fh:
@@ -185,17 +204,20 @@ class CpuMeter:
 
 # --- load generators ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Scenario:
     name: str
     method: str
-    path: str                            # {user} is replaced per request
-    body: str | None = None               # JSON; {user} and {title} replaced per request
+    path: str  # {user} is replaced per request
+    body: str | None = None  # JSON; {user} and {title} replaced per request
     titles: list[str] = field(default_factory=list)  # empty: a never-seen title per request
     query: str = ""
 
 
-def _render(s: Scenario, users: list[int], rng: random.Random, counter: list[int]) -> tuple[str, bytes | None]:
+def _render(
+    s: Scenario, users: list[int], rng: random.Random, counter: list[int]
+) -> tuple[str, bytes | None]:
     user = str(rng.choice(users))
     path = s.path.replace("{user}", user) + s.query
     if s.body is None:
@@ -208,8 +230,9 @@ def _render(s: Scenario, users: list[int], rng: random.Random, counter: list[int
     return path, s.body.replace("{user}", user).replace("{title}", title).encode()
 
 
-async def _python_load(url: str, s: Scenario, users: list[int], connections: int, seconds: float,
-                       record: bool) -> dict[str, Any]:
+async def _python_load(
+    url: str, s: Scenario, users: list[int], connections: int, seconds: float, record: bool
+) -> dict[str, Any]:
     import aiohttp
 
     latencies: list[float] = []
@@ -218,7 +241,9 @@ async def _python_load(url: str, s: Scenario, users: list[int], connections: int
     counter = [0]
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
     headers = {"content-type": "application/json"}
-    async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(
+        url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
         end = time.perf_counter() + seconds
 
         async def worker(seed: int) -> None:
@@ -241,8 +266,9 @@ async def _python_load(url: str, s: Scenario, users: list[int], connections: int
     return {"latencies": latencies, "statuses": statuses, "errors": errors}
 
 
-def python_load(url: str, s: Scenario, users: list[int], connections: int, warmup: float,
-                seconds: float, meter: CpuMeter) -> dict[str, Any]:
+def python_load(
+    url: str, s: Scenario, users: list[int], connections: int, warmup: float, seconds: float, meter: CpuMeter
+) -> dict[str, Any]:
     try:
         import uvloop
 
@@ -262,10 +288,19 @@ def python_load(url: str, s: Scenario, users: list[int], connections: int, warmu
         return round(lat[min(n - 1, int(q * n))] * 1000, 3) if n else float("nan")
 
     bad = sum(v for k, v in raw["statuses"].items() if k >= 400)
-    return {"requests": n, "seconds": round(wall, 2), "req_per_s": round(n / wall, 1), "p50_ms": pct(0.50),
-            "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": round(lat[-1] * 1000, 3) if n else None,
-            "statuses": {str(k): v for k, v in sorted(raw["statuses"].items())}, "errors": bad + len(raw["errors"]),
-            "error_samples": raw["errors"][:5], "cpu": cpu}
+    return {
+        "requests": n,
+        "seconds": round(wall, 2),
+        "req_per_s": round(n / wall, 1),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(lat[-1] * 1000, 3) if n else None,
+        "statuses": {str(k): v for k, v in sorted(raw["statuses"].items())},
+        "errors": bad + len(raw["errors"]),
+        "error_samples": raw["errors"][:5],
+        "cpu": cpu,
+    }
 
 
 _WRK_LUA = """
@@ -290,20 +325,66 @@ def _lua_str(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid Lua string literal for this text
 
 
-def wrk_load(url: str, s: Scenario, users: list[int], connections: int, warmup: float, seconds: float,
-             meter: CpuMeter, workdir: Path) -> dict[str, Any]:
+def wrk_load(
+    url: str,
+    s: Scenario,
+    users: list[int],
+    connections: int,
+    warmup: float,
+    seconds: float,
+    meter: CpuMeter,
+    workdir: Path,
+) -> dict[str, Any]:
     script = workdir / f"{s.name}.lua"
-    script.write_text(_WRK_LUA % {
-        "users": ",".join(map(str, users)), "titles": ",".join(_lua_str(t) for t in s.titles),
-        "body": _lua_str(s.body) if s.body else "nil", "path": s.path, "query": s.query, "method": s.method})
+    script.write_text(
+        _WRK_LUA
+        % {
+            "users": ",".join(map(str, users)),
+            "titles": ",".join(_lua_str(t) for t in s.titles),
+            "body": _lua_str(s.body) if s.body else "nil",
+            "path": s.path,
+            "query": s.query,
+            "method": s.method,
+        }
+    )
     threads = str(min(2, connections))
-    subprocess.run(["wrk", "-t", threads, "-c", str(connections), "-d", f"{max(1, int(warmup))}s", "-s", str(script),
-                    url], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "wrk",
+            "-t",
+            threads,
+            "-c",
+            str(connections),
+            "-d",
+            f"{max(1, int(warmup))}s",
+            "-s",
+            str(script),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+    )
     meter.client = []  # wrk's CPU: from its rusage once it has been waited for
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     meter.start()
-    out = subprocess.run(["wrk", "-t", threads, "-c", str(connections), "-d", f"{int(seconds)}s", "--latency",
-                          "-s", str(script), url], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            threads,
+            "-c",
+            str(connections),
+            "-d",
+            f"{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     cpu = meter.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cores = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
@@ -319,32 +400,46 @@ def wrk_load(url: str, s: Scenario, users: list[int], connections: int, warmup: 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     requests = int(total.group(1)) if total else 0
-    return {"requests": requests, "seconds": seconds, "req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)
-                                                                         .group(1)),  # type: ignore[union-attr]
-            "p50_ms": ms(dist["50"]), "p90_ms": ms(dist["90"]), "p99_ms": ms(dist["99"]),
-            "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0),
-            "cpu": cpu, "wrk_output": out}
+    return {
+        "requests": requests,
+        "seconds": seconds,
+        "req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": ms(dist["50"]),
+        "p90_ms": ms(dist["90"]),
+        "p99_ms": ms(dist["99"]),
+        "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0),
+        "cpu": cpu,
+        "wrk_output": out,
+    }
 
 
 # --- the run ------------------------------------------------------------------------------------------------
 
+
 def scenarios(genres: list[str]) -> dict[str, Scenario]:
     rng = random.Random(11)
-    body = json.dumps({"title": "{title}", "genres": ["Drama", "Comedy"], "runtime": 110, "year": 1996,
-                       "user_id": 0}).replace('"user_id": 0', '"user_id": {user}')
+    body = json.dumps(
+        {"title": "{title}", "genres": ["Drama", "Comedy"], "runtime": 110, "year": 1996, "user_id": 0}
+    ).replace('"user_id": 0', '"user_id": {user}')
     if "Drama" not in genres:
         body = body.replace('"Drama", "Comedy"', json.dumps(genres[0]))
-    pool = [f"{rng.choice(['The', 'A', 'Last', 'Secret'])} {rng.choice(['Orbit', 'Harbour', 'Winter', 'Heist'])} "
-            f"{k}" for k in range(NEW_MOVIES)]
+    pool = [
+        f"{rng.choice(['The', 'A', 'Last', 'Secret'])} {rng.choice(['Orbit', 'Harbour', 'Winter', 'Heist'])} "
+        f"{k}"
+        for k in range(NEW_MOVIES)
+    ]
     anonymous = body.replace(', "user_id": {user}', "")
     return {
         "ceiling": Scenario("ceiling", "GET", "/ping"),
         "lookup": Scenario("lookup", "GET", "/users/{user}/recommendations", query="?limit=10"),
         "new_movie": Scenario("new_movie", "POST", "/predict/new-movie", body, pool),
-        "lookup_no_memory": Scenario("lookup_no_memory", "GET", "/users/{user}/recommendations", query="?limit=10"),
+        "lookup_no_memory": Scenario(
+            "lookup_no_memory", "GET", "/users/{user}/recommendations", query="?limit=10"
+        ),
         "new_movie_unseen_titles": Scenario("new_movie_unseen_titles", "POST", "/predict/new-movie", body),
-        "new_movie_top_users": Scenario("new_movie_top_users", "POST", "/predict/new-movie", anonymous, pool,
-                                        query="?limit=10"),
+        "new_movie_top_users": Scenario(
+            "new_movie_top_users", "POST", "/predict/new-movie", anonymous, pool, query="?limit=10"
+        ),
     }
 
 
@@ -357,9 +452,17 @@ def run(args: argparse.Namespace) -> int:
     if client == "wrk" and not shutil.which("wrk"):
         raise SystemExit("--client wrk: wrk is not on PATH (Debian: apt-get install wrk)")
     settings, fresh, setup = prepare_home(args.home, args.epochs)
-    report: dict[str, Any] = {"machine": machine_info(), "loadavg_before": os.getloadavg(), "client": client,
-                              "connections": args.connections, "duration_s": args.duration, "warmup_s": args.warmup,
-                              "targets": TARGETS, "setup": setup, "results": {}}
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "loadavg_before": os.getloadavg(),
+        "client": client,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "targets": TARGETS,
+        "setup": setup,
+        "results": {},
+    }
     try:
         work = workload(settings)
         plan = scenarios(work["genres"])
@@ -375,24 +478,45 @@ def run(args: argparse.Namespace) -> int:
                 report["batch_id"] = server.health["database"]["batch_id"]
                 for name in names:
                     meter = CpuMeter(server.proc.pid, postmaster, [psutil.Process()])  # type: ignore[union-attr]
-                    log(f"{name}: {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s "
-                        f"({client})")
+                    log(
+                        f"{name}: {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s "
+                        f"({client})"
+                    )
                     if client == "wrk":
-                        result = wrk_load(server.url, plan[name], work["users"], args.connections, args.warmup,
-                                          args.duration, meter, workdir)
+                        result = wrk_load(
+                            server.url,
+                            plan[name],
+                            work["users"],
+                            args.connections,
+                            args.warmup,
+                            args.duration,
+                            meter,
+                            workdir,
+                        )
                     else:
-                        result = python_load(server.url, plan[name], work["users"], args.connections, args.warmup,
-                                             args.duration, meter)
+                        result = python_load(
+                            server.url,
+                            plan[name],
+                            work["users"],
+                            args.connections,
+                            args.warmup,
+                            args.duration,
+                            meter,
+                        )
                     report["results"][name] = result
-                    log(f"  {result['req_per_s']:,.0f} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-                        f"{result['errors']} errors; cores: {result['cpu']}")
+                    log(
+                        f"  {result['req_per_s']:,.0f} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                        f"{result['errors']} errors; cores: {result['cpu']}"
+                    )
         shutil.rmtree(workdir, ignore_errors=True)
     finally:
         if fresh and not args.keep:
             embedded.stop(settings)
             shutil.rmtree(settings.home, ignore_errors=True)
         elif fresh:
-            log(f"--keep: {settings.home} left in place (stop: MOVIEREC_HOME={settings.home} movierec db stop)")
+            log(
+                f"--keep: {settings.home} left in place (stop: MOVIEREC_HOME={settings.home} movierec db stop)"
+            )
     report["loadavg_after"] = os.getloadavg()
     report["verdict"] = verdict(report["results"])
     print_report(report)
@@ -406,44 +530,60 @@ def run(args: argparse.Namespace) -> int:
 def verdict(results: dict[str, Any]) -> dict[str, Any]:
     c, lookup, new = results["ceiling"], results["lookup"], results["new_movie"]
     ratio = lookup["req_per_s"] / c["req_per_s"] if c["req_per_s"] else float("nan")
-    return {"lookup_vs_ceiling": round(ratio, 3),
-            "new_movie_vs_ceiling": round(new["req_per_s"] / c["req_per_s"], 3) if c["req_per_s"] else None,
-            "lookup_p99_ok": lookup["p99_ms"] <= TARGETS["lookup_p99_ms"],
-            "lookup_ratio_ok": ratio >= TARGETS["lookup_vs_ceiling"],
-            "new_movie_p99_ok": new["p99_ms"] <= TARGETS["new_movie_p99_ms"],
-            "zero_errors": all(r["errors"] == 0 for r in results.values())}
+    return {
+        "lookup_vs_ceiling": round(ratio, 3),
+        "new_movie_vs_ceiling": round(new["req_per_s"] / c["req_per_s"], 3) if c["req_per_s"] else None,
+        "lookup_p99_ok": lookup["p99_ms"] <= TARGETS["lookup_p99_ms"],
+        "lookup_ratio_ok": ratio >= TARGETS["lookup_vs_ceiling"],
+        "new_movie_p99_ok": new["p99_ms"] <= TARGETS["new_movie_p99_ms"],
+        "zero_errors": all(r["errors"] == 0 for r in results.values()),
+    }
 
 
 def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
-    print(f"\nmovierec API on {m['cpu_count']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB; client {report['client']}, "
-          f"{report['connections']} connections, {report['duration_s']:g} s per scenario; model v"
-          f"{report.get('model_version')}, batch {report.get('batch_id')}")
-    print(f"{'scenario':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}   cores: server/postgres/client/others")
+    print(
+        f"\nmovierec API on {m['cpu_count']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB; client {report['client']}, "
+        f"{report['connections']} connections, {report['duration_s']:g} s per scenario; model v"
+        f"{report.get('model_version')}, batch {report.get('batch_id')}"
+    )
+    print(
+        f"{'scenario':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}   cores: server/postgres/client/others"
+    )
     for name, r in report["results"].items():
         c = r["cpu"]
-        print(f"{name:<26}{r['req_per_s']:>10,.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}   "
-              f"{c['server_cores']}/{c['postgres_cores']}/{c['client_cores']}/{c['others_cores']}")
+        print(
+            f"{name:<26}{r['req_per_s']:>10,.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}   "
+            f"{c['server_cores']}/{c['postgres_cores']}/{c['client_cores']}/{c['others_cores']}"
+        )
     v = report["verdict"]
 
     def ok(flag: bool) -> str:
         return "met" if flag else "MISSED"
 
-    print(f"lookup p99 <= {TARGETS['lookup_p99_ms']:g} ms: {ok(v['lookup_p99_ok'])}; lookup/ceiling req/s = "
-          f"{v['lookup_vs_ceiling']} (>= {TARGETS['lookup_vs_ceiling']}: {ok(v['lookup_ratio_ok'])}); new-movie p99 <= "
-          f"{TARGETS['new_movie_p99_ms']:g} ms: {ok(v['new_movie_p99_ok'])}; zero errors: {ok(v['zero_errors'])}; "
-          f"load average before/after {report['loadavg_before'][0]:.2f}/{report['loadavg_after'][0]:.2f}")
+    print(
+        f"lookup p99 <= {TARGETS['lookup_p99_ms']:g} ms: {ok(v['lookup_p99_ok'])}; lookup/ceiling req/s = "
+        f"{v['lookup_vs_ceiling']} (>= {TARGETS['lookup_vs_ceiling']}: {ok(v['lookup_ratio_ok'])}); new-movie p99 <= "
+        f"{TARGETS['new_movie_p99_ms']:g} ms: {ok(v['new_movie_p99_ok'])}; zero errors: {ok(v['zero_errors'])}; "
+        f"load average before/after {report['loadavg_before'][0]:.2f}/{report['loadavg_after'][0]:.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", help="an existing MOVIEREC_HOME with a published batch (default: a fresh one)")
+    parser.add_argument(
+        "--home", help="an existing MOVIEREC_HOME with a published batch (default: a fresh one)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="training epochs for a fresh home")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--client", choices=("auto", "python", "wrk"), default="auto",
-                        help="auto: wrk when on PATH, else the Python (aiohttp) generator")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "python", "wrk"),
+        default="auto",
+        help="auto: wrk when on PATH, else the Python (aiohttp) generator",
+    )
     parser.add_argument("--no-extras", action="store_true", help="only the three scenarios with targets")
     parser.add_argument("--keep", action="store_true", help="keep a fresh home and its server")
     parser.add_argument("--output", help=f"JSON report (default {RESULTS})")

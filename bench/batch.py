@@ -53,8 +53,9 @@ def _synthetic_ratings(n_users: int, n_items: int) -> tuple[Any, Any, Any]:
     import numpy as np
 
     rng = np.random.default_rng(42)
-    per_user = np.clip(rng.lognormal(np.log(RATINGS_PER_USER * 0.6), 0.8, n_users).astype(np.int64), 20,
-                       n_items // 2)
+    per_user = np.clip(
+        rng.lognormal(np.log(RATINGS_PER_USER * 0.6), 0.8, n_users).astype(np.int64), 20, n_items // 2
+    )
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
     popularity /= popularity.sum()
     users = np.repeat(np.arange(n_users), per_user)
@@ -64,7 +65,9 @@ def _synthetic_ratings(n_users: int, n_items: int) -> tuple[Any, Any, Any]:
     taste_u, taste_i = rng.normal(size=(n_users, 8)), rng.normal(size=(n_items, 8))
     quality = rng.normal(size=n_items)
     affinity = np.einsum("ij,ij->i", taste_u[users], taste_i[items]) / np.sqrt(8)
-    ratings = np.clip(np.rint(3.6 + 0.8 * affinity + 0.4 * quality[items] + rng.normal(0, 0.6, len(users))), 1, 5)
+    ratings = np.clip(
+        np.rint(3.6 + 0.8 * affinity + 0.4 * quality[items] + rng.normal(0, 0.6, len(users))), 1, 5
+    )
     return users, items, ratings.astype(np.float32)
 
 
@@ -77,18 +80,29 @@ def _synthetic_data(n_users: int, n_items: int, users, items, ratings) -> Any:  
     from pipeline.features.vocab import MAX_PEOPLE, FeatureVocab, MovieContent
 
     rng = np.random.default_rng(7)
-    vocab = FeatureVocab(genres=[f"g{k}" for k in range(18)],
-                         persons={r: [f"{r}{k}" for k in range(500)] for r in MAX_PEOPLE})
+    vocab = FeatureVocab(
+        genres=[f"g{k}" for k in range(18)], persons={r: [f"{r}{k}" for k in range(500)] for r in MAX_PEOPLE}
+    )
     text = rng.normal(size=(n_items, 384)).astype(np.float32)
-    movies = MovieContent((rng.random((n_items, 18)) < 0.15).astype(np.float32),
-                          text / np.linalg.norm(text, axis=1, keepdims=True),
-                          {r: rng.integers(0, 501, (n_items, k)) for r, k in MAX_PEOPLE.items()},
-                          rng.normal(size=(n_items, 4)).astype(np.float32))
+    movies = MovieContent(
+        (rng.random((n_items, 18)) < 0.15).astype(np.float32),
+        text / np.linalg.norm(text, axis=1, keepdims=True),
+        {r: rng.integers(0, 501, (n_items, k)) for r, k in MAX_PEOPLE.items()},
+        rng.normal(size=(n_items, 4)).astype(np.float32),
+    )
     stamps = 1_600_000_000 + rng.integers(0, 86_400 * 365, len(users))
     interactions = Interactions(users, items, ratings, stamps, n_users, n_items)
-    return TrainingData("synthetic", None, interactions, IdMap(np.arange(1, n_users + 1)),
-                        IdMap(np.arange(1, n_items + 1)), movies, np.zeros((n_users, 0), np.float32), vocab,
-                        [f"movie {k}" for k in range(1, n_items + 1)])
+    return TrainingData(
+        "synthetic",
+        None,
+        interactions,
+        IdMap(np.arange(1, n_users + 1)),
+        IdMap(np.arange(1, n_items + 1)),
+        movies,
+        np.zeros((n_users, 0), np.float32),
+        vocab,
+        [f"movie {k}" for k in range(1, n_items + 1)],
+    )
 
 
 def _synthetic_model(data: Any, train_epochs: int, weight: float, rerank_weight: float) -> Any:
@@ -107,15 +121,26 @@ def _synthetic_model(data: Any, train_epochs: int, weight: float, rerank_weight:
     train = data.interactions
     if train_epochs:
         t = time.perf_counter()
-        network = train_hybrid(data, None, HybridConfig(epochs=train_epochs, patience=0), device="cpu",
-                               progress=False).model
+        network = train_hybrid(
+            data, None, HybridConfig(epochs=train_epochs, patience=0), device="cpu", progress=False
+        ).model
         log(f"trained {train_epochs} epochs on {len(train):,} ratings in {time.perf_counter() - t:.0f} s")
     else:
         torch.manual_seed(7)
         cfg = HybridConfig()
         net = build_network(train.n_users, data.movies, 0, data.vocab, cfg, 3.5)
-        network = HybridArtifact(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users,
-                              {"rating_range": [1, 5]}, "cpu", (train.users, train.items))
+        network = HybridArtifact(
+            net,
+            cfg,
+            data.user_map,
+            data.item_map,
+            data.vocab,
+            data.movies,
+            data.users,
+            {"rating_range": [1, 5]},
+            "cpu",
+            (train.users, train.items),
+        )
     return PublishedBlend.from_training(network, train, BlendWeights(weight, 1.0, rerank_weight))
 
 
@@ -130,15 +155,31 @@ def _fill(engine: Any, data: Any) -> None:
 
     x = data.interactions
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO movies (movie_id, title, source) SELECT g, 'movie ' || g, 'synthetic' FROM generate_series(1, :n) g"),
-                     {"n": x.n_items})
-        conn.execute(text("INSERT INTO users (user_id) SELECT g FROM generate_series(1, :n) g"), {"n": x.n_users})
-        copy_columns(conn, "ratings", {"user_id": (x.users + 1).astype(np.int32), "movie_id": (x.items + 1).astype(np.int32),
-                                       "rating": x.ratings.astype(np.float32),
-                                       "rated_at": datetime(2020, 1, 1, tzinfo=UTC)})
-        conn.execute(text(
-            "INSERT INTO model_versions (registered_model, registered_version, dataset, protocol, primary_metric, "
-            "status) VALUES ('movierec-hybrid', 1, 'synthetic', 'temporal', 'ndcg_at_10', 'champion')"))
+        conn.execute(
+            text(
+                "INSERT INTO movies (movie_id, title, source) SELECT g, 'movie ' || g, 'synthetic' FROM generate_series(1, :n) g"
+            ),
+            {"n": x.n_items},
+        )
+        conn.execute(
+            text("INSERT INTO users (user_id) SELECT g FROM generate_series(1, :n) g"), {"n": x.n_users}
+        )
+        copy_columns(
+            conn,
+            "ratings",
+            {
+                "user_id": (x.users + 1).astype(np.int32),
+                "movie_id": (x.items + 1).astype(np.int32),
+                "rating": x.ratings.astype(np.float32),
+                "rated_at": datetime(2020, 1, 1, tzinfo=UTC),
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO model_versions (registered_model, registered_version, dataset, protocol, primary_metric, "
+                "status) VALUES ('movierec-hybrid', 1, 'synthetic', 'temporal', 'ndcg_at_10', 'champion')"
+            )
+        )
 
 
 def _retrieval_figures(model: Any, top_n: int, depths: list[int], users: Any = None) -> dict[str, Any]:
@@ -155,20 +196,33 @@ def _retrieval_figures(model: Any, top_n: int, depths: list[int], users: Any = N
 
     def lists(candidates: int) -> tuple[Any, float]:
         t = time.perf_counter()
-        out = [score_chunk(model, users[lo:lo + step], model.rated[users[lo:lo + step]], top_n,
-                           candidates=candidates)[0] for lo in range(0, len(users), step)]
+        out = [
+            score_chunk(
+                model, users[lo : lo + step], model.rated[users[lo : lo + step]], top_n, candidates=candidates
+            )[0]
+            for lo in range(0, len(users), step)
+        ]
         return np.concatenate(out), time.perf_counter() - t
 
     exhaustive, seconds = lists(0)
-    figures: dict[str, Any] = {"users": int(len(users)), "exhaustive_seconds": round(seconds, 2),
-                               "exhaustive_users_per_s": round(len(users) / seconds, 1), "depths": {}}
+    figures: dict[str, Any] = {
+        "users": int(len(users)),
+        "exhaustive_seconds": round(seconds, 2),
+        "exhaustive_users_per_s": round(len(users) / seconds, 1),
+        "depths": {},
+    }
     for k in depths:
         found, s = lists(k)
-        figures["depths"][str(k)] = {"seconds": round(s, 2), "users_per_s": round(len(users) / s, 1),
-                                     "speedup": round(seconds / s, 2),
-                                     f"recall@{top_n}": round(list_recall(exhaustive, found), 4)}
-        log(f"  candidates {k}: recall@{top_n} {figures['depths'][str(k)][f'recall@{top_n}']}, "
-            f"{s:.1f} s (exhaustive {seconds:.1f} s)")
+        figures["depths"][str(k)] = {
+            "seconds": round(s, 2),
+            "users_per_s": round(len(users) / s, 1),
+            "speedup": round(seconds / s, 2),
+            f"recall@{top_n}": round(list_recall(exhaustive, found), 4),
+        }
+        log(
+            f"  candidates {k}: recall@{top_n} {figures['depths'][str(k)][f'recall@{top_n}']}, "
+            f"{s:.1f} s (exhaustive {seconds:.1f} s)"
+        )
     return figures
 
 
@@ -181,8 +235,11 @@ def _raw_copy_seconds(engine: Any, batch_id: int) -> float:
     with engine.begin() as conn:
         cur = dbapi_cursor(conn)
         buf = io.BytesIO()
-        cur.copy_expert(f"COPY (SELECT * FROM batch_recommendations WHERE batch_id = {int(batch_id)}) "
-                        "TO STDOUT (FORMAT binary)", buf)
+        cur.copy_expert(
+            f"COPY (SELECT * FROM batch_recommendations WHERE batch_id = {int(batch_id)}) "
+            "TO STDOUT (FORMAT binary)",
+            buf,
+        )
         conn.execute(text("CREATE TABLE raw_copy (LIKE batch_recommendations INCLUDING ALL)"))
         buf.seek(0)
         t = time.perf_counter()
@@ -197,7 +254,9 @@ def _shape(shape: str, scale: float, users_fraction: float = 1.0) -> tuple[int, 
     return max(100, int(full_users * (scale if shape == "ml32m" else 1.0) * users_fraction)), n_items
 
 
-def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int, candidates: int) -> dict[str, Any]:
+def one_synthetic(
+    shape: str, users_fraction: float, scale: float, top_n: int, candidates: int
+) -> dict[str, Any]:
     """``publish_batch`` end to end over an untrained network (the cost does not depend on the
     weights), EASE in the blend where the catalogue allows it, the rating head's term at weight 1."""
     from database import embedded
@@ -218,8 +277,10 @@ def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int, c
             upgrade(engine)
             t = time.perf_counter()
             _fill(engine, data)
-            log(f"{shape}: {n_users:,} users x {n_items:,} movies, {len(data.interactions):,} ratings loaded in "
-                f"{time.perf_counter() - t:.1f} s")
+            log(
+                f"{shape}: {n_users:,} users x {n_items:,} movies, {len(data.interactions):,} ratings loaded in "
+                f"{time.perf_counter() - t:.1f} s"
+            )
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t = time.perf_counter()
             result = publish_batch(engine, model, 1, top_n=top_n, candidates=candidates)
@@ -230,18 +291,30 @@ def one_synthetic(shape: str, users_fraction: float, scale: float, top_n: int, c
         finally:
             embedded.stop(settings)
     write, copy = result.timings["write"], result.timings["copy"]
-    return {"shape": shape, "users": n_users, "movies": n_items, "ratings": int(len(data.interactions)),
-            "rows": result.rows, "candidates": result.candidates,
-            "seconds": round(seconds, 2), "timings": result.timings, "users_per_s": round(n_users / seconds, 1),
-            "rows_written_per_s": round(result.rows / write, 1), "raw_copy_seconds": round(raw, 3),
-            "raw_copy_rows_per_s": round(result.rows / raw, 1), "write_vs_raw_copy": round(raw / write, 3),
-            "copy_vs_raw_copy": round(raw / copy, 3),
-            "blend": model.describe(), "peak_rss_mib": round(peak / 1024, 1),
-            "rss_before_scoring_mib": round(rss_before / 1024, 1)}
+    return {
+        "shape": shape,
+        "users": n_users,
+        "movies": n_items,
+        "ratings": int(len(data.interactions)),
+        "rows": result.rows,
+        "candidates": result.candidates,
+        "seconds": round(seconds, 2),
+        "timings": result.timings,
+        "users_per_s": round(n_users / seconds, 1),
+        "rows_written_per_s": round(result.rows / write, 1),
+        "raw_copy_seconds": round(raw, 3),
+        "raw_copy_rows_per_s": round(result.rows / raw, 1),
+        "write_vs_raw_copy": round(raw / write, 3),
+        "copy_vs_raw_copy": round(raw / copy, 3),
+        "blend": model.describe(),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "rss_before_scoring_mib": round(rss_before / 1024, 1),
+    }
 
 
-def one_retrieval(shape: str, scale: float, top_n: int, candidates: int, train_epochs: int,
-                  sample_users: int) -> dict[str, Any]:
+def one_retrieval(
+    shape: str, scale: float, top_n: int, candidates: int, train_epochs: int, sample_users: int
+) -> dict[str, Any]:
     """Retrieve-then-re-rank against exhaustive scoring, no database involved.
 
     ML-1M shape: a network trained ``train_epochs`` epochs on the synthetic ratings, EASE at the weight
@@ -256,9 +329,16 @@ def one_retrieval(shape: str, scale: float, top_n: int, candidates: int, train_e
     n_users, n_items = _shape(shape, scale)
     data = _synthetic_data(n_users, n_items, *_synthetic_ratings(n_users, n_items))
     trained = shape == "ml1m"
-    model = _synthetic_model(data, train_epochs if trained else 0, 0.6 if n_items <= EASE_MAX_ITEMS else 1.0, 1.0)
-    figures: dict[str, Any] = {"shape": shape, "users": n_users, "movies": n_items, "blend": model.describe(),
-                               "trained_epochs": train_epochs if trained else 0}
+    model = _synthetic_model(
+        data, train_epochs if trained else 0, 0.6 if n_items <= EASE_MAX_ITEMS else 1.0, 1.0
+    )
+    figures: dict[str, Any] = {
+        "shape": shape,
+        "users": n_users,
+        "movies": n_items,
+        "blend": model.describe(),
+        "trained_epochs": train_epochs if trained else 0,
+    }
     if trained:
         figures.update(_retrieval_figures(model, top_n, sorted({top_n, 200, candidates, 1000})))
     else:
@@ -280,37 +360,57 @@ def one_ml100k(home: str, top_n: int, candidates: int) -> dict[str, Any]:
     t = time.perf_counter()
     result = publish_batch(engine, model, version, top_n=top_n, candidates=candidates)
     seconds = time.perf_counter() - t
-    figures = {"shape": "ml100k", "users": result.users, "movies": model.n_items, "rows": result.rows,
-               "candidates": result.candidates, "seconds": round(seconds, 2), "timings": result.timings,
-               "users_per_s": round(result.users / seconds, 1),
-               "rows_written_per_s": round(result.rows / result.timings["write"], 1), "blend": model.describe(),
-               "target_seconds": 10.0,
-               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    figures = {
+        "shape": "ml100k",
+        "users": result.users,
+        "movies": model.n_items,
+        "rows": result.rows,
+        "candidates": result.candidates,
+        "seconds": round(seconds, 2),
+        "timings": result.timings,
+        "users_per_s": round(result.users / seconds, 1),
+        "rows_written_per_s": round(result.rows / result.timings["write"], 1),
+        "blend": model.describe(),
+        "target_seconds": 10.0,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
     if model.rerank_weight > 0:  # the champion's own lists against exhaustive scoring, every user it knows
         figures["retrieval"] = _retrieval_figures(model, top_n, sorted({top_n, 200, candidates}))
     return figures
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.batch", "--child", *args], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.batch", "--child", *args], check=True, capture_output=True, text=True
+    )
     sys.stderr.write(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shapes", default="ml100k,ml1m,ml32m")
     parser.add_argument("--scale", type=float, default=0.1, help="users multiplier for the ml32m shape")
     parser.add_argument("--top-n", type=int, default=100)
     parser.add_argument("--home", default=os.environ.get("MOVIEREC_HOME", ".movierec"))
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--candidates", type=int, default=500,
-                        help="movies per user the rating head re-ranks (the batch's default)")
-    parser.add_argument("--train-epochs", type=int, default=4,
-                        help="epochs of the network the ML-1M-shape recall is measured with")
-    parser.add_argument("--sample-users", type=int, default=64,
-                        help="users exhaustive scoring is timed on at ML-32M shape")
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=500,
+        help="movies per user the rating head re-ranks (the batch's default)",
+    )
+    parser.add_argument(
+        "--train-epochs",
+        type=int,
+        default=4,
+        help="epochs of the network the ML-1M-shape recall is measured with",
+    )
+    parser.add_argument(
+        "--sample-users", type=int, default=64, help="users exhaustive scoring is timed on at ML-32M shape"
+    )
     parser.add_argument("--no-retrieval", action="store_true", help="skip retrieval-vs-exhaustive figures")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
@@ -321,8 +421,9 @@ def main() -> None:
         if args.shape == "ml100k":
             result = one_ml100k(args.home, args.top_n, args.candidates)
         elif args.retrieval:
-            result = one_retrieval(args.shape, args.scale, args.top_n, args.candidates, args.train_epochs,
-                                   args.sample_users)
+            result = one_retrieval(
+                args.shape, args.scale, args.top_n, args.candidates, args.train_epochs, args.sample_users
+            )
         else:
             result = one_synthetic(args.shape, args.users_fraction, args.scale, args.top_n, args.candidates)
         print(json.dumps(result))
@@ -332,9 +433,22 @@ def main() -> None:
 
     runs = []
     for shape in args.shapes.split(","):
-        common = ["--shape", shape, "--scale", str(args.scale), "--top-n", str(args.top_n), "--home", args.home,
-                  "--candidates", str(args.candidates), "--train-epochs", str(args.train_epochs),
-                  "--sample-users", str(args.sample_users)]
+        common = [
+            "--shape",
+            shape,
+            "--scale",
+            str(args.scale),
+            "--top-n",
+            str(args.top_n),
+            "--home",
+            args.home,
+            "--candidates",
+            str(args.candidates),
+            "--train-epochs",
+            str(args.train_epochs),
+            "--sample-users",
+            str(args.sample_users),
+        ]
         if shape == "ml100k":
             runs.append(_child(common))
             continue
@@ -345,25 +459,40 @@ def main() -> None:
         if not args.no_retrieval:
             full["retrieval"] = _child([*common, "--retrieval"])
         runs.append(full)
-    report = {"machine": machine_info(), "top_n": args.top_n, "scale": args.scale, "runs": runs,
-              "target_write_vs_raw_copy": 0.7}
+    report = {
+        "machine": machine_info(),
+        "top_n": args.top_n,
+        "scale": args.scale,
+        "runs": runs,
+        "target_write_vs_raw_copy": 0.7,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
-    print(f"{'shape':8} {'users':>8} {'movies':>7} {'rows':>11} {'s':>7} {'users/s':>9} {'rows/s':>11} "
-          f"{'write/raw':>9} {'RSS MiB':>8} {'RSS full/half':>13}")
+    print(
+        f"{'shape':8} {'users':>8} {'movies':>7} {'rows':>11} {'s':>7} {'users/s':>9} {'rows/s':>11} "
+        f"{'write/raw':>9} {'RSS MiB':>8} {'RSS full/half':>13}"
+    )
     for r in runs:
-        print(f"{r['shape']:8} {r['users']:>8,} {r['movies']:>7,} {r['rows']:>11,} {r['seconds']:>7} "
-              f"{r['users_per_s']:>9,} {r['rows_written_per_s']:>11,} {r.get('write_vs_raw_copy', ''):>9} "
-              f"{r['peak_rss_mib']:>8} {r.get('rss_ratio_full_vs_half_users', ''):>13}")
+        print(
+            f"{r['shape']:8} {r['users']:>8,} {r['movies']:>7,} {r['rows']:>11,} {r['seconds']:>7} "
+            f"{r['users_per_s']:>9,} {r['rows_written_per_s']:>11,} {r.get('write_vs_raw_copy', ''):>9} "
+            f"{r['peak_rss_mib']:>8} {r.get('rss_ratio_full_vs_half_users', ''):>13}"
+        )
     for r in runs:
         if ret := r.get("retrieval"):
-            print(f"{r['shape']}: exhaustive (every term, every movie) {ret['exhaustive_users_per_s']:,} users/s "
-                  f"over {ret['users']:,} users; " + "; ".join(
-                      f"{k} candidates: " + ", ".join(f"{key} {v}" for key, v in d.items() if key != "seconds")
-                      for k, d in ret["depths"].items()))
+            print(
+                f"{r['shape']}: exhaustive (every term, every movie) {ret['exhaustive_users_per_s']:,} users/s "
+                f"over {ret['users']:,} users; "
+                + "; ".join(
+                    f"{k} candidates: " + ", ".join(f"{key} {v}" for key, v in d.items() if key != "seconds")
+                    for k, d in ret["depths"].items()
+                )
+            )
             if "exhaustive_projected_seconds_all_users" in ret:
-                print(f"  exhaustive for all {r['users']:,} users, projected: "
-                      f"{ret['exhaustive_projected_seconds_all_users']:,} s")
+                print(
+                    f"  exhaustive for all {r['users']:,} users, projected: "
+                    f"{ret['exhaustive_projected_seconds_all_users']:,} s"
+                )
     print(f"written to {args.output}")
 
 

@@ -43,10 +43,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 GEN_VERSION = 1  # bump when the generated data changes: cached datasets of other versions are not reused
 
 # ML-25M, from its README and ratings.csv
-ML25M_ROWS, ML25M_USERS, ML25M_RATED, ML25M_MOVIES, ML25M_MAX_MOVIE_ID = 25_000_095, 162_541, 59_047, 62_423, 209_171
+ML25M_ROWS, ML25M_USERS, ML25M_RATED, ML25M_MOVIES, ML25M_MAX_MOVIE_ID = (
+    25_000_095,
+    162_541,
+    59_047,
+    62_423,
+    209_171,
+)
 MIN_MOVIES = 5_000
-RATING_COUNTS = np.array([393_068, 776_815, 399_490, 1_640_868, 1_262_797, 4_896_928, 3_177_318, 6_639_798,
-                          2_200_539, 3_612_474], dtype=np.float64)  # 0.5, 1.0, ..., 5.0 stars in ML-25M
+RATING_COUNTS = np.array(
+    [393_068, 776_815, 399_490, 1_640_868, 1_262_797, 4_896_928, 3_177_318, 6_639_798, 2_200_539, 3_612_474],
+    dtype=np.float64,
+)  # 0.5, 1.0, ..., 5.0 stars in ML-25M
 RATING_P = RATING_COUNTS / RATING_COUNTS.sum()
 T_FIRST, T_LAST = 789_652_009, 1_574_327_703  # first and last timestamp of ML-25M (1995-01-09, 2019-11-21)
 DELTA_START = T_LAST + 86_400  # the delta is the following week
@@ -54,8 +62,27 @@ DELTA_FRACTION = 0.04
 DELTA_MIX = {"rerated": 0.25, "new_pairs": 0.55, "new_users": 0.20}
 CHUNK_ROWS = 1_000_000
 SHIFT = 20  # key = user_id << SHIFT | movie_id (movie ids < 2**20)
-GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-          "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
+GENRES = (
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "IMAX",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 def log(msg: str) -> None:
@@ -65,7 +92,9 @@ def log(msg: str) -> None:
 # --- fast CSV formatting -------------------------------------------------------------------------------
 
 _POW10 = 10 ** np.arange(1, 19, dtype=np.int64)
-_RATING_TEXT = np.frombuffer(b"".join(f"{0.5 * i:.1f}".encode() for i in range(1, 11)), np.uint8).reshape(10, 3)
+_RATING_TEXT = np.frombuffer(b"".join(f"{0.5 * i:.1f}".encode() for i in range(1, 11)), np.uint8).reshape(
+    10, 3
+)
 _ISO_TEMPLATE = np.frombuffer(b"0000-00-00 00:00:00+00", np.uint8)
 
 
@@ -122,6 +151,7 @@ def _iso_matrix(ts: np.ndarray) -> np.ndarray:
 
 # --- dataset generation -------------------------------------------------------------------------------
 
+
 @dataclass
 class Shape:
     rows: int
@@ -135,10 +165,14 @@ class Shape:
     def for_rows(cls, rows: int) -> Shape:
         f = rows / ML25M_ROWS
         movies = max(MIN_MOVIES, round(ML25M_MOVIES * f))
-        return cls(rows=rows, users=max(1, round(ML25M_USERS * f)), movies=movies,
-                   rated_movies=round(movies * ML25M_RATED / ML25M_MOVIES),
-                   max_movie_id=max(movies, round(ML25M_MAX_MOVIE_ID * movies / ML25M_MOVIES)),
-                   delta_rows=max(1, round(rows * DELTA_FRACTION)))
+        return cls(
+            rows=rows,
+            users=max(1, round(ML25M_USERS * f)),
+            movies=movies,
+            rated_movies=round(movies * ML25M_RATED / ML25M_MOVIES),
+            max_movie_id=max(movies, round(ML25M_MAX_MOVIE_ID * movies / ML25M_MOVIES)),
+            delta_rows=max(1, round(rows * DELTA_FRACTION)),
+        )
 
 
 def _unique(a: np.ndarray) -> np.ndarray:
@@ -215,8 +249,10 @@ def _ratings_per_user(rng: np.random.Generator, users: int, rows: int, cap: int)
 def _write_movies(rng: np.random.Generator, directory: Path, movie_ids: np.ndarray) -> None:
     years = rng.integers(1902, 2020, len(movie_ids))
     n_genres = rng.integers(1, 5, len(movie_ids))
-    with (directory / "movies.csv").open("w", newline="", encoding="utf-8") as fh, \
-            (directory / "links.csv").open("w", newline="", encoding="utf-8") as lf:
+    with (
+        (directory / "movies.csv").open("w", newline="", encoding="utf-8") as fh,
+        (directory / "links.csv").open("w", newline="", encoding="utf-8") as lf,
+    ):
         movies, links = csv.writer(fh, lineterminator="\n"), csv.writer(lf, lineterminator="\n")
         movies.writerow(["movieId", "title", "genres"])
         links.writerow(["movieId", "imdbId", "tmdbId"])
@@ -224,8 +260,11 @@ def _write_movies(rng: np.random.Generator, directory: Path, movie_ids: np.ndarr
             title = f"Synthetic Film {mid}" + (", The" if i % 7 == 0 else "")
             if i % 97 != 0:  # a few titles carry no year, as in ml-latest
                 title += f" ({years[i]})"
-            genres = ("(no genres listed)" if i % 13 == 0 else
-                      "|".join(sorted(rng.choice(GENRES, n_genres[i], replace=False).tolist())))
+            genres = (
+                "(no genres listed)"
+                if i % 13 == 0
+                else "|".join(sorted(rng.choice(GENRES, n_genres[i], replace=False).tolist()))
+            )
             movies.writerow([mid, title, genres])
             links.writerow([mid, f"{100000 + mid * 7:07d}", "" if i % 50 == 0 else mid + 1000])
 
@@ -326,12 +365,23 @@ def generate(directory: Path, rows: int, seed: int) -> dict[str, Any]:
         out.write(b"userId,movieId,rating,timestamp\n")
         out.write(_csv_bytes([dkeys >> SHIFT, dkeys & ((1 << SHIFT) - 1), _RATING_TEXT[delta_ratings], dts]))
     manifest = {
-        "generator_version": GEN_VERSION, "seed": seed, **shape.__dict__,
+        "generator_version": GEN_VERSION,
+        "seed": seed,
+        **shape.__dict__,
         "rated_movies_actual": int(rated_seen.sum()),
-        "ratings_per_user": {"min": int(per_user.min()), "median": float(np.median(per_user)),
-                             "mean": round(float(per_user.mean()), 1), "max": int(per_user.max())},
-        "delta": {"rows": shape.delta_rows, "rerated": n_rerated, "new_pairs_existing_users": n_new_pairs,
-                  "new_user_rows": n_new_user_rows, "new_users": n_new_users},
+        "ratings_per_user": {
+            "min": int(per_user.min()),
+            "median": float(np.median(per_user)),
+            "mean": round(float(per_user.mean()), 1),
+            "max": int(per_user.max()),
+        },
+        "delta": {
+            "rows": shape.delta_rows,
+            "rerated": n_rerated,
+            "new_pairs_existing_users": n_new_pairs,
+            "new_user_rows": n_new_user_rows,
+            "new_users": n_new_users,
+        },
         "bytes": {str(p.relative_to(directory)): p.stat().st_size for p in sorted(directory.rglob("*.csv"))},
         "generation_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -368,8 +418,8 @@ def dataset(workdir: Path, rows: int, seed: int) -> tuple[Path, dict[str, Any]]:
     return final, manifest
 
 
-
 # --- memory sampling -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Peaks:
@@ -385,9 +435,15 @@ class Peaks:
     def as_dict(self) -> dict[str, Any]:
         def mib(b):
             return round(b / 2**20, 1)
-        return {"bench_mib": mib(self.bench), "bench_at_start_mib": mib(self.bench_start),
-                "server_max_process_mib": mib(self.server_proc), "server_max_process": self.server_proc_title,
-                "server_sum_mib": mib(self.server_sum), "samples": self.samples}
+
+        return {
+            "bench_mib": mib(self.bench),
+            "bench_at_start_mib": mib(self.bench_start),
+            "server_max_process_mib": mib(self.server_proc),
+            "server_max_process": self.server_proc_title,
+            "server_sum_mib": mib(self.server_sum),
+            "samples": self.samples,
+        }
 
 
 class MemorySampler:
@@ -527,7 +583,11 @@ class StatementTimes:
                 return rows
             finally:
                 target = copy_sql.split("(")[0].replace("COPY", "").strip()
-                self.add(f"COPY file -> {target} (server parse, client sha256)", time.perf_counter() - started, rows)
+                self.add(
+                    f"COPY file -> {target} (server parse, client sha256)",
+                    time.perf_counter() - started,
+                    rows,
+                )
 
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "after_cursor_execute", after)
@@ -542,16 +602,25 @@ class StatementTimes:
             event.remove(engine, "handle_error", failed)
 
     def as_dict(self, total: float) -> dict[str, Any]:
-        out = {label: {"seconds": round(s, 3), "share": round(s / total, 3) if total else None, "calls": c,
-                       "rows": r}
-               for label, (s, c, r) in sorted(self.items.items(), key=lambda kv: -kv[1][0])}
+        out = {
+            label: {
+                "seconds": round(s, 3),
+                "share": round(s / total, 3) if total else None,
+                "calls": c,
+                "rows": r,
+            }
+            for label, (s, c, r) in sorted(self.items.items(), key=lambda kv: -kv[1][0])
+        }
         rest = total - sum(s for s, _, _ in self.items.values())
         out["not in timed SQL (Python parsing of movies/links, their COPY to staging, commit, hashing)"] = {
-            "seconds": round(rest, 3), "share": round(rest / total, 3) if total else None}
+            "seconds": round(rest, 3),
+            "share": round(rest / total, 3) if total else None,
+        }
         return out
 
 
 # --- the server and its databases ----------------------------------------------------------------------
+
 
 def _with_database(url: str, name: str, driver: str | None = None) -> str:
     from sqlalchemy.engine import make_url
@@ -634,9 +703,20 @@ class Server:
 
     def info(self) -> dict[str, Any]:
         conn = self.connect()
-        names = ("server_version", "shared_buffers", "work_mem", "maintenance_work_mem", "temp_buffers",
-                 "max_wal_size", "checkpoint_timeout", "synchronous_commit", "fsync", "wal_level",
-                 "max_parallel_workers_per_gather", "effective_cache_size")
+        names = (
+            "server_version",
+            "shared_buffers",
+            "work_mem",
+            "maintenance_work_mem",
+            "temp_buffers",
+            "max_wal_size",
+            "checkpoint_timeout",
+            "synchronous_commit",
+            "fsync",
+            "wal_level",
+            "max_parallel_workers_per_gather",
+            "effective_cache_size",
+        )
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT version()")
@@ -650,9 +730,14 @@ class Server:
 
     def cleanup(self) -> None:
         if self.keep:
-            log(f"--keep: leaving databases {', '.join(self.created) or '(none)'}"
-                + (f" on the embedded server under {self.home} (stop: MOVIEREC_HOME={self.home} movierec db stop)"
-                   if self.home else ""))
+            log(
+                f"--keep: leaving databases {', '.join(self.created) or '(none)'}"
+                + (
+                    f" on the embedded server under {self.home} (stop: MOVIEREC_HOME={self.home} movierec db stop)"
+                    if self.home
+                    else ""
+                )
+            )
             return
         if self.created:
             try:
@@ -671,6 +756,7 @@ class Server:
 
 
 # --- the measurements ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Bench:
@@ -737,8 +823,15 @@ class Bench:
             seconds = time.perf_counter() - started
         wal = self.wal_since(lsn)
         log(f"  {seconds:.1f} s, {rows / seconds:,.0f} rows/s, {wal / 2**20:,.0f} MiB of WAL")
-        return {"label": label, "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
-                "wal_mib": round(wal / 2**20, 1), "peak_rss": peaks.as_dict(), **detail}
+        return {
+            "label": label,
+            "rows": rows,
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(rows / seconds),
+            "wal_mib": round(wal / 2**20, 1),
+            "peak_rss": peaks.as_dict(),
+            **detail,
+        }
 
     def ingest(self, engine: Any, directory: Path) -> Callable[[], dict[str, Any]]:
         from pipeline.ingest.loader import ingest_directory
@@ -750,16 +843,23 @@ class Bench:
                 result = ingest_directory(engine, directory, progress=False)
             total = time.perf_counter() - started
             self.last_times = times
-            return {"counts": result.counts, "engine_timings": result.timings,
-                    "breakdown": times.as_dict(total)}
+            return {
+                "counts": result.counts,
+                "engine_timings": result.timings,
+                "breakdown": times.as_dict(total),
+            }
+
         return run
 
-
-    def explain_upsert(self, database: str, captured: dict[str, tuple[str, Any]], ratings: Path) -> dict[str, Any]:
+    def explain_upsert(
+        self, database: str, captured: dict[str, tuple[str, Any]], ratings: Path
+    ) -> dict[str, Any]:
         """EXPLAIN ANALYZE of the engine's own ratings upsert (the statement and parameters captured during
         (a)) after staging ``ratings`` the engine's way, in one transaction that is rolled back."""
         create_sql = captured["stage table"][0]
-        copy_sql = next(sql for key, (sql, _) in captured.items() if key.startswith("copy COPY stage_ratings"))
+        copy_sql = next(
+            sql for key, (sql, _) in captured.items() if key.startswith("copy COPY stage_ratings")
+        )
         upsert_sql, params = captured[UPSERT_LABEL]
         self.checkpoint()
         conn = self.server.connect(database)
@@ -796,23 +896,47 @@ def _plan_summary(plan: Any, wall: float) -> dict[str, Any]:
             name += f" <{node['Subplan Name']}>"
         children = node.get("Plans", [])
         total = node.get("Actual Total Time", 0.0) * loops
-        below = sum(c.get("Actual Total Time", 0.0) * (c.get("Actual Loops", 1) or 1) for c in children
-                    if c.get("Parent Relationship") not in ("InitPlan", "SubPlan"))
+        below = sum(
+            c.get("Actual Total Time", 0.0) * (c.get("Actual Loops", 1) or 1)
+            for c in children
+            if c.get("Parent Relationship") not in ("InitPlan", "SubPlan")
+        )
         if node.get("CTE Name"):  # a CTE Scan's time includes running the CTE it reads
             below += sum(n["total_ms"] for n in nodes if n["node"].endswith(f"<CTE {node['CTE Name']}>"))
             name += f" of {node['CTE Name']}"
-        nodes.append({"depth": depth, "node": name, "total_ms": round(total, 1),
-                      "self_ms": round(max(total - below, 0.0), 1), "rows": node.get("Actual Rows", 0) * loops,
-                      "shared_hit": node.get("Shared Hit Blocks"), "shared_read": node.get("Shared Read Blocks"),
-                      "local_hit": node.get("Local Hit Blocks"), "local_read": node.get("Local Read Blocks")})
+        nodes.append(
+            {
+                "depth": depth,
+                "node": name,
+                "total_ms": round(total, 1),
+                "self_ms": round(max(total - below, 0.0), 1),
+                "rows": node.get("Actual Rows", 0) * loops,
+                "shared_hit": node.get("Shared Hit Blocks"),
+                "shared_read": node.get("Shared Read Blocks"),
+                "local_hit": node.get("Local Hit Blocks"),
+                "local_read": node.get("Local Read Blocks"),
+            }
+        )
         for child in children:
             walk(child, depth + 1)
 
     walk(top["Plan"], 0)
-    triggers = [{"trigger": t.get("Constraint Name") or t.get("Trigger Name"), "relation": t.get("Relation"),
-                 "ms": round(t.get("Time", 0.0), 1), "calls": t.get("Calls")} for t in top.get("Triggers", [])]
-    return {"wall_s": round(wall, 3), "execution_ms": round(top.get("Execution Time", 0.0), 1),
-            "planning_ms": round(top.get("Planning Time", 0.0), 1), "triggers": triggers, "nodes": nodes}
+    triggers = [
+        {
+            "trigger": t.get("Constraint Name") or t.get("Trigger Name"),
+            "relation": t.get("Relation"),
+            "ms": round(t.get("Time", 0.0), 1),
+            "calls": t.get("Calls"),
+        }
+        for t in top.get("Triggers", [])
+    ]
+    return {
+        "wall_s": round(wall, 3),
+        "execution_ms": round(top.get("Execution Time", 0.0), 1),
+        "planning_ms": round(top.get("Planning Time", 0.0), 1),
+        "triggers": triggers,
+        "nodes": nodes,
+    }
 
 
 UPSERT_LABEL = _STATEMENTS[0][1]
@@ -878,7 +1002,9 @@ def run(args: argparse.Namespace) -> int:
         settle["floor prefill"] = b.settle(eng_f, "users, movies")
 
         # (a) first ingest, end to end
-        a = measurements["a"] = b.measure("(a) first ingest into an empty database", rows, b.ingest(eng_a, base))
+        a = measurements["a"] = b.measure(
+            "(a) first ingest into an empty database", rows, b.ingest(eng_a, base)
+        )
         b.check("(a) ratings inserted", a["counts"].get("ratings_inserted"), rows)
         b.check("(a) ratings rejected", a["counts"].get("ratings_rejected"), 0)
         b.check("(a) fast path taken", a["counts"].get("ratings_fast_path"), 1)
@@ -915,11 +1041,16 @@ def run(args: argparse.Namespace) -> int:
         b.check("(d) ratings updated", d["counts"].get("ratings_updated"), dm["rerated"])
         b.check("(d) ratings rejected", d["counts"].get("ratings_rejected"), 0)
         b.check("(d) rows in ratings", _count(eng_a, "SELECT count(*) FROM ratings"), rows + new)
-        b.check("(d) rows in users", _count(eng_a, "SELECT count(*) FROM users"),
-                manifest["users"] + dm["new_users"])
+        b.check(
+            "(d) rows in users",
+            _count(eng_a, "SELECT count(*) FROM users"),
+            manifest["users"] + dm["new_users"],
+        )
         checks = b.checks
 
-        if args.explain:  # diagnostics, untimed: the upsert statement of (a) under EXPLAIN ANALYZE, rolled back
+        if (
+            args.explain
+        ):  # diagnostics, untimed: the upsert statement of (a) under EXPLAIN ANALYZE, rolled back
             eng_x = create_engine(sqlalchemy_url(server.create_database("explain")))
             engines.append(eng_x)
             upgrade(eng_x)
@@ -953,13 +1084,25 @@ def _machine() -> dict[str, Any]:
 
     from bench.machine import machine_info
 
-    return {**machine_info(), "numpy": np.__version__, "sqlalchemy": sqlalchemy.__version__,
-            "psutil": psutil.__version__}
+    return {
+        **machine_info(),
+        "numpy": np.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "psutil": psutil.__version__,
+    }
 
 
-def _report(args: argparse.Namespace, workdir: Path, data_dir: Path, manifest: dict[str, Any], pg: dict[str, Any],
-            m: dict[str, dict[str, Any]], settle: dict[str, float], checks: list[dict[str, Any]],
-            overall: Peaks) -> dict[str, Any]:
+def _report(
+    args: argparse.Namespace,
+    workdir: Path,
+    data_dir: Path,
+    manifest: dict[str, Any],
+    pg: dict[str, Any],
+    m: dict[str, dict[str, Any]],
+    settle: dict[str, float],
+    checks: list[dict[str, Any]],
+    overall: Peaks,
+) -> dict[str, Any]:
     ratios = {
         "rate_a_over_rate_b": round(m["a"]["rows_per_s"] / m["b"]["rows_per_s"], 3),
         "time_c_over_time_a": round(m["c"]["seconds"] / m["a"]["seconds"], 3),
@@ -973,10 +1116,19 @@ def _report(args: argparse.Namespace, workdir: Path, data_dir: Path, manifest: d
         "ingest process peak RSS <= 1.5 GB": ingest_peak * 2**20 <= 1.5e9,
     }
     return {
-        "benchmark": "ingest", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv,
-        "rows": args.rows, "seed": args.seed, "dataset_dir": str(data_dir), "dataset": manifest,
-        "machine": _machine(), "postgres": pg, "measurements": m, "ratios": ratios,
-        "ingest_process_peak_rss_mib": ingest_peak, "targets_met": targets,
+        "benchmark": "ingest",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "rows": args.rows,
+        "seed": args.seed,
+        "dataset_dir": str(data_dir),
+        "dataset": manifest,
+        "machine": _machine(),
+        "postgres": pg,
+        "measurements": m,
+        "ratios": ratios,
+        "ingest_process_peak_rss_mib": ingest_peak,
+        "targets_met": targets,
         "untimed_settle_seconds": settle,
         "peak_rss_whole_run": overall.as_dict(),
         "floor_definition": (
@@ -984,65 +1136,101 @@ def _report(args: argparse.Namespace, workdir: Path, data_dir: Path, manifest: d
             "floor/ratings_iso.csv (the same rows as base/ratings.csv, timestamp already ISO text with +00), "
             "streamed by database.bulk.copy_file in one transaction into the real ratings table of a second "
             "freshly migrated database (same PK, indexes ix_ratings_movie and ix_ratings_rated_at, FKs to users "
-            "and movies), whose users and movies were filled beforehand, untimed."),
-        "checks": checks, "all_checks_ok": all(c["ok"] for c in checks),
+            "and movies), whose users and movies were filled beforehand, untimed."
+        ),
+        "checks": checks,
+        "all_checks_ok": all(c["ok"] for c in checks),
     }
 
 
 def _print(r: dict[str, Any]) -> None:
     mach, pg, m = r["machine"], r["postgres"], r["measurements"]
-    print(f"\nmovierec ingest benchmark: {r['rows']:,} ratings, ML-25M-shaped "
-          f"({r['dataset']['users']:,} users, {r['dataset']['rated_movies_actual']:,} rated of "
-          f"{r['dataset']['movies']:,} movies)")
-    print(f"machine: {mach['cpu_count']} CPUs ({mach['cpu_model']}), {mach['ram_gib']} GiB RAM, {mach['platform']}, "
-          f"Python {mach['python']}; load average before/after {mach['loadavg_before'][0]}/{mach['loadavg_after'][0]}")
-    print(f"PostgreSQL {pg['server_version']} ({pg['server']}), shared_buffers {pg['shared_buffers']}, "
-          f"work_mem {pg['work_mem']}, temp_buffers {pg['temp_buffers']}, max_wal_size {pg['max_wal_size']}\n")
-    head = (f"{'measurement':<42}{'rows':>12}{'seconds':>10}{'rows/s':>11}{'WAL':>10}{'bench RSS':>11}"
-            "  server RSS max proc / sum")
+    print(
+        f"\nmovierec ingest benchmark: {r['rows']:,} ratings, ML-25M-shaped "
+        f"({r['dataset']['users']:,} users, {r['dataset']['rated_movies_actual']:,} rated of "
+        f"{r['dataset']['movies']:,} movies)"
+    )
+    print(
+        f"machine: {mach['cpu_count']} CPUs ({mach['cpu_model']}), {mach['ram_gib']} GiB RAM, {mach['platform']}, "
+        f"Python {mach['python']}; load average before/after {mach['loadavg_before'][0]}/{mach['loadavg_after'][0]}"
+    )
+    print(
+        f"PostgreSQL {pg['server_version']} ({pg['server']}), shared_buffers {pg['shared_buffers']}, "
+        f"work_mem {pg['work_mem']}, temp_buffers {pg['temp_buffers']}, max_wal_size {pg['max_wal_size']}\n"
+    )
+    head = (
+        f"{'measurement':<42}{'rows':>12}{'seconds':>10}{'rows/s':>11}{'WAL':>10}{'bench RSS':>11}"
+        "  server RSS max proc / sum"
+    )
     print(head)
     print("-" * len(head))
     for k in "abcd":
         x, p = m[k], m[k]["peak_rss"]
-        print(f"{x['label']:<42}{x['rows']:>12,}{x['seconds']:>10.2f}{x['rows_per_s']:>11,}{x['wal_mib']:>6.0f} MiB"
-              f"{p['bench_mib']:>7.0f} MiB  {p['server_max_process_mib']:.0f} / {p['server_sum_mib']:.0f} MiB")
+        print(
+            f"{x['label']:<42}{x['rows']:>12,}{x['seconds']:>10.2f}{x['rows_per_s']:>11,}{x['wal_mib']:>6.0f} MiB"
+            f"{p['bench_mib']:>7.0f} MiB  {p['server_max_process_mib']:.0f} / {p['server_sum_mib']:.0f} MiB"
+        )
     ra, t = r["ratios"], r["targets_met"]
+
     def ok(b):
         return "met" if b else "MISSED"
-    print(f"\nrate(a)/rate(b) = {ra['rate_a_over_rate_b']:.3f}   (target >= 0.7: {ok(t['rate_a_over_rate_b >= 0.7'])})")
+
+    print(
+        f"\nrate(a)/rate(b) = {ra['rate_a_over_rate_b']:.3f}   (target >= 0.7: {ok(t['rate_a_over_rate_b >= 0.7'])})"
+    )
     print(f"time(c)/time(a) = {ra['time_c_over_time_a']:.3f}   (target well under 1)")
     print(f"time(d)/time(a) = {ra['time_d_over_time_a']:.3f}   (target well under 1)")
-    print(f"peak RSS of the ingest process = {r['ingest_process_peak_rss_mib']:.0f} MiB   (target <= 1.5 GB: "
-          f"{ok(t['ingest process peak RSS <= 1.5 GB'])})")
+    print(
+        f"peak RSS of the ingest process = {r['ingest_process_peak_rss_mib']:.0f} MiB   (target <= 1.5 GB: "
+        f"{ok(t['ingest process peak RSS <= 1.5 GB'])})"
+    )
     for k in "acd":
         print(f"\nwhere the time of {m[k]['label']} goes ({m[k]['seconds']:.1f} s):")
         for label, item in m[k]["breakdown"].items():
             print(f"  {item['seconds']:>9.2f} s {100 * (item['share'] or 0):5.1f}%  {label}")
     for name, ex in r.get("explain_upsert", {}).items():
-        print(f"\nEXPLAIN ANALYZE of the engine's upsert, {name.replace('_', ' ')} (rolled back): "
-              f"execution {ex['execution_ms'] / 1000:.2f} s")
+        print(
+            f"\nEXPLAIN ANALYZE of the engine's upsert, {name.replace('_', ' ')} (rolled back): "
+            f"execution {ex['execution_ms'] / 1000:.2f} s"
+        )
         for node in ex["nodes"]:
-            print(f"  {'  ' * node['depth']}{node['node']}: {node['total_ms'] / 1000:.2f} s "
-                  f"(self {node['self_ms'] / 1000:.2f} s), {node['rows']:,} rows")
+            print(
+                f"  {'  ' * node['depth']}{node['node']}: {node['total_ms'] / 1000:.2f} s "
+                f"(self {node['self_ms'] / 1000:.2f} s), {node['rows']:,} rows"
+            )
         for t in ex["triggers"]:
-            print(f"  trigger {t['trigger']} on {t['relation']}: {t['ms'] / 1000:.2f} s, {t['calls']:,} calls")
+            print(
+                f"  trigger {t['trigger']} on {t['relation']}: {t['ms'] / 1000:.2f} s, {t['calls']:,} calls"
+            )
     failed = [c for c in r["checks"] if not c["ok"]]
-    print(f"\nchecks: {len(r['checks']) - len(failed)}/{len(r['checks'])} passed"
-          + "".join(f"\n  FAILED {c['check']}: got {c['got']}, expected {c['expected']}" for c in failed))
+    print(
+        f"\nchecks: {len(r['checks']) - len(failed)}/{len(r['checks'])} passed"
+        + "".join(f"\n  FAILED {c['check']}: got {c['got']}, expected {c['expected']}" for c in failed)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     import logging
 
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=25_000_000, help="ratings in the generated file (25,000,000)")
-    parser.add_argument("--workdir", help="generated datasets (cached by row count) and the embedded server "
-                                          "(default: $TMPDIR/movierec-bench)")
-    parser.add_argument("--keep", action="store_true", help="leave the databases (and embedded server) in place")
+    parser.add_argument(
+        "--rows", type=int, default=25_000_000, help="ratings in the generated file (25,000,000)"
+    )
+    parser.add_argument(
+        "--workdir",
+        help="generated datasets (cached by row count) and the embedded server "
+        "(default: $TMPDIR/movierec-bench)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the databases (and embedded server) in place"
+    )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--explain", action="store_true",
-                        help="afterwards, re-run the engine's ratings upsert under EXPLAIN ANALYZE (rolled back) "
-                             "on an empty table and on the loaded one: where its time goes")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="afterwards, re-run the engine's ratings upsert under EXPLAIN ANALYZE (rolled back) "
+        "on an empty table and on the loaded one: where its time goes",
+    )
     parser.add_argument("--output", default=str(RESULTS), help=f"JSON results ({RESULTS})")
     args = parser.parse_args(argv)
     if args.rows < 1:

@@ -73,33 +73,71 @@ default_args: dict[str, Any] = {
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": 2.0,  # waits 2-4 min, then 4-8 min (Airflow adds jitter)
     "max_retry_delay": timedelta(minutes=30),
-    "retry_policy": ExceptionRetryPolicy(rules=[
-        RetryRule(exception=["pipeline.core.errors.InputError", "pipeline.core.errors.DataQualityError"],
-                  action=RetryAction.FAIL, reason="bad input: retrying cannot fix it"),
-    ]),
+    "retry_policy": ExceptionRetryPolicy(
+        rules=[
+            RetryRule(
+                exception=["pipeline.core.errors.InputError", "pipeline.core.errors.DataQualityError"],
+                action=RetryAction.FAIL,
+                reason="bad input: retrying cannot fix it",
+            ),
+        ]
+    ),
 }
 
 params = {
-    "dataset": Param(DEFAULT_DATASET, type="string", title="Dataset", enum=list(DATASETS),
-                     description="Named MovieLens dataset, downloaded with its checksum (ignored when "
-                                 "source is set)."),
-    "source": Param(None, type=["null", "string"], title="Source directory",
-                    description="A directory in a GroupLens (or RecBole ML-100K) layout on the worker; "
-                                "overrides dataset (the data is then named after the directory)."),
-    "top_n": Param(DEFAULT_TOP_N, type="integer", minimum=1, maximum=MAX_TOP_N, title="Top N",
-                   description="Length of each user's published list."),
-    "candidates": Param(DEFAULT_CANDIDATES, type="integer", minimum=0, maximum=MAX_CANDIDATES,
-                        title="Re-ranked candidates",
-                        description="Movies per user the network's rating head re-ranks after retrieval by "
-                                    "the cheap terms; 0 scores every movie with every term."),
-    "epochs": Param(None, type=["null", "integer"], minimum=1, title="Epochs",
-                    description="Maximum training epochs (early stopping may end sooner); empty: the "
-                                "model's default."),
-    "device": Param(None, type=["null", "string"], enum=[None, "auto", "cpu", "cuda"], title="Device",
-                    description="auto uses CUDA when the worker has it; empty: the worker's MOVIEREC_DEVICE."),
-    "max_reject_share": Param(MAX_REJECT_SHARE, type="number", minimum=0, maximum=1, title="Max rejected share",
-                              description="The run fails when a larger share of the ingested lines is "
-                                          "rejected."),
+    "dataset": Param(
+        DEFAULT_DATASET,
+        type="string",
+        title="Dataset",
+        enum=list(DATASETS),
+        description="Named MovieLens dataset, downloaded with its checksum (ignored when source is set).",
+    ),
+    "source": Param(
+        None,
+        type=["null", "string"],
+        title="Source directory",
+        description="A directory in a GroupLens (or RecBole ML-100K) layout on the worker; "
+        "overrides dataset (the data is then named after the directory).",
+    ),
+    "top_n": Param(
+        DEFAULT_TOP_N,
+        type="integer",
+        minimum=1,
+        maximum=MAX_TOP_N,
+        title="Top N",
+        description="Length of each user's published list.",
+    ),
+    "candidates": Param(
+        DEFAULT_CANDIDATES,
+        type="integer",
+        minimum=0,
+        maximum=MAX_CANDIDATES,
+        title="Re-ranked candidates",
+        description="Movies per user the network's rating head re-ranks after retrieval by "
+        "the cheap terms; 0 scores every movie with every term.",
+    ),
+    "epochs": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        title="Epochs",
+        description="Maximum training epochs (early stopping may end sooner); empty: the model's default.",
+    ),
+    "device": Param(
+        None,
+        type=["null", "string"],
+        enum=[None, "auto", "cpu", "cuda"],
+        title="Device",
+        description="auto uses CUDA when the worker has it; empty: the worker's MOVIEREC_DEVICE.",
+    ),
+    "max_reject_share": Param(
+        MAX_REJECT_SHARE,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Max rejected share",
+        description="The run fails when a larger share of the ingested lines is rejected.",
+    ),
 }
 
 
@@ -163,13 +201,21 @@ def movierec_weekly() -> None:
         return dict(steps.evaluate(_as_of(logical_date), epochs=params["epochs"], device=_device(params)))
 
     @task(pool=TRAINING_POOL)
-    def train(evaluation: dict, params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
+    def train(
+        evaluation: dict, params: dict[str, Any] | None = None, logical_date: datetime | None = None
+    ) -> dict:
         """Train the model to publish on all data up to the cut-off; log to MLflow and register it."""
         from pipeline.orchestration import steps
 
         assert params is not None
-        return dict(steps.train(_as_of(logical_date), evaluation, epochs=params["epochs"],  # type: ignore[arg-type]
-                                device=_device(params)))
+        return dict(
+            steps.train(
+                _as_of(logical_date),
+                evaluation,
+                epochs=params["epochs"],  # type: ignore[arg-type]
+                device=_device(params),
+            )
+        )
 
     @task
     def promote(training: dict, evaluation: dict, logical_date: datetime | None = None) -> dict:
@@ -184,19 +230,38 @@ def movierec_weekly() -> None:
         from pipeline.orchestration import steps
 
         assert params is not None
-        return dict(steps.publish(_as_of(logical_date), top_n=params["top_n"], candidates=params["candidates"]))
+        return dict(
+            steps.publish(_as_of(logical_date), top_n=params["top_n"], candidates=params["candidates"])
+        )
 
     @task
-    def report(fetched: dict, ingested: dict, checked: dict, evaluation: dict, training: dict,
-               promotion: dict, publication: dict, logical_date: datetime | None = None) -> str:
+    def report(
+        fetched: dict,
+        ingested: dict,
+        checked: dict,
+        evaluation: dict,
+        training: dict,
+        promotion: dict,
+        publication: dict,
+        logical_date: datetime | None = None,
+    ) -> str:
         """A short text report of the run: logged here and returned."""
         import logging
 
         from pipeline.orchestration import steps
 
-        text = steps.report({"as_of": _as_of(logical_date), "fetch": fetched, "ingest": ingested,
-                             "quality": checked, "evaluation": evaluation, "training": training,
-                             "promotion": promotion, "publication": publication})
+        text = steps.report(
+            {
+                "as_of": _as_of(logical_date),
+                "fetch": fetched,
+                "ingest": ingested,
+                "quality": checked,
+                "evaluation": evaluation,
+                "training": training,
+                "promotion": promotion,
+                "publication": publication,
+            }
+        )
         logging.getLogger("airflow.task").info("movierec weekly run report:\n%s", text)
         return text
 

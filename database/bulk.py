@@ -34,8 +34,9 @@ def _text_field(value: Any) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, (list, tuple)):  # PostgreSQL array literal
-        return _text_field("{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-                                          for v in value) + "}")
+        return _text_field(
+            "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
+        )
     return str(value).translate(_ESCAPES)
 
 
@@ -76,8 +77,13 @@ class _ReadTap(io.RawIOBase):
         return chunk
 
 
-def copy_file(conn: Connection, copy_sql: str, fileobj: IO[bytes],
-              on_chunk: Callable[[bytes], None] | None = None, chunk_size: int = 1 << 20) -> int:
+def copy_file(
+    conn: Connection,
+    copy_sql: str,
+    fileobj: IO[bytes],
+    on_chunk: Callable[[bytes], None] | None = None,
+    chunk_size: int = 1 << 20,
+) -> int:
     """Stream ``fileobj`` into ``copy_sql`` (a ``COPY ... FROM STDIN ...`` statement); returns rows loaded."""
     cur = dbapi_cursor(conn)
     source = _ReadTap(fileobj, on_chunk) if on_chunk else fileobj
@@ -104,8 +110,13 @@ _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _BINARY_TRAILER = struct.pack(">h", -1)
 # numpy dtype -> big-endian wire type; the column's SQL type must match (int2/int4/int8/real/double).
-_WIRE = {np.dtype(np.int16): ">i2", np.dtype(np.int32): ">i4", np.dtype(np.int64): ">i8",
-         np.dtype(np.float32): ">f4", np.dtype(np.float64): ">f8"}
+_WIRE = {
+    np.dtype(np.int16): ">i2",
+    np.dtype(np.int32): ">i4",
+    np.dtype(np.int64): ">i8",
+    np.dtype(np.float32): ">f4",
+    np.dtype(np.float64): ">f8",
+}
 
 
 def _wire_column(value: Any, n: int) -> tuple[str, np.ndarray]:
@@ -149,5 +160,7 @@ def copy_columns(conn: Connection, table: str, columns: Mapping[str, Any]) -> in
         records[f"len{k}"] = np.dtype(dtype).itemsize
         records[f"val{k}"] = values
     payload = io.BytesIO(_BINARY_HEADER + records.tobytes() + _BINARY_TRAILER)
-    dbapi_cursor(conn).copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", payload)
+    dbapi_cursor(conn).copy_expert(
+        f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", payload
+    )
     return n

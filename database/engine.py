@@ -31,15 +31,16 @@ def reader_database_url(settings: Settings | None = None) -> str:
     if settings.reader_database_url:
         return settings.reader_database_url
     app = make_url(sqlalchemy_url(database_url(settings)))
-    return URL.create("postgresql", READER_ROLE, None, app.host, app.port, app.database,
-                      app.query).render_as_string(hide_password=False)
+    return URL.create(
+        "postgresql", READER_ROLE, None, app.host, app.port, app.database, app.query
+    ).render_as_string(hide_password=False)
 
 
 def sqlalchemy_url(url: str) -> str:
     """Pin the psycopg2 driver (COPY support) whatever scheme the user wrote."""
     for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql+psycopg2://" + url[len(prefix) :]
     raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://…")
 
 

@@ -31,10 +31,13 @@ class Base(DeclarativeBase):
 
 class Movie(Base):
     __tablename__ = "movies"
-    __table_args__ = {"comment": "The catalogue: one row per MovieLens movie id, enriched from IMDb when given."}
+    __table_args__ = {
+        "comment": "The catalogue: one row per MovieLens movie id, enriched from IMDb when given."
+    }
 
-    movie_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False,
-                                          comment="MovieLens movie id")
+    movie_id: Mapped[int] = mapped_column(
+        Integer, primary_key=True, autoincrement=False, comment="MovieLens movie id"
+    )
     title: Mapped[str] = mapped_column(Text, comment="title without the trailing (year)")
     year: Mapped[int | None] = mapped_column(SmallInteger)
     genres: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
@@ -53,7 +56,9 @@ class User(Base):
 
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     gender: Mapped[str | None] = mapped_column(String(1))
-    age: Mapped[int | None] = mapped_column(SmallInteger, comment="years (ml-100k) or age-group floor (ml-1m)")
+    age: Mapped[int | None] = mapped_column(
+        SmallInteger, comment="years (ml-100k) or age-group floor (ml-1m)"
+    )
     occupation: Mapped[str | None] = mapped_column(Text)
     zip: Mapped[str | None] = mapped_column(String(16))
 
@@ -74,7 +79,9 @@ class MoviePerson(Base):
     )
 
     movie_id: Mapped[int] = mapped_column(ForeignKey("movies.movie_id", ondelete="CASCADE"), primary_key=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("persons.person_id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("persons.person_id", ondelete="CASCADE"), primary_key=True
+    )
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
     ordering: Mapped[int] = mapped_column(SmallInteger, comment="billing order within the role, from 1")
 
@@ -97,7 +104,9 @@ class IngestRun(Base):
     __tablename__ = "ingest_runs"
 
     ingest_run_id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    dataset: Mapped[str] = mapped_column(String(64), comment="named dataset, or the detected layout of a directory")
+    dataset: Mapped[str] = mapped_column(
+        String(64), comment="named dataset, or the detected layout of a directory"
+    )
     source: Mapped[str] = mapped_column(Text, comment="URL or directory the files came from")
     layout: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), comment="running | succeeded | failed")
@@ -149,12 +158,15 @@ class ModelVersion(Base):
     registered_version: Mapped[int | None] = mapped_column(Integer, comment="MLflow model version")
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     dataset: Mapped[str] = mapped_column(String(64))
-    data_cutoff: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
-                                                         comment="ratings after this instant were not seen")
+    data_cutoff: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="ratings after this instant were not seen"
+    )
     protocol: Mapped[str] = mapped_column(String(32), comment="evaluation protocol of the gate metric")
     primary_metric: Mapped[str] = mapped_column(String(64))
     metric_value: Mapped[float | None] = mapped_column(REAL)
-    champion_metric_value: Mapped[float | None] = mapped_column(REAL, comment="the champion's figure it was compared with")
+    champion_metric_value: Mapped[float | None] = mapped_column(
+        REAL, comment="the champion's figure it was compared with"
+    )
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     status: Mapped[str] = mapped_column(String(16))
@@ -172,15 +184,21 @@ class RecommendationBatch(Base):
     __tablename__ = "recommendation_batches"
     __table_args__ = (
         CheckConstraint(f"status IN {BATCH_STATUSES}", name="recommendation_batches_status"),
-        Index("ux_recommendation_batches_published", "status", unique=True,
-              postgresql_where="status = 'published'"),
+        Index(
+            "ux_recommendation_batches_published",
+            "status",
+            unique=True,
+            postgresql_where="status = 'published'",
+        ),
     )
 
     batch_id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.model_version_id"),
-                                                  comment="the champion that scored these lists")
-    data_cutoff: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
-                                                         comment="ratings after this instant were not seen")
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.model_version_id"), comment="the champion that scored these lists"
+    )
+    data_cutoff: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="ratings after this instant were not seen"
+    )
     top_n: Mapped[int] = mapped_column(Integer)
     users: Mapped[int] = mapped_column(Integer)
     fallback_users: Mapped[int] = mapped_column(Integer, comment="users given the labelled fallback list")
@@ -198,13 +216,20 @@ class BatchRecommendation(Base):
     __table_args__ = (CheckConstraint(f"source IN {LIST_SOURCES}", name="batch_recommendations_source"),)
 
     batch_id: Mapped[int] = mapped_column(
-        Integer, primary_key=True, autoincrement=False,
+        Integer,
+        primary_key=True,
+        autoincrement=False,
         comment="recommendation_batches.batch_id (no FK: a per-row check would slow the COPY; rows of pruned "
-                "batches are deleted with them)")
+        "batches are deleted with them)",
+    )
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False, comment="1 = best")
-    movie_id: Mapped[int] = mapped_column(Integer, comment="no FK: a bulk write checks ids against the catalogue")
-    score: Mapped[float] = mapped_column(REAL, comment="blend score (per-user standardised), higher is better")
+    movie_id: Mapped[int] = mapped_column(
+        Integer, comment="no FK: a bulk write checks ids against the catalogue"
+    )
+    score: Mapped[float] = mapped_column(
+        REAL, comment="blend score (per-user standardised), higher is better"
+    )
     source: Mapped[str] = mapped_column(String(24), comment="model | fallback_popularity")
     model_version_id: Mapped[int] = mapped_column(Integer)
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -64,8 +64,9 @@ def _openapi(app: FastAPI, champion: Champion) -> dict[str, Any]:
     return app.openapi_schema  # type: ignore[return-value]
 
 
-def create_app(settings: Settings | None = None, *, poll_seconds: float | None = None,
-               database_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, poll_seconds: float | None = None, database_url: str | None = None
+) -> FastAPI:
     """The app for ``settings`` (default: the environment). ``database_url`` overrides the reader URL."""
     settings = settings or get_settings()
     device = resolve_device(settings.device)

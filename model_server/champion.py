@@ -42,9 +42,14 @@ class ServedModel:
         scorer = NewMovieScorer(model.network)  # user and catalogue vectors, computed once
         model.predict_index(np.zeros(1, np.int64), np.zeros(1, np.int64))  # warm the rating path
         net = model.network
-        return cls(model, version, scorer, datetime.now(UTC),
-                   {int(u): k for k, u in enumerate(net.user_map.ids)},
-                   {int(m): k for k, m in enumerate(net.item_map.ids)})
+        return cls(
+            model,
+            version,
+            scorer,
+            datetime.now(UTC),
+            {int(u): k for k, u in enumerate(net.user_map.ids)},
+            {int(m): k for k, m in enumerate(net.item_map.ids)},
+        )
 
 
 class Champion:

@@ -26,13 +26,17 @@ from pipeline.core.errors import one_line
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8
-FALLBACK_SIZE = 1000      # rows of the popularity list kept per batch (the API's largest limit)
+FALLBACK_SIZE = 1000  # rows of the popularity list kept per batch (the API's largest limit)
 CONNECT_TIMEOUT_S = 2.0
 QUERY_TIMEOUT_S = 5.0
 
 # Errors that mean "the connection is gone", worth one retry on a fresh connection.
-_STALE = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
-          asyncpg.exceptions.OperatorInterventionError, ConnectionError)
+_STALE = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    ConnectionError,
+)
 
 
 class DatabaseUnavailable(Exception):
@@ -54,11 +58,15 @@ class FallbackList:
     rows: list[dict[str, Any]]  # movie_id, title, year, genres, score; best first
 
 
-_USER_LIST = ("SELECT rank, movie_id, title, year, genres, score, source, model_version, batch_id, data_cutoff, "
-              "generated_at FROM current_recommendations WHERE user_id = $1 ORDER BY rank LIMIT $2")
-_PUBLISHED = ("SELECT b.batch_id, v.registered_version AS model_version, b.data_cutoff, b.generated_at, b.top_n "
-              "FROM recommendation_batches b JOIN model_versions v USING (model_version_id) "
-              "WHERE b.status = 'published'")
+_USER_LIST = (
+    "SELECT rank, movie_id, title, year, genres, score, source, model_version, batch_id, data_cutoff, "
+    "generated_at FROM current_recommendations WHERE user_id = $1 ORDER BY rank LIMIT $2"
+)
+_PUBLISHED = (
+    "SELECT b.batch_id, v.registered_version AS model_version, b.data_cutoff, b.generated_at, b.top_n "
+    "FROM recommendation_batches b JOIN model_versions v USING (model_version_id) "
+    "WHERE b.status = 'published'"
+)
 _MOVIES = "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY($1::integer[])"
 
 
@@ -83,8 +91,13 @@ class Database:
                 if self._pool is None:
                     # min_size=0: creating the pool connects nowhere; connections open on first use.
                     self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=0, max_size=self.pool_size, timeout=CONNECT_TIMEOUT_S,
-                        command_timeout=QUERY_TIMEOUT_S, max_inactive_connection_lifetime=60.0)
+                        self.dsn,
+                        min_size=0,
+                        max_size=self.pool_size,
+                        timeout=CONNECT_TIMEOUT_S,
+                        command_timeout=QUERY_TIMEOUT_S,
+                        max_inactive_connection_lifetime=60.0,
+                    )
         return self._pool
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -146,9 +159,17 @@ class Database:
             if cached is None or cached.batch_id != batch.batch_id:
                 movie_ids, share = await asyncio.to_thread(self._most_rated, batch.data_cutoff, FALLBACK_SIZE)
                 movies = await self.movies(movie_ids.tolist())
-                rows = [{"movie_id": int(m), "title": movies[int(m)]["title"], "year": movies[int(m)]["year"],
-                         "genres": list(movies[int(m)]["genres"] or []), "score": float(s)}
-                        for m, s in zip(movie_ids, share) if int(m) in movies]
+                rows = [
+                    {
+                        "movie_id": int(m),
+                        "title": movies[int(m)]["title"],
+                        "year": movies[int(m)]["year"],
+                        "genres": list(movies[int(m)]["genres"] or []),
+                        "score": float(s),
+                    }
+                    for m, s in zip(movie_ids, share)
+                    if int(m) in movies
+                ]
                 self._fallback = cached = FallbackList(batch.batch_id, rows)
         return cached
 
@@ -160,11 +181,16 @@ class Database:
         from pipeline.batch.fallback import most_rated
 
         if self._sync_engine is None:
-            self._sync_engine = create_engine(sqlalchemy_url(self.dsn), pool_pre_ping=True, pool_size=1,
-                                              connect_args={"connect_timeout": int(CONNECT_TIMEOUT_S)})
+            self._sync_engine = create_engine(
+                sqlalchemy_url(self.dsn),
+                pool_pre_ping=True,
+                pool_size=1,
+                connect_args={"connect_timeout": int(CONNECT_TIMEOUT_S)},
+            )
         try:
             with self._sync_engine.connect() as conn:
                 return most_rated(conn, cutoff, limit)
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise DatabaseUnavailable(f"database unavailable ({one_line(getattr(exc, 'orig', None) or exc)})"
-                                      ) from None
+            raise DatabaseUnavailable(
+                f"database unavailable ({one_line(getattr(exc, 'orig', None) or exc)})"
+            ) from None

@@ -27,8 +27,10 @@ async def get_model(request: Request) -> ServedModel:
     served = champion.current
     if served is None:
         why = f" ({champion.last_error})" if champion.last_error else ""
-        raise Unavailable(f"no champion model loaded yet{why}; the server checks the registry again every "
-                          f"{request.app.state.poll_seconds:g} s")
+        raise Unavailable(
+            f"no champion model loaded yet{why}; the server checks the registry again every "
+            f"{request.app.state.poll_seconds:g} s"
+        )
     return served
 
 
@@ -36,6 +38,7 @@ def model_user(served: ServedModel, user_id: int) -> int:
     """The model's index of ``user_id``; 404 when the model has never seen that user rate anything."""
     idx = served.user_index.get(user_id)
     if idx is None:
-        raise HTTPException(404, f"user {user_id} is not known to model v{served.version} (no ratings up to its "
-                                 "data cut-off)")
+        raise HTTPException(
+            404, f"user {user_id} is not known to model v{served.version} (no ratings up to its data cut-off)"
+        )
     return idx

@@ -39,8 +39,8 @@ class PublishedLists:
         self.watch_s = watch_s
         self._answers: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._bytes = 0
-        self._batch_id: int | None = None   # what the watcher last saw published
-        self._seen_at = 0.0                 # when (monotonic); 0: not trusted
+        self._batch_id: int | None = None  # what the watcher last saw published
+        self._seen_at = 0.0  # when (monotonic); 0: not trusted
 
     # --- the watcher ----------------------------------------------------------------------------------
 
@@ -69,8 +69,12 @@ class PublishedLists:
 
     def _trusted(self) -> bool:
         """Serve from memory only while the last query, the watcher's or any route's, reached the database."""
-        return (self.max_bytes > 0 and self._batch_id is not None and self.db.reachable
-                and time.monotonic() - self._seen_at < 3 * self.watch_s)
+        return (
+            self.max_bytes > 0
+            and self._batch_id is not None
+            and self.db.reachable
+            and time.monotonic() - self._seen_at < 3 * self.watch_s
+        )
 
     def _clear(self) -> None:
         self._answers.clear()
@@ -113,20 +117,39 @@ class PublishedLists:
         if rows:
             head = rows[0]
             return head["batch_id"], {
-                "user_id": user_id, "source": head["source"], "known_user": True,
-                "model_version": head["model_version"], "batch_id": head["batch_id"],
-                "data_cutoff": head["data_cutoff"], "generated_at": head["generated_at"],
-                "items": [{"rank": r["rank"], "movie_id": r["movie_id"], "title": r["title"], "year": r["year"],
-                           "genres": r["genres"] or [], "score": r["score"]} for r in rows]}
+                "user_id": user_id,
+                "source": head["source"],
+                "known_user": True,
+                "model_version": head["model_version"],
+                "batch_id": head["batch_id"],
+                "data_cutoff": head["data_cutoff"],
+                "generated_at": head["generated_at"],
+                "items": [
+                    {
+                        "rank": r["rank"],
+                        "movie_id": r["movie_id"],
+                        "title": r["title"],
+                        "year": r["year"],
+                        "genres": r["genres"] or [],
+                        "score": r["score"],
+                    }
+                    for r in rows
+                ],
+            }
         batch = await self.db.published_batch()
         if batch is None:
             raise Unavailable("no recommendations published yet: run the weekly pipeline (movierec run)")
         fallback = await self.db.fallback(batch)
         return batch.batch_id, {
-            "user_id": user_id, "source": "fallback_popularity", "known_user": False,
-            "model_version": batch.model_version, "batch_id": batch.batch_id, "data_cutoff": batch.data_cutoff,
+            "user_id": user_id,
+            "source": "fallback_popularity",
+            "known_user": False,
+            "model_version": batch.model_version,
+            "batch_id": batch.batch_id,
+            "data_cutoff": batch.data_cutoff,
             "generated_at": batch.generated_at,
-            "items": [{"rank": k + 1, **row} for k, row in enumerate(fallback.rows[:limit])]}
+            "items": [{"rank": k + 1, **row} for k, row in enumerate(fallback.rows[:limit])],
+        }
 
 
 class KeptListMiddleware:
@@ -151,9 +174,16 @@ class KeptListMiddleware:
                 body = self.lists.kept(user_id, limit) if user_id <= MAX_ID and limit <= MAX_LIMIT else None
                 if body is not None:
                     scope["route"] = self.route  # the metrics label, as if the route had answered
-                    await send({"type": "http.response.start", "status": 200,
-                                "headers": [(b"content-type", b"application/json"),
-                                            (b"content-length", str(len(body)).encode())]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                            ],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)

@@ -21,16 +21,28 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 
 class Metrics:
     def __init__(self, model_version: Callable[[], int | None]) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("movierec_http_requests", "HTTP requests answered, by route and status",
-                                ("method", "route", "status"), registry=self.registry)
-        self.latency = Histogram("movierec_http_request_duration_seconds",
-                                 "Time from request to the end of the response, by route",
-                                 ("method", "route"), buckets=BUCKETS, registry=self.registry)
-        served = Gauge("movierec_model_version", "Registered version of movierec-hybrid being served "
-                                                 "(0: none loaded)", registry=self.registry)
+        self.requests = Counter(
+            "movierec_http_requests",
+            "HTTP requests answered, by route and status",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "movierec_http_request_duration_seconds",
+            "Time from request to the end of the response, by route",
+            ("method", "route"),
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        served = Gauge(
+            "movierec_model_version",
+            "Registered version of movierec-hybrid being served (0: none loaded)",
+            registry=self.registry,
+        )
         served.set_function(lambda: float(model_version() or 0))
-        self.reloads = Counter("movierec_model_reloads", "Champion models swapped in since start",
-                               registry=self.registry)
+        self.reloads = Counter(
+            "movierec_model_reloads", "Champion models swapped in since start", registry=self.registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

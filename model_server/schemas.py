@@ -12,18 +12,18 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-MAX_ID = 2**31 - 1            # PostgreSQL integer
-MAX_LIMIT = 1000              # rows any list endpoint returns at most
+MAX_ID = 2**31 - 1  # PostgreSQL integer
+MAX_LIMIT = 1000  # rows any list endpoint returns at most
 DEFAULT_LIMIT = 10
-MAX_MOVIE_IDS = 1000          # movies per POST /recommendations/existing
-MAX_PEOPLE = 50               # names per role in a new movie
+MAX_MOVIE_IDS = 1000  # movies per POST /recommendations/existing
+MAX_PEOPLE = 50  # names per role in a new movie
 MAX_GENRES = 30
 MAX_TITLE = 300
 MAX_NAME = 200
-MIN_YEAR = 1870               # before any film
+MIN_YEAR = 1870  # before any film
 MAX_YEAR = datetime.now(UTC).year + 10
-MAX_RUNTIME = 1440            # minutes: a day
-MAX_BODY_BYTES = 64 * 1024    # any request body; larger is a 413
+MAX_RUNTIME = 1440  # minutes: a day
+MAX_BODY_BYTES = 64 * 1024  # any request body; larger is a 413
 
 Source = Literal["model", "fallback_popularity"]
 
@@ -45,8 +45,12 @@ def _clean_text(value: str) -> str:
 UserId = Annotated[int, Field(ge=1, le=MAX_ID, description="a user id of the dataset", examples=[1])]
 MovieId = Annotated[int, Field(ge=1, le=MAX_ID, description="a movie id of the catalogue", examples=[50])]
 NOT_BLANK = r"\S"  # at least one character that is not white space
-Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE, pattern=NOT_BLANK), AfterValidator(_clean_text)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NOT_BLANK), AfterValidator(_clean_text)]
+Title = Annotated[
+    str, Field(min_length=1, max_length=MAX_TITLE, pattern=NOT_BLANK), AfterValidator(_clean_text)
+]
+Name = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME, pattern=NOT_BLANK), AfterValidator(_clean_text)
+]
 Genre = Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK), AfterValidator(_clean_text)]
 
 
@@ -63,45 +67,59 @@ class ErrorBody(BaseModel):
 
 # --- GET /users/{user_id}/recommendations -------------------------------------------------------------------
 
+
 class RecommendedMovie(BaseModel):
     rank: int = Field(examples=[1])
     movie_id: int = Field(examples=[318])
     title: str = Field(examples=["Schindler's List"])
     year: int | None = Field(examples=[1993])
     genres: list[str] = Field(examples=[["Drama", "War"]])
-    score: float = Field(description="ranking score: model lists a per-user blend score, the fallback list the "
-                                     "share of users who rated the movie; higher is better", examples=[2.41])
+    score: float = Field(
+        description="ranking score: model lists a per-user blend score, the fallback list the "
+        "share of users who rated the movie; higher is better",
+        examples=[2.41],
+    )
 
 
 class UserRecommendations(BaseModel):
     user_id: int = Field(examples=[1])
-    source: Source = Field(description="model: the champion's list; fallback_popularity: most-rated movies (a "
-                                       "user without a list of the model's, or unknown)", examples=["model"])
-    known_user: bool = Field(description="whether the published batch has a list for this user", examples=[True])
-    model_version: int = Field(description="registered version of movierec-hybrid that scored the batch",
-                               examples=[3])
+    source: Source = Field(
+        description="model: the champion's list; fallback_popularity: most-rated movies (a "
+        "user without a list of the model's, or unknown)",
+        examples=["model"],
+    )
+    known_user: bool = Field(
+        description="whether the published batch has a list for this user", examples=[True]
+    )
+    model_version: int = Field(
+        description="registered version of movierec-hybrid that scored the batch", examples=[3]
+    )
     batch_id: int = Field(examples=[12])
-    data_cutoff: datetime | None = Field(description="ratings after this instant were not seen (null: all)",
-                                         examples=["1998-04-01T00:00:00Z"])
+    data_cutoff: datetime | None = Field(
+        description="ratings after this instant were not seen (null: all)", examples=["1998-04-01T00:00:00Z"]
+    )
     generated_at: datetime = Field(examples=["2026-11-21T22:00:00Z"])
     items: list[RecommendedMovie]
 
 
 # --- POST /recommendations/existing -------------------------------------------------------------------------
 
+
 class ExistingMoviesRequest(_Request):
     user_id: UserId
     movie_ids: list[MovieId] = Field(min_length=1, max_length=MAX_MOVIE_IDS, examples=[[50, 181, 1]])
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_id": 1,
-                                                                                 "movie_ids": [50, 181, 1]}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_id": 1, "movie_ids": [50, 181, 1]}]}
+    )
 
 
 class PredictedRating(BaseModel):
     movie_id: int = Field(examples=[50])
     title: str = Field(examples=["Star Wars"])
-    predicted_rating: float = Field(description="the published rating blend, on the dataset's scale",
-                                    examples=[4.62])
+    predicted_rating: float = Field(
+        description="the published rating blend, on the dataset's scale", examples=[4.62]
+    )
     rated: bool = Field(description="the user had rated it by the model's cut-off", examples=[True])
 
 
@@ -113,33 +131,60 @@ class ExistingMoviesResponse(BaseModel):
 
 # --- POST /predict/new-movie --------------------------------------------------------------------------------
 
+
 class NewMovieRequest(_Request):
     title: Title = Field(examples=["The Quiet Orbit"])
-    genres: list[Genre] = Field(min_length=1, max_length=MAX_GENRES,
-                                description="the dataset's genres (case-insensitive); unknown ones are a 422",
-                                examples=[["Sci-Fi", "Drama"]])
-    directors: list[Name] = Field(default=[], max_length=MAX_PEOPLE,
-                                  description="names, or external ids such as imdb:nm0000229; people the model "
-                                              "does not know are ignored (and listed as such in the answer)")
+    genres: list[Genre] = Field(
+        min_length=1,
+        max_length=MAX_GENRES,
+        description="the dataset's genres (case-insensitive); unknown ones are a 422",
+        examples=[["Sci-Fi", "Drama"]],
+    )
+    directors: list[Name] = Field(
+        default=[],
+        max_length=MAX_PEOPLE,
+        description="names, or external ids such as imdb:nm0000229; people the model "
+        "does not know are ignored (and listed as such in the answer)",
+    )
     actors: list[Name] = Field(default=[], max_length=MAX_PEOPLE)
     writers: list[Name] = Field(default=[], max_length=MAX_PEOPLE)
     runtime: int | None = Field(default=None, ge=1, le=MAX_RUNTIME, description="minutes", examples=[118])
     year: int | None = Field(default=None, ge=MIN_YEAR, le=MAX_YEAR, examples=[1997])
-    user_id: UserId | None = Field(default=None, description="with it: that user's predicted rating; without: "
-                                                             "the users most likely to enjoy the movie")
+    user_id: UserId | None = Field(
+        default=None,
+        description="with it: that user's predicted rating; without: "
+        "the users most likely to enjoy the movie",
+    )
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"title": "The Quiet Orbit", "genres": ["Sci-Fi", "Drama"], "directors": ["Robert Zemeckis"],
-         "actors": ["Jodie Foster"], "writers": [], "runtime": 118, "year": 1997, "user_id": 1},
-        {"title": "Midnight Heist", "genres": ["Crime", "Thriller"], "runtime": 104, "year": 1996},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "The Quiet Orbit",
+                    "genres": ["Sci-Fi", "Drama"],
+                    "directors": ["Robert Zemeckis"],
+                    "actors": ["Jodie Foster"],
+                    "writers": [],
+                    "runtime": 118,
+                    "year": 1997,
+                    "user_id": 1,
+                },
+                {"title": "Midnight Heist", "genres": ["Crime", "Thriller"], "runtime": 104, "year": 1996},
+            ]
+        },
+    )
 
 
 class PeopleUsed(BaseModel):
-    used: dict[str, list[str]] = Field(description="per role, the people the model knows and scored with",
-                                       examples=[{"directors": ["Robert Zemeckis"], "actors": [], "writers": []}])
-    ignored: dict[str, list[str]] = Field(description="per role, the people the model has no embedding for",
-                                          examples=[{"directors": [], "actors": ["Jodie Foster"], "writers": []}])
+    used: dict[str, list[str]] = Field(
+        description="per role, the people the model knows and scored with",
+        examples=[{"directors": ["Robert Zemeckis"], "actors": [], "writers": []}],
+    )
+    ignored: dict[str, list[str]] = Field(
+        description="per role, the people the model has no embedding for",
+        examples=[{"directors": [], "actors": ["Jodie Foster"], "writers": []}],
+    )
 
 
 class UserScore(BaseModel):
@@ -153,13 +198,16 @@ class NewMovieResponse(BaseModel):
     genres: list[str] = Field(description="as the model spells them", examples=[["Drama", "Sci-Fi"]])
     people: PeopleUsed
     user_id: int | None = Field(default=None, examples=[1])
-    predicted_rating: float | None = Field(default=None, description="with user_id: that user's predicted rating",
-                                           examples=[3.87])
-    top_users: list[UserScore] | None = Field(default=None, description="without user_id: the users with the "
-                                                                        "highest predicted rating, best first")
+    predicted_rating: float | None = Field(
+        default=None, description="with user_id: that user's predicted rating", examples=[3.87]
+    )
+    top_users: list[UserScore] | None = Field(
+        default=None, description="without user_id: the users with the highest predicted rating, best first"
+    )
 
 
 # --- GET /movies/{movie_id}/similar -------------------------------------------------------------------------
+
 
 class SimilarMovie(BaseModel):
     movie_id: int = Field(examples=[172])
@@ -178,11 +226,13 @@ class SimilarMovies(BaseModel):
 
 # --- GET /health, GET /ping ---------------------------------------------------------------------------------
 
+
 class DatabaseHealth(BaseModel):
     status: Literal["ok", "unavailable"] = Field(examples=["ok"])
     detail: str | None = Field(default=None, examples=[None])
-    role: str | None = Field(default=None, description="the role the server is connected as",
-                             examples=["movierec_reader"])
+    role: str | None = Field(
+        default=None, description="the role the server is connected as", examples=["movierec_reader"]
+    )
     batch_id: int | None = Field(default=None, description="the published batch", examples=[12])
     batch_model_version: int | None = Field(default=None, examples=[3])
     generated_at: datetime | None = None
@@ -200,9 +250,11 @@ class ModelHealth(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "degraded"] = Field(description="ok: database reachable with a published batch and a "
-                                                          "model loaded (HTTP 200); otherwise 503",
-                                              examples=["ok"])
+    status: Literal["ok", "degraded"] = Field(
+        description="ok: database reachable with a published batch and a "
+        "model loaded (HTTP 200); otherwise 503",
+        examples=["ok"],
+    )
     database: DatabaseHealth
     model: ModelHealth
 

@@ -31,7 +31,7 @@ SCORE_TIMEOUT_S = 30.0
 @dataclass(frozen=True)
 class NewMovieScore:
     people: PeopleMatch
-    predicted_rating: float | None = None           # with a user
+    predicted_rating: float | None = None  # with a user
     top_users: list[tuple[int, float]] | None = None  # without: (user_id, predicted rating), best first
 
 
@@ -73,14 +73,18 @@ class NewMovieBatcher:
             self._thread.join(timeout=10)
             self._thread = None
 
-    async def score(self, served: ServedModel, movie: NewMovie, user_idx: int | None, limit: int) -> NewMovieScore:
+    async def score(
+        self, served: ServedModel, movie: NewMovie, user_idx: int | None, limit: int
+    ) -> NewMovieScore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[NewMovieScore] = loop.create_future()
         self._queue.put(_Job(served, movie, user_idx, limit, future, loop))
         try:
             return await asyncio.wait_for(future, SCORE_TIMEOUT_S)
         except TimeoutError:
-            raise Unavailable(f"scoring took longer than {SCORE_TIMEOUT_S:g} s: the server is overloaded") from None
+            raise Unavailable(
+                f"scoring took longer than {SCORE_TIMEOUT_S:g} s: the server is overloaded"
+            ) from None
 
     def _run(self) -> None:
         while True:
@@ -117,21 +121,25 @@ class NewMovieBatcher:
             j.loop.call_soon_threadsafe(_settle, j.future, result, error)
 
 
-def score_new_movies(served: ServedModel, requests: list[tuple[NewMovie, int | None, int]]) -> list[NewMovieScore]:
+def score_new_movies(
+    served: ServedModel, requests: list[tuple[NewMovie, int | None, int]]
+) -> list[NewMovieScore]:
     """Score ``(movie, model user index or None, limit)`` requests with one encoder call."""
     scorer = served.scorer
     content, matches = scorer.content([movie for movie, _, _ in requests])
     out: list[NewMovieScore | None] = [None] * len(requests)
     with_user = [k for k, (_, user, _) in enumerate(requests) if user is not None]
     if with_user:
-        ratings = scorer.predict(np.asarray([requests[k][1] for k in with_user], np.int64),
-                                 content.rows(np.asarray(with_user)))
+        ratings = scorer.predict(
+            np.asarray([requests[k][1] for k in with_user], np.int64), content.rows(np.asarray(with_user))
+        )
         for k, rating in zip(with_user, ratings):
             out[k] = NewMovieScore(matches[k], predicted_rating=float(rating))
     user_ids = served.model.network.user_map.ids
     for k, (_, user, limit) in enumerate(requests):
         if user is None:
             idx, values = scorer.top_users(content.rows(np.asarray([k])), limit)
-            out[k] = NewMovieScore(matches[k], top_users=[(int(user_ids[i]), float(v)) for i, v in zip(idx, values)])
+            out[k] = NewMovieScore(
+                matches[k], top_users=[(int(user_ids[i]), float(v)) for i, v in zip(idx, values)]
+            )
     return out  # type: ignore[return-value]
-

@@ -30,8 +30,9 @@ def _with_database(url: str, name: str) -> str:
 
 
 def _admin(url: str):
-    conn = psycopg2.connect(make_url(sqlalchemy_url(url)).set(drivername="postgresql")
-                            .render_as_string(hide_password=False))
+    conn = psycopg2.connect(
+        make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     conn.autocommit = True
     return conn
 
@@ -173,5 +174,7 @@ def ml100k_slice_dir(tmp_path_factory: pytest.TempPathFactory, ml100k_dir: Path)
     shutil.copytree(ml100k_dir, target)
     inter = target / "ml-100k.inter"
     lines = inter.read_text().splitlines(keepends=True)
-    inter.write_text(lines[0] + "".join(line for line in lines[1:] if int(line.split("\t", 1)[0]) <= SLICE_MAX_USER_ID))
+    inter.write_text(
+        lines[0] + "".join(line for line in lines[1:] if int(line.split("\t", 1)[0]) <= SLICE_MAX_USER_ID)
+    )
     return target

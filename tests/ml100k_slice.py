@@ -26,9 +26,12 @@ def load_ml100k(dataset_dir: Path, max_user_id: int | None = None) -> Interactio
     frame = _read(str(Path(dataset_dir) / "ml-100k.inter"))
     if max_user_id is not None:
         frame = frame[frame["user_id"] <= max_user_id]
-    data, _, _ = build_interactions(frame["user_id"].to_numpy(np.int64), frame["item_id"].to_numpy(np.int64),
-                                    frame["rating"].to_numpy(np.float32),
-                                    frame["timestamp"].to_numpy(np.int64))
+    data, _, _ = build_interactions(
+        frame["user_id"].to_numpy(np.int64),
+        frame["item_id"].to_numpy(np.int64),
+        frame["rating"].to_numpy(np.float32),
+        frame["timestamp"].to_numpy(np.int64),
+    )
     return data
 
 

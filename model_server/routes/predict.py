@@ -16,13 +16,19 @@ from pipeline.models.hybrid.new_movies import NewMovie, UnknownGenre
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 
-@router.post("/new-movie", response_model=NewMovieResponse, response_model_exclude_none=True,
-             responses=errors(404, 413, 422, 503))
+@router.post(
+    "/new-movie",
+    response_model=NewMovieResponse,
+    response_model_exclude_none=True,
+    responses=errors(404, 413, 422, 503),
+)
 async def predict_new_movie(
     body: NewMovieRequest,
     served: Annotated[ServedModel, Depends(get_model)],
     batcher: Annotated[NewMovieBatcher, Depends(get_batcher)],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="without user_id: how many users")] = DEFAULT_LIMIT,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="without user_id: how many users")
+    ] = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """Featurise the movie as training featurised the catalogue (genres, MiniLM title embedding, the people
     the model knows, year and runtime) and score it with the champion's content path.
@@ -37,8 +43,12 @@ async def predict_new_movie(
     user = model_user(served, body.user_id) if body.user_id is not None else None
     movie = NewMovie(body.title, genres, body.directors, body.actors, body.writers, body.runtime, body.year)
     score = await batcher.score(served, movie, user, limit)
-    answer: dict[str, Any] = {"model_version": served.version, "title": body.title, "genres": genres,
-                              "people": {"used": score.people.used, "ignored": score.people.ignored}}
+    answer: dict[str, Any] = {
+        "model_version": served.version,
+        "title": body.title,
+        "genres": genres,
+        "people": {"used": score.people.used, "ignored": score.people.ignored},
+    }
     if user is not None:
         answer.update(user_id=body.user_id, predicted_rating=score.predicted_rating)
     else:

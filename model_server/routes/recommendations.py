@@ -31,13 +31,25 @@ async def predict_existing(
     items = served.model.network.item_map.index(ids)
     if (items < 0).any():
         unknown = sorted(set(ids[items < 0].tolist()))
-        shown = ", ".join(map(str, unknown[:20])) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
-        raise HTTPException(404, f"movie{'s' if len(unknown) > 1 else ''} not in model v{served.version}'s "
-                                 f"catalogue: {shown}")
+        shown = ", ".join(map(str, unknown[:20])) + (
+            f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        )
+        raise HTTPException(
+            404, f"movie{'s' if len(unknown) > 1 else ''} not in model v{served.version}'s catalogue: {shown}"
+        )
     ratings = served.model.predict_index(np.full(len(items), user, np.int64), items)
     rated = served.model.rated[user].toarray().ravel()[items] > 0
     titles = await db.movies(sorted(set(body.movie_ids)))
-    return {"user_id": body.user_id, "model_version": served.version,
-            "predictions": [{"movie_id": m, "title": titles[m]["title"] if m in titles else "",
-                             "predicted_rating": float(r), "rated": bool(s)}
-                            for m, r, s in zip(body.movie_ids, ratings, rated)]}
+    return {
+        "user_id": body.user_id,
+        "model_version": served.version,
+        "predictions": [
+            {
+                "movie_id": m,
+                "title": titles[m]["title"] if m in titles else "",
+                "predicted_rating": float(r),
+                "rated": bool(s),
+            }
+            for m, r, s in zip(body.movie_ids, ratings, rated)
+        ],
+    }

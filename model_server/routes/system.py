@@ -17,7 +17,9 @@ PONG = Pong()
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
-async def health(request: Request, response: Response, db: Annotated[Database, Depends(get_db)]) -> dict[str, Any]:
+async def health(
+    request: Request, response: Response, db: Annotated[Database, Depends(get_db)]
+) -> dict[str, Any]:
     """200 when the database answers with a published batch and a champion is loaded; otherwise 503 with
     what is missing. Cheap enough for a readiness probe (two small queries)."""
     database: dict[str, Any]
@@ -28,25 +30,39 @@ async def health(request: Request, response: Response, db: Annotated[Database, D
         if batch is None:
             database["detail"] = "no batch published yet"
         else:
-            database.update(batch_id=batch.batch_id, batch_model_version=batch.model_version,
-                            generated_at=batch.generated_at, data_cutoff=batch.data_cutoff)
+            database.update(
+                batch_id=batch.batch_id,
+                batch_model_version=batch.model_version,
+                generated_at=batch.generated_at,
+                data_cutoff=batch.data_cutoff,
+            )
     except DatabaseUnavailable as exc:
         batch, database = None, {"status": "unavailable", "detail": str(exc)}
     champion = request.app.state.champion
     served = champion.current
-    model: dict[str, Any] = {"status": "loaded" if served else "not_loaded", "last_check": champion.last_check,
-                             "last_error": champion.last_error}
+    model: dict[str, Any] = {
+        "status": "loaded" if served else "not_loaded",
+        "last_check": champion.last_check,
+        "last_error": champion.last_error,
+    }
     if served is not None:
-        model.update(version=served.version, loaded_at=served.loaded_at, users=served.model.n_users,
-                     movies=served.model.n_items)
+        model.update(
+            version=served.version,
+            loaded_at=served.loaded_at,
+            users=served.model.n_users,
+            movies=served.model.n_items,
+        )
     ok = database["status"] == "ok" and batch is not None and served is not None
     if not ok:
         response.status_code = 503
     return {"status": "ok" if ok else "degraded", "database": database, "model": model}
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+)
 async def metrics(request: Request) -> Response:
     """Requests and latency histograms per route, and the model version served, for Prometheus."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

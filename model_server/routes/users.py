@@ -16,7 +16,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 async def user_recommendations(
     request: Request,
     user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="a user id", examples=[1])],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many movies, best first")] = DEFAULT_LIMIT,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="how many movies, best first")
+    ] = DEFAULT_LIMIT,
 ) -> Response:
     """The user's list from the published batch (``current_recommendations``), best first.
 

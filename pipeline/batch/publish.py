@@ -57,24 +57,31 @@ class BatchResult:
     top_n: int
     data_cutoff: datetime | None
     timings: dict[str, float] = field(default_factory=dict)
-    candidates: int | None = None   # movies per user the rating head re-ranked (None: every movie)
+    candidates: int | None = None  # movies per user the rating head re-ranked (None: every movie)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "model_version_id": self.model_version_id,
-                "registered_version": self.registered_version, "users": self.users,
-                "fallback_users": self.fallback_users, "rows": self.rows, "top_n": self.top_n,
-                "data_cutoff": self.data_cutoff.isoformat() if self.data_cutoff else None,
-                "timings": self.timings, "candidates": self.candidates}
+        return {
+            "batch_id": self.batch_id,
+            "model_version_id": self.model_version_id,
+            "registered_version": self.registered_version,
+            "users": self.users,
+            "fallback_users": self.fallback_users,
+            "rows": self.rows,
+            "top_n": self.top_n,
+            "data_cutoff": self.data_cutoff.isoformat() if self.data_cutoff else None,
+            "timings": self.timings,
+            "candidates": self.candidates,
+        }
 
 
 @dataclass
 class CutoffRatings:
     """What the cut-off allows, read once: every (user, movie) rated up to it, and each user's count."""
 
-    pair_users: np.ndarray   # database ids
+    pair_users: np.ndarray  # database ids
     pair_movies: np.ndarray
-    user_ids: np.ndarray     # distinct users, sorted
-    counts: np.ndarray       # ratings per user in ``user_ids``
+    user_ids: np.ndarray  # distinct users, sorted
+    counts: np.ndarray  # ratings per user in ``user_ids``
 
 
 def check_batch_args(top_n: int, keep: int, candidates: int) -> None:
@@ -88,8 +95,11 @@ def check_batch_args(top_n: int, keep: int, candidates: int) -> None:
 
 def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
     """Every rating's (user, movie) up to ``as_of``; raises when there is none."""
-    frame = read_frame(conn, "SELECT user_id, movie_id FROM ratings"
-                       + (" WHERE rated_at <= %(as_of)s" if as_of else ""), {"as_of": as_of})
+    frame = read_frame(
+        conn,
+        "SELECT user_id, movie_id FROM ratings" + (" WHERE rated_at <= %(as_of)s" if as_of else ""),
+        {"as_of": as_of},
+    )
     pair_users, pair_movies = frame["user_id"].to_numpy(np.int64), frame["movie_id"].to_numpy(np.int64)
     if len(pair_users) == 0:
         raise MovierecError("no ratings up to the cut-off: nothing to recommend from")
@@ -99,35 +109,57 @@ def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
 
 def champion_version_id(conn: Connection, registered_version: int) -> int:
     """The ``model_versions`` row of the champion the lists are scored with."""
-    row = conn.execute(text(
-        "SELECT model_version_id FROM model_versions WHERE registered_model = :m AND registered_version = :v "
-        "ORDER BY (status = 'champion') DESC, model_version_id DESC LIMIT 1"),
-        {"m": REGISTERED_MODEL, "v": registered_version}).first()
+    row = conn.execute(
+        text(
+            "SELECT model_version_id FROM model_versions WHERE registered_model = :m AND registered_version = :v "
+            "ORDER BY (status = 'champion') DESC, model_version_id DESC LIMIT 1"
+        ),
+        {"m": REGISTERED_MODEL, "v": registered_version},
+    ).first()
     if row is None:
-        raise MovierecError(f"no model_versions row for champion v{registered_version}: was it promoted "
-                            "against this database?")
+        raise MovierecError(
+            f"no model_versions row for champion v{registered_version}: was it promoted "
+            "against this database?"
+        )
     return int(row[0])
 
 
 def open_batch(conn: Connection, model_version_id: int, as_of: datetime | None, top_n: int) -> int:
     """A new, not yet published ``recommendation_batches`` row; its id."""
-    return int(conn.execute(text(
-        "INSERT INTO recommendation_batches (model_version_id, data_cutoff, top_n, users, fallback_users, "
-        "rows, status) VALUES (:mv, :cutoff, :n, 0, 0, 0, 'superseded') RETURNING batch_id"),
-        {"mv": model_version_id, "cutoff": as_of, "n": top_n}).scalar_one())
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO recommendation_batches (model_version_id, data_cutoff, top_n, users, fallback_users, "
+                "rows, status) VALUES (:mv, :cutoff, :n, 0, 0, 0, 'superseded') RETURNING batch_id"
+            ),
+            {"mv": model_version_id, "cutoff": as_of, "n": top_n},
+        ).scalar_one()
+    )
 
 
-def write_model_lists(conn: Connection, writer: ListWriter, model: PublishedBlend, cutoff: CutoffRatings, *,
-                      top_n: int, min_history: int, candidates: int, chunk_users: int | None, progress: bool,
-                      after_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, float]:
+def write_model_lists(
+    conn: Connection,
+    writer: ListWriter,
+    model: PublishedBlend,
+    cutoff: CutoffRatings,
+    *,
+    top_n: int,
+    min_history: int,
+    candidates: int,
+    chunk_users: int | None,
+    progress: bool,
+    after_chunk: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, float]:
     """Score and write the lists of every user the model knows with at least ``min_history`` ratings, chunk
     by chunk; returns the users it could not rank (database ids) and the seconds spent scoring."""
     net = model.network
     # Exclusions in the model's index space; movies outside the model's catalogue cannot be listed anyway.
     u_idx, i_idx = net.user_map.index(cutoff.pair_users), net.item_map.index(cutoff.pair_movies)
     known = (u_idx >= 0) & (i_idx >= 0)
-    exclude = sp.csr_matrix((np.ones(int(known.sum()), np.float32), (u_idx[known], i_idx[known])),
-                            shape=(model.n_users, model.n_items))
+    exclude = sp.csr_matrix(
+        (np.ones(int(known.sum()), np.float32), (u_idx[known], i_idx[known])),
+        shape=(model.n_users, model.n_items),
+    )
     catalogue = _catalogue_mask(conn, net.item_map.ids)
     model_users = net.user_map.index(cutoff.user_ids)
     scored = (model_users >= 0) & (cutoff.counts >= min_history)
@@ -138,7 +170,7 @@ def write_model_lists(conn: Connection, writer: ListWriter, model: PublishedBlen
     bar = tqdm(total=len(todo), desc="scoring users", unit="user", disable=not progress, leave=False)
     score_seconds = 0.0
     for k, lo in enumerate(range(0, len(todo), chunk)):
-        sel = todo[lo:lo + chunk]
+        sel = todo[lo : lo + chunk]
         users = model_users[sel]
         s0 = time.perf_counter()
         idx, values = score_chunk(model, users, exclude[users], top_n, catalogue, candidates)
@@ -151,28 +183,60 @@ def write_model_lists(conn: Connection, writer: ListWriter, model: PublishedBlen
     return cutoff.user_ids[~scored], score_seconds
 
 
-def publish(conn: Connection, batch_id: int, *, users: int, fallback_users: int, rows: int,
-            timings: dict[str, float], keep: int) -> None:
+def publish(
+    conn: Connection,
+    batch_id: int,
+    *,
+    users: int,
+    fallback_users: int,
+    rows: int,
+    timings: dict[str, float],
+    keep: int,
+) -> None:
     """Make ``batch_id`` the published batch, retire the previous one, prune beyond the last ``keep``: in the
     caller's transaction, so readers see the old batch or the new one, never half of either."""
     conn.execute(text("UPDATE recommendation_batches SET status = 'superseded' WHERE status = 'published'"))
-    conn.execute(text(
-        "UPDATE recommendation_batches SET status = 'published', published_at = now(), users = :users, "
-        "fallback_users = :fallback, rows = :rows, timings = CAST(:timings AS jsonb) WHERE batch_id = :b"),
-        {"users": users, "fallback": fallback_users, "rows": rows, "b": batch_id, "timings": json.dumps(timings)})
-    pruned = [r[0] for r in conn.execute(text(
-        "DELETE FROM recommendation_batches WHERE batch_id NOT IN "
-        "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) RETURNING batch_id"),
-        {"keep": keep})]
+    conn.execute(
+        text(
+            "UPDATE recommendation_batches SET status = 'published', published_at = now(), users = :users, "
+            "fallback_users = :fallback, rows = :rows, timings = CAST(:timings AS jsonb) WHERE batch_id = :b"
+        ),
+        {
+            "users": users,
+            "fallback": fallback_users,
+            "rows": rows,
+            "b": batch_id,
+            "timings": json.dumps(timings),
+        },
+    )
+    pruned = [
+        r[0]
+        for r in conn.execute(
+            text(
+                "DELETE FROM recommendation_batches WHERE batch_id NOT IN "
+                "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) RETURNING batch_id"
+            ),
+            {"keep": keep},
+        )
+    ]
     if pruned:
         conn.execute(text("DELETE FROM batch_recommendations WHERE batch_id = ANY(:ids)"), {"ids": pruned})
 
 
-def publish_batch(engine: Engine, model: PublishedBlend, registered_version: int, *,
-                  as_of: datetime | None = None, top_n: int = DEFAULT_TOP_N, keep: int = DEFAULT_KEEP,
-                  min_history: int = MIN_HISTORY, chunk_users: int | None = None,
-                  candidates: int = DEFAULT_CANDIDATES, progress: bool = False,
-                  _after_chunk: Callable[[int], None] | None = None) -> BatchResult:
+def publish_batch(
+    engine: Engine,
+    model: PublishedBlend,
+    registered_version: int,
+    *,
+    as_of: datetime | None = None,
+    top_n: int = DEFAULT_TOP_N,
+    keep: int = DEFAULT_KEEP,
+    min_history: int = MIN_HISTORY,
+    chunk_users: int | None = None,
+    candidates: int = DEFAULT_CANDIDATES,
+    progress: bool = False,
+    _after_chunk: Callable[[int], None] | None = None,
+) -> BatchResult:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists:
     read what the cut-off allows, open a batch, write the model's lists and the fallback lists, publish; all
     in one transaction under the publication lock.
@@ -192,24 +256,61 @@ def publish_batch(engine: Engine, model: PublishedBlend, registered_version: int
         timings["read"] = round(t - started, 3)
 
         batch_id = open_batch(conn, model_version_id, as_of, top_n)
-        writer = ListWriter(conn, {"batch_id": np.int32(batch_id), "model_version_id": np.int32(model_version_id),
-                                   "generated_at": generated_at})
+        writer = ListWriter(
+            conn,
+            {
+                "batch_id": np.int32(batch_id),
+                "model_version_id": np.int32(model_version_id),
+                "generated_at": generated_at,
+            },
+        )
         fallback_users, score_seconds = write_model_lists(
-            conn, writer, model, cutoff, top_n=top_n, min_history=min_history, candidates=candidates,
-            chunk_users=chunk_users, progress=progress, after_chunk=_after_chunk)
+            conn,
+            writer,
+            model,
+            cutoff,
+            top_n=top_n,
+            min_history=min_history,
+            candidates=candidates,
+            chunk_users=chunk_users,
+            progress=progress,
+            after_chunk=_after_chunk,
+        )
         timings["score"] = round(score_seconds, 3)
         if len(fallback_users):
             write_fallback_lists(writer, fallback_users, cutoff, top_n, as_of)
         timings["write"] = round(time.perf_counter() - t - score_seconds, 3)
         timings["copy"] = round(writer.copy_seconds, 3)
         timings["total"] = round(time.perf_counter() - started, 3)
-        publish(conn, batch_id, users=len(cutoff.user_ids), fallback_users=len(fallback_users), rows=writer.rows,
-                timings=timings, keep=keep)
-    log.info("published batch %s: %s users (%s fallback), %s rows", batch_id, len(cutoff.user_ids),
-             len(fallback_users), writer.rows)
+        publish(
+            conn,
+            batch_id,
+            users=len(cutoff.user_ids),
+            fallback_users=len(fallback_users),
+            rows=writer.rows,
+            timings=timings,
+            keep=keep,
+        )
+    log.info(
+        "published batch %s: %s users (%s fallback), %s rows",
+        batch_id,
+        len(cutoff.user_ids),
+        len(fallback_users),
+        writer.rows,
+    )
     reranked = max(candidates, top_n) if two_stage(model, candidates, top_n) else None
-    return BatchResult(batch_id, model_version_id, registered_version, len(cutoff.user_ids), len(fallback_users),
-                       writer.rows, top_n, as_of, timings, reranked)
+    return BatchResult(
+        batch_id,
+        model_version_id,
+        registered_version,
+        len(cutoff.user_ids),
+        len(fallback_users),
+        writer.rows,
+        top_n,
+        as_of,
+        timings,
+        reranked,
+    )
 
 
 def _catalogue_mask(conn: Connection, item_ids: np.ndarray) -> np.ndarray | None:
@@ -227,21 +328,28 @@ class ListWriter:
         self.conn, self.fixed = conn, fixed
         self.rows, self.copy_seconds = 0, 0.0
 
-    def write(self, user_ids: np.ndarray, idx: np.ndarray, values: np.ndarray, item_ids: np.ndarray,
-              source: str) -> None:
+    def write(
+        self, user_ids: np.ndarray, idx: np.ndarray, values: np.ndarray, item_ids: np.ndarray, source: str
+    ) -> None:
         """Row r of ``idx``/``values`` is ``user_ids[r]``'s list, best first; index -1 ends a short list."""
         keep = idx >= 0
         ranks = np.cumsum(keep, axis=1).astype(np.int16)
-        columns = {"user_id": np.repeat(user_ids.astype(np.int32), keep.sum(axis=1)),
-                   "rank": ranks[keep], "movie_id": item_ids[idx[keep]].astype(np.int32),
-                   "score": values[keep].astype(np.float32), "source": source, **self.fixed}
+        columns = {
+            "user_id": np.repeat(user_ids.astype(np.int32), keep.sum(axis=1)),
+            "rank": ranks[keep],
+            "movie_id": item_ids[idx[keep]].astype(np.int32),
+            "score": values[keep].astype(np.float32),
+            "source": source,
+            **self.fixed,
+        }
         t = time.perf_counter()
         self.rows += copy_columns(self.conn, "batch_recommendations", columns)
         self.copy_seconds += time.perf_counter() - t
 
 
-def write_fallback_lists(writer: ListWriter, users: np.ndarray, cutoff: CutoffRatings, n: int,
-                         as_of: datetime | None) -> None:
+def write_fallback_lists(
+    writer: ListWriter, users: np.ndarray, cutoff: CutoffRatings, n: int, as_of: datetime | None
+) -> None:
     """``most_rated`` up to the cut-off, minus what each user rated."""
     movies, share = most_rated(writer.conn, as_of)
     in_fallback = np.isin(cutoff.pair_users, users)
@@ -249,21 +357,38 @@ def write_fallback_lists(writer: ListWriter, users: np.ndarray, cutoff: CutoffRa
     for u, m in zip(cutoff.pair_users[in_fallback], cutoff.pair_movies[in_fallback], strict=True):
         rated_by.setdefault(int(u), set()).add(int(m))
     for lo in range(0, len(users), 4096):
-        block = users[lo:lo + 4096]
+        block = users[lo : lo + 4096]
         idx = np.full((len(block), n), -1, np.int64)
         for r, u in enumerate(block):
             seen = rated_by.get(int(u), set())
             picks = [k for k, m in enumerate(movies[: n + len(seen)]) if int(m) not in seen][:n]
-            idx[r, :len(picks)] = picks
+            idx[r, : len(picks)] = picks
         values = np.where(idx >= 0, share[np.maximum(idx, 0)], np.float32(0))
         writer.write(block, idx, values, movies, "fallback_popularity")
 
 
 def sample_lists(conn: Connection, users: int = 3, k: int = 10) -> dict[int, list[dict[str, Any]]]:
     """The top ``k`` of the first ``users`` users' published lists (``current_recommendations``), for a look."""
-    picked = [r[0] for r in conn.execute(text(
-        "SELECT user_id FROM (SELECT DISTINCT user_id FROM current_recommendations) u ORDER BY user_id "
-        "LIMIT :n"), {"n": users})]
-    return {user: [dict(r._mapping) for r in conn.execute(text(
-        "SELECT rank, title, year, genres, score, source FROM current_recommendations "
-        "WHERE user_id = :u AND rank <= :k ORDER BY rank"), {"u": user, "k": k})] for user in picked}
+    picked = [
+        r[0]
+        for r in conn.execute(
+            text(
+                "SELECT user_id FROM (SELECT DISTINCT user_id FROM current_recommendations) u ORDER BY user_id "
+                "LIMIT :n"
+            ),
+            {"n": users},
+        )
+    ]
+    return {
+        user: [
+            dict(r._mapping)
+            for r in conn.execute(
+                text(
+                    "SELECT rank, title, year, genres, score, source FROM current_recommendations "
+                    "WHERE user_id = :u AND rank <= :k ORDER BY rank"
+                ),
+                {"u": user, "k": k},
+            )
+        ]
+        for user in picked
+    }

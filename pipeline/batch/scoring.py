@@ -17,8 +17,14 @@ from pipeline.models.topn import mask_rows, retrieve_and_rerank, top_k
 SCORE_BUDGET = 16 << 20  # floats in one chunk's user x movie score matrix (64 MB)
 
 
-def score_chunk(model: PublishedBlend, users: np.ndarray, exclude: sp.csr_matrix, n: int,
-                catalogue: np.ndarray | None = None, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def score_chunk(
+    model: PublishedBlend,
+    users: np.ndarray,
+    exclude: sp.csr_matrix,
+    n: int,
+    catalogue: np.ndarray | None = None,
+    candidates: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` movie indices and scores for model user indices ``users``; ``exclude`` rows (aligned with
     ``users``) mark movies to leave out; ``catalogue``: a boolean mask of the movies that may be listed.
 
@@ -32,8 +38,11 @@ def score_chunk(model: PublishedBlend, users: np.ndarray, exclude: sp.csr_matrix
         scores[:, ~catalogue] = -np.inf
     if not reranked:
         return top_k(scores, n)
-    found, full = retrieve_and_rerank(scores, max(int(candidates), n),  # type: ignore[arg-type]
-                                      lambda cols: model.rerank_scores(users, cols))
+    found, full = retrieve_and_rerank(
+        scores,
+        max(int(candidates), n),  # type: ignore[arg-type]
+        lambda cols: model.rerank_scores(users, cols),
+    )
     order, values = top_k(full, n)
     idx = np.take_along_axis(found, np.maximum(order, 0), axis=1)
     idx[order < 0] = -1

@@ -23,12 +23,22 @@ from pipeline.core.dates import parse_as_of
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import get_settings
 
-app = typer.Typer(help="Airflow without Docker: metadata in the embedded PostgreSQL (or DATABASE_URL's server).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Airflow without Docker: metadata in the embedded PostgreSQL (or DATABASE_URL's server).",
+    no_args_is_help=True,
+)
 
-_WIRING = ("MOVIEREC_HOME", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-           "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__PARALLELISM", "AIRFLOW__API__WORKERS",
-           "AIRFLOW__API__PORT", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+_WIRING = (
+    "MOVIEREC_HOME",
+    "AIRFLOW_HOME",
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__CORE__PARALLELISM",
+    "AIRFLOW__API__WORKERS",
+    "AIRFLOW__API__PORT",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+)
 
 
 @app.command("env")
@@ -49,8 +59,10 @@ def init() -> None:
 
     airflow_local.activate(get_settings())
     airflow_local.init_metadata()
-    out.print(f"Airflow metadata database ready; pool {airflow_local.TRAINING_POOL} "
-              f"({airflow_local.TRAINING_POOL_SLOTS} slot)")
+    out.print(
+        f"Airflow metadata database ready; pool {airflow_local.TRAINING_POOL} "
+        f"({airflow_local.TRAINING_POOL_SLOTS} slot)"
+    )
 
 
 @app.command("standalone")
@@ -67,16 +79,19 @@ def standalone(port: Annotated[int, typer.Option(help="port of the UI / API serv
     if executable is None:
         raise MovierecError("the `airflow` command is not on PATH (activate the project's virtualenv)")
     passwords = airflow_local.airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
-    out.print(f"Airflow UI on http://localhost:{port} (user admin, password in {passwords}); DAGs from "
-              f"{wired['AIRFLOW__CORE__DAGS_FOLDER']}; stop with Ctrl-C")
+    out.print(
+        f"Airflow UI on http://localhost:{port} (user admin, password in {passwords}); DAGs from "
+        f"{wired['AIRFLOW__CORE__DAGS_FOLDER']}; stop with Ctrl-C"
+    )
     sys.stdout.flush()
     sys.exit(airflow_local.run_standalone([executable, "standalone"]))
 
 
 @app.command("run-weekly")
 def run_weekly_dag(
-    logical_date: Annotated[str | None, typer.Option(help="the run's logical date = data cut-off (ISO); "
-                                                           "default: now")] = None,
+    logical_date: Annotated[
+        str | None, typer.Option(help="the run's logical date = data cut-off (ISO); default: now")
+    ] = None,
     dataset: Annotated[str | None, typer.Option(help="named dataset (DAG default: ml-100k)")] = None,
     source: Annotated[str | None, typer.Option(help="a directory in a GroupLens/RecBole layout")] = None,
     top_n: Annotated[int | None, typer.Option(min=1, help="length of each published list")] = None,
@@ -87,9 +102,18 @@ def run_weekly_dag(
     """Run the weekly DAG once through Airflow (dag.test) and print each task's outcome and the report."""
     from pipeline.orchestration import airflow_local
 
-    conf = {key: value for key, value in {"dataset": dataset, "source": source, "top_n": top_n, "epochs": epochs,
-                                          "device": device, "max_reject_share": max_reject_share}.items()
-            if value is not None}
+    conf = {
+        key: value
+        for key, value in {
+            "dataset": dataset,
+            "source": source,
+            "top_n": top_n,
+            "epochs": epochs,
+            "device": device,
+            "max_reject_share": max_reject_share,
+        }.items()
+        if value is not None
+    }
     if source is not None:
         conf["source"] = str(os.path.abspath(source))
     try:
@@ -110,8 +134,10 @@ def run_weekly_dag(
         out.print(outcome.report, markup=False, highlight=False)
     if outcome.state != "success":
         failed = [ti["task_id"] for ti in outcome.tasks if ti["state"] == "failed"]
-        raise MovierecError(f"weekly run {outcome.run_id} ended {outcome.state}; failed: {', '.join(failed) or '-'}"
-                            f" (task logs under {os.environ['AIRFLOW_HOME']}/logs)")
+        raise MovierecError(
+            f"weekly run {outcome.run_id} ended {outcome.state}; failed: {', '.join(failed) or '-'}"
+            f" (task logs under {os.environ['AIRFLOW_HOME']}/logs)"
+        )
     if outcome.results.get("publish"):
         out.print("published: " + json.dumps(outcome.results["publish"]))
         print_published_lists()

@@ -16,7 +16,9 @@ from pipeline.core.settings import get_settings
 
 def ingest(
     dataset: Annotated[str | None, typer.Option(help=f"named dataset: {', '.join(DATASETS)}")] = None,
-    source: Annotated[Path | None, typer.Option(help="a directory in a GroupLens (or RecBole) layout")] = None,
+    source: Annotated[
+        Path | None, typer.Option(help="a directory in a GroupLens (or RecBole) layout")
+    ] = None,
     imdb: Annotated[Path | None, typer.Option(help="directory with IMDb TSV dumps to enrich from")] = None,
 ) -> None:
     """Load a MovieLens dataset (and optionally IMDb) into the database, then summarise it."""
@@ -37,7 +39,8 @@ def ingest(
         directory, origin = source, str(source.resolve())
     engine = get_engine(settings)
     upgrade(engine)  # idempotent: a fresh database needs no separate migrate step
-    result = ingest_directory(engine, directory, dataset=dataset, source=origin, imdb_dir=imdb,
-                              progress=sys.stderr.isatty())
+    result = ingest_directory(
+        engine, directory, dataset=dataset, source=origin, imdb_dir=imdb, progress=sys.stderr.isatty()
+    )
     print_ingest(result)
     print_summary(engine)

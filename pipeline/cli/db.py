@@ -55,8 +55,10 @@ def db_status() -> None:
     engine = get_engine(settings)
     with engine.connect() as conn:
         version = conn.execute(text("SHOW server_version")).scalar_one()
-    out.print(f"server version {version}; schema revision "
-              f"{current_revision(engine) or 'none (run: movierec db migrate)'}")
+    out.print(
+        f"server version {version}; schema revision "
+        f"{current_revision(engine) or 'none (run: movierec db migrate)'}"
+    )
 
 
 @app.command("migrate")

@@ -15,10 +15,17 @@ from pipeline.core.defaults import PRIMARY_PROTOCOL, REGISTERED_MODEL
 from pipeline.core.settings import get_settings
 
 
-def train(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
-          all_protocols: Annotated[bool, typer.Option(
-              "--all-protocols", help="also evaluate the random protocol (RMSE/MAE): two more trainings")] = False,
-          ) -> None:
+def train(
+    as_of: AsOf = None,
+    epochs: Epochs = None,
+    device: Device = None,
+    all_protocols: Annotated[
+        bool,
+        typer.Option(
+            "--all-protocols", help="also evaluate the random protocol (RMSE/MAE): two more trainings"
+        ),
+    ] = False,
+) -> None:
     """Evaluate beside the baselines, train on all data up to the cut-off, register in MLflow, run the gate:
     the weekly DAG's evaluate, train and promote steps, in this process."""
     from pipeline.orchestration.steps import train_steps
@@ -29,18 +36,31 @@ def train(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
     def on_step(name: str, value: Any) -> None:
         err.print(f"[green]✓[/green] {name}", highlight=False)
 
-    results = train_steps(as_of, epochs, device_option(device), protocols=protocols, settings=get_settings(),
-                          progress=sys.stderr.isatty(), on_step=on_step)
+    results = train_steps(
+        as_of,
+        epochs,
+        device_option(device),
+        protocols=protocols,
+        settings=get_settings(),
+        progress=sys.stderr.isatty(),
+        on_step=on_step,
+    )
     evaluation, training, decision = results["evaluation"], results["training"], results["promotion"]
     print_evaluation(json.loads(Path(evaluation["report_path"]).read_text()))
     verdict = "promoted to champion" if decision["promoted"] else "not promoted"
-    out.print(f"registered {REGISTERED_MODEL} version {training['version']} (MLflow run {training['run_id']}): "
-              f"{verdict} — {decision['reason']}")
+    out.print(
+        f"registered {REGISTERED_MODEL} version {training['version']} (MLflow run {training['run_id']}): "
+        f"{verdict} — {decision['reason']}"
+    )
     out.print(f"evaluation report: {evaluation['report_path']}")
 
 
-def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
-             output: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None) -> None:
+def evaluate(
+    as_of: AsOf = None,
+    epochs: Epochs = None,
+    device: Device = None,
+    output: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
+) -> None:
     """Both protocols, every baseline and the network on the same splits, plus item cold start."""
     from database.engine import get_engine
     from pipeline.evaluation.benchmark import evaluate_all
@@ -49,7 +69,9 @@ def evaluate(as_of: AsOf = None, epochs: Epochs = None, device: Device = None,
 
     settings = get_settings()
     data = load_training_data(get_engine(settings), as_of_option(as_of), progress=sys.stderr.isatty())
-    outcome = evaluate_all(data, hybrid_config(epochs), device=device_option(device), progress=sys.stderr.isatty())
+    outcome = evaluate_all(
+        data, hybrid_config(epochs), device=device_option(device), progress=sys.stderr.isatty()
+    )
     report = outcome.to_dict()
     print_evaluation(report)
     if output:

@@ -12,13 +12,21 @@ from pipeline.core.dates import parse_as_of
 from pipeline.core.defaults import DEVICES, MAX_CANDIDATES, MAX_TOP_N
 from pipeline.core.settings import get_settings
 
-AsOf = Annotated[str | None, typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")]
+AsOf = Annotated[
+    str | None, typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")
+]
 Epochs = Annotated[int | None, typer.Option(min=1, help="maximum epochs (early stopping may end sooner)")]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: MOVIEREC_DEVICE)")]
 TopN = Annotated[int, typer.Option("--top-n", min=1, max=MAX_TOP_N, help="list length per user")]
-Candidates = Annotated[int | None, typer.Option(
-    min=0, max=MAX_CANDIDATES, help="movies per user the network's rating head re-ranks, retrieved by the cheap "
-                                    "terms (default 500; 0: score every movie with every term)")]
+Candidates = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=MAX_CANDIDATES,
+        help="movies per user the network's rating head re-ranks, retrieved by the cheap "
+        "terms (default 500; 0: score every movie with every term)",
+    ),
+]
 
 
 def as_of_option(value: str | None) -> datetime | None:

@@ -18,8 +18,17 @@ if TYPE_CHECKING:
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
-_COLUMNS = (("rmse", "RMSE"), ("mae", "MAE"), ("ndcg", "NDCG"), ("recall", "Recall"), ("precision", "Prec"),
-            ("mrr", "MRR"), ("hr", "HR"), ("coverage", "Cov"), ("users", "Users"))
+_COLUMNS = (
+    ("rmse", "RMSE"),
+    ("mae", "MAE"),
+    ("ndcg", "NDCG"),
+    ("recall", "Recall"),
+    ("precision", "Prec"),
+    ("mrr", "MRR"),
+    ("hr", "HR"),
+    ("coverage", "Cov"),
+    ("users", "Users"),
+)
 
 
 def evaluation_table(report: dict[str, Any]) -> Table:
@@ -37,8 +46,13 @@ def evaluation_table(report: dict[str, Any]) -> Table:
             cells = []
             for key, _ in _COLUMNS:
                 value = metrics.get(key if key in ("rmse", "mae", "users") else f"{key}@{k}")
-                cells.append("—" if value is None or math.isnan(value) else
-                             f"{int(value)}" if key == "users" else f"{value:.4f}")
+                cells.append(
+                    "—"
+                    if value is None or math.isnan(value)
+                    else f"{int(value)}"
+                    if key == "users"
+                    else f"{value:.4f}"
+                )
             cells.append(f"{metrics['fit_seconds']:.1f}")
             table.add_row(protocol, model, *cells)
     return table
@@ -47,9 +61,11 @@ def evaluation_table(report: dict[str, Any]) -> Table:
 def print_evaluation(report: dict[str, Any]) -> None:
     """The table, the blend's weights and, where present, the item cold-start figures."""
     out.print(evaluation_table(report))
-    out.print(f"published = blend: ranking network x {report['blend_weight']:.1f} + EASE + rating head x "
-              f"{report['rerank_weight']:.2f}, ratings network x {report['rating_weight']:.1f} + biased MF "
-              "(weights chosen on validation splits of the train data)")
+    out.print(
+        f"published = blend: ranking network x {report['blend_weight']:.1f} + EASE + rating head x "
+        f"{report['rerank_weight']:.2f}, ratings network x {report['rating_weight']:.1f} + biased MF "
+        "(weights chosen on validation splits of the train data)"
+    )
     for name, figures in report.get("cold_start", {}).items():
         out.print(f"cold start, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
@@ -68,13 +84,23 @@ def print_published_lists(users: int = 3, k: int = 10) -> None:
         for col in ("rank", "title", "year", "genres", "score", "list"):
             table.add_column(col)
         for r in rows:
-            table.add_row(str(r["rank"]), r["title"], str(r["year"] or ""), ", ".join(r["genres"]),
-                          f"{r['score']:.3f}", r["source"])
+            table.add_row(
+                str(r["rank"]),
+                r["title"],
+                str(r["year"] or ""),
+                ", ".join(r["genres"]),
+                f"{r['score']:.3f}",
+                r["source"],
+            )
         out.print(table)
     app_url = make_url(database_url())
     url = app_url.render_as_string(hide_password=bool(app_url.password))  # a secret is never printed
-    out.print(f"every user's list: SELECT * FROM current_recommendations (psql \"{url}\"); "
-              "example queries in database/sql/examples/", highlight=False, soft_wrap=True)
+    out.print(
+        f'every user\'s list: SELECT * FROM current_recommendations (psql "{url}"); '
+        "example queries in database/sql/examples/",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def print_ingest(result: IngestResult) -> None:
@@ -84,12 +110,16 @@ def print_ingest(result: IngestResult) -> None:
     for kind in ("movies", "users", "credits", "ratings"):
         c = result.counts
         if f"{kind}_accepted" in c:
-            table.add_row(kind, *(str(c.get(f"{kind}_{k}", "")) for k in ("accepted", "rejected", "inserted",
-                                                                              "updated")))
+            table.add_row(
+                kind,
+                *(str(c.get(f"{kind}_{k}", "")) for k in ("accepted", "rejected", "inserted", "updated")),
+            )
     out.print(table)
     if result.rows_rejected:
-        out.print(f"[yellow]{result.rows_rejected} rejected lines kept in rejected_rows "
-                  f"(ingest_run_id = {result.ingest_run_id})[/yellow]")
+        out.print(
+            f"[yellow]{result.rows_rejected} rejected lines kept in rejected_rows "
+            f"(ingest_run_id = {result.ingest_run_id})[/yellow]"
+        )
     out.print("timings (s): " + ", ".join(f"{k} {v}" for k, v in result.timings.items()))
 
 
@@ -97,10 +127,12 @@ def print_summary(engine: Engine) -> None:
     from pipeline.ingest.summary import database_summary
 
     s = database_summary(engine)
-    out.print(f"database: {s['ratings']:,} ratings by {s['users']:,} users of {s['movies']:,} movies "
-              f"({s['first_rating']} to {s['last_rating']}, mean {s['mean_rating']}); "
-              f"{s['persons']:,} people, directors known for {s['movies_with_director']:,} movies; "
-              f"{s['rejected_rows']:,} rejected rows over {s['ingest_runs']} ingest runs")
+    out.print(
+        f"database: {s['ratings']:,} ratings by {s['users']:,} users of {s['movies']:,} movies "
+        f"({s['first_rating']} to {s['last_rating']}, mean {s['mean_rating']}); "
+        f"{s['persons']:,} people, directors known for {s['movies_with_director']:,} movies; "
+        f"{s['rejected_rows']:,} rejected rows over {s['ingest_runs']} ingest runs"
+    )
     table = Table(title="most-rated movies")
     for col in ("title", "year", "ratings", "mean rating"):
         table.add_column(col)

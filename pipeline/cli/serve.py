@@ -11,8 +11,9 @@ import typer
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log",
-                                             help="log every request (costs throughput)")] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="log every request (costs throughput)")
+    ] = False,
 ) -> None:
     """Serve the published lists and on-demand scoring over HTTP (OpenAPI at /docs); Ctrl-C stops it.
 
@@ -31,5 +32,11 @@ def serve(
     # Half the cores for scoring, the rest for the event loop and the database: on a small machine, torch's
     # spinning worker threads competing with them cost more than a second thread gains.
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-    uvicorn.run(create_app(), host=host, port=port, access_log=access_log, log_level="info",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )

@@ -10,5 +10,7 @@ def parse_as_of(value: str | datetime | None) -> datetime | None:
     instant is taken as UTC); None or "" stays None. Raises ``ValueError`` on anything else."""
     if value is None or value == "":
         return None
-    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    stamp = (
+        value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)

@@ -11,8 +11,8 @@ from typing import Final
 # --- data -----------------------------------------------------------------------------------------------------
 DATASETS: Final = ("ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m")
 DEFAULT_DATASET: Final = "ml-100k"
-MAX_REJECT_SHARE: Final = 0.05   # a run fails when a larger share of the ingested lines is rejected
-MIN_RATINGS: Final = 1_000       # fewer ratings in the database: too few to train on
+MAX_REJECT_SHARE: Final = 0.05  # a run fails when a larger share of the ingested lines is rejected
+MIN_RATINGS: Final = 1_000  # fewer ratings in the database: too few to train on
 
 # --- evaluation -----------------------------------------------------------------------------------------------
 RELEVANCE_THRESHOLD: Final = 4.0  # a held-out rating at least this high is a relevant movie
@@ -21,11 +21,11 @@ PRIMARY_METRIC: Final = "ndcg@10"  # what the promotion gate compares
 
 # --- lists ----------------------------------------------------------------------------------------------------
 DEFAULT_TOP_N: Final = 100
-MAX_TOP_N: Final = 1_000          # one bound for the CLI, the DAG and the batch (the API serves at most 1000)
-DEFAULT_CANDIDATES: Final = 500   # movies per user the rating head re-ranks
+MAX_TOP_N: Final = 1_000  # one bound for the CLI, the DAG and the batch (the API serves at most 1000)
+DEFAULT_CANDIDATES: Final = 500  # movies per user the rating head re-ranks
 MAX_CANDIDATES: Final = 100_000
-DEFAULT_KEEP: Final = 3           # published batches kept
-MIN_HISTORY: Final = 5            # fewer ratings than this: the popularity fallback list
+DEFAULT_KEEP: Final = 3  # published batches kept
+MIN_HISTORY: Final = 5  # fewer ratings than this: the popularity fallback list
 
 # --- registry -------------------------------------------------------------------------------------------------
 REGISTERED_MODEL: Final = "movierec-hybrid"

@@ -49,14 +49,25 @@ class EvaluationOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         w = self.weights
-        return {**self.report.to_dict(), "blend_weight": w.weight, "rating_weight": w.rating_weight,
-                "rerank_weight": w.rerank_weight,
-                "blend_validation": self.blend_validation, "cold_start": self.cold_start}
+        return {
+            **self.report.to_dict(),
+            "blend_weight": w.weight,
+            "rating_weight": w.rating_weight,
+            "rerank_weight": w.rerank_weight,
+            "blend_validation": self.blend_validation,
+            "cold_start": self.cold_start,
+        }
 
 
-def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
-                 protocols: tuple[str, ...] = ("random", "temporal"), cold_start: bool = True,
-                 progress: bool = True) -> EvaluationOutcome:
+def evaluate_all(
+    data: TrainingData,
+    cfg: HybridConfig,
+    *,
+    device: str = "auto",
+    protocols: tuple[str, ...] = ("random", "temporal"),
+    cold_start: bool = True,
+    progress: bool = True,
+) -> EvaluationOutcome:
     """Every model on the same splits in one run.
 
     Per protocol the network is trained twice: once on a validation split carved out of that protocol's
@@ -85,8 +96,15 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
         chosen = choose_weights(lambda: HybridRecommender(data, cfg, device), EASE, BiasedMF, train)
         weights[protocol], validation[protocol] = chosen, chosen.figures
         # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
-        return BlendRecommender(fitted[protocol], ease[protocol], chosen, mf[protocol], rating_scale(train),
-                                DEFAULT_CANDIDATES, train.binary_matrix())
+        return BlendRecommender(
+            fitted[protocol],
+            ease[protocol],
+            chosen,
+            mf[protocol],
+            rating_scale(train),
+            DEFAULT_CANDIDATES,
+            train.binary_matrix(),
+        )
 
     factories = {
         "global_mean": lambda tr, p: GlobalMean().fit(tr),
@@ -105,17 +123,23 @@ def evaluate_all(data: TrainingData, cfg: HybridConfig, *, device: str = "auto",
     return outcome
 
 
-def evaluate_cold_start(data: TrainingData, cfg: HybridConfig, *, device: str = "auto") -> dict[str, dict[str, float]]:
+def evaluate_cold_start(
+    data: TrainingData, cfg: HybridConfig, *, device: str = "auto"
+) -> dict[str, dict[str, float]]:
     """Content-only ranking of held-out movies against genre popularity (see ``pipeline.evaluation.cold_start``)."""
     split = cold_start_split(data.interactions)
     model = train_hybrid(data, split.train, cfg, device=device, progress=False).model
     by_genre = genre_popularity(split.train, data.movies.genres, split.cold_items)
     genre_scores = np.tile(by_genre, (data.interactions.n_users, 1))
-    return {"hybrid_content": rank_cold_items(content_scores(model, data.movies, split), split),
-            "genre_popularity": rank_cold_items(genre_scores, split)}
+    return {
+        "hybrid_content": rank_cold_items(content_scores(model, data.movies, split), split),
+        "genre_popularity": rank_cold_items(genre_scores, split),
+    }
 
 
-def published_metrics(outcome: EvaluationOutcome) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+def published_metrics(
+    outcome: EvaluationOutcome,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
     """(what will be published: the blend's figures per protocol, every other model's as baselines)."""
     results = outcome.report.results
     published = {p: dict(models["blend"]) for p, models in results.items() if "blend" in models}

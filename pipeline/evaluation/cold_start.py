@@ -52,11 +52,17 @@ def rank_cold_items(scores: np.ndarray, split: ColdStartSplit, k: int = 10) -> d
     users = np.unique(test.users[liked])
     row = {u: r for r, u in enumerate(users.tolist())}
     relevant = np.zeros((len(users), len(split.cold_items)), bool)
-    relevant[[row[u] for u in test.users[liked].tolist()], [col[i] for i in test.items[liked].tolist()]] = True
+    relevant[[row[u] for u in test.users[liked].tolist()], [col[i] for i in test.items[liked].tolist()]] = (
+        True
+    )
     top = top_k(np.asarray(scores, np.float64)[users], k)[0]
     metrics = ranking_metrics_from_hits(hits_at_k(top, relevant), relevant.sum(1), k)
-    return {f"ndcg@{k}": float(np.mean(metrics["ndcg"])), f"recall@{k}": float(np.mean(metrics["recall"])),
-            "users": float(len(users)), "cold_items": float(len(split.cold_items))}
+    return {
+        f"ndcg@{k}": float(np.mean(metrics["ndcg"])),
+        f"recall@{k}": float(np.mean(metrics["recall"])),
+        "users": float(len(users)),
+        "cold_items": float(len(split.cold_items)),
+    }
 
 
 def content_scores(model: object, movies: MovieContent, split: ColdStartSplit) -> np.ndarray:

@@ -61,6 +61,7 @@ def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 # --- batch form: everything derives from a boolean hit matrix ------------------------------------------------
 
+
 def _discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # rank r -> 1 / log2(r + 1)
 
@@ -116,18 +117,22 @@ def ranking_metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray, k: int) 
 
 # --- per-user form -------------------------------------------------------------------------------------------
 
-def _user_hits(ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray,
-               k: int) -> tuple[np.ndarray, int]:
+
+def _user_hits(
+    ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray, k: int
+) -> tuple[np.ndarray, int]:
     if k < 1:
         raise ValueError("k must be >= 1")
     ranked = np.asarray(ranked, np.int64).ravel()[:k]
-    rel = np.unique(np.asarray(list(relevant) if isinstance(relevant, (set, frozenset)) else relevant,
-                               np.int64).ravel())
+    rel = np.unique(
+        np.asarray(list(relevant) if isinstance(relevant, (set, frozenset)) else relevant, np.int64).ravel()
+    )
     return np.isin(ranked, rel)[None, :], len(rel)
 
 
-def _one(name: str, ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray,
-         k: int) -> float:
+def _one(
+    name: str, ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray, k: int
+) -> float:
     hits, n_rel = _user_hits(ranked, relevant, k)
     return float(ranking_metrics_from_hits(hits, np.array([n_rel]), k)[name][0])
 
@@ -142,8 +147,9 @@ def recall_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | 
     return _one("recall", ranked, relevant, k)
 
 
-def precision_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray,
-                   k: int) -> float:
+def precision_at_k(
+    ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray, k: int
+) -> float:
     """Hits in the top k / k."""
     return _one("precision", ranked, relevant, k)
 
@@ -153,8 +159,9 @@ def mrr_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.
     return _one("mrr", ranked, relevant, k)
 
 
-def hit_rate_at_k(ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray,
-                  k: int) -> float:
+def hit_rate_at_k(
+    ranked: Sequence[int] | np.ndarray, relevant: Collection[int] | np.ndarray, k: int
+) -> float:
     """1.0 if any of the top k is relevant, else 0.0."""
     return _one("hr", ranked, relevant, k)
 

@@ -40,20 +40,22 @@ def _score_batch(model: Recommender, users: np.ndarray, rated: sp.csr_matrix) ->
     scores = np.array(model.score_users(users), dtype=np.float32)  # a copy: the model's array stays intact
     expected = (len(users), rated.shape[1])
     if scores.shape != expected:
-        raise ValueError(f"{getattr(model, 'name', model)}.score_users returned {scores.shape}, "
-                         f"expected {expected}")
+        raise ValueError(
+            f"{getattr(model, 'name', model)}.score_users returned {scores.shape}, expected {expected}"
+        )
     return mask_rows(scores, rated[users])
 
 
-def top_k_for_users(model: Recommender, train: Interactions, users: np.ndarray, k: int = 10,
-                    batch_size: int = BATCH_USERS) -> np.ndarray:
+def top_k_for_users(
+    model: Recommender, train: Interactions, users: np.ndarray, k: int = 10, batch_size: int = BATCH_USERS
+) -> np.ndarray:
     """``(len(users), k)`` recommendations among items each user did not rate in ``train`` (-1 padding)."""
     users = np.asarray(users, np.int64)
     rated = train.binary_matrix()
     out = np.empty((len(users), k), np.int64)
     for lo in range(0, len(users), batch_size):
-        batch = users[lo:lo + batch_size]
-        out[lo:lo + len(batch)] = top_k(_score_batch(model, batch, rated), k)[0]
+        batch = users[lo : lo + batch_size]
+        out[lo : lo + len(batch)] = top_k(_score_batch(model, batch, rated), k)[0]
     return out
 
 
@@ -65,14 +67,25 @@ def _rating_metrics(model: Recommender, test: Interactions) -> dict[str, float]:
     if nan.all():
         return {}  # a ranking-only model: nothing to report, not an error
     if nan.any():
-        raise ValueError(f"{getattr(model, 'name', model)}.predict returned NaN for {int(nan.sum())} of "
-                         f"{len(test)} ratings; a model predicts every rating or none")
-    return {"rmse": rmse(predicted, test.ratings), "mae": mae(predicted, test.ratings),
-            "ratings": float(len(test))}
+        raise ValueError(
+            f"{getattr(model, 'name', model)}.predict returned NaN for {int(nan.sum())} of "
+            f"{len(test)} ratings; a model predicts every rating or none"
+        )
+    return {
+        "rmse": rmse(predicted, test.ratings),
+        "mae": mae(predicted, test.ratings),
+        "ratings": float(len(test)),
+    }
 
 
-def _ranking_metrics(model: Recommender, train: Interactions, test: Interactions, k: int,
-                     batch_size: int, relevance_threshold: float) -> dict[str, float]:
+def _ranking_metrics(
+    model: Recommender,
+    train: Interactions,
+    test: Interactions,
+    k: int,
+    batch_size: int,
+    relevance_threshold: float,
+) -> dict[str, float]:
     relevant_test = test.subset(test.ratings >= relevance_threshold)
     relevant = relevant_test.binary_matrix()
     n_relevant = np.diff(relevant.indptr)
@@ -81,7 +94,7 @@ def _ranking_metrics(model: Recommender, train: Interactions, test: Interactions
     per_user: dict[str, list[np.ndarray]] = {}
     recommended = np.zeros(train.n_items, bool)
     for lo in range(0, len(users), batch_size):
-        batch = users[lo:lo + batch_size]
+        batch = users[lo : lo + batch_size]
         lists = top_k(_score_batch(model, batch, rated), k)[0]
         hits = hits_at_k(lists, relevant[batch].toarray().astype(bool))
         for name, values in ranking_metrics_from_hits(hits, n_relevant[batch], k).items():
@@ -95,9 +108,16 @@ def _ranking_metrics(model: Recommender, train: Interactions, test: Interactions
     return result
 
 
-def evaluate_model(model: Recommender, train: Interactions, test: Interactions, protocol: str, k: int = 10,
-                   *, batch_size: int = BATCH_USERS,
-                   relevance_threshold: float = RELEVANCE_THRESHOLD) -> dict[str, float]:
+def evaluate_model(
+    model: Recommender,
+    train: Interactions,
+    test: Interactions,
+    protocol: str,
+    k: int = 10,
+    *,
+    batch_size: int = BATCH_USERS,
+    relevance_threshold: float = RELEVANCE_THRESHOLD,
+) -> dict[str, float]:
     """Metrics of a fitted ``model`` on ``test`` under ``protocol`` (see the module doc).
 
     ``random``: ``{"rmse", "mae", "ratings"}``, or ``{}`` for a model whose predictions are all NaN.
@@ -111,9 +131,13 @@ def evaluate_model(model: Recommender, train: Interactions, test: Interactions, 
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
 
 
-def run_evaluation(data: Interactions, factories: Mapping[str, ModelFactory],
-                   protocols: Sequence[str] = ("random", "temporal"), k: int = 10,
-                   progress: bool = True) -> EvaluationReport:
+def run_evaluation(
+    data: Interactions,
+    factories: Mapping[str, ModelFactory],
+    protocols: Sequence[str] = ("random", "temporal"),
+    k: int = 10,
+    progress: bool = True,
+) -> EvaluationReport:
     """Split ``data`` once per protocol, then fit (through its factory) and evaluate every model on it.
 
     Models are reported under their ``factories`` key. Fit time is the factory call's wall time.
@@ -139,7 +163,10 @@ def run_evaluation(data: Interactions, factories: Mapping[str, ModelFactory],
             report.timings[protocol][name] = {"fit_seconds": fitted - started, "eval_seconds": done - fitted}
             if console is not None:
                 shown = ", ".join(f"{m}={v:.4f}" for m, v in metrics.items() if m not in ("users", "ratings"))
-                console.print(f"[{protocol}] {name}: fit {fitted - started:.1f}s, eval {done - fitted:.1f}s"
-                              f"{': ' + shown if shown else ' (no metrics for this protocol)'}",
-                              markup=False, highlight=False)
+                console.print(
+                    f"[{protocol}] {name}: fit {fitted - started:.1f}s, eval {done - fitted:.1f}s"
+                    f"{': ' + shown if shown else ' (no metrics for this protocol)'}",
+                    markup=False,
+                    highlight=False,
+                )
     return report

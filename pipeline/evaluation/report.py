@@ -11,8 +11,17 @@ from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, TEST_FRACTION
 
 # --- a whole run ---------------------------------------------------------------------------------------------
 
-_COLUMNS = (("rmse", "RMSE"), ("mae", "MAE"), ("ndcg", "NDCG"), ("recall", "Recall"), ("precision", "Prec"),
-            ("mrr", "MRR"), ("hr", "HR"), ("coverage", "Cov"), ("users", "Users"))
+_COLUMNS = (
+    ("rmse", "RMSE"),
+    ("mae", "MAE"),
+    ("ndcg", "NDCG"),
+    ("recall", "Recall"),
+    ("precision", "Prec"),
+    ("mrr", "MRR"),
+    ("hr", "HR"),
+    ("coverage", "Cov"),
+    ("users", "Users"),
+)
 
 
 def _json_float(value: float) -> float | None:
@@ -27,9 +36,13 @@ class EvaluationReport:
     n_users: int
     n_items: int
     n_ratings: int
-    splits: dict[str, dict[str, int]] = field(default_factory=dict)          # protocol -> n_train, n_test
-    results: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # protocol -> model -> metrics
-    timings: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # protocol -> model -> seconds
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # protocol -> n_train, n_test
+    results: dict[str, dict[str, dict[str, float]]] = field(
+        default_factory=dict
+    )  # protocol -> model -> metrics
+    timings: dict[str, dict[str, dict[str, float]]] = field(
+        default_factory=dict
+    )  # protocol -> model -> seconds
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``results`` is protocol -> model -> metrics (with ``fit_seconds``/``eval_seconds``).
@@ -46,10 +59,18 @@ class EvaluationReport:
         return {
             "k": self.k,
             "dataset": {"n_users": self.n_users, "n_items": self.n_items, "n_ratings": self.n_ratings},
-            "protocols": {p: {"definition": PROTOCOLS[p], "test_fraction": TEST_FRACTION,
-                              **({"seed": SPLIT_SEED} if p == "random" else
-                                 {"relevance_threshold": RELEVANCE_THRESHOLD})}
-                          for p in self.results},
+            "protocols": {
+                p: {
+                    "definition": PROTOCOLS[p],
+                    "test_fraction": TEST_FRACTION,
+                    **(
+                        {"seed": SPLIT_SEED}
+                        if p == "random"
+                        else {"relevance_threshold": RELEVANCE_THRESHOLD}
+                    ),
+                }
+                for p in self.results
+            },
             "splits": {p: dict(sizes) for p, sizes in self.splits.items()},
             "results": results,
         }

@@ -23,8 +23,15 @@ import numpy as np
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
 from pipeline.features.interactions import Interactions
 
-__all__ = ["PROTOCOLS", "SPLIT_SEED", "TEST_FRACTION", "make_split", "random_split", "temporal_split",
-           "temporal_test_counts"]
+__all__ = [
+    "PROTOCOLS",
+    "SPLIT_SEED",
+    "TEST_FRACTION",
+    "make_split",
+    "random_split",
+    "temporal_split",
+    "temporal_test_counts",
+]
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -32,13 +39,14 @@ def _check_fraction(test_fraction: float) -> None:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
 
 
-def random_split(data: Interactions, test_fraction: float = 0.2,
-                 seed: int = 42) -> tuple[Interactions, Interactions]:
+def random_split(
+    data: Interactions, test_fraction: float = 0.2, seed: int = 42
+) -> tuple[Interactions, Interactions]:
     """A uniformly random ``1 - test_fraction`` / ``test_fraction`` split of the ratings (see module doc)."""
     _check_fraction(test_fraction)
     perm = np.random.default_rng(seed).permutation(len(data))
     test = np.zeros(len(data), bool)
-    test[perm[:round(test_fraction * len(data))]] = True
+    test[perm[: round(test_fraction * len(data))]] = True
     return data.subset(~test), data.subset(test)
 
 
@@ -54,14 +62,19 @@ def temporal_test_counts(n_ratings: np.ndarray, test_fraction: float = 0.2) -> n
 def _tie_break(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
     """A pseudo-random but fixed key per (user, item): splitmix64 of the pair."""
     with np.errstate(over="ignore"):
-        x = users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + items.astype(np.uint64) + np.uint64(seed)
+        x = (
+            users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            + items.astype(np.uint64)
+            + np.uint64(seed)
+        )
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return x ^ (x >> np.uint64(31))
 
 
-def temporal_split(data: Interactions, test_fraction: float = 0.2,
-                   seed: int = 42) -> tuple[Interactions, Interactions]:
+def temporal_split(
+    data: Interactions, test_fraction: float = 0.2, seed: int = 42
+) -> tuple[Interactions, Interactions]:
     """Hold out each user's latest ratings, ordered by timestamp, ties by a fixed hash (see module doc)."""
     n_test = temporal_test_counts(np.bincount(data.users, minlength=data.n_users), test_fraction)
     # lexsort keys go least significant first: user, then timestamp, then the hash breaks timestamp ties.
@@ -82,18 +95,22 @@ SPLIT_SEED = 42
 TEST_FRACTION = 0.2
 
 PROTOCOLS: Mapping[str, str] = {
-    "random": (f"Random {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split of ratings: "
-               f"perm = numpy.random.default_rng({SPLIT_SEED}).permutation(n_ratings), the first "
-               f"round({TEST_FRACTION} * n_ratings) positions are test. Rating prediction: RMSE and MAE over "
-               "all test ratings; models that cannot predict ratings are skipped."),
-    "temporal": (f"Per user, ratings sorted by timestamp, ties by a fixed hash of (user, item, seed 42); "
-                 f"the last round({TEST_FRACTION} * n) "
-                 "are test, at least 1 and at most n-1 for users with n >= 2 ratings, none for n = 1. "
-                 "Ranking: candidates are all items the user has not rated in train; relevant = test "
-                 f"ratings >= {RELEVANCE_THRESHOLD:g}; users without a relevant test item are skipped. "
-                 "NDCG@k (binary gains, log2 discount, ideal DCG over min(|relevant|, k)), Recall@k "
-                 "(hits/|relevant|), Precision@k (hits/k), MRR@k, HR@k, averaged over users; coverage@k = "
-                 "distinct items in all top-k lists / n_items. Score ties go to the lower item index."),
+    "random": (
+        f"Random {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split of ratings: "
+        f"perm = numpy.random.default_rng({SPLIT_SEED}).permutation(n_ratings), the first "
+        f"round({TEST_FRACTION} * n_ratings) positions are test. Rating prediction: RMSE and MAE over "
+        "all test ratings; models that cannot predict ratings are skipped."
+    ),
+    "temporal": (
+        f"Per user, ratings sorted by timestamp, ties by a fixed hash of (user, item, seed 42); "
+        f"the last round({TEST_FRACTION} * n) "
+        "are test, at least 1 and at most n-1 for users with n >= 2 ratings, none for n = 1. "
+        "Ranking: candidates are all items the user has not rated in train; relevant = test "
+        f"ratings >= {RELEVANCE_THRESHOLD:g}; users without a relevant test item are skipped. "
+        "NDCG@k (binary gains, log2 discount, ideal DCG over min(|relevant|, k)), Recall@k "
+        "(hits/|relevant|), Precision@k (hits/k), MRR@k, HR@k, averaged over users; coverage@k = "
+        "distinct items in all top-k lists / n_items. Score ties go to the lower item index."
+    ),
 }
 
 

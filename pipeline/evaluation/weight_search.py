@@ -25,16 +25,27 @@ from pipeline.models.topn import scatter_rows
 _GRID = tuple(np.linspace(0, 1, 11))
 
 
-def _ranking_figures(network: Recommender, partner: Recommender, inner_train: Interactions,
-                     inner_test: Interactions, grid: Sequence[float], k: int) -> tuple[float, dict[float, float]]:
+def _ranking_figures(
+    network: Recommender,
+    partner: Recommender,
+    inner_train: Interactions,
+    inner_test: Interactions,
+    grid: Sequence[float],
+    k: int,
+) -> tuple[float, dict[float, float]]:
     """NDCG@k of the rank blend at every weight, and the best weight (ties favour the network)."""
-    figures = {round(float(w), 3): evaluate_model(BlendRecommender(network, partner, BlendWeights(float(w))),
-                                                  inner_train, inner_test, "temporal", k)[f"ndcg@{k}"] for w in grid}
+    figures = {
+        round(float(w), 3): evaluate_model(
+            BlendRecommender(network, partner, BlendWeights(float(w))), inner_train, inner_test, "temporal", k
+        )[f"ndcg@{k}"]
+        for w in grid
+    }
     return max(figures, key=lambda w: (figures[w], w)), figures
 
 
-def _rating_figures(network: Recommender, partner: Recommender, inner_test: Interactions,
-                    grid: Sequence[float]) -> tuple[float, dict[float, float]]:
+def _rating_figures(
+    network: Recommender, partner: Recommender, inner_test: Interactions, grid: Sequence[float]
+) -> tuple[float, dict[float, float]]:
     """RMSE of the rating blend at every weight on ``inner_test``, and the best weight (ties favour the network)."""
     net = network.predict(inner_test.users, inner_test.items).astype(np.float64)
     other = partner.predict(inner_test.users, inner_test.items).astype(np.float64)
@@ -55,8 +66,15 @@ class _Candidates:
 
     name = "candidates"
 
-    def __init__(self, rows: np.ndarray, found: np.ndarray, cheap: np.ndarray, ratings: np.ndarray,
-                 weight: float, n_items: int) -> None:
+    def __init__(
+        self,
+        rows: np.ndarray,
+        found: np.ndarray,
+        cheap: np.ndarray,
+        ratings: np.ndarray,
+        weight: float,
+        n_items: int,
+    ) -> None:
         self.rows, self.found, self.cheap, self.ratings = rows, found, cheap, ratings  # rows[user] -> row
         self.weight, self.n_items = np.float32(weight), n_items
 
@@ -71,8 +89,13 @@ class _Candidates:
         return scatter_rows(self.found[r], self.cheap[r] + self.weight * self.ratings[r], self.n_items)
 
 
-def _rerank_figures(blend: BlendRecommender, inner_train: Interactions, inner_test: Interactions,
-                    grid: Sequence[float], k: int) -> tuple[float, dict[float, float]]:
+def _rerank_figures(
+    blend: BlendRecommender,
+    inner_train: Interactions,
+    inner_test: Interactions,
+    grid: Sequence[float],
+    k: int,
+) -> tuple[float, dict[float, float]]:
     """NDCG@k of ``blend`` at every rating-head weight, scored as the batch scores it (the rating head on
     each user's retrieved candidates), and the best weight (ties favour the smaller one: less re-ranking).
     Candidates and both terms are computed once per validation user (a random sample of them beyond
@@ -85,25 +108,43 @@ def _rerank_figures(blend: BlendRecommender, inner_train: Interactions, inner_te
         inner_test = inner_test.subset(np.flatnonzero(np.isin(inner_test.users, users)))
     rows = np.full(inner_train.n_users, -1, np.int64)
     rows[users] = np.arange(len(users))
-    unit = BlendRecommender(blend.network, blend.partner, BlendWeights(blend.weight, rerank_weight=1.0),
-                            rating_scale=blend.rating_scale,
-                     candidates=depth, rated=inner_train.binary_matrix())
+    unit = BlendRecommender(
+        blend.network,
+        blend.partner,
+        BlendWeights(blend.weight, rerank_weight=1.0),
+        rating_scale=blend.rating_scale,
+        candidates=depth,
+        rated=inner_train.binary_matrix(),
+    )
     found = np.empty((len(users), depth), np.int64)
     cheap, ratings = np.empty((len(users), depth), np.float32), np.empty((len(users), depth), np.float32)
     for lo in range(0, len(users), 1024):
-        block = users[lo:lo + 1024]
+        block = users[lo : lo + 1024]
         f, c = unit.retrieve(block)
-        found[lo:lo + len(block)], cheap[lo:lo + len(block)] = f, c
-        ratings[lo:lo + len(block)] = unit.rerank_scores(block, f)
-    figures = {round(float(m), 3): evaluate_model(_Candidates(rows, found, cheap, ratings, m, inner_train.n_items),
-                                                  inner_train, inner_test, "temporal", k)[f"ndcg@{k}"] for m in grid}
+        found[lo : lo + len(block)], cheap[lo : lo + len(block)] = f, c
+        ratings[lo : lo + len(block)] = unit.rerank_scores(block, f)
+    figures = {
+        round(float(m), 3): evaluate_model(
+            _Candidates(rows, found, cheap, ratings, m, inner_train.n_items),
+            inner_train,
+            inner_test,
+            "temporal",
+            k,
+        )[f"ndcg@{k}"]
+        for m in grid
+    }
     return max(figures, key=lambda m: (figures[m], -m)), figures
 
 
-def choose_weights(make_network: Callable[[], Recommender], make_partner: Callable[[], Recommender],
-                   make_rating_partner: Callable[[], Recommender], train: Interactions,
-                   grid: Sequence[float] = _GRID, k: int = 10,
-                   rerank_grid: Sequence[float] = RERANK_GRID) -> BlendWeights:
+def choose_weights(
+    make_network: Callable[[], Recommender],
+    make_partner: Callable[[], Recommender],
+    make_rating_partner: Callable[[], Recommender],
+    train: Interactions,
+    grid: Sequence[float] = _GRID,
+    k: int = 10,
+    rerank_grid: Sequence[float] = RERANK_GRID,
+) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
     The ranking weight maximises NDCG@k of the held-out movies; then, with it fixed, the rating-head weight
@@ -118,8 +159,11 @@ def choose_weights(make_network: Callable[[], Recommender], make_partner: Callab
     weight, ndcg = _ranking_figures(network, partner, inner_train, inner_test, grid, k)
     rerank_weight, rerank = 0.0, {}
     if any(m > 0 for m in rerank_grid):
-        blend = BlendRecommender(network, partner, BlendWeights(weight), rating_scale=rating_scale(inner_train))
+        blend = BlendRecommender(
+            network, partner, BlendWeights(weight), rating_scale=rating_scale(inner_train)
+        )
         rerank_weight, rerank = _rerank_figures(blend, inner_train, inner_test, rerank_grid, k)
     rating_weight, errors = _rating_figures(network, make_rating_partner().fit(inner_train), inner_test, grid)
-    return BlendWeights(weight, rating_weight, rerank_weight,
-                        {f"ndcg@{k}": ndcg, f"rerank_ndcg@{k}": rerank, "rmse": errors})
+    return BlendWeights(
+        weight, rating_weight, rerank_weight, {f"ndcg@{k}": ndcg, f"rerank_ndcg@{k}": rerank, "rmse": errors}
+    )

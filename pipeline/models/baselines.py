@@ -12,6 +12,7 @@ from pipeline.models.base import as_pairs, check_fitted
 
 # --- GlobalMean ----------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class GlobalMeanConfig:
     """No hyperparameters: every rating is predicted as the train mean."""
@@ -43,6 +44,7 @@ class GlobalMean:
 
 
 # --- Popularity ----------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PopularityConfig:
@@ -84,6 +86,7 @@ class Popularity:
 
 # --- BiasedMF ------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BiasedMFConfig:
     """Biased MF trained by alternating least squares.
@@ -93,13 +96,13 @@ class BiasedMFConfig:
     """
 
     factors: int = 50
-    epochs: int = 10                 # ALS sweeps (user step + item step); ML-100K test RMSE is flat after ~10
-    reg_factors: float = 0.1         # lambda for factors, multiplied by the row's rating count
-    reg_bias: float = 1.0            # lambda for user/item biases (not count-weighted: damps rare rows)
-    init_scale: float = 0.1          # std of the initial factors
+    epochs: int = 10  # ALS sweeps (user step + item step); ML-100K test RMSE is flat after ~10
+    reg_factors: float = 0.1  # lambda for factors, multiplied by the row's rating count
+    reg_bias: float = 1.0  # lambda for user/item biases (not count-weighted: damps rare rows)
+    init_scale: float = 0.1  # std of the initial factors
     seed: int = 42
-    clip: bool = True                # clip predict() to the train rating range (score_users is never clipped)
-    block_rows: int = 2048           # rows solved at once: bounds the stack of dense Gram matrices
+    clip: bool = True  # clip predict() to the train rating range (score_users is never clipped)
+    block_rows: int = 2048  # rows solved at once: bounds the stack of dense Gram matrices
 
 
 class BiasedMF:
@@ -124,8 +127,9 @@ class BiasedMF:
         self.item_bias_: np.ndarray | None = None
         self.rating_range_: tuple[float, float] = (-np.inf, np.inf)
 
-    def _half_step(self, rated: sp.csr_matrix, target: sp.csr_matrix, other: np.ndarray,
-                   counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _half_step(
+        self, rated: sp.csr_matrix, target: sp.csr_matrix, other: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Solve ``[factors, bias]`` of every row of ``rated`` given the other side's factors ``other``.
 
         ``rated``: binary rows x others; ``target``: same pattern, values are what the row must explain.
@@ -133,11 +137,11 @@ class BiasedMF:
         c = self.config
         f = c.factors
         d = f + 1
-        x = np.hstack([other, np.ones((len(other), 1))])                   # (n_other, d)
+        x = np.hstack([other, np.ones((len(other), 1))])  # (n_other, d)
         # Gram matrices are symmetric: build only the upper triangle, half the work of the sparse product.
         tri_r, tri_c = np.triu_indices(d)
-        outer = x[:, tri_r] * x[:, tri_c]                                   # (n_other, d(d+1)/2)
-        rhs_all = target @ x                                                # (n_rows, d)
+        outer = x[:, tri_r] * x[:, tri_c]  # (n_other, d(d+1)/2)
+        rhs_all = target @ x  # (n_rows, d)
         reg = np.empty((len(counts), d))
         reg[:, :f] = c.reg_factors * np.maximum(counts, 1.0)[:, None]
         reg[:, f] = c.reg_bias
@@ -174,9 +178,13 @@ class BiasedMF:
         for _ in range(c.epochs):
             # What the user side must explain once the item side is fixed, and vice versa.
             resid_u = r - mu - bi[i]
-            p, bu = self._half_step(rated_ui, sp.csr_matrix((resid_u, (u, i)), shape=(n_u, n_i)), q, n_per_user)
+            p, bu = self._half_step(
+                rated_ui, sp.csr_matrix((resid_u, (u, i)), shape=(n_u, n_i)), q, n_per_user
+            )
             resid_i = r - mu - bu[u]
-            q, bi = self._half_step(rated_iu, sp.csr_matrix((resid_i, (i, u)), shape=(n_i, n_u)), p, n_per_item)
+            q, bi = self._half_step(
+                rated_iu, sp.csr_matrix((resid_i, (i, u)), shape=(n_i, n_u)), p, n_per_item
+            )
 
         self.user_factors_, self.item_factors_ = p.astype(np.float32), q.astype(np.float32)
         self.user_bias_, self.item_bias_ = bu.astype(np.float32), bi.astype(np.float32)
@@ -185,8 +193,12 @@ class BiasedMF:
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         check_fitted(self.user_factors_, self.name)
         users, items = as_pairs(users, items)
-        pred = (self.mu_ + self.user_bias_[users] + self.item_bias_[items]
-                + np.einsum("nf,nf->n", self.user_factors_[users], self.item_factors_[items]))
+        pred = (
+            self.mu_
+            + self.user_bias_[users]
+            + self.item_bias_[items]
+            + np.einsum("nf,nf->n", self.user_factors_[users], self.item_factors_[items])
+        )
         if self.config.clip:
             pred = np.clip(pred, *self.rating_range_)
         return pred.astype(np.float32)
@@ -200,6 +212,7 @@ class BiasedMF:
 
 
 # --- EASE ----------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EASEConfig:

@@ -58,8 +58,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, values
 
 
-def retrieve_and_rerank(cheap: np.ndarray, k: int,
-                        rerank: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def retrieve_and_rerank(
+    cheap: np.ndarray, k: int, rerank: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's top ``k`` columns by ``cheap`` (``-inf``: never a candidate), and their full scores:
     ``cheap`` plus ``rerank(candidates)`` (the costly term for a row of column indices per row, -1 padded).
     Returns (candidates, full scores), best retrieved first; -1 / ``-inf`` where a row had fewer than k."""

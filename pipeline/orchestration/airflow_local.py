@@ -101,8 +101,9 @@ def check_metadata_db(url: str) -> None:
     except Exception as exc:
         where = make_url(url).render_as_string(hide_password=True)
         first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise MovierecError(f"Airflow's metadata database {where} is not reachable ({first}); create it or "
-                            f"set {CONN_VAR}") from exc
+        raise MovierecError(
+            f"Airflow's metadata database {where} is not reachable ({first}); create it or set {CONN_VAR}"
+        ) from exc
     finally:
         engine.dispose()
 
@@ -167,11 +168,24 @@ def outcome_of(dag, run_id: str) -> RunOutcome:  # type: ignore[no-untyped-def]
 
     order = {task.task_id: i for i, task in enumerate(dag.topological_sort())}
     with create_session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)).one()
-        tis = sorted(run.get_task_instances(session=session), key=lambda ti: order.get(ti.task_id, len(order)))
-        tasks = [{"task_id": ti.task_id, "state": str(ti.state) if ti.state else "none", "tries": ti.try_number,
-                  "seconds": f"{ti.duration:.1f}" if ti.duration else "-"} for ti in tis]
-        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag.dag_id, key="return_value")).all()
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)
+        ).one()
+        tis = sorted(
+            run.get_task_instances(session=session), key=lambda ti: order.get(ti.task_id, len(order))
+        )
+        tasks = [
+            {
+                "task_id": ti.task_id,
+                "state": str(ti.state) if ti.state else "none",
+                "tries": ti.try_number,
+                "seconds": f"{ti.duration:.1f}" if ti.duration else "-",
+            }
+            for ti in tis
+        ]
+        rows = session.scalars(
+            XComModel.get_many(run_id=run_id, dag_ids=dag.dag_id, key="return_value")
+        ).all()
         results = {row.task_id: XComModel.deserialize_value(row) for row in rows}
         return RunOutcome(run_id, str(run.state), tasks, results)
 

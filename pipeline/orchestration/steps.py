@@ -65,9 +65,9 @@ class Evaluation(TypedDict):
     as_of: str | None
     dataset: str
     report_path: str
-    weights: WeightsDict                      # BlendWeights.to_dict()
-    metrics: dict[str, dict[str, float]]      # protocol -> the published blend's figures (network_* beside)
-    baselines: dict[str, dict[str, Any]]      # model -> protocol -> figures
+    weights: WeightsDict  # BlendWeights.to_dict()
+    metrics: dict[str, dict[str, float]]  # protocol -> the published blend's figures (network_* beside)
+    baselines: dict[str, dict[str, Any]]  # model -> protocol -> figures
 
 
 class Training(TypedDict):
@@ -116,8 +116,13 @@ def hybrid_config(epochs: int | None = None) -> HybridConfig:
     return HybridConfig(epochs=epochs) if epochs else HybridConfig()
 
 
-def fetch(dataset: str | None = DEFAULT_DATASET, source: str | None = None, *,
-          settings: Settings | None = None, progress: bool = False) -> Fetched:
+def fetch(
+    dataset: str | None = DEFAULT_DATASET,
+    source: str | None = None,
+    *,
+    settings: Settings | None = None,
+    progress: bool = False,
+) -> Fetched:
     """The directory to ingest: ``source`` as given, or the named dataset downloaded (cached, checksummed)."""
     settings = settings or get_settings()
     if source:
@@ -140,25 +145,46 @@ def ingest(fetched: Fetched, *, settings: Settings | None = None, progress: bool
     settings = settings or get_settings()
     engine = _engine(settings)
     upgrade(engine)  # idempotent: a fresh database (or a new release) is brought to head first
-    result = ingest_directory(engine, Path(fetched["directory"]), dataset=fetched["dataset"],
-                              source=fetched["directory"], progress=progress)
-    return Ingested(ingest_run_id=result.ingest_run_id, rows_accepted=result.rows_accepted,
-                    rows_rejected=result.rows_rejected, counts=dict(result.counts), dataset=fetched["dataset"])
+    result = ingest_directory(
+        engine,
+        Path(fetched["directory"]),
+        dataset=fetched["dataset"],
+        source=fetched["directory"],
+        progress=progress,
+    )
+    return Ingested(
+        ingest_run_id=result.ingest_run_id,
+        rows_accepted=result.rows_accepted,
+        rows_rejected=result.rows_rejected,
+        counts=dict(result.counts),
+        dataset=fetched["dataset"],
+    )
 
 
-def quality(ingested: Ingested, max_reject_share: float = MAX_REJECT_SHARE, *,
-            settings: Settings | None = None) -> QualityReport:
+def quality(
+    ingested: Ingested, max_reject_share: float = MAX_REJECT_SHARE, *, settings: Settings | None = None
+) -> QualityReport:
     """Fail the run when too many input rows were rejected or too few ratings are in the database."""
     from pipeline.ingest.quality import check_data_quality
 
-    return check_data_quality(_engine(settings or get_settings()), int(ingested["ingest_run_id"]),
-                              int(ingested["rows_accepted"]), int(ingested["rows_rejected"]),
-                              max_reject_share=max_reject_share)
+    return check_data_quality(
+        _engine(settings or get_settings()),
+        int(ingested["ingest_run_id"]),
+        int(ingested["rows_accepted"]),
+        int(ingested["rows_rejected"]),
+        max_reject_share=max_reject_share,
+    )
 
 
-def evaluate(as_of: str | None, epochs: int | None = None, device: str = "auto", *,
-             protocols: Sequence[str] = (PRIMARY_PROTOCOL,), settings: Settings | None = None,
-             progress: bool = False) -> Evaluation:
+def evaluate(
+    as_of: str | None,
+    epochs: int | None = None,
+    device: str = "auto",
+    *,
+    protocols: Sequence[str] = (PRIMARY_PROTOCOL,),
+    settings: Settings | None = None,
+    progress: bool = False,
+) -> Evaluation:
     """Every model on the same splits of the data up to ``as_of`` (the gate's protocol by default); chooses
     the blend weights; writes the report."""
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
@@ -166,16 +192,36 @@ def evaluate(as_of: str | None, epochs: int | None = None, device: str = "auto",
 
     settings = settings or get_settings()
     data = load_training_data(_engine(settings), parse_as_of(as_of), device="cpu", progress=progress)
-    outcome = evaluate_all(data, hybrid_config(epochs), device=device, protocols=tuple(protocols),
-                           cold_start=False, progress=progress)
+    outcome = evaluate_all(
+        data,
+        hybrid_config(epochs),
+        device=device,
+        protocols=tuple(protocols),
+        cold_start=False,
+        progress=progress,
+    )
     published, baselines = published_metrics(outcome)
-    return json_safe(Evaluation(as_of=as_of, dataset=data.dataset, report_path=str(write_report(settings, outcome)),
-                                weights=WeightsDict(**outcome.weights.to_dict()), metrics=published,
-                                baselines=baselines))
+    return json_safe(
+        Evaluation(
+            as_of=as_of,
+            dataset=data.dataset,
+            report_path=str(write_report(settings, outcome)),
+            weights=WeightsDict(**outcome.weights.to_dict()),
+            metrics=published,
+            baselines=baselines,
+        )
+    )
 
 
-def train(as_of: str | None, evaluation: Evaluation, epochs: int | None = None, device: str = "auto", *,
-          settings: Settings | None = None, progress: bool = False) -> Training:
+def train(
+    as_of: str | None,
+    evaluation: Evaluation,
+    epochs: int | None = None,
+    device: str = "auto",
+    *,
+    settings: Settings | None = None,
+    progress: bool = False,
+) -> Training:
     """The model to publish, on every rating up to ``as_of`` with the evaluation's weights, logged to MLflow
     and registered."""
     from pipeline.features.loading import load_training_data
@@ -186,36 +232,76 @@ def train(as_of: str | None, evaluation: Evaluation, epochs: int | None = None, 
     settings = settings or get_settings()
     cutoff = parse_as_of(as_of)
     data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
-    published, result = train_published(data, hybrid_config(epochs), BlendWeights.from_dict(evaluation["weights"]),
-                                         device=device, progress=progress)
-    run = log_training_run(settings, published, result, evaluation["metrics"], evaluation["baselines"],
-                           dataset=data.dataset, data_cutoff=cutoff,
-                           artifacts={"evaluation.json": Path(evaluation["report_path"])})
-    return Training(run_id=run.run_id, version=run.registered_version, model_uri=run.model_uri,
-                    params=published.network.config.to_dict(), dataset=data.dataset,
-                    seconds=round(result.seconds, 1), best_epoch=result.best_epoch, blend=published.describe())
+    published, result = train_published(
+        data,
+        hybrid_config(epochs),
+        BlendWeights.from_dict(evaluation["weights"]),
+        device=device,
+        progress=progress,
+    )
+    run = log_training_run(
+        settings,
+        published,
+        result,
+        evaluation["metrics"],
+        evaluation["baselines"],
+        dataset=data.dataset,
+        data_cutoff=cutoff,
+        artifacts={"evaluation.json": Path(evaluation["report_path"])},
+    )
+    return Training(
+        run_id=run.run_id,
+        version=run.registered_version,
+        model_uri=run.model_uri,
+        params=published.network.config.to_dict(),
+        dataset=data.dataset,
+        seconds=round(result.seconds, 1),
+        best_epoch=result.best_epoch,
+        blend=published.describe(),
+    )
 
 
-def promote(training: Training, evaluation: Evaluation, as_of: str | None, *,
-            settings: Settings | None = None) -> Promotion:
+def promote(
+    training: Training, evaluation: Evaluation, as_of: str | None, *, settings: Settings | None = None
+) -> Promotion:
     """The promotion gate on the primary ranking metric; records the decision (MLflow and model_versions)."""
     from pipeline.registry.gate import promote_if_better
     from pipeline.registry.tracking import RunInfo
 
     settings = settings or get_settings()
     run = RunInfo(training["run_id"], training["model_uri"], int(training["version"]))
-    decision = promote_if_better(settings, _engine(settings), run, dataset=training["dataset"],
-                                 data_cutoff=parse_as_of(as_of), protocol=PRIMARY_PROTOCOL,
-                                 primary_metric=PRIMARY_METRIC, metrics=evaluation["metrics"],
-                                 params=training.get("params") or hybrid_config().to_dict())
-    return json_safe(Promotion(
-        promoted=decision.promoted, reason=decision.reason, version=decision.version,
-        champion_version=decision.version if decision.promoted else decision.champion_version,
-        new_value=decision.new_value, champion_value=decision.champion_value))
+    decision = promote_if_better(
+        settings,
+        _engine(settings),
+        run,
+        dataset=training["dataset"],
+        data_cutoff=parse_as_of(as_of),
+        protocol=PRIMARY_PROTOCOL,
+        primary_metric=PRIMARY_METRIC,
+        metrics=evaluation["metrics"],
+        params=training.get("params") or hybrid_config().to_dict(),
+    )
+    return json_safe(
+        Promotion(
+            promoted=decision.promoted,
+            reason=decision.reason,
+            version=decision.version,
+            champion_version=decision.version if decision.promoted else decision.champion_version,
+            new_value=decision.new_value,
+            champion_value=decision.champion_value,
+        )
+    )
 
 
-def publish(as_of: str | None, top_n: int = DEFAULT_TOP_N, *, settings: Settings | None = None,
-            device: str = "cpu", progress: bool = False, candidates: int | None = None) -> Publication:
+def publish(
+    as_of: str | None,
+    top_n: int = DEFAULT_TOP_N,
+    *,
+    settings: Settings | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    candidates: int | None = None,
+) -> Publication:
     """Score every user with the champion (whichever the gate kept) and publish the lists atomically.
     ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the default)."""
     from pipeline.batch.publish import publish_batch
@@ -224,8 +310,15 @@ def publish(as_of: str | None, top_n: int = DEFAULT_TOP_N, *, settings: Settings
     settings = settings or get_settings()
     engine = _engine(settings)
     model, version = load_champion(settings, device=device)
-    result = publish_batch(engine, model, version, as_of=parse_as_of(as_of), top_n=top_n, progress=progress,
-                           candidates=DEFAULT_CANDIDATES if candidates is None else candidates)
+    result = publish_batch(
+        engine,
+        model,
+        version,
+        as_of=parse_as_of(as_of),
+        top_n=top_n,
+        progress=progress,
+        candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
+    )
     return Publication(**result.to_dict())  # type: ignore[typeddict-item]
 
 
@@ -233,8 +326,10 @@ def report(results: dict[str, Any]) -> str:
     """A few lines on what the run did, for the task log and the terminal."""
     lines = []
     if ingested := results.get("ingest"):
-        lines.append(f"ingest run {ingested['ingest_run_id']}: {ingested['rows_accepted']:,} rows accepted, "
-                     f"{ingested['rows_rejected']:,} rejected")
+        lines.append(
+            f"ingest run {ingested['ingest_run_id']}: {ingested['rows_accepted']:,} rows accepted, "
+            f"{ingested['rows_rejected']:,} rejected"
+        )
     if evaluation := results.get("evaluation"):
         temporal = evaluation["metrics"].get("temporal", {})
         ease = evaluation["baselines"].get("ease", {}).get("temporal", {})
@@ -243,28 +338,41 @@ def report(results: dict[str, Any]) -> str:
         def fig(figures: dict[str, Any], key: str) -> str:
             return f"{figures[key]:.4f}" if figures.get(key) is not None else "n/a"
 
-        lines.append(f"evaluation (temporal): published blend NDCG@10 {fig(temporal, 'ndcg@10')}, network alone "
-                     f"{fig(temporal, 'network_ndcg@10')}, EASE {fig(ease, 'ndcg@10')} "
-                     f"(weights: ranking {weights['weight']}, rating head {weights['rerank_weight']}, "
-                     f"ratings {weights['rating_weight']})")
+        lines.append(
+            f"evaluation (temporal): published blend NDCG@10 {fig(temporal, 'ndcg@10')}, network alone "
+            f"{fig(temporal, 'network_ndcg@10')}, EASE {fig(ease, 'ndcg@10')} "
+            f"(weights: ranking {weights['weight']}, rating head {weights['rerank_weight']}, "
+            f"ratings {weights['rating_weight']})"
+        )
     if training := results.get("training"):
-        lines.append(f"trained {REGISTERED_MODEL} v{training['version']} in {training['seconds']} s "
-                     f"(MLflow run {training['run_id']}; {training['blend']})")
+        lines.append(
+            f"trained {REGISTERED_MODEL} v{training['version']} in {training['seconds']} s "
+            f"(MLflow run {training['run_id']}; {training['blend']})"
+        )
     if decision := results.get("promotion"):
         lines.append(f"gate: {decision['reason']}")
     if batch := results.get("publication"):
-        lines.append(f"published batch {batch['batch_id']} scored by v{batch['registered_version']}: "
-                     f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), "
-                     f"{batch['rows']:,} rows")
+        lines.append(
+            f"published batch {batch['batch_id']} scored by v{batch['registered_version']}: "
+            f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), "
+            f"{batch['rows']:,} rows"
+        )
     return "\n".join(lines)
 
 
 OnStep = Callable[[str, Any], None]
 
 
-def train_steps(as_of: str | None, epochs: int | None = None, device: str = "auto", *,
-                protocols: Sequence[str] = (PRIMARY_PROTOCOL,), settings: Settings | None = None,
-                progress: bool = False, on_step: OnStep | None = None) -> dict[str, Any]:
+def train_steps(
+    as_of: str | None,
+    epochs: int | None = None,
+    device: str = "auto",
+    *,
+    protocols: Sequence[str] = (PRIMARY_PROTOCOL,),
+    settings: Settings | None = None,
+    progress: bool = False,
+    on_step: OnStep | None = None,
+) -> dict[str, Any]:
     """``evaluate`` -> ``train`` -> ``promote`` in this process: ``movierec train``, and the middle of
     ``run_all``; the DAG runs the same three steps as tasks."""
     results: dict[str, Any] = {}
@@ -275,18 +383,31 @@ def train_steps(as_of: str | None, epochs: int | None = None, device: str = "aut
             on_step(name, value)
         return value
 
-    evaluation = step("evaluation", evaluate(as_of, epochs, device, protocols=protocols, settings=settings,
-                                             progress=progress))
-    training = step("training", train(as_of, evaluation, epochs, device, settings=settings, progress=progress))
+    evaluation = step(
+        "evaluation",
+        evaluate(as_of, epochs, device, protocols=protocols, settings=settings, progress=progress),
+    )
+    training = step(
+        "training", train(as_of, evaluation, epochs, device, settings=settings, progress=progress)
+    )
     step("promotion", promote(training, evaluation, as_of, settings=settings))
     return results
 
 
-def run_all(dataset: str | None = DEFAULT_DATASET, source: str | None = None, *, as_of: str | None = None,
-            top_n: int = DEFAULT_TOP_N, epochs: int | None = None, device: str = "auto",
-            max_reject_share: float = MAX_REJECT_SHARE, candidates: int | None = None,
-            settings: Settings | None = None, progress: bool = False,
-            on_step: OnStep | None = None) -> dict[str, Any]:
+def run_all(
+    dataset: str | None = DEFAULT_DATASET,
+    source: str | None = None,
+    *,
+    as_of: str | None = None,
+    top_n: int = DEFAULT_TOP_N,
+    epochs: int | None = None,
+    device: str = "auto",
+    max_reject_share: float = MAX_REJECT_SHARE,
+    candidates: int | None = None,
+    settings: Settings | None = None,
+    progress: bool = False,
+    on_step: OnStep | None = None,
+) -> dict[str, Any]:
     """Every step in order, in this process (``movierec run``); the DAG runs the same steps as tasks."""
     settings = settings or get_settings()
     results: dict[str, Any] = {}

@@ -39,8 +39,11 @@ def _model_dir(settings: Settings, version: Any) -> Path:
     if not (target / MODEL_ARTIFACT / "blend.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp))
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp
+                )
+            )
             from mlflow.models import Model
 
             flavor = Model.load(str(local / "MLmodel")).flavors["python_function"]
@@ -70,7 +73,9 @@ def load_champion(settings: Settings, device: str = "cpu") -> tuple[PublishedBle
         if champion is None:
             # The URI may hold a password: name its scheme only.
             scheme = mlflow.get_tracking_uri().split(":", 1)[0]
-            raise MovierecError(f"no {REGISTERED_MODEL}@{CHAMPION_ALIAS} yet in the MLflow registry "
-                                f"({scheme} store): train a model and let the promotion gate accept it")
+            raise MovierecError(
+                f"no {REGISTERED_MODEL}@{CHAMPION_ALIAS} yet in the MLflow registry "
+                f"({scheme} store): train a model and let the promotion gate accept it"
+            )
         directory = _model_dir(settings, champion)
     return PublishedBlend.load(directory, device=resolve_device(device)), int(champion.version)

@@ -39,25 +39,34 @@ class PromotionDecision:
     version: int | None = None
 
 
-def _champion_figure(client: MlflowClient, conn: Any, champion: Any, key: str, protocol: str,
-                     primary_metric: str) -> float | None:
+def _champion_figure(
+    client: MlflowClient, conn: Any, champion: Any, key: str, protocol: str, primary_metric: str
+) -> float | None:
     """The champion's figure: its run's metric (full precision), else its model_versions row."""
     if champion.run_id:
         value = client.get_run(champion.run_id).data.metrics.get(key)
         if value is not None:
             return float(value)
-    row = conn.execute(text(
-        "SELECT metric_value FROM model_versions WHERE registered_model = :model "
-        "AND registered_version = :version AND protocol = :protocol AND primary_metric = :metric "
-        "AND metric_value IS NOT NULL "
-        "ORDER BY model_version_id DESC LIMIT 1"),
-        {"model": REGISTERED_MODEL, "version": int(champion.version), "protocol": protocol,
-         "metric": primary_metric}).first()
+    row = conn.execute(
+        text(
+            "SELECT metric_value FROM model_versions WHERE registered_model = :model "
+            "AND registered_version = :version AND protocol = :protocol AND primary_metric = :metric "
+            "AND metric_value IS NOT NULL "
+            "ORDER BY model_version_id DESC LIMIT 1"
+        ),
+        {
+            "model": REGISTERED_MODEL,
+            "version": int(champion.version),
+            "protocol": protocol,
+            "metric": primary_metric,
+        },
+    ).first()
     return float(row[0]) if row else None
 
 
-def _verdict(new: float, champion: float | None, champion_version: int | None, key: str,
-             higher: bool, force: bool) -> tuple[bool, str]:
+def _verdict(
+    new: float, champion: float | None, champion_version: int | None, key: str, higher: bool, force: bool
+) -> tuple[bool, str]:
     better = ">" if higher else "<"
     if math.isnan(new):
         return False, f"rejected: {key} is NaN"
@@ -66,8 +75,10 @@ def _verdict(new: float, champion: float | None, champion_version: int | None, k
     if champion is None or math.isnan(champion):
         if force:
             return True, f"promoted (forced): champion v{champion_version} has no {key} figure"
-        return False, (f"rejected: champion v{champion_version} has no {key} figure to compare with "
-                       "(promote with force=True to replace it)")
+        return False, (
+            f"rejected: champion v{champion_version} has no {key} figure to compare with "
+            "(promote with force=True to replace it)"
+        )
     wins = new > champion if higher else new < champion
     if wins:
         return True, f"promoted: {key} {new:.6g} {better} champion v{champion_version} {champion:.6g}"
@@ -76,10 +87,19 @@ def _verdict(new: float, champion: float | None, champion_version: int | None, k
     return False, f"rejected: {key} {new:.6g} not {better} champion v{champion_version} {champion:.6g}"
 
 
-def promote_if_better(settings: Settings, engine: Engine, run: RunInfo, *, dataset: str,
-                      data_cutoff: datetime | None, protocol: str = "temporal",
-                      primary_metric: str = "ndcg_at_10", metrics: Mapping[str, Any],
-                      params: Mapping[str, Any], force: bool = False) -> PromotionDecision:
+def promote_if_better(
+    settings: Settings,
+    engine: Engine,
+    run: RunInfo,
+    *,
+    dataset: str,
+    data_cutoff: datetime | None,
+    protocol: str = "temporal",
+    primary_metric: str = "ndcg_at_10",
+    metrics: Mapping[str, Any],
+    params: Mapping[str, Any],
+    force: bool = False,
+) -> PromotionDecision:
     """Move the ``champion`` alias to ``run``'s version if it beats the champion; record the decision.
 
     Better means strictly greater, or strictly smaller for error metrics (``LOWER_IS_BETTER``), on
@@ -101,44 +121,72 @@ def promote_if_better(settings: Settings, engine: Engine, run: RunInfo, *, datas
         trans = conn.begin()
         try:
             # One promotion at a time per registered model, across processes.
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:lock))"),
-                         {"lock": f"movierec.promotion.{REGISTERED_MODEL}"})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:lock))"),
+                {"lock": f"movierec.promotion.{REGISTERED_MODEL}"},
+            )
             champion = champion_model_version(client)
             champion_version = int(champion.version) if champion is not None else None
             if champion_version == version:
                 raise MovierecError(f"{REGISTERED_MODEL} v{version} is already the champion")
-            champion_value = (_champion_figure(client, conn, champion, key, protocol, metric)
-                              if champion is not None else None)
-            promoted, reason = _verdict(new_value, champion_value, champion_version, key,
-                                        higher_is_better(metric), force)
+            champion_value = (
+                _champion_figure(client, conn, champion, key, protocol, metric)
+                if champion is not None
+                else None
+            )
+            promoted, reason = _verdict(
+                new_value, champion_value, champion_version, key, higher_is_better(metric), force
+            )
             started = client.get_run(run.run_id).info.start_time
             trained_at = datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC)
             if promoted:
-                conn.execute(text("UPDATE model_versions SET status = 'retired' "
-                                  "WHERE registered_model = :model AND status = 'champion'"),
-                             {"model": REGISTERED_MODEL})
-            conn.execute(_INSERT_VERSION, {
-                "model": REGISTERED_MODEL, "version": version, "run_id": run.run_id, "dataset": dataset,
-                "cutoff": data_cutoff, "protocol": protocol, "metric": metric,
-                "value": new_value if math.isfinite(new_value) else None, "champion_value": champion_value,
-                "metrics": json_text(flat), "params": json_text(dict(params)),
-                "status": "champion" if promoted else "rejected", "decision": reason,
-                "trained_at": trained_at})
+                conn.execute(
+                    text(
+                        "UPDATE model_versions SET status = 'retired' "
+                        "WHERE registered_model = :model AND status = 'champion'"
+                    ),
+                    {"model": REGISTERED_MODEL},
+                )
+            conn.execute(
+                _INSERT_VERSION,
+                {
+                    "model": REGISTERED_MODEL,
+                    "version": version,
+                    "run_id": run.run_id,
+                    "dataset": dataset,
+                    "cutoff": data_cutoff,
+                    "protocol": protocol,
+                    "metric": metric,
+                    "value": new_value if math.isfinite(new_value) else None,
+                    "champion_value": champion_value,
+                    "metrics": json_text(flat),
+                    "params": json_text(dict(params)),
+                    "status": "champion" if promoted else "rejected",
+                    "decision": reason,
+                    "trained_at": trained_at,
+                },
+            )
 
             # MLflow last, the alias move very last: if any of it fails, the rows above roll back and
             # nothing claims a promotion that did not happen.
-            tags = {"decision": "promoted" if promoted else "rejected", "reason": reason,
-                    "protocol": protocol, "metric": metric, "new_value": repr(new_value),
-                    "champion_value": "none" if champion_value is None else repr(champion_value),
-                    "champion_version": "none" if champion_version is None else str(champion_version)}
+            tags = {
+                "decision": "promoted" if promoted else "rejected",
+                "reason": reason,
+                "protocol": protocol,
+                "metric": metric,
+                "new_value": repr(new_value),
+                "champion_value": "none" if champion_value is None else repr(champion_value),
+                "champion_version": "none" if champion_version is None else str(champion_version),
+            }
             tags = {f"promotion.{k}": v for k, v in tags.items()}
             client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             for name, value in tags.items():
                 client.set_model_version_tag(REGISTERED_MODEL, str(version), name, value)
             if promoted:
                 if champion_version is not None:
-                    client.set_model_version_tag(REGISTERED_MODEL, str(champion_version),
-                                                 "promotion.retired_by", str(version))
+                    client.set_model_version_tag(
+                        REGISTERED_MODEL, str(champion_version), "promotion.retired_by", str(version)
+                    )
                 client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, str(version))
         except BaseException:
             trans.rollback()
@@ -157,7 +205,8 @@ _INSERT_VERSION = text(
     "INSERT INTO model_versions (registered_model, registered_version, mlflow_run_id, dataset, data_cutoff, "
     "protocol, primary_metric, metric_value, champion_metric_value, metrics, params, status, decision, "
     "trained_at) VALUES (:model, :version, :run_id, :dataset, :cutoff, :protocol, :metric, :value, "
-    ":champion_value, CAST(:metrics AS jsonb), CAST(:params AS jsonb), :status, :decision, :trained_at)")
+    ":champion_value, CAST(:metrics AS jsonb), CAST(:params AS jsonb), :status, :decision, :trained_at)"
+)
 
 
 def _restore_alias(client: MlflowClient, version: int | None) -> None:

@@ -12,8 +12,11 @@ def learning_curve(history: list[dict[str, float]]) -> Any:
     from matplotlib.ticker import MaxNLocator
 
     epochs = [int(h.get("epoch", i + 1)) for i, h in enumerate(history)]
-    panels = [("total loss", ("loss",)), ("rating MSE", ("mse", "val_mse")),
-              ("ranking cross-entropy", ("ranking_ce", "val_ranking_ce"))]
+    panels = [
+        ("total loss", ("loss",)),
+        ("rating MSE", ("mse", "val_mse")),
+        ("ranking cross-entropy", ("ranking_ce", "val_ranking_ce")),
+    ]
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     for ax, (title, keys) in zip(fig.subplots(1, len(panels)), panels):
         for key in keys:
@@ -33,8 +36,11 @@ def evaluation_chart(values: dict[str, float], metric: str) -> Any:
     names = list(values)
     fig = Figure(figsize=(max(4.0, 1.2 * len(names)), 3.6), layout="constrained")
     ax = fig.subplots()
-    bars = ax.bar(names, [values[n] for n in names],
-                  color=["tab:orange" if n == "hybrid" else "tab:blue" for n in names])
+    bars = ax.bar(
+        names,
+        [values[n] for n in names],
+        color=["tab:orange" if n == "hybrid" else "tab:blue" for n in names],
+    )
     ax.bar_label(bars, fmt="%.4f")
     ax.set_title(metric)
     return fig

@@ -56,8 +56,12 @@ class HybridPyfunc(mlflow.pyfunc.PythonModel):
         device = (context.model_config or {}).get("device", "cpu")
         self.model = PublishedBlend.load(Path(context.artifacts[MODEL_ARTIFACT]), device=device)
 
-    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
         if self.model is None:
             raise MovierecError("HybridPyfunc.predict before load_context")
         return predict_ratings(self.model, pd.DataFrame(model_input))
@@ -78,13 +82,18 @@ def pip_requirements() -> list[str]:
 _REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "sqlalchemy", "cloudpickle")
 
 
-SIGNATURE = ModelSignature(inputs=Schema([ColSpec("long", "user_id"), ColSpec("long", "movie_id")]),
-                            outputs=Schema([ColSpec("double", "rating")]))
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("long", "user_id"), ColSpec("long", "movie_id")]),
+    outputs=Schema([ColSpec("double", "rating")]),
+)
 
 
 def input_example(model: PublishedBlend, n: int = 5) -> pd.DataFrame:
     model = model.network  # type: ignore[assignment]
     k = min(n, len(model.user_map), len(model.item_map))
-    return pd.DataFrame({"user_id": model.user_map.ids[:k].astype(np.int64),
-                         "movie_id": model.item_map.ids[::max(len(model.item_map) // max(k, 1), 1)][:k]
-                         .astype(np.int64)})
+    return pd.DataFrame(
+        {
+            "user_id": model.user_map.ids[:k].astype(np.int64),
+            "movie_id": model.item_map.ids[:: max(len(model.item_map) // max(k, 1), 1)][:k].astype(np.int64),
+        }
+    )

@@ -34,7 +34,7 @@ from pipeline.core.settings import Settings
 from pipeline.models.hybrid.config import HybridConfig
 
 MODEL_ARTIFACT = "published"  # key of the PublishedBlend.save directory among the pyfunc's artifacts
-MODEL_NAME = "model"       # name of the logged model within its run
+MODEL_NAME = "model"  # name of the logged model within its run
 # Metrics where a smaller figure is the better one; every other gate metric must grow.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss"})
 _SERVER_SCHEMES = ("http://", "https://", "databricks")
@@ -149,8 +149,9 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
 
 def config_params(cfg: HybridConfig) -> dict[str, str]:
     """The whole config as MLflow params: tuples as ``"32,16"``, None as ``"None"``."""
-    return {k: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
-            for k, v in cfg.to_dict().items()}
+    return {
+        k: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v) for k, v in cfg.to_dict().items()
+    }
 
 
 def cutoff_text(data_cutoff: datetime | None) -> str:
@@ -163,4 +164,4 @@ def higher_is_better(metric: str) -> bool:
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

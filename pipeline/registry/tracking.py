@@ -45,11 +45,20 @@ class RunInfo:
     registered_version: int
 
 
-def log_training_run(settings: Settings, published: PublishedBlend, result: TrainingResult,
-                     metrics: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]], *,
-                     dataset: str, data_cutoff: datetime | None, artifacts: Mapping[str, Path] | None = None,
-                     plots: bool = True, protocol: str = "temporal",
-                     primary_metric: str = "ndcg_at_10") -> RunInfo:
+def log_training_run(
+    settings: Settings,
+    published: PublishedBlend,
+    result: TrainingResult,
+    metrics: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]],
+    *,
+    dataset: str,
+    data_cutoff: datetime | None,
+    artifacts: Mapping[str, Path] | None = None,
+    plots: bool = True,
+    protocol: str = "temporal",
+    primary_metric: str = "ndcg_at_10",
+) -> RunInfo:
     """Log one training run in ``movierec-<dataset>`` and register its model as a new version.
 
     ``metrics``: the model's final figures, ``{"temporal": {"ndcg@10": x}}`` or flat
@@ -62,19 +71,36 @@ def log_training_run(settings: Settings, published: PublishedBlend, result: Trai
     for name, values in baselines.items():
         final.update(flatten_metrics(values, f"baseline.{metric_key(name.lower())}."))
     params = config_params(model.config)
-    params.update(dataset=dataset, data_cutoff=cutoff_text(data_cutoff), device=str(model.device),
-                  n_users=str(len(model.user_map)), n_movies=str(len(model.item_map)),
-                  n_train=str(model.meta.get("n_train", "")), blend_weight=str(published.weight),
-                  blend_rating_weight=str(published.rating_weight),
-                  blend_rerank_weight=str(published.rerank_weight))
+    params.update(
+        dataset=dataset,
+        data_cutoff=cutoff_text(data_cutoff),
+        device=str(model.device),
+        n_users=str(len(model.user_map)),
+        n_movies=str(len(model.item_map)),
+        n_train=str(model.meta.get("n_train", "")),
+        blend_weight=str(published.weight),
+        blend_rating_weight=str(published.rating_weight),
+        blend_rerank_weight=str(published.rerank_weight),
+    )
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    batch = [Metric(metric_key(k if k != "seconds" else "epoch_seconds"), float(v), now_ms,
-                    int(h.get("epoch", i + 1)))
-             for i, h in enumerate(result.history) for k, v in h.items() if k != "epoch" and v is not None]
+    batch = [
+        Metric(
+            metric_key(k if k != "seconds" else "epoch_seconds"), float(v), now_ms, int(h.get("epoch", i + 1))
+        )
+        for i, h in enumerate(result.history)
+        for k, v in h.items()
+        if k != "epoch" and v is not None
+    ]
     batch += [Metric(k, v, now_ms, 0) for k, v in final.items()]
-    batch += [Metric(f"train.{k}", float(v), now_ms, 0) for k, v in (
-        ("best_epoch", result.best_epoch), ("epochs_run", len(result.history)), ("seconds", result.seconds),
-        ("samples_per_s", result.samples_per_s))]
+    batch += [
+        Metric(f"train.{k}", float(v), now_ms, 0)
+        for k, v in (
+            ("best_epoch", result.best_epoch),
+            ("epochs_run", len(result.history)),
+            ("seconds", result.seconds),
+            ("samples_per_s", result.samples_per_s),
+        )
+    ]
     tags = {"movierec.dataset": dataset, "movierec.data_cutoff": cutoff_text(data_cutoff)}
 
     with mlflow_client(settings) as client:
@@ -94,8 +120,13 @@ def log_training_run(settings: Settings, published: PublishedBlend, result: Trai
                     client.log_figure(run_id, learning_curve(result.history), "plots/learning_curve.png")
                 key = f"{protocol}.{metric_key(primary_metric)}"
                 chart = {"hybrid": final[key]} if key in final else {}
-                chart.update({n: final[f"baseline.{metric_key(n.lower())}.{key}"] for n in baselines
-                              if f"baseline.{metric_key(n.lower())}.{key}" in final})
+                chart.update(
+                    {
+                        n: final[f"baseline.{metric_key(n.lower())}.{key}"]
+                        for n in baselines
+                        if f"baseline.{metric_key(n.lower())}.{key}" in final
+                    }
+                )
                 if chart:
                     client.log_figure(run_id, evaluation_chart(chart, key), "plots/evaluation.png")
             for name, path in (artifacts or {}).items():
@@ -108,9 +139,15 @@ def log_training_run(settings: Settings, published: PublishedBlend, result: Trai
             with tempfile.TemporaryDirectory(prefix="movierec-model-") as tmp:
                 saved = published.save(Path(tmp) / MODEL_ARTIFACT)
                 info = mlflow.pyfunc.log_model(
-                    name=MODEL_NAME, python_model=HybridPyfunc(), artifacts={MODEL_ARTIFACT: str(saved)},
-                    signature=SIGNATURE, input_example=example, pip_requirements=pip_requirements(),
-                    registered_model_name=REGISTERED_MODEL, model_config={"device": "cpu"})
+                    name=MODEL_NAME,
+                    python_model=HybridPyfunc(),
+                    artifacts={MODEL_ARTIFACT: str(saved)},
+                    signature=SIGNATURE,
+                    input_example=example,
+                    pip_requirements=pip_requirements(),
+                    registered_model_name=REGISTERED_MODEL,
+                    model_config={"device": "cpu"},
+                )
         version = info.registered_model_version
         if version is None:  # log_model registers synchronously when given a name; be explicit if not
             raise MovierecError(f"MLflow did not register {REGISTERED_MODEL} for run {run_id}")

@@ -22,7 +22,9 @@ from tests.conftest import _admin, _with_database
 HERE = Path(__file__).parent
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     items.sort(key=lambda item: item.path.is_relative_to(HERE))  # stable: Airflow's tests last
 
 

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def user_env(airflow_home: Path, server_url: str, template_db: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def user_env(
+    airflow_home: Path, server_url: str, template_db: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """A user's environment: this test's app database, the session's Airflow metadata database."""
     with _copy_of(server_url, template_db) as url:
         env = dict(os.environ, MOVIEREC_HOME=str(tmp_path / "home"), DATABASE_URL=url, MOVIEREC_DEVICE="cpu")
@@ -34,32 +36,46 @@ def user_env(airflow_home: Path, server_url: str, template_db: str, tmp_path: Pa
 
 
 def _movierec(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "airflow", *args], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "airflow", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 def test_env_prints_the_wiring(user_env: dict[str, str]) -> None:
     done = _movierec(user_env, "env")
     assert done.returncode == 0, done.stderr
     exports = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
-    assert exports["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].strip("'") == os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert (
+        exports["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].strip("'")
+        == os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    )
     assert exports["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
     assert exports["MOVIEREC_HOME"] == user_env["MOVIEREC_HOME"]
 
 
-def test_run_weekly_fails_at_the_quality_gate_with_a_reason(user_env: dict[str, str], ml100k_dir: Path,
-                                                            tmp_path: Path) -> None:
+def test_run_weekly_fails_at_the_quality_gate_with_a_reason(
+    user_env: dict[str, str], ml100k_dir: Path, tmp_path: Path
+) -> None:
     """Too few ratings: the quality task fails at once (no retry), later tasks never run, exit code 1."""
     source = tmp_path / "ml-100k-tiny"
     shutil.copytree(ml100k_dir, source)
     inter = source / "ml-100k.inter"
     inter.write_text("".join(inter.read_text().splitlines(keepends=True)[:301]))  # header + 300 ratings
-    done = _movierec(user_env, "run-weekly", "--source", str(source), "--logical-date", "1998-01-04",
-                     "--epochs", "1")
+    done = _movierec(
+        user_env, "run-weekly", "--source", str(source), "--logical-date", "1998-01-04", "--epochs", "1"
+    )
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "failed: quality" in done.stderr
-    rows = {cells[1]: (cells[3], cells[5]) for cells in (line.split() for line in done.stdout.splitlines())
-            if len(cells) > 5 and cells[0] == "│"}
+    rows = {
+        cells[1]: (cells[3], cells[5])
+        for cells in (line.split() for line in done.stdout.splitlines())
+        if len(cells) > 5 and cells[0] == "│"
+    }
     assert rows["fetch"][0] == rows["ingest"][0] == "success"
     assert rows["quality"] == ("failed", "1")  # DataQualityError: no retry
     assert rows["train"][0] == rows["publish"][0] == "upstream_failed"
@@ -80,8 +96,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(user_env: dict[str, str], server_url: str,
-                                                                tmp_path: Path) -> None:
+def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(
+    user_env: dict[str, str], server_url: str, tmp_path: Path
+) -> None:
     """`movierec airflow standalone` (./taskw airflow): the API answers, the DAG and the pool are there, and a
     SIGTERM stops every Airflow process it started (on its own, `airflow standalone` leaves them running)."""
     name = f"movierec_test_airflow_sa_{os.getpid()}"
@@ -89,11 +106,20 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(user_env: dict[s
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     port = _free_port()
-    env = dict(user_env, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlalchemy_url(_with_database(server_url, name)),
-               AIRFLOW_HOME=str(tmp_path / "airflow"))
+    env = dict(
+        user_env,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlalchemy_url(_with_database(server_url, name)),
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+    )
     log = (tmp_path / "standalone.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "airflow", "standalone", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "airflow", "standalone", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(360):  # readiness, not a timing check: up to ~3 minutes on a loaded machine
@@ -101,18 +127,25 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(user_env: dict[s
             try:
                 with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
                     health = json.load(response)
-                if all(health.get(part, {}).get("status") == "healthy"
-                       for part in ("metadatabase", "scheduler", "dag_processor")):
+                if all(
+                    health.get(part, {}).get("status") == "healthy"
+                    for part in ("metadatabase", "scheduler", "dag_processor")
+                ):
                     break
             except OSError:
                 pass
             time.sleep(0.5)
         else:
             pytest.fail((tmp_path / "standalone.log").read_text()[-3000:])
-        password = json.loads((tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-        request = urllib.request.Request(f"{base}/auth/token", method="POST",
-                                         data=json.dumps({"username": "admin", "password": password["admin"]}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        password = json.loads(
+            (tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated").read_text()
+        )
+        request = urllib.request.Request(
+            f"{base}/auth/token",
+            method="POST",
+            data=json.dumps({"username": "admin", "password": password["admin"]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             token = json.load(response)["access_token"]
 
@@ -133,7 +166,15 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(user_env: dict[s
         assert {t["name"] for t in dag["tags"]} >= {"movierec", "weekly"}
         assert {p["name"]: p["slots"] for p in get("/api/v2/pools")["pools"]}[TRAINING_POOL] == 1
         params = get(f"/api/v2/dags/{DAG_ID}/details")["params"]  # what the trigger form shows
-        assert set(params) == {"dataset", "source", "top_n", "candidates", "epochs", "device", "max_reject_share"}
+        assert set(params) == {
+            "dataset",
+            "source",
+            "top_n",
+            "candidates",
+            "epochs",
+            "device",
+            "max_reject_share",
+        }
         assert params["top_n"]["value"] == 100 and params["top_n"]["description"]
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -24,8 +24,15 @@ DOWNSTREAM = {
     "publish": {"report"},
     "report": set(),
 }
-PARAMS = {"dataset": "ml-100k", "source": None, "top_n": 100, "candidates": 500, "epochs": None,
-          "device": os.environ.get("MOVIEREC_DEVICE", "auto"), "max_reject_share": 0.05}
+PARAMS = {
+    "dataset": "ml-100k",
+    "source": None,
+    "top_n": 100,
+    "candidates": 500,
+    "epochs": None,
+    "device": os.environ.get("MOVIEREC_DEVICE", "auto"),
+    "max_reject_share": 0.05,
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +85,17 @@ def test_params_in_the_trigger_form(dag, name: str, default) -> None:  # type: i
     assert param.schema.get("title")
 
 
-@pytest.mark.parametrize(("name", "bad"), [("top_n", 0), ("candidates", -1), ("device", "tpu"), ("max_reject_share", 1.5),
-                                           ("epochs", 0), ("dataset", "ml-2m")])
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("top_n", 0),
+        ("candidates", -1),
+        ("device", "tpu"),
+        ("max_reject_share", 1.5),
+        ("epochs", 0),
+        ("dataset", "ml-2m"),
+    ],
+)
 def test_params_reject_bad_values(dag, name: str, bad) -> None:  # type: ignore[no-untyped-def]
     from airflow.sdk.exceptions import ParamValidationError
 
@@ -112,13 +128,24 @@ def test_dag_survives_serialization(dag) -> None:  # type: ignore[no-untyped-def
 
 def test_parsing_the_dag_file_imports_nothing_heavy(airflow_home) -> None:  # type: ignore[no-untyped-def]
     """The DAG processor re-parses the file often: heavy libraries load inside the tasks only."""
-    heavy = ["torch", "mlflow", "pandas", "sentence_transformers", "sklearn", "pipeline.orchestration.steps",
-             "pipeline.evaluation.benchmark", "database.engine"]
-    code = (f"import importlib.util, json, sys\n"
-            f"spec = importlib.util.spec_from_file_location('weekly_dag', {str(dags_folder() / 'movierec_weekly.py')!r})\n"
-            f"module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-            f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ))
+    heavy = [
+        "torch",
+        "mlflow",
+        "pandas",
+        "sentence_transformers",
+        "sklearn",
+        "pipeline.orchestration.steps",
+        "pipeline.evaluation.benchmark",
+        "database.engine",
+    ]
+    code = (
+        f"import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('weekly_dag', {str(dags_folder() / 'movierec_weekly.py')!r})\n"
+        f"module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=dict(os.environ)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -33,23 +33,34 @@ class World:
     def run(self, logical_date: datetime, dag=None) -> Any:  # type: ignore[no-untyped-def]
         from pipeline.orchestration.airflow_local import run_dag
 
-        return run_dag(logical_date, {"source": str(self.source), "epochs": EPOCHS, "top_n": TOP_N,
-                                      "device": "cpu"}, dag=dag)
+        return run_dag(
+            logical_date,
+            {"source": str(self.source), "epochs": EPOCHS, "top_n": TOP_N, "device": "cpu"},
+            dag=dag,
+        )
 
     def published(self) -> dict[str, Any]:
         """The list readers see now: its batch, model version, cut-off and rows."""
         with self.engine.connect() as conn:
-            row = conn.execute(text(
-                "SELECT min(batch_id), min(model_version), min(data_cutoff), count(*), count(DISTINCT user_id), "
-                "count(DISTINCT batch_id), md5(string_agg(user_id || ':' || rank || ':' || movie_id, ',' "
-                "ORDER BY user_id, rank)) FROM current_recommendations")).one()
+            row = conn.execute(
+                text(
+                    "SELECT min(batch_id), min(model_version), min(data_cutoff), count(*), count(DISTINCT user_id), "
+                    "count(DISTINCT batch_id), md5(string_agg(user_id || ':' || rank || ':' || movie_id, ',' "
+                    "ORDER BY user_id, rank)) FROM current_recommendations"
+                )
+            ).one()
         keys = ("batch_id", "model_version", "data_cutoff", "rows", "users", "batches", "digest")
         return dict(zip(keys, row))
 
 
 @pytest.fixture(scope="module")
-def world(airflow_home: Path, server_url: str, template_db: str, ml100k_slice_dir: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    airflow_home: Path,
+    server_url: str,
+    template_db: str,
+    ml100k_slice_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
     """Tasks read the settings from the environment, as on an Airflow worker: point it at a fresh database."""
     from sqlalchemy.engine import make_url
 
@@ -103,8 +114,10 @@ def test_weekly_run_ends_with_a_published_list(world: World, first_run) -> None:
     assert first_run.results["quality"]["rows_rejected"] == 0
     assert "published batch" in first_run.report and f"v{training['version']}" in first_run.report
     with world.engine.connect() as conn:
-        cutoff, status = conn.execute(text("SELECT data_cutoff, status FROM model_versions WHERE "
-                                           "registered_version = :v"), {"v": training["version"]}).one()
+        cutoff, status = conn.execute(
+            text("SELECT data_cutoff, status FROM model_versions WHERE registered_version = :v"),
+            {"v": training["version"]},
+        ).one()
     assert cutoff == FIRST_WEEK
     assert status == "champion"
 
@@ -116,10 +129,18 @@ def test_failed_publish_keeps_the_previous_list_and_the_retry_completes(world: W
     assert first_run.state == "success"
     before = world.published()
     with world.engine.begin() as conn:
-        conn.execute(text("CREATE FUNCTION movierec_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                          "$$ BEGIN RAISE EXCEPTION 'injected failure: disk full'; END $$"))
-        conn.execute(text("CREATE TRIGGER movierec_test_refuse BEFORE INSERT ON batch_recommendations "
-                          "FOR EACH STATEMENT EXECUTE FUNCTION movierec_test_refuse()"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION movierec_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'injected failure: disk full'; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER movierec_test_refuse BEFORE INSERT ON batch_recommendations "
+                "FOR EACH STATEMENT EXECUTE FUNCTION movierec_test_refuse()"
+            )
+        )
     seen: dict[str, Any] = {}
 
     def between_tries(context) -> None:  # type: ignore[no-untyped-def]
@@ -154,10 +175,16 @@ def test_backfill_of_two_past_weeks_trains_one_version_per_week(world: World) ->
     versions = [o.results["train"]["version"] for o in outcomes]
     assert len(set(versions)) == 2
     with world.engine.connect() as conn:
-        cutoffs = [conn.execute(text("SELECT data_cutoff FROM model_versions WHERE registered_version = :v"),
-                                {"v": v}).scalar_one() for v in versions]
-        seen = [conn.execute(text("SELECT count(*) FROM ratings WHERE rated_at <= :w"), {"w": w}).scalar_one()
-                for w in BACKFILL_WEEKS]
+        cutoffs = [
+            conn.execute(
+                text("SELECT data_cutoff FROM model_versions WHERE registered_version = :v"), {"v": v}
+            ).scalar_one()
+            for v in versions
+        ]
+        seen = [
+            conn.execute(text("SELECT count(*) FROM ratings WHERE rated_at <= :w"), {"w": w}).scalar_one()
+            for w in BACKFILL_WEEKS
+        ]
     assert cutoffs == BACKFILL_WEEKS
     runs = _mlflow_runs([o.results["train"]["run_id"] for o in outcomes])
     assert [r.data.tags["movierec.data_cutoff"] for r in runs] == [w.isoformat() for w in BACKFILL_WEEKS]

@@ -10,7 +10,9 @@ import pytest
 from database import embedded
 from pipeline.core.settings import Settings
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL set: no embedded server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="DATABASE_URL set: no embedded server"
+)
 
 
 def test_two_homes_never_share_a_server(tmp_path):
@@ -42,8 +44,17 @@ def test_server_outlives_the_process_that_started_it(tmp_path):
     env = dict(os.environ, MOVIEREC_HOME=str(home))
     env.pop("DATABASE_URL", None)
     try:
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli", "db", "url"], env=env, check=True,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [sys.executable, "-m", "pipeline.cli", "db", "url"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         settings = Settings(MOVIEREC_HOME=home)
         assert embedded.status(settings).running  # the CLI process has exited; the server has not
         conn = psycopg2.connect(out)

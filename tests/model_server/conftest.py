@@ -39,13 +39,15 @@ def publish(settings: Settings, source: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory: pytest.TempPathFactory, server_url: str, template_db: str,
-              ml100k_slice_dir: Path) -> Iterator[Published]:
+def published(
+    tmp_path_factory: pytest.TempPathFactory, server_url: str, template_db: str, ml100k_slice_dir: Path
+) -> Iterator[Published]:
     """One weekly run on the ML-100K slice: champion v1 in a sqlite MLflow store, one published batch.
     Read-only for the tests that share it."""
     with _copy_of(server_url, template_db) as url:
-        settings = Settings(MOVIEREC_HOME=tmp_path_factory.mktemp("api-home"), DATABASE_URL=url,
-                            MLFLOW_TRACKING_URI="")
+        settings = Settings(
+            MOVIEREC_HOME=tmp_path_factory.mktemp("api-home"), DATABASE_URL=url, MLFLOW_TRACKING_URI=""
+        )
         yield Published(settings, publish(settings, ml100k_slice_dir))
 
 
@@ -64,13 +66,16 @@ class LiveServer:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 300  # start-up loads MLflow, the champion and MiniLM: slow on a busy machine
+        deadline = (
+            time.monotonic() + 300
+        )  # start-up loads MLflow, the champion and MiniLM: slow on a busy machine
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the API server did not start")
@@ -126,7 +131,9 @@ class PgProxy:
         listener, self._listener = self._listener, None
         if listener is not None:
             try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept() (close alone does not)
+                listener.shutdown(
+                    socket.SHUT_RDWR
+                )  # wakes the thread blocked in accept() (close alone does not)
             except OSError:
                 pass
             listener.close()

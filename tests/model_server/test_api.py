@@ -37,18 +37,24 @@ def _detail(response) -> str:
 
 # --- GET /users/{user_id}/recommendations -----------------------------------------------------------------
 
+
 def test_list_is_the_published_one_best_first(api, db, published):
     r = api.get("/users/7/recommendations", params={"limit": 5})
     assert r.status_code == 200
     body = r.json()
     with db.connect() as conn:
-        rows = conn.execute(text("SELECT rank, movie_id, title, score, batch_id, model_version FROM "
-                                 "current_recommendations WHERE user_id = 7 ORDER BY rank LIMIT 5")).all()
+        rows = conn.execute(
+            text(
+                "SELECT rank, movie_id, title, score, batch_id, model_version FROM "
+                "current_recommendations WHERE user_id = 7 ORDER BY rank LIMIT 5"
+            )
+        ).all()
     assert body["source"] == "model" and body["known_user"] is True and body["user_id"] == 7
     assert body["batch_id"] == rows[0].batch_id == published.results["publication"]["batch_id"]
     assert body["model_version"] == rows[0].model_version == 1
-    assert [(i["rank"], i["movie_id"], i["title"]) for i in body["items"]] == [(r.rank, r.movie_id, r.title)
-                                                                             for r in rows]
+    assert [(i["rank"], i["movie_id"], i["title"]) for i in body["items"]] == [
+        (r.rank, r.movie_id, r.title) for r in rows
+    ]
     assert [i["score"] for i in body["items"]] == pytest.approx([r.score for r in rows])
     assert body["generated_at"] and "data_cutoff" in body
 
@@ -63,16 +69,20 @@ def test_list_limit_defaults_to_ten_and_never_exceeds_the_published_list(api):
 def test_answers_kept_in_memory_are_the_routes_own(api, live_api):
     first = api.get("/users/11/recommendations", params={"limit": 4})  # read through the route, then kept
     assert live_api.app.state.lists.kept(11, 4) == first.content
-    for variant in ("/users/11/recommendations?limit=4",          # canonical: answered from memory
-                    "/users/11/recommendations?limit=04",         # not canonical: through the route
-                    "/users/11/recommendations?limit=4&x=1"):
+    for variant in (
+        "/users/11/recommendations?limit=4",  # canonical: answered from memory
+        "/users/11/recommendations?limit=04",  # not canonical: through the route
+        "/users/11/recommendations?limit=4&x=1",
+    ):
         again = api.get(variant)
         assert again.status_code == 200 and again.headers["content-type"] == "application/json"
         assert again.json() == first.json()
     assert api.get("/users/11/recommendations").json()["items"][:4] == first.json()["items"]
     metrics = api.get("/metrics").text
-    assert 'route="/users/{user_id}/recommendations",status="200"' in metrics and 'route="unmatched",status="200"' \
-        not in metrics
+    assert (
+        'route="/users/{user_id}/recommendations",status="200"' in metrics
+        and 'route="unmatched",status="200"' not in metrics
+    )
 
 
 def test_unknown_user_gets_the_labelled_popularity_fallback(api, db):
@@ -87,12 +97,19 @@ def test_unknown_user_gets_the_labelled_popularity_fallback(api, db):
     assert [i["rank"] for i in body["items"]] == list(range(1, 9))
 
 
-@pytest.mark.parametrize("path, field", [
-    ("/users/abc/recommendations", "user_id (path)"), ("/users/1.5/recommendations", "user_id (path)"),
-    ("/users/0/recommendations", "user_id (path)"), (f"/users/{2**40}/recommendations", "user_id (path)"),
-    ("/users/1/recommendations?limit=0", "limit (query)"), ("/users/1/recommendations?limit=-3", "limit (query)"),
-    ("/users/1/recommendations?limit=100001", "limit (query)"), ("/users/1/recommendations?limit=x", "limit (query)"),
-])
+@pytest.mark.parametrize(
+    "path, field",
+    [
+        ("/users/abc/recommendations", "user_id (path)"),
+        ("/users/1.5/recommendations", "user_id (path)"),
+        ("/users/0/recommendations", "user_id (path)"),
+        (f"/users/{2**40}/recommendations", "user_id (path)"),
+        ("/users/1/recommendations?limit=0", "limit (query)"),
+        ("/users/1/recommendations?limit=-3", "limit (query)"),
+        ("/users/1/recommendations?limit=100001", "limit (query)"),
+        ("/users/1/recommendations?limit=x", "limit (query)"),
+    ],
+)
 def test_list_bad_input_is_a_422_naming_the_field(api, path, field):
     r = api.get(path)
     assert r.status_code == 422
@@ -100,6 +117,7 @@ def test_list_bad_input_is_a_422_naming_the_field(api, path, field):
 
 
 # --- POST /recommendations/existing ---------------------------------------------------------------------
+
 
 def test_existing_movies_get_the_published_rating_blend(api, db, champion):
     model, version, _ = champion
@@ -109,7 +127,9 @@ def test_existing_movies_get_the_published_rating_blend(api, db, champion):
     assert body["user_id"] == 3 and body["model_version"] == version
     assert [p["movie_id"] for p in body["predictions"]] == [50, 1, 181, 50]
     net = model.network
-    expected = model.predict_index(np.full(4, net.user_map.index([3])[0]), net.item_map.index([50, 1, 181, 50]))
+    expected = model.predict_index(
+        np.full(4, net.user_map.index([3])[0]), net.item_map.index([50, 1, 181, 50])
+    )
     assert [p["predicted_rating"] for p in body["predictions"]] == pytest.approx(expected.tolist(), abs=1e-5)
     with db.connect() as conn:
         rated = {m for (m,) in conn.execute(text("SELECT movie_id FROM ratings WHERE user_id = 3"))}
@@ -117,17 +137,20 @@ def test_existing_movies_get_the_published_rating_blend(api, db, champion):
     assert body["predictions"][0]["title"] == "Star Wars"
 
 
-@pytest.mark.parametrize("payload, status, needle", [
-    ({"user_id": 999999, "movie_ids": [50]}, 404, "user 999999 is not known"),
-    ({"user_id": 3, "movie_ids": [50, 999998, 999999]}, 404, "999998, 999999"),
-    ({"user_id": 3, "movie_ids": []}, 422, "movie_ids (body)"),
-    ({"user_id": 3, "movie_ids": list(range(1, 1002))}, 422, "movie_ids (body)"),
-    ({"movie_ids": [50]}, 422, "user_id (body): Field required"),
-    ({"user_id": "three", "movie_ids": [50]}, 422, "user_id (body)"),
-    ({"user_id": 3, "movie_ids": [50, "x"]}, 422, "movie_ids.1 (body)"),
-    ({"user_id": 3, "movie_ids": [-5]}, 422, "movie_ids.0 (body)"),
-    ({"user_id": 3, "movie_ids": [50], "extra": 1}, 422, "extra (body): Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "payload, status, needle",
+    [
+        ({"user_id": 999999, "movie_ids": [50]}, 404, "user 999999 is not known"),
+        ({"user_id": 3, "movie_ids": [50, 999998, 999999]}, 404, "999998, 999999"),
+        ({"user_id": 3, "movie_ids": []}, 422, "movie_ids (body)"),
+        ({"user_id": 3, "movie_ids": list(range(1, 1002))}, 422, "movie_ids (body)"),
+        ({"movie_ids": [50]}, 422, "user_id (body): Field required"),
+        ({"user_id": "three", "movie_ids": [50]}, 422, "user_id (body)"),
+        ({"user_id": 3, "movie_ids": [50, "x"]}, 422, "movie_ids.1 (body)"),
+        ({"user_id": 3, "movie_ids": [-5]}, 422, "movie_ids.0 (body)"),
+        ({"user_id": 3, "movie_ids": [50], "extra": 1}, 422, "extra (body): Extra inputs are not permitted"),
+    ],
+)
 def test_existing_bad_input(api, payload, status, needle):
     r = api.post("/recommendations/existing", json=payload)
     assert r.status_code == status
@@ -135,8 +158,11 @@ def test_existing_bad_input(api, payload, status, needle):
 
 
 def test_malformed_and_oversized_bodies_are_refused_cleanly(api):
-    r = api.post("/recommendations/existing", content=b'{"user_id": 3, "movie_ids": [50', 
-                 headers={"content-type": "application/json"})
+    r = api.post(
+        "/recommendations/existing",
+        content=b'{"user_id": 3, "movie_ids": [50',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and "JSON" in _detail(r)
     big = json.dumps({"user_id": 3, "movie_ids": [50] * 40_000}).encode()
     r = api.post("/recommendations/existing", content=big, headers={"content-type": "application/json"})
@@ -152,17 +178,28 @@ def test_malformed_and_oversized_bodies_are_refused_cleanly(api):
 
 # --- POST /predict/new-movie ----------------------------------------------------------------------------
 
+
 def test_new_movie_for_a_user_is_scored_from_content(api, champion):
     model, version, scorer = champion
-    payload = {"title": "The Quiet Orbit", "genres": ["sci-fi", "Drama"], "runtime": 118, "year": 1997,
-               "directors": ["Nobody Known"], "user_id": 3}
+    payload = {
+        "title": "The Quiet Orbit",
+        "genres": ["sci-fi", "Drama"],
+        "runtime": 118,
+        "year": 1997,
+        "directors": ["Nobody Known"],
+        "user_id": 3,
+    }
     r = api.post("/predict/new-movie", json=payload)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_version"] == version and body["user_id"] == 3 and body["genres"] == ["Sci-Fi", "Drama"]
-    assert body["people"]["ignored"]["directors"] == ["Nobody Known"] and body["people"]["used"]["directors"] == []
-    content, _ = scorer.content([NewMovie("The Quiet Orbit", ["Sci-Fi", "Drama"], ["Nobody Known"], runtime=118,
-                                          year=1997)])
+    assert (
+        body["people"]["ignored"]["directors"] == ["Nobody Known"]
+        and body["people"]["used"]["directors"] == []
+    )
+    content, _ = scorer.content(
+        [NewMovie("The Quiet Orbit", ["Sci-Fi", "Drama"], ["Nobody Known"], runtime=118, year=1997)]
+    )
     expected = scorer.predict(model.network.user_map.index([3]), content)[0]
     assert body["predicted_rating"] == pytest.approx(float(expected), abs=1e-5)
     assert 1.0 <= body["predicted_rating"] <= 5.0
@@ -171,16 +208,21 @@ def test_new_movie_for_a_user_is_scored_from_content(api, champion):
 def test_new_movie_people_known_to_the_model_are_used(api, champion):
     model = champion[0]
     director = model.network.vocab.persons["director"][0]  # external id: this dataset's people have no names
-    body = api.post("/predict/new-movie", json={"title": "Sequel", "genres": ["Comedy"],
-                                                "directors": [director, "Someone Else"], "user_id": 3}).json()
+    body = api.post(
+        "/predict/new-movie",
+        json={"title": "Sequel", "genres": ["Comedy"], "directors": [director, "Someone Else"], "user_id": 3},
+    ).json()
     assert body["people"]["used"]["directors"] == [director]
     assert body["people"]["ignored"]["directors"] == ["Someone Else"]
 
 
 def test_new_movie_without_user_ranks_users(api, champion):
     model = champion[0]
-    r = api.post("/predict/new-movie", params={"limit": 7}, json={"title": "Midnight Heist",
-                                                                  "genres": ["Crime", "Thriller"]})
+    r = api.post(
+        "/predict/new-movie",
+        params={"limit": 7},
+        json={"title": "Midnight Heist", "genres": ["Crime", "Thriller"]},
+    )
     assert r.status_code == 200
     top = r.json()["top_users"]
     assert len(top) == 7 and "predicted_rating" not in r.json()
@@ -189,28 +231,33 @@ def test_new_movie_without_user_ranks_users(api, champion):
     assert set(u["user_id"] for u in top) <= set(model.network.user_map.ids.tolist())
 
 
-@pytest.mark.parametrize("change, status, needle", [
-    ({"title": None}, 422, "title (body)"),
-    ({"title": "   "}, 422, "title (body)"),
-    ({"title": "x" * 301}, 422, "title (body)"),
-    ({"title": "\ud800bad"}, 422, "title (body)"),
-    ({"genres": []}, 422, "genres (body)"),
-    ({"genres": ["Space Opera"]}, 422, "unknown genre 'Space Opera'; the model knows: "),
-    ({"runtime": 0}, 422, "runtime (body)"),
-    ({"runtime": 100_000}, 422, "runtime (body)"),
-    ({"runtime": "long"}, 422, "runtime (body)"),
-    ({"year": 1500}, 422, "year (body)"),
-    ({"year": 3000}, 422, "year (body)"),
-    ({"actors": ["a"] * 51}, 422, "actors (body)"),
-    ({"director": ["typo"]}, 422, "director (body): Extra inputs are not permitted"),
-    ({"user_id": 999999}, 404, "user 999999 is not known"),
-    ({"user_id": -1}, 422, "user_id (body)"),
-])
+@pytest.mark.parametrize(
+    "change, status, needle",
+    [
+        ({"title": None}, 422, "title (body)"),
+        ({"title": "   "}, 422, "title (body)"),
+        ({"title": "x" * 301}, 422, "title (body)"),
+        ({"title": "\ud800bad"}, 422, "title (body)"),
+        ({"genres": []}, 422, "genres (body)"),
+        ({"genres": ["Space Opera"]}, 422, "unknown genre 'Space Opera'; the model knows: "),
+        ({"runtime": 0}, 422, "runtime (body)"),
+        ({"runtime": 100_000}, 422, "runtime (body)"),
+        ({"runtime": "long"}, 422, "runtime (body)"),
+        ({"year": 1500}, 422, "year (body)"),
+        ({"year": 3000}, 422, "year (body)"),
+        ({"actors": ["a"] * 51}, 422, "actors (body)"),
+        ({"director": ["typo"]}, 422, "director (body): Extra inputs are not permitted"),
+        ({"user_id": 999999}, 404, "user 999999 is not known"),
+        ({"user_id": -1}, 422, "user_id (body)"),
+    ],
+)
 def test_new_movie_bad_input(api, change, status, needle):
     payload = {"title": "Fine Title", "genres": ["Drama"], "runtime": 100, "year": 1990, "user_id": 3}
     payload.update(change)
     payload = {k: v for k, v in payload.items() if v is not None}
-    r = api.post("/predict/new-movie", content=json.dumps(payload), headers={"content-type": "application/json"})
+    r = api.post(
+        "/predict/new-movie", content=json.dumps(payload), headers={"content-type": "application/json"}
+    )
     assert r.status_code == status
     assert needle in _detail(r)
 
@@ -222,6 +269,7 @@ def test_new_movie_limit_is_bounded(api):
 
 
 # --- GET /movies/{movie_id}/similar ---------------------------------------------------------------------
+
 
 def test_similar_movies_by_model_vectors(api, champion):
     model, version, scorer = champion
@@ -236,18 +284,22 @@ def test_similar_movies_by_model_vectors(api, champion):
     assert all(i["title"] for i in body["items"])
 
 
-@pytest.mark.parametrize("path, status, needle", [
-    ("/movies/999999/similar", 404, "no movie 999999"),
-    ("/movies/abc/similar", 422, "movie_id (path)"),
-    ("/movies/50/similar?limit=0", 422, "limit (query)"),
-    ("/movies/50/similar?limit=5000", 422, "limit (query)"),
-])
+@pytest.mark.parametrize(
+    "path, status, needle",
+    [
+        ("/movies/999999/similar", 404, "no movie 999999"),
+        ("/movies/abc/similar", 422, "movie_id (path)"),
+        ("/movies/50/similar?limit=0", 422, "limit (query)"),
+        ("/movies/50/similar?limit=5000", 422, "limit (query)"),
+    ],
+)
 def test_similar_bad_input(api, path, status, needle):
     r = api.get(path)
     assert r.status_code == status and needle in _detail(r)
 
 
 # --- the service ---------------------------------------------------------------------------------------
+
 
 def test_health_reports_database_role_batch_and_model(api, published):
     r = api.get("/health")
@@ -256,7 +308,11 @@ def test_health_reports_database_role_batch_and_model(api, published):
     assert body["status"] == "ok"
     assert body["database"]["status"] == "ok" and body["database"]["role"] == "movierec_reader"
     assert body["database"]["batch_id"] == published.results["publication"]["batch_id"]
-    assert body["model"]["status"] == "loaded" and body["model"]["version"] == 1 and body["model"]["users"] == 150
+    assert (
+        body["model"]["status"] == "loaded"
+        and body["model"]["version"] == 1
+        and body["model"]["users"] == 150
+    )
 
 
 def test_metrics_count_requests_per_route_with_latency_and_model_version(api):
@@ -264,18 +320,32 @@ def test_metrics_count_requests_per_route_with_latency_and_model_version(api):
     api.get("/users/abc/recommendations")
     api.get("/no/such/route")
     text_ = api.get("/metrics").text
-    assert 'movierec_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text_
-    assert 'movierec_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="422"}' in text_
+    assert (
+        'movierec_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}'
+        in text_
+    )
+    assert (
+        'movierec_http_requests_total{method="GET",route="/users/{user_id}/recommendations",status="422"}'
+        in text_
+    )
     assert 'route="unmatched",status="404"' in text_
-    assert 'movierec_http_request_duration_seconds_bucket{le="0.005",method="GET",' \
-           'route="/users/{user_id}/recommendations"}' in text_
+    assert (
+        'movierec_http_request_duration_seconds_bucket{le="0.005",method="GET",'
+        'route="/users/{user_id}/recommendations"}' in text_
+    )
     assert "movierec_model_version 1.0" in text_
 
 
 def test_openapi_documents_every_endpoint_with_examples(api):
     spec = api.get("/openapi.json").json()
-    assert {"/users/{user_id}/recommendations", "/recommendations/existing", "/predict/new-movie",
-            "/movies/{movie_id}/similar", "/health", "/metrics"} <= set(spec["paths"])
+    assert {
+        "/users/{user_id}/recommendations",
+        "/recommendations/existing",
+        "/predict/new-movie",
+        "/movies/{movie_id}/similar",
+        "/health",
+        "/metrics",
+    } <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
     assert schemas["NewMovieRequest"]["examples"] and schemas["ExistingMoviesRequest"]["examples"]
     assert schemas["RecommendedMovie"]["properties"]["title"]["examples"]
@@ -294,12 +364,14 @@ def test_the_servers_connection_is_read_only(live_api):
             cur.execute("SELECT current_user, count(*) FROM current_recommendations")
             role, rows = cur.fetchone()
             assert role == "movierec_reader" and rows > 0
-            for statement in ("INSERT INTO users (user_id) VALUES (424242)",
-                              "UPDATE movies SET title = 'x' WHERE movie_id = 50",
-                              "DELETE FROM batch_recommendations",
-                              "TRUNCATE ratings",
-                              "CREATE TABLE public.intruder (x int)",
-                              "UPDATE recommendation_batches SET status = 'superseded'"):
+            for statement in (
+                "INSERT INTO users (user_id) VALUES (424242)",
+                "UPDATE movies SET title = 'x' WHERE movie_id = 50",
+                "DELETE FROM batch_recommendations",
+                "TRUNCATE ratings",
+                "CREATE TABLE public.intruder (x int)",
+                "UPDATE recommendation_batches SET status = 'superseded'",
+            ):
                 with pytest.raises(pg_errors.InsufficientPrivilege):
                     cur.execute(statement)
     finally:

@@ -21,13 +21,30 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 def test_no_server_error_and_every_answer_as_documented(live_api, capsys, tmp_path):
     cli = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
-    done = subprocess.run([cli, "--no-color", "run", f"{live_api.url}/openapi.json", "--checks", CHECKS, "--max-examples",
-                           str(EXAMPLES), "--seed", "20261121", "--workers", "1"],
-                          capture_output=True, text=True, timeout=1800, cwd=tmp_path)  # its cache: not in the repo
+    done = subprocess.run(
+        [
+            cli,
+            "--no-color",
+            "run",
+            f"{live_api.url}/openapi.json",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            str(EXAMPLES),
+            "--seed",
+            "20261121",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=tmp_path,
+    )  # its cache: not in the repo
     out = done.stdout + done.stderr
     cases = re.search(r"(\d+) generated", out)
     last = out.strip().splitlines()[-1] if out.strip() else ""
-    warnings = out[out.find("WARNINGS"):out.find("SUMMARY")] if "WARNINGS" in out else ""
+    warnings = out[out.find("WARNINGS") : out.find("SUMMARY")] if "WARNINGS" in out else ""
     with capsys.disabled():
         print(f"\nschemathesis: {cases.group(1) if cases else '?'} cases; {last}\n{warnings.strip()}")
     assert done.returncode == 0, out[-6000:]  # any failed check (a 5xx, an undocumented answer) exits 1

@@ -27,26 +27,46 @@ def network(published):
 def _catalogue_movies(published, n: int):
     engine = create_engine(sqlalchemy_url(published.settings.database_url))
     with engine.connect() as conn:
-        movies = conn.execute(text(
-            "SELECT m.movie_id, m.title, m.genres, m.year, m.runtime_minutes FROM movies m "
-            "JOIN movie_persons mp USING (movie_id) GROUP BY m.movie_id ORDER BY count(*) DESC, m.movie_id "
-            "LIMIT :n"), {"n": n}).all()
-        credits = conn.execute(text(
-            "SELECT mp.movie_id, mp.role, p.external_id FROM movie_persons mp JOIN persons p USING (person_id) "
-            "ORDER BY mp.movie_id, mp.role, mp.ordering")).all()
+        movies = conn.execute(
+            text(
+                "SELECT m.movie_id, m.title, m.genres, m.year, m.runtime_minutes FROM movies m "
+                "JOIN movie_persons mp USING (movie_id) GROUP BY m.movie_id ORDER BY count(*) DESC, m.movie_id "
+                "LIMIT :n"
+            ),
+            {"n": n},
+        ).all()
+        credits = conn.execute(
+            text(
+                "SELECT mp.movie_id, mp.role, p.external_id FROM movie_persons mp JOIN persons p USING (person_id) "
+                "ORDER BY mp.movie_id, mp.role, mp.ordering"
+            )
+        ).all()
     engine.dispose()
     people: dict[tuple[int, str], list[str]] = {}
     for movie_id, role, external_id in credits:
         people.setdefault((movie_id, role), []).append(external_id)
-    return [(m.movie_id, NewMovie(m.title, m.genres, people.get((m.movie_id, "director"), []),
-                                  people.get((m.movie_id, "actor"), []), people.get((m.movie_id, "writer"), []),
-                                  m.runtime_minutes, m.year)) for m in movies]
+    return [
+        (
+            m.movie_id,
+            NewMovie(
+                m.title,
+                m.genres,
+                people.get((m.movie_id, "director"), []),
+                people.get((m.movie_id, "actor"), []),
+                people.get((m.movie_id, "writer"), []),
+                m.runtime_minutes,
+                m.year,
+            ),
+        )
+        for m in movies
+    ]
 
 
 def test_a_catalogue_movie_described_as_new_gets_its_training_features(published, network):
     described = _catalogue_movies(published, 12)
-    content, _ = MovieFeaturizer(network.vocab).content([m for _, m in described],
-                                                        embed_titles([m for _, m in described]))
+    content, _ = MovieFeaturizer(network.vocab).content(
+        [m for _, m in described], embed_titles([m for _, m in described])
+    )
     rows = network.item_map.index([movie_id for movie_id, _ in described])
     catalogue = network.movies.rows(rows)
     np.testing.assert_array_equal(content.genres, catalogue.genres)
@@ -79,7 +99,9 @@ def test_genres_are_matched_case_insensitively_and_unknown_ones_refused(network)
 
 
 def test_missing_year_and_runtime_use_the_missing_flags(network):
-    content, _ = MovieFeaturizer(network.vocab).content([NewMovie("T", ["Drama"])], np.zeros((1, 384), np.float32))
+    content, _ = MovieFeaturizer(network.vocab).content(
+        [NewMovie("T", ["Drama"])], np.zeros((1, 384), np.float32)
+    )
     assert content.numeric[0].tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
@@ -87,7 +109,9 @@ def test_scorer_ranks_users_by_predicted_rating(network):
     scorer = NewMovieScorer(network)
     content, _ = scorer.content([NewMovie("A Film", ["Drama", "Romance"], runtime=120, year=1995)])
     idx, ratings = scorer.top_users(content, 10)
-    every = scorer.predict(np.arange(len(network.user_map)), content.rows(np.zeros(len(network.user_map), int)))
+    every = scorer.predict(
+        np.arange(len(network.user_map)), content.rows(np.zeros(len(network.user_map), int))
+    )
     assert idx.tolist() == np.argsort(-every, kind="stable")[:10].tolist()
     assert ratings == pytest.approx(every[idx], abs=1e-5)
 

@@ -28,16 +28,22 @@ def test_database_outage_is_a_503_and_the_server_recovers(published, pg_proxy):
         assert health["status"] == "degraded" and health["database"]["status"] == "unavailable"
         assert health["database"]["detail"].startswith("database unavailable")
         assert health["model"]["status"] == "loaded"  # the model is not the problem
-        for response in (client.get("/users/3/recommendations"),  # a list served before: not from memory
-                         client.get("/users/123456/recommendations"),
-                         client.get("/movies/50/similar"),
-                         client.post("/recommendations/existing", json={"user_id": 3, "movie_ids": [50]})):
+        for response in (
+            client.get("/users/3/recommendations"),  # a list served before: not from memory
+            client.get("/users/123456/recommendations"),
+            client.get("/movies/50/similar"),
+            client.post("/recommendations/existing", json={"user_id": 3, "movie_ids": [50]}),
+        ):
             assert response.status_code == 503, response.text
             assert response.json()["detail"].startswith("database unavailable")
             assert response.headers["retry-after"] == "5" and "Traceback" not in response.text
         # what needs no database still answers
-        assert client.post("/predict/new-movie", json={"title": "T", "genres": ["Drama"], "user_id": 3}
-                           ).status_code == 200
+        assert (
+            client.post(
+                "/predict/new-movie", json={"title": "T", "genres": ["Drama"], "user_id": 3}
+            ).status_code
+            == 200
+        )
         assert client.get("/ping").status_code == 200
 
         pg_proxy.start()  # the database is back: no restart, no intervention

@@ -37,9 +37,18 @@ def _publish_a_new_champion(settings, evaluation) -> int:
 
     training = train_model(None, evaluation, epochs=1, settings=settings)
     run = RunInfo(training["run_id"], training["model_uri"], int(training["version"]))
-    decision = promote_if_better(settings, get_engine(settings), run, dataset=training["dataset"], data_cutoff=None,
-                                 protocol=PRIMARY_PROTOCOL, primary_metric=PRIMARY_METRIC,
-                                 metrics=evaluation["metrics"], params={}, force=True)
+    decision = promote_if_better(
+        settings,
+        get_engine(settings),
+        run,
+        dataset=training["dataset"],
+        data_cutoff=None,
+        protocol=PRIMARY_PROTOCOL,
+        primary_metric=PRIMARY_METRIC,
+        metrics=evaluation["metrics"],
+        params={},
+        force=True,
+    )
     assert decision.promoted
     batch = publish_recommendations(None, TOP_N, settings=settings)
     assert batch["registered_version"] == run.registered_version
@@ -63,11 +72,21 @@ class Traffic(threading.Thread):
             while not self.stop.is_set():
                 user = rng.randint(1, 150)
                 title = f"Film {rng.randint(1, 30)}"
-                requests = (("list", "GET", f"/users/{user}/recommendations?limit=5", None),
-                            ("existing", "POST", "/recommendations/existing",
-                             {"user_id": user, "movie_ids": [50, 100]}),
-                            ("new", "POST", "/predict/new-movie", {"title": title, "genres": ["Drama"],
-                                                                   "user_id": user}))
+                requests = (
+                    ("list", "GET", f"/users/{user}/recommendations?limit=5", None),
+                    (
+                        "existing",
+                        "POST",
+                        "/recommendations/existing",
+                        {"user_id": user, "movie_ids": [50, 100]},
+                    ),
+                    (
+                        "new",
+                        "POST",
+                        "/predict/new-movie",
+                        {"title": title, "genres": ["Drama"], "user_id": user},
+                    ),
+                )
                 for kind, method, path, body in requests:
                     try:
                         r = client.request(method, path, json=body)
@@ -84,11 +103,21 @@ class Traffic(threading.Thread):
 def test_new_champion_and_batch_are_served_without_restart_or_failed_request(own_published):
     settings, first = own_published
     port = free_port()
-    env = {**os.environ, "MOVIEREC_HOME": str(settings.home), "DATABASE_URL": settings.database_url,
-           "MLFLOW_TRACKING_URI": "", "MOVIEREC_MODEL_POLL_SECONDS": "0.5"}
+    env = {
+        **os.environ,
+        "MOVIEREC_HOME": str(settings.home),
+        "DATABASE_URL": settings.database_url,
+        "MLFLOW_TRACKING_URI": "",
+        "MOVIEREC_MODEL_POLL_SECONDS": "0.5",
+    }
     env.pop("READER_DATABASE_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

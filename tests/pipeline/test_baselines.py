@@ -39,7 +39,9 @@ def split(ml100k_dir) -> tuple[Interactions, Interactions]:
     return random_split(load_ml100k_slice(ml100k_dir))
 
 
-def check_recommender_contract(make: Callable[[], Recommender], train: Interactions, test: Interactions) -> None:
+def check_recommender_contract(
+    make: Callable[[], Recommender], train: Interactions, test: Interactions
+) -> None:
     """Assert the ``Recommender`` contract for a model built by ``make`` (a fresh, unfitted instance each call)."""
     model = make()
     assert isinstance(model, Recommender) and isinstance(model.name, str) and model.name
@@ -86,6 +88,7 @@ def test_unfitted_model_refuses_to_predict() -> None:
 
 # --- what each baseline computes -----------------------------------------------------------------------------
 
+
 def _tiny() -> Interactions:
     # 3 users x 4 items; item 3 is never rated.
     users = np.array([0, 0, 1, 1, 2, 2, 2])
@@ -100,8 +103,9 @@ def test_global_mean_and_popularity_by_hand() -> None:
     assert GlobalMean().fit(data).predict(np.array([1]), np.array([3]))[0] == pytest.approx(mu)
     pop = Popularity(PopularityConfig(damping=2.0)).fit(data)
     # item 0: (5 + 4 + 3 + 2 mu) / (3 + 2); item 3, unrated: (0 + 2 mu) / (0 + 2) = mu
-    np.testing.assert_allclose(pop.predict(np.zeros(2, np.int64), np.array([0, 3])),
-                               [(12 + 2 * mu) / 5, mu], rtol=1e-6)
+    np.testing.assert_allclose(
+        pop.predict(np.zeros(2, np.int64), np.array([0, 3])), [(12 + 2 * mu) / 5, mu], rtol=1e-6
+    )
     np.testing.assert_array_equal(pop.score_users(np.array([1, 2])), [[3, 2, 2, 0], [3, 2, 2, 0]])
 
 

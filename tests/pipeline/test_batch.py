@@ -31,15 +31,32 @@ def test_top_k_orders_best_first_and_never_returns_masked_entries():
 
 def test_copy_columns_round_trips_every_supported_type(engine):
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (a smallint, b integer, c bigint, d real, e double precision, "
-                          "f text, g timestamptz)"))
+        conn.execute(
+            text(
+                "CREATE TABLE t (a smallint, b integer, c bigint, d real, e double precision, "
+                "f text, g timestamptz)"
+            )
+        )
         stamp = datetime(2026, 11, 21, 12, 30, 15, 123456, tzinfo=UTC)
-        sent = copy_columns(conn, "t", {"a": np.array([1, -2], np.int16), "b": np.array([7, 8], np.int32),
-                                        "c": np.array([2**40, -1], np.int64), "d": np.array([0.5, 1.5], np.float32),
-                                        "e": np.array([1e-9, 2.0]), "f": "model", "g": stamp})
+        sent = copy_columns(
+            conn,
+            "t",
+            {
+                "a": np.array([1, -2], np.int16),
+                "b": np.array([7, 8], np.int32),
+                "c": np.array([2**40, -1], np.int64),
+                "d": np.array([0.5, 1.5], np.float32),
+                "e": np.array([1e-9, 2.0]),
+                "f": "model",
+                "g": stamp,
+            },
+        )
         rows = conn.execute(text("SELECT * FROM t ORDER BY b")).all()
     assert sent == 2
-    assert [tuple(r) for r in rows] == [(1, 7, 2**40, 0.5, 1e-9, "model", stamp), (-2, 8, -1, 1.5, 2.0, "model", stamp)]
+    assert [tuple(r) for r in rows] == [
+        (1, 7, 2**40, 0.5, 1e-9, "model", stamp),
+        (-2, 8, -1, 1.5, 2.0, "model", stamp),
+    ]
 
 
 @pytest.fixture
@@ -50,14 +67,19 @@ def weekly_settings(tmp_path, db_url) -> Settings:
 @pytest.fixture
 def published(weekly_settings, ml100k_slice_dir):
     """One weekly run on the real ML-100K slice (two epochs): a champion and a published batch."""
-    return run_weekly(source=str(ml100k_slice_dir), dataset="ml-100k-slice", epochs=2, top_n=TOP_N,
-                      settings=weekly_settings)
+    return run_weekly(
+        source=str(ml100k_slice_dir), dataset="ml-100k-slice", epochs=2, top_n=TOP_N, settings=weekly_settings
+    )
 
 
 def _current(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT batch_id, user_id, rank, movie_id, source FROM current_recommendations "
-                                 "ORDER BY user_id, rank")).all()
+        return conn.execute(
+            text(
+                "SELECT batch_id, user_id, rank, movie_id, source FROM current_recommendations "
+                "ORDER BY user_id, rank"
+            )
+        ).all()
 
 
 def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(engine, published):
@@ -66,8 +88,9 @@ def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(en
     with engine.connect() as conn:
         users = {r[0] for r in conn.execute(text("SELECT DISTINCT user_id FROM ratings"))}
         rated = {(r[0], r[1]) for r in conn.execute(text("SELECT user_id, movie_id FROM ratings"))}
-        summary = conn.execute(text("SELECT status, users, rows, catalogue_coverage FROM recommendation_batch_summary"
-                                    )).one()
+        summary = conn.execute(
+            text("SELECT status, users, rows, catalogue_coverage FROM recommendation_batch_summary")
+        ).one()
     assert published["promotion"]["promoted"] and batch["registered_version"] == 1
     assert {r[1] for r in rows} == users == set(range(1, 151))
     assert {r[0] for r in rows} == {batch["batch_id"]}
@@ -97,9 +120,14 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(engine, pub
         "    print('wrote chunk', k, flush=True)\n"
         "    time.sleep(600)\n"
         f"publish_batch(get_engine(s), model, version, top_n={TOP_N}, chunk_users=10,\n"
-        "                        _after_chunk=stall)\n")
-    env = {**os.environ, "MOVIEREC_HOME": str(weekly_settings.home), "DATABASE_URL": weekly_settings.database_url,
-           "MLFLOW_TRACKING_URI": ""}
+        "                        _after_chunk=stall)\n"
+    )
+    env = {
+        **os.environ,
+        "MOVIEREC_HOME": str(weekly_settings.home),
+        "DATABASE_URL": weekly_settings.database_url,
+        "MLFLOW_TRACKING_URI": "",
+    }
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("wrote chunk 0")  # rows of the new batch are in the table
@@ -125,14 +153,22 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(engine, pub
 def test_new_and_thin_users_get_the_labelled_fallback(engine, published, weekly_settings):
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (user_id) VALUES (9001)"))
-        conn.execute(text("INSERT INTO ratings (user_id, movie_id, rating, rated_at) VALUES "
-                          "(9001, 50, 5, now()), (9001, 100, 4, now())"))
+        conn.execute(
+            text(
+                "INSERT INTO ratings (user_id, movie_id, rating, rated_at) VALUES "
+                "(9001, 50, 5, now()), (9001, 100, 4, now())"
+            )
+        )
     model, version = load_champion(weekly_settings)
     result = publish_batch(engine, model, version, top_n=TOP_N)
     assert result.fallback_users == 1 and result.users == 151
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT rank, movie_id, source FROM current_recommendations WHERE user_id = 9001 "
-                                 "ORDER BY rank")).all()
+        rows = conn.execute(
+            text(
+                "SELECT rank, movie_id, source FROM current_recommendations WHERE user_id = 9001 "
+                "ORDER BY rank"
+            )
+        ).all()
         counts = dict(conn.execute(text("SELECT movie_id, count(*) FROM ratings GROUP BY movie_id")).all())
     assert [r.rank for r in rows] == list(range(1, TOP_N + 1))
     assert {r.source for r in rows} == {"fallback_popularity"}
@@ -146,24 +182,43 @@ def test_cut_off_hides_later_ratings_from_the_lists(engine, published, weekly_se
     model, version = load_champion(weekly_settings)
     result = publish_batch(engine, model, version, as_of=as_of, top_n=TOP_N)
     with engine.connect() as conn:
-        early = conn.execute(text("SELECT count(DISTINCT user_id) FROM ratings WHERE rated_at <= :t"),
-                             {"t": as_of}).scalar_one()
+        early = conn.execute(
+            text("SELECT count(DISTINCT user_id) FROM ratings WHERE rated_at <= :t"), {"t": as_of}
+        ).scalar_one()
         cutoff = conn.execute(text("SELECT DISTINCT data_cutoff FROM current_recommendations")).scalar_one()
     assert result.users == early < 150
     assert cutoff == as_of
 
 
 def test_recommend_without_a_champion_fails_with_one_line(cli_env):
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "recommend"], env={**cli_env, "MLFLOW_TRACKING_URI": ""},
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "recommend"],
+        env={**cli_env, "MLFLOW_TRACKING_URI": ""},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "no movierec-hybrid@champion" in done.stderr
 
 
 def test_run_command_chains_every_step_and_shows_lists(cli_env, ml100k_slice_dir, engine):
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--source", str(ml100k_slice_dir), "--epochs",
-                           "2", "--top-n", "15"], env={**cli_env, "MLFLOW_TRACKING_URI": ""}, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--source",
+            str(ml100k_slice_dir),
+            "--epochs",
+            "2",
+            "--top-n",
+            "15",
+        ],
+        env={**cli_env, "MLFLOW_TRACKING_URI": ""},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     for step in ("fetch", "ingest", "quality", "evaluation", "training", "promotion", "publication"):
         assert f"✓ {step}" in done.stderr

@@ -9,7 +9,9 @@ from tests.movielens_files import write_ml100k
 
 
 def movierec(env, *args):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True
+    )
 
 
 def test_db_url_prints_database_url_on_last_line(cli_env, db_url):
@@ -28,7 +30,10 @@ def test_migrate_then_ingest_source_and_summary(cli_env, engine, tmp_path):
     again = movierec(cli_env, "ingest", "--source", str(tmp_path / "d"))
     assert again.returncode == 0
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM ingest_runs WHERE status = 'succeeded'")).scalar_one() == 2
+        assert (
+            conn.execute(text("SELECT count(*) FROM ingest_runs WHERE status = 'succeeded'")).scalar_one()
+            == 2
+        )
 
 
 def test_unusable_input_exits_nonzero_with_one_line_reason(cli_env, tmp_path):

@@ -77,7 +77,9 @@ def grouplens_zip(folder: str, extra: dict[str, bytes] | None = None) -> bytes:
 def serve(server: Server, name: str, payload: bytes, *, md5: str | None = "auto") -> DatasetSpec:
     server.files[f"/{name}.zip"] = payload
     digest = hashlib.md5(payload).hexdigest() if md5 == "auto" else md5
-    return replace(DATASETS.get(name, DatasetSpec(name, "", None)), url=f"{server.base}/{name}.zip", md5=digest)
+    return replace(
+        DATASETS.get(name, DatasetSpec(name, "", None)), url=f"{server.base}/{name}.zip", md5=digest
+    )
 
 
 def closed_port() -> int:
@@ -164,7 +166,9 @@ def test_md5_sidecar_mismatch_raises(server: Server, settings: Settings) -> None
     assert not (settings.data_dir / "ml-latest-small").exists()
 
 
-def test_zip_entry_escaping_the_target_is_rejected(server: Server, settings: Settings, tmp_path: Path) -> None:
+def test_zip_entry_escaping_the_target_is_rejected(
+    server: Server, settings: Settings, tmp_path: Path
+) -> None:
     spec = serve(server, "ml-1m", grouplens_zip("ml-1m", {"ml-1m/../../escaped.txt": b"nope"}))
 
     with pytest.raises(MovierecError, match="unsafe archive entry"):

@@ -79,7 +79,9 @@ def test_rating_blend_mixes_predictions_and_its_weight_is_chosen_on_validation(m
     mf, mean = BiasedMF().fit(train), GlobalMean().fit(train)
     users, items = test.users[:50], test.items[:50]
     half = BlendRecommender(mf, EASE(), 1.0, rating_partner=mean, rating_weight=0.5).predict(users, items)
-    np.testing.assert_allclose(half, 0.5 * mf.predict(users, items) + 0.5 * mean.predict(users, items), rtol=1e-6)
+    np.testing.assert_allclose(
+        half, 0.5 * mf.predict(users, items) + 0.5 * mean.predict(users, items), rtol=1e-6
+    )
     weight, figures = choose_rating_weight(BiasedMF, GlobalMean, train)
     assert figures[weight] == min(figures.values())
     assert weight > 0.5  # biased MF predicts ratings far better than the global mean

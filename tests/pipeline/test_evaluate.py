@@ -34,14 +34,15 @@ class FixedScores:
 
 def _interactions(rows: list[tuple[int, int, float, int]], n_users: int, n_items: int) -> Interactions:
     u, i, r, t = (np.array(col) for col in zip(*rows))
-    return Interactions(u.astype(np.int64), i.astype(np.int64), r.astype(np.float32), t.astype(np.int64),
-                        n_users, n_items)
+    return Interactions(
+        u.astype(np.int64), i.astype(np.int64), r.astype(np.float32), t.astype(np.int64), n_users, n_items
+    )
 
 
 def test_top_k_breaks_ties_by_lower_index_and_pads_masked_items():
-    scores = np.array([[0.0, 2.0, 2.0, 1.0, 2.0],
-                       [1.0, 1.0, 1.0, 1.0, 1.0],
-                       [-np.inf, 3.0, -np.inf, -np.inf, -np.inf]])
+    scores = np.array(
+        [[0.0, 2.0, 2.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0], [-np.inf, 3.0, -np.inf, -np.inf, -np.inf]]
+    )
     assert top_k(scores, 3)[0].tolist() == [[1, 2, 4], [0, 1, 2], [1, -1, -1]]
     assert top_k(scores[:1], 7)[0].tolist() == [[1, 2, 4, 3, 0, -1, -1]]  # k > n_items pads too
     with pytest.raises(ValueError, match="NaN"):
@@ -68,9 +69,13 @@ def test_temporal_protocol_masks_train_items_and_skips_users_without_relevant_it
     train = _interactions([(0, 0, 5, 1), (0, 1, 5, 2), (1, 2, 4, 1), (2, 0, 4, 1)], 3, 6)
     test = _interactions([(0, 4, 4, 3), (0, 5, 3, 4), (1, 3, 2, 2), (2, 3, 5, 2), (2, 5, 4, 3)], 3, 6)
     # Every user scores train items 0 and 1 highest: the evaluator must mask them.
-    scores = np.array([[9, 9, 1, 2, 5, 3],     # after masking 0, 1: ranking 4, 5, 3, 2 -> hit at rank 1
-                       [9, 9, 1, 2, 5, 3],
-                       [9, 9, 1, 2, 5, 3]])    # masking 0: 1, 4, 5, 3, 2 -> hits at ranks 3, 4
+    scores = np.array(
+        [
+            [9, 9, 1, 2, 5, 3],  # after masking 0, 1: ranking 4, 5, 3, 2 -> hit at rank 1
+            [9, 9, 1, 2, 5, 3],
+            [9, 9, 1, 2, 5, 3],
+        ]
+    )  # masking 0: 1, 4, 5, 3, 2 -> hits at ranks 3, 4
     result = evaluate_model(FixedScores(scores), train, test, "temporal", k=3)
     assert result["users"] == 2
     # user 0: NDCG 1, recall 1, precision 1/3, MRR 1, HR 1
@@ -104,6 +109,7 @@ def slice_report(ml100k_dir):
         def factory(train: Interactions, protocol: str):
             calls.append((name, protocol, len(train)))
             return make().fit(train)
+
         return factory
 
     factories = {
@@ -139,7 +145,8 @@ def test_report_to_dict_and_table(slice_report):
     assert set(as_dict["protocols"]) == {"random", "temporal"}
     assert as_dict["protocols"]["temporal"]["definition"] == PROTOCOLS["temporal"]
     assert as_dict["results"]["temporal"]["EASE"]["ndcg@10"] == pytest.approx(
-        report.results["temporal"]["EASE"]["ndcg@10"])
+        report.results["temporal"]["EASE"]["ndcg@10"]
+    )
     assert as_dict["results"]["random"]["BiasedMF"]["fit_seconds"] >= 0
     console = Console(width=200, record=True)
     console.print(report.table())

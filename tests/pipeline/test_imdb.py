@@ -15,8 +15,17 @@ from pipeline.ingest.imdb import enrich_from_imdb
 N = "\\N"
 
 BASICS = [
-    ["tconst", "titleType", "primaryTitle", "originalTitle", "isAdult", "startYear", "endYear",
-     "runtimeMinutes", "genres"],
+    [
+        "tconst",
+        "titleType",
+        "primaryTitle",
+        "originalTitle",
+        "isAdult",
+        "startYear",
+        "endYear",
+        "runtimeMinutes",
+        "genres",
+    ],
     ["tt0114709", "movie", "Toy Story", "Toy Story", "0", "1995", N, "81", "Animation,Comedy"],  # line 2
     ["tt0114814", "movie", "The Usual Suspects", "The Usual Suspects", "0", "1995", N, "106", "Crime"],
     ["tt9000001", "tvEpisode", "The Usual Suspects", "The Usual Suspects", "0", "1995", N, "22", "Crime"],
@@ -65,9 +74,9 @@ MOVIES = [  # (movie_id, title, year, imdb_id)
     (1, "Toy Story", 1995, "tt0114709"),
     (2, "Usual Suspects, The", 1995, None),
     (3, "Some Film Nobody Made", 1995, None),
-    (4, "Twins", 2000, None),       # two equally good candidates
-    (5, "Heat", 1995, None),        # only a one-year-off candidate
-    (6, "Gamma", 2003, None),       # movie preferred over video
+    (4, "Twins", 2000, None),  # two equally good candidates
+    (5, "Heat", 1995, None),  # only a one-year-off candidate
+    (6, "Gamma", 2003, None),  # movie preferred over video
     (7, "Samouraï, Le", 1967, None),
 ]
 
@@ -93,21 +102,32 @@ def imdb_dir(tmp_path: Path) -> Path:
 
 
 def _run_id(conn: Connection) -> int:
-    return conn.execute(text(
-        "INSERT INTO ingest_runs (dataset, source, layout, status) "
-        "VALUES ('imdb', 'test', 'imdb', 'running') RETURNING ingest_run_id")).scalar_one()
+    return conn.execute(
+        text(
+            "INSERT INTO ingest_runs (dataset, source, layout, status) "
+            "VALUES ('imdb', 'test', 'imdb', 'running') RETURNING ingest_run_id"
+        )
+    ).scalar_one()
 
 
 @pytest.fixture
 def seeded(engine: Engine) -> Engine:
     with engine.begin() as conn:
         for movie_id, title, year, imdb_id in MOVIES:
-            conn.execute(text("INSERT INTO movies (movie_id, title, year, imdb_id, source) "
-                              "VALUES (:m, :t, :y, :i, 'test')"),
-                         {"m": movie_id, "t": title, "y": year, "i": imdb_id})
+            conn.execute(
+                text(
+                    "INSERT INTO movies (movie_id, title, year, imdb_id, source) "
+                    "VALUES (:m, :t, :y, :i, 'test')"
+                ),
+                {"m": movie_id, "t": title, "y": year, "i": imdb_id},
+            )
         # An existing name must survive IMDb having none; an existing NULL name gets IMDb's.
-        conn.execute(text("INSERT INTO persons (external_id, name) VALUES "
-                          "('imdb:nm0003160', 'Christopher McQuarrie'), ('imdb:nm0001741', NULL)"))
+        conn.execute(
+            text(
+                "INSERT INTO persons (external_id, name) VALUES "
+                "('imdb:nm0003160', 'Christopher McQuarrie'), ('imdb:nm0001741', NULL)"
+            )
+        )
     return engine
 
 
@@ -118,22 +138,33 @@ def _enrich(engine: Engine, imdb_dir: Path) -> dict[str, int]:
 
 def _credits(engine: Engine, movie_id: int, role: str) -> list[tuple[int, str | None, str]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(
-            "SELECT mp.ordering, p.name, p.external_id "
-            "FROM movie_persons mp JOIN persons p USING (person_id) "
-            "WHERE mp.movie_id = :m AND mp.role = :r ORDER BY mp.ordering"), {"m": movie_id, "r": role})]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT mp.ordering, p.name, p.external_id "
+                    "FROM movie_persons mp JOIN persons p USING (person_id) "
+                    "WHERE mp.movie_id = :m AND mp.role = :r ORDER BY mp.ordering"
+                ),
+                {"m": movie_id, "r": role},
+            )
+        ]
 
 
 def _movies(engine: Engine) -> dict[int, tuple]:
     with engine.connect() as conn:
-        return {r.movie_id: (r.imdb_id, r.runtime_minutes) for r in conn.execute(
-            text("SELECT movie_id, imdb_id, runtime_minutes FROM movies"))}
+        return {
+            r.movie_id: (r.imdb_id, r.runtime_minutes)
+            for r in conn.execute(text("SELECT movie_id, imdb_id, runtime_minutes FROM movies"))
+        }
 
 
 def _snapshot(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
-        return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2, 3"))]
-                for t in ("movies", "persons", "movie_persons")}
+        return {
+            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2, 3"))]
+            for t in ("movies", "persons", "movie_persons")
+        }
 
 
 def test_matches_and_fills_runtime_and_credits(seeded: Engine, imdb_dir: Path) -> None:
@@ -141,24 +172,30 @@ def test_matches_and_fills_runtime_and_credits(seeded: Engine, imdb_dir: Path) -
 
     assert _movies(seeded) == {
         1: ("tt0114709", 81),
-        2: ("tt0114814", 106),       # title + exact year; the tvEpisode namesake is ignored
-        3: (None, None),             # no candidate: untouched
-        4: (None, None),             # two 'movie' candidates in 2000: ambiguous, skipped
-        5: ("tt9000004", None),      # only candidate is a year off; IMDb has no runtime
-        6: ("tt9000006", 75),        # 'movie' preferred over 'video'
-        7: ("tt9000008", 105),       # accents and the trailing article are normalised away
+        2: ("tt0114814", 106),  # title + exact year; the tvEpisode namesake is ignored
+        3: (None, None),  # no candidate: untouched
+        4: (None, None),  # two 'movie' candidates in 2000: ambiguous, skipped
+        5: ("tt9000004", None),  # only candidate is a year off; IMDb has no runtime
+        6: ("tt9000006", 75),  # 'movie' preferred over 'video'
+        7: ("tt9000008", 105),  # accents and the trailing article are normalised away
     }
     assert _credits(seeded, 1, "director") == [(1, "John Lasseter", "imdb:nm0005124")]
-    assert _credits(seeded, 1, "writer") == [(1, "John Lasseter", "imdb:nm0005124"),
-                                             (2, "Pete Docter", "imdb:nm0230032"),
-                                             (3, "Andrew Stanton", "imdb:nm0004056")]
+    assert _credits(seeded, 1, "writer") == [
+        (1, "John Lasseter", "imdb:nm0005124"),
+        (2, "Pete Docter", "imdb:nm0230032"),
+        (3, "Andrew Stanton", "imdb:nm0004056"),
+    ]
     # principals: actress counts as actor; a repeat and the director row take no rank
-    assert _credits(seeded, 1, "actor") == [(1, "Tom Hanks", "imdb:nm0000158"),
-                                            (2, "Tim Allen", "imdb:nm0000741"),
-                                            (3, "Annie Potts", "imdb:nm0725543")]
+    assert _credits(seeded, 1, "actor") == [
+        (1, "Tom Hanks", "imdb:nm0000158"),
+        (2, "Tim Allen", "imdb:nm0000741"),
+        (3, "Annie Potts", "imdb:nm0725543"),
+    ]
     # rank follows principals ordering, not file order; 'self' is no actor
-    assert _credits(seeded, 2, "actor") == [(1, "Gabriel Byrne", "imdb:nm0000321"),
-                                            (2, "Kevin Spacey", "imdb:nm0000228")]
+    assert _credits(seeded, 2, "actor") == [
+        (1, "Gabriel Byrne", "imdb:nm0000321"),
+        (2, "Kevin Spacey", "imdb:nm0000228"),
+    ]
     assert _credits(seeded, 2, "director") == [(1, "Bryan Singer", "imdb:nm0001741")]  # NULL name filled
     assert _credits(seeded, 2, "writer") == [(1, "Christopher McQuarrie", "imdb:nm0003160")]  # name kept
     assert _credits(seeded, 4, "director") == []  # crew of an ambiguous candidate is not attached
@@ -190,8 +227,9 @@ def test_second_run_changes_nothing(seeded: Engine, imdb_dir: Path) -> None:
 def test_bad_lines_are_rejected_with_line_numbers(seeded: Engine, imdb_dir: Path) -> None:
     _enrich(seeded, imdb_dir)
     with seeded.connect() as conn:
-        rows = conn.execute(text("SELECT source_file, line_number, raw_text, reason FROM rejected_rows "
-                                 "ORDER BY line_number")).all()
+        rows = conn.execute(
+            text("SELECT source_file, line_number, raw_text, reason FROM rejected_rows ORDER BY line_number")
+        ).all()
     assert [(r.source_file, r.line_number, r.raw_text) for r in rows] == [
         ("title.basics.tsv", 5, "tt0114814x"),
         ("title.basics.tsv", 11, "\t".join(BASICS[10])),
@@ -200,13 +238,15 @@ def test_bad_lines_are_rejected_with_line_numbers(seeded: Engine, imdb_dir: Path
     assert "runtimeMinutes" in rows[1].reason and "'abc'" in rows[1].reason
 
 
-def test_lines_split_across_read_blocks(seeded: Engine, imdb_dir: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_split_across_read_blocks(
+    seeded: Engine, imdb_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tiny blocks cut lines in half: results and rejected line numbers must not change."""
     monkeypatch.setattr(imdb, "_BLOCK_BYTES", 7)
     # last line without its newline, short line in principals
     (imdb_dir / "title.principals.tsv").write_text(
-        "\n".join("\t".join(r) for r in PRINCIPALS[:3] + [["tt0114709", "9"]] + PRINCIPALS[3:]))
+        "\n".join("\t".join(r) for r in PRINCIPALS[:3] + [["tt0114709", "9"]] + PRINCIPALS[3:])
+    )
     counts = _enrich(seeded, imdb_dir)
 
     assert _movies(seeded)[2] == ("tt0114814", 106)
@@ -214,8 +254,11 @@ def test_lines_split_across_read_blocks(seeded: Engine, imdb_dir: Path,
     assert _credits(seeded, 2, "actor")[-1] == (2, "Kevin Spacey", "imdb:nm0000228")  # the unterminated line
     with seeded.connect() as conn:
         lines = conn.execute(text("SELECT source_file, line_number FROM rejected_rows ORDER BY 1, 2")).all()
-    assert [tuple(r) for r in lines] == [("title.basics.tsv", 5), ("title.basics.tsv", 11),
-                                         ("title.principals.tsv", 4)]
+    assert [tuple(r) for r in lines] == [
+        ("title.basics.tsv", 5),
+        ("title.basics.tsv", 11),
+        ("title.principals.tsv", 4),
+    ]
     assert counts["rejected"] == 3
 
 
@@ -245,8 +288,12 @@ def test_missing_input_raises(engine: Engine, tmp_path: Path) -> None:
 
 def test_bare_links_csv_id_is_matched(engine: Engine, imdb_dir: Path) -> None:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO movies (movie_id, title, year, imdb_id, source) "
-                          "VALUES (1, 'Whatever', 1995, '0114709', 'test')"))
+        conn.execute(
+            text(
+                "INSERT INTO movies (movie_id, title, year, imdb_id, source) "
+                "VALUES (1, 'Whatever', 1995, '0114709', 'test')"
+            )
+        )
     counts = _enrich(engine, imdb_dir)
     assert counts["movies_matched_by_id"] == 1
     assert _movies(engine)[1] == ("0114709", 81)  # the stored id is left as it was

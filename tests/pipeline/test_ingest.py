@@ -17,13 +17,20 @@ def rows(engine, sql, **params):
 
 def snapshot(engine):
     return {t: rows(engine, f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("ratings", "users", "persons")} | {
-        "movies": rows(engine, "SELECT movie_id, title, year, genres, imdb_id, updated_at FROM movies ORDER BY 1"),
-        "movie_persons": rows(engine, "SELECT * FROM movie_persons ORDER BY 1, 2, 3")}
+        "movies": rows(
+            engine, "SELECT movie_id, title, year, genres, imdb_id, updated_at FROM movies ORDER BY 1"
+        ),
+        "movie_persons": rows(engine, "SELECT * FROM movie_persons ORDER BY 1, 2, 3"),
+    }
 
 
 def rejected(engine, run_id):
-    return rows(engine, "SELECT source_file, line_number, raw_text, reason FROM rejected_rows "
-                        "WHERE ingest_run_id = :r ORDER BY source_file, line_number", r=run_id)
+    return rows(
+        engine,
+        "SELECT source_file, line_number, raw_text, reason FROM rejected_rows "
+        "WHERE ingest_run_id = :r ORDER BY source_file, line_number",
+        r=run_id,
+    )
 
 
 @pytest.mark.parametrize("writer", [write_ml100k, write_ml1m, write_ml_latest, write_recbole])
@@ -57,24 +64,38 @@ def test_latin1_titles_stored_as_text(engine, tmp_path):
 
 def test_recbole_credits_become_people_without_names(engine, tmp_path):
     ingest_directory(engine, write_recbole(tmp_path / "d"), progress=False)
-    assert rows(engine, """SELECT p.external_id, p.name, mp.role, mp.ordering FROM movie_persons mp
-                           JOIN persons p USING (person_id) ORDER BY mp.role, mp.ordering""") == [
-        ("freebase:m.0c0k1", None, "actor", 1), ("freebase:m.01h2jr", None, "actor", 2),
-        ("freebase:m.0lbj1", None, "director", 1)]
+    assert rows(
+        engine,
+        """SELECT p.external_id, p.name, mp.role, mp.ordering FROM movie_persons mp
+                           JOIN persons p USING (person_id) ORDER BY mp.role, mp.ordering""",
+    ) == [
+        ("freebase:m.0c0k1", None, "actor", 1),
+        ("freebase:m.01h2jr", None, "actor", 2),
+        ("freebase:m.0lbj1", None, "director", 1),
+    ]
 
 
 def test_later_rating_replaces_earlier_and_older_one_does_not(engine, tmp_path):
     ingest_directory(engine, write_ml100k(tmp_path / "week1"), progress=False)
-    delta = write_ml100k(tmp_path / "week2", ratings=[
-        f"1\t1\t2\t{T0 + 10_000}",   # re-rating, newer: replaces 5
-        f"2\t1\t1\t{T0 - 10_000}",   # re-rating, older than the stored one: ignored
-        f"3\t1\t4\t{T0 + 10_000}",   # new
-    ])
+    delta = write_ml100k(
+        tmp_path / "week2",
+        ratings=[
+            f"1\t1\t2\t{T0 + 10_000}",  # re-rating, newer: replaces 5
+            f"2\t1\t1\t{T0 - 10_000}",  # re-rating, older than the stored one: ignored
+            f"3\t1\t4\t{T0 + 10_000}",  # new
+        ],
+    )
     result = ingest_directory(engine, delta, progress=False)
-    assert (result.counts["ratings_inserted"], result.counts["ratings_updated"],
-            result.counts["ratings_unchanged"]) == (1, 1, 1)
+    assert (
+        result.counts["ratings_inserted"],
+        result.counts["ratings_updated"],
+        result.counts["ratings_unchanged"],
+    ) == (1, 1, 1)
     assert rows(engine, "SELECT user_id, rating FROM ratings WHERE movie_id = 1 ORDER BY 1") == [
-        (1, 2.0), (2, 4.0), (3, 4.0)]
+        (1, 2.0),
+        (2, 4.0),
+        (3, 4.0),
+    ]
 
 
 def test_same_pair_twice_in_one_file_keeps_the_latest(engine, tmp_path):
@@ -85,26 +106,34 @@ def test_same_pair_twice_in_one_file_keeps_the_latest(engine, tmp_path):
 
 
 def test_bad_rating_lines_are_kept_with_reasons_and_good_ones_land(engine, tmp_path):
-    d = write_ml100k(tmp_path / "d", ratings=[
-        f"1\t1\t5\t{T0}",          # 1 good
-        f"x\t1\t5\t{T0}",          # 2 non-numeric user
-        f"1\t2\t7\t{T0}",          # 3 rating out of the 1-5 scale
-        f"1\t99\t4\t{T0}",         # 4 unknown movie
-        "2\t3\t4",                 # 5 short line
-        f"9\t3\t4\t{T0}",          # 6 unknown user (ml-100k has a users file)
-        "2\t3\t4\t12",            # 7 timestamp in 1970
-        f"2\t3\t4.5\t{T0}",        # 8 half star on a whole-star scale
-        f"3\t4\t2\t{T0}",          # 9 good
-    ])
+    d = write_ml100k(
+        tmp_path / "d",
+        ratings=[
+            f"1\t1\t5\t{T0}",  # 1 good
+            f"x\t1\t5\t{T0}",  # 2 non-numeric user
+            f"1\t2\t7\t{T0}",  # 3 rating out of the 1-5 scale
+            f"1\t99\t4\t{T0}",  # 4 unknown movie
+            "2\t3\t4",  # 5 short line
+            f"9\t3\t4\t{T0}",  # 6 unknown user (ml-100k has a users file)
+            "2\t3\t4\t12",  # 7 timestamp in 1970
+            f"2\t3\t4.5\t{T0}",  # 8 half star on a whole-star scale
+            f"3\t4\t2\t{T0}",  # 9 good
+        ],
+    )
     result = ingest_directory(engine, d, progress=False)
     assert result.counts["ratings_fast_path"] == 0
     assert (result.counts["ratings_accepted"], result.counts["ratings_rejected"]) == (2, 7)
     assert rows(engine, "SELECT user_id, movie_id FROM ratings ORDER BY 1") == [(1, 1), (3, 4)]
     got = rejected(engine, result.ingest_run_id)
     assert [(f, n, raw) for f, n, raw, _ in got] == [
-        ("u.data", 2, f"x\t1\t5\t{T0}"), ("u.data", 3, f"1\t2\t7\t{T0}"), ("u.data", 4, f"1\t99\t4\t{T0}"),
-        ("u.data", 5, "2\t3\t4"), ("u.data", 6, f"9\t3\t4\t{T0}"), ("u.data", 7, "2\t3\t4\t12"),
-        ("u.data", 8, f"2\t3\t4.5\t{T0}")]
+        ("u.data", 2, f"x\t1\t5\t{T0}"),
+        ("u.data", 3, f"1\t2\t7\t{T0}"),
+        ("u.data", 4, f"1\t99\t4\t{T0}"),
+        ("u.data", 5, "2\t3\t4"),
+        ("u.data", 6, f"9\t3\t4\t{T0}"),
+        ("u.data", 7, "2\t3\t4\t12"),
+        ("u.data", 8, f"2\t3\t4.5\t{T0}"),
+    ]
     reasons = [r for *_, r in got]
     assert reasons[0] == "user_id 'x' is not a positive integer"
     assert reasons[1].startswith("rating 7 is outside the scale 1 to 5")
@@ -145,7 +174,10 @@ def test_failure_mid_ingest_leaves_the_previous_state(engine, tmp_path):
     with pytest.raises(InputError):
         ingest_directory(engine, changed, imdb_dir=empty_imdb, progress=False)
     assert snapshot(engine) == before
-    assert [s for _, s in rows(engine, "SELECT ingest_run_id, status FROM ingest_runs ORDER BY 1")] == ["succeeded", "failed"]
+    assert [s for _, s in rows(engine, "SELECT ingest_run_id, status FROM ingest_runs ORDER BY 1")] == [
+        "succeeded",
+        "failed",
+    ]
 
 
 def test_missing_and_empty_inputs_raise_input_error(engine, tmp_path):
@@ -163,11 +195,15 @@ def test_missing_and_empty_inputs_raise_input_error(engine, tmp_path):
 @pytest.mark.slow
 def test_real_ml100k_in_full(engine, ml100k_dir):
     result = ingest_directory(engine, ml100k_dir, dataset="ml-100k", progress=False)
-    counts = rows(engine, "SELECT (SELECT count(*) FROM ratings), (SELECT count(*) FROM users), "
-                          "(SELECT count(*) FROM movies)")[0]
+    counts = rows(
+        engine,
+        "SELECT (SELECT count(*) FROM ratings), (SELECT count(*) FROM users), (SELECT count(*) FROM movies)",
+    )[0]
     assert counts == (100_000, 943, 1_682)
     assert result.rows_rejected == 0
-    with_director = rows(engine, "SELECT count(DISTINCT movie_id) FROM movie_persons WHERE role = 'director'")[0][0]
+    with_director = rows(
+        engine, "SELECT count(DISTINCT movie_id) FROM movie_persons WHERE role = 'director'"
+    )[0][0]
     assert with_director / 1_682 > 0.9  # "directors known for most movies"
     assert rows(engine, "SELECT title, year FROM movies WHERE movie_id = 1") == [("Toy Story", 1995)]
     again = ingest_directory(engine, ml100k_dir, dataset="ml-100k", progress=False)
@@ -177,9 +213,14 @@ def test_real_ml100k_in_full(engine, ml100k_dir):
 
 def test_first_load_restores_every_key_and_index(engine, tmp_path):
     def schema():
-        return (rows(engine, "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                             "WHERE conrelid = 'ratings'::regclass ORDER BY 1"),
-                rows(engine, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ratings' ORDER BY 1"))
+        return (
+            rows(
+                engine,
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'ratings'::regclass ORDER BY 1",
+            ),
+            rows(engine, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ratings' ORDER BY 1"),
+        )
 
     before = schema()
     assert len(before[0]) == 3 and len(before[1]) == 3  # PK + 2 FKs; PK index + 2 secondary
@@ -196,5 +237,6 @@ def test_duplicate_catalogue_id_is_rejected_with_its_line(engine, tmp_path):
         fh.write("2,Duplicate (1999),Drama\n")
     result = ingest_directory(engine, d, progress=False)
     assert rejected(engine, result.ingest_run_id) == [
-        ("movies.csv", 5, "2,Duplicate (1999),Drama", "duplicate id 2 (first on line 3)")]
+        ("movies.csv", 5, "2,Duplicate (1999),Drama", "duplicate id 2 (first on line 3)")
+    ]
     assert rows(engine, "SELECT title FROM movies WHERE movie_id = 2") == [("American President, The",)]

@@ -41,7 +41,11 @@ def test_ml_latest_quoted_titles_and_links(tmp_path):
     movies = list(parse_movies(layout))
     assert movies[1].title == "American President, The" and movies[1].year == 1995
     assert movies[2].year is None and movies[2].genres == []
-    assert list(parse_links(layout)) == [(1, "tt0114709", 862), (2, "tt0112346", 9087), (3, "tt0105946", None)]
+    assert list(parse_links(layout)) == [
+        (1, "tt0114709", 862),
+        (2, "tt0112346", 9087),
+        (3, "tt0105946", None),
+    ]
 
 
 def test_recbole_items_users_and_credits(tmp_path):
@@ -51,7 +55,10 @@ def test_recbole_items_users_and_credits(tmp_path):
     assert movies[1].year is None  # RecBole's "unkonwn" is a missing year, not a bad row
     credits = list(parse_credits(layout))
     assert [(c.role, c.external_id, c.ordering) for c in credits] == [
-        ("director", "freebase:m.0lbj1", 1), ("actor", "freebase:m.0c0k1", 1), ("actor", "freebase:m.01h2jr", 2)]
+        ("director", "freebase:m.0lbj1", 1),
+        ("actor", "freebase:m.0c0k1", 1),
+        ("actor", "freebase:m.01h2jr", 2),
+    ]
 
 
 def test_unpacked_archive_subdirectory_is_found(tmp_path):
@@ -61,13 +68,16 @@ def test_unpacked_archive_subdirectory_is_found(tmp_path):
 
 def test_bad_catalogue_lines_become_rejects_with_line_numbers(tmp_path):
     d = write_ml_latest(tmp_path / "m")
-    (d / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Comedy\nx,Bad,Drama\n"
-                                  "2,Short line\n3,Future (2999),Drama\n")
+    (d / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Comedy\nx,Bad,Drama\n2,Short line\n3,Future (2999),Drama\n"
+    )
     parsed = list(parse_movies(detect_layout(d)))
     rejects = [p for p in parsed if isinstance(p, Reject)]
     assert [(r.line, r.reason) for r in rejects] == [
-        (3, "movie_id 'x' is not a positive integer"), (4, "expected 3 fields, found 2"),
-        (5, "year 2999 is not between 1870 and " + rejects[2].reason.rsplit(" ", 1)[1])]
+        (3, "movie_id 'x' is not a positive integer"),
+        (4, "expected 3 fields, found 2"),
+        (5, "year 2999 is not between 1870 and " + rejects[2].reason.rsplit(" ", 1)[1]),
+    ]
     assert rejects[0].raw == "x,Bad,Drama"
 
 

@@ -90,8 +90,13 @@ def test_batch_form_agrees_with_per_user_form():
     hits = hits_at_k(top, relevant)
     assert not hits[3, 3:].any()  # padding never hits, even though item 0 may be relevant
     batch = ranking_metrics_from_hits(hits, relevant.sum(axis=1), k)
-    per_user = {"ndcg": ndcg_at_k, "recall": recall_at_k, "precision": precision_at_k, "mrr": mrr_at_k,
-                "hr": hit_rate_at_k}
+    per_user = {
+        "ndcg": ndcg_at_k,
+        "recall": recall_at_k,
+        "precision": precision_at_k,
+        "mrr": mrr_at_k,
+        "hr": hit_rate_at_k,
+    }
     for u in range(20):
         ranked = top[u][top[u] >= 0]
         rel = set(np.flatnonzero(relevant[u]).tolist())

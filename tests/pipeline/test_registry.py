@@ -27,11 +27,18 @@ from pipeline.registry.gate import promote_if_better
 from pipeline.registry.store import REGISTERED_MODEL, config_params, flatten_metrics, metric_key, tracking_uri
 from pipeline.registry.tracking import RunInfo, log_training_run
 
-TINY = HybridConfig(epochs=2, patience=2, embedding_dim=16, person_dim=8, mlp=(32, 16), content_mlp=(32, 16),
-                    batch_size=2048, negatives=256)
+TINY = HybridConfig(
+    epochs=2,
+    patience=2,
+    embedding_dim=16,
+    person_dim=8,
+    mlp=(32, 16),
+    content_mlp=(32, 16),
+    batch_size=2048,
+    negatives=256,
+)
 CUTOFF = datetime(1998, 3, 1, tzinfo=UTC)
-BASELINES = {"EASE": {"temporal": {"ndcg@10": 0.21}, "random": {}},
-             "Popularity": {"temporal.ndcg@10": 0.12}}
+BASELINES = {"EASE": {"temporal": {"ndcg@10": 0.21}, "random": {}}, "Popularity": {"temporal.ndcg@10": 0.12}}
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +50,25 @@ def trained(ml100k_data, tmp_path_factory):
     result = train_hybrid(data, train, TINY, device="cpu", progress=False)
     # Both partners in: what is registered and served must be the whole blend, not the network alone.
     directory = PublishedBlend.from_training(result.model, train, 0.6, 0.5).save(
-        tmp_path_factory.mktemp("registry-model") / "published")
+        tmp_path_factory.mktemp("registry-model") / "published"
+    )
     rows = np.flatnonzero(X.users < 100)[::97][:25]  # real rated pairs
-    pairs = pd.DataFrame({"user_id": data.user_map.ids[X.users[rows]],
-                          "movie_id": data.item_map.ids[X.items[rows]]})
+    pairs = pd.DataFrame(
+        {"user_id": data.user_map.ids[X.users[rows]], "movie_id": data.item_map.ids[X.items[rows]]}
+    )
     return directory, result, pairs
 
 
 @pytest.fixture
 def result(trained) -> TrainingResult:
     directory, original, _ = trained
-    return TrainingResult(HybridArtifact.load(directory / "network"), original.history, original.best_epoch,
-                          original.seconds, original.samples_per_s)
+    return TrainingResult(
+        HybridArtifact.load(directory / "network"),
+        original.history,
+        original.best_epoch,
+        original.seconds,
+        original.samples_per_s,
+    )
 
 
 @pytest.fixture
@@ -73,39 +87,63 @@ def mlsettings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(MOVIEREC_HOME=tmp_path / "home", DATABASE_URL=db_url, MLFLOW_TRACKING_URI="")
 
 
-def _log(mlsettings: Settings, result: TrainingResult, ndcg: float, published: PublishedBlend | None = None,
-         **kw) -> RunInfo:
+def _log(
+    mlsettings: Settings, result: TrainingResult, ndcg: float, published: PublishedBlend | None = None, **kw
+) -> RunInfo:
     metrics = {"temporal": {"ndcg@10": ndcg, "recall@10": ndcg * 1.5}, "random": {"rmse": 0.95, "mae": 0.75}}
     published = published or PublishedBlend.from_training(result.model, _train_of(result.model), 1.0, 1.0)
-    return log_training_run(mlsettings, published, result, metrics, BASELINES, dataset="ml-100k",
-                            data_cutoff=CUTOFF, **kw)
+    return log_training_run(
+        mlsettings, published, result, metrics, BASELINES, dataset="ml-100k", data_cutoff=CUTOFF, **kw
+    )
 
 
 def _train_of(model: HybridArtifact) -> Interactions:
     users, items = model.history_pairs
-    return Interactions(users, items, np.full(len(users), 4.0, np.float32), np.zeros(len(users), np.int64),
-                        len(model.user_map), len(model.item_map))
+    return Interactions(
+        users,
+        items,
+        np.full(len(users), 4.0, np.float32),
+        np.zeros(len(users), np.int64),
+        len(model.user_map),
+        len(model.item_map),
+    )
 
 
 def _promote(mlsettings: Settings, engine, run: RunInfo, ndcg: float):
-    return promote_if_better(mlsettings, engine, run, dataset="ml-100k", data_cutoff=CUTOFF,
-                             metrics={"temporal.ndcg@10": ndcg}, params=TINY.to_dict())
+    return promote_if_better(
+        mlsettings,
+        engine,
+        run,
+        dataset="ml-100k",
+        data_cutoff=CUTOFF,
+        metrics={"temporal.ndcg@10": ndcg},
+        params=TINY.to_dict(),
+    )
 
 
 def _rows(engine) -> list[dict]:
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(
-            "SELECT registered_version, status, metric_value, champion_metric_value, decision, protocol, "
-            "primary_metric, dataset, data_cutoff, mlflow_run_id, metrics, params "
-            "FROM model_versions ORDER BY model_version_id"))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                text(
+                    "SELECT registered_version, status, metric_value, champion_metric_value, decision, protocol, "
+                    "primary_metric, dataset, data_cutoff, mlflow_run_id, metrics, params "
+                    "FROM model_versions ORDER BY model_version_id"
+                )
+            )
+        ]
 
 
 # --- pure helpers -------------------------------------------------------------------------------------------
 
+
 def test_metric_names_and_params():
     assert metric_key("ndcg@10") == "ndcg_at_10"
     assert flatten_metrics({"temporal": {"ndcg@10": 0.3, "users": None}, "random.rmse": 1}) == {
-        "temporal.ndcg_at_10": 0.3, "random.rmse": 1.0}
+        "temporal.ndcg_at_10": 0.3,
+        "random.rmse": 1.0,
+    }
     params = config_params(TINY)
     assert params["mlp"] == "32,16" and params["recency_half_life_days"] == "60.0"
     assert set(params) == set(TINY.to_dict())
@@ -125,8 +163,9 @@ def test_verdict_direction_ties_and_missing_figures():
 
 
 def test_tracking_uri_choices(tmp_path, server_url, test_home):
-    explicit = Settings(MOVIEREC_HOME=tmp_path, DATABASE_URL="postgresql://x@h/db",
-                        MLFLOW_TRACKING_URI="http://mlflow:5000")
+    explicit = Settings(
+        MOVIEREC_HOME=tmp_path, DATABASE_URL="postgresql://x@h/db", MLFLOW_TRACKING_URI="http://mlflow:5000"
+    )
     assert tracking_uri(explicit) == "http://mlflow:5000"
     local = Settings(MOVIEREC_HOME=tmp_path, DATABASE_URL="postgresql://x@h/db", MLFLOW_TRACKING_URI="")
     assert tracking_uri(local) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
@@ -139,6 +178,7 @@ def test_tracking_uri_choices(tmp_path, server_url, test_home):
 
 
 # --- logging, registration, first promotion, loading --------------------------------------------------------
+
 
 def test_log_register_promote_and_load_back(mlsettings, engine, result, published, pairs, tmp_path):
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
@@ -153,7 +193,8 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, publishe
     logged = client.get_run(run.run_id)
     assert client.get_experiment(logged.info.experiment_id).name == "movierec-ml-100k"
     assert client.get_experiment(logged.info.experiment_id).artifact_location.startswith(
-        (mlsettings.home / "mlartifacts").as_uri())
+        (mlsettings.home / "mlartifacts").as_uri()
+    )
     params = logged.data.params
     assert {k: params[k] for k in config_params(TINY)} == config_params(TINY)
     assert params["dataset"] == "ml-100k" and params["data_cutoff"] == CUTOFF.isoformat()
@@ -168,8 +209,12 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, publishe
         assert [m.value for m in history] == pytest.approx([h[name] for h in result.history])
     files = {f.path for f in client.list_artifacts(run.run_id)}
     files |= {f.path for d in ("plots", "evaluation") for f in client.list_artifacts(run.run_id, d)}
-    assert {"id_maps.json", "plots/learning_curve.png", "plots/evaluation.png",
-            "evaluation/evaluation.json"} <= files
+    assert {
+        "id_maps.json",
+        "plots/learning_curve.png",
+        "plots/evaluation.png",
+        "evaluation/evaluation.json",
+    } <= files
 
     with pytest.raises(MovierecError, match="no movierec-hybrid@champion"):
         load_champion(mlsettings)  # registered, but nobody promoted it yet
@@ -196,13 +241,17 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, publishe
             os.environ["MLFLOW_TRACKING_URI"] = env_before
     # The blend, partners included: the network alone predicts something else.
     net = published.network
-    users, items = net.user_map.index(pairs["user_id"].to_numpy()), net.item_map.index(pairs["movie_id"].to_numpy())
+    users, items = (
+        net.user_map.index(pairs["user_id"].to_numpy()),
+        net.item_map.index(pairs["movie_id"].to_numpy()),
+    )
     expected = published.predict_index(users, items)
     assert published.ease is not None and published.mf is not None
     assert not np.allclose(expected, net.predict_index(users, items))
     np.testing.assert_array_equal(predicted["rating"].to_numpy(), expected.astype(np.float64))
-    unknown = pyfunc.predict(pd.DataFrame({"user_id": [10**9, int(pairs.user_id[0])],
-                                           "movie_id": [int(pairs.movie_id[0]), 10**9]}))
+    unknown = pyfunc.predict(
+        pd.DataFrame({"user_id": [10**9, int(pairs.user_id[0])], "movie_id": [int(pairs.movie_id[0]), 10**9]})
+    )
     assert unknown["rating"].isna().all()
 
     champion, version = load_champion(mlsettings)
@@ -213,6 +262,7 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, publishe
 
 
 # --- the gate -----------------------------------------------------------------------------------------------
+
 
 def test_gate_refuses_worse_and_accepts_better(mlsettings, engine, result):
     with pytest.raises(MovierecError, match="no movierec-hybrid@champion"):
@@ -249,4 +299,3 @@ def test_gate_refuses_worse_and_accepts_better(mlsettings, engine, result):
     assert client.get_model_version(REGISTERED_MODEL, "1").tags["promotion.retired_by"] == "4"
     assert load_champion(mlsettings)[1] == 4
     assert math.isclose(_rows(engine)[-1]["champion_metric_value"], 0.30, rel_tol=1e-6)
-

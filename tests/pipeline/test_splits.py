@@ -12,8 +12,14 @@ def _toy() -> Interactions:
     users = np.array([0] * 10 + [1, 1] + [2] + [3] * 5)
     items = np.array(list(range(10)) + [7, 3] + [4] + [9, 8, 7, 6, 5])
     ts = np.array(list(range(100, 110)) + [50, 50] + [70] + [10, 20, 30, 40, 50])
-    return Interactions(users.astype(np.int64), items.astype(np.int64), np.full(len(users), 4.0, np.float32),
-                        ts.astype(np.int64), n_users=5, n_items=12)
+    return Interactions(
+        users.astype(np.int64),
+        items.astype(np.int64),
+        np.full(len(users), 4.0, np.float32),
+        ts.astype(np.int64),
+        n_users=5,
+        n_items=12,
+    )
 
 
 def _pairs(data: Interactions) -> set[tuple[int, int, int]]:
@@ -28,7 +34,9 @@ def ml_slice(ml100k_dir):
 def test_random_split_sizes_disjoint_deterministic(ml_slice):
     train, test = random_split(ml_slice)
     assert len(test) == round(0.2 * len(ml_slice)) and len(train) + len(test) == len(ml_slice)
-    assert (train.n_users, train.n_items) == (test.n_users, test.n_items) == (ml_slice.n_users, ml_slice.n_items)
+    assert (
+        (train.n_users, train.n_items) == (test.n_users, test.n_items) == (ml_slice.n_users, ml_slice.n_items)
+    )
     assert not _pairs(train) & _pairs(test)
     assert _pairs(train) | _pairs(test) == _pairs(ml_slice)
     _, test2 = random_split(ml_slice)
@@ -41,13 +49,25 @@ def test_random_split_is_the_documented_permutation():
     data = _toy()
     perm = np.random.default_rng(42).permutation(len(data))
     _, test = random_split(data, 0.2, seed=42)
-    expected = np.sort(perm[:round(0.2 * len(data))])
-    assert np.array_equal(test.items, data.items[expected]) and np.array_equal(test.users, data.users[expected])
+    expected = np.sort(perm[: round(0.2 * len(data))])
+    assert np.array_equal(test.items, data.items[expected]) and np.array_equal(
+        test.users, data.users[expected]
+    )
 
 
 def test_temporal_test_counts_rule():
     # round(0.2 n), at least 1 (n >= 2), at most n - 1, none for n <= 1
-    assert temporal_test_counts(np.array([0, 1, 2, 3, 7, 8, 10, 22, 23])).tolist() == [0, 0, 1, 1, 1, 2, 2, 4, 5]
+    assert temporal_test_counts(np.array([0, 1, 2, 3, 7, 8, 10, 22, 23])).tolist() == [
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+        2,
+        4,
+        5,
+    ]
     assert temporal_test_counts(np.array([2, 3]), test_fraction=0.9).tolist() == [1, 2]
     with pytest.raises(ValueError):
         temporal_test_counts(np.array([5]), test_fraction=1.0)
@@ -56,12 +76,12 @@ def test_temporal_test_counts_rule():
 def test_temporal_split_on_toy_data():
     train, test = temporal_split(_toy())
     by_user = {u: sorted(test.items[test.users == u].tolist()) for u in range(5)}
-    assert by_user[0] == [8, 9]      # 10 ratings -> last 2 by time
+    assert by_user[0] == [8, 9]  # 10 ratings -> last 2 by time
     # tie at t=50: the fixed hash of (user, item) decides which is "later"
     key = _tie_break(np.array([1, 1]), np.array([3, 7]), 42)
     assert by_user[1] == [[3, 7][int(np.argmax(key))]]
-    assert by_user[2] == []          # a single rating stays in train
-    assert by_user[3] == [5]         # 5 ratings -> 1, the latest (t=50, item 5)
+    assert by_user[2] == []  # a single rating stays in train
+    assert by_user[3] == [5]  # 5 ratings -> 1, the latest (t=50, item 5)
     assert len(train) + len(test) == len(_toy())
 
 
@@ -74,8 +94,12 @@ def test_temporal_split_holds_out_each_users_latest(ml_slice):
     for u in np.unique(ml_slice.users):
         tr, te = train.users == u, test.users == u
         assert tr.any() and te.any()
-        last_train = max(zip(train.timestamps[tr].tolist(), _tie_break(train.users[tr], train.items[tr], 42).tolist()))
-        first_test = min(zip(test.timestamps[te].tolist(), _tie_break(test.users[te], test.items[te], 42).tolist()))
+        last_train = max(
+            zip(train.timestamps[tr].tolist(), _tie_break(train.users[tr], train.items[tr], 42).tolist())
+        )
+        first_test = min(
+            zip(test.timestamps[te].tolist(), _tie_break(test.users[te], test.items[te], 42).tolist())
+        )
         assert first_test > last_train  # every held-out rating comes after the user's train ratings
     again = temporal_split(ml_slice)[1]
     assert np.array_equal(again.users, test.users) and np.array_equal(again.items, test.items)

@@ -53,7 +53,9 @@ def test_ranking_is_the_cheap_terms_plus_the_rating_head(published, train):
     assert published.rating_scale == pytest.approx(float(np.std(train.ratings)))
     users = np.arange(8)
     ease = published.ease.score_users(users).astype(np.float64)
-    cheap = 0.6 * standardise(published.network.rank_index(users).astype(np.float64)) + 0.4 * standardise(ease)
+    cheap = 0.6 * standardise(published.network.rank_index(users).astype(np.float64)) + 0.4 * standardise(
+        ease
+    )
     np.testing.assert_allclose(published.retrieval_scores(users), cheap, rtol=1e-4, atol=1e-5)
     term = published.network.rating_matrix(users) / published.rating_scale
     np.testing.assert_allclose(published.score_users(users), cheap + term, rtol=1e-4, atol=1e-4)
@@ -69,16 +71,24 @@ def test_re_ranked_candidates_carry_their_exact_ranking_scores(published):
     cheap[published.rated[users].nonzero()] = -np.inf
     top30 = np.argsort(-cheap, axis=1)[:, :30]
     assert all(set(row) <= set(t) for row, t in zip(idx.tolist(), top30.tolist(), strict=True))
-    assert not published.rated[users].multiply(sp.csr_matrix(
-        (np.ones(idx.size), (np.repeat(users, N), idx.ravel())), shape=published.rated.shape)[users]).nnz
+    assert (
+        not published.rated[users]
+        .multiply(
+            sp.csr_matrix(
+                (np.ones(idx.size), (np.repeat(users, N), idx.ravel())), shape=published.rated.shape
+            )[users]
+        )
+        .nnz
+    )
 
 
 def test_enough_candidates_give_the_exhaustive_lists(published):
     users = np.arange(60)
     exhaustive, ex_values = score_chunk(published, users, published.rated[users], N, candidates=0)
     # every user rated something, so n_items - 1 candidates hold every movie the user may be shown
-    two_stage, values = score_chunk(published, users, published.rated[users], N,
-                                    candidates=published.n_items - 1)
+    two_stage, values = score_chunk(
+        published, users, published.rated[users], N, candidates=published.n_items - 1
+    )
     assert list_recall(exhaustive, two_stage) == 1.0
     np.testing.assert_allclose(values, ex_values, rtol=1e-4, atol=1e-4)
     few, _ = score_chunk(published, users, published.rated[users], N, candidates=N)
@@ -97,8 +107,9 @@ def test_without_a_rating_head_term_candidates_change_nothing(published):
 def test_saved_and_loaded_model_keeps_the_rating_head_term(published, tmp_path):
     loaded = PublishedBlend.load(published.save(tmp_path / "p"))
     assert (loaded.rerank_weight, loaded.rating_scale) == (1.0, pytest.approx(published.rating_scale))
-    np.testing.assert_allclose(loaded.score_users(np.arange(5)), published.score_users(np.arange(5)),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        loaded.score_users(np.arange(5)), published.score_users(np.arange(5)), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_rating_head_weight_is_chosen_on_validation(ml100k_data, train):
@@ -116,8 +127,9 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(publi
     from pipeline.evaluation.splits import temporal_split
 
     inner_train, inner_test = temporal_split(train)
-    blend = ensemble.BlendRecommender(HybridRecommender(published.network), published.ease, 0.6,
-                               rating_scale=published.rating_scale)
+    blend = ensemble.BlendRecommender(
+        HybridRecommender(published.network), published.ease, 0.6, rating_scale=published.rating_scale
+    )
     _, every_user = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
     depth = min(ensemble.DEFAULT_CANDIDATES, inner_train.n_items)
     monkeypatch.setattr(ensemble, "RERANK_SEARCH_PAIRS", 40 * depth)  # room for 40 users' candidates
@@ -130,15 +142,25 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(publi
 def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
     from pipeline.models.blend.scorer import BlendRecommender
 
-    blend = BlendRecommender(HybridRecommender(published.network), published.ease, published.weight,
-                      rerank_weight=published.rerank_weight, rating_scale=published.rating_scale,
-                      candidates=30, rated=published.rated)
+    blend = BlendRecommender(
+        HybridRecommender(published.network),
+        published.ease,
+        published.weight,
+        rerank_weight=published.rerank_weight,
+        rating_scale=published.rating_scale,
+        candidates=30,
+        rated=published.rated,
+    )
     users = np.arange(40)
     scores = blend.score_users(users)
     assert (np.isfinite(scores).sum(axis=1) == 30).all()  # the candidates, nothing else
     batch_idx, batch_values = score_chunk(published, users, published.rated[users], N, candidates=30)
-    np.testing.assert_allclose(np.take_along_axis(scores, batch_idx, axis=1), batch_values, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.take_along_axis(scores, batch_idx, axis=1), batch_values, rtol=1e-4, atol=1e-4
+    )
     best = np.argsort(-scores, axis=1, kind="stable")[:, :N]
     assert list_recall(batch_idx, best) == 1.0
     with pytest.raises(ValueError):
-        BlendRecommender(HybridRecommender(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30)
+        BlendRecommender(
+            HybridRecommender(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30
+        )

@@ -14,8 +14,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 GPU = ROOT / "docker-compose.gpu.yml"
-SERVICES = {"postgres", "mlflow", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "model-server"}
+SERVICES = {
+    "postgres",
+    "mlflow",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "model-server",
+}
 AIRFLOW = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
 
 
@@ -35,11 +42,22 @@ def test_services(compose: dict) -> None:
 def test_every_secret_comes_from_env_file_and_none_has_a_default() -> None:
     text = COMPOSE.read_text()
     required = _required_vars(text)
-    assert {"POSTGRES_PASSWORD", "MOVIEREC_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_DB_PASSWORD",
-            "MOVIEREC_READER_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_SECRET_KEY"} <= required
+    assert {
+        "POSTGRES_PASSWORD",
+        "MOVIEREC_DB_PASSWORD",
+        "MLFLOW_DB_PASSWORD",
+        "AIRFLOW_DB_PASSWORD",
+        "MOVIEREC_READER_PASSWORD",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_SECRET_KEY",
+    } <= required
     assert not re.search(r"\$\{[A-Z0-9_]*(PASSWORD|SECRET|KEY)[A-Z0-9_]*:-[^}]", text)  # no default secrets
-    example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
-               if line and not line.startswith("#")}
+    example = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert required <= example
 
 
@@ -47,12 +65,19 @@ def test_postgres_initialises_every_database_and_role(compose: dict) -> None:
     pg = compose["services"]["postgres"]
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
     init = ROOT / "database" / "docker" / "init-databases.sh"
-    assert any(v.startswith("./database/docker/init-databases.sh:/docker-entrypoint-initdb.d/") for v in pg["volumes"])
+    assert any(
+        v.startswith("./database/docker/init-databases.sh:/docker-entrypoint-initdb.d/")
+        for v in pg["volumes"]
+    )
     script = init.read_text()
     for role in ("movierec", "mlflow", "airflow", "movierec_reader"):
         assert f"CREATE ROLE {role} LOGIN" in script
-    for password in _required_vars(COMPOSE.read_text()) & {"MOVIEREC_DB_PASSWORD", "MLFLOW_DB_PASSWORD",
-                                                         "AIRFLOW_DB_PASSWORD", "MOVIEREC_READER_PASSWORD"}:
+    for password in _required_vars(COMPOSE.read_text()) & {
+        "MOVIEREC_DB_PASSWORD",
+        "MLFLOW_DB_PASSWORD",
+        "AIRFLOW_DB_PASSWORD",
+        "MOVIEREC_READER_PASSWORD",
+    }:
         assert password in pg["environment"] and f'"${password}"' in script
 
 
@@ -117,15 +142,31 @@ def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Pat
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
     env_file = tmp_path / "env"
-    env_file.write_text("".join(f"{name}=test-{name.lower()}\n" for name in _required_vars(COMPOSE.read_text())))
+    env_file.write_text(
+        "".join(f"{name}=test-{name.lower()}\n" for name in _required_vars(COMPOSE.read_text()))
+    )
     args = [*command, "--env-file", str(env_file), "--project-directory", str(ROOT)]
     for f in files:
         args += ["-f", str(f)]
     done = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     (tmp_path / "empty").write_text("")
-    missing = subprocess.run([*command, "--env-file", str(tmp_path / "empty"), "--project-directory", str(ROOT),
-                              "-f", str(COMPOSE), "config", "-q"],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                             env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    missing = subprocess.run(
+        [
+            *command,
+            "--env-file",
+            str(tmp_path / "empty"),
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(COMPOSE),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
     assert missing.returncode != 0 and "PASSWORD" in missing.stderr  # a missing secret stops it with a reason

@@ -20,8 +20,12 @@ import psycopg2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORDS = {"MOVIEREC_DB_PASSWORD": "app-secret", "MLFLOW_DB_PASSWORD": "mlflow-secret",
-             "AIRFLOW_DB_PASSWORD": "airflow-secret", "MOVIEREC_READER_PASSWORD": "reader's secret"}
+PASSWORDS = {
+    "MOVIEREC_DB_PASSWORD": "app-secret",
+    "MLFLOW_DB_PASSWORD": "mlflow-secret",
+    "AIRFLOW_DB_PASSWORD": "airflow-secret",
+    "MOVIEREC_READER_PASSWORD": "reader's secret",
+}
 
 
 @dataclass
@@ -48,10 +52,20 @@ def stack_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackPostgres
     server = pgserver.get_server(tmp_path_factory.mktemp("stack-pg"), cleanup_mode="stop")
     socket_dir = str(server.get_postmaster_info().socket_dir)
     bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", PGHOST=socket_dir, POSTGRES_USER="postgres",
-               **PASSWORDS)
-    done = subprocess.run(["sh", str(ROOT / "database" / "docker" / "init-databases.sh")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = dict(
+        os.environ,
+        PATH=f"{bindir}:{os.environ['PATH']}",
+        PGHOST=socket_dir,
+        POSTGRES_USER="postgres",
+        **PASSWORDS,
+    )
+    done = subprocess.run(
+        ["sh", str(ROOT / "database" / "docker" / "init-databases.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     try:
         yield StackPostgres(socket_dir, env)
@@ -86,12 +100,22 @@ def test_init_script_roles_and_databases(stack_pg: StackPostgres) -> None:
 
 def _movierec(stack_pg: StackPostgres, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`movierec ...` with the environment docker-compose.yml gives the Airflow containers."""
-    env = dict(stack_pg.env, MOVIEREC_HOME=str(tmp_path / "home"), AIRFLOW_HOME=str(tmp_path / "airflow"),
-               DATABASE_URL=stack_pg.url("movierec", "movierec", "postgresql"),
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=stack_pg.url("airflow", "airflow"))
+    env = dict(
+        stack_pg.env,
+        MOVIEREC_HOME=str(tmp_path / "home"),
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        DATABASE_URL=stack_pg.url("movierec", "movierec", "postgresql"),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=stack_pg.url("airflow", "airflow"),
+    )
     env.pop("AIRFLOW__CORE__DAGS_FOLDER", None)
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def test_airflow_init_command_as_the_stack_roles(stack_pg: StackPostgres, tmp_path: Path) -> None:
@@ -116,8 +140,13 @@ def test_airflow_init_command_as_the_stack_roles(stack_pg: StackPostgres, tmp_pa
 @pytest.mark.parametrize("command", [["api-server", "--port", "8080"], ["scheduler"], ["dag-processor"]])
 def test_airflow_component_commands_exist(command: list[str], tmp_path: Path) -> None:
     """The commands the three Airflow services run, as the pinned Airflow parses them."""
-    done = subprocess.run([str(Path(sys.executable).parent / "airflow"), *command, "--help"], capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ, AIRFLOW_HOME=str(tmp_path)))
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, AIRFLOW_HOME=str(tmp_path)),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -141,12 +170,24 @@ def mlflow_server(stack_pg: StackPostgres, tmp_path: Path) -> Iterator[tuple[str
     """mlflow_server/entrypoint.sh as the container runs it, backend store = the stack's mlflow database."""
     port = _free_port()
     artifacts = tmp_path / "artifacts"
-    env = dict(stack_pg.env, MLFLOW_BACKEND_STORE_URI=stack_pg.url("mlflow", "mlflow"),
-               MLFLOW_ARTIFACTS_DESTINATION=str(artifacts), MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=str(port),
-               MLFLOW_WORKERS="1", PATH=f"{Path(sys.executable).parent}:{stack_pg.env['PATH']}")
+    env = dict(
+        stack_pg.env,
+        MLFLOW_BACKEND_STORE_URI=stack_pg.url("mlflow", "mlflow"),
+        MLFLOW_ARTIFACTS_DESTINATION=str(artifacts),
+        MLFLOW_HOST="127.0.0.1",
+        MLFLOW_PORT=str(port),
+        MLFLOW_WORKERS="1",
+        PATH=f"{Path(sys.executable).parent}:{stack_pg.env['PATH']}",
+    )
     log = (tmp_path / "mlflow.log").open("w")
-    proc = subprocess.Popen(["sh", str(ROOT / "mlflow_server" / "entrypoint.sh")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        ["sh", str(ROOT / "mlflow_server" / "entrypoint.sh")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
     try:
         for _ in range(240):  # readiness, not a timing check: up to ~2 minutes on a loaded machine
             if proc.poll() is not None:
@@ -171,10 +212,14 @@ def mlflow_server(stack_pg: StackPostgres, tmp_path: Path) -> Iterator[tuple[str
 
 
 def test_mlflow_entrypoint_serves_runs_from_postgres_and_artifacts_from_the_volume(
-        mlflow_server: tuple[str, int, Path], stack_pg: StackPostgres, tmp_path: Path) -> None:
+    mlflow_server: tuple[str, int, Path], stack_pg: StackPostgres, tmp_path: Path
+) -> None:
     url, port, artifacts = mlflow_server
-    health = subprocess.run([sys.executable, str(ROOT / "mlflow_server" / "healthcheck.py")],
-                            env=dict(os.environ, MLFLOW_PORT=str(port)), timeout=30)
+    health = subprocess.run(
+        [sys.executable, str(ROOT / "mlflow_server" / "healthcheck.py")],
+        env=dict(os.environ, MLFLOW_PORT=str(port)),
+        timeout=30,
+    )
     assert health.returncode == 0
     api = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
     assert _get(api, host=f"mlflow:{port}")[0] == 200  # the name the other containers use
@@ -193,5 +238,7 @@ def test_mlflow_entrypoint_serves_runs_from_postgres_and_artifacts_from_the_volu
     stored = list(artifacts.rglob("report.json"))  # written by the server, not by the client
     assert len(stored) == 1 and stored[0].read_text() == '{"ok": true}'
     with stack_pg.connect("mlflow", "mlflow") as conn, conn.cursor() as cur:
-        cur.execute("SELECT value FROM metrics WHERE run_uuid = %s AND key = 'ndcg_at_10'", (run.info.run_id,))
+        cur.execute(
+            "SELECT value FROM metrics WHERE run_uuid = %s AND key = 'ndcg_at_10'", (run.info.run_id,)
+        )
         assert cur.fetchone() == (0.25,)

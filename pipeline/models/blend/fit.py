@@ -10,12 +10,21 @@ from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
 
 
-def train_published(data: TrainingData, cfg: HybridConfig, weights: BlendWeights, *, device: str = "auto",
-                    progress: bool = True) -> tuple[PublishedBlend, TrainingResult]:
+def train_published(
+    data: TrainingData,
+    cfg: HybridConfig,
+    weights: BlendWeights,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[PublishedBlend, TrainingResult]:
     """The model to publish: the network on every rating up to the cut-off, with the partners ``weights``
     call for, fitted on the same ratings."""
     result = train_hybrid(data, None, cfg, device=device, progress=progress)
-    published = PublishedBlend.from_training(result.model, data.interactions, weights,
-                                             meta={"dataset": data.dataset,
-                                                   "as_of": data.as_of.isoformat() if data.as_of else None})
+    published = PublishedBlend.from_training(
+        result.model,
+        data.interactions,
+        weights,
+        meta={"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None},
+    )
     return published, result

@@ -41,12 +41,12 @@ class PublishedBlend:
     """The network plus its blend partners, scored by dense user/movie index (``network.user_map`` etc.)."""
 
     network: HybridArtifact
-    rated: sp.csr_matrix               # users x movies, 1 where rated up to the cut-off
+    rated: sp.csr_matrix  # users x movies, 1 where rated up to the cut-off
     weights: BlendWeights = field(default_factory=BlendWeights)
     ease: EASE | None = None
     mf: BiasedMF | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    rating_scale: float = 1.0          # the rating-head term's unit: the standard deviation of the train ratings
+    rating_scale: float = 1.0  # the rating-head term's unit: the standard deviation of the train ratings
 
     def __post_init__(self) -> None:
         if self.weights.weight < 1 and self.ease is None:
@@ -58,16 +58,28 @@ class PublishedBlend:
     # --- building ---------------------------------------------------------------------------------------
 
     @classmethod
-    def from_training(cls, network: HybridArtifact, train: Interactions, weights: BlendWeights,
-                      meta: dict[str, Any] | None = None) -> PublishedBlend:
+    def from_training(
+        cls,
+        network: HybridArtifact,
+        train: Interactions,
+        weights: BlendWeights,
+        meta: dict[str, Any] | None = None,
+    ) -> PublishedBlend:
         """Fit the partners the weights call for on ``train`` (the network's own training data)."""
         if weights.weight < 1 and train.n_items > EASE_MAX_ITEMS:
             # too many movies for EASE: the network ranks alone (recorded in meta)
             weights = BlendWeights(1.0, weights.rating_weight, weights.rerank_weight, weights.figures)
         ease = EASE().fit(train) if weights.weight < 1 else None
         mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
-        return cls(network, train.binary_matrix(), weights, ease, mf,
-                   {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS}, rating_scale(train))
+        return cls(
+            network,
+            train.binary_matrix(),
+            weights,
+            ease,
+            mf,
+            {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS},
+            rating_scale(train),
+        )
 
     # --- scoring ----------------------------------------------------------------------------------------
 
@@ -111,19 +123,37 @@ class PublishedBlend:
         directory.mkdir(parents=True, exist_ok=True)
         self.network.save(directory / "network")
         coo = self.rated.tocoo()
-        np.savez_compressed(directory / "rated.npz", users=coo.row.astype(np.int32), items=coo.col.astype(np.int32))
+        np.savez_compressed(
+            directory / "rated.npz", users=coo.row.astype(np.int32), items=coo.col.astype(np.int32)
+        )
         if self.ease is not None:
             np.save(directory / "ease.npy", self.ease.weights_)
         if self.mf is not None:
             m = self.mf
-            np.savez(directory / "mf.npz", user_factors=m.user_factors_, item_factors=m.item_factors_,
-                     user_bias=m.user_bias_, item_bias=m.item_bias_, mu=np.float64(m.mu_),
-                     rating_range=np.asarray(m.rating_range_, np.float64))
-        (directory / "blend.json").write_text(json.dumps({
-            **self.weights.to_dict(), "rating_scale": self.rating_scale, "partner": "ease" if self.ease else None,
-            "rating_partner": "biased_mf" if self.mf else None,
-            "ease_lambda": self.ease.config.lam if self.ease else None,
-            "mf_factors": self.mf.config.factors if self.mf else None, "meta": self.meta}, indent=1, default=str))
+            np.savez(
+                directory / "mf.npz",
+                user_factors=m.user_factors_,
+                item_factors=m.item_factors_,
+                user_bias=m.user_bias_,
+                item_bias=m.item_bias_,
+                mu=np.float64(m.mu_),
+                rating_range=np.asarray(m.rating_range_, np.float64),
+            )
+        (directory / "blend.json").write_text(
+            json.dumps(
+                {
+                    **self.weights.to_dict(),
+                    "rating_scale": self.rating_scale,
+                    "partner": "ease" if self.ease else None,
+                    "rating_partner": "biased_mf" if self.mf else None,
+                    "ease_lambda": self.ease.config.lam if self.ease else None,
+                    "mf_factors": self.mf.config.factors if self.mf else None,
+                    "meta": self.meta,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         return directory
 
     @classmethod
@@ -132,8 +162,10 @@ class PublishedBlend:
         spec = json.loads((directory / "blend.json").read_text())
         network = HybridArtifact.load(directory / "network", device=device)
         pairs = np.load(directory / "rated.npz")
-        rated = sp.csr_matrix((np.ones(len(pairs["users"]), np.float32), (pairs["users"], pairs["items"])),
-                              shape=(len(network.user_map), len(network.item_map)))
+        rated = sp.csr_matrix(
+            (np.ones(len(pairs["users"]), np.float32), (pairs["users"], pairs["items"])),
+            shape=(len(network.user_map), len(network.item_map)),
+        )
         ease = None
         if (directory / "ease.npy").exists():
             ease = EASE(EASEConfig(lam=spec.get("ease_lambda") or EASEConfig.lam))
@@ -145,5 +177,12 @@ class PublishedBlend:
             mf.user_factors_, mf.item_factors_ = arrays["user_factors"], arrays["item_factors"]
             mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
             mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
-        return cls(network, rated, BlendWeights.from_dict(spec), ease, mf, spec.get("meta", {}),
-                   float(spec.get("rating_scale", 1.0)))
+        return cls(
+            network,
+            rated,
+            BlendWeights.from_dict(spec),
+            ease,
+            mf,
+            spec.get("meta", {}),
+            float(spec.get("rating_scale", 1.0)),
+        )

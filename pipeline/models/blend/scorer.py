@@ -41,9 +41,16 @@ class BlendRecommender:
 
     name = "blend"
 
-    def __init__(self, network: Scorer, partner: Scorer | None, weights: BlendWeights,
-                 rating_partner: Scorer | None = None, rating_scale: float = 1.0, candidates: int = 0,
-                 rated: sp.csr_matrix | None = None) -> None:
+    def __init__(
+        self,
+        network: Scorer,
+        partner: Scorer | None,
+        weights: BlendWeights,
+        rating_partner: Scorer | None = None,
+        rating_scale: float = 1.0,
+        candidates: int = 0,
+        rated: sp.csr_matrix | None = None,
+    ) -> None:
         if rating_scale <= 0:
             raise ValueError(f"rating scale must be > 0, got {rating_scale}")
         if weights.weight < 1 and partner is None:
@@ -107,8 +114,9 @@ class BlendRecommender:
         if self.rerank_weight == 0 or not self.candidates:
             scores = self.retrieval_scores(users)
             return scores + self.rerank_scores(users) if self.rerank_weight > 0 else scores
-        found, full = retrieve_and_rerank(self._unrated_cheap(users), self.candidates,
-                                          lambda cols: self.rerank_scores(users, cols))
+        found, full = retrieve_and_rerank(
+            self._unrated_cheap(users), self.candidates, lambda cols: self.rerank_scores(users, cols)
+        )
         return scatter_rows(found, full, self.rated.shape[1])  # type: ignore[union-attr]
 
     def retrieve(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

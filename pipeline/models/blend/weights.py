@@ -31,7 +31,11 @@ class BlendWeights:
 
     def to_dict(self) -> dict[str, float]:
         """The three weights as plain floats (JSON, XCom, ``blend.json``); ``figures`` stay out."""
-        return {"weight": self.weight, "rating_weight": self.rating_weight, "rerank_weight": self.rerank_weight}
+        return {
+            "weight": self.weight,
+            "rating_weight": self.rating_weight,
+            "rerank_weight": self.rerank_weight,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendWeights:

@@ -38,15 +38,21 @@ class HybridArtifact:
         self.net.to(self.device).eval()
         self._content_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._item_part: torch.Tensor | None = None  # the rating MLP's first layer on every movie vector
-        self._history = (UserHistory.from_pairs(*self.history_pairs, len(self.user_map), self.device)
-                         if self.history_pairs is not None else None)
+        self._history = (
+            UserHistory.from_pairs(*self.history_pairs, len(self.user_map), self.device)
+            if self.history_pairs is not None
+            else None
+        )
 
     # tensors
     def _content_tensors(self, movies: MovieContent) -> tuple[torch.Tensor, ...]:
         dev = self.device
-        return (torch.as_tensor(movies.genres, device=dev), torch.as_tensor(movies.text, device=dev),
-                {r: torch.as_tensor(p, device=dev) for r, p in movies.people.items()},
-                torch.as_tensor(movies.numeric, device=dev))
+        return (
+            torch.as_tensor(movies.genres, device=dev),
+            torch.as_tensor(movies.text, device=dev),
+            {r: torch.as_tensor(p, device=dev) for r, p in movies.people.items()},
+            torch.as_tensor(movies.numeric, device=dev),
+        )
 
     @torch.no_grad()
     def catalogue_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,20 +91,23 @@ class HybridArtifact:
         vec, bias = self.catalogue_vectors()
         out = []
         for s in range(0, len(user_idx), 65536):
-            users, u = self._users(user_idx[s:s + 65536])
-            items = torch.as_tensor(item_idx[s:s + 65536], device=self.device)
+            users, u = self._users(user_idx[s : s + 65536])
+            items = torch.as_tensor(item_idx[s : s + 65536], device=self.device)
             out.append(self.net.rating(users, u, vec[items], bias[items]).float().cpu().numpy())
         return np.clip(np.concatenate(out) if out else np.zeros(0, np.float32), *self.rating_range)
 
     @torch.no_grad()
-    def rank_index(self, user_idx: np.ndarray, vectors: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+    def rank_index(
+        self, user_idx: np.ndarray, vectors: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> np.ndarray:
         vec, bias = vectors or self.catalogue_vectors()
         _, u = self._users(user_idx)
         return self.net.ranking(u, vec, bias).float().cpu().numpy()
 
     @torch.no_grad()
-    def rating_matrix(self, user_idx: np.ndarray, items: np.ndarray | None = None,
-                      pairs_per_step: int = 1 << 17) -> np.ndarray:
+    def rating_matrix(
+        self, user_idx: np.ndarray, items: np.ndarray | None = None, pairs_per_step: int = 1 << 17
+    ) -> np.ndarray:
         """Predicted ratings (the full rating head, MLP included) of each user for ``items``: a
         ``len(user_idx) x K`` array of movie indices, one row per user (-1 entries give NaN), or the whole
         catalogue when None. Runs ``pairs_per_step`` pairs at a time, so memory is bounded whatever K is."""
@@ -107,16 +116,27 @@ class HybridArtifact:
             self._item_part = self.net.rating_part(vec, 1)
         users, u = self._users(np.asarray(user_idx, np.int64))
         user_part = self.net.rating_part(u, 0)
-        grid = (torch.arange(len(self.item_map), device=self.device).expand(len(users), -1) if items is None
-                else torch.as_tensor(np.asarray(items, np.int64), device=self.device))
+        grid = (
+            torch.arange(len(self.item_map), device=self.device).expand(len(users), -1)
+            if items is None
+            else torch.as_tensor(np.asarray(items, np.int64), device=self.device)
+        )
         out = torch.full(grid.shape, float("nan"), dtype=torch.float32, device=self.device)
         step = max(1, pairs_per_step // max(grid.shape[1], 1))
         for lo in range(0, len(users), step):
-            cols = grid[lo:lo + step]
+            cols = grid[lo : lo + step]
             at = cols.clamp(min=0)
-            pred = self.net.rating_rows(users[lo:lo + step], u[lo:lo + step], user_part[lo:lo + step],
-                                        vec[at], bias[at], self._item_part[at])
-            out[lo:lo + step] = torch.where(cols >= 0, pred.float().clamp(*self.rating_range), out[lo:lo + step])
+            pred = self.net.rating_rows(
+                users[lo : lo + step],
+                u[lo : lo + step],
+                user_part[lo : lo + step],
+                vec[at],
+                bias[at],
+                self._item_part[at],
+            )
+            out[lo : lo + step] = torch.where(
+                cols >= 0, pred.float().clamp(*self.rating_range), out[lo : lo + step]
+            )
         return out.cpu().numpy()
 
     @torch.no_grad()
@@ -135,14 +155,33 @@ class HybridArtifact:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), directory / "network.pt")
-        np.savez_compressed(directory / "catalogue.npz", user_ids=self.user_map.ids, item_ids=self.item_map.ids,
-                            users=self.users, genres=self.movies.genres, text=self.movies.text,
-                            numeric=self.movies.numeric, **{f"people_{r}": p for r, p in self.movies.people.items()},
-                            **({"history_users": self.history_pairs[0], "history_items": self.history_pairs[1]}
-                               if self.history_pairs is not None else {}))
-        (directory / "model.json").write_text(json.dumps({
-            "config": self.config.to_dict(), "vocab": self.vocab.to_dict(), "meta": self.meta,
-            "global_mean": float(self.net.global_mean)}, indent=1, default=str))
+        np.savez_compressed(
+            directory / "catalogue.npz",
+            user_ids=self.user_map.ids,
+            item_ids=self.item_map.ids,
+            users=self.users,
+            genres=self.movies.genres,
+            text=self.movies.text,
+            numeric=self.movies.numeric,
+            **{f"people_{r}": p for r, p in self.movies.people.items()},
+            **(
+                {"history_users": self.history_pairs[0], "history_items": self.history_pairs[1]}
+                if self.history_pairs is not None
+                else {}
+            ),
+        )
+        (directory / "model.json").write_text(
+            json.dumps(
+                {
+                    "config": self.config.to_dict(),
+                    "vocab": self.vocab.to_dict(),
+                    "meta": self.meta,
+                    "global_mean": float(self.net.global_mean),
+                },
+                indent=1,
+                default=str,
+            )
+        )
         return directory
 
     @classmethod
@@ -152,10 +191,25 @@ class HybridArtifact:
         arrays = np.load(directory / "catalogue.npz")
         cfg = HybridConfig.from_dict(spec["config"])
         vocab = FeatureVocab.from_dict(spec["vocab"])
-        movies = MovieContent(arrays["genres"], arrays["text"], {r: arrays[f"people_{r}"] for r in ROLES},
-                              arrays["numeric"])
-        net = build_network(len(arrays["user_ids"]), movies, arrays["users"].shape[1], vocab, cfg, spec["global_mean"])
+        movies = MovieContent(
+            arrays["genres"], arrays["text"], {r: arrays[f"people_{r}"] for r in ROLES}, arrays["numeric"]
+        )
+        net = build_network(
+            len(arrays["user_ids"]), movies, arrays["users"].shape[1], vocab, cfg, spec["global_mean"]
+        )
         net.load_state_dict(torch.load(directory / "network.pt", map_location=device, weights_only=True))
-        history = ((arrays["history_users"], arrays["history_items"]) if "history_users" in arrays.files else None)
-        return cls(net, cfg, IdMap(arrays["user_ids"]), IdMap(arrays["item_ids"]), vocab, movies, arrays["users"],
-                   spec.get("meta", {}), device, history)
+        history = (
+            (arrays["history_users"], arrays["history_items"]) if "history_users" in arrays.files else None
+        )
+        return cls(
+            net,
+            cfg,
+            IdMap(arrays["user_ids"]),
+            IdMap(arrays["item_ids"]),
+            vocab,
+            movies,
+            arrays["users"],
+            spec.get("meta", {}),
+            device,
+            history,
+        )

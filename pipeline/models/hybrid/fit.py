@@ -47,8 +47,14 @@ class TrainingResult:
 class Batches:
     """The training tensors on the device, and the per-batch candidate set for the ranking softmax."""
 
-    def __init__(self, data: TrainingData, train: Interactions, cfg: HybridConfig, device: str,
-                 history: UserHistory | None = None) -> None:
+    def __init__(
+        self,
+        data: TrainingData,
+        train: Interactions,
+        cfg: HybridConfig,
+        device: str,
+        history: UserHistory | None = None,
+    ) -> None:
         """``history``: the users' rated movies to pool; default (with ``cfg.history``) these rows' own."""
         dev = self.device = device
         self.users = torch.as_tensor(train.users, device=dev)
@@ -74,8 +80,15 @@ class Batches:
         self.negatives = cfg.negatives
         self.all_items = torch.arange(self.n_items, device=dev)
 
-    def content(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        return self.genres[items], self.text[items], {r: p[items] for r, p in self.people.items()}, self.numeric[items]
+    def content(
+        self, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        return (
+            self.genres[items],
+            self.text[items],
+            {r: p[items] for r, p in self.people.items()},
+            self.numeric[items],
+        )
 
     def candidates(self, pos_items: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate movies and the position of each positive among them."""
@@ -86,18 +99,22 @@ class Batches:
         return cand, torch.searchsorted(cand, pos_items)
 
 
-def step_loss(net: Any, b: Batches, idx: torch.Tensor, cfg: HybridConfig, gen: torch.Generator,
-               train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def step_loss(
+    net: Any, b: Batches, idx: torch.Tensor, cfg: HybridConfig, gen: torch.Generator, train: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     users, items, ratings, weights = b.users[idx], b.items[idx], b.ratings[idx], b.weights[idx]
     cand, pos = b.candidates(items, gen)
     content = net.content(*b.content(cand))
     keep = None
     if train and cfg.id_dropout > 0:  # hide some movies' id embeddings so content learns to stand alone
-        keep = (torch.rand(len(cand), 1, device=b.device, generator=gen) >= cfg.id_dropout).to(content[0].dtype)
+        keep = (torch.rand(len(cand), 1, device=b.device, generator=gen) >= cfg.id_dropout).to(
+            content[0].dtype
+        )
     vec, bias = net.item_vectors(cand, content, keep)
     # a training pair's own movie is in its user's history: leave it out, or the history gives it away
-    u = net.user_vectors(users, b.user_x[users] if b.user_x is not None else None, b.history,
-                         items if train else None)
+    u = net.user_vectors(
+        users, b.user_x[users] if b.user_x is not None else None, b.history, items if train else None
+    )
     pred = net.rating(users, u, vec[pos], bias[pos])
     mse = F.mse_loss(pred.float(), ratings)
     logits = net.ranking(u, vec, bias).float() / cfg.temperature
@@ -105,13 +122,22 @@ def step_loss(net: Any, b: Batches, idx: torch.Tensor, cfg: HybridConfig, gen: t
     return mse, ce, pred
 
 
-def train_step(net: Any, opt: torch.optim.Optimizer, b: Batches, idx: torch.Tensor, cfg: HybridConfig,
-               gen: torch.Generator, autocast: Any) -> torch.Tensor:
+def train_step(
+    net: Any,
+    opt: torch.optim.Optimizer,
+    b: Batches,
+    idx: torch.Tensor,
+    cfg: HybridConfig,
+    gen: torch.Generator,
+    autocast: Any,
+) -> torch.Tensor:
     """One optimiser step on the rows ``idx``; returns (loss, mse, ranking CE) summed over those rows."""
     with autocast:
         mse, ce, _ = step_loss(net, b, idx, cfg, gen, train=True)
-        reg = cfg.embedding_l2 * (net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
-                                  + net.item_emb(b.items[idx]).pow(2).sum(-1).mean())
+        reg = cfg.embedding_l2 * (
+            net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
+            + net.item_emb(b.items[idx]).pow(2).sum(-1).mean()
+        )
         loss = mse + cfg.ranking_weight * ce + reg
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -119,9 +145,15 @@ def train_step(net: Any, opt: torch.optim.Optimizer, b: Batches, idx: torch.Tens
     return torch.stack([loss.detach(), mse.detach(), ce.detach()]) * len(idx)
 
 
-def train_hybrid(data: TrainingData, train: Interactions | None = None, cfg: HybridConfig | None = None, *,
-                 device: str = "auto", progress: bool = True,
-                 on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainingResult:
+def train_hybrid(
+    data: TrainingData,
+    train: Interactions | None = None,
+    cfg: HybridConfig | None = None,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainingResult:
     """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features."""
     previous = torch.are_deterministic_algorithms_enabled()
     try:
@@ -130,8 +162,14 @@ def train_hybrid(data: TrainingData, train: Interactions | None = None, cfg: Hyb
         torch.use_deterministic_algorithms(previous)
 
 
-def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, device: str, progress: bool,
-           on_epoch: Callable[[int, dict[str, float]], None] | None) -> TrainingResult:
+def _train(
+    data: TrainingData,
+    train: Interactions | None,
+    cfg: HybridConfig,
+    device: str,
+    progress: bool,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrainingResult:
     train = train if train is not None else data.interactions
     torch.manual_seed(cfg.seed)
     # Same seed, same model: the deterministic kernels cost little at this size (CUDA needs the env var).
@@ -147,12 +185,18 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
     n_val = int(len(train) * cfg.validation_fraction) if cfg.patience else 0
     fit_rows, val_rows = train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
     b = Batches(data, fit_rows, cfg, device)
-    vb = Batches(data, val_rows, cfg, device, history=b.history) if n_val else None  # what the model will know
-    net = build_network(train.n_users, data.movies, data.users.shape[1], data.vocab, cfg,
-                        float(fit_rows.ratings.mean())).to(device)
+    vb = (
+        Batches(data, val_rows, cfg, device, history=b.history) if n_val else None
+    )  # what the model will know
+    net = build_network(
+        train.n_users, data.movies, data.users.shape[1], data.vocab, cfg, float(fit_rows.ratings.mean())
+    ).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
 
     from tqdm import tqdm
 
@@ -167,7 +211,7 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
         perm = torch.randperm(n, device=device, generator=gen)
         sums = torch.zeros(3, device=device)
         for s in range(0, n, cfg.batch_size):
-            sums += train_step(net, opt, b, perm[s:s + cfg.batch_size], cfg, gen, autocast)
+            sums += train_step(net, opt, b, perm[s : s + cfg.batch_size], cfg, gen, autocast)
         record = dict(zip(("loss", "mse", "ranking_ce"), (sums / n).tolist()))
         record["epoch"] = epoch
         record["seconds"] = time.perf_counter() - t0
@@ -186,22 +230,44 @@ def _train(data: TrainingData, train: Interactions | None, cfg: HybridConfig, de
             log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
             break
     seconds = time.perf_counter() - started
-    log.info("trained the network on %d ratings: %d epochs in %.0f s (best epoch %d)", n, len(history), seconds,
-             best_epoch if best_state is not None else len(history))
+    log.info(
+        "trained the network on %d ratings: %d epochs in %.0f s (best epoch %d)",
+        n,
+        len(history),
+        seconds,
+        best_epoch if best_state is not None else len(history),
+    )
     if best_state is not None:
         net.load_state_dict(best_state)
     else:
         best_epoch = len(history)
-    meta = {"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None,
-            "trained_at": datetime.now(UTC).isoformat(), "best_epoch": best_epoch,
-            "rating_range": [float(train.ratings.min()), float(train.ratings.max())], "n_train": len(train)}
-    model = HybridArtifact(net, cfg, data.user_map, data.item_map, data.vocab, data.movies, data.users, meta, device,
-                        (fit_rows.users, fit_rows.items) if cfg.history else None)
+    meta = {
+        "dataset": data.dataset,
+        "as_of": data.as_of.isoformat() if data.as_of else None,
+        "trained_at": datetime.now(UTC).isoformat(),
+        "best_epoch": best_epoch,
+        "rating_range": [float(train.ratings.min()), float(train.ratings.max())],
+        "n_train": len(train),
+    }
+    model = HybridArtifact(
+        net,
+        cfg,
+        data.user_map,
+        data.item_map,
+        data.vocab,
+        data.movies,
+        data.users,
+        meta,
+        device,
+        (fit_rows.users, fit_rows.items) if cfg.history else None,
+    )
     return TrainingResult(model, history, best_epoch, seconds, n * len(history) / max(seconds, 1e-9))
 
 
 @torch.no_grad()
-def _validate(net: Any, vb: Batches, cfg: HybridConfig, gen: torch.Generator, autocast: Any) -> dict[str, float]:
+def _validate(
+    net: Any, vb: Batches, cfg: HybridConfig, gen: torch.Generator, autocast: Any
+) -> dict[str, float]:
     net.eval()
     sums = torch.zeros(2, device=vb.device)
     n = len(vb.users)

@@ -33,14 +33,17 @@ class ContentEncoder(nn.Module):
 
     def __init__(self, n_genres: int, text_dim: int, n_persons: dict[str, int], cfg: HybridConfig) -> None:
         super().__init__()
-        self.people = nn.ModuleDict({r: nn.Embedding(n_persons[r] + 1, cfg.person_dim, padding_idx=0) for r in ROLES})
+        self.people = nn.ModuleDict(
+            {r: nn.Embedding(n_persons[r] + 1, cfg.person_dim, padding_idx=0) for r in ROLES}
+        )
         in_dim = n_genres + text_dim + len(ROLES) * cfg.person_dim + 4
         self.mlp = _mlp([in_dim, *cfg.content_mlp], cfg.dropout)
         self.out = nn.Linear(cfg.content_mlp[-1], cfg.embedding_dim)
         self.bias = nn.Linear(cfg.content_mlp[-1], 2)  # content part of the rating bias and the ranking bias
 
-    def forward(self, genres: torch.Tensor, text: torch.Tensor, people: dict[str, torch.Tensor],
-                numeric: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, genres: torch.Tensor, text: torch.Tensor, people: dict[str, torch.Tensor], numeric: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = []
         for role in ROLES:
             idx = people[role]
@@ -78,8 +81,17 @@ class UserHistory:
 
 
 class HybridNet(nn.Module):
-    def __init__(self, n_users: int, n_items: int, user_dim: int, n_genres: int, text_dim: int,
-                 n_persons: dict[str, int], cfg: HybridConfig, global_mean: float = 3.5) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        user_dim: int,
+        n_genres: int,
+        text_dim: int,
+        n_persons: dict[str, int],
+        cfg: HybridConfig,
+        global_mean: float = 3.5,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.embedding_dim
@@ -102,8 +114,13 @@ class HybridNet(nn.Module):
         self.register_buffer("global_mean", torch.tensor(float(global_mean)))
 
     # -- representations ---------------------------------------------------------------------------
-    def user_vectors(self, users: torch.Tensor, user_x: torch.Tensor | None,
-                     history: UserHistory | None = None, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+    def user_vectors(
+        self,
+        users: torch.Tensor,
+        user_x: torch.Tensor | None,
+        history: UserHistory | None = None,
+        leave_out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """User vectors; ``leave_out`` (one movie per row) is taken out of that row's history bag, so a
         training pair never sees its own movie in the user's history."""
         u = self.user_emb(users)
@@ -113,8 +130,12 @@ class HybridNet(nn.Module):
             u = u + history.pooled(self.history_emb, users, leave_out)
         return u
 
-    def item_vectors(self, items: torch.Tensor | None, content: tuple[torch.Tensor, torch.Tensor],
-                     keep_id: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def item_vectors(
+        self,
+        items: torch.Tensor | None,
+        content: tuple[torch.Tensor, torch.Tensor],
+        keep_id: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Movie vectors and biases (rating, ranking). ``items`` None: content only (an unseen movie)."""
         vec, bias = content
         if items is not None:
@@ -125,32 +146,47 @@ class HybridNet(nn.Module):
         return vec, bias
 
     # -- heads -------------------------------------------------------------------------------------
-    def rating(self, users: torch.Tensor, u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor) -> torch.Tensor:
+    def rating(
+        self, users: torch.Tensor, u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor
+    ) -> torch.Tensor:
         uv = u * v
         h = self.rating_mlp(torch.cat([u, v, uv], dim=-1))
         return self._rating_sum(self.user_bias(users).squeeze(-1), item_bias, uv, h)
 
-    def _rating_sum(self, user_bias: torch.Tensor, item_bias: torch.Tensor, uv: torch.Tensor,
-                    h: torch.Tensor) -> torch.Tensor:
-        return (self.global_mean + user_bias + item_bias[..., 0] + self.rating_scale * uv.sum(-1)
-                + self.rating_out(h).squeeze(-1))
+    def _rating_sum(
+        self, user_bias: torch.Tensor, item_bias: torch.Tensor, uv: torch.Tensor, h: torch.Tensor
+    ) -> torch.Tensor:
+        return (
+            self.global_mean
+            + user_bias
+            + item_bias[..., 0]
+            + self.rating_scale * uv.sum(-1)
+            + self.rating_out(h).squeeze(-1)
+        )
 
     def rating_part(self, x: torch.Tensor, third: int) -> torch.Tensor:
         """The rating MLP's first layer on one third of its input (0: user vectors, with the layer's bias;
         1: movie vectors). Computed once per user and once per movie, they leave one d x hidden product
         per pair (``rating_rows``)."""
         first, d = self.rating_mlp[0], x.shape[-1]
-        part = x @ first.weight[:, third * d:(third + 1) * d].T
+        part = x @ first.weight[:, third * d : (third + 1) * d].T
         return part + first.bias if third == 0 else part
 
-    def rating_rows(self, users: torch.Tensor, u: torch.Tensor, user_part: torch.Tensor, v: torch.Tensor,
-                    item_bias: torch.Tensor, item_part: torch.Tensor) -> torch.Tensor:
+    def rating_rows(
+        self,
+        users: torch.Tensor,
+        u: torch.Tensor,
+        user_part: torch.Tensor,
+        v: torch.Tensor,
+        item_bias: torch.Tensor,
+        item_part: torch.Tensor,
+    ) -> torch.Tensor:
         """``rating`` of each user (row of ``u``) with each of its K movies: ``v`` (B, K, d), ``item_bias``
         (B, K, 2) and ``item_part`` (B, K, hidden) gathered per row; ``user_part``/``item_part`` from
         ``rating_part``. Equal to ``rating`` pair by pair, at about 60% of its arithmetic."""
         first, d = self.rating_mlp[0], u.shape[-1]
         uv = u.unsqueeze(1) * v
-        h = self.rating_mlp[1:](user_part.unsqueeze(1) + item_part + uv @ first.weight[:, 2 * d:].T)
+        h = self.rating_mlp[1:](user_part.unsqueeze(1) + item_part + uv @ first.weight[:, 2 * d :].T)
         return self._rating_sum(self.user_bias(users), item_bias, uv, h)
 
     @staticmethod
@@ -159,7 +195,21 @@ class HybridNet(nn.Module):
         return u @ v.T + item_bias[:, 1]
 
 
-def build_network(n_users: int, movies: MovieContent, user_dim: int, vocab: FeatureVocab, cfg: HybridConfig,
-                  global_mean: float) -> HybridNet:
-    return HybridNet(n_users, len(movies), user_dim, movies.genres.shape[1], movies.text.shape[1],
-                             {r: len(vocab.persons.get(r, [])) for r in ROLES}, cfg, global_mean)
+def build_network(
+    n_users: int,
+    movies: MovieContent,
+    user_dim: int,
+    vocab: FeatureVocab,
+    cfg: HybridConfig,
+    global_mean: float,
+) -> HybridNet:
+    return HybridNet(
+        n_users,
+        len(movies),
+        user_dim,
+        movies.genres.shape[1],
+        movies.text.shape[1],
+        {r: len(vocab.persons.get(r, [])) for r in ROLES},
+        cfg,
+        global_mean,
+    )

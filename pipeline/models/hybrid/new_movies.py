@@ -84,8 +84,10 @@ class MovieFeaturizer:
             elif name not in out:
                 out.append(name)
         if unknown:
-            raise UnknownGenre(f"unknown genre{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                               f"the model knows: {', '.join(self.vocab.genres)}")
+            raise UnknownGenre(
+                f"unknown genre{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"the model knows: {', '.join(self.vocab.genres)}"
+            )
         return out
 
     def people(self, movie: NewMovie) -> tuple[dict[str, list[int]], PeopleMatch]:
@@ -115,12 +117,16 @@ class MovieFeaturizer:
             found, match = self.people(movie)
             matches.append(match)
             for role, features in found.items():
-                kept = features[:MAX_PEOPLE[role]]
-                people[role][k, :len(kept)] = kept
+                kept = features[: MAX_PEOPLE[role]]
+                people[role][k, : len(kept)] = kept
         year = np.array([np.nan if m.year is None else m.year for m in movies], np.float64)
         runtime = np.array([np.nan if m.runtime is None else m.runtime for m in movies], np.float64)
-        content = MovieContent(genre_matrix(self.vocab, [self.genres(m.genres) for m in movies]),
-                               np.asarray(text, np.float32), people, numeric_features(self.vocab, year, runtime))
+        content = MovieContent(
+            genre_matrix(self.vocab, [self.genres(m.genres) for m in movies]),
+            np.asarray(text, np.float32),
+            people,
+            numeric_features(self.vocab, year, runtime),
+        )
         return content, matches
 
 
@@ -170,7 +176,9 @@ class NewMovieScorer:
             vectors, _ = model.catalogue_vectors()
             self._unit = torch.nn.functional.normalize(vectors.float(), dim=1)
 
-    def content(self, movies: Sequence[NewMovie], device: str = "cpu") -> tuple[MovieContent, list[PeopleMatch]]:
+    def content(
+        self, movies: Sequence[NewMovie], device: str = "cpu"
+    ) -> tuple[MovieContent, list[PeopleMatch]]:
         """Featurise ``movies`` (genres are checked before the encoder runs)."""
         for movie in movies:
             self.featurizer.genres(movie.genres)
@@ -188,8 +196,12 @@ class NewMovieScorer:
     def top_users(self, content: MovieContent, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` users with the highest predicted rating of the single movie in ``content``."""
         vec, bias = self.model.content_vectors(content)
-        ratings = self.model.net.rating(self._users, self._user_vectors, vec.expand_as(self._user_vectors),
-                                        bias.expand(len(self._users), -1)).float()
+        ratings = self.model.net.rating(
+            self._users,
+            self._user_vectors,
+            vec.expand_as(self._user_vectors),
+            bias.expand(len(self._users), -1),
+        ).float()
         k = min(k, len(ratings))
         values, index = torch.topk(ratings, k)
         return index.cpu().numpy(), np.clip(values.cpu().numpy(), *self.model.rating_range)

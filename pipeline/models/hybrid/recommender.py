@@ -18,8 +18,13 @@ class HybridRecommender:
 
     name = "hybrid"
 
-    def __init__(self, data: TrainingData | None, config: HybridConfig | None = None, device: str = "auto",
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        data: TrainingData | None,
+        config: HybridConfig | None = None,
+        device: str = "auto",
+        progress: bool = False,
+    ) -> None:
         self.data, self.config, self.device, self.progress = data, config or HybridConfig(), device, progress
         self.result: TrainingResult | None = None
         self._artifact: HybridArtifact | None = None
@@ -39,7 +44,9 @@ class HybridRecommender:
 
     def fit(self, train: Interactions) -> HybridRecommender:
         if self.data is None:
-            raise ValueError("this hybrid was built from a trained artifact: it has no training data to fit on")
+            raise ValueError(
+                "this hybrid was built from a trained artifact: it has no training data to fit on"
+            )
         self.result = train_hybrid(self.data, train, self.config, device=self.device, progress=self.progress)
         self._artifact = self.result.model
         return self
