@@ -1,1 +1,3 @@
-"""TODO"""
+"""The weekly lists: ``scoring`` (``score_chunk``: top-N by the published blend, retrieve then re-rank),
+``publish`` (``publish_batch``, ``ListWriter``, ``sample_lists``: written with COPY, published in one
+transaction), ``fallback`` (``most_rated``: SQL only, shared with the API)."""

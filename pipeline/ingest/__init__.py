@@ -1,1 +1,12 @@
-"""TODO"""
+"""Data in: MovieLens and IMDb files into PostgreSQL, validated, idempotent, bad lines kept.
+
+- ``datasets``: ``fetch_dataset``, ``fetch_offline_ml100k``, ``get_spec`` — named datasets, checksummed.
+- ``layouts``: ``detect_layout``, ``parse_movies``, ``parse_users``, ``parse_credits``, ``parse_links`` — the
+  GroupLens and RecBole file layouts.
+- ``titles``: ``split_title_year``, ``normalise_title``, ``title_keys`` — titles as MovieLens writes them.
+- ``loader``: ``ingest_directory``, ``IngestResult`` — one ingest, one transaction.
+- ``imdb``: ``enrich_from_imdb`` — IMDb's TSV dumps, streamed.
+- ``rejects``: ``record_rejects`` — every rejected line with its reason.
+- ``quality``: ``check_data_quality``, ``QualityReport`` — the rule a run must pass before training.
+- ``summary``: ``database_summary`` — counts and facts for people and logs.
+"""
