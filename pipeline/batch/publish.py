@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,21 @@ log = logging.getLogger(__name__)
 _PUBLISH_LOCK = "movierec.publish"
 
 
+class Publication(TypedDict):
+    """``BatchResult`` as plain JSON (what the weekly ``publish`` step returns)."""
+
+    batch_id: int
+    model_version_id: int
+    registered_version: int | None
+    users: int
+    fallback_users: int
+    rows: int
+    top_n: int
+    data_cutoff: str | None
+    timings: dict[str, float]
+    candidates: int | None
+
+
 @dataclass
 class BatchResult:
     batch_id: int
@@ -59,19 +74,19 @@ class BatchResult:
     timings: dict[str, float] = field(default_factory=dict)
     candidates: int | None = None  # movies per user the rating head re-ranked (None: every movie)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "model_version_id": self.model_version_id,
-            "registered_version": self.registered_version,
-            "users": self.users,
-            "fallback_users": self.fallback_users,
-            "rows": self.rows,
-            "top_n": self.top_n,
-            "data_cutoff": self.data_cutoff.isoformat() if self.data_cutoff else None,
-            "timings": self.timings,
-            "candidates": self.candidates,
-        }
+    def to_dict(self) -> Publication:
+        return Publication(
+            batch_id=self.batch_id,
+            model_version_id=self.model_version_id,
+            registered_version=self.registered_version,
+            users=self.users,
+            fallback_users=self.fallback_users,
+            rows=self.rows,
+            top_n=self.top_n,
+            data_cutoff=self.data_cutoff.isoformat() if self.data_cutoff else None,
+            timings=self.timings,
+            candidates=self.candidates,
+        )
 
 
 @dataclass

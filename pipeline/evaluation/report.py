@@ -9,20 +9,6 @@ from typing import Any
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
 from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, TEST_FRACTION
 
-# --- a whole run ---------------------------------------------------------------------------------------------
-
-_COLUMNS = (
-    ("rmse", "RMSE"),
-    ("mae", "MAE"),
-    ("ndcg", "NDCG"),
-    ("recall", "Recall"),
-    ("precision", "Prec"),
-    ("mrr", "MRR"),
-    ("hr", "HR"),
-    ("coverage", "Cov"),
-    ("users", "Users"),
-)
-
 
 def _json_float(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)

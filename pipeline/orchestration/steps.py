@@ -35,6 +35,7 @@ from pipeline.core.settings import Settings, get_settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from pipeline.batch.publish import Publication
     from pipeline.ingest.quality import QualityReport
     from pipeline.models.hybrid.config import HybridConfig
 
@@ -88,19 +89,6 @@ class Promotion(TypedDict):
     champion_version: int | None
     new_value: float | None
     champion_value: float | None
-
-
-class Publication(TypedDict):
-    batch_id: int
-    model_version_id: int
-    registered_version: int | None
-    users: int
-    fallback_users: int
-    rows: int
-    top_n: int
-    data_cutoff: str | None
-    timings: dict[str, float]
-    candidates: int | None
 
 
 def _engine(settings: Settings) -> Engine:
@@ -319,7 +307,7 @@ def publish(
         progress=progress,
         candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
     )
-    return Publication(**result.to_dict())  # type: ignore[typeddict-item]
+    return result.to_dict()
 
 
 def report(results: dict[str, Any]) -> str:
@@ -363,6 +351,20 @@ def report(results: dict[str, Any]) -> str:
 OnStep = Callable[[str, Any], None]
 
 
+class _Results(dict[str, Any]):
+    """Step results by name, each also handed to ``on_step`` as it arrives (the CLI's progress lines)."""
+
+    def __init__(self, on_step: OnStep | None) -> None:
+        super().__init__()
+        self.on_step = on_step
+
+    def add(self, name: str, value: Any) -> Any:
+        self[name] = value
+        if self.on_step:
+            self.on_step(name, value)
+        return value
+
+
 def train_steps(
     as_of: str | None,
     epochs: int | None = None,
@@ -375,14 +377,8 @@ def train_steps(
 ) -> dict[str, Any]:
     """``evaluate`` -> ``train`` -> ``promote`` in this process: ``movierec train``, and the middle of
     ``run_all``; the DAG runs the same three steps as tasks."""
-    results: dict[str, Any] = {}
-
-    def step(name: str, value: Any) -> Any:
-        results[name] = value
-        if on_step:
-            on_step(name, value)
-        return value
-
+    results = _Results(on_step)
+    step = results.add
     evaluation = step(
         "evaluation",
         evaluate(as_of, epochs, device, protocols=protocols, settings=settings, progress=progress),
@@ -391,7 +387,7 @@ def train_steps(
         "training", train(as_of, evaluation, epochs, device, settings=settings, progress=progress)
     )
     step("promotion", promote(training, evaluation, as_of, settings=settings))
-    return results
+    return dict(results)
 
 
 def run_all(
@@ -410,18 +406,14 @@ def run_all(
 ) -> dict[str, Any]:
     """Every step in order, in this process (``movierec run``); the DAG runs the same steps as tasks."""
     settings = settings or get_settings()
-    results: dict[str, Any] = {}
-
-    def step(name: str, value: Any) -> Any:
-        results[name] = value
-        if on_step:
-            on_step(name, value)
-        return value
-
+    results = _Results(on_step)
+    step = results.add
     fetched = step("fetch", fetch(dataset, source, settings=settings, progress=progress))
     ingested = step("ingest", ingest(fetched, settings=settings, progress=progress))
     step("quality", quality(ingested, max_reject_share, settings=settings))
-    results.update(train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step))
+    dict.update(
+        results, train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step)
+    )
     step("publication", publish(as_of, top_n, settings=settings, progress=progress, candidates=candidates))
     results["report"] = report(results)
-    return results
+    return dict(results)
