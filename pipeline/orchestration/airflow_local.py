@@ -42,7 +42,7 @@ _DEFAULTS = {
 
 def dags_folder() -> Path:
     """This repository's ``dags/`` folder."""
-    return Path(__file__).resolve().parents[1] / "dags"
+    return Path(__file__).resolve().parents[2] / "dags"
 
 
 def airflow_home(settings: Settings) -> Path:
