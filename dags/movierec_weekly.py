@@ -40,7 +40,7 @@ Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLO
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import (
     Asset,
@@ -64,6 +64,9 @@ from pipeline.core.defaults import (
     MAX_TOP_N,
     TRAINING_POOL,
 )
+
+if TYPE_CHECKING:  # the tasks import steps at run time; parsing this file imports pipeline.core only
+    from pipeline.orchestration.steps import Evaluation, Fetched, Ingested, Training
 
 PUBLISHED_LISTS = Asset(name="recommendation_batches", uri="movierec://recommendation_batches")
 
@@ -178,19 +181,19 @@ def movierec_weekly() -> None:
         return dict(steps.fetch(params["dataset"], None))
 
     @task
-    def ingest(fetched: dict) -> dict:
+    def ingest(fetched: Fetched) -> dict:
         """Validate and load the fetched files into PostgreSQL (idempotent; bad lines kept)."""
         from pipeline.orchestration import steps
 
-        return dict(steps.ingest(fetched))  # type: ignore[arg-type]
+        return dict(steps.ingest(fetched))
 
     @task
-    def quality(ingested: dict, params: dict[str, Any] | None = None) -> dict:
+    def quality(ingested: Ingested, params: dict[str, Any] | None = None) -> dict:
         """Row counts and rejected share; over `max_reject_share` the run fails with the reason."""
         from pipeline.orchestration import steps
 
         assert params is not None
-        return dict(steps.quality(ingested, max_reject_share=params["max_reject_share"]))  # type: ignore[arg-type]
+        return dict(steps.quality(ingested, max_reject_share=params["max_reject_share"]))
 
     @task(pool=TRAINING_POOL)
     def evaluate(params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
@@ -202,7 +205,7 @@ def movierec_weekly() -> None:
 
     @task(pool=TRAINING_POOL)
     def train(
-        evaluation: dict, params: dict[str, Any] | None = None, logical_date: datetime | None = None
+        evaluation: Evaluation, params: dict[str, Any] | None = None, logical_date: datetime | None = None
     ) -> dict:
         """Train the model to publish on all data up to the cut-off; log to MLflow and register it."""
         from pipeline.orchestration import steps
@@ -212,17 +215,17 @@ def movierec_weekly() -> None:
             steps.train(
                 _as_of(logical_date),
                 evaluation,
-                epochs=params["epochs"],  # type: ignore[arg-type]
+                epochs=params["epochs"],
                 device=_device(params),
             )
         )
 
     @task
-    def promote(training: dict, evaluation: dict, logical_date: datetime | None = None) -> dict:
+    def promote(training: Training, evaluation: Evaluation, logical_date: datetime | None = None) -> dict:
         """Promotion gate: the new version becomes champion only if it beats the current one."""
         from pipeline.orchestration import steps
 
-        return dict(steps.promote(training, evaluation, _as_of(logical_date)))  # type: ignore[arg-type]
+        return dict(steps.promote(training, evaluation, _as_of(logical_date)))
 
     @task(outlets=[PUBLISHED_LISTS])
     def publish(params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
@@ -265,16 +268,17 @@ def movierec_weekly() -> None:
         logging.getLogger("airflow.task").info("movierec weekly run report:\n%s", text)
         return text
 
+    # Airflow types a task call as taking its function's parameters; here they are the upstream XComArgs.
     fetched = fetch()
-    ingested = ingest(fetched)
-    checked = quality(ingested)
+    ingested = ingest(fetched)  # type: ignore[arg-type]
+    checked = quality(ingested)  # type: ignore[arg-type]
     evaluation = evaluate()
-    training = train(evaluation)
-    promotion = promote(training, evaluation)
+    training = train(evaluation)  # type: ignore[arg-type]
+    promotion = promote(training, evaluation)  # type: ignore[arg-type]
     publication = publish()
     chain(checked, evaluation)
     chain(promotion, publication)
-    report(fetched, ingested, checked, evaluation, training, promotion, publication)
+    report(fetched, ingested, checked, evaluation, training, promotion, publication)  # type: ignore[arg-type]
 
 
 movierec_weekly()

@@ -27,7 +27,10 @@ _BATCH_BYTES = 4 << 20
 
 def dbapi_cursor(conn: Connection) -> Any:
     """The psycopg2 cursor behind a SQLAlchemy connection (same transaction)."""
-    return conn.connection.dbapi_connection.cursor()
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None:  # SQLAlchemy's "connection invalidated or detached"
+        raise RuntimeError("the SQLAlchemy connection has no database connection behind it (invalidated)")
+    return dbapi.cursor()
 
 
 def _text_field(value: Any) -> str:

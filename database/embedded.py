@@ -108,7 +108,8 @@ def stop(settings: Settings) -> bool:
     _prepare_env()
     if not status(settings).running:
         return False
-    from pgserver._commands import pg_ctl  # pgserver's own wrapper knows the binaries and OS user
+    # pgserver's own wrapper knows the binaries and OS user (its command functions are made at import time)
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     user = "pgserver" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pg_dir, user=user)

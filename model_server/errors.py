@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,7 +34,7 @@ class Unavailable(Exception):
         self.detail = detail
 
 
-def _where(loc: tuple[Any, ...] | list[Any]) -> str:
+def _where(loc: Sequence[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         field = ".".join(parts[1:]) or "body"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,9 +112,11 @@ class NewMovieBatcher:
                 return
 
     def _score(self, jobs: list[_Job]) -> None:
+        results: Sequence[NewMovieScore | None]
+        errors: Sequence[BaseException | None]
         try:
             results = score_new_movies(jobs[0].served, [(j.movie, j.user_idx, j.limit) for j in jobs])
-            errors: list[BaseException | None] = [None] * len(jobs)
+            errors = [None] * len(jobs)
         except Exception as exc:  # answered per request by the route (4xx for input errors)
             log.debug("new-movie batch failed", exc_info=True)
             results, errors = [None] * len(jobs), [exc] * len(jobs)

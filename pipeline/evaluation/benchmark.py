@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.core.defaults import DEFAULT_CANDIDATES, PRIMARY_PROTOCOL
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
-from pipeline.evaluation.protocol import run_evaluation
+from pipeline.evaluation.protocol import ModelFactory, run_evaluation
 from pipeline.evaluation.report import EvaluationReport
 from pipeline.evaluation.weight_search import choose_weights
 from pipeline.features.interactions import Interactions
@@ -106,7 +106,7 @@ def evaluate_all(
             train.binary_matrix(),
         )
 
-    factories = {
+    factories: dict[str, ModelFactory] = {
         "global_mean": lambda tr, p: GlobalMean().fit(tr),
         "popularity": lambda tr, p: Popularity().fit(tr),
         "biased_mf": mf_model,

@@ -157,7 +157,8 @@ def choose_weights(
     network = make_network().fit(inner_train)
     partner = make_partner().fit(inner_train)
     weight, ndcg = _ranking_figures(network, partner, inner_train, inner_test, grid, k)
-    rerank_weight, rerank = 0.0, {}
+    rerank_weight = 0.0
+    rerank: dict[float, float] = {}
     if any(m > 0 for m in rerank_grid):
         blend = BlendRecommender(
             network, partner, BlendWeights(weight), rating_scale=rating_scale(inner_train)

@@ -160,7 +160,7 @@ def _read_marker(target: Path) -> dict[str, str] | None:
     return data
 
 
-def _install_dir(staged: Path, target: Path, marker: dict[str, str | None]) -> None:
+def _install_dir(staged: Path, target: Path, marker: Mapping[str, str | None]) -> None:
     """Move a fully prepared directory into place; the marker travels with it, so it appears atomically."""
     (staged / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     if target.exists():  # an unverified leftover (no or stale marker)
@@ -285,7 +285,7 @@ def _safe_member_path(root: Path, member: str) -> Path:
     return dest
 
 
-def _extract_zip_dir(archive: Path, folder: str, target: Path, marker: dict[str, str | None]) -> None:
+def _extract_zip_dir(archive: Path, folder: str, target: Path, marker: Mapping[str, str | None]) -> None:
     """Extract ``archive``'s top-level ``folder`` to ``target`` via a temp dir, so failures leave nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -75,9 +74,7 @@ def enrich_from_imdb(
         0,
     )
     rejects = _Rejects(conn, ingest_run_id)
-    opt = {"progress": progress, "rejects": rejects}
-
-    matches = _match_titles(conn, basics_path, counts, **opt)
+    matches = _match_titles(conn, basics_path, counts, progress=progress, rejects=rejects)
     counts["runtime_set"] = _write_matches(conn, matches)
     movies_of: dict[str, list[int]] = defaultdict(list)
     for m in matches:
@@ -90,7 +87,7 @@ def enrich_from_imdb(
         if path is None:
             log.warning("%s not found in %s: skipped", name, imdb_dir)
         elif movies_of:
-            credits.extend(reader(path, movies_of, **opt))
+            credits.extend(reader(path, movies_of, progress=progress, rejects=rejects))
 
     names_path = _find(imdb_dir, NAMES)
     counts[_missing_key(NAMES)] = int(names_path is None)
@@ -99,7 +96,7 @@ def enrich_from_imdb(
     if names_path is None:
         log.warning("%s not found in %s: persons keep their current names", NAMES, imdb_dir)
     elif needed:
-        names = _person_names(names_path, needed, **opt)
+        names = _person_names(names_path, needed, progress=progress, rejects=rejects)
 
     counts["persons"] = _write_persons(conn, {f"imdb:{n}": names.get(n) for n in needed})
     counts.update(
@@ -166,7 +163,7 @@ def _match_titles(
                         chunk.raw(i),
                         f"{column[i]} is not a valid number: {frame[column[i]].iat[i]!r}",
                     )
-                    for i in np.flatnonzero(bad.to_numpy())
+                    for i in np.flatnonzero(bad.to_numpy()).tolist()
                 ),
             )
         good = ~bad
@@ -366,7 +363,7 @@ def _write_credits(conn: Connection, rows: Iterable[tuple[int, str, str, int]]) 
         conn, "imdb_enrich_credit", "movie_id integer, external_id text, role text, ordering smallint"
     )
     copy_rows(conn, "imdb_enrich_credit", ("movie_id", "external_id", "role", "ordering"), rows)
-    inserted = dict(
+    inserted: dict[str, int] = dict(
         conn.execute(
             text(
                 "WITH ins AS (INSERT INTO movie_persons (movie_id, person_id, role, ordering) "
@@ -435,7 +432,7 @@ def _read_tsv(
             leave=False,
         ) as bar,
     ):
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
         header: list[str] | None = None
         last_line = 1  # the header
         pending = b""

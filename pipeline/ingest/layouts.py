@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal, TypeVar
 
 from pipeline.core.errors import InputError
 from pipeline.ingest.titles import split_title_year
@@ -285,9 +286,11 @@ def _movie(movie_id: str, raw_title: str, genres: list[str], year_hint: str | No
 
 
 Parsed = Iterator["MovieRecord | UserRecord | CreditRecord | Reject"]
+_R = TypeVar("_R")
 
 
-def _guard(number: int, text: str, build) -> MovieRecord | UserRecord | Reject:  # type: ignore[no-untyped-def]
+def _guard(number: int, text: str, build: Callable[..., _R]) -> _R | Reject:
+    # build is called without arguments (``...``: the lambdas bind their line's fields as a default)
     try:
         record = build()
     except (ValueError, IndexError) as exc:
@@ -316,7 +319,7 @@ def parse_movies(layout: Layout) -> Parsed:
             yield _guard(n, text, lambda f=f: _fields(f, 4) and _movie(f[0], f[1], f[3].split(" "), f[2]))
 
 
-def _fields(f: list[str], expected: int) -> bool:
+def _fields(f: list[str], expected: int) -> Literal[True]:
     if len(f) != expected:
         raise ValueError(f"expected {expected} fields, found {len(f)}")
     return True
@@ -336,7 +339,7 @@ def _ml100k_movie(f: list[str]) -> MovieRecord:
     )
 
 
-def _csv_records(path: Path, expected: int, build) -> Parsed:  # type: ignore[no-untyped-def]
+def _csv_records(path: Path, expected: int, build: Callable[[list[str]], _R]) -> Iterator[_R | Reject]:
     """CSV with quoted fields (titles contain commas); line numbers are physical lines."""
     with path.open("r", encoding="utf-8", errors="backslashreplace", newline="") as fh:
         reader = csv.reader(fh)

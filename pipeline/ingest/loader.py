@@ -172,7 +172,8 @@ def _describe_files(layout: Layout, known_sha: dict[Path, str | None]) -> dict[s
 
 
 def _split(parsed: Iterable[Any]) -> tuple[list[Any], list[Reject]]:
-    good, bad = [], []
+    good: list[Any] = []
+    bad: list[Reject] = []
     for item in parsed:
         (bad if isinstance(item, Reject) else good).append(item)
     return good, bad

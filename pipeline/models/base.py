@@ -9,7 +9,7 @@ predictions."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from pipeline.features.interactions import Interactions
 class Scorer(Protocol):
     """A fitted model: ratings for (user, item) pairs and ranking scores for whole rows of users."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only: a class attribute or an instance attribute
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
@@ -46,9 +47,14 @@ class NotFitted(RuntimeError):
     """``predict`` or ``score_users`` before ``fit``."""
 
 
-def check_fitted(value: object, name: str) -> None:
+_T = TypeVar("_T")
+
+
+def check_fitted(value: _T | None, name: str) -> _T:
+    """``value``, a fitted attribute; ``NotFitted`` when it is still None."""
     if value is None:
         raise NotFitted(f"{name} is not fitted; call fit(train) first")
+    return value
 
 
 def as_pairs(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

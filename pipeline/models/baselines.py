@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import as_pairs, check_fitted
+from pipeline.models.base import NotFitted, as_pairs, check_fitted
 
 # --- GlobalMean ----------------------------------------------------------------------------------------------
 
@@ -75,13 +75,13 @@ class Popularity:
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        check_fitted(self.item_means_, self.name)
+        item_means = check_fitted(self.item_means_, self.name)
         _, items = as_pairs(users, items)
-        return self.item_means_[items]
+        return item_means[items]
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        check_fitted(self.counts_, self.name)
-        return np.broadcast_to(self.counts_, (len(np.asarray(users)), len(self.counts_))).copy()
+        counts = check_fitted(self.counts_, self.name)
+        return np.broadcast_to(counts, (len(np.asarray(users)), len(counts))).copy()
 
 
 # --- BiasedMF ------------------------------------------------------------------------------------------------
@@ -190,24 +190,27 @@ class BiasedMF:
         self.user_bias_, self.item_bias_ = bu.astype(np.float32), bi.astype(np.float32)
         return self
 
+    def parameters(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The fitted ``(mu, user_factors, item_factors, user_bias, item_bias)``; ``NotFitted`` before ``fit``."""
+        p = check_fitted(self.user_factors_, self.name)
+        mu, q, bu, bi = self.mu_, self.item_factors_, self.user_bias_, self.item_bias_
+        if mu is None or q is None or bu is None or bi is None:  # set together with user_factors_
+            raise NotFitted(f"{self.name} is only partly fitted")
+        return mu, p, q, bu, bi
+
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        check_fitted(self.user_factors_, self.name)
+        mu, p, q, bu, bi = self.parameters()
         users, items = as_pairs(users, items)
-        pred = (
-            self.mu_
-            + self.user_bias_[users]
-            + self.item_bias_[items]
-            + np.einsum("nf,nf->n", self.user_factors_[users], self.item_factors_[items])
-        )
+        pred = mu + bu[users] + bi[items] + np.einsum("nf,nf->n", p[users], q[items])
         if self.config.clip:
             pred = np.clip(pred, *self.rating_range_)
         return pred.astype(np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        check_fitted(self.user_factors_, self.name)
+        mu, p, q, bu, bi = self.parameters()
         users = np.asarray(users, np.int64)
-        scores = self.user_factors_[users] @ self.item_factors_.T
-        scores += self.item_bias_[None, :] + (self.mu_ + self.user_bias_[users])[:, None]
+        scores = p[users] @ q.T
+        scores += bi[None, :] + (mu + bu[users])[:, None]
         return scores.astype(np.float32, copy=False)
 
 
@@ -250,6 +253,6 @@ class EASE:
         return np.full(users.shape, np.nan, np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        check_fitted(self.weights_, self.name)
-        rows = self.rated_[np.asarray(users, np.int64)]
-        return np.asarray(rows @ self.weights_, np.float32)
+        weights = check_fitted(self.weights_, self.name)
+        rows = check_fitted(self.rated_, self.name)[np.asarray(users, np.int64)]
+        return np.asarray(rows @ weights, np.float32)

@@ -43,8 +43,8 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     # exactly (score desc, index asc), which torch.topk alone does not promise for ties.
     import torch
 
-    kth = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k_eff, dim=1, sorted=False).values
-    kth = kth.min(dim=1).values.numpy()
+    top = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k_eff, dim=1, sorted=False).values
+    kth = top.min(dim=1).values.numpy()
     rows, cols = np.nonzero(scores >= kth[:, None])
     order = np.lexsort((cols, -scores[rows, cols], rows))
     rows, cols = rows[order], cols[order]

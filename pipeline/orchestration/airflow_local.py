@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.defaults import DAG_ID, TRAINING_POOL, TRAINING_POOL_SLOTS
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # airflow is imported only after activate() (see above)
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import DAG
 
 POOL_DESCRIPTION = "movierec: one training at a time (one GPU)"
 CONN_VAR = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
@@ -138,7 +142,7 @@ class RunOutcome:
         return self.results.get("report")
 
 
-def load_dag(dag_id: str = DAG_ID):  # type: ignore[no-untyped-def]
+def load_dag(dag_id: str = DAG_ID) -> DAG:
     """The DAG as Airflow's DagBag parses it from the DAGs folder; fails on any import error."""
     from airflow.models import DagBag
 
@@ -152,14 +156,16 @@ def load_dag(dag_id: str = DAG_ID):  # type: ignore[no-untyped-def]
     return dag
 
 
-def run_dag(logical_date: datetime | None, conf: Mapping[str, Any] | None = None, *, dag=None) -> RunOutcome:  # type: ignore[no-untyped-def]
+def run_dag(
+    logical_date: datetime | None, conf: Mapping[str, Any] | None = None, *, dag: DAG | None = None
+) -> RunOutcome:
     """Run the weekly DAG once through Airflow (``dag.test``) and read back what it recorded."""
     dag = dag or load_dag()
     dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf or {}))
     return outcome_of(dag, dag_run.run_id)
 
 
-def outcome_of(dag, run_id: str) -> RunOutcome:  # type: ignore[no-untyped-def]
+def outcome_of(dag: DAG, run_id: str) -> RunOutcome:
     """States, tries and return values of one recorded run of ``dag``, tasks in DAG order."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
@@ -183,7 +189,8 @@ def outcome_of(dag, run_id: str) -> RunOutcome:  # type: ignore[no-untyped-def]
             }
             for ti in tis
         ]
-        rows = session.scalars(
+        # get_many is annotated Select[tuple[XComModel]], SQLAlchemy 2.0's spelling; 2.1 reads it as tuple rows
+        rows: Sequence[XComModel] = session.scalars(  # type: ignore[assignment]
             XComModel.get_many(run_id=run_id, dag_ids=dag.dag_id, key="return_value")
         ).all()
         results = {row.task_id: XComModel.deserialize_value(row) for row in rows}

@@ -194,7 +194,11 @@ def evaluate(
             as_of=as_of,
             dataset=data.dataset,
             report_path=str(write_report(settings, outcome)),
-            weights=WeightsDict(**outcome.weights.to_dict()),
+            weights=WeightsDict(
+                weight=outcome.weights.weight,
+                rating_weight=outcome.weights.rating_weight,
+                rerank_weight=outcome.weights.rerank_weight,
+            ),
             metrics=published,
             baselines=baselines,
         )

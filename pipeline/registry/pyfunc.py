@@ -9,11 +9,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import ColSpec, Schema
 
 from pipeline.core.errors import MovierecError
@@ -40,7 +39,7 @@ def predict_ratings(model: PublishedBlend, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"rating": out}, index=frame.index)
 
 
-class HybridPyfunc(mlflow.pyfunc.PythonModel):
+class HybridPyfunc(PythonModel):
     """MLflow pyfunc around ``PublishedBlend``: DataFrame (user_id, movie_id) -> DataFrame (rating).
 
     Unknown users or movies get NaN (see ``predict_ratings``). The device comes from the load-time
@@ -52,13 +51,13 @@ class HybridPyfunc(mlflow.pyfunc.PythonModel):
     def __init__(self) -> None:
         self.model: PublishedBlend | None = None
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         device = (context.model_config or {}).get("device", "cpu")
         self.model = PublishedBlend.load(Path(context.artifacts[MODEL_ARTIFACT]), device=device)
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext,
+        context: PythonModelContext,
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
@@ -89,11 +88,11 @@ SIGNATURE = ModelSignature(
 
 
 def input_example(model: PublishedBlend, n: int = 5) -> pd.DataFrame:
-    model = model.network  # type: ignore[assignment]
-    k = min(n, len(model.user_map), len(model.item_map))
+    net = model.network
+    k = min(n, len(net.user_map), len(net.item_map))
     return pd.DataFrame(
         {
-            "user_id": model.user_map.ids[:k].astype(np.int64),
-            "movie_id": model.item_map.ids[:: max(len(model.item_map) // max(k, 1), 1)][:k].astype(np.int64),
+            "user_id": net.user_map.ids[:k].astype(np.int64),
+            "movie_id": net.item_map.ids[:: max(len(net.item_map) // max(k, 1), 1)][:k].astype(np.int64),
         }
     )

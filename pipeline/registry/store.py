@@ -97,7 +97,7 @@ def mlflow_client(settings: Settings) -> Iterator[MlflowClient]:
     try:
         yield MlflowClient(tracking_uri=uri, registry_uri=uri)
     finally:
-        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_tracking_uri(saved[0])  # type: ignore[arg-type]  # None restores "unset"
         mlflow.set_registry_uri(saved[1])  # type: ignore[arg-type]  # None restores "unset"
         _restore_env(saved_env)
 

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.features.interactions import Interactions
+from pipeline.models.base import check_fitted
 from pipeline.models.baselines import EASE, BiasedMF, BiasedMFConfig, EASEConfig
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
@@ -127,17 +128,17 @@ class PublishedBlend:
             directory / "rated.npz", users=coo.row.astype(np.int32), items=coo.col.astype(np.int32)
         )
         if self.ease is not None:
-            np.save(directory / "ease.npy", self.ease.weights_)
+            np.save(directory / "ease.npy", check_fitted(self.ease.weights_, self.ease.name))
         if self.mf is not None:
-            m = self.mf
+            mu, user_factors, item_factors, user_bias, item_bias = self.mf.parameters()
             np.savez(
                 directory / "mf.npz",
-                user_factors=m.user_factors_,
-                item_factors=m.item_factors_,
-                user_bias=m.user_bias_,
-                item_bias=m.item_bias_,
-                mu=np.float64(m.mu_),
-                rating_range=np.asarray(m.rating_range_, np.float64),
+                user_factors=user_factors,
+                item_factors=item_factors,
+                user_bias=user_bias,
+                item_bias=item_bias,
+                mu=np.float64(mu),
+                rating_range=np.asarray(self.mf.rating_range_, np.float64),
             )
         (directory / "blend.json").write_text(
             json.dumps(

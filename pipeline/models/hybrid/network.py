@@ -13,6 +13,8 @@ Two heads share those representations:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from torch import nn
@@ -81,6 +83,8 @@ class UserHistory:
 
 
 class HybridNet(nn.Module):
+    global_mean: torch.Tensor  # a buffer (register_buffer below): saved with the weights, never trained
+
     def __init__(
         self,
         n_users: int,
@@ -164,11 +168,14 @@ class HybridNet(nn.Module):
             + self.rating_out(h).squeeze(-1)
         )
 
+    def _first_rating_layer(self) -> nn.Linear:
+        return cast(nn.Linear, self.rating_mlp[0])  # _mlp starts with a Linear
+
     def rating_part(self, x: torch.Tensor, third: int) -> torch.Tensor:
         """The rating MLP's first layer on one third of its input (0: user vectors, with the layer's bias;
         1: movie vectors). Computed once per user and once per movie, they leave one d x hidden product
         per pair (``rating_rows``)."""
-        first, d = self.rating_mlp[0], x.shape[-1]
+        first, d = self._first_rating_layer(), x.shape[-1]
         part = x @ first.weight[:, third * d : (third + 1) * d].T
         return part + first.bias if third == 0 else part
 
@@ -184,7 +191,7 @@ class HybridNet(nn.Module):
         """``rating`` of each user (row of ``u``) with each of its K movies: ``v`` (B, K, d), ``item_bias``
         (B, K, 2) and ``item_part`` (B, K, hidden) gathered per row; ``user_part``/``item_part`` from
         ``rating_part``. Equal to ``rating`` pair by pair, at about 60% of its arithmetic."""
-        first, d = self.rating_mlp[0], u.shape[-1]
+        first, d = self._first_rating_layer(), u.shape[-1]
         uv = u.unsqueeze(1) * v
         h = self.rating_mlp[1:](user_part.unsqueeze(1) + item_part + uv @ first.weight[:, 2 * d :].T)
         return self._rating_sum(self.user_bias(users), item_bias, uv, h)
