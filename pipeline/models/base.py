@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+from pydantic import ConfigDict
 
 from pipeline.features.interactions import Interactions
 
@@ -41,6 +42,13 @@ class RatingMatrix(Protocol):
     item when ``items`` is None. The blend's rating-head term needs it."""
 
     def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
+
+
+# The hyperparameter dataclasses (``HybridConfig``, the baselines' configs) are pydantic dataclasses under these
+# rules: values checked on construction (``dataclasses.replace`` included) and on assignment, numbers finite,
+# and an unknown keyword refused as a plain dataclass refuses it. A bad value raises
+# ``pydantic.ValidationError``, a ``ValueError`` naming the field and the bound it breaks.
+HYPERPARAMETERS = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class NotFitted(RuntimeError):

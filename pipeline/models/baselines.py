@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import NotFitted, as_pairs, check_fitted
+from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
 
 # --- GlobalMean ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=HYPERPARAMETERS)
 class GlobalMeanConfig:
     """No hyperparameters: every rating is predicted as the train mean."""
 
@@ -46,11 +46,11 @@ class GlobalMean:
 # --- Popularity ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=HYPERPARAMETERS)
 class PopularityConfig:
     # Bayesian damping of the item mean towards the global mean, in pseudo-ratings:
     # (sum of item ratings + damping * global mean) / (item count + damping).
-    damping: float = 5.0
+    damping: NonNegativeFloat = 5.0
 
 
 class Popularity:
@@ -87,7 +87,7 @@ class Popularity:
 # --- BiasedMF ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=HYPERPARAMETERS)
 class BiasedMFConfig:
     """Biased MF trained by alternating least squares.
 
@@ -95,14 +95,14 @@ class BiasedMFConfig:
     regularises heavy raters and popular items as much per rating as light ones.
     """
 
-    factors: int = 50
-    epochs: int = 10  # ALS sweeps (user step + item step); ML-100K test RMSE is flat after ~10
-    reg_factors: float = 0.1  # lambda for factors, multiplied by the row's rating count
-    reg_bias: float = 1.0  # lambda for user/item biases (not count-weighted: damps rare rows)
-    init_scale: float = 0.1  # std of the initial factors
-    seed: int = 42
+    factors: PositiveInt = 50
+    epochs: PositiveInt = 10  # ALS sweeps (user step + item step); ML-100K test RMSE is flat after ~10
+    reg_factors: NonNegativeFloat = 0.1  # lambda for factors, multiplied by the row's rating count
+    reg_bias: NonNegativeFloat = 1.0  # lambda for user/item biases (not count-weighted: damps rare rows)
+    init_scale: NonNegativeFloat = 0.1  # std of the initial factors
+    seed: NonNegativeInt = 42  # numpy's generators take no negative seed
     clip: bool = True  # clip predict() to the train rating range (score_users is never clipped)
-    block_rows: int = 2048  # rows solved at once: bounds the stack of dense Gram matrices
+    block_rows: PositiveInt = 2048  # rows solved at once: bounds the stack of dense Gram matrices
 
 
 class BiasedMF:
@@ -217,9 +217,10 @@ class BiasedMF:
 # --- EASE ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=HYPERPARAMETERS)
 class EASEConfig:
-    lam: float = 500.0  # L2 penalty lambda of Steck (2019)
+    # L2 penalty lambda of Steck (2019); above 0, or X^T X + lam I is singular as soon as a movie is unrated
+    lam: PositiveFloat = 500.0
 
 
 class EASE:
