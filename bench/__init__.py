@@ -1,1 +1,2 @@
-"""Benchmarks (``python -m bench.<name>``): they print figures and write JSON to ``bench/results/``; not tests."""
+"""Benchmarks (``python -m bench.<name>``): they print figures and write JSON to ``bench/results/``; not
+tests."""

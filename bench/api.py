@@ -314,7 +314,8 @@ request = function()
   local path = string.gsub("%(path)s", "{user}", user) .. "%(query)s"
   if body == nil then return wrk.format("%(method)s", path) end
   local title
-  if #titles > 0 then title = titles[math.random(#titles)] else n = n + 1; title = "Unseen Film No. " .. n .. " " .. math.random(1e9) end
+  if #titles > 0 then title = titles[math.random(#titles)]
+  else n = n + 1; title = "Unseen Film No. " .. n .. " " .. math.random(1e9) end
   local b = string.gsub(string.gsub(body, "{user}", user), "{title}", title)
   return wrk.format("%(method)s", path, {["Content-Type"] = "application/json"}, b)
 end
@@ -479,8 +480,8 @@ def run(args: argparse.Namespace) -> int:
                 for name in names:
                     meter = CpuMeter(server.proc.pid, postmaster, [psutil.Process()])  # type: ignore[union-attr]
                     log(
-                        f"{name}: {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s "
-                        f"({client})"
+                        f"{name}: {args.connections} connections, {args.warmup:g} s warm-up + "
+                        f"{args.duration:g} s ({client})"
                     )
                     if client == "wrk":
                         result = wrk_load(
@@ -505,7 +506,8 @@ def run(args: argparse.Namespace) -> int:
                         )
                     report["results"][name] = result
                     log(
-                        f"  {result['req_per_s']:,.0f} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                        f"  {result['req_per_s']:,.0f} req/s, p50 {result['p50_ms']} ms, "
+                        f"p99 {result['p99_ms']} ms, "
                         f"{result['errors']} errors; cores: {result['cpu']}"
                     )
         shutil.rmtree(workdir, ignore_errors=True)
@@ -515,7 +517,8 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(settings.home, ignore_errors=True)
         elif fresh:
             log(
-                f"--keep: {settings.home} left in place (stop: MOVIEREC_HOME={settings.home} movierec db stop)"
+                f"--keep: {settings.home} left in place "
+                f"(stop: MOVIEREC_HOME={settings.home} movierec db stop)"
             )
     report["loadavg_after"] = os.getloadavg()
     report["verdict"] = verdict(report["results"])
@@ -543,12 +546,14 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(
-        f"\nmovierec API on {m['cpu_count']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB; client {report['client']}, "
+        f"\nmovierec API on {m['cpu_count']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB; "
+        f"client {report['client']}, "
         f"{report['connections']} connections, {report['duration_s']:g} s per scenario; model v"
         f"{report.get('model_version')}, batch {report.get('batch_id')}"
     )
     print(
-        f"{'scenario':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}   cores: server/postgres/client/others"
+        f"{'scenario':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+        "   cores: server/postgres/client/others"
     )
     for name, r in report["results"].items():
         c = r["cpu"]
@@ -563,8 +568,9 @@ def print_report(report: dict[str, Any]) -> None:
 
     print(
         f"lookup p99 <= {TARGETS['lookup_p99_ms']:g} ms: {ok(v['lookup_p99_ok'])}; lookup/ceiling req/s = "
-        f"{v['lookup_vs_ceiling']} (>= {TARGETS['lookup_vs_ceiling']}: {ok(v['lookup_ratio_ok'])}); new-movie p99 <= "
-        f"{TARGETS['new_movie_p99_ms']:g} ms: {ok(v['new_movie_p99_ok'])}; zero errors: {ok(v['zero_errors'])}; "
+        f"{v['lookup_vs_ceiling']} (>= {TARGETS['lookup_vs_ceiling']}: {ok(v['lookup_ratio_ok'])}); "
+        f"new-movie p99 <= {TARGETS['new_movie_p99_ms']:g} ms: {ok(v['new_movie_p99_ok'])}; "
+        f"zero errors: {ok(v['zero_errors'])}; "
         f"load average before/after {report['loadavg_before'][0]:.2f}/{report['loadavg_after'][0]:.2f}"
     )
 

@@ -157,7 +157,8 @@ def _fill(engine: Any, data: Any) -> None:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO movies (movie_id, title, source) SELECT g, 'movie ' || g, 'synthetic' FROM generate_series(1, :n) g"
+                "INSERT INTO movies (movie_id, title, source) "
+                "SELECT g, 'movie ' || g, 'synthetic' FROM generate_series(1, :n) g"
             ),
             {"n": x.n_items},
         )
@@ -176,7 +177,8 @@ def _fill(engine: Any, data: Any) -> None:
         )
         conn.execute(
             text(
-                "INSERT INTO model_versions (registered_model, registered_version, dataset, protocol, primary_metric, "
+                "INSERT INTO model_versions "
+                "(registered_model, registered_version, dataset, protocol, primary_metric, "
                 "status) VALUES ('movierec-hybrid', 1, 'synthetic', 'temporal', 'ndcg_at_10', 'champion')"
             )
         )
@@ -278,8 +280,8 @@ def one_synthetic(
             t = time.perf_counter()
             _fill(engine, data)
             log(
-                f"{shape}: {n_users:,} users x {n_items:,} movies, {len(data.interactions):,} ratings loaded in "
-                f"{time.perf_counter() - t:.1f} s"
+                f"{shape}: {n_users:,} users x {n_items:,} movies, {len(data.interactions):,} ratings "
+                f"loaded in {time.perf_counter() - t:.1f} s"
             )
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t = time.perf_counter()
@@ -481,8 +483,8 @@ def main() -> None:
     for r in runs:
         if ret := r.get("retrieval"):
             print(
-                f"{r['shape']}: exhaustive (every term, every movie) {ret['exhaustive_users_per_s']:,} users/s "
-                f"over {ret['users']:,} users; "
+                f"{r['shape']}: exhaustive (every term, every movie) "
+                f"{ret['exhaustive_users_per_s']:,} users/s over {ret['users']:,} users; "
                 + "; ".join(
                     f"{k} candidates: " + ", ".join(f"{key} {v}" for key, v in d.items() if key != "seconds")
                     for k, d in ret["depths"].items()

@@ -198,7 +198,8 @@ class _Sampler:
         return self.ids[np.minimum(idx, len(self.ids) - 1)]
 
     def pairs(self, users: np.ndarray, k: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-        """Sorted keys: ``k[i]`` distinct movies for ``users[i]`` (ascending), none of the sorted ``exclude``."""
+        """Sorted keys: ``k[i]`` distinct movies for ``users[i]`` (ascending), none of the sorted
+        ``exclude``."""
         rng = self.rng
 
         def draw(us: np.ndarray, per: np.ndarray) -> np.ndarray:
@@ -283,7 +284,8 @@ def _rating_idx(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def generate(directory: Path, rows: int, seed: int) -> dict[str, Any]:
-    """Write base/ (ratings.csv, movies.csv, links.csv), floor/ratings_iso.csv and delta/ under ``directory``."""
+    """Write base/ (ratings.csv, movies.csv, links.csv), floor/ratings_iso.csv and delta/ under
+    ``directory``."""
     t0 = time.perf_counter()
     shape = Shape.for_rows(rows)
     rng = np.random.default_rng(seed)
@@ -733,7 +735,8 @@ class Server:
             log(
                 f"--keep: leaving databases {', '.join(self.created) or '(none)'}"
                 + (
-                    f" on the embedded server under {self.home} (stop: MOVIEREC_HOME={self.home} movierec db stop)"
+                    f" on the embedded server under {self.home} "
+                    f"(stop: MOVIEREC_HOME={self.home} movierec db stop)"
                     if self.home
                     else ""
                 )
@@ -1135,8 +1138,8 @@ def _report(
             "One COPY ratings (user_id, movie_id, rating, rated_at) FROM STDIN (FORMAT csv, HEADER) of "
             "floor/ratings_iso.csv (the same rows as base/ratings.csv, timestamp already ISO text with +00), "
             "streamed by database.bulk.copy_file in one transaction into the real ratings table of a second "
-            "freshly migrated database (same PK, indexes ix_ratings_movie and ix_ratings_rated_at, FKs to users "
-            "and movies), whose users and movies were filled beforehand, untimed."
+            "freshly migrated database (same PK, indexes ix_ratings_movie and ix_ratings_rated_at, "
+            "FKs to users and movies), whose users and movies were filled beforehand, untimed."
         ),
         "checks": checks,
         "all_checks_ok": all(c["ok"] for c in checks),
@@ -1151,8 +1154,9 @@ def _print(r: dict[str, Any]) -> None:
         f"{r['dataset']['movies']:,} movies)"
     )
     print(
-        f"machine: {mach['cpu_count']} CPUs ({mach['cpu_model']}), {mach['ram_gib']} GiB RAM, {mach['platform']}, "
-        f"Python {mach['python']}; load average before/after {mach['loadavg_before'][0]}/{mach['loadavg_after'][0]}"
+        f"machine: {mach['cpu_count']} CPUs ({mach['cpu_model']}), {mach['ram_gib']} GiB RAM, "
+        f"{mach['platform']}, Python {mach['python']}; "
+        f"load average before/after {mach['loadavg_before'][0]}/{mach['loadavg_after'][0]}"
     )
     print(
         f"PostgreSQL {pg['server_version']} ({pg['server']}), shared_buffers {pg['shared_buffers']}, "
@@ -1167,7 +1171,8 @@ def _print(r: dict[str, Any]) -> None:
     for k in "abcd":
         x, p = m[k], m[k]["peak_rss"]
         print(
-            f"{x['label']:<42}{x['rows']:>12,}{x['seconds']:>10.2f}{x['rows_per_s']:>11,}{x['wal_mib']:>6.0f} MiB"
+            f"{x['label']:<42}{x['rows']:>12,}{x['seconds']:>10.2f}{x['rows_per_s']:>11,}"
+            f"{x['wal_mib']:>6.0f} MiB"
             f"{p['bench_mib']:>7.0f} MiB  {p['server_max_process_mib']:.0f} / {p['server_sum_mib']:.0f} MiB"
         )
     ra, t = r["ratios"], r["targets_met"]
@@ -1176,7 +1181,8 @@ def _print(r: dict[str, Any]) -> None:
         return "met" if b else "MISSED"
 
     print(
-        f"\nrate(a)/rate(b) = {ra['rate_a_over_rate_b']:.3f}   (target >= 0.7: {ok(t['rate_a_over_rate_b >= 0.7'])})"
+        f"\nrate(a)/rate(b) = {ra['rate_a_over_rate_b']:.3f}   "
+        f"(target >= 0.7: {ok(t['rate_a_over_rate_b >= 0.7'])})"
     )
     print(f"time(c)/time(a) = {ra['time_c_over_time_a']:.3f}   (target well under 1)")
     print(f"time(d)/time(a) = {ra['time_d_over_time_a']:.3f}   (target well under 1)")

@@ -6,7 +6,8 @@
 In one process, on one device, with the default ``HybridConfig`` (``patience=0`` for (a) and (b), so every
 rating is trained on and nothing stops early):
 
-(a) ``train_hybrid`` for ``warmup + epochs`` epochs; throughput from ``history[i]["seconds"]`` of the timed epochs;
+(a) ``train_hybrid`` for ``warmup + epochs`` epochs; throughput from ``history[i]["seconds"]`` of the timed
+    epochs;
 (b) the bare loop: the same network (``build_network``, same seed, same init), the same AdamW, the same
     loss (``pipeline.train.step_loss``, fed pre-built batches), the same step (embedding L2, backward, step,
     loss sums), over batches that were all materialised on the device beforehand (users, items, ratings,
@@ -15,8 +16,8 @@ rating is trained on and nothing stops early):
 (p) the input pipeline alone (slices, gathers, candidates; no network): what (a) pays over (b) at most;
 (f) a full default training (``train_hybrid(data)``, default config) to early stop.
 
-(a) and (b) run interleaved, epoch by epoch (``train_hybrid``'s ``on_epoch`` runs one bare epoch), so that both
-see the same load; every span also records how many cores other processes kept busy meanwhile.
+(a) and (b) run interleaved, epoch by epoch (``train_hybrid``'s ``on_epoch`` runs one bare epoch), so that
+both see the same load; every span also records how many cores other processes kept busy meanwhile.
 
 Prints a table and writes ``bench/results/train.json``. See ``bench/README.md``.
 """
@@ -48,7 +49,8 @@ def log(msg: str) -> None:
 
 
 class Home:
-    """The embedded server of an existing MOVIEREC_HOME (``--home``), or a fresh temporary one with ML-100K."""
+    """The embedded server of an existing MOVIEREC_HOME (``--home``), or a fresh temporary one with
+    ML-100K."""
 
     def __init__(self, home: str | None, keep: bool) -> None:
         self.given, self.keep = home, keep
@@ -99,7 +101,8 @@ class Home:
             return
         if self.keep:
             log(
-                f"--keep: leaving {self.settings.home} (stop: MOVIEREC_HOME={self.settings.home} movierec db stop)"
+                f"--keep: leaving {self.settings.home} "
+                f"(stop: MOVIEREC_HOME={self.settings.home} movierec db stop)"
             )
             return
         from database import embedded
@@ -371,13 +374,14 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
         b_runs.append((secs, losses, m.read()))
         log(
             f"  epoch {epoch}/{c.epochs}: (a) {record['seconds']:.2f} s, (b) {secs:.2f} s, others' CPU "
-            f"{a_load[-1].get('others_cpu_cores', float('nan')):.2f} / {b_runs[-1][2].get('others_cpu_cores', float('nan')):.2f} cores"
+            f"{a_load[-1].get('others_cpu_cores', float('nan')):.2f} / "
+            f"{b_runs[-1][2].get('others_cpu_cores', float('nan')):.2f} cores"
         )
         meter[0] = Meter()
 
     log(
-        f"(a) train_hybrid and (b) the bare loop, interleaved: {warmup} warm-up + {epochs} timed epochs each, "
-        f"patience=0"
+        f"(a) train_hybrid and (b) the bare loop, interleaved: {warmup} warm-up + {epochs} timed epochs "
+        "each, patience=0"
     )
     t0 = time.perf_counter()
     result = train_hybrid(data, cfg=c, device=device, progress=False, on_epoch=on_epoch)
@@ -634,7 +638,8 @@ def _print(r: dict[str, Any]) -> None:
         return "met" if met else "MISSED"
 
     print(
-        f"\nrate(a)/rate(b) = {ra['a_over_b']:.3f}   (median of epoch pairs {ra['a_over_b_median_of_epoch_pairs']:.3f}; "
+        f"\nrate(a)/rate(b) = {ra['a_over_b']:.3f}   "
+        f"(median of epoch pairs {ra['a_over_b_median_of_epoch_pairs']:.3f}; "
         f"target >= {TARGET_RATIO}: {ok(r['targets_met'][f'a_over_b >= {TARGET_RATIO}'])})"
     )
     print(f"input pipeline alone = {100 * ra['pipeline_time_share_of_a']:.1f}% of (a)'s epoch time")
@@ -642,9 +647,10 @@ def _print(r: dict[str, Any]) -> None:
         f = m["f"]
         print(
             f"\n(f) full default training: {f['epochs_run']} epochs (best {f['best_epoch']}, early stop: "
-            f"{f['early_stopped']}), {f['train_loop_seconds']:.1f} s in the loop, {f['call_wall_s']:.1f} s the "
-            f"call; best val RMSE {f['best_val_rmse']}; others' CPU {f['load'].get('others_cpu_cores', 'n/a')} "
-            f"cores   (target <= {TARGET_FULL_SECONDS:.0f} s: "
+            f"{f['early_stopped']}), {f['train_loop_seconds']:.1f} s in the loop, "
+            f"{f['call_wall_s']:.1f} s the call; best val RMSE {f['best_val_rmse']}; "
+            f"others' CPU {f['load'].get('others_cpu_cores', 'n/a')} cores   "
+            f"(target <= {TARGET_FULL_SECONDS:.0f} s: "
             f"{ok(r['targets_met'][f'full training <= {TARGET_FULL_SECONDS:.0f} s'])})"
         )
     for name, p in r.get("profile", {}).items():

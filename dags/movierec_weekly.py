@@ -9,14 +9,15 @@ network out (if it beats the current champion), top-N lists for every user publi
 | `fetch` | the named dataset (checksummed download, offline ML-100K fallback) or the `source` directory |
 | `ingest` | validating, idempotent load into PostgreSQL; bad lines kept in `rejected_rows` |
 | `quality` | row counts and the share of rejected rows: over `max_reject_share` fails the run, no retry |
-| `evaluate` | the gate's protocol (temporal) beside the baselines on the data up to the cut-off; chooses the blend weights (`movierec evaluate` runs both protocols) |
+| `evaluate` | the gate's protocol (temporal) beside the baselines, data up to the cut-off; blend weights |
 | `train` | the model to publish, on all data up to the cut-off, logged to MLflow and registered |
 | `promote` | the promotion gate: the new version becomes `champion` only if it beats the current one |
 | `publish` | the champion scores every user; the top-N lists replace the published ones atomically |
 | `report` | a short text report of the run, in the task log and its return value |
 
 **Why evaluate comes before train:** the published model is a blend whose weights are chosen on
-validation splits during evaluation; training the final model needs them.
+validation splits during evaluation; training the final model needs them. (`movierec evaluate` runs both
+protocols, random and temporal.)
 
 **Data cut-off = logical date.** Every task reads the run's logical date as `as_of`: ratings after it are
 unseen. A backfill over past weeks therefore rebuilds what each of those weeks would have published
@@ -32,9 +33,10 @@ starts no run of a paused DAG, backfills included: unpause it first.
 **Retries:** every task retries with exponential back-off; bad input (`InputError`) and failed quality
 checks (`DataQualityError`) fail at once, since retrying cannot fix them.
 
-Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `epochs`, `device`, `max_reject_share`.
-Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLOW_TRACKING_URI`, and
-`MOVIEREC_DEVICE` when `device` is left empty. `publish` updates the asset `movierec://recommendation_batches`.
+Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `epochs`, `device`,
+`max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`,
+`MLFLOW_TRACKING_URI`, and `MOVIEREC_DEVICE` when `device` is left empty. `publish` updates the asset
+`movierec://recommendation_batches`.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def copy_file(
 
 
 def read_frame(conn: Connection, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Run ``query`` through ``COPY (...) TO STDOUT`` into a DataFrame: the bulk way out, for millions of rows.
+    """Run ``query`` through ``COPY (...) TO STDOUT`` into a DataFrame: the bulk way out, for millions of
+    rows.
 
     Parameters are bound by psycopg2 (``%(name)s`` placeholders), never formatted into the text by hand.
     """

@@ -179,7 +179,8 @@ LIST_SOURCES = ("model", "fallback_popularity")
 
 
 class RecommendationBatch(Base):
-    """One weekly set of top-N lists. Exactly one batch is ``published``: ``current_recommendations`` shows it."""
+    """One weekly set of top-N lists. Exactly one batch is ``published``: ``current_recommendations`` shows
+    it."""
 
     __tablename__ = "recommendation_batches"
     __table_args__ = (

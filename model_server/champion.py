@@ -1,10 +1,11 @@
 """The champion the server scores with, and how a newer one replaces it without a restart or a failed request.
 
-At start-up the server loads ``models:/movierec-hybrid@champion`` (``pipeline.registry.champion.load_champion``);
-then a background task asks the registry every ``MOVIEREC_MODEL_POLL_SECONDS`` which version the alias
-names. A new version is downloaded, loaded and warmed up in a worker thread while the old one keeps
-serving, then swapped in with one assignment. A request takes ``Champion.current`` once and scores with
-that model throughout, so a swap never mixes two models in one answer and never fails a request.
+At start-up the server loads ``models:/movierec-hybrid@champion``
+(``pipeline.registry.champion.load_champion``); then a background task asks the registry every
+``MOVIEREC_MODEL_POLL_SECONDS`` which version the alias names. A new version is downloaded, loaded and
+warmed up in a worker thread while the old one keeps serving, then swapped in with one assignment. A
+request takes ``Champion.current`` once and scores with that model throughout, so a swap never mixes two
+models in one answer and never fails a request.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ _MOVIES = "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY
 
 
 class Database:
-    """Read-only access for the API; ``dsn`` is the reader role's URL (``database.engine.reader_database_url``)."""
+    """Read-only access for the API; ``dsn`` is the reader role's URL
+    (``database.engine.reader_database_url``)."""
 
     def __init__(self, dsn: str, pool_size: int = POOL_SIZE) -> None:
         self.dsn = dsn
@@ -150,7 +151,8 @@ class Database:
         return (await self.fetch("SELECT current_user AS role"))[0]["role"]
 
     async def fallback(self, batch: PublishedBatch) -> FallbackList:
-        """The popularity list at ``batch``'s cut-off (``pipeline.batch.fallback.most_rated``), read once per batch."""
+        """The popularity list at ``batch``'s cut-off (``pipeline.batch.fallback.most_rated``), read once per
+        batch."""
         cached = self._fallback
         if cached is not None and cached.batch_id == batch.batch_id:
             return cached

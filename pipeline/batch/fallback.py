@@ -1,5 +1,5 @@
-"""The popularity fallback list, SQL only: the batch lists it for users the model cannot rank, the API for users
-without a published list."""
+"""The popularity fallback list, SQL only: the batch lists it for users the model cannot rank, the API for
+users without a published list."""
 
 from __future__ import annotations
 

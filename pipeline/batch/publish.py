@@ -126,7 +126,8 @@ def champion_version_id(conn: Connection, registered_version: int) -> int:
     """The ``model_versions`` row of the champion the lists are scored with."""
     row = conn.execute(
         text(
-            "SELECT model_version_id FROM model_versions WHERE registered_model = :m AND registered_version = :v "
+            "SELECT model_version_id FROM model_versions "
+            "WHERE registered_model = :m AND registered_version = :v "
             "ORDER BY (status = 'champion') DESC, model_version_id DESC LIMIT 1"
         ),
         {"m": REGISTERED_MODEL, "v": registered_version},
@@ -144,7 +145,8 @@ def open_batch(conn: Connection, model_version_id: int, as_of: datetime | None, 
     return int(
         conn.execute(
             text(
-                "INSERT INTO recommendation_batches (model_version_id, data_cutoff, top_n, users, fallback_users, "
+                "INSERT INTO recommendation_batches "
+                "(model_version_id, data_cutoff, top_n, users, fallback_users, "
                 "rows, status) VALUES (:mv, :cutoff, :n, 0, 0, 0, 'superseded') RETURNING batch_id"
             ),
             {"mv": model_version_id, "cutoff": as_of, "n": top_n},
@@ -229,7 +231,8 @@ def publish(
         for r in conn.execute(
             text(
                 "DELETE FROM recommendation_batches WHERE batch_id NOT IN "
-                "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) RETURNING batch_id"
+                "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) "
+                "RETURNING batch_id"
             ),
             {"keep": keep},
         )
@@ -383,13 +386,14 @@ def write_fallback_lists(
 
 
 def sample_lists(conn: Connection, users: int = 3, k: int = 10) -> dict[int, list[dict[str, Any]]]:
-    """The top ``k`` of the first ``users`` users' published lists (``current_recommendations``), for a look."""
+    """The top ``k`` of the first ``users`` users' published lists (``current_recommendations``), for a
+    look."""
     picked = [
         r[0]
         for r in conn.execute(
             text(
-                "SELECT user_id FROM (SELECT DISTINCT user_id FROM current_recommendations) u ORDER BY user_id "
-                "LIMIT :n"
+                "SELECT user_id FROM (SELECT DISTINCT user_id FROM current_recommendations) u "
+                "ORDER BY user_id LIMIT :n"
             ),
             {"n": users},
         )

@@ -30,8 +30,8 @@ def recommend(
     )
     out.print(
         f"published batch {batch['batch_id']} scored by {REGISTERED_MODEL} v{batch['registered_version']}: "
-        f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), {batch['rows']:,} rows "
-        f"in {batch['timings']['total']} s"
+        f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), "
+        f"{batch['rows']:,} rows in {batch['timings']['total']} s"
     )
     print_published_lists()
 

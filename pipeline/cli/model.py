@@ -1,4 +1,5 @@
-"""``movierec train`` and ``movierec evaluate``: the weekly flow's training steps, and the evaluation alone."""
+"""``movierec train`` and ``movierec evaluate``: the weekly flow's training steps, and the evaluation
+alone."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Every model on the same splits in one run, the blend's weights chosen on validation data: what the weekly
 evaluation and ``movierec evaluate`` report.
 
-What is published (``pipeline.models.blend.published.PublishedBlend``) is a blend: for ranking the network's dot
-product with EASE (the strongest ranking baseline) plus the network's rating head, for ratings the network with
-biased MF, every weight chosen on a temporal validation split inside the train data
-(``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is reported beside
-it. A weight of 1.0 means the network alone."""
+What is published (``pipeline.models.blend.published.PublishedBlend``) is a blend: for ranking the network's
+dot product with EASE (the strongest ranking baseline) plus the network's rating head, for ratings the
+network with biased MF, every weight chosen on a temporal validation split inside the train data
+(``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is reported
+beside it. A weight of 1.0 means the network alone."""
 
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def evaluate_all(
 def evaluate_cold_start(
     data: TrainingData, cfg: HybridConfig, *, device: str = "auto"
 ) -> dict[str, dict[str, float]]:
-    """Content-only ranking of held-out movies against genre popularity (see ``pipeline.evaluation.cold_start``)."""
+    """Content-only ranking of held-out movies against genre popularity (see
+    ``pipeline.evaluation.cold_start``)."""
     split = cold_start_split(data.interactions)
     model = train_hybrid(data, split.train, cfg, device=device, progress=False).model
     by_genre = genre_popularity(split.train, data.movies.genres, split.cold_items)

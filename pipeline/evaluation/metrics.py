@@ -59,7 +59,7 @@ def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
     return float(np.mean(np.abs(p - a)))
 
 
-# --- batch form: everything derives from a boolean hit matrix ------------------------------------------------
+# --- batch form: everything derives from a boolean hit matrix -----------------------------------------------
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -115,7 +115,7 @@ def ranking_metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray, k: int) 
     }
 
 
-# --- per-user form -------------------------------------------------------------------------------------------
+# --- per-user form ------------------------------------------------------------------------------------------
 
 
 def _user_hits(

@@ -89,7 +89,7 @@ def temporal_split(
     return data.subset(~test), data.subset(test)
 
 
-# --- the evaluation protocols --------------------------------------------------------------------------------
+# --- the evaluation protocols -------------------------------------------------------------------------------
 
 SPLIT_SEED = 42
 TEST_FRACTION = 0.2

@@ -3,8 +3,8 @@ test split the blend is reported on.
 
 One network fitted on the validation split's train part serves every weight tried: the ranking weight
 maximises NDCG@k of the held-out movies, then the rating-head weight does the same (scored as the batch
-scores it: the rating head re-ranks each user's retrieved candidates), and the rating weight minimises the RMSE
-of the same held-out ratings."""
+scores it: the rating head re-ranks each user's retrieved candidates), and the rating weight minimises the
+RMSE of the same held-out ratings."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def _ranking_figures(
 def _rating_figures(
     network: Recommender, partner: Recommender, inner_test: Interactions, grid: Sequence[float]
 ) -> tuple[float, dict[float, float]]:
-    """RMSE of the rating blend at every weight on ``inner_test``, and the best weight (ties favour the network)."""
+    """RMSE of the rating blend at every weight on ``inner_test``, and the best weight (ties favour the
+    network)."""
     net = network.predict(inner_test.users, inner_test.items).astype(np.float64)
     other = partner.predict(inner_test.users, inner_test.items).astype(np.float64)
     figures = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}

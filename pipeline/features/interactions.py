@@ -91,7 +91,8 @@ def build_interactions(
     user_map: IdMap | None = None,
     item_map: IdMap | None = None,
 ) -> tuple[Interactions, IdMap, IdMap]:
-    """Interactions over database ids; maps are built from the ids unless given (then unknown ids are dropped)."""
+    """Interactions over database ids; maps are built from the ids unless given (then unknown ids are
+    dropped)."""
     user_map = user_map or IdMap.from_ids(user_ids)
     item_map = item_map or IdMap.from_ids(movie_ids)
     u, i = user_map.index(user_ids), item_map.index(movie_ids)

@@ -147,7 +147,8 @@ def _close_run(conn: Connection, result: IngestResult, status: str, message: str
     conn.execute(
         text(
             "UPDATE ingest_runs SET status = :status, message = :message, finished_at = now(), "
-            "counts = CAST(:counts AS jsonb), timings = CAST(:timings AS jsonb), files = CAST(:files AS jsonb), "
+            "counts = CAST(:counts AS jsonb), timings = CAST(:timings AS jsonb), "
+            "files = CAST(:files AS jsonb), "
             "rows_accepted = :accepted, rows_rejected = :rejected WHERE ingest_run_id = :id"
         ),
         {
@@ -260,7 +261,8 @@ def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) ->
               (EXCLUDED.title, EXCLUDED.year, EXCLUDED.genres, EXCLUDED.source)
            OR (EXCLUDED.imdb_id IS NOT NULL AND EXCLUDED.imdb_id IS DISTINCT FROM movies.imdb_id)
            OR (EXCLUDED.tmdb_id IS NOT NULL AND EXCLUDED.tmdb_id IS DISTINCT FROM movies.tmdb_id)
-           OR (EXCLUDED.freebase_id IS NOT NULL AND EXCLUDED.freebase_id IS DISTINCT FROM movies.freebase_id)""",
+           OR (EXCLUDED.freebase_id IS NOT NULL
+               AND EXCLUDED.freebase_id IS DISTINCT FROM movies.freebase_id)""",
     )
     return {
         "movies_accepted": len(movies),
@@ -372,7 +374,8 @@ def _load_ratings(
                     "ratings",
                     (
                         "COPY stage_ratings (user_id, movie_id, rating, ts) FROM STDIN WITH (FORMAT csv, "
-                        f"DELIMITER {_sql_char(rf.delimiter)}, HEADER {str(rf.header).lower()}, ENCODING 'LATIN1')"
+                        f"DELIMITER {_sql_char(rf.delimiter)}, HEADER {str(rf.header).lower()}, "
+                        "ENCODING 'LATIN1')"
                     ),
                 )
                 bad = conn.execute(
@@ -441,7 +444,8 @@ def _bulk_build_if_empty(conn: Connection) -> Iterator[None]:
     ).all()
     indexes = conn.execute(
         text(
-            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "SELECT i.relname, pg_get_indexdef(i.oid) "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
             "WHERE x.indrelid = 'ratings'::regclass AND NOT x.indisprimary ORDER BY i.relname"
         )
     ).all()
@@ -468,7 +472,8 @@ def _upsert_ratings(conn: Connection, checked: str, checks: dict[str, Any]) -> t
     # before the upsert: ON CONFLICT locks and rewrites every matching row even when its WHERE says no.
     valid = f"""SELECT * FROM ({checked}) c WHERE reason IS NULL AND NOT EXISTS (
         SELECT 1 FROM ratings r WHERE r.user_id = c.user_id AND r.movie_id = c.movie_id
-          AND (r.rated_at > to_timestamp(c.ts) OR (r.rated_at = to_timestamp(c.ts) AND r.rating = c.rating)))"""
+          AND (r.rated_at > to_timestamp(c.ts)
+               OR (r.rated_at = to_timestamp(c.ts) AND r.rating = c.rating)))"""
     try:
         with conn.begin_nested():  # a file rarely rates the same movie twice: try without de-duplicating
             inserted, updated = _upsert_counts(conn, upsert.format(source=valid), checks)
@@ -507,7 +512,8 @@ def _checked_sql(has_users: bool) -> str:
     return f"""
         SELECT s.line_no, s.raw, s.user_id, s.movie_id, s.rating, s.ts, CASE
             WHEN s.parse_error IS NOT NULL THEN s.parse_error
-            WHEN s.user_id IS NULL OR s.movie_id IS NULL OR s.rating IS NULL OR s.ts IS NULL THEN 'missing field'
+            WHEN s.user_id IS NULL OR s.movie_id IS NULL OR s.rating IS NULL OR s.ts IS NULL
+                THEN 'missing field'
             WHEN s.user_id <= 0 THEN format('user_id %s is not positive', s.user_id)
             WHEN s.movie_id <= 0 THEN format('movie_id %s is not positive', s.movie_id)
             WHEN NOT (s.rating BETWEEN CAST(:low AS real) AND CAST(:high AS real))
@@ -566,7 +572,8 @@ def _stage_lines(
     )
     staged = conn.execute(
         text(r"""
-        INSERT INTO stage_ratings (line_no, raw, user_id, movie_id, rating, ts, parse_error) OVERRIDING SYSTEM VALUE
+        INSERT INTO stage_ratings (line_no, raw, user_id, movie_id, rating, ts, parse_error)
+            OVERRIDING SYSTEM VALUE
         SELECT line_no, raw,
             CASE WHEN err IS NULL THEN CAST(btrim(f[1], E' \t\r') AS integer) END,
             CASE WHEN err IS NULL THEN CAST(btrim(f[2], E' \t\r') AS integer) END,

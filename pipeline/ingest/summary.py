@@ -35,7 +35,8 @@ def database_summary(engine: Engine, top: int = 5) -> dict[str, Any]:
             dict(r._mapping)
             for r in conn.execute(
                 text("""
-            SELECT m.title, m.year, count(*) AS ratings, round(avg(r.rating)::numeric, 2)::float AS mean_rating
+            SELECT m.title, m.year, count(*) AS ratings,
+                round(avg(r.rating)::numeric, 2)::float AS mean_rating
             FROM ratings r JOIN movies m USING (movie_id)
             GROUP BY m.movie_id, m.title, m.year ORDER BY count(*) DESC, m.title LIMIT :top"""),
                 {"top": top},

@@ -44,9 +44,9 @@ class RatingMatrix(Protocol):
     def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
 
 
-# The hyperparameter dataclasses (``HybridConfig``, the baselines' configs) are pydantic dataclasses under these
-# rules: values checked on construction (``dataclasses.replace`` included) and on assignment, numbers finite,
-# and an unknown keyword refused as a plain dataclass refuses it. A bad value raises
+# The hyperparameter dataclasses (``HybridConfig``, the baselines' configs) are pydantic dataclasses under
+# these rules: values checked on construction (``dataclasses.replace`` included) and on assignment, numbers
+# finite, and an unknown keyword refused as a plain dataclass refuses it. A bad value raises
 # ``pydantic.ValidationError``, a ``ValueError`` naming the field and the bound it breaks.
 HYPERPARAMETERS = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 

@@ -10,7 +10,7 @@ from pydantic.dataclasses import dataclass
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
 
-# --- GlobalMean ----------------------------------------------------------------------------------------------
+# --- GlobalMean ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)
@@ -43,7 +43,7 @@ class GlobalMean:
         return np.zeros((len(np.asarray(users)), self.n_items_), np.float32)
 
 
-# --- Popularity ----------------------------------------------------------------------------------------------
+# --- Popularity ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)
@@ -84,7 +84,7 @@ class Popularity:
         return np.broadcast_to(counts, (len(np.asarray(users)), len(counts))).copy()
 
 
-# --- BiasedMF ------------------------------------------------------------------------------------------------
+# --- BiasedMF -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)
@@ -191,7 +191,8 @@ class BiasedMF:
         return self
 
     def parameters(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The fitted ``(mu, user_factors, item_factors, user_bias, item_bias)``; ``NotFitted`` before ``fit``."""
+        """The fitted ``(mu, user_factors, item_factors, user_bias, item_bias)``; ``NotFitted`` before
+        ``fit``."""
         p = check_fitted(self.user_factors_, self.name)
         mu, q, bu, bi = self.mu_, self.item_factors_, self.user_bias_, self.item_bias_
         if mu is None or q is None or bu is None or bi is None:  # set together with user_factors_
@@ -214,7 +215,7 @@ class BiasedMF:
         return scores.astype(np.float32, copy=False)
 
 
-# --- EASE ----------------------------------------------------------------------------------------------------
+# --- EASE ---------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)

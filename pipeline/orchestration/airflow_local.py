@@ -189,7 +189,7 @@ def outcome_of(dag: DAG, run_id: str) -> RunOutcome:
             }
             for ti in tis
         ]
-        # get_many is annotated Select[tuple[XComModel]], SQLAlchemy 2.0's spelling; 2.1 reads it as tuple rows
+        # get_many is annotated Select[tuple[XComModel]], SQLAlchemy 2.0's spelling: 2.1 reads tuple rows
         rows: Sequence[XComModel] = session.scalars(  # type: ignore[assignment]
             XComModel.get_many(run_id=run_id, dag_ids=dag.dag_id, key="return_value")
         ).all()

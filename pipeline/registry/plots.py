@@ -1,4 +1,5 @@
-"""The run's plots for MLflow: the learning curve and the evaluation chart (matplotlib stays out of the rest)."""
+"""The run's plots for MLflow: the learning curve and the evaluation chart (matplotlib stays out of the
+rest)."""
 
 from __future__ import annotations
 

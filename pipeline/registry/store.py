@@ -10,9 +10,9 @@ Metric names: MLflow allows no ``@``, so ``ndcg@10`` is logged as ``ndcg_at_10``
 their protocol (``temporal.ndcg_at_10``, ``random.rmse``), baselines theirs too
 (``baseline.ease.temporal.ndcg_at_10``).
 
-Every public function of ``pipeline.registry`` sets MLflow's process-wide tracking/registry URI only for its own
-duration (``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which ``Settings()`` would then read
-as if the user had set it); so they are not meant for concurrent threads of one process.
+Every public function of ``pipeline.registry`` sets MLflow's process-wide tracking/registry URI only for its
+own duration (``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which ``Settings()`` would
+then read as if the user had set it); so they are not meant for concurrent threads of one process.
 ``configure_mlflow`` is the explicit, lasting variant."""
 
 from __future__ import annotations

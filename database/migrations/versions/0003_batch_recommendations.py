@@ -70,7 +70,8 @@ def upgrade() -> None:
             "batch_id",
             sa.Integer(),
             nullable=False,
-            comment="recommendation_batches.batch_id (no FK: a per-row check would slow the COPY; rows of pruned batches are deleted with them)",
+            comment="recommendation_batches.batch_id (no FK: a per-row check would slow the COPY; "
+            "rows of pruned batches are deleted with them)",
         ),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("rank", sa.SmallInteger(), nullable=False, comment="1 = best"),

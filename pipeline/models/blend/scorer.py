@@ -9,8 +9,8 @@ product, EASE's regression weights) and ``rating`` is the network's full rating 
 in units of the train ratings' standard deviation. The first two terms are cheap for every movie (a
 matrix product, a sparse one); the rating head costs an MLP per pair, which is why batch scoring at large
 catalogues retrieves the top candidates by the first two terms and runs the rating head on those only
-(``pipeline.batch.scoring``). Every weight is chosen on validation data carved out of the train split — never on
-the test split it is reported on."""
+(``pipeline.batch.scoring``). Every weight is chosen on validation data carved out of the train split —
+never on the test split it is reported on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The hybrid network's hyperparameters: one validated value, logged whole to MLflow and saved with the model."""
+"""The hybrid network's hyperparameters: one validated value, logged whole to MLflow and saved with the
+model."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class HybridConfig:
     """Hyperparameters, logged whole to MLflow. Defaults follow the original design.
 
     Every value is checked on construction, ``dataclasses.replace`` and assignment (see
-    ``pipeline.models.base.HYPERPARAMETERS``): a bad one raises ``pydantic.ValidationError``, a ``ValueError``.
+    ``pipeline.models.base.HYPERPARAMETERS``): a bad one raises ``pydantic.ValidationError``, a
+    ``ValueError``.
     """
 
     embedding_dim: PositiveInt = 64

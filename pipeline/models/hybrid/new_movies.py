@@ -208,7 +208,8 @@ class NewMovieScorer:
 
     @torch.no_grad()
     def similar(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` movies whose model vectors are closest (cosine) to movie ``item_idx``'s, itself left out."""
+        """The ``k`` movies whose model vectors are closest (cosine) to movie ``item_idx``'s, itself left
+        out."""
         sims = self._unit @ self._unit[item_idx]
         sims[item_idx] = -torch.inf
         k = min(k, len(sims) - 1)

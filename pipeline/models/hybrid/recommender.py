@@ -31,7 +31,8 @@ class HybridRecommender:
 
     @classmethod
     def from_artifact(cls, artifact: HybridArtifact) -> HybridRecommender:
-        """A network trained elsewhere, as a fitted ``Recommender`` (``fit`` then retrains it from scratch)."""
+        """A network trained elsewhere, as a fitted ``Recommender`` (``fit`` then retrains it from
+        scratch)."""
         fitted = cls(None, artifact.config, artifact.device)
         fitted._artifact = artifact
         return fitted
