@@ -78,9 +78,9 @@ def log_training_run(
         n_users=str(len(model.user_map)),
         n_movies=str(len(model.item_map)),
         n_train=str(model.meta.get("n_train", "")),
-        blend_weight=str(published.weight),
-        blend_rating_weight=str(published.rating_weight),
-        blend_rerank_weight=str(published.rerank_weight),
+        blend_weight=str(published.weights.weight),
+        blend_rating_weight=str(published.weights.rating_weight),
+        blend_rerank_weight=str(published.weights.rerank_weight),
     )
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     batch = [
