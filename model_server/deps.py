@@ -5,9 +5,11 @@ thread pool, a thread hop per dependency per request for a dictionary lookup."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from typing import Annotated
 
-from model_server.champion import ServedModel
+from fastapi import Depends, HTTPException, Request
+
+from model_server.champion import Champion, ServedModel
 from model_server.db import Database
 from model_server.errors import Unavailable
 from model_server.scoring import NewMovieBatcher
@@ -32,6 +34,17 @@ async def get_model(request: Request) -> ServedModel:
             f"{request.app.state.poll_seconds:g} s"
         )
     return served
+
+
+async def get_champion(request: Request) -> Champion:
+    """The champion holder itself (what is served, when it was checked, the last error): for /health."""
+    return request.app.state.champion
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+BatcherDep = Annotated[NewMovieBatcher, Depends(get_batcher)]
+ModelDep = Annotated[ServedModel, Depends(get_model)]
+ChampionDep = Annotated[Champion, Depends(get_champion)]
 
 
 def model_user(served: ServedModel, user_id: int) -> int:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
-from model_server.champion import ServedModel
-from model_server.db import Database
-from model_server.deps import get_db, get_model
+from model_server.deps import DbDep, ModelDep
 from model_server.routes.responses import errors
 from model_server.schemas import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, SimilarMovies
 
@@ -17,8 +15,8 @@ router = APIRouter(prefix="/movies", tags=["movies"])
 
 @router.get("/{movie_id}/similar", response_model=SimilarMovies, responses=errors(404, 422, 503))
 async def similar_movies(
-    served: Annotated[ServedModel, Depends(get_model)],
-    db: Annotated[Database, Depends(get_db)],
+    served: ModelDep,
+    db: DbDep,
     movie_id: Annotated[int, Path(ge=1, le=MAX_ID, description="a catalogue movie id", examples=[50])],
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description="how many movies, closest first")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 
-from model_server.champion import ServedModel
-from model_server.deps import get_batcher, get_model, model_user
+from model_server.deps import BatcherDep, ModelDep, model_user
 from model_server.routes.responses import errors
 from model_server.schemas import DEFAULT_LIMIT, MAX_LIMIT, NewMovieRequest, NewMovieResponse
-from model_server.scoring import NewMovieBatcher
 from pipeline.models.hybrid.new_movies import NewMovie, UnknownGenre
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -24,8 +22,8 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 )
 async def predict_new_movie(
     body: NewMovieRequest,
-    served: Annotated[ServedModel, Depends(get_model)],
-    batcher: Annotated[NewMovieBatcher, Depends(get_batcher)],
+    served: ModelDep,
+    batcher: BatcherDep,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description="without user_id: how many users")
     ] = DEFAULT_LIMIT,

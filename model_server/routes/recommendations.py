@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 
-from model_server.champion import ServedModel
-from model_server.db import Database
-from model_server.deps import get_db, get_model, model_user
+from model_server.deps import DbDep, ModelDep, model_user
 from model_server.routes.responses import errors
 from model_server.schemas import ExistingMoviesRequest, ExistingMoviesResponse
 
@@ -19,8 +17,8 @@ router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 @router.post("/existing", response_model=ExistingMoviesResponse, responses=errors(404, 413, 422, 503))
 async def predict_existing(
     body: ExistingMoviesRequest,
-    served: Annotated[ServedModel, Depends(get_model)],
-    db: Annotated[Database, Depends(get_db)],
+    served: ModelDep,
+    db: DbDep,
 ) -> dict[str, Any]:
     """Predicted ratings (the published rating blend) of ``movie_ids`` for ``user_id``, in the order asked.
 

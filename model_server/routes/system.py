@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from model_server.db import Database, DatabaseUnavailable
-from model_server.deps import get_db
+from model_server.db import DatabaseUnavailable
+from model_server.deps import ChampionDep, DbDep
 from model_server.schemas import Health, Pong
 
 router = APIRouter(tags=["system"])
@@ -17,9 +17,7 @@ PONG = Pong()
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
-async def health(
-    request: Request, response: Response, db: Annotated[Database, Depends(get_db)]
-) -> dict[str, Any]:
+async def health(response: Response, db: DbDep, champion: ChampionDep) -> dict[str, Any]:
     """200 when the database answers with a published batch and a champion is loaded; otherwise 503 with
     what is missing. Cheap enough for a readiness probe (two small queries)."""
     database: dict[str, Any]
@@ -38,7 +36,6 @@ async def health(
             )
     except DatabaseUnavailable as exc:
         batch, database = None, {"status": "unavailable", "detail": str(exc)}
-    champion = request.app.state.champion
     served = champion.current
     model: dict[str, Any] = {
         "status": "loaded" if served else "not_loaded",

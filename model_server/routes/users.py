@@ -27,4 +27,5 @@ async def user_recommendations(
     ``source: fallback_popularity`` and ``known_user: false``. Lists of a new batch are served within a
     second of its publication.
     """
+    # No dependency: the hottest route reads its kept answers straight from the app (see bench/api).
     return Response(await request.app.state.lists.answer(user_id, limit), media_type="application/json")
