@@ -14,7 +14,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from pipeline.core.defaults import CHAMPION_ALIAS, REGISTERED_MODEL
 from pipeline.core.errors import MovierecError
@@ -137,57 +137,25 @@ def promote_if_better(
             promoted, reason = _verdict(
                 new_value, champion_value, champion_version, key, higher_is_better(metric), force
             )
-            started = client.get_run(run.run_id).info.start_time
-            trained_at = datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC)
-            if promoted:
-                conn.execute(
-                    text(
-                        "UPDATE model_versions SET status = 'retired' "
-                        "WHERE registered_model = :model AND status = 'champion'"
-                    ),
-                    {"model": REGISTERED_MODEL},
-                )
-            conn.execute(
-                _INSERT_VERSION,
-                {
-                    "model": REGISTERED_MODEL,
-                    "version": version,
-                    "run_id": run.run_id,
-                    "dataset": dataset,
-                    "cutoff": data_cutoff,
-                    "protocol": protocol,
-                    "metric": metric,
-                    "value": new_value if math.isfinite(new_value) else None,
-                    "champion_value": champion_value,
-                    "metrics": json_text(flat),
-                    "params": json_text(dict(params)),
-                    "status": "champion" if promoted else "rejected",
-                    "decision": reason,
-                    "trained_at": trained_at,
-                },
+            decision = PromotionDecision(
+                promoted, new_value, champion_value, champion_version, reason, version
             )
-
+            started = client.get_run(run.run_id).info.start_time
+            _record_decision(
+                conn,
+                decision,
+                run,
+                dataset=dataset,
+                data_cutoff=data_cutoff,
+                protocol=protocol,
+                metric=metric,
+                metrics=flat,
+                params=params,
+                trained_at=datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC),
+            )
             # MLflow last, the alias move very last: if any of it fails, the rows above roll back and
             # nothing claims a promotion that did not happen.
-            tags = {
-                "decision": "promoted" if promoted else "rejected",
-                "reason": reason,
-                "protocol": protocol,
-                "metric": metric,
-                "new_value": repr(new_value),
-                "champion_value": "none" if champion_value is None else repr(champion_value),
-                "champion_version": "none" if champion_version is None else str(champion_version),
-            }
-            tags = {f"promotion.{k}": v for k, v in tags.items()}
-            client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-            for name, value in tags.items():
-                client.set_model_version_tag(REGISTERED_MODEL, str(version), name, value)
-            if promoted:
-                if champion_version is not None:
-                    client.set_model_version_tag(
-                        REGISTERED_MODEL, str(champion_version), "promotion.retired_by", str(version)
-                    )
-                client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, str(version))
+            _tag_decision(client, decision, run, protocol=protocol, metric=metric)
         except BaseException:
             trans.rollback()
             raise
@@ -198,7 +166,76 @@ def promote_if_better(
                 _restore_alias(client, champion_version)
             raise
     log.info("%s v%s: %s", REGISTERED_MODEL, version, reason)
-    return PromotionDecision(promoted, new_value, champion_value, champion_version, reason, version)
+    return decision
+
+
+def _record_decision(
+    conn: Connection,
+    decision: PromotionDecision,
+    run: RunInfo,
+    *,
+    dataset: str,
+    data_cutoff: datetime | None,
+    protocol: str,
+    metric: str,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any],
+    trained_at: datetime,
+) -> None:
+    """The decision as a ``model_versions`` row; a promotion retires the previous champion's row."""
+    if decision.promoted:
+        conn.execute(
+            text(
+                "UPDATE model_versions SET status = 'retired' "
+                "WHERE registered_model = :model AND status = 'champion'"
+            ),
+            {"model": REGISTERED_MODEL},
+        )
+    conn.execute(
+        _INSERT_VERSION,
+        {
+            "model": REGISTERED_MODEL,
+            "version": run.registered_version,
+            "run_id": run.run_id,
+            "dataset": dataset,
+            "cutoff": data_cutoff,
+            "protocol": protocol,
+            "metric": metric,
+            "value": decision.new_value if math.isfinite(decision.new_value) else None,
+            "champion_value": decision.champion_value,
+            "metrics": json_text(dict(metrics)),
+            "params": json_text(dict(params)),
+            "status": "champion" if decision.promoted else "rejected",
+            "decision": decision.reason,
+            "trained_at": trained_at,
+        },
+    )
+
+
+def _tag_decision(
+    client: MlflowClient, decision: PromotionDecision, run: RunInfo, *, protocol: str, metric: str
+) -> None:
+    """The decision as ``promotion.*`` tags on the run and the version; a promotion moves the alias last."""
+    version, champion_version = run.registered_version, decision.champion_version
+    tags = {
+        "decision": "promoted" if decision.promoted else "rejected",
+        "reason": decision.reason,
+        "protocol": protocol,
+        "metric": metric,
+        "new_value": repr(decision.new_value),
+        "champion_value": "none" if decision.champion_value is None else repr(decision.champion_value),
+        "champion_version": "none" if champion_version is None else str(champion_version),
+    }
+    tags = {f"promotion.{k}": v for k, v in tags.items()}
+    client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    for name, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, str(version), name, value)
+    if decision.promoted:
+        if champion_version is not None:
+            client.set_model_version_tag(
+                REGISTERED_MODEL, str(champion_version), "promotion.retired_by", str(version)
+            )
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, str(version))
 
 
 _INSERT_VERSION = text(
