@@ -30,7 +30,7 @@ PARAMS = {
     "top_n": 100,
     "candidates": 500,
     "epochs": None,
-    "device": os.environ.get("MOVIEREC_DEVICE", "auto"),
+    "device": None,  # empty: the worker's MOVIEREC_DEVICE
     "max_reject_share": 0.05,
 }
 

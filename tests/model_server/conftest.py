@@ -33,9 +33,9 @@ class Published:
 
 
 def publish(settings: Settings, source: Path) -> dict[str, Any]:
-    from pipeline.orchestration.steps import run_weekly
+    from pipeline.orchestration.steps import run_all
 
-    return run_weekly(source=str(source), dataset="ml-100k-slice", epochs=2, top_n=TOP_N, settings=settings)
+    return run_all("ml-100k-slice", str(source), epochs=2, top_n=TOP_N, settings=settings)
 
 
 @pytest.fixture(scope="session")

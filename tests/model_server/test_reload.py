@@ -31,11 +31,11 @@ def _publish_a_new_champion(settings, evaluation) -> int:
     """Train, register, promote (forced: the same data need not beat v1) and publish: the weekly steps."""
     from database.engine import get_engine
     from pipeline.core.defaults import PRIMARY_METRIC, PRIMARY_PROTOCOL
-    from pipeline.orchestration.steps import publish_recommendations, train_model
+    from pipeline.orchestration.steps import publish, train
     from pipeline.registry.gate import promote_if_better
     from pipeline.registry.tracking import RunInfo
 
-    training = train_model(None, evaluation, epochs=1, settings=settings)
+    training = train(None, evaluation, epochs=1, settings=settings)
     run = RunInfo(training["run_id"], training["model_uri"], int(training["version"]))
     decision = promote_if_better(
         settings,
@@ -50,7 +50,7 @@ def _publish_a_new_champion(settings, evaluation) -> int:
         force=True,
     )
     assert decision.promoted
-    batch = publish_recommendations(None, TOP_N, settings=settings)
+    batch = publish(None, TOP_N, settings=settings)
     assert batch["registered_version"] == run.registered_version
     return run.registered_version
 

@@ -16,7 +16,7 @@ from database.bulk import copy_columns
 from pipeline.batch.publish import publish_batch
 from pipeline.core.settings import Settings
 from pipeline.models.topn import top_k
-from pipeline.orchestration.steps import run_weekly
+from pipeline.orchestration.steps import run_all
 from pipeline.registry.champion import load_champion
 
 TOP_N = 20
@@ -67,9 +67,7 @@ def weekly_settings(tmp_path, db_url) -> Settings:
 @pytest.fixture
 def published(weekly_settings, ml100k_slice_dir):
     """One weekly run on the real ML-100K slice (two epochs): a champion and a published batch."""
-    return run_weekly(
-        source=str(ml100k_slice_dir), dataset="ml-100k-slice", epochs=2, top_n=TOP_N, settings=weekly_settings
-    )
+    return run_all("ml-100k-slice", str(ml100k_slice_dir), epochs=2, top_n=TOP_N, settings=weekly_settings)
 
 
 def _current(engine) -> list[tuple]:
@@ -112,8 +110,8 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(engine, pub
         "import sys, time\n"
         "from database.engine import get_engine\n"
         "from pipeline.batch.publish import publish_batch\n"
-        "from pipeline.registry import load_champion\n"
-        "from pipeline.settings import Settings\n"
+        "from pipeline.registry.champion import load_champion\n"
+        "from pipeline.core.settings import Settings\n"
         "s = Settings()\n"
         "model, version = load_champion(s)\n"
         "def stall(k):\n"

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from pipeline.evaluation.protocol import PROTOCOLS, evaluate_model, make_split, run_evaluation
+from pipeline.cli.render import evaluation_table
+from pipeline.evaluation.protocol import evaluate_model, run_evaluation
+from pipeline.evaluation.splits import PROTOCOLS, make_split
 from pipeline.features.interactions import Interactions
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.topn import top_k
@@ -149,7 +151,7 @@ def test_report_to_dict_and_table(slice_report):
     )
     assert as_dict["results"]["random"]["BiasedMF"]["fit_seconds"] >= 0
     console = Console(width=200, record=True)
-    console.print(report.table())
+    console.print(evaluation_table(as_dict))
     text = console.export_text()
     assert "NDCG@10" in text and "BiasedMF" in text
     assert f"{report.results['random']['BiasedMF']['rmse']:.4f}" in text

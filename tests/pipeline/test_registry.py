@@ -15,16 +15,18 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import text
 
+from pipeline.core.defaults import REGISTERED_MODEL
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.features.interactions import Interactions
 from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
 from pipeline.registry.champion import load_champion
 from pipeline.registry.gate import promote_if_better
-from pipeline.registry.store import REGISTERED_MODEL, config_params, flatten_metrics, metric_key, tracking_uri
+from pipeline.registry.store import config_params, flatten_metrics, metric_key, tracking_uri
 from pipeline.registry.tracking import RunInfo, log_training_run
 
 TINY = HybridConfig(
@@ -49,7 +51,7 @@ def trained(ml100k_data, tmp_path_factory):
     train = X.subset(np.flatnonzero(X.users < 100))
     result = train_hybrid(data, train, TINY, device="cpu", progress=False)
     # Both partners in: what is registered and served must be the whole blend, not the network alone.
-    directory = PublishedBlend.from_training(result.model, train, 0.6, 0.5).save(
+    directory = PublishedBlend.from_training(result.model, train, BlendWeights(0.6, 0.5)).save(
         tmp_path_factory.mktemp("registry-model") / "published"
     )
     rows = np.flatnonzero(X.users < 100)[::97][:25]  # real rated pairs
@@ -91,7 +93,9 @@ def _log(
     mlsettings: Settings, result: TrainingResult, ndcg: float, published: PublishedBlend | None = None, **kw
 ) -> RunInfo:
     metrics = {"temporal": {"ndcg@10": ndcg, "recall@10": ndcg * 1.5}, "random": {"rmse": 0.95, "mae": 0.75}}
-    published = published or PublishedBlend.from_training(result.model, _train_of(result.model), 1.0, 1.0)
+    published = published or PublishedBlend.from_training(
+        result.model, _train_of(result.model), BlendWeights()
+    )
     return log_training_run(
         mlsettings, published, result, metrics, BASELINES, dataset="ml-100k", data_cutoff=CUTOFF, **kw
     )
@@ -258,7 +262,7 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, publishe
     assert version == 1
     np.testing.assert_array_equal(champion.predict_index(users, items), expected)
     np.testing.assert_array_equal(champion.score_users(users[:3]), published.score_users(users[:3]))
-    assert (champion.weight, champion.rating_weight) == (0.6, 0.5)
+    assert champion.weights == BlendWeights(0.6, 0.5)
 
 
 # --- the gate -----------------------------------------------------------------------------------------------

@@ -8,15 +8,16 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from pipeline.train import HybridRecommender
 
 from pipeline.batch.scoring import score_chunk
 from pipeline.evaluation.metrics import list_recall
 from pipeline.evaluation.weight_search import RERANK_GRID, choose_weights
 from pipeline.models.baselines import EASE, BiasedMF
 from pipeline.models.blend.published import PublishedBlend
-from pipeline.models.blend.scorer import standardise
+from pipeline.models.blend.scorer import BlendRecommender, standardise
+from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.hybrid.recommender import HybridRecommender
 from tests.pipeline.test_model import TINY
 
 N = 20
@@ -32,7 +33,7 @@ def train(ml100k_data):
 @pytest.fixture(scope="module")
 def published(ml100k_data, train) -> PublishedBlend:
     network = train_hybrid(ml100k_data, train, TINY, device="cpu", progress=False).model
-    return PublishedBlend.from_training(network, train, 0.6, 1.0, rerank_weight=1.0)
+    return PublishedBlend.from_training(network, train, BlendWeights(0.6, 1.0, 1.0))
 
 
 def test_rating_matrix_is_the_rating_head_on_those_pairs(published, train):
@@ -96,7 +97,7 @@ def test_enough_candidates_give_the_exhaustive_lists(published):
 
 
 def test_without_a_rating_head_term_candidates_change_nothing(published):
-    plain = dataclasses.replace(published, rerank_weight=0.0)
+    plain = dataclasses.replace(published, weights=BlendWeights(0.6, 1.0, 0.0))
     users = np.arange(30)
     a, _ = score_chunk(plain, users, plain.rated[users], N, candidates=25)
     b, _ = score_chunk(plain, users, plain.rated[users], N, candidates=0)
@@ -123,30 +124,31 @@ def test_rating_head_weight_is_chosen_on_validation(ml100k_data, train):
 
 
 def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(published, train, monkeypatch):
-    from pipeline import ensemble
+    from pipeline.core.defaults import DEFAULT_CANDIDATES
+    from pipeline.evaluation import weight_search
     from pipeline.evaluation.splits import temporal_split
 
     inner_train, inner_test = temporal_split(train)
-    blend = ensemble.BlendRecommender(
-        HybridRecommender(published.network), published.ease, 0.6, rating_scale=published.rating_scale
+    blend = BlendRecommender(
+        HybridRecommender.from_artifact(published.network),
+        published.ease,
+        BlendWeights(0.6),
+        rating_scale=published.rating_scale,
     )
-    _, every_user = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
-    depth = min(ensemble.DEFAULT_CANDIDATES, inner_train.n_items)
-    monkeypatch.setattr(ensemble, "RERANK_SEARCH_PAIRS", 40 * depth)  # room for 40 users' candidates
-    best, sampled = ensemble._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    _, every_user = weight_search._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    depth = min(DEFAULT_CANDIDATES, inner_train.n_items)
+    monkeypatch.setattr(weight_search, "RERANK_SEARCH_PAIRS", 40 * depth)  # room for 40 users' candidates
+    best, sampled = weight_search._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
     assert sampled != every_user
     assert sampled[best] == max(sampled.values())
     assert all(0.0 <= v <= 1.0 for v in sampled.values())
 
 
 def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
-    from pipeline.models.blend.scorer import BlendRecommender
-
     blend = BlendRecommender(
-        HybridRecommender(published.network),
+        HybridRecommender.from_artifact(published.network),
         published.ease,
-        published.weight,
-        rerank_weight=published.rerank_weight,
+        published.weights,
         rating_scale=published.rating_scale,
         candidates=30,
         rated=published.rated,
@@ -162,5 +164,8 @@ def test_evaluation_scores_the_blend_as_the_batch_lists_it(published):
     assert list_recall(batch_idx, best) == 1.0
     with pytest.raises(ValueError):
         BlendRecommender(
-            HybridRecommender(published.network), published.ease, 0.6, rerank_weight=1.0, candidates=30
+            HybridRecommender.from_artifact(published.network),
+            published.ease,
+            BlendWeights(0.6, rerank_weight=1.0),
+            candidates=30,
         )
