@@ -93,8 +93,9 @@ def print_published_lists(users: int = 3, k: int = 10) -> None:
                 r["source"],
             )
         out.print(table)
-    app_url = make_url(database_url())
-    url = app_url.render_as_string(hide_password=bool(app_url.password))  # a secret is never printed
+    url = database_url()
+    if make_url(url).password:  # a secret is never printed
+        url = make_url(url).render_as_string(hide_password=True)
     out.print(
         f'every user\'s list: SELECT * FROM current_recommendations (psql "{url}"); '
         "example queries in database/sql/examples/",
