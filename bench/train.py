@@ -9,7 +9,7 @@ rating is trained on and nothing stops early):
 (a) ``train_hybrid`` for ``warmup + epochs`` epochs; throughput from ``history[i]["seconds"]`` of the timed
     epochs;
 (b) the bare loop: the same network (``build_network``, same seed, same init), the same AdamW, the same
-    loss (``pipeline.models.hybrid.fit.step_loss``, fed pre-built batches), the same step (embedding L2, backward, step,
+    loss (``hybrid.fit.step_loss``, fed pre-built batches), the same step (embedding L2, backward, step,
     loss sums), over batches that were all materialised on the device beforehand (users, items, ratings,
     weights, candidates, positive positions, the candidates' content tensors, the users' features). The only
     difference from (a) is the input pipeline: index slicing, gathers and candidate sampling;
@@ -235,7 +235,7 @@ def _autocast(device: str) -> Any:
 
 
 def _new_network(data: Any, cfg: Any, device: str) -> tuple[Any, Any]:
-    """Network and optimizer exactly as ``pipeline.models.hybrid.fit._train`` builds them (same seed: same init)."""
+    """Network and optimizer exactly as ``hybrid.fit._train`` builds them (same seed: same init)."""
     import torch
 
     from pipeline.models.hybrid.network import build_network
@@ -395,7 +395,7 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
             "warmup_epoch_seconds": [round(s, 3) for s in a_secs[:warmup]],
             "load_per_epoch": a_load,
             "final_loss": round(result.history[-1]["loss"], 4),
-            "what": "pipeline.models.hybrid.fit.train_hybrid(data, cfg=replace(cfg, epochs=warmup+epochs, patience=0), "
+            "what": "hybrid.fit.train_hybrid(data, cfg=replace(cfg, epochs=warmup+epochs, patience=0), "
             "on_epoch=...); seconds = sum of history[i]['seconds'] over the timed epochs (the callback, "
             "which runs (b), is outside them)",
         }
@@ -411,12 +411,12 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
             "prebuilt_batches": len(batches),
             "prebuilt_mib": round(sum(pb.nbytes() for pb in batches) / 2**20, 1),
             "batches_reused_each_epoch": True,
-            "loss": "pipeline.models.hybrid.fit.step_loss itself (reused, not replicated), fed one pre-built batch per "
+            "loss": "hybrid.fit.step_loss itself (reused, not replicated), fed one pre-built batch per "
             "call through an object whose columns return the pre-sliced tensor for any index and "
             "whose candidates()/content() return the pre-built candidate set, positive positions and "
             "candidate content; the rest of the step (embedding L2 on the batch's users and items, "
             "loss = mse + ranking_weight*ce + reg, zero_grad, backward, AdamW step, loss sums, one "
-            "host sync per epoch) replicates the body of pipeline.models.hybrid.fit._train's loop, with the same "
+            "host sync per epoch) replicates the body of hybrid.fit._train's loop, with the same "
             "autocast, and deterministic algorithms on (it runs inside train_hybrid's callback)",
         }
     )
