@@ -3,38 +3,47 @@
 With ``DATABASE_URL`` unset the session starts its own embedded server in a temporary ``MOVIEREC_HOME``.
 With ``DATABASE_URL`` set, databases named ``movierec_test_*`` are created on that server and dropped
 after. Either way: one migrated template, and a fresh copy of it per test (``CREATE DATABASE ... TEMPLATE``).
+
+Tests come in two tiers. The ``e2e`` tier runs the weekly flow, a DAG run, the ``movierec`` command in a
+subprocess, or a live server; ``pytest -m "not e2e"`` runs everything else. A test that requests one of the
+fixtures in ``E2E_FIXTURES`` is in the e2e tier whether or not its module says so.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg2
 import pytest
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 
-from database.engine import sqlalchemy_url
-from database.migrate import upgrade
-from pipeline.core.settings import Settings
+pytest.register_assert_rewrite("tests.support")
 
-_counter = itertools.count()
+from sqlalchemy import Engine, create_engine  # noqa: E402
+
+from database.engine import sqlalchemy_url  # noqa: E402
+from database.migrate import upgrade  # noqa: E402
+from pipeline.core.settings import Settings  # noqa: E402
+from tests.support.database import admin_connection, copy_of, database_name, with_database  # noqa: E402
+
+# Fixtures that run the weekly flow, a DAG run, the CLI or a live server (or hand a test what it needs to).
+E2E_FIXTURES = frozenset(
+    {"published", "live_api", "api", "pg_proxy", "weekly_run", "weekly_copy", "cli_env", "world", "user_env"}
+)
 
 
-def _with_database(url: str, name: str) -> str:
-    return make_url(sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False)
-
-
-def _admin(url: str):
-    conn = psycopg2.connect(
-        make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "e2e: runs the weekly flow, a DAG run, the movierec command in a subprocess or a live server "
+        '(deselect with -m "not e2e")',
     )
-    conn.autocommit = True
-    return conn
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +56,7 @@ def server_url(test_home: Path) -> Iterator[str]:
     """A maintenance URL (database ``postgres``) of the server the tests may create databases on."""
     external = os.environ.get("DATABASE_URL")
     if external:
-        yield _with_database(external, "postgres")
+        yield with_database(external, "postgres")
         return
     from database import embedded
 
@@ -60,11 +69,11 @@ def server_url(test_home: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_db(server_url: str) -> Iterator[str]:
     name = f"movierec_test_tpl_{os.getpid()}"
-    admin = _admin(server_url)
+    admin = admin_connection(server_url)
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cur.execute(f'CREATE DATABASE "{name}"')
-    engine = create_engine(sqlalchemy_url(_with_database(server_url, name)))
+    engine = create_engine(sqlalchemy_url(with_database(server_url, name)))
     upgrade(engine)
     engine.dispose()
     yield name
@@ -73,25 +82,10 @@ def template_db(server_url: str) -> Iterator[str]:
     admin.close()
 
 
-@contextmanager
-def _copy_of(server_url: str, template: str) -> Iterator[str]:
-    """A new database cloned from ``template`` (its URL), dropped afterwards."""
-    name = f"movierec_test_{os.getpid()}_{next(_counter)}"
-    admin = _admin(server_url)
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    try:
-        yield _with_database(server_url, name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.fixture
 def db_url(server_url: str, template_db: str) -> Iterator[str]:
     """URL of a fresh, migrated, empty database for this test only."""
-    with _copy_of(server_url, template_db) as url:
+    with copy_of(server_url, template_db) as url:
         yield url
 
 
@@ -132,10 +126,10 @@ def ml100k_db(server_url: str, template_db: str, ml100k_dir: Path) -> Iterator[s
     from pipeline.ingest.loader import ingest_directory
 
     name = f"movierec_test_ml100k_{os.getpid()}"
-    admin = _admin(server_url)
+    admin = admin_connection(server_url)
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    url = _with_database(server_url, name)
+    url = with_database(server_url, name)
     eng = create_engine(sqlalchemy_url(url))
     ingest_directory(eng, ml100k_dir, dataset="ml-100k", progress=False)
     load_training_data(eng, progress=False)  # fills the text-embedding cache once
@@ -159,7 +153,7 @@ def ml100k_data(ml100k_db: str):
 @pytest.fixture
 def ml100k_copy_url(server_url: str, ml100k_db: str) -> Iterator[str]:
     """A private copy of the real ML-100K database, for tests that write (train, publish)."""
-    with _copy_of(server_url, make_url(sqlalchemy_url(ml100k_db)).database) as url:
+    with copy_of(server_url, database_name(ml100k_db)) as url:
         yield url
 
 
@@ -168,7 +162,7 @@ def ml100k_slice_dir(tmp_path_factory: pytest.TempPathFactory, ml100k_dir: Path)
     """Real ML-100K cut to its first 150 users (about 15k ratings), in RecBole's layout: fast pipeline runs."""
     import shutil
 
-    from tests.ml100k_slice import SLICE_MAX_USER_ID
+    from tests.support.ml100k_slice import SLICE_MAX_USER_ID
 
     target = tmp_path_factory.mktemp("ml100k-slice") / "ml-100k"
     shutil.copytree(ml100k_dir, target)

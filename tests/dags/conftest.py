@@ -17,7 +17,7 @@ import pytest
 
 from database.engine import sqlalchemy_url
 from pipeline.core.settings import Settings
-from tests.conftest import _admin, _with_database
+from tests.support.database import admin_connection, with_database
 
 HERE = Path(__file__).parent
 
@@ -34,13 +34,13 @@ def airflow_home(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     if "airflow.settings" in sys.modules:
         pytest.fail("airflow was imported before the DAG tests set its environment")
     name = f"movierec_test_airflow_{os.getpid()}"
-    admin = _admin(server_url)
+    admin = admin_connection(server_url)
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cur.execute(f'CREATE DATABASE "{name}"')
     root = tmp_path_factory.mktemp("airflow")
     patch = pytest.MonkeyPatch()
-    patch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", sqlalchemy_url(_with_database(server_url, name)))
+    patch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", sqlalchemy_url(with_database(server_url, name)))
     patch.setenv("AIRFLOW_HOME", str(root / "airflow-home"))
     for key in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW_CONFIG"):
         patch.delenv(key, raising=False)

@@ -19,9 +19,10 @@ import pytest
 
 from database.engine import sqlalchemy_url
 from pipeline.orchestration.airflow_local import DAG_ID, TRAINING_POOL
-from tests.conftest import _admin, _copy_of, _with_database
+from tests.support.cli import ROOT, movierec
+from tests.support.database import admin_connection, copy_of, with_database
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e  # `movierec airflow ...` in a subprocess
 
 
 @pytest.fixture
@@ -29,25 +30,14 @@ def user_env(
     airflow_home: Path, server_url: str, template_db: str, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     """A user's environment: this test's app database, the session's Airflow metadata database."""
-    with _copy_of(server_url, template_db) as url:
+    with copy_of(server_url, template_db) as url:
         env = dict(os.environ, MOVIEREC_HOME=str(tmp_path / "home"), DATABASE_URL=url, MOVIEREC_DEVICE="cpu")
         env.pop("MLFLOW_TRACKING_URI", None)
         yield env
 
 
-def _movierec(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "airflow", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-
-
 def test_env_prints_the_wiring(user_env: dict[str, str]) -> None:
-    done = _movierec(user_env, "env")
+    done = movierec(user_env, "airflow", "env")
     assert done.returncode == 0, done.stderr
     exports = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
     assert (
@@ -66,8 +56,16 @@ def test_run_weekly_fails_at_the_quality_gate_with_a_reason(
     shutil.copytree(ml100k_dir, source)
     inter = source / "ml-100k.inter"
     inter.write_text("".join(inter.read_text().splitlines(keepends=True)[:301]))  # header + 300 ratings
-    done = _movierec(
-        user_env, "run-weekly", "--source", str(source), "--logical-date", "1998-01-04", "--epochs", "1"
+    done = movierec(
+        user_env,
+        "airflow",
+        "run-weekly",
+        "--source",
+        str(source),
+        "--logical-date",
+        "1998-01-04",
+        "--epochs",
+        "1",
     )
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "failed: quality" in done.stderr
@@ -102,13 +100,13 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(
     """`movierec airflow standalone` (./taskw airflow): the API answers, the DAG and the pool are there, and a
     SIGTERM stops every Airflow process it started (on its own, `airflow standalone` leaves them running)."""
     name = f"movierec_test_airflow_sa_{os.getpid()}"
-    admin = _admin(server_url)
+    admin = admin_connection(server_url)
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     port = _free_port()
     env = dict(
         user_env,
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlalchemy_url(_with_database(server_url, name)),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlalchemy_url(with_database(server_url, name)),
         AIRFLOW_HOME=str(tmp_path / "airflow"),
     )
     log = (tmp_path / "standalone.log").open("w")

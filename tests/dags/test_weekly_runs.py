@@ -14,7 +14,9 @@ from sqlalchemy import Engine, create_engine, text
 
 from database.engine import sqlalchemy_url
 from pipeline.core.settings import get_settings
-from tests.conftest import _copy_of
+from tests.support.database import copy_of
+
+pytestmark = pytest.mark.e2e  # DAG runs through Airflow
 
 EPOCHS = 2
 TOP_N = 20
@@ -65,7 +67,7 @@ def world(
     from sqlalchemy.engine import make_url
 
     home = tmp_path_factory.mktemp("weekly-home")
-    with _copy_of(server_url, template_db) as url, pytest.MonkeyPatch.context() as patch:
+    with copy_of(server_url, template_db) as url, pytest.MonkeyPatch.context() as patch:
         patch.setenv("MOVIEREC_HOME", str(home))
         patch.setenv("DATABASE_URL", url)
         patch.setenv("MOVIEREC_DEVICE", "cpu")

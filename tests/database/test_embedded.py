@@ -39,6 +39,7 @@ def test_two_homes_never_share_a_server(tmp_path):
     assert not embedded.status(a).running and not embedded.status(b).running
 
 
+@pytest.mark.e2e  # `movierec db url` in a subprocess
 def test_server_outlives_the_process_that_started_it(tmp_path):
     home = tmp_path / "home"
     env = dict(os.environ, MOVIEREC_HOME=str(home))

@@ -1,41 +1,23 @@
 """A published database (champion + batch on the real ML-100K slice) and the API server over it.
 
 ``published`` runs the weekly pipeline once for the session; ``live_api`` serves it over real HTTP
-(uvicorn in a thread of this process, the app's start-up and shutdown included). ``PgProxy`` stands
-between a server and PostgreSQL so a test can take the database away and bring it back.
+(uvicorn in a thread of this process, the app's start-up and shutdown included); ``pg_proxy`` stands
+between a server and PostgreSQL so a test can take the database away and bring it back. The servers
+themselves are in ``tests.support.servers``.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from database.engine import reader_database_url
-from pipeline.core.settings import Settings
-from tests.conftest import _copy_of
-
-TOP_N = 20
-
-
-@dataclass
-class Published:
-    settings: Settings
-    results: dict[str, Any]
-
-
-def publish(settings: Settings, source: Path) -> dict[str, Any]:
-    from pipeline.orchestration.steps import run_all
-
-    return run_all("ml-100k-slice", str(source), epochs=2, top_n=TOP_N, settings=settings)
+from tests.support.database import copy_of
+from tests.support.servers import LiveServer, PgProxy
+from tests.support.weekly import Published, run_weekly_slice, weekly_settings
 
 
 @pytest.fixture(scope="session")
@@ -44,47 +26,9 @@ def published(
 ) -> Iterator[Published]:
     """One weekly run on the ML-100K slice: champion v1 in a sqlite MLflow store, one published batch.
     Read-only for the tests that share it."""
-    with _copy_of(server_url, template_db) as url:
-        settings = Settings(
-            MOVIEREC_HOME=tmp_path_factory.mktemp("api-home"), DATABASE_URL=url, MLFLOW_TRACKING_URI=""
-        )
-        yield Published(settings, publish(settings, ml100k_slice_dir))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """``create_app(...)`` under uvicorn in a background thread, on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = (
-            time.monotonic() + 300
-        )  # start-up loads MLflow, the champion and MiniLM: slow on a busy machine
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+    with copy_of(server_url, template_db) as url:
+        settings = weekly_settings(tmp_path_factory.mktemp("api-home"), url)
+        yield Published(settings, run_weekly_slice(settings, ml100k_slice_dir))
 
 
 @pytest.fixture(scope="session")
@@ -99,84 +43,6 @@ def live_api(published: Published) -> Iterator[LiveServer]:
 def api(live_api: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_api.url, timeout=30) as client:
         yield client
-
-
-class PgProxy:
-    """A TCP forwarder on loopback in front of PostgreSQL (its Unix socket or host:port).
-
-    ``stop()`` closes the listener and every forwarded connection, as a crashed or unreachable database
-    would look to a client; ``start()`` listens again on the same port."""
-
-    def __init__(self, target_url: str) -> None:
-        url = make_url(target_url)
-        host = url.query.get("host") or url.host or "localhost"
-        host = host if isinstance(host, str) else host[0]
-        port = url.port or 5432
-        self.target: Any = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
-        self.port = free_port()
-        self.url = url.set(host="127.0.0.1", port=self.port, query={}).render_as_string(hide_password=False)
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            try:
-                listener.shutdown(
-                    socket.SHUT_RDWR
-                )  # wakes the thread blocked in accept() (close alone does not)
-            except OSError:
-                pass
-            listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            family = socket.AF_UNIX if isinstance(self.target, str) else socket.AF_INET
-            upstream = socket.socket(family)
-            try:
-                upstream.connect(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ from sqlalchemy import create_engine, text
 from database.engine import sqlalchemy_url
 from pipeline.models.hybrid.new_movies import NewMovie, NewMovieScorer
 from pipeline.registry.champion import load_champion
-from tests.model_server.conftest import TOP_N
+from tests.support.weekly import TOP_N
+
+pytestmark = pytest.mark.e2e  # a live server over the weekly run's lists
 
 
 @pytest.fixture(scope="module")

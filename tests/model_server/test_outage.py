@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
 from model_server.app import create_app
+
+pytestmark = pytest.mark.e2e  # the API over the weekly run's lists, its database behind a proxy
 
 
 def _until(condition, timeout: float = 60.0) -> None:

@@ -13,18 +13,19 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.conftest import _copy_of
-from tests.model_server.conftest import TOP_N, free_port, publish
+from tests.support.database import copy_of
+from tests.support.servers import free_port
+from tests.support.weekly import TOP_N, run_weekly_slice, weekly_settings
+
+pytestmark = pytest.mark.e2e  # the weekly flow, then `movierec serve` in a subprocess
 
 
 @pytest.fixture
 def own_published(tmp_path, server_url, template_db, ml100k_slice_dir):
     """A weekly run of its own: this test publishes again, which the shared database must not see."""
-    from pipeline.core.settings import Settings
-
-    with _copy_of(server_url, template_db) as url:
-        settings = Settings(MOVIEREC_HOME=tmp_path / "home", DATABASE_URL=url, MLFLOW_TRACKING_URI="")
-        yield settings, publish(settings, ml100k_slice_dir)
+    with copy_of(server_url, template_db) as url:
+        settings = weekly_settings(tmp_path / "home", url)
+        yield settings, run_weekly_slice(settings, ml100k_slice_dir)
 
 
 def _publish_a_new_champion(settings, evaluation) -> int:

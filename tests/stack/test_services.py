@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+pytestmark = pytest.mark.e2e  # the stack's services and the movierec command, each in a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {
     "MOVIEREC_DB_PASSWORD": "app-secret",

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.features.interactions import Interactions, build_interactions
+from pipeline.features.loading import TrainingData
 
 SLICE_MAX_USER_ID = 150  # users 1..150 of ML-100K: about 15k ratings, small enough for fast tests
 
@@ -38,3 +39,10 @@ def load_ml100k(dataset_dir: Path, max_user_id: int | None = None) -> Interactio
 def load_ml100k_slice(dataset_dir: Path) -> Interactions:
     """The first ``SLICE_MAX_USER_ID`` users of real ML-100K, over the movies they rated."""
     return load_ml100k(dataset_dir, SLICE_MAX_USER_ID)
+
+
+def slice_of(data: TrainingData, max_user_id: int = SLICE_MAX_USER_ID) -> Interactions:
+    """The same users' ratings out of ``data`` (loaded from the database), in its index space: what a model
+    that needs ``data``'s features (the hybrid network) is fitted on. ``n_users``/``n_items`` stay ``data``'s."""
+    X = data.interactions
+    return X.subset(np.flatnonzero(data.user_map.ids[X.users] <= max_user_id))

@@ -1,23 +1,13 @@
-"""The ``movierec`` command as users and DAG tasks run it: real processes, the test's own database."""
+"""``movierec db migrate`` and ``movierec ingest`` as users and DAG tasks run them: real processes, the test's
+own database."""
 
-import subprocess
-import sys
-
+import pytest
 from sqlalchemy import text
 
-from tests.movielens_files import write_ml100k
+from tests.support.cli import movierec
+from tests.support.movielens_files import write_ml100k
 
-
-def movierec(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True
-    )
-
-
-def test_db_url_prints_database_url_on_last_line(cli_env, db_url):
-    done = movierec(cli_env, "db", "url")
-    assert done.returncode == 0
-    assert done.stdout.strip().splitlines()[-1] == db_url
+pytestmark = pytest.mark.e2e
 
 
 def test_migrate_then_ingest_source_and_summary(cli_env, engine, tmp_path):

@@ -2,23 +2,20 @@
 
 import json
 import os
-import subprocess
-import sys
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
+from tests.support.cli import movierec
+
+pytestmark = pytest.mark.e2e
 
 
 def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_url, tmp_path):
     env = dict(os.environ, MOVIEREC_HOME=str(tmp_path / "home"), DATABASE_URL=ml100k_copy_url)
     env.pop("MLFLOW_TRACKING_URI", None)  # the default store: sqlite under MOVIEREC_HOME
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "train", "--epochs", "2", "--as-of", "1998-03-01"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = movierec(env, "train", "--epochs", "2", "--as-of", "1998-03-01")
     assert done.returncode == 0, done.stderr[-3000:]
     flat = " ".join(done.stdout.split())
     assert "registered movierec-hybrid version 1" in flat and "promoted to champion" in flat
@@ -43,12 +40,7 @@ def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_
     assert (tmp_path / "home" / "mlflow.db").exists()
 
     report = tmp_path / "eval.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "evaluate", "--epochs", "1", "--output", str(report)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = movierec(env, "evaluate", "--epochs", "1", "--output", str(report))
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(report.read_text())
     assert set(data["cold_start"]) == {"hybrid_content", "genre_popularity"}
@@ -57,11 +49,6 @@ def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_
 
 def test_train_with_a_cutoff_before_any_rating_fails_cleanly(ml100k_copy_url, tmp_path):
     env = dict(os.environ, MOVIEREC_HOME=str(tmp_path / "home"), DATABASE_URL=ml100k_copy_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "train", "--as-of", "1990-01-01"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = movierec(env, "train", "--as-of", "1990-01-01")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: no ratings up to 1990-01-01")

@@ -3,7 +3,7 @@ import pytest
 
 from pipeline.evaluation.splits import _tie_break, random_split, temporal_split, temporal_test_counts
 from pipeline.features.interactions import Interactions
-from tests.ml100k_slice import load_ml100k_slice
+from tests.support.ml100k_slice import load_ml100k_slice
 
 
 def _toy() -> Interactions:

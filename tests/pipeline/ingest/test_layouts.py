@@ -11,7 +11,7 @@ from pipeline.ingest.layouts import (
     parse_movies,
     parse_users,
 )
-from tests.movielens_files import write_ml1m, write_ml100k, write_ml_latest, write_recbole
+from tests.support.movielens_files import write_ml1m, write_ml100k, write_ml_latest, write_recbole
 
 
 def test_ml100k_latin1_titles_years_and_genre_flags(tmp_path):

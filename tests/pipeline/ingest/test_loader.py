@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from pipeline.core.errors import InputError
 from pipeline.ingest.loader import ingest_directory
-from tests.movielens_files import T0, write_ml1m, write_ml100k, write_ml_latest, write_recbole
+from tests.support.movielens_files import T0, write_ml1m, write_ml100k, write_ml_latest, write_recbole
 
 
 def rows(engine, sql, **params):

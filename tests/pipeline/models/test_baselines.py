@@ -1,20 +1,13 @@
-"""The contract every recommender keeps, run against each model on a slice of real ML-100K.
-
-A new model joins by adding a factory to ``MODELS`` (or by importing ``check_recommender_contract`` into
-its own test). Per-model behaviour (what the baselines are supposed to compute) is tested below it.
-"""
+"""The baselines (``pipeline.models.baselines``): the recommender contract on the real ML-100K slice, then what
+each one is supposed to compute, by hand on toy data."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from pipeline.evaluation.protocol import top_k_for_users
 from pipeline.evaluation.splits import random_split
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import Recommender
 from pipeline.models.baselines import (
     EASE,
     BiasedMF,
@@ -24,66 +17,40 @@ from pipeline.models.baselines import (
     Popularity,
     PopularityConfig,
 )
-from tests.ml100k_slice import load_ml100k_slice
+from tests.support.configs import SMALL_EASE, SMALL_MF
+from tests.support.contract import NotFittedContract, RecommenderContract
+from tests.support.ml100k_slice import load_ml100k_slice
 
-MODELS: dict[str, Callable[[], Recommender]] = {
-    "GlobalMean": GlobalMean,
-    "Popularity": Popularity,
-    "BiasedMF": lambda: BiasedMF(BiasedMFConfig(factors=16, epochs=5)),
-    "EASE": lambda: EASE(EASEConfig(lam=100.0)),
-}
+
+class TestGlobalMeanContract(RecommenderContract, NotFittedContract):
+    @pytest.fixture(scope="class")
+    def make(self):
+        return GlobalMean
+
+
+class TestPopularityContract(RecommenderContract, NotFittedContract):
+    @pytest.fixture(scope="class")
+    def make(self):
+        return Popularity
+
+
+class TestBiasedMFContract(RecommenderContract, NotFittedContract):
+    @pytest.fixture(scope="class")
+    def make(self):
+        return lambda: BiasedMF(SMALL_MF)
+
+
+class TestEASEContract(RecommenderContract, NotFittedContract):
+    rates = False  # ranking only
+
+    @pytest.fixture(scope="class")
+    def make(self):
+        return lambda: EASE(SMALL_EASE)
 
 
 @pytest.fixture(scope="module")
 def split(ml100k_dir) -> tuple[Interactions, Interactions]:
     return random_split(load_ml100k_slice(ml100k_dir))
-
-
-def check_recommender_contract(
-    make: Callable[[], Recommender], train: Interactions, test: Interactions
-) -> None:
-    """Assert the ``Recommender`` contract for a model built by ``make`` (a fresh, unfitted instance each call)."""
-    model = make()
-    assert isinstance(model, Recommender) and isinstance(model.name, str) and model.name
-    assert model.fit(train) is model
-
-    users, items = test.users[:500], test.items[:500]
-    pred = model.predict(users, items)
-    assert pred.shape == (len(users),) and pred.dtype == np.float32
-    assert np.isfinite(pred).all() or np.isnan(pred).all()  # a rating predictor, or ranking-only
-
-    batch = np.array([0, 5, 3, train.n_users - 1], np.int64)
-    scores = model.score_users(batch)
-    assert scores.shape == (len(batch), train.n_items) and scores.dtype == np.float32
-    assert np.isfinite(scores).all()
-    # Scores of a user do not depend on which other users share the batch.
-    np.testing.assert_allclose(model.score_users(batch[[2]])[0], scores[2], rtol=1e-5, atol=1e-6)
-
-    # Fitting again on the same data, the same instance or a fresh one, gives the same model.
-    for again in (model.fit(train), make().fit(train)):
-        np.testing.assert_array_equal(again.predict(users, items), pred)
-        np.testing.assert_array_equal(again.score_users(batch), scores)
-
-    # Masking: recommendations never include an item the user rated in train, and hold k distinct items.
-    k = 10
-    all_users = np.arange(train.n_users)
-    top = top_k_for_users(model, train, all_users, k=k, batch_size=64)
-    assert top.shape == (train.n_users, k)
-    rated = train.binary_matrix().toarray() > 0
-    assert not rated[all_users[:, None], top].any()
-    assert all(len(set(row)) == k for row in top.tolist())
-    assert (top >= 0).all()  # every slice user has far more than k unrated movies
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_recommender_contract(name: str, split) -> None:
-    check_recommender_contract(MODELS[name], *split)
-
-
-def test_unfitted_model_refuses_to_predict() -> None:
-    for make in MODELS.values():
-        with pytest.raises(RuntimeError, match="not fitted"):
-            make().score_users(np.array([0]))
 
 
 # --- what each baseline computes -----------------------------------------------------------------------------

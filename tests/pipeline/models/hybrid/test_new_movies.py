@@ -1,4 +1,7 @@
-"""pipeline.models.hybrid.new_movies: a movie described from outside gets exactly the features training gave it."""
+"""pipeline.models.hybrid.new_movies: a movie described from outside gets exactly the features training gave it.
+
+The network is the session's tiny one, trained on real ML-100K; the catalogue it was trained on is the
+``ml100k_db`` database (movies, genres and credits)."""
 
 from __future__ import annotations
 
@@ -16,16 +19,15 @@ from pipeline.models.hybrid.new_movies import (
     UnknownGenre,
     embed_titles,
 )
-from pipeline.registry.champion import load_champion
 
 
 @pytest.fixture(scope="module")
-def network(published):
-    return load_champion(published.settings)[0].network
+def network(tiny_blend):
+    return tiny_blend.network
 
 
-def _catalogue_movies(published, n: int):
-    engine = create_engine(sqlalchemy_url(published.settings.database_url))
+def _catalogue_movies(database_url: str, n: int):
+    engine = create_engine(sqlalchemy_url(database_url))
     with engine.connect() as conn:
         movies = conn.execute(
             text(
@@ -62,8 +64,8 @@ def _catalogue_movies(published, n: int):
     ]
 
 
-def test_a_catalogue_movie_described_as_new_gets_its_training_features(published, network):
-    described = _catalogue_movies(published, 12)
+def test_a_catalogue_movie_described_as_new_gets_its_training_features(ml100k_db, network):
+    described = _catalogue_movies(ml100k_db, 12)
     content, _ = MovieFeaturizer(network.vocab).content(
         [m for _, m in described], embed_titles([m for _, m in described])
     )

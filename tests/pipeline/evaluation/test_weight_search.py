@@ -1,0 +1,73 @@
+"""The blend's weights chosen on validation data (``pipeline.evaluation.weight_search.choose_weights``), on real
+ML-100K: the ranking weight, the rating weight and the rating-head weight, each the best of its grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.core.defaults import DEFAULT_CANDIDATES
+from pipeline.evaluation import weight_search
+from pipeline.evaluation.splits import random_split, temporal_split
+from pipeline.evaluation.weight_search import RERANK_GRID, choose_weights
+from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
+from pipeline.models.blend.scorer import BlendRecommender
+from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.hybrid.recommender import HybridRecommender
+from tests.support.configs import TINY
+from tests.support.ml100k_slice import load_ml100k_slice
+
+GRID = {round(w, 3) for w in np.linspace(0, 1, 11)}
+
+
+def test_ranking_weight_is_chosen_on_validation_and_favours_the_better_member(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    chosen = choose_weights(Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,))
+    figures = chosen.figures["ndcg@10"]
+    assert set(figures) == GRID
+    assert figures[chosen.weight] == max(figures.values())
+    assert figures[0.0] > figures[1.0]  # EASE alone beats popularity alone on this slice
+    assert chosen.weight < 1.0
+    # a rating-head grid of 0 only: no rating-head term is searched or chosen
+    assert chosen.rerank_weight == 0.0 and chosen.figures["rerank_ndcg@10"] == {}
+
+
+def test_rating_weight_is_chosen_on_validation_and_favours_the_better_predictor(ml100k_dir):
+    train, _ = random_split(load_ml100k_slice(ml100k_dir))
+    chosen = choose_weights(BiasedMF, EASE, GlobalMean, train, rerank_grid=(0.0,))
+    errors = chosen.figures["rmse"]
+    assert set(errors) == GRID
+    assert errors[chosen.rating_weight] == min(errors.values())
+    assert chosen.rating_weight > 0.5  # biased MF predicts ratings far better than the global mean
+    assert errors[1.0] < errors[0.0]
+
+
+def test_rating_head_weight_is_chosen_on_validation(ml100k_data, first_300_users):
+    chosen = choose_weights(
+        lambda: HybridRecommender(ml100k_data, TINY, "cpu"), EASE, BiasedMF, first_300_users
+    )
+    figures = chosen.figures["rerank_ndcg@10"]
+    assert set(figures) == {round(m, 3) for m in RERANK_GRID}
+    assert figures[chosen.rerank_weight] == max(figures.values())
+    assert chosen.figures["ndcg@10"][chosen.weight] == max(chosen.figures["ndcg@10"].values())
+    # weight 0 is the blend without the term: its figure is the ranking search's best
+    assert figures[0.0] == pytest.approx(chosen.figures["ndcg@10"][chosen.weight])
+
+
+def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(
+    tiny_blend, first_300_users, monkeypatch
+):
+    inner_train, inner_test = temporal_split(first_300_users)
+    blend = BlendRecommender(
+        HybridRecommender.from_artifact(tiny_blend.network),
+        tiny_blend.ease,
+        BlendWeights(0.6),
+        rating_scale=tiny_blend.rating_scale,
+    )
+    _, every_user = weight_search._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    depth = min(DEFAULT_CANDIDATES, inner_train.n_items)
+    monkeypatch.setattr(weight_search, "RERANK_SEARCH_PAIRS", 40 * depth)  # room for 40 users' candidates
+    best, sampled = weight_search._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    assert sampled != every_user
+    assert sampled[best] == max(sampled.values())
+    assert all(0.0 <= v <= 1.0 for v in sampled.values())

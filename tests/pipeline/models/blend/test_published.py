@@ -1,0 +1,116 @@
+"""The published model (``pipeline.models.blend.published.PublishedBlend``): the recommender contract through
+an adapter that trains it on a split, its ranking as the blend's terms, persistence, and the catalogue size
+beyond which EASE is left out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.evaluation.splits import random_split
+from pipeline.features.interactions import Interactions
+from pipeline.features.loading import TrainingData
+from pipeline.models.base import check_fitted
+from pipeline.models.blend import published as published_module
+from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.blend.scorer import standardise
+from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.hybrid.config import HybridConfig
+from pipeline.models.hybrid.fit import train_hybrid
+from tests.support.configs import TINY_CONTRACT
+from tests.support.contract import PersistenceContract, RecommenderContract
+from tests.support.ml100k_slice import slice_of
+
+
+class PublishedBlendRecommender:
+    """``PublishedBlend`` behind the ``Recommender`` protocol: ``fit`` trains the network on the split and
+    builds the blend from it with ``PublishedBlend.from_training``, as ``train_published`` does on every
+    rating; scoring is the published blend's, by dense index."""
+
+    name = "published_blend"
+
+    def __init__(self, data: TrainingData, config: HybridConfig, weights: BlendWeights) -> None:
+        self.data, self.config, self.weights = data, config, weights
+        self.published: PublishedBlend | None = None
+
+    @classmethod
+    def of(cls, published: PublishedBlend) -> PublishedBlendRecommender:
+        adapter = cls(None, published.network.config, published.weights)  # type: ignore[arg-type]
+        adapter.published = published
+        return adapter
+
+    def fit(self, train: Interactions) -> PublishedBlendRecommender:
+        network = train_hybrid(self.data, train, self.config, device="cpu", progress=False).model
+        self.published = PublishedBlend.from_training(network, train, self.weights)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        check_fitted(self.published, self.name)
+        return self.published.predict_index(users, items)  # type: ignore[union-attr]
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        check_fitted(self.published, self.name)
+        return self.published.score_users(users)  # type: ignore[union-attr]
+
+
+class TestPublishedBlendContract(RecommenderContract, PersistenceContract):
+    """Both partners in (EASE for ranking, biased MF for ratings) and the rating-head term."""
+
+    @pytest.fixture(scope="class")
+    def split(self, ml100k_data):
+        return random_split(slice_of(ml100k_data))
+
+    @pytest.fixture(scope="class")
+    def make(self, ml100k_data):
+        return lambda: PublishedBlendRecommender(ml100k_data, TINY_CONTRACT, BlendWeights(0.6, 0.5, 1.0))
+
+    def reload(self, model, directory):
+        return PublishedBlendRecommender.of(PublishedBlend.load(model.published.save(directory)))
+
+
+def test_ranking_is_the_cheap_terms_plus_the_rating_head(tiny_blend, first_300_users):
+    assert tiny_blend.rating_scale == pytest.approx(float(np.std(first_300_users.ratings)))
+    users = np.arange(8)
+    ease = tiny_blend.ease.score_users(users).astype(np.float64)
+    network = tiny_blend.network.rank_index(users).astype(np.float64)
+    cheap = 0.6 * standardise(network) + 0.4 * standardise(ease)
+    np.testing.assert_allclose(tiny_blend.retrieval_scores(users), cheap, rtol=1e-4, atol=1e-5)
+    term = tiny_blend.network.rating_matrix(users) / tiny_blend.rating_scale
+    np.testing.assert_allclose(tiny_blend.score_users(users), cheap + term, rtol=1e-4, atol=1e-4)
+    items = np.array([[0, 4, -1]] * len(users))
+    np.testing.assert_allclose(
+        tiny_blend.rerank_scores(users, items)[:, :2], term[:, [0, 4]], rtol=1e-5, atol=1e-6
+    )
+    # ratings: the network alone (rating weight 1): no biased MF partner was fitted
+    assert tiny_blend.mf is None
+    pairs = first_300_users.subset(np.arange(20))
+    np.testing.assert_allclose(
+        tiny_blend.predict_index(pairs.users, pairs.items),
+        tiny_blend.network.predict_index(pairs.users, pairs.items),
+        rtol=1e-6,
+    )
+
+
+def test_saved_and_loaded_model_keeps_the_rating_head_term(tiny_blend, tmp_path):
+    loaded = PublishedBlend.load(tiny_blend.save(tmp_path / "p"))
+    assert loaded.weights == tiny_blend.weights and loaded.rerank_weight == 1.0
+    assert loaded.rating_scale == pytest.approx(tiny_blend.rating_scale)
+    assert (loaded.ease is not None, loaded.mf is None) == (True, True)
+    assert (loaded.rated != tiny_blend.rated).nnz == 0
+    np.testing.assert_allclose(
+        loaded.score_users(np.arange(5)), tiny_blend.score_users(np.arange(5)), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_a_partner_the_weights_call_for_must_be_there(tiny_blend):
+    with pytest.raises(ValueError, match="needs the EASE partner"):
+        PublishedBlend(tiny_blend.network, tiny_blend.rated, BlendWeights(0.5))
+    with pytest.raises(ValueError, match="needs the biased MF partner"):
+        PublishedBlend(tiny_blend.network, tiny_blend.rated, BlendWeights(1.0, 0.5))
+
+
+def test_too_many_movies_for_ease_leave_the_ranking_to_the_network(tiny_blend, first_300_users, monkeypatch):
+    monkeypatch.setattr(published_module, "EASE_MAX_ITEMS", first_300_users.n_items - 1)
+    blend = PublishedBlend.from_training(tiny_blend.network, first_300_users, BlendWeights(0.6, 1.0, 1.0))
+    assert blend.ease is None and blend.weights == BlendWeights(1.0, 1.0, 1.0)
+    assert blend.meta["ease_max_items"] == first_300_users.n_items - 1
