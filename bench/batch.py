@@ -288,24 +288,24 @@ def one_synthetic(
             result = publish_batch(engine, model, 1, top_n=top_n, candidates=candidates)
             seconds = time.perf_counter() - t
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            raw = _raw_copy_seconds(engine, result.batch_id)
+            raw = _raw_copy_seconds(engine, result["batch_id"])
             engine.dispose()
         finally:
             embedded.stop(settings)
-    write, copy = result.timings["write"], result.timings["copy"]
+    write, copy = result["timings"]["write"], result["timings"]["copy"]
     return {
         "shape": shape,
         "users": n_users,
         "movies": n_items,
         "ratings": int(len(data.interactions)),
-        "rows": result.rows,
-        "candidates": result.candidates,
+        "rows": result["rows"],
+        "candidates": result["candidates"],
         "seconds": round(seconds, 2),
-        "timings": result.timings,
+        "timings": result["timings"],
         "users_per_s": round(n_users / seconds, 1),
-        "rows_written_per_s": round(result.rows / write, 1),
+        "rows_written_per_s": round(result["rows"] / write, 1),
         "raw_copy_seconds": round(raw, 3),
-        "raw_copy_rows_per_s": round(result.rows / raw, 1),
+        "raw_copy_rows_per_s": round(result["rows"] / raw, 1),
         "write_vs_raw_copy": round(raw / write, 3),
         "copy_vs_raw_copy": round(raw / copy, 3),
         "blend": model.describe(),
@@ -364,14 +364,14 @@ def one_ml100k(home: str, top_n: int, candidates: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t
     figures = {
         "shape": "ml100k",
-        "users": result.users,
+        "users": result["users"],
         "movies": model.n_items,
-        "rows": result.rows,
-        "candidates": result.candidates,
+        "rows": result["rows"],
+        "candidates": result["candidates"],
         "seconds": round(seconds, 2),
-        "timings": result.timings,
-        "users_per_s": round(result.users / seconds, 1),
-        "rows_written_per_s": round(result.rows / result.timings["write"], 1),
+        "timings": result["timings"],
+        "users_per_s": round(result["users"] / seconds, 1),
+        "rows_written_per_s": round(result["rows"] / result["timings"]["write"], 1),
         "blend": model.describe(),
         "target_seconds": 10.0,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

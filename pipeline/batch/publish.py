@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -47,7 +47,7 @@ _PUBLISH_LOCK = "movierec.publish"
 
 
 class Publication(TypedDict):
-    """``BatchResult`` as plain JSON (what the weekly ``publish`` step returns)."""
+    """What one publication did (plain JSON: the weekly ``publish`` step returns it as it is)."""
 
     batch_id: int
     model_version_id: int
@@ -59,34 +59,6 @@ class Publication(TypedDict):
     data_cutoff: str | None
     timings: dict[str, float]
     candidates: int | None
-
-
-@dataclass
-class BatchResult:
-    batch_id: int
-    model_version_id: int
-    registered_version: int | None
-    users: int
-    fallback_users: int
-    rows: int
-    top_n: int
-    data_cutoff: datetime | None
-    timings: dict[str, float] = field(default_factory=dict)
-    candidates: int | None = None  # movies per user the rating head re-ranked (None: every movie)
-
-    def to_dict(self) -> Publication:
-        return Publication(
-            batch_id=self.batch_id,
-            model_version_id=self.model_version_id,
-            registered_version=self.registered_version,
-            users=self.users,
-            fallback_users=self.fallback_users,
-            rows=self.rows,
-            top_n=self.top_n,
-            data_cutoff=self.data_cutoff.isoformat() if self.data_cutoff else None,
-            timings=self.timings,
-            candidates=self.candidates,
-        )
 
 
 @dataclass
@@ -254,7 +226,7 @@ def publish_batch(
     candidates: int = DEFAULT_CANDIDATES,
     progress: bool = False,
     _after_chunk: Callable[[int], None] | None = None,
-) -> BatchResult:
+) -> Publication:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists:
     read what the cut-off allows, open a batch, write the model's lists and the fallback lists, publish; all
     in one transaction under the publication lock.
@@ -317,17 +289,17 @@ def publish_batch(
         writer.rows,
     )
     reranked = max(candidates, top_n) if two_stage(model, candidates, top_n) else None
-    return BatchResult(
-        batch_id,
-        model_version_id,
-        registered_version,
-        len(cutoff.user_ids),
-        len(fallback_users),
-        writer.rows,
-        top_n,
-        as_of,
-        timings,
-        reranked,
+    return Publication(
+        batch_id=batch_id,
+        model_version_id=model_version_id,
+        registered_version=registered_version,
+        users=len(cutoff.user_ids),
+        fallback_users=len(fallback_users),
+        rows=writer.rows,
+        top_n=top_n,
+        data_cutoff=as_of.isoformat() if as_of else None,
+        timings=timings,
+        candidates=reranked,
     )
 
 

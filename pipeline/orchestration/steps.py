@@ -302,7 +302,7 @@ def publish(
     settings = settings or get_settings()
     engine = _engine(settings)
     model, version = load_champion(settings, device=device)
-    result = publish_batch(
+    return publish_batch(
         engine,
         model,
         version,
@@ -311,7 +311,6 @@ def publish(
         progress=progress,
         candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
     )
-    return result.to_dict()
 
 
 def report(results: dict[str, Any]) -> str:

@@ -71,7 +71,7 @@ def test_writer_killed_mid_write_leaves_the_previous_batch_published(weekly_copy
     model, version = load_champion(settings)
     again = publish_batch(weekly_engine, model, version, top_n=TOP_N, keep=1)
     after = _current(weekly_engine)
-    assert again.batch_id != before[0][0] and {r[0] for r in after} == {again.batch_id}
+    assert again["batch_id"] != before[0][0] and {r[0] for r in after} == {again["batch_id"]}
     assert len(after) == len(before)
     with weekly_engine.connect() as conn:  # keep=1 pruned the older batch and its rows
         assert conn.execute(text("SELECT count(*) FROM recommendation_batches")).scalar_one() == 1
@@ -89,7 +89,7 @@ def test_new_and_thin_users_get_the_labelled_fallback(weekly_copy, weekly_engine
         )
     model, version = load_champion(weekly_copy.settings)
     result = publish_batch(weekly_engine, model, version, top_n=TOP_N)
-    assert result.fallback_users == 1 and result.users == SLICE_USERS + 1
+    assert result["fallback_users"] == 1 and result["users"] == SLICE_USERS + 1
     with weekly_engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -114,7 +114,7 @@ def test_cut_off_hides_later_ratings_from_the_lists(weekly_copy, weekly_engine):
             text("SELECT count(DISTINCT user_id) FROM ratings WHERE rated_at <= :t"), {"t": as_of}
         ).scalar_one()
         cutoff = conn.execute(text("SELECT DISTINCT data_cutoff FROM current_recommendations")).scalar_one()
-    assert result.users == early < SLICE_USERS
+    assert result["users"] == early < SLICE_USERS
     assert cutoff == as_of
 
 
