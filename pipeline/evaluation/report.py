@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
+from pipeline.core.jsonsafe import json_safe
 from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, TEST_FRACTION
-
-
-def _json_float(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 @dataclass
@@ -39,7 +35,7 @@ class EvaluationReport:
         for protocol, models in self.results.items():
             results[protocol] = {}
             for model, metrics in models.items():
-                row = {name: _json_float(value) for name, value in metrics.items()}
+                row = json_safe({name: float(value) for name, value in metrics.items()})
                 row.update({name: round(value, 3) for name, value in self.timings[protocol][model].items()})
                 results[protocol][model] = row
         return {
