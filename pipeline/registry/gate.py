@@ -141,18 +141,9 @@ def promote_if_better(
                 promoted, new_value, champion_value, champion_version, reason, version
             )
             started = client.get_run(run.run_id).info.start_time
-            _record_decision(
-                conn,
-                decision,
-                run,
-                dataset=dataset,
-                data_cutoff=data_cutoff,
-                protocol=protocol,
-                metric=metric,
-                metrics=flat,
-                params=params,
-                trained_at=datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC),
-            )
+            trained_at = datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC)
+            where = (dataset, data_cutoff, protocol, metric)
+            _record_decision(conn, decision, run, where, flat, params, trained_at)
             # MLflow last, the alias move very last: if any of it fails, the rows above roll back and
             # nothing claims a promotion that did not happen.
             _tag_decision(client, decision, run, protocol=protocol, metric=metric)
@@ -173,16 +164,14 @@ def _record_decision(
     conn: Connection,
     decision: PromotionDecision,
     run: RunInfo,
-    *,
-    dataset: str,
-    data_cutoff: datetime | None,
-    protocol: str,
-    metric: str,
+    where: tuple[str, datetime | None, str, str],
     metrics: Mapping[str, float],
     params: Mapping[str, Any],
     trained_at: datetime,
 ) -> None:
-    """The decision as a ``model_versions`` row; a promotion retires the previous champion's row."""
+    """The decision as a ``model_versions`` row; a promotion retires the previous champion's row.
+    ``where``: the dataset, data cut-off, protocol and metric the decision was taken on."""
+    dataset, data_cutoff, protocol, metric = where
     if decision.promoted:
         conn.execute(
             text(

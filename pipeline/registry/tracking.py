@@ -33,8 +33,6 @@ from pipeline.registry.store import (
     mlflow_client,
 )
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -43,6 +41,9 @@ class RunInfo:
     run_id: str
     model_uri: str
     registered_version: int
+
+
+log = logging.getLogger(__name__)
 
 
 def log_training_run(

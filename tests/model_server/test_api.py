@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from database.engine import sqlalchemy_url
 from pipeline.models.hybrid.new_movies import NewMovie, NewMovieScorer
 from pipeline.registry.champion import load_champion
+from tests.support.database import fetch_rows
 from tests.support.weekly import TOP_N
 
 pytestmark = pytest.mark.e2e  # a live server over the weekly run's lists
@@ -45,12 +46,11 @@ def test_list_is_the_published_one_best_first(api, db, published):
     assert r.status_code == 200
     body = r.json()
     with db.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT rank, movie_id, title, score, batch_id, model_version FROM "
-                "current_recommendations WHERE user_id = 7 ORDER BY rank LIMIT 5"
-            )
-        ).all()
+        rows = fetch_rows(
+            conn,
+            "SELECT rank, movie_id, title, score, batch_id, model_version FROM "
+            "current_recommendations WHERE user_id = 7 ORDER BY rank LIMIT 5",
+        )
     assert body["source"] == "model" and body["known_user"] is True and body["user_id"] == 7
     assert body["batch_id"] == rows[0].batch_id == published.results["publication"]["batch_id"]
     assert body["model_version"] == rows[0].model_version == 1

@@ -7,8 +7,10 @@ import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
+from sqlalchemy import Connection, Row, text
 from sqlalchemy.engine import make_url
 
 from database.engine import sqlalchemy_url
@@ -61,3 +63,8 @@ def copy_of(server_url: str, template: str) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def fetch_rows(conn: Connection, sql: str, **params: object) -> list[Row[Any]]:
+    """Every row of one parameterised query."""
+    return list(conn.execute(text(sql), params).all())

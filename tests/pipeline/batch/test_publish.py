@@ -16,6 +16,7 @@ from sqlalchemy import text
 from pipeline.batch.publish import publish_batch
 from pipeline.core.errors import MovierecError
 from pipeline.registry.champion import load_champion
+from tests.support.database import fetch_rows
 from tests.support.weekly import SLICE_USERS, TOP_N
 
 pytestmark = pytest.mark.e2e  # the weekly flow publishes the first batch
@@ -91,12 +92,10 @@ def test_new_and_thin_users_get_the_labelled_fallback(weekly_copy, weekly_engine
     result = publish_batch(weekly_engine, model, version, top_n=TOP_N)
     assert result["fallback_users"] == 1 and result["users"] == SLICE_USERS + 1
     with weekly_engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT rank, movie_id, source FROM current_recommendations WHERE user_id = 9001 "
-                "ORDER BY rank"
-            )
-        ).all()
+        rows = fetch_rows(
+            conn,
+            "SELECT rank, movie_id, source FROM current_recommendations WHERE user_id = 9001 ORDER BY rank",
+        )
         counts = dict(conn.execute(text("SELECT movie_id, count(*) FROM ratings GROUP BY movie_id")).all())
     assert [r.rank for r in rows] == list(range(1, TOP_N + 1))
     assert {r.source for r in rows} == {"fallback_popularity"}

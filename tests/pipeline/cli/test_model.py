@@ -4,10 +4,11 @@ import json
 import os
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from database.engine import sqlalchemy_url
 from tests.support.cli import movierec
+from tests.support.database import fetch_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -23,12 +24,11 @@ def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_
         assert name in flat
     engine = create_engine(sqlalchemy_url(ml100k_copy_url))
     with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT status, registered_version, data_cutoff::date::text, protocol, "
-                "primary_metric, metric_value FROM model_versions"
-            )
-        ).one()
+        (row,) = fetch_rows(
+            conn,
+            "SELECT status, registered_version, data_cutoff::date::text, protocol, "
+            "primary_metric, metric_value FROM model_versions",
+        )
     engine.dispose()
     assert row[:5] == ("champion", 1, "1998-03-01", "temporal", "ndcg_at_10") or row[:4] == (
         "champion",

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
 from pipeline.orchestration.steps import report
+from tests.support.database import fetch_rows
 from tests.support.weekly import SLICE_USERS, TOP_N
 
 
@@ -28,12 +29,11 @@ def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(we
     engine = create_engine(sqlalchemy_url(weekly_run.settings.database_url))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT batch_id, user_id, rank, movie_id, source FROM current_recommendations "
-                    "ORDER BY user_id, rank"
-                )
-            ).all()
+            rows = fetch_rows(
+                conn,
+                "SELECT batch_id, user_id, rank, movie_id, source FROM current_recommendations "
+                "ORDER BY user_id, rank",
+            )
             users = {r[0] for r in conn.execute(text("SELECT DISTINCT user_id FROM ratings"))}
             rated = {(r[0], r[1]) for r in conn.execute(text("SELECT user_id, movie_id FROM ratings"))}
             summary = conn.execute(

@@ -19,6 +19,7 @@ from pipeline.models.hybrid.new_movies import (
     UnknownGenre,
     embed_titles,
 )
+from tests.support.database import fetch_rows
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,11 @@ def _catalogue_movies(database_url: str, n: int):
             ),
             {"n": n},
         ).all()
-        credits = conn.execute(
-            text(
-                "SELECT mp.movie_id, mp.role, p.external_id FROM movie_persons mp JOIN persons p USING (person_id) "
-                "ORDER BY mp.movie_id, mp.role, mp.ordering"
-            )
-        ).all()
+        credits = fetch_rows(
+            conn,
+            "SELECT mp.movie_id, mp.role, p.external_id FROM movie_persons mp JOIN persons p USING (person_id) "
+            "ORDER BY mp.movie_id, mp.role, mp.ordering",
+        )
     engine.dispose()
     people: dict[tuple[int, str], list[str]] = {}
     for movie_id, role, external_id in credits:
