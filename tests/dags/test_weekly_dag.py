@@ -149,3 +149,23 @@ def test_parsing_the_dag_file_imports_nothing_heavy(airflow_home) -> None:  # ty
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_an_empty_device_param_means_the_workers_setting(airflow_home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The trigger form's `device` left empty: each task uses its worker's MOVIEREC_DEVICE, read when the task
+    runs, not when the file was parsed."""
+    import importlib.util
+
+    from pipeline.core.settings import get_settings
+
+    spec = importlib.util.spec_from_file_location("weekly_dag_device", dags_folder() / "movierec_weekly.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.params["device"].value is None
+    for device in ("cuda", "cpu"):
+        monkeypatch.setenv("MOVIEREC_DEVICE", device)
+        get_settings.cache_clear()
+        assert module._device({"device": None}) == device
+        assert module._device({"device": "auto"}) == "auto"
+    get_settings.cache_clear()
