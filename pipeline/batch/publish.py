@@ -127,7 +127,6 @@ def open_batch(conn: Connection, model_version_id: int, as_of: datetime | None, 
 
 
 def write_model_lists(
-    conn: Connection,
     writer: ListWriter,
     model: PublishedBlend,
     cutoff: CutoffRatings,
@@ -149,7 +148,7 @@ def write_model_lists(
         (np.ones(int(known.sum()), np.float32), (u_idx[known], i_idx[known])),
         shape=(model.n_users, model.n_items),
     )
-    catalogue = _catalogue_mask(conn, net.item_map.ids)
+    catalogue = _catalogue_mask(writer.conn, net.item_map.ids)
     model_users = net.user_map.index(cutoff.user_ids)
     scored = (model_users >= 0) & (cutoff.counts >= min_history)
     chunk = chunk_users or chunk_size(model.n_items)
@@ -255,7 +254,6 @@ def publish_batch(
             },
         )
         fallback_users, score_seconds = write_model_lists(
-            conn,
             writer,
             model,
             cutoff,

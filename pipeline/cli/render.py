@@ -94,8 +94,9 @@ def print_published_lists(users: int = 3, k: int = 10) -> None:
             )
         out.print(table)
     url = database_url()
-    if make_url(url).password:  # a secret is never printed
-        url = make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    if parsed.password:  # a secret is never printed
+        url = parsed.render_as_string(hide_password=True)
     out.print(
         f'every user\'s list: SELECT * FROM current_recommendations (psql "{url}"); '
         "example queries in database/sql/examples/",

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from pipeline.batch.publish import Publication
+    from pipeline.features.loading import TrainingData
     from pipeline.ingest.quality import QualityReport
+    from pipeline.models.blend.weights import WeightsDict
     from pipeline.models.hybrid.config import HybridConfig
 
 log = logging.getLogger(__name__)
@@ -54,12 +56,6 @@ class Ingested(TypedDict):
     rows_rejected: int
     counts: dict[str, int]
     dataset: str
-
-
-class WeightsDict(TypedDict):
-    weight: float
-    rating_weight: float
-    rerank_weight: float
 
 
 class Evaluation(TypedDict):
@@ -95,6 +91,13 @@ def _engine(settings: Settings) -> Engine:
     from database.engine import get_engine
 
     return get_engine(settings)
+
+
+def _training_data(as_of: str | None, settings: Settings, progress: bool) -> TrainingData:
+    """The ratings, features and text embeddings up to the cut-off (embedded on the CPU, cached)."""
+    from pipeline.features.loading import load_training_data
+
+    return load_training_data(_engine(settings), parse_as_of(as_of), device="cpu", progress=progress)
 
 
 def hybrid_config(epochs: int | None = None) -> HybridConfig:
@@ -172,14 +175,14 @@ def evaluate(
     protocols: Sequence[str] = (PRIMARY_PROTOCOL,),
     settings: Settings | None = None,
     progress: bool = False,
+    data: TrainingData | None = None,
 ) -> Evaluation:
     """Every model on the same splits of the data up to ``as_of`` (the gate's protocol by default); chooses
-    the blend weights; writes the report."""
+    the blend weights; writes the report. ``data``: already loaded for this cut-off (one process)."""
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
-    from pipeline.features.loading import load_training_data
 
     settings = settings or get_settings()
-    data = load_training_data(_engine(settings), parse_as_of(as_of), device="cpu", progress=progress)
+    data = data if data is not None else _training_data(as_of, settings, progress)
     outcome = evaluate_all(
         data,
         hybrid_config(epochs),
@@ -194,11 +197,7 @@ def evaluate(
             as_of=as_of,
             dataset=data.dataset,
             report_path=str(write_report(settings, outcome)),
-            weights=WeightsDict(
-                weight=outcome.weights.weight,
-                rating_weight=outcome.weights.rating_weight,
-                rerank_weight=outcome.weights.rerank_weight,
-            ),
+            weights=outcome.weights.to_dict(),
             metrics=published,
             baselines=baselines,
         )
@@ -213,17 +212,16 @@ def train(
     *,
     settings: Settings | None = None,
     progress: bool = False,
+    data: TrainingData | None = None,
 ) -> Training:
     """The model to publish, on every rating up to ``as_of`` with the evaluation's weights, logged to MLflow
-    and registered."""
-    from pipeline.features.loading import load_training_data
+    and registered. ``data``: already loaded for this cut-off (one process)."""
     from pipeline.models.blend.fit import train_published
     from pipeline.models.blend.weights import BlendWeights
     from pipeline.registry.tracking import log_training_run
 
     settings = settings or get_settings()
-    cutoff = parse_as_of(as_of)
-    data = load_training_data(_engine(settings), cutoff, device="cpu", progress=progress)
+    data = data if data is not None else _training_data(as_of, settings, progress)
     published, result = train_published(
         data,
         hybrid_config(epochs),
@@ -238,7 +236,7 @@ def train(
         evaluation["metrics"],
         evaluation["baselines"],
         dataset=data.dataset,
-        data_cutoff=cutoff,
+        data_cutoff=data.as_of,
         artifacts={"evaluation.json": Path(evaluation["report_path"])},
     )
     return Training(
@@ -379,15 +377,18 @@ def train_steps(
     on_step: OnStep | None = None,
 ) -> dict[str, Any]:
     """``evaluate`` -> ``train`` -> ``promote`` in this process: ``movierec train``, and the middle of
-    ``run_all``; the DAG runs the same three steps as tasks."""
+    ``run_all``; the DAG runs the same three steps as tasks, each loading the data itself."""
+    settings = settings or get_settings()
+    data = _training_data(as_of, settings, progress)
     results = _Results(on_step)
     step = results.add
     evaluation = step(
         "evaluation",
-        evaluate(as_of, epochs, device, protocols=protocols, settings=settings, progress=progress),
+        evaluate(as_of, epochs, device, protocols=protocols, settings=settings, progress=progress, data=data),
     )
     training = step(
-        "training", train(as_of, evaluation, epochs, device, settings=settings, progress=progress)
+        "training",
+        train(as_of, evaluation, epochs, device, settings=settings, progress=progress, data=data),
     )
     step("promotion", promote(training, evaluation, as_of, settings=settings))
     return dict(results)
@@ -414,9 +415,7 @@ def run_all(
     fetched = step("fetch", fetch(dataset, source, settings=settings, progress=progress))
     ingested = step("ingest", ingest(fetched, settings=settings, progress=progress))
     step("quality", quality(ingested, max_reject_share, settings=settings))
-    dict.update(
-        results, train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step)
-    )
+    results.update(train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step))
     step("publication", publish(as_of, top_n, settings=settings, progress=progress, candidates=candidates))
     results["report"] = report(results)
     return dict(results)

@@ -17,6 +17,7 @@ On disk (``save``/``load``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,7 @@ class PublishedBlend:
         """Fit the partners the weights call for on ``train`` (the network's own training data)."""
         if weights.weight < 1 and train.n_items > EASE_MAX_ITEMS:
             # too many movies for EASE: the network ranks alone (recorded in meta)
-            weights = BlendWeights(1.0, weights.rating_weight, weights.rerank_weight, weights.figures)
+            weights = dataclasses.replace(weights, weight=1.0)
         ease = EASE().fit(train) if weights.weight < 1 else None
         mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
         return cls(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+
+class WeightsDict(TypedDict):
+    """``BlendWeights`` as plain JSON (an XCom, ``blend.json``)."""
+
+    weight: float
+    rating_weight: float
+    rerank_weight: float
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class BlendWeights:
         if self.rerank_weight < 0:
             raise ValueError(f"blend rerank_weight must be >= 0, got {self.rerank_weight}")
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> WeightsDict:
         """The three weights as plain floats (JSON, XCom, ``blend.json``); ``figures`` stay out."""
         return {
             "weight": self.weight,
