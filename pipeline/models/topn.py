@@ -38,24 +38,37 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.full((n_rows, k), -np.inf, scores.dtype if scores.dtype.kind == "f" else np.float64)
     if n_rows == 0 or n_items == 0:
         return idx, values
-    # Only the items tied with or above each row's k-th largest score can make the list: torch.topk finds that
-    # threshold (multi-threaded, ~5x numpy's partition on wide rows), then those few candidates are sorted
-    # exactly (score desc, index asc), which torch.topk alone does not promise for ties.
+    # torch.topk (multi-threaded, ~5x numpy's partition on wide rows) finds each row's k best; it promises
+    # no order among equal scores, so ties are put in index order inside the list, and a row where a score
+    # equal to its k-th also stands outside the list (a tie across the cut) is selected exactly.
     import torch
 
-    top = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k_eff, dim=1, sorted=False).values
-    kth = top.min(dim=1).values.numpy()
+    top_values, top_idx = torch.topk(
+        torch.from_numpy(np.ascontiguousarray(scores)), k_eff, dim=1, sorted=True
+    )
+    found, best = top_idx.numpy(), top_values.numpy()
+    order = np.lexsort((found, -best))  # per row: score desc, then index asc
+    found, best = np.take_along_axis(found, order, 1), np.take_along_axis(best, order, 1)
+    kth = best[:, -1:]
+    cut = np.flatnonzero(np.isfinite(kth[:, 0]) & ((scores == kth).sum(axis=1) > (best == kth).sum(axis=1)))
+    if len(cut):
+        found[cut], best[cut] = _exact_top(scores[cut], kth[cut, 0], k_eff)
+    idx[:, :k_eff], values[:, :k_eff] = found, best
+    idx[np.isneginf(values)] = -1
+    return idx, values
+
+
+def _exact_top(scores: np.ndarray, kth: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` of rows whose ``kth`` best score is tied across the cut: every item scoring at least that,
+    sorted (score desc, index asc), the first ``k`` kept."""
     rows, cols = np.nonzero(scores >= kth[:, None])
     order = np.lexsort((cols, -scores[rows, cols], rows))
     rows, cols = rows[order], cols[order]
-    starts = np.searchsorted(rows, np.arange(n_rows))
-    rank = np.arange(len(rows)) - starts[rows]
-    keep = rank < k_eff
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(scores)))[rows]
+    keep = rank < k
+    idx = np.empty((len(scores), k), np.int64)
     idx[rows[keep], rank[keep]] = cols[keep]
-    values[rows[keep], rank[keep]] = scores[rows[keep], cols[keep]]
-    masked = np.isneginf(values)
-    idx[masked] = -1
-    return idx, values
+    return idx, np.take_along_axis(scores, idx, 1)
 
 
 def retrieve_and_rerank(
