@@ -8,6 +8,17 @@ SQLAlchemy engine on the same read-only URL and kept in memory.
 Every failure to reach or use the database becomes ``DatabaseUnavailable`` (the API answers 503 with its
 message). Connections are opened on demand, so the server starts while the database is down and recovers
 on its own when it returns: a connection that died with the server is dropped and the query retried once.
+
+What a stop or a crash of the server can raise, and where:
+
+* connecting: ``OSError`` (refused, no socket file), ``TimeoutError``, ``CannotConnectNowError`` (57P03: the
+  server is starting or shutting down), other class-08 errors;
+* during a query: ``AdminShutdownError`` (57P01, a clean stop or a terminated backend),
+  ``CrashShutdownError`` (57P02), ``ConnectionDoesNotExistError``, ``ConnectionResetError``;
+* when the connection goes back to the pool (``Connection.reset()``): ``InternalClientError`` ("cannot switch
+  to state 15; another operation (2) is in progress": the reset ran while the protocol was still consuming
+  the shutdown message), ``InterfaceError``, ``OSError``. The pool has already terminated such a connection;
+  its failure to reset is logged and never replaces the query's own outcome.
 """
 
 from __future__ import annotations
@@ -32,11 +43,14 @@ QUERY_TIMEOUT_S = 5.0
 
 # Errors that mean "the connection is gone", worth one retry on a fresh connection.
 _STALE = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,  # ConnectionDoesNotExistError among them
+    asyncpg.exceptions.InternalClientError,  # a protocol left mid-operation by a lost server
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P02 crash, 57P03 starting
+    asyncpg.exceptions.PostgresConnectionError,  # class 08
     ConnectionError,
 )
+# Errors that mean "the database cannot be reached now": no retry, a 503 at once.
+_DOWN = (OSError, TimeoutError)
 
 
 class DatabaseUnavailable(Exception):
@@ -68,6 +82,15 @@ _PUBLISHED = (
     "WHERE b.status = 'published'"
 )
 _MOVIES = "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY($1::integer[])"
+
+
+async def _release(pool: asyncpg.Pool, conn: Any) -> None:
+    """Give ``conn`` back to ``pool``. A connection the server dropped fails its reset there; asyncpg has then
+    terminated it (a new one opens on the next acquire), so that failure is logged, never raised."""
+    try:
+        await pool.release(conn)
+    except Exception as exc:  # InternalClientError, InterfaceError, OSError: the connection is gone
+        log.info("database connection dropped on release (%s)", one_line(exc))
 
 
 class Database:
@@ -115,13 +138,16 @@ class Database:
         pool = await self._get_pool()
         for attempt in (1, 2):
             try:
-                async with pool.acquire(timeout=CONNECT_TIMEOUT_S + QUERY_TIMEOUT_S) as conn:
+                conn = await pool.acquire(timeout=CONNECT_TIMEOUT_S + QUERY_TIMEOUT_S)
+                try:
                     return await conn.fetch(query, *args)
+                finally:
+                    await _release(pool, conn)
             except _STALE as exc:
                 if attempt == 2:
                     raise DatabaseUnavailable(f"database unavailable ({one_line(exc)})") from None
                 await pool.expire_connections()  # every pooled connection predates the failure
-            except (OSError, TimeoutError) as exc:
+            except _DOWN as exc:
                 raise DatabaseUnavailable(f"database unavailable ({one_line(exc)})") from None
             except asyncpg.PostgresError as exc:
                 raise DatabaseUnavailable(f"database error ({one_line(exc)})") from None
@@ -129,8 +155,12 @@ class Database:
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
+            except Exception as exc:  # connections the server dropped cannot say goodbye: just drop them
+                log.info("database pool closed abruptly (%s)", one_line(exc))
+                pool.terminate()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
 
@@ -192,7 +222,7 @@ class Database:
         try:
             with self._sync_engine.connect() as conn:
                 return most_rated(conn, cutoff, limit)
-        except sqlalchemy.exc.SQLAlchemyError as exc:
+        except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
             raise DatabaseUnavailable(
                 f"database unavailable ({one_line(getattr(exc, 'orig', None) or exc)})"
             ) from None
