@@ -10,7 +10,9 @@ from sqlalchemy.engine import URL, make_url
 
 from pipeline.core.settings import Settings, get_settings
 
-READER_ROLE = "movierec_reader"  # created by migration 0003: SELECT on every table, nothing else
+# The API's read-only role: created by migration 0003 (or the embedded server, or the stack's init script);
+# what it may read is migration 0004's READER_VIEWS and READER_COLUMNS, nothing else.
+READER_ROLE = "movierec_reader"
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -30,9 +32,14 @@ def reader_database_url(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     if settings.reader_database_url:
         return settings.reader_database_url
-    app = make_url(sqlalchemy_url(database_url(settings)))
+    return as_reader(database_url(settings))
+
+
+def as_reader(url: str, drivername: str = "postgresql") -> str:
+    """``url`` (same server, database and options) as role ``movierec_reader`` without a password."""
+    parsed = make_url(sqlalchemy_url(url))
     return URL.create(
-        "postgresql", READER_ROLE, None, app.host, app.port, app.database, app.query
+        drivername, READER_ROLE, None, parsed.host, parsed.port, parsed.database, parsed.query
     ).render_as_string(hide_password=False)
 
 

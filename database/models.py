@@ -234,3 +234,14 @@ class BatchRecommendation(Base):
     source: Mapped[str] = mapped_column(String(24), comment="model | fallback_popularity")
     model_version_id: Mapped[int] = mapped_column(Integer)
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineLock(Base):
+    """One row per pipeline lock (``publish``, ``promotion``): taking its row ``FOR UPDATE`` is taking the
+    lock (``database.locks``). The read-only role has no rights on it, so it can never hold one."""
+
+    __tablename__ = "pipeline_locks"
+    __table_args__ = {"comment": "one row per pipeline lock, taken FOR UPDATE; no rights for movierec_reader"}
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")

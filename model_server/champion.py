@@ -6,6 +6,9 @@ At start-up the server loads ``models:/movierec-hybrid@champion``
 warmed up in a worker thread while the old one keeps serving, then swapped in with one assignment. A
 request takes ``Champion.current`` once and scores with that model throughout, so a swap never mixes two
 models in one answer and never fails a request.
+
+The registry is read through ``pipeline.registry.store.reader_tracking_uri``: with the embedded server, its
+``mlflow`` database as the read-only role ``movierec_reader``, so the server holds no privileged connection.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Champion:
     def __init__(self, settings: Settings, device: str = "cpu") -> None:
         self.settings = settings
         self.device = device
+        self._registry: Settings | None = None  # settings with the read-only registry URI, on first refresh
         self.current: ServedModel | None = None
         self.last_check: datetime | None = None
         self.last_error: str | None = None
@@ -71,10 +75,13 @@ class Champion:
         ``last_error`` (``/health`` shows it) and the current model goes on serving.
         """
         from pipeline.registry.champion import champion_version, load_champion
+        from pipeline.registry.store import reader_settings
 
         with self._lock:
             try:
-                version = champion_version(self.settings)
+                if self._registry is None:
+                    self._registry = reader_settings(self.settings)
+                version = champion_version(self._registry)
                 self.last_check = datetime.now(UTC)
                 if version is None:
                     self.last_error = "no movierec-hybrid@champion in the MLflow registry yet"
@@ -82,7 +89,7 @@ class Champion:
                 if self.current is not None and self.current.version == version:
                     self.last_error = None
                     return False
-                model, loaded = load_champion(self.settings, device=self.device)
+                model, loaded = load_champion(self._registry, device=self.device)
                 served = ServedModel.prepare(model, loaded)
             except Exception as exc:  # keep serving what we have; say why in /health
                 self.last_check = datetime.now(UTC)

@@ -28,12 +28,14 @@ import scipy.sparse as sp
 from sqlalchemy import Connection, Engine, text
 
 from database.bulk import copy_columns, read_frame
+from database.locks import PUBLISH, pipeline_lock
 from pipeline.batch.fallback import most_rated
 from pipeline.batch.scoring import chunk_size, score_chunk, two_stage
 from pipeline.core.defaults import (
     DEFAULT_CANDIDATES,
     DEFAULT_KEEP,
     DEFAULT_TOP_N,
+    LOCK_TIMEOUT_S,
     MAX_TOP_N,
     MIN_HISTORY,
     REGISTERED_MODEL,
@@ -42,8 +44,6 @@ from pipeline.core.errors import MovierecError
 from pipeline.models.blend.published import PublishedBlend
 
 log = logging.getLogger(__name__)
-
-_PUBLISH_LOCK = "movierec.publish"
 
 
 class Publication(TypedDict):
@@ -224,12 +224,15 @@ def publish_batch(
     chunk_users: int | None = None,
     candidates: int = DEFAULT_CANDIDATES,
     progress: bool = False,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> Publication:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists:
     read what the cut-off allows, open a batch, write the model's lists and the fallback lists, publish; all
-    in one transaction under the publication lock.
+    in one transaction under the publication lock (the ``publish`` row of ``pipeline_locks``).
 
+    ``lock_timeout_s``: how long to wait for that lock, and for each table or row lock after it, before
+    failing with a one-line error naming it (``MOVIEREC_LOCK_TIMEOUT_S``).
     ``candidates``: how many movies per user the rating head re-ranks (0: all; see ``score_chunk``).
     ``_after_chunk(k)`` is called after the k-th chunk is written (tests use it to die mid-write).
     """
@@ -237,8 +240,7 @@ def publish_batch(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     generated_at = datetime.now(UTC)
-    with engine.connect() as conn, conn.begin():
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": _PUBLISH_LOCK})
+    with engine.connect() as conn, conn.begin(), pipeline_lock(conn, PUBLISH, lock_timeout_s):
         model_version_id = champion_version_id(conn, registered_version)
         cutoff = read_cutoff(conn, as_of)
         t = time.perf_counter()

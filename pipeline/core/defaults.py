@@ -31,6 +31,19 @@ MIN_HISTORY: Final = 5  # fewer ratings than this: the popularity fallback list
 REGISTERED_MODEL: Final = "movierec-hybrid"
 CHAMPION_ALIAS: Final = "champion"
 
+# --- database roles and locks -------------------------------------------------------------------------------
+# How long a publish or a promotion waits for its pipeline lock (a row of ``pipeline_locks``), and for any
+# table or row lock after it in the same transaction, before it fails naming the lock. The publish lock is
+# held for a whole publication, scoring included: the largest measured (ML-32M shape, all 200,948 users) took
+# 13.7 minutes, so a publication queued behind it still gets its turn; a holder that never lets go fails the
+# waiter instead of hanging it. Override with MOVIEREC_LOCK_TIMEOUT_S.
+LOCK_TIMEOUT_S: Final = 900.0
+# Session defaults of the read-only role movierec_reader (set where the role is set up: the embedded server,
+# the stack's init script). The API's longest query is the fallback list at a batch's cut-off (a scan of
+# ``ratings``, once per batch); its others have a 5 s client-side timeout.
+READER_STATEMENT_TIMEOUT_S: Final = 60
+READER_IDLE_IN_TRANSACTION_TIMEOUT_S: Final = 60
+
 # --- orchestration ------------------------------------------------------------------------------------------
 DAG_ID: Final = "movierec_weekly"
 TRAINING_POOL: Final = "movierec_training"

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.core.defaults import LOCK_TIMEOUT_S
+
 
 class Settings(BaseSettings):
     """Configuration from environment variables.
@@ -23,9 +25,16 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.cwd() / ".movierec", validation_alias="MOVIEREC_HOME")
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    # The registry as the API server reads it; unset: the embedded mlflow database as role movierec_reader, or
+    # MLFLOW_TRACKING_URI (a tracking server, a sqlite file) as it is.
+    mlflow_reader_tracking_uri: str | None = Field(
+        default=None, validation_alias="MLFLOW_READER_TRACKING_URI"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias="MOVIEREC_DEVICE")
     # The API server's read-only connection; unset: the app URL as role movierec_reader, no password.
     reader_database_url: str | None = Field(default=None, validation_alias="READER_DATABASE_URL")
+    # How long a publish or promotion waits for its pipeline lock (and later lock waits in its transaction).
+    lock_timeout_s: float = Field(default=LOCK_TIMEOUT_S, gt=0, validation_alias="MOVIEREC_LOCK_TIMEOUT_S")
     # How often the API server asks the MLflow registry whether the champion changed.
     model_poll_seconds: float = Field(default=30.0, gt=0, validation_alias="MOVIEREC_MODEL_POLL_SECONDS")
     # Memory the API server keeps published-list answers in (per batch); 0: read the database every time.
@@ -36,7 +45,9 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("database_url", "mlflow_tracking_uri", "reader_database_url")
+    @field_validator(
+        "database_url", "mlflow_tracking_uri", "mlflow_reader_tracking_uri", "reader_database_url"
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -308,6 +308,7 @@ def publish(
         top_n=top_n,
         progress=progress,
         candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
+        lock_timeout_s=settings.lock_timeout_s,
     )
 
 

@@ -16,6 +16,7 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Connection, Engine, text
 
+from database.locks import PROMOTION, pipeline_lock
 from pipeline.core.defaults import CHAMPION_ALIAS, REGISTERED_MODEL
 from pipeline.core.errors import MovierecError
 from pipeline.core.jsonsafe import json_text
@@ -107,7 +108,8 @@ def promote_if_better(
     new version wins. A champion without that figure (another protocol or metric) is kept unless
     ``force``. The decision lands in MLflow (``promotion.*`` tags on the version and its run) and in one
     ``model_versions`` row (``champion`` or ``rejected``; a replaced champion's row becomes ``retired``),
-    in one transaction that also serialises concurrent promotions.
+    in one transaction that also serialises concurrent promotions (the ``promotion`` row of
+    ``pipeline_locks``, waited for at most ``settings.lock_timeout_s``).
     """
     metric = metric_key(primary_metric)
     key = f"{protocol}.{metric}"
@@ -120,33 +122,30 @@ def promote_if_better(
     with mlflow_client(settings) as client, engine.connect() as conn:
         trans = conn.begin()
         try:
-            # One promotion at a time per registered model, across processes.
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:lock))"),
-                {"lock": f"movierec.promotion.{REGISTERED_MODEL}"},
-            )
-            champion = champion_model_version(client)
-            champion_version = int(champion.version) if champion is not None else None
-            if champion_version == version:
-                raise MovierecError(f"{REGISTERED_MODEL} v{version} is already the champion")
-            champion_value = (
-                _champion_figure(client, conn, champion, key, protocol, metric)
-                if champion is not None
-                else None
-            )
-            promoted, reason = _verdict(
-                new_value, champion_value, champion_version, key, higher_is_better(metric), force
-            )
-            decision = PromotionDecision(
-                promoted, new_value, champion_value, champion_version, reason, version
-            )
-            started = client.get_run(run.run_id).info.start_time
-            trained_at = datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC)
-            where = (dataset, data_cutoff, protocol, metric)
-            _record_decision(conn, decision, run, where, flat, params, trained_at)
-            # MLflow last, the alias move very last: if any of it fails, the rows above roll back and
-            # nothing claims a promotion that did not happen.
-            _tag_decision(client, decision, run, protocol=protocol, metric=metric)
+            # One promotion at a time, across processes, waited for at most the lock timeout.
+            with pipeline_lock(conn, PROMOTION, settings.lock_timeout_s):
+                champion = champion_model_version(client)
+                champion_version = int(champion.version) if champion is not None else None
+                if champion_version == version:
+                    raise MovierecError(f"{REGISTERED_MODEL} v{version} is already the champion")
+                champion_value = (
+                    _champion_figure(client, conn, champion, key, protocol, metric)
+                    if champion is not None
+                    else None
+                )
+                promoted, reason = _verdict(
+                    new_value, champion_value, champion_version, key, higher_is_better(metric), force
+                )
+                decision = PromotionDecision(
+                    promoted, new_value, champion_value, champion_version, reason, version
+                )
+                started = client.get_run(run.run_id).info.start_time
+                trained_at = datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC)
+                where = (dataset, data_cutoff, protocol, metric)
+                _record_decision(conn, decision, run, where, flat, params, trained_at)
+                # MLflow last, the alias move very last: if any of it fails, the rows above roll back and
+                # nothing claims a promotion that did not happen.
+                _tag_decision(client, decision, run, protocol=protocol, metric=metric)
         except BaseException:
             trans.rollback()
             raise

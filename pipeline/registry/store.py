@@ -52,6 +52,27 @@ def tracking_uri(settings: Settings) -> str:
     return f"sqlite:///{settings.home / 'mlflow.db'}"
 
 
+def reader_tracking_uri(settings: Settings) -> str:
+    """The registry URI the API server reads the champion through, as little privileged as the store allows:
+    ``MLFLOW_READER_TRACKING_URI`` when set; else ``MLFLOW_TRACKING_URI`` as it is (a tracking server, or a
+    store the user chose: set the reader variable for a database store with a privileged role); else the
+    embedded server's ``mlflow`` database as the read-only role ``movierec_reader`` (``SELECT`` on MLflow's
+    tables, nothing else); else the local sqlite file (no roles to narrow). May start the embedded server."""
+    if settings.mlflow_reader_tracking_uri:
+        return settings.mlflow_reader_tracking_uri
+    if settings.mlflow_tracking_uri or not settings.embedded:
+        return tracking_uri(settings)
+    from database.engine import as_reader
+
+    return as_reader(tracking_uri(settings), "postgresql+psycopg2")
+
+
+def reader_settings(settings: Settings) -> Settings:
+    """``settings`` with the registry at ``reader_tracking_uri``: what the API server passes to
+    ``champion_version`` and ``load_champion``. Resolved once, so later calls start nothing."""
+    return settings.model_copy(update={"mlflow_tracking_uri": reader_tracking_uri(settings)})
+
+
 def _is_server(uri: str) -> bool:
     return uri.startswith(_SERVER_SCHEMES)
 
