@@ -37,8 +37,9 @@ Reads the weekly lists the batch published (`current_recommendations`) and score
 champion model of the MLflow registry (`movierec-hybrid@champion`), including movies nobody has rated yet.
 
 * The server connects to PostgreSQL as the read-only role `movierec_reader`.
-* Errors are JSON `{"detail": "..."}`: 404 unknown user or movie, 413 body over 64 KiB, 422 invalid input,
-  503 database unreachable / nothing published / no model yet (with `Retry-After`).
+* Errors are JSON `{"detail": "..."}`: 404 unknown user or movie (or a path with a trailing `/`: no
+  redirect), 413 body over 64 KiB, 422 invalid input, 431 request line and headers over 32 KiB,
+  503 database unreachable / nothing published / no model yet (with `Retry-After`, `/health` included).
 """
 
 
@@ -104,7 +105,10 @@ def create_app(
             batcher.stop()
             await db.close()
 
-    app = FastAPI(title="movierec", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # redirect_slashes=False: a path with a stray "/" is a 404, not a redirect built from the Host header.
+    app = FastAPI(
+        title="movierec", version="1", description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False
+    )
     app.state.settings, app.state.champion, app.state.db, app.state.lists = settings, champion, db, lists
     app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval
     for module in (users, recommendations, predict, movies, system):

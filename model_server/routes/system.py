@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from model_server.db import DatabaseUnavailable
 from model_server.deps import ChampionDep, DbDep
+from model_server.errors import RETRY_AFTER_S
 from model_server.schemas import Health, Pong
 
 router = APIRouter(tags=["system"])
@@ -19,7 +20,8 @@ PONG = Pong()
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
 async def health(response: Response, db: DbDep, champion: ChampionDep) -> dict[str, Any]:
     """200 when the database answers with a published batch and a champion is loaded; otherwise 503 with
-    what is missing. Cheap enough for a readiness probe (two small queries)."""
+    what is missing, with ``Retry-After`` like every 503. Cheap enough for a readiness probe (two small
+    queries)."""
     database: dict[str, Any]
     try:
         role = await db.whoami()
@@ -52,6 +54,7 @@ async def health(response: Response, db: DbDep, champion: ChampionDep) -> dict[s
     ok = database["status"] == "ok" and batch is not None and served is not None
     if not ok:
         response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return {"status": "ok" if ok else "degraded", "database": database, "model": model}
 
 

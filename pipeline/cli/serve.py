@@ -27,12 +27,14 @@ def serve(
     import uvicorn
 
     from model_server.app import create_app
+    from model_server.http import uvicorn_config
 
     logging.getLogger("model_server").setLevel(logging.INFO)
     # Half the cores for scoring, the rest for the event loop and the database: on a small machine, torch's
     # spinning worker threads competing with them cost more than a second thread gains.
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-    uvicorn.run(
+    # The request head bounded (431 over model_server.http.MAX_HEAD_BYTES, never read whole).
+    config = uvicorn_config(
         create_app(),
         host=host,
         port=port,
@@ -40,3 +42,4 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(config).run()

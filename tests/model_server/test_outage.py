@@ -27,7 +27,9 @@ def test_database_outage_is_a_503_and_the_server_recovers(published, pg_proxy):
 
         pg_proxy.stop()  # the database goes away, its connections with it
         _until(lambda: client.get("/health").status_code == 503)
-        health = client.get("/health").json()
+        health_response = client.get("/health")
+        assert health_response.headers["retry-after"] == "5"  # like every other 503
+        health = health_response.json()
         assert health["status"] == "degraded" and health["database"]["status"] == "unavailable"
         assert health["database"]["detail"].startswith("database unavailable")
         assert health["model"]["status"] == "loaded"  # the model is not the problem

@@ -24,11 +24,13 @@ class LiveServer:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
+        from model_server.http import uvicorn_config
+
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(  # configured as `movierec serve` configures it
+            uvicorn_config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
