@@ -43,6 +43,11 @@ def _text_field(value: Any) -> str:
     return str(value).translate(_ESCAPES)
 
 
+def copy_line(row: Sequence[Any]) -> str:
+    """One row in COPY's text format, newline included."""
+    return "\t".join(_text_field(v) for v in row) + "\n"
+
+
 def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
     """COPY ``rows`` into ``table(columns)`` in text format; returns the number of rows sent."""
     cur = dbapi_cursor(conn)
@@ -50,8 +55,7 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
     buf = io.StringIO()
     sent = 0
     for row in rows:
-        buf.write("\t".join(_text_field(v) for v in row))
-        buf.write("\n")
+        buf.write(copy_line(row))
         sent += 1
         if buf.tell() >= _BATCH_BYTES:
             buf.seek(0)
@@ -87,7 +91,8 @@ def copy_file(
     on_chunk: Callable[[bytes], None] | None = None,
     chunk_size: int = 1 << 20,
 ) -> int:
-    """Stream ``fileobj`` into ``copy_sql`` (a ``COPY ... FROM STDIN ...`` statement); returns rows loaded."""
+    """Stream ``fileobj`` into ``copy_sql`` (a ``COPY ... FROM STDIN ...`` statement), or a
+    ``COPY ... TO STDOUT`` into ``fileobj``; returns the rows copied."""
     cur = dbapi_cursor(conn)
     source = _ReadTap(fileobj, on_chunk) if on_chunk else fileobj
     cur.copy_expert(copy_sql, source, size=chunk_size)

@@ -17,7 +17,7 @@ from pipeline.core.settings import get_settings
 def ingest(
     dataset: Annotated[str | None, typer.Option(help=f"named dataset: {', '.join(DATASETS)}")] = None,
     source: Annotated[
-        Path | None, typer.Option(help="a directory in a GroupLens (or RecBole) layout")
+        Path | None, typer.Option(help="a directory (or its zip archive) in a GroupLens (or RecBole) layout")
     ] = None,
     imdb: Annotated[Path | None, typer.Option(help="directory with IMDb TSV dumps to enrich from")] = None,
 ) -> None:

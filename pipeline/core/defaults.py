@@ -13,6 +13,15 @@ DATASETS: Final = ("ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m")
 DEFAULT_DATASET: Final = "ml-100k"
 MAX_REJECT_SHARE: Final = 0.05  # a run fails when a larger share of the ingested lines is rejected
 MIN_RATINGS: Final = 1_000  # fewer ratings in the database: too few to train on
+# Bounds on ingested text: a longer value rejects its line (the longest real MovieLens title is under 200).
+MAX_TITLE_CHARS: Final = 500
+MAX_NAME_CHARS: Final = 300  # a person's name
+MAX_LABEL_CHARS: Final = 64  # a genre, an occupation, an external id
+MAX_GENRES: Final = 32
+# What a rejected line keeps: its raw text cut to this many characters (with a note of its full length),
+# its reason and any log or error line about it cut to this many.
+MAX_REJECT_RAW_CHARS: Final = 4_096
+MAX_REASON_CHARS: Final = 300
 
 # --- evaluation ---------------------------------------------------------------------------------------------
 RELEVANCE_THRESHOLD: Final = 4.0  # a held-out rating at least this high is a relevant movie

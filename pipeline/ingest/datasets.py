@@ -20,7 +20,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -290,20 +292,37 @@ def _extract_zip_dir(archive: Path, folder: str, target: Path, marker: Mapping[s
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                members = zf.infolist()
-                for info in members:  # validate everything before writing anything
-                    _safe_member_path(staging, info.filename)
-                zf.extractall(staging, members)
-        except zipfile.BadZipFile as exc:
-            raise MovierecError(f"{archive} is not a readable zip archive: {exc}") from exc
+        _extract_all(archive, staging)
         inner = staging / folder
         if not inner.is_dir():
             raise MovierecError(f"{archive} has no top-level folder {folder}/")
         _install_dir(inner, target, marker)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def unpacked_archive(archive: Path) -> Iterator[Path]:
+    """A zip archive (a dataset as GroupLens publishes it) extracted into a temporary directory, removed
+    afterwards; InputError when it is not a readable zip (truncated, corrupt) or holds unsafe entries."""
+    if not zipfile.is_zipfile(archive):
+        raise InputError(f"{archive} is not a directory or a readable zip archive (truncated or corrupt?)")
+    with tempfile.TemporaryDirectory(prefix="movierec-archive-") as tmp:
+        _extract_all(archive, Path(tmp))
+        yield Path(tmp)
+
+
+def _extract_all(archive: Path, root: Path) -> None:
+    """Every entry of ``archive`` under ``root``, all validated before any is written; InputError for an
+    unreadable archive (bad directory, a damaged member) or an entry that would escape ``root``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for info in members:
+                _safe_member_path(root, info.filename)
+            zf.extractall(root, members)
+    except (zipfile.BadZipFile, zlib.error, EOFError, MovierecError) as exc:
+        raise InputError(f"{archive} is not a readable zip archive: {exc}") from exc
 
 
 # --- offline ML-100K from the RecBole wheel -------------------------------------------------------------

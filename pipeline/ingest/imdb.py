@@ -22,8 +22,9 @@ from sqlalchemy import Connection, text
 from tqdm import tqdm
 
 from database.bulk import copy_rows
+from pipeline.core.defaults import MAX_NAME_CHARS
 from pipeline.core.errors import InputError
-from pipeline.ingest.rejects import record_rejects
+from pipeline.ingest.rejects import RejectSpool, record_rejects
 from pipeline.ingest.titles import normalise_title, title_keys
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,12 @@ _SMALLINT_MAX = 32767
 
 
 def enrich_from_imdb(
-    conn: Connection, imdb_dir: Path, ingest_run_id: int, *, progress: bool = True
+    conn: Connection,
+    imdb_dir: Path,
+    ingest_run_id: int,
+    *,
+    progress: bool = True,
+    spool: RejectSpool | None = None,
 ) -> dict[str, int]:
     """Match ``movies`` to IMDb titles and fill runtimes, persons and credits; returns counts.
 
@@ -49,7 +55,8 @@ def enrich_from_imdb(
     ``ambiguous`` (several equally good candidates, left unmatched), ``unmatched``, ``runtime_set`` (rows
     changed), ``persons`` (persons inserted or renamed), ``directors``/``writers``/``actors`` (credits
     inserted), ``rejected`` (lines stored in ``rejected_rows``) and ``missing_<file>`` (1 when an
-    optional file was absent and skipped).
+    optional file was absent and skipped). With ``spool`` (an ingest's), rejected lines go there, so
+    they are kept even when the caller's transaction is rolled back.
     """
     imdb_dir = Path(imdb_dir)
     if not imdb_dir.is_dir():
@@ -73,7 +80,7 @@ def enrich_from_imdb(
         ),
         0,
     )
-    rejects = _Rejects(conn, ingest_run_id)
+    rejects = _Rejects(conn, ingest_run_id, spool)
     matches = _match_titles(conn, basics_path, counts, progress=progress, rejects=rejects)
     counts["runtime_set"] = _write_matches(conn, matches)
     movies_of: dict[str, list[int]] = defaultdict(list)
@@ -327,8 +334,19 @@ def _person_names(
     names: dict[str, str | None] = {}
     for chunk in _read_tsv(path, NAMES, ["nconst", "primaryName"], progress=progress, rejects=rejects):
         frame = chunk.frame[chunk.frame["nconst"].isin(needed)]
-        for nconst, name in zip(frame["nconst"], frame["primaryName"]):
+        bad: list[tuple[int, str, str]] = []
+        for row, nconst, name in zip(frame.index, frame["nconst"], frame["primaryName"]):
+            if isinstance(name, str) and (len(name) > MAX_NAME_CHARS or "\x00" in name):
+                reason = (
+                    "NUL byte in primaryName"
+                    if "\x00" in name
+                    else f"primaryName is {len(name)} characters long (at most {MAX_NAME_CHARS})"
+                )
+                bad.append((int(chunk.line_numbers[row]), chunk.raw(row), reason))
+                continue
             names[nconst] = name if isinstance(name, str) and name.strip() else None
+        if bad:
+            rejects.add(NAMES, bad)
     return names
 
 
@@ -388,13 +406,17 @@ def _write_credits(conn: Connection, rows: Iterable[tuple[int, str, str, int]]) 
 class _Rejects:
     """Stores rejected lines as they are found, so a broken file never piles up in memory."""
 
-    def __init__(self, conn: Connection, ingest_run_id: int) -> None:
+    def __init__(self, conn: Connection, ingest_run_id: int, spool: RejectSpool | None = None) -> None:
         self._conn = conn
         self._run = ingest_run_id
+        self._spool = spool
         self.count = 0
 
     def add(self, source_file: str, rows: Iterable[tuple[int, str, str]]) -> None:
-        self.count += record_rejects(self._conn, self._run, source_file, rows)
+        if self._spool is not None:
+            self.count += self._spool.add(source_file, rows)
+        else:
+            self.count += record_rejects(self._conn, self._run, source_file, rows)
 
 
 @dataclass

@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from pipeline.core.defaults import MAX_GENRES, MAX_LABEL_CHARS, MAX_TITLE_CHARS
 from pipeline.core.errors import InputError
 from pipeline.ingest.titles import split_title_year
 
@@ -66,6 +67,8 @@ ML1M_OCCUPATIONS = (
 _NO_GENRE = {"unknown", "(no genres listed)", ""}
 _GENRE_ALIASES = {"Children's": "Children"}  # ml-100k/ml-1m spelling -> ml-latest spelling
 MIN_YEAR, MAX_YEAR = 1870, datetime.now().year + 5
+MAX_ZIP_CHARS, MAX_FREEBASE_ID_CHARS = 16, 32  # the widths of users.zip and movies.freebase_id
+UTF8_BOM = b"\xef\xbb\xbf"
 KG_ROLES = {"film.film.directed_by": "director", "film.film.actor": "actor", "film.film.written_by": "writer"}
 
 
@@ -144,6 +147,9 @@ class Layout:
     kg_links: Path | None = None
     encoding: str = "utf-8"
     extra: dict[str, str] = field(default_factory=dict)
+    # files whose bytes say they are in another encoding than the layout's (see ``detect_layout``)
+    encodings: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def files(self) -> list[Path]:
@@ -151,13 +157,20 @@ class Layout:
             p for p in (self.ratings.path, self.movies, self.users, self.links, self.kg, self.kg_links) if p
         ]
 
+    def encoding_of(self, path: Path) -> str:
+        return self.encodings.get(path.name, self.encoding)
+
 
 FIVE_STARS = RatingScale(1.0, 5.0, 1.0)
 HALF_STARS = RatingScale(0.5, 5.0, 0.5)
 
 
 def detect_layout(directory: Path) -> Layout:
-    """Recognise the layout of ``directory`` (or of its single sub-directory, as unzipped archives have)."""
+    """Recognise the layout of ``directory`` (or of its single sub-directory, as unzipped archives have).
+
+    The catalogue and users files are checked against the layout's encoding (``check_encoding``): one
+    whose bytes say otherwise is read in the encoding it is in, and the layout's ``notes`` say so.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"no such directory: {directory}")
@@ -166,7 +179,7 @@ def detect_layout(directory: Path) -> Layout:
         layout = _detect_in(d)
         if layout:
             _check_nonempty(layout)
-            return layout
+            return _with_checked_encodings(layout)
     names = ", ".join(sorted(p.name for p in directory.iterdir())[:10]) or "nothing"
     raise InputError(
         f"{directory} is not a known MovieLens layout (expected u.data+u.item, ratings.dat+movies.dat, "
@@ -228,7 +241,9 @@ def _require(d: Path, *names: str) -> None:
 
 
 def _check_nonempty(layout: Layout) -> None:
-    for path in (layout.ratings.path, layout.movies):
+    for path in (layout.ratings.path, layout.movies, layout.users):
+        if path is None:  # a users file is optional, but one that is there must hold users
+            continue
         with path.open("rb") as fh:
             head = fh.read(4096)
         lines = [ln for ln in head.splitlines() if ln.strip()]
@@ -239,12 +254,50 @@ def _check_nonempty(layout: Layout) -> None:
             raise InputError(f"{path} is empty")
 
 
+def check_encoding(path: Path, declared: str) -> tuple[str, str | None]:
+    """The encoding to read ``path`` in, and a note when it is not ``declared``.
+
+    A latin-1 file that decodes as UTF-8 and has multi-byte sequences is UTF-8: real latin-1 text almost
+    never forms valid UTF-8 (an accented letter is one byte >= 0x80, and UTF-8 needs such bytes in strict
+    lead/continuation runs), while reading UTF-8 as latin-1 silently turns "Café" into "CafÃ©". A UTF-8
+    file that does not decode as UTF-8 is read as latin-1 (every byte is a latin-1 character), which is
+    what such files are in practice. A leading byte-order mark is ignored (``_lines`` drops it).
+    """
+    raw = path.read_bytes()
+    data = raw.removeprefix(UTF8_BOM)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if declared == "utf-8":
+            byte = f"byte 0x{data[exc.start]:02x} at offset {exc.start + len(raw) - len(data)}"
+            return "latin-1", f"{path.name} is not UTF-8 ({byte}): read as latin-1"
+        return declared, None
+    if declared != "utf-8" and not data.isascii():
+        return "utf-8", f"{path.name} is UTF-8, not {declared} as the layout has it: read as UTF-8"
+    return declared, None
+
+
+def _with_checked_encodings(layout: Layout) -> Layout:
+    encodings, notes = {}, []
+    for path in (layout.movies, layout.users):
+        if path is None:
+            continue
+        encoding, note = check_encoding(path, layout.encoding)
+        if encoding != layout.encoding:
+            encodings[path.name] = encoding
+        if note:
+            notes.append(note)
+    return replace(layout, encodings=encodings, notes=tuple(notes)) if encodings else layout
+
+
 def _lines(path: Path, encoding: str, skip_header: bool) -> Iterator[tuple[int, str]]:
     """Numbered, decoded lines (1-based, header counted); undecodable bytes are shown as \\x.. escapes."""
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if number == 1 and skip_header:
                 continue
+            if number == 1:
+                raw = raw.removeprefix(UTF8_BOM)
             text = raw.decode(encoding, errors="backslashreplace").rstrip("\r\n")
             if text.strip():
                 yield number, text
@@ -273,11 +326,22 @@ def _genres(names: list[str]) -> list[str]:
     return [_GENRE_ALIASES.get(g, g) for g in (n.strip() for n in names) if g not in _NO_GENRE]
 
 
+def _bounded(value: str, what: str, limit: int) -> str:
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value)} characters long (at most {limit})")
+    return value
+
+
 def _movie(movie_id: str, raw_title: str, genres: list[str], year_hint: str | None = None) -> MovieRecord:
     mid = _positive_int(movie_id, "movie_id")
     title, year = split_title_year(raw_title)
     if not title:
         raise ValueError("empty title")
+    _bounded(title, "title", MAX_TITLE_CHARS)
+    if len(genres) > MAX_GENRES:
+        raise ValueError(f"{len(genres)} genres (at most {MAX_GENRES})")
+    for genre in genres:
+        _bounded(genre.strip(), "a genre", MAX_LABEL_CHARS)
     if year is None:
         year = _year(year_hint)
     elif not MIN_YEAR <= year <= MAX_YEAR:
@@ -292,6 +356,7 @@ _R = TypeVar("_R")
 def _guard(number: int, text: str, build: Callable[..., _R]) -> _R | Reject:
     # build is called without arguments (``...``: the lambdas bind their line's fields as a default)
     try:
+        _no_nul(text)
         record = build()
     except (ValueError, IndexError) as exc:
         return Reject(number, text, str(exc))
@@ -302,7 +367,7 @@ def _guard(number: int, text: str, build: Callable[..., _R]) -> _R | Reject:
 
 def parse_movies(layout: Layout) -> Parsed:
     """Catalogue rows of any layout; ml-latest's links.csv ids are merged in by ``parse_links``."""
-    path, enc = layout.movies, layout.encoding
+    path, enc = layout.movies, layout.encoding_of(layout.movies)
     if layout.name == "ml-100k":
         for n, text in _lines(path, enc, skip_header=False):
             f = text.split("|")
@@ -312,11 +377,16 @@ def parse_movies(layout: Layout) -> Parsed:
             f = text.split("::")
             yield _guard(n, text, lambda f=f: _fields(f, 3) and _movie(f[0], f[1], f[2].split("|")))
     elif layout.name == "ml-latest":
-        yield from _csv_records(path, 3, lambda f: _movie(f[0], f[1], f[2].split("|")))
+        yield from _csv_records(path, enc, 3, lambda f: _movie(f[0], f[1], f[2].split("|")))
     else:  # recbole-ml-100k: item_id, movie_title, release_year, class (space-separated genres)
         for n, text in _lines(path, enc, skip_header=True):
             f = text.split("\t")
             yield _guard(n, text, lambda f=f: _fields(f, 4) and _movie(f[0], f[1], f[3].split(" "), f[2]))
+
+
+def _no_nul(text: str) -> None:
+    if "\x00" in text:  # PostgreSQL cannot store NUL in text
+        raise ValueError("NUL byte in the line")
 
 
 def _fields(f: list[str], expected: int) -> Literal[True]:
@@ -339,13 +409,27 @@ def _ml100k_movie(f: list[str]) -> MovieRecord:
     )
 
 
-def _csv_records(path: Path, expected: int, build: Callable[[list[str]], _R]) -> Iterator[_R | Reject]:
+def _csv_records(
+    path: Path, encoding: str, expected: int, build: Callable[[list[str]], _R]
+) -> Iterator[_R | Reject]:
     """CSV with quoted fields (titles contain commas); line numbers are physical lines."""
-    with path.open("r", encoding="utf-8", errors="backslashreplace", newline="") as fh:
+    encoding = "utf-8-sig" if encoding == "utf-8" else encoding  # a byte-order mark is not data
+    with path.open("r", encoding=encoding, errors="backslashreplace", newline="") as fh:
         reader = csv.reader(fh)
-        next(reader, None)
+        try:
+            next(reader, None)
+        except csv.Error:
+            pass  # a header too long to read: the data lines are checked all the same
         start = reader.line_num + 1
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # e.g. a field over the csv module's size limit
+                yield Reject(start, "", f"unreadable CSV line: {exc}")
+                start = reader.line_num + 1
+                continue
             raw = _csv_line(row)
             if not any(cell.strip() for cell in row):
                 start = reader.line_num + 1
@@ -368,31 +452,30 @@ def parse_links(layout: Layout) -> Iterator[tuple[int, str | None, int | None] |
     def build(f: list[str]) -> tuple[int, str | None, int | None]:
         mid = _positive_int(f[0], "movieId")
         imdb = f[1].strip()
-        if imdb and not imdb.isdigit():
-            raise ValueError(f"imdbId {imdb!r} is not numeric")
+        if imdb and not (imdb.isdigit() and len(imdb) <= 10):
+            raise ValueError(f"imdbId {imdb!r} is not a number of at most 10 digits")
         tmdb = f[2].strip()
-        if tmdb and not tmdb.isdigit():
-            raise ValueError(f"tmdbId {tmdb!r} is not numeric")
-        return mid, f"tt{int(imdb):07d}" if imdb else None, int(tmdb) if tmdb else None
+        return mid, f"tt{int(imdb):07d}" if imdb else None, _positive_int(tmdb, "tmdbId") if tmdb else None
 
-    yield from _csv_records(layout.links, 3, build)
+    yield from _csv_records(layout.links, layout.encoding_of(layout.links), 3, build)
 
 
 def parse_users(layout: Layout) -> Parsed:
     if layout.users is None:
         return
+    encoding = layout.encoding_of(layout.users)
     if layout.name == "ml-100k":  # user id | age | gender | occupation | zip code
-        for n, text in _lines(layout.users, layout.encoding, skip_header=False):
+        for n, text in _lines(layout.users, encoding, skip_header=False):
             f = text.split("|")
             yield _guard(n, text, lambda f=f: _fields(f, 5) and _user(f[0], f[2], f[1], f[3], f[4]))
     elif layout.name == "ml-1m":  # UserID::Gender::Age::Occupation::Zip-code (coded)
-        for n, text in _lines(layout.users, layout.encoding, skip_header=False):
+        for n, text in _lines(layout.users, encoding, skip_header=False):
             f = text.split("::")
             yield _guard(
                 n, text, lambda f=f: _fields(f, 5) and _user(f[0], f[1], f[2], _ml1m_occupation(f[3]), f[4])
             )
     else:  # recbole: user_id, age, gender, occupation, zip_code
-        for n, text in _lines(layout.users, layout.encoding, skip_header=True):
+        for n, text in _lines(layout.users, encoding, skip_header=True):
             f = text.split("\t")
             yield _guard(n, text, lambda f=f: _fields(f, 5) and _user(f[0], f[2], f[1], f[3], f[4]))
 
@@ -411,9 +494,9 @@ def _user(user_id: str, gender: str, age: str, occupation: str, zip_code: str) -
     age = age.strip()
     if age and (not age.isdigit() or not 0 < int(age) < 120):
         raise ValueError(f"age {age!r} is not between 1 and 119")
-    return UserRecord(
-        uid, gender or None, int(age) if age else None, occupation.strip() or None, zip_code.strip() or None
-    )
+    occupation = _bounded(occupation.strip(), "occupation", MAX_LABEL_CHARS)
+    zip_code = _bounded(zip_code.strip(), "zip code", MAX_ZIP_CHARS)
+    return UserRecord(uid, gender or None, int(age) if age else None, occupation or None, zip_code or None)
 
 
 def parse_credits(layout: Layout) -> Iterator[CreditRecord | Reject]:
@@ -425,7 +508,10 @@ def parse_credits(layout: Layout) -> Iterator[CreditRecord | Reject]:
         f = text.split("\t")
         try:
             _fields(f, 2)
-            film_to_movie[f[1].strip()] = _positive_int(f[0], "item_id")
+            _no_nul(text)
+            film_to_movie[_bounded(f[1].strip(), "entity_id", MAX_FREEBASE_ID_CHARS)] = _positive_int(
+                f[0], "item_id"
+            )
         except ValueError as exc:
             yield Reject(n, text, str(exc))
     orderings: dict[tuple[int, str], int] = {}
@@ -438,6 +524,12 @@ def parse_credits(layout: Layout) -> Iterator[CreditRecord | Reject]:
         movie_id = film_to_movie.get(f[0])
         if role is None or movie_id is None:
             continue  # other relations, or films outside the catalogue: not credits
+        try:
+            _no_nul(text)
+            _bounded(f[2].strip(), "tail_id", MAX_LABEL_CHARS)
+        except ValueError as exc:
+            yield Reject(n, text, str(exc))
+            continue
         key = (movie_id, role)
         orderings[key] = orderings.get(key, 0) + 1
         yield CreditRecord(movie_id, f"freebase:{f[2].strip()}", role, orderings[key])
@@ -449,6 +541,12 @@ def freebase_ids(layout: Layout) -> dict[int, str]:
     out: dict[int, str] = {}
     for _, text in _lines(layout.kg_links, layout.encoding, skip_header=True):
         f = text.split("\t")
-        if len(f) == 2 and f[0].strip().isdigit():
-            out[int(f[0])] = f[1].strip()
+        entity = f[1].strip() if len(f) == 2 else ""
+        if (
+            f[0].strip().isdigit()
+            and entity
+            and len(entity) <= MAX_FREEBASE_ID_CHARS
+            and "\x00" not in entity
+        ):
+            out[int(f[0])] = entity  # a bad line is rejected by ``parse_credits``
     return out

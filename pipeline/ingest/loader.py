@@ -1,37 +1,60 @@
-"""Ingestion: a dataset directory into PostgreSQL, every row validated, nothing lost.
+"""Ingestion: a dataset directory (or its zip archive) into PostgreSQL, every row validated, nothing lost.
 
 Small files (movies, users, credits) are parsed in Python and bulk-loaded with ``COPY``. Ratings files
-are large, so PostgreSQL parses them: the bytes are streamed untouched into a staging table and all
-checks are SQL over that table.
+are large, so PostgreSQL parses them: the bytes are streamed into a staging table and all checks are SQL
+over that table.
 
 * Fast path: ``COPY`` straight into typed staging columns. It only holds for a clean file; any COPY error
   (a short line, a non-numeric field) or any row failing a check sends the file down the careful path.
 * Careful path: each line is staged as raw text with its line number, split and checked in SQL; bad
   lines go to ``rejected_rows`` with their raw text and reason, good ones carry on.
 
+On the way to COPY a ratings file's bytes are escaped (``_EscapedBytes``): a leading byte-order mark is
+dropped, CRLF becomes LF, and the bytes COPY cannot store or would take as its own syntax (NUL, the
+careful path's delimiter and quote bytes 0x01 and 0x02, a lone CR, the backslash) become ``\\xNN`` text. So
+a NUL byte rejects its line, with the NUL shown as ``\\x00``, and the rest of the file lands.
+
+Encodings: ML-100K and ML-1M are latin-1, the CSV datasets UTF-8. A catalogue or users file whose bytes
+say otherwise is read in the encoding it is in, and the run says so (a warning in its log and ``message``,
+``counts["files_in_another_encoding"]``): a file declared latin-1 that decodes as UTF-8 with multi-byte
+sequences is UTF-8, since real latin-1 text almost never is valid UTF-8 (see ``layouts.check_encoding``).
+Decoding it as UTF-8 loses nothing and lands the titles as written ("Café", not "CafÃ©"); rejecting every
+line of an otherwise good file would be worse, and reading it as latin-1 garbles titles silently.
+
+Text has bounds (``pipeline.core.defaults``): a longer title, name or label rejects its line. A rejected
+line's raw text and reason, and any log line about it, are cut to a few kilobytes and a few hundred
+characters.
+
 Staged ratings are upserted with "latest wins": a newer rating of the same user and movie replaces the
-old one, an identical one changes nothing. The whole ingest is one transaction, so a failure leaves the
-previous state in place; the ``ingest_runs`` row is written apart from it and records failures too.
+old one, an identical one changes nothing. All data of one ingest is loaded in one transaction, so a
+failed run changes no table but ``ingest_runs`` and ``rejected_rows``: the ``ingest_runs`` row is opened
+first (before the layout is known), rejected lines are spooled outside the data transaction
+(``RejectSpool``), and the run is closed — ``succeeded`` with its rejects in the data transaction, or
+``failed`` with them in a transaction of its own after the data was rolled back. A failed run records
+``rows_accepted = 0`` and counts only what was read and rejected.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import psycopg2
 from sqlalchemy import Connection, Engine, text
 
 from database.bulk import copy_file, copy_rows
-from pipeline.core.errors import InputError
+from pipeline.core.errors import InputError, one_line
 from pipeline.ingest.layouts import (
+    UTF8_BOM,
     Layout,
     Reject,
     detect_layout,
@@ -41,11 +64,13 @@ from pipeline.ingest.layouts import (
     parse_movies,
     parse_users,
 )
-from pipeline.ingest.rejects import record_rejects
+from pipeline.ingest.rejects import RejectSpool, shorten
 
 log = logging.getLogger(__name__)
 
 EARLIEST_RATING = datetime(1990, 1, 1, tzinfo=UTC)  # MovieLens began in 1997; ml-latest has 1995
+UNKNOWN = "unknown"  # dataset and layout of a run that failed before its layout was known
+MAX_MESSAGE_CHARS = 500  # ingest_runs.message: one line
 
 
 @dataclass
@@ -56,6 +81,8 @@ class IngestResult:
     counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_accepted(self) -> int:
@@ -84,84 +111,135 @@ def ingest_directory(
     imdb_dir: Path | None = None,
     progress: bool = True,
 ) -> IngestResult:
-    """Ingest a MovieLens directory (any supported layout) and, optionally, IMDb dumps.
+    """Ingest a MovieLens directory or zip archive (any supported layout) and, optionally, IMDb dumps.
 
-    Raises ``InputError`` for unusable input (missing files, unknown layout, empty, nothing valid);
-    the rejected lines of a run that got that far are kept all the same.
+    Raises ``InputError`` for unusable input (missing files, unknown layout, unreadable archive, empty,
+    nothing valid). Whatever fails, the run is recorded in ``ingest_runs`` as ``failed`` with a one-line
+    message, its rejected lines are kept, and no other table changes.
     """
-    layout = detect_layout(Path(directory))
-    if imdb_dir is not None and not Path(imdb_dir).is_dir():
-        raise InputError(f"no such IMDb directory: {imdb_dir}")
-    result = IngestResult(0, dataset or layout.name, layout.name)
-    result.ingest_run_id = _open_run(engine, result.dataset, source or str(layout.directory), layout.name)
+    path = Path(directory)
+    result = IngestResult(0, dataset or UNKNOWN, UNKNOWN, source=source or str(path))
+    result.ingest_run_id = _open_run(engine, result)
+    spool = RejectSpool(result.ingest_run_id)
     try:
-        with engine.begin() as conn:
-            with _timed(result.timings, "movies"):
-                result.counts.update(_load_movies(conn, layout, result.ingest_run_id, result.dataset))
-            with _timed(result.timings, "users"):
-                result.counts.update(_load_users(conn, layout, result.ingest_run_id))
-            with _timed(result.timings, "credits"):
-                result.counts.update(_load_credits(conn, layout, result.ingest_run_id))
-            with _timed(result.timings, "ratings"):
-                counts, sha = _load_ratings(conn, layout, result.ingest_run_id, progress)
-                result.counts.update(counts)
-            if imdb_dir is not None:
-                from pipeline.ingest.imdb import enrich_from_imdb
+        with ExitStack() as stack:
+            if path.is_file():  # a zipped dataset, as GroupLens publishes them
+                from pipeline.ingest.datasets import unpacked_archive
 
-                with _timed(result.timings, "imdb"):
-                    imdb_counts = enrich_from_imdb(
-                        conn, Path(imdb_dir), result.ingest_run_id, progress=progress
-                    )
-                result.counts.update({f"imdb_{k}": v for k, v in imdb_counts.items()})
-            result.files = _describe_files(layout, {layout.ratings.path: sha})
-            failed = result.counts.get("ratings_accepted", 0) == 0
-            message = (
-                f"no usable ratings: all {result.counts.get('ratings_rejected', 0)} lines rejected"
-                if failed
-                else None
-            )
-            _close_run(conn, result, "failed" if failed else "succeeded", message)
+                path = stack.enter_context(unpacked_archive(path))
+            layout = detect_layout(path)
+            result.dataset, result.layout = dataset or layout.name, layout.name
+            if source is None and path == Path(directory):
+                result.source = str(layout.directory)
+            if imdb_dir is not None and not Path(imdb_dir).is_dir():
+                raise InputError(f"no such IMDb directory: {imdb_dir}")
+            for note in layout.notes:
+                log.warning("%s", shorten(note))
+            result.warnings = list(layout.notes)
+            if layout.notes:
+                result.counts["files_in_another_encoding"] = len(layout.notes)
+            with engine.begin() as conn:
+                _load(conn, layout, result, spool, imdb_dir, progress)
+                spool.write(conn)
+                _close_run(conn, result, spool, "succeeded", "; ".join(result.warnings) or None)
     except Exception as exc:
-        with engine.begin() as conn:
-            _close_run(conn, result, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        _close_failed_run(engine, result, spool, exc)
         raise
-    if failed:  # the rejects were committed above: nothing is lost, but the run did not succeed
-        raise InputError(f"{message} (see rejected_rows for ingest run {result.ingest_run_id})")
+    finally:
+        spool.close()
     return result
 
 
-def _open_run(engine: Engine, dataset: str, source: str, layout: str) -> int:
+def _load(
+    conn: Connection,
+    layout: Layout,
+    result: IngestResult,
+    spool: RejectSpool,
+    imdb_dir: Path | None,
+    progress: bool,
+) -> None:
+    """Every file of the layout (and IMDb), in the caller's transaction; InputError if no rating is usable."""
+    run_id = result.ingest_run_id
+    with _timed(result.timings, "movies"):
+        result.counts.update(_load_movies(conn, layout, spool, result.dataset))
+    with _timed(result.timings, "users"):
+        result.counts.update(_load_users(conn, layout, spool))
+    with _timed(result.timings, "credits"):
+        result.counts.update(_load_credits(conn, layout, spool))
+    with _timed(result.timings, "ratings"):
+        counts, sha = _load_ratings(conn, layout, spool, progress)
+        result.counts.update(counts)
+    if counts["ratings_accepted"] == 0:
+        raise InputError(
+            f"{layout.ratings.path.name}: no usable ratings: all {counts['ratings_rejected']} lines rejected "
+            f"(see rejected_rows for ingest run {run_id})"
+        )
+    if imdb_dir is not None:
+        from pipeline.ingest.imdb import enrich_from_imdb
+
+        with _timed(result.timings, "imdb"):
+            imdb_counts = enrich_from_imdb(conn, Path(imdb_dir), run_id, progress=progress, spool=spool)
+        result.counts.update({f"imdb_{k}": v for k, v in imdb_counts.items()})
+    result.files = _describe_files(layout, {layout.ratings.path: sha})
+
+
+def _open_run(engine: Engine, result: IngestResult) -> int:
     with engine.begin() as conn:
         return conn.execute(
             text(
                 "INSERT INTO ingest_runs (dataset, source, layout, status) VALUES (:d, :s, :l, 'running') "
                 "RETURNING ingest_run_id"
             ),
-            {"d": dataset, "s": source, "l": layout},
+            {"d": result.dataset, "s": result.source, "l": result.layout},
         ).scalar_one()
 
 
-def _close_run(conn: Connection, result: IngestResult, status: str, message: str | None) -> None:
-    import json
-
+def _close_run(
+    conn: Connection, result: IngestResult, spool: RejectSpool, status: str, message: str | None
+) -> None:
+    failed = status == "failed"
+    # a failed run landed nothing: it says what was read and rejected, not what would have been accepted
+    counts = (
+        {k: v for k, v in result.counts.items() if k.endswith(("_read", "_rejected", "_encoding"))}
+        if failed
+        else result.counts
+    )
     conn.execute(
         text(
-            "UPDATE ingest_runs SET status = :status, message = :message, finished_at = now(), "
+            "UPDATE ingest_runs SET dataset = :dataset, source = :source, layout = :layout, "
+            "status = :status, message = :message, finished_at = now(), "
             "counts = CAST(:counts AS jsonb), timings = CAST(:timings AS jsonb), "
             "files = CAST(:files AS jsonb), "
             "rows_accepted = :accepted, rows_rejected = :rejected WHERE ingest_run_id = :id"
         ),
         {
+            "dataset": result.dataset,
+            "source": result.source,
+            "layout": result.layout,
             "status": status,
-            "message": message,
-            "counts": json.dumps(result.counts),
+            "message": shorten(message, MAX_MESSAGE_CHARS) if message else None,
+            "counts": json.dumps(counts),
             "timings": json.dumps(result.timings),
             "files": json.dumps(result.files),
-            "accepted": result.rows_accepted,
-            "rejected": result.rows_rejected,
+            "accepted": 0 if failed else result.rows_accepted,
+            "rejected": sum(spool.counts.values()),
             "id": result.ingest_run_id,
         },
     )
+
+
+def _close_failed_run(engine: Engine, result: IngestResult, spool: RejectSpool, exc: Exception) -> None:
+    """Record the failure and keep the rejects, after the data transaction was rolled back."""
+    try:
+        with engine.begin() as conn:
+            spool.write(conn)
+            _close_run(conn, result, spool, "failed", one_line(exc))
+    except Exception as close_exc:  # the database itself is gone: the original error is what matters
+        log.error(
+            "ingest run %s could not be recorded as failed: %s",
+            result.ingest_run_id,
+            shorten(one_line(close_exc)),
+        )
 
 
 def _describe_files(layout: Layout, known_sha: dict[Path, str | None]) -> dict[str, dict[str, Any]]:
@@ -206,13 +284,13 @@ def _upsert_counts(conn: Connection, sql: str, params: dict[str, Any] | None = N
     return int(row[0]), int(row[1])
 
 
-def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) -> dict[str, int]:
+def _load_movies(conn: Connection, layout: Layout, spool: RejectSpool, dataset: str) -> dict[str, int]:
     movies, rejects = _split(parse_movies(layout))
     movies = _first_wins(movies, lambda m: m.movie_id, rejects)
-    record_rejects(conn, run_id, layout.movies.name, ((r.line, r.raw, r.reason) for r in rejects))
+    spool.add(layout.movies.name, ((r.line, r.raw, r.reason) for r in rejects))
     links, link_rejects = _split(parse_links(layout))
     if layout.links is not None:
-        record_rejects(conn, run_id, layout.links.name, ((r.line, r.raw, r.reason) for r in link_rejects))
+        spool.add(layout.links.name, ((r.line, r.raw, r.reason) for r in link_rejects))
     by_id = {m.movie_id: m for m in movies}
     for movie_id, imdb_id, tmdb_id in links:
         if movie_id in by_id:
@@ -265,6 +343,7 @@ def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) ->
                AND EXCLUDED.freebase_id IS DISTINCT FROM movies.freebase_id)""",
     )
     return {
+        "movies_read": len(movies) + len(rejects),
         "movies_accepted": len(movies),
         "movies_rejected": len(rejects) + len(link_rejects),
         "movies_inserted": inserted,
@@ -272,12 +351,12 @@ def _load_movies(conn: Connection, layout: Layout, run_id: int, dataset: str) ->
     }
 
 
-def _load_users(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]:
+def _load_users(conn: Connection, layout: Layout, spool: RejectSpool) -> dict[str, int]:
     if layout.users is None:
         return {}
     users, rejects = _split(parse_users(layout))
     users = _first_wins(users, lambda u: u.user_id, rejects)
-    record_rejects(conn, run_id, layout.users.name, ((r.line, r.raw, r.reason) for r in rejects))
+    spool.add(layout.users.name, ((r.line, r.raw, r.reason) for r in rejects))
     conn.execute(text("CREATE TEMP TABLE stage_users (LIKE users) ON COMMIT DROP"))
     copy_rows(
         conn,
@@ -295,6 +374,7 @@ def _load_users(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]
               (EXCLUDED.gender, EXCLUDED.age, EXCLUDED.occupation, EXCLUDED.zip)""",
     )
     return {
+        "users_read": len(users) + len(rejects),
         "users_accepted": len(users),
         "users_rejected": len(rejects),
         "users_inserted": inserted,
@@ -302,11 +382,11 @@ def _load_users(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]
     }
 
 
-def _load_credits(conn: Connection, layout: Layout, run_id: int) -> dict[str, int]:
+def _load_credits(conn: Connection, layout: Layout, spool: RejectSpool) -> dict[str, int]:
     if layout.kg is None:
         return {}
     credits, rejects = _split(parse_credits(layout))
-    record_rejects(conn, run_id, layout.kg.name, ((r.line, r.raw, r.reason) for r in rejects))
+    spool.add(layout.kg.name, ((r.line, r.raw, r.reason) for r in rejects))
     conn.execute(
         text(
             "CREATE TEMP TABLE stage_credits (movie_id int, external_id text, name text, role text, "
@@ -336,6 +416,7 @@ def _load_credits(conn: Connection, layout: Layout, run_id: int) -> dict[str, in
         ON CONFLICT DO NOTHING""")
     ).rowcount
     return {
+        "credits_read": len(credits) + len(rejects),
         "credits_accepted": len(credits),
         "credits_rejected": len(rejects),
         "persons_inserted": persons,
@@ -351,7 +432,7 @@ class _NeedsCarefulPath(Exception):
 
 
 def _load_ratings(
-    conn: Connection, layout: Layout, run_id: int, progress: bool
+    conn: Connection, layout: Layout, spool: RejectSpool, progress: bool
 ) -> tuple[dict[str, int], str]:
     rf = layout.ratings
     header_lines = 1 if rf.header else 0
@@ -385,22 +466,19 @@ def _load_ratings(
                     raise _NeedsCarefulPath(f"{bad} rows fail a check")
             path_taken = "fast"
         except (psycopg2.DataError, _NeedsCarefulPath) as exc:
-            log.info("ratings: careful path (%s)", str(exc).splitlines()[0])
+            log.info("ratings: careful path (%s)", shorten((str(exc).strip().splitlines() or [""])[0]))
+    rejected = 0
     if path_taken == "careful":
         staged, sha = _stage_lines(conn, rf.path, rf.delimiter, rf.header, progress)
-        conn.execute(
-            text(f"""
-            INSERT INTO rejected_rows (ingest_run_id, source_file, line_number, raw_text, reason)
-            SELECT :run_id, :file, line_no + :hdr, coalesce(raw, ''), reason FROM ({checked}) c
-            WHERE reason IS NOT NULL ORDER BY line_no"""),
-            {**checks, "run_id": run_id, "file": rf.path.name, "hdr": header_lines},
+        rejected = spool.add_query(
+            conn,
+            rf.path.name,
+            f"SELECT line_no + :hdr AS line_number, coalesce(raw, '') AS raw_text, reason FROM ({checked}) c "
+            "WHERE reason IS NOT NULL",
+            {**checks, "hdr": header_lines},
         )
     if staged == 0:
         raise InputError(f"{rf.path}: no ratings in the file")
-    rejected = conn.execute(
-        text("SELECT count(*) FROM rejected_rows WHERE ingest_run_id = :r AND source_file = :f"),
-        {"r": run_id, "f": rf.path.name},
-    ).scalar_one()
     if layout.users is None:  # ml-latest has no users file: a user is whoever rated
         conn.execute(
             text(
@@ -532,8 +610,43 @@ def _sql_char(ch: str) -> str:
     return {"\t": "E'\\t'", ",": "','"}[ch]
 
 
+class _EscapedBytes(io.RawIOBase):
+    """A ratings file's bytes as COPY gets them: a leading UTF-8 byte-order mark dropped, CRLF as LF, and
+    each byte COPY cannot store or would read as syntax written as ``\\xNN`` text (the backslash first, so
+    the escapes are unambiguous). ``on_chunk`` sees the file's own bytes (checksum, progress)."""
+
+    _ESCAPES = ((b"\\", b"\\x5c"), (b"\x00", b"\\x00"), (b"\x01", b"\\x01"), (b"\x02", b"\\x02"))
+
+    def __init__(self, raw: IO[bytes], on_chunk: Callable[[bytes], None]) -> None:
+        self._raw = raw
+        self._on_chunk = on_chunk
+        self._head = True  # the byte-order mark is only looked for at the start
+        self._held_cr = False  # a chunk ending in CR: is it half of a CRLF?
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        while True:
+            chunk = self._raw.read(size if size and size > 0 else -1)
+            if chunk:
+                self._on_chunk(chunk)
+            data = (b"\r" if self._held_cr else b"") + chunk
+            if self._head and (len(data) >= len(UTF8_BOM) or not chunk):
+                self._head = False
+                data = data.removeprefix(UTF8_BOM)
+            self._held_cr = bool(chunk) and data.endswith(b"\r")
+            if self._held_cr:
+                data = data[:-1]
+            for byte, escaped in self._ESCAPES:
+                data = data.replace(byte, escaped)
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\\x0d")
+            if data or not chunk:  # b"" tells COPY the file ended: only at the end
+                return data
+
+
 def _stream(conn: Connection, path: Path, progress: bool, label: str, copy_sql: str) -> tuple[int, str]:
-    """COPY a file's bytes with a progress bar; returns (rows, sha256 of the bytes)."""
+    """COPY a file's (escaped) bytes with a progress bar; returns (rows, sha256 of the file's bytes)."""
     from tqdm import tqdm
 
     digest = hashlib.sha256()
@@ -547,7 +660,7 @@ def _stream(conn: Connection, path: Path, progress: bool, label: str, copy_sql: 
             digest.update(chunk)
             bar.update(len(chunk))
 
-        rows = copy_file(conn, copy_sql, fh, on_chunk=tap)
+        rows = copy_file(conn, copy_sql, cast(IO[bytes], _EscapedBytes(fh, tap)))
     return rows, digest.hexdigest()
 
 
@@ -582,15 +695,18 @@ def _stage_lines(
             err
         FROM (
             SELECT line_no, raw, f, CASE
+                WHEN strpos(raw, '\x00') > 0 THEN 'NUL byte in the line (shown as \x00)'
+                WHEN raw ~ '\\x0[12]'
+                    THEN format('control byte %s in the line', substring(raw from '\\x0[12]'))
                 WHEN cardinality(f) <> 4 THEN format('expected 4 fields, found %s', cardinality(f))
                 WHEN btrim(f[1], E' \t\r') !~ '^[0-9]{1,9}$'
-                    THEN format('user_id %s is not a positive integer', quote_literal(f[1]))
+                    THEN format('user_id %s is not a positive integer', quote_literal(left(f[1], 40)))
                 WHEN btrim(f[2], E' \t\r') !~ '^[0-9]{1,9}$'
-                    THEN format('movie_id %s is not a positive integer', quote_literal(f[2]))
+                    THEN format('movie_id %s is not a positive integer', quote_literal(left(f[2], 40)))
                 WHEN btrim(f[3], E' \t\r') !~ '^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)$'
-                    THEN format('rating %s is not a number', quote_literal(f[3]))
+                    THEN format('rating %s is not a number', quote_literal(left(f[3], 40)))
                 WHEN btrim(f[4], E' \t\r') !~ '^[0-9]{1,12}([.][0-9]*)?$'
-                    THEN format('timestamp %s is not a Unix time', quote_literal(f[4]))
+                    THEN format('timestamp %s is not a Unix time', quote_literal(left(f[4], 40)))
             END AS err
             FROM (SELECT line_no, raw, string_to_array(raw, :delim) AS f FROM stage_lines
                   WHERE raw IS NOT NULL AND btrim(raw, E' \t\r') <> '') lines

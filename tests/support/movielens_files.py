@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.ingest.layouts import ML100K_GENRES
@@ -86,3 +87,19 @@ def write_recbole(d: Path) -> Path:
         "m.0dyb1\tfilm.film.genre\tm.0hcr\n"
     )
     return d
+
+
+def zip_directory(d: Path, archive: Path) -> Path:
+    """``d`` as GroupLens ships a dataset: one zip holding the folder ``d.name/`` and its files."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(d.iterdir()):
+            zf.write(path, f"{d.name}/{path.name}")
+    return archive
+
+
+def rewrite(path: Path, change: Callable[[bytes], bytes]) -> Path:
+    """Replace ``path``'s bytes by ``change(bytes)``: how a test corrupts one file of a dataset."""
+    path.write_bytes(change(path.read_bytes()))
+    return path

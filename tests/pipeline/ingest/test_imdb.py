@@ -297,3 +297,16 @@ def test_bare_links_csv_id_is_matched(engine: Engine, imdb_dir: Path) -> None:
     counts = _enrich(engine, imdb_dir)
     assert counts["movies_matched_by_id"] == 1
     assert _movies(engine)[1] == ("0114709", 81)  # the stored id is left as it was
+
+
+def test_a_name_over_the_bound_is_rejected_not_stored(seeded: Engine, imdb_dir: Path) -> None:
+    names = [row if row[0] != "nm0000228" else [row[0], "K" * 5_000, *row[2:]] for row in NAMES]
+    _write(imdb_dir / "name.basics.tsv.gz", names)
+    _enrich(seeded, imdb_dir)
+    with seeded.connect() as conn:
+        rejects = conn.execute(
+            text("SELECT line_number, reason FROM rejected_rows WHERE source_file = 'name.basics.tsv'")
+        ).all()
+        longest = conn.execute(text("SELECT max(length(name)) FROM persons")).scalar_one()
+    assert [tuple(r) for r in rejects] == [(10, "primaryName is 5000 characters long (at most 300)")]
+    assert longest < 300

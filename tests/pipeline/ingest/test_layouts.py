@@ -95,3 +95,23 @@ def test_unusable_directories_raise_input_error(tmp_path, case):
         (d / "u.data").write_text("")
     with pytest.raises(InputError):
         detect_layout(d)
+
+
+def test_a_latin1_csv_dataset_is_read_as_latin1_and_a_bom_is_not_data(tmp_path):
+    d = write_ml_latest(tmp_path / "ml-latest")
+    (d / "movies.csv").write_bytes(b"\xef\xbb\xbfmovieId,title,genres\n1,Caf\xe9 (1995),Drama\n")
+    layout = detect_layout(d)
+    assert layout.encoding_of(d / "movies.csv") == "latin-1"
+    assert layout.notes == ("movies.csv is not UTF-8 (byte 0xe9 at offset 29): read as latin-1",)
+    assert [m.title for m in parse_movies(layout)] == ["Café"]
+
+
+def test_text_over_its_bound_rejects_the_line(tmp_path):
+    d = write_ml100k(tmp_path / "ml-100k")
+    (d / "u.user").write_text("1|24|M|technician|857110000000000000\n2|53|F|" + "x" * 65 + "|94043\n")
+    (d / "u.data").write_text("1\t1\t5\t880000000\n")
+    reasons = [r.reason for r in parse_users(detect_layout(d)) if isinstance(r, Reject)]
+    assert reasons == [
+        "zip code is 18 characters long (at most 16)",
+        "occupation is 65 characters long (at most 64)",
+    ]
