@@ -128,3 +128,53 @@ def test_bad_arguments_fail_before_anything_is_written(weekly_copy, weekly_engin
     assert _current(weekly_engine) == before
     with weekly_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM recommendation_batches")).scalar_one() == 1
+
+
+def test_a_reader_holding_the_old_lock_key_and_its_views_does_not_block_a_publish(weekly_copy, weekly_engine):
+    """The read-only role takes the advisory lock publishing used to take and holds a transaction open on
+    everything it may read (ACCESS SHARE on the views' tables): a publication still goes through, its lock
+    waits bounded by a short timeout so that a regression fails here instead of hanging."""
+    import psycopg2
+
+    from database.engine import reader_database_url
+
+    reader = psycopg2.connect(reader_database_url(weekly_copy.settings))
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext('movierec.publish'))")
+            cur.execute("SELECT pg_advisory_lock(hashtext('movierec.promotion.movierec-hybrid'))")
+            for view in (
+                "current_recommendations",
+                "recommendation_batch_summary",
+                "recommendation_churn",
+                "recommendation_popularity",
+            ):
+                cur.execute(f"SELECT count(*) FROM {view}")
+            cur.execute(
+                "SELECT b.batch_id, v.registered_version FROM recommendation_batches b "
+                "JOIN model_versions v USING (model_version_id)"
+            )
+            cur.execute("SELECT count(*) FROM ratings WHERE rated_at <= now()")
+        model, version = load_champion(weekly_copy.settings)
+        result = publish_batch(weekly_engine, model, version, top_n=TOP_N, keep=1, lock_timeout_s=10)
+        assert {r[0] for r in _current(weekly_engine)} == {result["batch_id"]}  # published and pruned
+    finally:
+        reader.close()
+
+
+def test_a_publish_waiting_on_the_held_lock_fails_naming_it(weekly_copy, weekly_engine):
+    """Another pipeline session holds the publish lock: the weekly publish step gives up after the settings'
+    lock timeout with a one-line error, and the published batch stays as it was."""
+    from pipeline.orchestration.steps import publish
+
+    before = _current(weekly_engine)
+    settings = weekly_copy.settings.model_copy(update={"lock_timeout_s": 0.2})
+    with weekly_engine.connect() as holder, holder.begin():
+        holder.execute(text("SELECT name FROM pipeline_locks WHERE name = 'publish' FOR UPDATE"))
+        with pytest.raises(MovierecError) as failed:
+            publish(None, TOP_N, settings=settings)
+    message = str(failed.value)
+    assert "the publish lock is held by another session: gave up after 0.2 s" in message
+    assert "\n" not in message
+    assert _current(weekly_engine) == before
+    assert publish(None, TOP_N, settings=settings)["rows"] == len(before)  # the lock is free again

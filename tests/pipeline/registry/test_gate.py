@@ -7,6 +7,7 @@ import math
 
 import pytest
 from mlflow import MlflowClient
+from sqlalchemy import text
 
 from pipeline.core.defaults import REGISTERED_MODEL
 from pipeline.core.errors import MovierecError
@@ -67,3 +68,21 @@ def test_gate_refuses_worse_and_accepts_better(mlsettings, engine, result):
     assert client.get_model_version(REGISTERED_MODEL, "1").tags["promotion.retired_by"] == "4"
     assert load_champion(mlsettings)[1] == 4
     assert math.isclose(model_version_rows(engine)[-1]["champion_metric_value"], 0.30, rel_tol=1e-6)
+
+
+def test_gate_waiting_on_the_held_promotion_lock_fails_naming_it(mlsettings, engine, result):
+    """Another pipeline session holds the promotion lock: the gate gives up after the settings' lock timeout
+    with a one-line error, decides nothing (no row, no tag, no alias), and decides once the lock is free."""
+    run = log_run(mlsettings, result, 0.30, plots=False)
+    hurried = mlsettings.model_copy(update={"lock_timeout_s": 0.2})
+    with engine.connect() as holder, holder.begin():
+        holder.execute(text("SELECT name FROM pipeline_locks WHERE name = 'promotion' FOR UPDATE"))
+        with pytest.raises(MovierecError) as failed:
+            promote_run(hurried, engine, run, 0.30)
+    message = str(failed.value)
+    assert "the promotion lock is held by another session: gave up after 0.2 s" in message
+    assert "\n" not in message
+    assert model_version_rows(engine) == []
+    client = MlflowClient(tracking_uri(mlsettings), tracking_uri(mlsettings))
+    assert "promotion.decision" not in client.get_model_version(REGISTERED_MODEL, "1").tags
+    assert promote_run(hurried, engine, run, 0.30).promoted
