@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,8 @@ import typer
 
 from pipeline.cli.render import err, print_ingest, print_summary
 from pipeline.core.defaults import DATASETS
-from pipeline.core.settings import get_settings
+from pipeline.core.errors import MovierecError, one_line
+from pipeline.core.settings import Settings, get_settings
 
 
 def ingest(
@@ -30,9 +32,14 @@ def ingest(
         raise click.UsageError("give exactly one of --dataset NAME or --source DIR")
     settings = get_settings()
     if dataset is not None:
-        from pipeline.ingest.datasets import fetch_dataset
+        from pipeline.ingest.datasets import fetch_dataset, get_spec
 
-        fetched = fetch_dataset(dataset, settings, echo=lambda msg: err.print(msg))
+        spec = get_spec(dataset)  # an unknown name is a usage error, not an ingest
+        try:
+            fetched = fetch_dataset(dataset, settings, echo=lambda msg: err.print(msg))
+        except MovierecError as exc:  # a download that fails is a failed ingest of that dataset
+            _record_failed_fetch(settings, spec.name, spec.url, exc)
+            raise
         directory, origin = fetched.path, fetched.source
     else:
         assert source is not None
@@ -44,3 +51,18 @@ def ingest(
     )
     print_ingest(result)
     print_summary(engine)
+
+
+def _record_failed_fetch(settings: Settings, dataset: str, url: str, exc: MovierecError) -> None:
+    """An ``ingest_runs`` row for a download that failed; the database being out of reach too is only
+    logged: the download's error is the one to report."""
+    from database.engine import get_engine
+    from database.migrate import upgrade
+    from pipeline.ingest.loader import record_failed_ingest
+
+    try:
+        engine = get_engine(settings)
+        upgrade(engine)
+        record_failed_ingest(engine, dataset=dataset, source=url, error=exc)
+    except Exception as record_exc:
+        logging.getLogger(__name__).warning("the failed download was not recorded: %s", one_line(record_exc))

@@ -183,6 +183,19 @@ def _load(
     result.files = _describe_files(layout, {layout.ratings.path: sha})
 
 
+def record_failed_ingest(engine: Engine, *, dataset: str, source: str, error: Exception) -> int:
+    """Record an ingest that failed before it could read anything (its download): a ``failed`` run with
+    ``error`` as its message. Returns the run's id."""
+    result = IngestResult(0, dataset, UNKNOWN, source=source)
+    result.ingest_run_id = _open_run(engine, result)
+    spool = RejectSpool(result.ingest_run_id)
+    try:
+        _close_failed_run(engine, result, spool, error)
+    finally:
+        spool.close()
+    return result.ingest_run_id
+
+
 def _open_run(engine: Engine, result: IngestResult) -> int:
     with engine.begin() as conn:
         return conn.execute(

@@ -524,3 +524,22 @@ def test_readme_table_is_the_corpus():
     readme = README.read_text()
     begin, end = readme.index(TABLE_BEGIN) + len(TABLE_BEGIN), readme.index(TABLE_END)
     assert readme[begin:end].strip() == corpus_table()
+
+
+def test_a_failed_download_is_recorded_as_a_failed_ingest(engine):
+    from pipeline.core.errors import SourceUnavailable
+    from pipeline.ingest.loader import record_failed_ingest
+
+    url = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+    error = SourceUnavailable(f"{url}: timed out after 10 s")
+    run_id = record_failed_ingest(engine, dataset="ml-1m", source=url, error=error)
+    with engine.connect() as conn:
+        row = fetch_rows(
+            conn,
+            "SELECT dataset, layout, status, rows_accepted, rows_rejected, message, finished_at IS NOT NULL "
+            "FROM ingest_runs WHERE ingest_run_id = :r",
+            r=run_id,
+        )
+    assert [tuple(r) for r in row] == [
+        ("ml-1m", "unknown", "failed", 0, 0, f"SourceUnavailable: {error}", True)
+    ]
