@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from pipeline.core.defaults import READER_IDLE_IN_TRANSACTION_TIMEOUT_S, READER_STATEMENT_TIMEOUT_S
+
 pytestmark = pytest.mark.e2e  # the stack's services and the movierec command, each in a subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +87,14 @@ def test_init_script_roles_and_databases(stack_pg: StackPostgres) -> None:
         hba = Path(cur.fetchone()[0])
     assert {owners["movierec"], owners["mlflow"], owners["airflow"]} == {"movierec", "mlflow", "airflow"}
     assert owners["movierec"] == "movierec"
+    with stack_pg.connect("postgres", "postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT rolconfig FROM pg_roles WHERE rolname = 'movierec_reader'")
+        assert sorted(cur.fetchone()[0]) == [
+            f"idle_in_transaction_session_timeout={READER_IDLE_IN_TRANSACTION_TIMEOUT_S}s",
+            f"statement_timeout={READER_STATEMENT_TIMEOUT_S}s",
+        ]
+    with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
+        stack_pg.connect("mlflow", "movierec")  # each role in its own database only
     hba.write_text("local all movierec_reader scram-sha-256\n" + hba.read_text())
     with stack_pg.connect("postgres", "postgres") as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_reload_conf()")
@@ -92,8 +102,9 @@ def test_init_script_roles_and_databases(stack_pg: StackPostgres) -> None:
         stack_pg.connect("movierec_reader", "movierec", PASSWORDS["MOVIEREC_READER_PASSWORD"]).close()
         with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
             stack_pg.connect("movierec_reader", "movierec", "wrong")
-        with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
-            stack_pg.connect("movierec_reader", "mlflow", PASSWORDS["MOVIEREC_READER_PASSWORD"])
+        for database in ("mlflow", "airflow", "postgres"):
+            with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
+                stack_pg.connect("movierec_reader", database, PASSWORDS["MOVIEREC_READER_PASSWORD"])
     finally:
         hba.write_text(hba.read_text().split("\n", 1)[1])
         with stack_pg.connect("postgres", "postgres") as conn, conn.cursor() as cur:
@@ -135,8 +146,19 @@ def test_airflow_init_command_as_the_stack_roles(stack_pg: StackPostgres, tmp_pa
     with stack_pg.connect("movierec_reader", "movierec") as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM current_recommendations")
         assert cur.fetchone() == (0,)
-        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            cur.execute("INSERT INTO users (user_id) VALUES (1)")
+        for sql in (
+            "INSERT INTO users (user_id) VALUES (1)",
+            "SELECT raw_text FROM rejected_rows",
+            "SELECT name FROM pipeline_locks FOR UPDATE",
+            "CREATE TEMP TABLE scratch (x int)",
+        ):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(sql)
+            conn.rollback()
+    with stack_pg.connect("movierec", "movierec") as conn, conn.cursor() as cur:  # the pipeline's role
+        cur.execute("CREATE TEMP TABLE stage (x int)")
+        cur.execute("SELECT name FROM pipeline_locks WHERE name = 'publish' FOR UPDATE")
+        assert cur.fetchone() == ("publish",)
 
 
 @pytest.mark.parametrize("command", [["api-server", "--port", "8080"], ["scheduler"], ["dag-processor"]])
