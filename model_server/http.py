@@ -30,7 +30,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     max_head_bytes = MAX_HEAD_BYTES
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self._in_head = True  # between a request's first byte and the end of its headers
         self._head_bytes = 0  # what the parser handed over of this head (line and finished headers)
         self._head_reads = 0  # bytes of the reads that ended inside this head (also a header not yet ended)
