@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.core.defaults import CHAMPION_ALIAS, REGISTERED_MODEL
 from pipeline.core.device import resolve_device
-from pipeline.core.errors import MovierecError
+from pipeline.core.errors import MovierecError, one_line
 from pipeline.core.settings import Settings
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.registry.store import MODEL_ARTIFACT, mlflow_client
@@ -31,6 +33,24 @@ def champion_model_version(client: MlflowClient) -> Any | None:
         raise
     version = (registered.aliases or {}).get(CHAMPION_ALIAS)
     return client.get_model_version(REGISTERED_MODEL, str(version)) if version is not None else None
+
+
+@contextmanager
+def _readable_registry() -> Iterator[None]:
+    """A registry this role may not read says so: a database store whose tables MLflow has not created yet
+    (nothing trained yet; MLflow would create them on first use, which the read-only role may not) or a
+    role without SELECT on them."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except sqlalchemy.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) != "42501":  # insufficient_privilege
+            raise
+        raise MovierecError(
+            f"cannot read the MLflow registry as this role ({one_line(exc.orig or exc)}): its tables are not "
+            "created yet (nothing trained yet?) or the role has no SELECT on them"
+        ) from None
 
 
 def _model_dir(settings: Settings, version: Any) -> Path:
@@ -61,14 +81,14 @@ def _model_dir(settings: Settings, version: Any) -> Path:
 
 def champion_version(settings: Settings) -> int | None:
     """The version the ``champion`` alias names now (None: no champion yet); no download, for pollers."""
-    with mlflow_client(settings) as client:
+    with _readable_registry(), mlflow_client(settings) as client:
         champion = champion_model_version(client)
     return int(champion.version) if champion is not None else None
 
 
 def load_champion(settings: Settings, device: str = "cpu") -> tuple[PublishedBlend, int]:
     """The model behind ``models:/movierec-hybrid@champion`` and its version number."""
-    with mlflow_client(settings) as client:
+    with _readable_registry(), mlflow_client(settings) as client:
         champion = champion_model_version(client)
         if champion is None:
             # The URI may hold a password: name its scheme only.

@@ -56,6 +56,26 @@ def test_reader_registry_uri_choices(tmp_path):
     assert reader_tracking_uri(local) == tracking_uri(local)  # a sqlite file: no roles
 
 
+def test_a_registry_with_nothing_trained_yet_is_not_created_by_the_reader(tmp_path):
+    """A fresh embedded home: MLflow would create its tables on first use; as the reader it may not, and
+    says what is missing instead (the API shows it in /health until a model is trained)."""
+    from database import embedded
+    from pipeline.core.errors import MovierecError
+    from pipeline.registry.champion import champion_version
+    from pipeline.registry.store import reader_settings
+
+    settings = Settings(MOVIEREC_HOME=tmp_path / "fresh", **{k: "" for k in _UNSET})
+    try:
+        with pytest.raises(
+            MovierecError, match=r"cannot read the MLflow registry as this role .*nothing trained"
+        ):
+            champion_version(reader_settings(settings))
+        assert champion_version(settings) is None  # the pipeline's role creates the store on first use
+        assert champion_version(reader_settings(settings)) is None  # then the reader reads it
+    finally:
+        embedded.stop(settings)
+
+
 def test_the_api_reads_the_registry_as_the_reader_and_holds_no_superuser_connection(test_home, result):
     settings = Settings(MOVIEREC_HOME=test_home, **{k: "" for k in _UNSET})
     assert settings.embedded
