@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from database.engine import sqlalchemy_url
 
@@ -67,6 +68,22 @@ def published(database_url: str) -> tuple[list[int], list[int]]:
     finally:
         engine.dispose()
     return sorted(users), sorted(movies)
+
+
+def accepting(database_url: str) -> bool:
+    """Whether the server of ``database_url`` accepts a connection now."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(
+            make_url(sqlalchemy_url(database_url))
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False),
+            connect_timeout=1,
+        ).close()
+    except psycopg2.Error:
+        return False
+    return True
 
 
 def _movierec_db(settings: Any, command: str) -> None:
@@ -436,20 +453,22 @@ class Outage:
     clients: int
     statuses: dict[str, dict[str, int]] = field(default_factory=dict)  # phase -> status -> count
     by_route: dict[str, dict[str, int]] = field(default_factory=dict)  # route -> status -> count
-    server_errors: int = 0  # 5xx answers
+    server_errors: int = 0  # 5xx answers other than 503
     without_retry_after: int = 0  # 503 answers without Retry-After
     transport_errors: int = 0  # the API server itself unreachable or closing a connection mid-answer
     transport_samples: list[str] = field(default_factory=list)
     stop_s: float = 0.0  # the stop command's duration
-    start_s: float = 0.0  # the start command's duration (until the database accepts connections)
-    first_ok_after_start_s: float | None = None  # first 200 on a database route sent after the start
-    last_503_after_start_s: float | None = None  # the last 503 sent after the start: recovery complete
+    start_s: float = 0.0  # the start command's duration
+    back_s: float = 0.0  # from the start command to the database's first accepted connection
+    first_ok_after_back_s: float | None = None  # first 200 on a database route sent once it was back
+    last_503_after_back_s: float | None = None  # end of the last 503 to a request sent once it was back
     requests: int = 0
 
     @property
     def recovery_s(self) -> float:
-        """Time from the database's return until the last 503 (0 when none came after)."""
-        return max(0.0, self.last_503_after_start_s or 0.0)
+        """From the database's return (its first accepted connection) to the end of the last 503 answered to
+        a request sent after it: 0 when the first request after its return was answered."""
+        return max(0.0, self.last_503_after_back_s or 0.0)
 
 
 # Routes of the load: (label, reads the database)
@@ -483,6 +502,7 @@ def load_with_outage(
     movies: list[int],
     stop: Callable[[], None],
     start: Callable[[], None],
+    ready: Callable[[], bool] | None = None,
     *,
     mode: str,
     clients: int = 8,
@@ -494,7 +514,8 @@ def load_with_outage(
 ) -> Outage:
     """A closed load on ``url`` for ``before_s``, then ``stop()`` (in a thread, the load going on), ``down_s``
     with the database down, ``start()``, then the load until every database route has answered 200 again
-    and ``after_s`` more (at most ``max_after_s``)."""
+    and ``after_s`` more (at most ``max_after_s``). ``ready()``, polled while ``start()`` runs, says when the
+    database accepts connections again (without it: when ``start()`` returns)."""
     import aiohttp
 
     out = Outage(mode, clients)
@@ -509,7 +530,15 @@ def load_with_outage(
         marks["stopped"] = time.monotonic()
         time.sleep(down_s)
         marks["start"] = time.monotonic()
-        start()
+        starting = threading.Thread(target=start)
+        starting.start()
+        while ready is not None and "back" not in marks and starting.is_alive():
+            if ready():
+                marks["back"] = time.monotonic()
+            else:
+                time.sleep(0.01)
+        starting.join()
+        marks.setdefault("back", time.monotonic())
         marks["started"] = time.monotonic()
 
     def recovered() -> bool:
@@ -562,33 +591,29 @@ def load_with_outage(
     if "started" not in marks:
         raise RuntimeError("the database did not start again during the drill")
 
-    phases: dict[str, Counter[str]] = {p: Counter() for p in ("before", "stopping", "down", "after")}
+    # phases by when a request was sent: before the stop, during the stop command, down, between the start
+    # command and the database's first accepted connection, after that
+    bounds = [("before", marks["stop"]), ("stopping", marks["stopped"]), ("down", marks["start"])]
+    bounds.append(("starting", marks["back"]))
+    phases: dict[str, Counter[str]] = {p: Counter() for p, _ in [*bounds, ("after", 0.0)]}
     routes: dict[str, Counter[str]] = {r: Counter() for r in ROUTES}
-    started = marks["started"]
+    back = marks["back"]
     for sent, done, route, status, retry in records:
-        phase = (
-            "before"
-            if sent < marks["stop"]
-            else "stopping"
-            if sent < marks["stopped"]
-            else "down"
-            if sent < started
-            else "after"
-        )
+        phase = next((p for p, t in bounds if sent < t), "after")
         phases[phase][str(status)] += 1
         routes[route][str(status)] += 1
         out.without_retry_after += status == 503 and not retry
-        if sent >= started and status == 503:
-            last = done - started
-            out.last_503_after_start_s = max(out.last_503_after_start_s or 0.0, last)
-        if sent >= started and status == 200 and route in ("lookup", "similar", "existing", "health"):
-            first = done - started
-            if out.first_ok_after_start_s is None or first < out.first_ok_after_start_s:
-                out.first_ok_after_start_s = first
+        if sent >= back and status == 503:
+            out.last_503_after_back_s = max(out.last_503_after_back_s or 0.0, done - back)
+        if sent >= back and status == 200 and route in ("lookup", "similar", "existing", "health"):
+            first = done - back
+            if out.first_ok_after_back_s is None or first < out.first_ok_after_back_s:
+                out.first_ok_after_back_s = first
     out.server_errors = sum(c for p in phases.values() for s, c in p.items() if int(s) >= 500 and s != "503")
     out.statuses = {p: dict(sorted(c.items())) for p, c in phases.items()}
     out.by_route = {r: dict(sorted(c.items())) for r, c in routes.items()}
     out.stop_s = marks["stopped"] - marks["stop"]
     out.start_s = marks["started"] - marks["start"]
+    out.back_s = marks["back"] - marks["start"]
     out.requests = len(records)
     return out
