@@ -21,6 +21,7 @@ PUBLISH = "publish"
 PROMOTION = "promotion"
 LOCKS = (PUBLISH, PROMOTION)
 
+_MAX_MS = 2**31 - 1
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's lock_not_available: lock_timeout expired or NOWAIT refused
 
 
@@ -43,10 +44,10 @@ def pipeline_lock(conn: Connection, name: str, timeout_s: float) -> Iterator[Non
     if not timeout_s > 0:
         raise MovierecError(f"lock timeout must be positive, got {timeout_s}")
     waited = f"{duration(timeout_s)} (MOVIEREC_LOCK_TIMEOUT_S)"
-    # set_config(..., true) is SET LOCAL with a bound value; in ms, at least 1 (0 would mean no limit).
-    conn.execute(
-        text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{max(1, round(timeout_s * 1000))}ms"}
-    )
+    # set_config(..., true) is SET LOCAL with a bound value; in ms, at least 1 (0 would mean no limit), at
+    # most PostgreSQL's largest (about 24.8 days).
+    ms = min(max(1, round(timeout_s * 1000)), _MAX_MS)
+    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{ms}ms"})
     try:
         row = conn.execute(
             text("SELECT name FROM pipeline_locks WHERE name = :name FOR UPDATE"), {"name": name}

@@ -50,6 +50,8 @@ def test_unknown_lock_and_bad_timeout(engine: Engine) -> None:
         with engine.connect() as conn, conn.begin(), pipeline_lock(conn, PUBLISH, 0):
             pass
     assert duration(900) == "15 min" and duration(0.2) == "0.2 s" and duration(90) == "90 s"
+    with engine.connect() as conn, conn.begin(), pipeline_lock(conn, PUBLISH, 1e12):  # PostgreSQL's longest
+        assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "2147483647ms"
 
 
 def test_the_reader_can_neither_take_nor_hold_a_pipeline_lock(engine: Engine, db_url: str) -> None:
