@@ -22,6 +22,8 @@ MAX_GENRES: Final = 32
 # its reason and any log or error line about it cut to this many.
 MAX_REJECT_RAW_CHARS: Final = 4_096
 MAX_REASON_CHARS: Final = 300
+# Any error shown as one line (CLI, logs, API answers, /health): long enough for a path and a SQL error.
+MAX_ERROR_LINE_CHARS: Final = 500
 
 # --- evaluation ---------------------------------------------------------------------------------------------
 RELEVANCE_THRESHOLD: Final = 4.0  # a held-out rating at least this high is a relevant movie

@@ -52,7 +52,7 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 
 from database.bulk import copy_file, copy_rows
-from pipeline.core.errors import InputError, one_line
+from pipeline.core.errors import InputError, one_line, shorten
 from pipeline.ingest.layouts import (
     UTF8_BOM,
     Layout,
@@ -64,7 +64,7 @@ from pipeline.ingest.layouts import (
     parse_movies,
     parse_users,
 )
-from pipeline.ingest.rejects import RejectSpool, shorten
+from pipeline.ingest.rejects import RejectSpool
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,10 @@ from sqlalchemy import Connection, text
 
 from database.bulk import copy_file, copy_line, copy_rows
 from pipeline.core.defaults import MAX_REASON_CHARS, MAX_REJECT_RAW_CHARS
+from pipeline.core.errors import shorten
 
 _REJECT_COLUMNS = ("ingest_run_id", "source_file", "line_number", "raw_text", "reason")
 _SPOOL_IN_MEMORY = 8 << 20  # bytes of rejects held in memory before the spool moves to a temp file
-
-
-def shorten(text: str, limit: int = MAX_REASON_CHARS) -> str:
-    """``text`` cut to ``limit`` characters (an ellipsis marks the cut): reasons, log lines, messages."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def bounded_raw(text: str) -> str:
