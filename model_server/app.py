@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from database.engine import reader_database_url
 from model_server.champion import Champion
@@ -31,6 +32,8 @@ from pipeline.core.device import resolve_device
 from pipeline.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs-assets"  # where the API docs' scripts, styles and icon are served
 
 DESCRIPTION = """
 Reads the weekly lists the batch published (`current_recommendations`) and scores movies on demand with the
@@ -106,8 +109,16 @@ def create_app(
             await db.close()
 
     # redirect_slashes=False: a path with a stray "/" is a 404, not a redirect built from the Host header.
-    app = FastAPI(
-        title="movierec", version="1", description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from DOCS_ASSETS, served by this app, not
+    # from a CDN (the pages work offline and fetch nothing from another host).
+    app = FastAPIOffline(
+        title="movierec",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
     app.state.settings, app.state.champion, app.state.db, app.state.lists = settings, champion, db, lists
     app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval

@@ -60,3 +60,14 @@ DAG_ID: Final = "movierec_weekly"
 TRAINING_POOL: Final = "movierec_training"
 TRAINING_POOL_SLOTS: Final = 1
 DEVICES: Final = ("auto", "cpu", "cuda")
+
+# --- privacy ------------------------------------------------------------------------------------------------
+# Usage telemetry off in every process that imports the pipeline (CLI, DAG tasks, API, tests) and in what
+# they start: MLflow reports usage from `import mlflow` on unless one of these is set; Scarf-based reporting
+# (Airflow 2.10+'s usage data) honours the last two. Set before MLflow is imported (``pipeline/__init__``);
+# a value the user set wins (``setdefault``). The Docker stack sets the same variables in docker-compose.yml.
+TELEMETRY_OPT_OUTS: Final = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "SCARF_ANALYTICS": "false",
+}

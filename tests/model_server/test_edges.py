@@ -9,6 +9,7 @@ import socket
 import httpx
 import pytest
 
+from model_server.app import DOCS_ASSETS
 from model_server.http import MAX_HEAD_BYTES
 
 pytestmark = pytest.mark.e2e  # the live server over the weekly run's lists
@@ -73,3 +74,20 @@ def test_the_schema_allows_no_text_the_server_refuses(api):
         assert r.status_code == 422 and field in r.json()["detail"], r.text
     r = api.post("/predict/new-movie", json={**body, "title": " Ünïcödé 🎬 ", "directors": ["Zoë"]})
     assert r.status_code == 200 and r.json()["title"] == "Ünïcödé 🎬"
+
+
+def test_the_api_docs_load_every_asset_from_the_server_itself(api):
+    for page in ("/docs", "/redoc"):
+        r = api.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), (
+            page,
+            r.status_code,
+        )
+        assert "://" not in r.text.replace("http://www.w3.org", ""), page  # no CDN, no fonts, no other host
+        assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', r.text)
+        assert any(a.endswith(".js") for a in assets), (page, assets)
+        for asset in assets:
+            assert asset.startswith(DOCS_ASSETS + "/"), (page, asset)
+            got = api.get(asset)
+            assert got.status_code == 200 and len(got.content) > 100, (asset, got.status_code)
+    assert '"validatorUrl": null' in api.get("/docs").text

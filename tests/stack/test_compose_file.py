@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.core.defaults import TELEMETRY_OPT_OUTS
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 GPU = ROOT / "docker-compose.gpu.yml"
@@ -170,3 +172,11 @@ def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Pat
         env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
     )
     assert missing.returncode != 0 and "PASSWORD" in missing.stderr  # a missing secret stops it with a reason
+
+
+def test_no_service_that_runs_mlflow_airflow_or_movierec_reports_usage(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        if name == "postgres":
+            continue
+        env = service.get("environment", {})
+        assert {k: env.get(k) for k in TELEMETRY_OPT_OUTS} == TELEMETRY_OPT_OUTS, name
