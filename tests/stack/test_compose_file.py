@@ -118,7 +118,9 @@ def test_model_server_reads_as_the_read_only_role(compose: dict) -> None:
     assert server["command"] == ["movierec", "serve", "--host", "0.0.0.0", "--port", "8000"]
     assert server["environment"]["READER_DATABASE_URL"].startswith("postgresql://movierec_reader:")
     assert server["environment"]["DATABASE_URL"].startswith("postgresql://movierec_reader:")
-    assert "healthcheck" in server
+    # healthy when it serves: /ping, not /health (503 on a fresh stack until a champion and a batch exist)
+    probe = " ".join(server["healthcheck"]["test"])
+    assert "8000/ping'" in probe and "/health" not in probe
 
 
 def test_gpu_override_reserves_the_gpu_for_the_training_service() -> None:
