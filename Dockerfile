@@ -1,7 +1,10 @@
 # The project image: the pipeline and its CLI, the Airflow components (API server, scheduler with the
 # LocalExecutor running the tasks, DAG processor) and the model server. One image, one command per service
-# (see docker-compose.yml). CPU torch by default; a GPU image: docker-compose.gpu.yml sets
-# TORCH_INDEX_URL to PyTorch's CUDA wheel index (e.g. .../whl/cu128).
+# (see docker-compose.yml).
+# torch: from TORCH_INDEX_URL when that index answers (default PyTorch's CPU wheels, a ~1 GB image), else from
+# PyPI, so the build works wherever PyPI does; PyPI's Linux wheel is a CUDA build (several GB larger, and it
+# also runs on a GPU). TORCH_INDEX_URL= (empty) goes straight to PyPI; docker-compose.gpu.yml asks for
+# PyTorch's CUDA index.
 FROM python:3.11-slim-bookworm
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -12,9 +15,14 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1
 
 WORKDIR /app
-# torch first, from the chosen index, at the version constraints.txt pins; the rest resolves around it.
+# torch first, at the version constraints.txt pins; the rest resolves around it. A short timeout and one
+# retry keep an unreachable index from stalling the build before the PyPI fallback.
 COPY constraints.txt ./
-RUN pip install --index-url "$TORCH_INDEX_URL" "$(grep -E '^torch==' constraints.txt)"
+RUN torch="$(grep -E '^torch==' constraints.txt)" \
+    && if [ -n "$TORCH_INDEX_URL" ] \
+          && pip install --timeout 15 --retries 1 --index-url "$TORCH_INDEX_URL" "$torch"; then :; \
+       else echo "torch from PyPI (${TORCH_INDEX_URL:-no index given} did not answer)" \
+          && pip install "$torch"; fi
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY database ./database
@@ -25,6 +33,7 @@ RUN pip install -c constraints.txt . \
     && chown -R movierec "$MOVIEREC_HOME" "$AIRFLOW_HOME"
 COPY dags ./dags
 
+# No VOLUME line: docker-compose.yml mounts named volumes where data lives; a VOLUME here would give every
+# service that mounts fewer paths a fresh anonymous volume per `up`, which `down -v` cannot remove.
 USER movierec
-VOLUME ["/var/lib/movierec", "/opt/airflow/logs", "/opt/airflow/auth"]
 CMD ["movierec", "--help"]

@@ -43,10 +43,17 @@ _WIRING = (
 
 @app.command("env")
 def env() -> None:
-    """Print the Airflow environment as shell exports: eval "$(movierec airflow env)" then use `airflow`."""
+    """Print the Airflow environment as shell exports: eval "$(movierec airflow env)" then use `airflow`.
+
+    On a terminal the metadata database's password is masked; `eval "$(...)"` (a pipe) receives it."""
+    from sqlalchemy.engine import make_url
+
     from pipeline.orchestration.airflow_local import airflow_env
 
     wired = airflow_env(get_settings())
+    if sys.stdout.isatty() and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in wired:
+        url = make_url(wired["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        wired["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url.render_as_string(hide_password=True)
     for key in _WIRING:
         if key in wired:
             print(f"export {key}={shlex.quote(wired[key])}")
@@ -98,6 +105,14 @@ def run_weekly_dag(
     epochs: Annotated[int | None, typer.Option(min=1, help="maximum training epochs")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
     max_reject_share: Annotated[float | None, typer.Option(min=0, max=1, help="quality gate")] = None,
+    executor: Annotated[
+        bool,
+        typer.Option(
+            "--executor",
+            help="run the tasks through Airflow's configured executor (task processes, logs in Airflow's "
+            "log folder and UI); needs the Airflow API server, as in the Docker stack",
+        ),
+    ] = False,
 ) -> None:
     """Run the weekly DAG once through Airflow (dag.test) and print each task's outcome and the report."""
     from pipeline.orchestration import airflow_local
@@ -122,7 +137,7 @@ def run_weekly_dag(
         raise click.BadParameter(f"{logical_date!r} is not an ISO date such as 1998-01-04") from exc
     airflow_local.activate(get_settings())
     airflow_local.init_metadata()
-    outcome = airflow_local.run_dag(logical_date=when, conf=conf)
+    outcome = airflow_local.run_dag(logical_date=when, conf=conf, use_executor=executor)
 
     table = Table(title=f"{airflow_local.DAG_ID} run {outcome.run_id}: {outcome.state}")
     for col in ("task", "state", "tries", "seconds"):

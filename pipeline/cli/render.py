@@ -12,6 +12,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from pipeline.core.settings import Settings
     from pipeline.ingest.loader import IngestResult
 
 # Logs and pipes get wide tables rather than rich's 80-column default, so no figure is cut.
@@ -72,9 +73,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
 
 def print_published_lists(users: int = 3, k: int = 10) -> None:
     """The top ``k`` of a few users' published lists, and where to query the rest (password masked)."""
-    from sqlalchemy.engine import make_url
-
-    from database.engine import database_url, get_engine
+    from database.engine import get_engine
     from pipeline.batch.publish import sample_lists
 
     with get_engine().connect() as conn:
@@ -93,16 +92,26 @@ def print_published_lists(users: int = 3, k: int = 10) -> None:
                 r["source"],
             )
         out.print(table)
-    url = database_url()
-    parsed = make_url(url)
-    if parsed.password:  # a secret is never printed
-        url = parsed.render_as_string(hide_password=True)
     out.print(
-        f'every user\'s list: SELECT * FROM current_recommendations (psql "{url}"); '
+        f'every user\'s list: SELECT * FROM current_recommendations (psql "{psql_url()}"); '
         "example queries in database/sql/examples/",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def psql_url(settings: Settings | None = None) -> str:
+    """The app database's address as a person reaches it (``MOVIEREC_PUBLIC_DATABASE_URL`` where the pipeline
+    sees another one, as inside the Docker stack), without its password: psql asks for it."""
+    from sqlalchemy.engine import URL, make_url
+
+    from database.engine import database_url
+    from pipeline.core.settings import get_settings
+
+    settings = settings or get_settings()
+    url = make_url(settings.public_database_url or database_url(settings))
+    bare = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def print_ingest(result: IngestResult) -> None:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default=None, validation_alias="MLFLOW_READER_TRACKING_URI"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias="MOVIEREC_DEVICE")
+    # Where a person reaches the app database from, for the psql line the commands print (the Docker stack
+    # sets the host's published port); unset: DATABASE_URL / the embedded server. Its password is never shown.
+    public_database_url: str | None = Field(default=None, validation_alias="MOVIEREC_PUBLIC_DATABASE_URL")
     # The API server's read-only connection; unset: the app URL as role movierec_reader, no password.
     reader_database_url: str | None = Field(default=None, validation_alias="READER_DATABASE_URL")
     # How long a publish or promotion waits for its pipeline lock (and later lock waits in its transaction).
@@ -46,7 +49,11 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     @field_validator(
-        "database_url", "mlflow_tracking_uri", "mlflow_reader_tracking_uri", "reader_database_url"
+        "database_url",
+        "mlflow_tracking_uri",
+        "mlflow_reader_tracking_uri",
+        "reader_database_url",
+        "public_database_url",
     )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:

@@ -157,12 +157,36 @@ def load_dag(dag_id: str = DAG_ID) -> DAG:
 
 
 def run_dag(
-    logical_date: datetime | None, conf: Mapping[str, Any] | None = None, *, dag: DAG | None = None
+    logical_date: datetime | None,
+    conf: Mapping[str, Any] | None = None,
+    *,
+    dag: DAG | None = None,
+    use_executor: bool = False,
 ) -> RunOutcome:
-    """Run the weekly DAG once through Airflow (``dag.test``) and read back what it recorded."""
+    """Run the weekly DAG once through Airflow (``dag.test``) and read back what it recorded.
+
+    ``use_executor``: the tasks run as Airflow's configured executor runs them (task processes talking to
+    the Airflow API server, logs in its log folder, readable in the UI), not in this process; the Docker
+    stack runs it so, where an API server is up."""
     dag = dag or load_dag()
-    dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf or {}))
+    if not is_paused(dag.dag_id):
+        # A running scheduler would schedule this run's tasks as well: each would run twice.
+        raise MovierecError(
+            f"{dag.dag_id} is unpaused, so the scheduler runs it: trigger a run in the Airflow UI (or "
+            f"`airflow dags trigger {dag.dag_id}`), or pause it to run it here"
+        )
+    dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf or {}), use_executor=use_executor)
     return outcome_of(dag, dag_run.run_id)
+
+
+def is_paused(dag_id: str) -> bool:
+    """Whether the scheduler leaves ``dag_id`` alone (paused, or never parsed into the metadata database)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        model = session.get(DagModel, dag_id)
+        return model is None or bool(model.is_paused)
 
 
 def outcome_of(dag: DAG, run_id: str) -> RunOutcome:

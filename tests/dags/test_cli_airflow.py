@@ -48,6 +48,40 @@ def test_env_prints_the_wiring(user_env: dict[str, str]) -> None:
     assert exports["MOVIEREC_HOME"] == user_env["MOVIEREC_HOME"]
 
 
+def test_env_masks_the_password_on_a_terminal(user_env: dict[str, str]) -> None:
+    """A person reading it on a terminal never sees the password; `eval "$(...)"` (a pipe) still gets it."""
+    import pty
+
+    secret_url = "postgresql+psycopg2://airflow:s3cret-pw@db.example:5432/airflow"
+    env = dict(user_env, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=secret_url)
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "airflow", "env"],
+            env=env,
+            cwd=ROOT,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=600,
+        )
+        os.close(secondary)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed: everything is read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+    assert done.returncode == 0, done.stderr
+    assert b"s3cret-pw" not in shown and b"airflow:***@db.example:5432/airflow" in shown
+    piped = movierec(env, "airflow", "env")
+    assert f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN={secret_url}" in piped.stdout
+
+
 def test_run_weekly_fails_at_the_quality_gate_with_a_reason(
     user_env: dict[str, str], ml100k_dir: Path, tmp_path: Path
 ) -> None:

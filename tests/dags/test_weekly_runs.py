@@ -196,3 +196,24 @@ def test_backfill_of_two_past_weeks_trains_one_version_per_week(world: World) ->
     for outcome, week in zip(outcomes, BACKFILL_WEEKS):
         assert outcome.results["evaluate"]["as_of"] == week.isoformat()
     assert world.published()["data_cutoff"] == BACKFILL_WEEKS[-1]
+
+
+def test_run_weekly_refuses_a_dag_the_scheduler_runs(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
+    """Unpaused, the scheduler would schedule the same run's tasks too: the run is refused, nothing starts."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    from pipeline.core.errors import MovierecError
+
+    def set_paused(paused: bool) -> None:
+        with create_session() as session:
+            session.get(DagModel, "movierec_weekly").is_paused = paused
+
+    before = world.published()
+    set_paused(False)
+    try:
+        with pytest.raises(MovierecError, match="movierec_weekly is unpaused, so the scheduler runs it"):
+            world.run(FIRST_WEEK + timedelta(days=7))
+    finally:
+        set_paused(True)
+    assert world.published() == before

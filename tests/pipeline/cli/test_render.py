@@ -1,10 +1,12 @@
-"""What the commands print (``pipeline.cli.render``): the evaluation table from a report's JSON form."""
+"""What the commands print (``pipeline.cli.render``): the evaluation table from a report's JSON form, the psql
+address."""
 
 from __future__ import annotations
 
 from rich.console import Console
 
-from pipeline.cli.render import evaluation_table
+from pipeline.cli.render import evaluation_table, psql_url
+from pipeline.core.settings import Settings
 from pipeline.evaluation.report import EvaluationReport
 
 
@@ -42,3 +44,13 @@ def test_evaluation_table_has_a_row_per_protocol_and_model_and_dashes_where_noth
     assert rows[("random", "ease")][:-1] == ["—"] * 9  # a ranking-only model under the rating protocol
     assert rows[("temporal", "ease")][2:4] == ["0.2500", "0.5000"]
     assert rows[("temporal", "ease")][8] == "3"  # users, as a count
+
+
+def test_the_psql_address_never_carries_the_password_and_prefers_the_public_one():
+    inside = "postgresql+psycopg2://movierec:s3cret-pw@postgres:5432/movierec"
+    assert psql_url(Settings(DATABASE_URL=inside)) == "postgresql://movierec@postgres:5432/movierec"
+    stack = Settings(
+        DATABASE_URL=inside,
+        MOVIEREC_PUBLIC_DATABASE_URL="postgresql://movierec:s3cret-pw@127.0.0.1:5432/movierec",
+    )
+    assert psql_url(stack) == "postgresql://movierec@127.0.0.1:5432/movierec"
