@@ -25,6 +25,9 @@ VIEWS = {
     "recommendation_batch_summary",
     "recommendation_churn",
     "recommendation_popularity",
+    # migration 0005, for the web UI: every kept batch's lists, and each version's gate decision
+    "recommendation_history",
+    "model_version_decisions",
 }
 COLUMNS = (
     {("movies", c) for c in ("movie_id", "title", "year", "genres")}
@@ -237,3 +240,52 @@ def test_embedded_server_bounds_the_reader_and_keeps_it_out_of_other_databases(s
         with admin.cursor() as cur:
             cur.execute("DROP TABLE reader_probe")
         admin.close()
+
+
+def test_the_web_uis_views_show_no_run_ids_metrics_or_params(engine: Engine) -> None:
+    """Migration 0005's views: the gate's own figures and the kept lists, nothing of MLflow or training."""
+    with engine.connect() as conn:
+        columns = set(
+            conn.execute(
+                text(
+                    "SELECT table_name, column_name FROM information_schema.columns "
+                    "WHERE table_name IN ('model_version_decisions', 'recommendation_history')"
+                )
+            ).all()
+        )
+    assert {c for t, c in columns if t == "model_version_decisions"} == {
+        "model_version_id", "registered_model", "registered_version", "dataset", "data_cutoff", "protocol",
+        "primary_metric", "metric_value", "champion_metric_value", "status", "decision", "trained_at",
+    }  # fmt: skip
+    assert {c for t, c in columns if t == "recommendation_history"} == {
+        "batch_id", "batch_status", "user_id", "rank", "movie_id", "score", "source", "model_version",
+        "generated_at",
+    }  # fmt: skip
+
+
+def test_every_query_of_the_web_ui_runs_as_the_reader(engine: Engine, db_url: str) -> None:
+    """The pages' own statements (``model_server.web.queries``) run as the reader, on data of each kind."""
+    from model_server.web import queries as ui_queries
+
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (user_id) VALUES (1)"))
+        conn.execute(text("INSERT INTO movies (movie_id, title, source) VALUES (10, 'A', 't')"))
+        conn.execute(text("INSERT INTO ratings VALUES (1, 10, 4, now())"))
+    queries = [
+        v for v in vars(ui_queries).values() if isinstance(v, str) and v.lstrip().upper().startswith("SELECT")
+    ]
+    assert len(queries) >= 8
+
+    async def run() -> tuple[int, list[int]]:
+        conn = await asyncpg.connect(as_reader(db_url))
+        try:
+            for query in queries:
+                statement = await conn.prepare(query)
+                await statement.fetch(*[None] * len(statement.get_parameters()))
+            rated = await conn.fetch(ui_queries.USER_RATED, 1, 10)
+            months = await conn.fetch(ui_queries.MOVIE_RATINGS_PER_MONTH, 10)
+            return rated[0]["total"], [m["ratings"] for m in months]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == (1, [1])
