@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from database.engine import reader_database_url
+from model_server import web
 from model_server.champion import Champion
 from model_server.db import Database
 from model_server.errors import BodyLimitMiddleware, install_handlers
@@ -124,6 +125,7 @@ def create_app(
     app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval
     for module in (users, recommendations, predict, movies, system):
         app.include_router(module.router)
+    web.install(app)  # the web UI's pages under /ui/ and their static files
     app.openapi = lambda: _openapi(app, champion)  # type: ignore[method-assign]
     install_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
