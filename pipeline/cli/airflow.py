@@ -6,21 +6,22 @@ once through Airflow itself (``dag.test``: one process, real metadata database, 
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shlex
 import shutil
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import click
 import typer
-from rich.table import Table
+from rich.console import Console
 
-from pipeline.cli.render import out, print_published_lists
+from pipeline.cli.render import out, output_to_file, print_published_lists, print_task_event, task_line
 from pipeline.core.dates import parse_as_of
-from pipeline.core.errors import MovierecError
+from pipeline.core.errors import MovierecError, one_line
 from pipeline.core.settings import get_settings
 
 app = typer.Typer(
@@ -94,6 +95,21 @@ def standalone(port: Annotated[int, typer.Option(help="port of the UI / API serv
     sys.exit(airflow_local.run_standalone([executable, "standalone"]))
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): .+$", re.MULTILINE)
+
+
+def last_exception(log_path: Path, tail_bytes: int = 1 << 20) -> str | None:
+    """The last ``package.SomeError: message`` line of a task log (a traceback's last line), bounded."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(max(0, log_path.stat().st_size - tail_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = _EXCEPTION_LINE.findall(text)
+    return one_line(found[-1]) if found else None
+
+
 @app.command("run-weekly")
 def run_weekly_dag(
     logical_date: Annotated[
@@ -105,6 +121,9 @@ def run_weekly_dag(
     epochs: Annotated[int | None, typer.Option(min=1, help="maximum training epochs")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
     max_reject_share: Annotated[float | None, typer.Option(min=0, max=1, help="quality gate")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="stream Airflow's and the tasks' logs here too")
+    ] = False,
     executor: Annotated[
         bool,
         typer.Option(
@@ -135,24 +154,53 @@ def run_weekly_dag(
         when = parse_as_of(logical_date) or datetime.now(UTC).replace(microsecond=0)
     except ValueError as exc:
         raise click.BadParameter(f"{logical_date!r} is not an ISO date such as 1998-01-04") from exc
-    airflow_local.activate(get_settings())
-    airflow_local.init_metadata()
-    outcome = airflow_local.run_dag(logical_date=when, conf=conf, use_executor=executor)
+    settings = get_settings()
+    airflow_local.activate(settings)
+    started = datetime.now(UTC)
+    log_path = settings.home / "logs" / f"weekly-{started:%Y%m%dT%H%M%S}.log"
+    out.print(
+        f"{airflow_local.DAG_ID}: weekly run at {when.isoformat()} "
+        f"({'executor' if executor else 'in process'}); "
+        + ("task logs follow" if verbose else f"task logs in {log_path}"),
+        highlight=False,
+        soft_wrap=True,
+    )
+    seen: set[str] = set()
 
-    table = Table(title=f"{airflow_local.DAG_ID} run {outcome.run_id}: {outcome.state}")
-    for col in ("task", "state", "tries", "seconds"):
-        table.add_column(col)
-    for ti in outcome.tasks:
-        table.add_row(ti["task_id"], ti["state"], str(ti["tries"]), ti["seconds"])
-    out.print(table)
+    def run(console: Console) -> airflow_local.RunOutcome:
+        airflow_local.init_metadata()  # Airflow's migration logs belong with the rest
+
+        def on_task(event: airflow_local.TaskEvent) -> None:
+            seen.add(event.task_id)
+            print_task_event(console, event)
+
+        return airflow_local.run_dag(logical_date=when, conf=conf, use_executor=executor, on_task=on_task)
+
+    if verbose:
+        outcome = run(out)
+    else:
+        with output_to_file(log_path) as terminal:
+            outcome = run(terminal)
+    for ti in outcome.tasks:  # tasks that never ran (upstream failed) have no event
+        if ti["task_id"] not in seen:
+            out.print(task_line(ti["task_id"], ti["state"], ti["tries"], None), highlight=False)
+    took = (datetime.now(UTC) - started).total_seconds()
+    out.print(
+        f"{airflow_local.DAG_ID} run {outcome.run_id}: {outcome.state} "
+        f"({len(outcome.tasks)} tasks, {took / 60:.1f} min)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if outcome.report:
         out.print(outcome.report, markup=False, highlight=False)
     if outcome.state != "success":
         failed = [ti["task_id"] for ti in outcome.tasks if ti["state"] == "failed"]
+        where = "above" if verbose else f"in {log_path}"
+        reason = None if verbose else last_exception(log_path)
         raise MovierecError(
             f"weekly run {outcome.run_id} ended {outcome.state}; failed: {', '.join(failed) or '-'}"
-            f" (task logs under {os.environ['AIRFLOW_HOME']}/logs)"
+            + (f": {reason}" if reason else "")
+            + f" (task logs {where}; Airflow's own under {os.environ['AIRFLOW_HOME']}/logs)"
         )
     if outcome.results.get("publish"):
-        out.print("published: " + json.dumps(outcome.results["publish"]))
         print_published_lists()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -14,6 +18,7 @@ if TYPE_CHECKING:
 
     from pipeline.core.settings import Settings
     from pipeline.ingest.loader import IngestResult
+    from pipeline.orchestration.airflow_local import TaskEvent
 
 # Logs and pipes get wide tables rather than rich's 80-column default, so no figure is cut.
 out = Console() if sys.stdout.isatty() else Console(width=160)
@@ -93,11 +98,58 @@ def print_published_lists(users: int = 3, k: int = 10) -> None:
             )
         out.print(table)
     out.print(
+        "look further: `movierec serve`, then http://127.0.0.1:8000/ui/ (pages) and /docs (REST API)",
+        highlight=False,
+    )
+    out.print(
         f'every user\'s list: SELECT * FROM current_recommendations (psql "{psql_url()}"); '
         "example queries in database/sql/examples/",
         highlight=False,
         soft_wrap=True,
     )
+
+
+_MARKS = {"success": "✓", "failed": "✗", "up_for_retry": "↻", "skipped": "–", "upstream_failed": "–"}
+
+
+def task_line(task_id: str, state: str, tries: int, seconds: float | None) -> str:
+    """One progress line of a DAG run: mark, task, state, duration, try (split on spaces by tests)."""
+    took = f"{seconds:.1f}s" if seconds is not None and state not in ("upstream_failed", "skipped") else "-"
+    return f"{_MARKS.get(state, '·')} {task_id:<9} {state:<15} {took:>7}  try {tries}"
+
+
+def print_task_event(console: Console, event: TaskEvent) -> None:
+    style = {"success": "green", "failed": "red", "up_for_retry": "yellow"}.get(event.state, "dim")
+    console.print(
+        f"[{style}]{task_line(event.task_id, event.state, event.tries, event.seconds)}[/]", highlight=False
+    )
+
+
+@contextmanager
+def output_to_file(path: Path) -> Iterator[Console]:
+    """Sends this process's stdout and stderr to ``path`` at the file-descriptor level (Airflow's and the
+    tasks' logs, libraries' prints, C extensions' output) and yields a console on the real terminal for
+    what a person should see. Restored on the way out, exceptions included."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1, encoding="utf-8")
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield Console(file=terminal) if terminal.isatty() else Console(file=terminal, width=160)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved_out, 1)
+                os.dup2(saved_err, 2)
+    finally:
+        os.close(saved_out)
+        os.close(saved_err)
+        terminal.close()
 
 
 def psql_url(settings: Settings | None = None) -> str:

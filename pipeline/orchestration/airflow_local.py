@@ -17,11 +17,13 @@ Airflow reads its configuration when first imported: call ``activate`` before im
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:  # airflow is imported only after activate() (see above)
     from airflow.sdk import DAG
 
 POOL_DESCRIPTION = "movierec: one training at a time (one GPU)"
+log = logging.getLogger(__name__)
+
 CONN_VAR = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 
 # Defaults for a 2-4 core machine: LocalExecutor's default parallelism (32) starts 32 worker processes.
@@ -162,8 +166,10 @@ def run_dag(
     *,
     dag: DAG | None = None,
     use_executor: bool = False,
+    on_task: Callable[[TaskEvent], None] | None = None,
 ) -> RunOutcome:
-    """Run the weekly DAG once through Airflow (``dag.test``) and read back what it recorded.
+    """Run the weekly DAG once through Airflow (``dag.test``) and read back what it recorded; ``on_task`` is
+    called as each task settles (``TaskWatcher``).
 
     ``use_executor``: the tasks run as Airflow's configured executor runs them (task processes talking to
     the Airflow API server, logs in its log folder, readable in the UI), not in this process; the Docker
@@ -175,8 +181,76 @@ def run_dag(
             f"{dag.dag_id} is unpaused, so the scheduler runs it: trigger a run in the Airflow UI (or "
             f"`airflow dags trigger {dag.dag_id}`), or pause it to run it here"
         )
-    dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf or {}), use_executor=use_executor)
+    watcher = TaskWatcher(dag.dag_id, on_task) if on_task is not None else None
+    if watcher is not None:
+        watcher.start()
+    try:
+        dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf or {}), use_executor=use_executor)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return outcome_of(dag, dag_run.run_id)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task instance of the run reaching a state worth a line: finished, failed, or waiting for a retry."""
+
+    task_id: str
+    state: str
+    tries: int
+    seconds: float | None
+
+
+# States a task instance settles in (for this try); "up_for_retry" announces the next try.
+_REPORTED_STATES = frozenset({"success", "failed", "up_for_retry", "skipped", "upstream_failed", "removed"})
+
+
+class TaskWatcher:
+    """Polls the metadata database while a run goes on and calls ``on_task`` once per task instance try
+    that settles (``TaskEvent``), from a thread of its own. Only tries that ended after the watch started
+    count, so an earlier run at the same logical date is not reported."""
+
+    def __init__(self, dag_id: str, on_task: Callable[[TaskEvent], None], every_s: float = 1.0) -> None:
+        self.dag_id, self.on_task, self.every_s = dag_id, on_task, every_s
+        self.seen: set[tuple[str, int, str]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="movierec-task-watcher", daemon=True)
+        self._since: datetime | None = None
+
+    def start(self) -> None:
+        self._since = datetime.now(UTC)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.poll()  # the last task's state, recorded just before the run ended
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.poll()
+            except Exception:  # a progress line is not worth failing the run: the next poll tries again
+                log.debug("task watcher poll failed", exc_info=True)
+
+    def poll(self) -> None:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            rows = session.execute(
+                select(
+                    TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number, TaskInstance.duration
+                ).where(TaskInstance.dag_id == self.dag_id, TaskInstance.end_date >= self._since)
+            ).all()
+        for task_id, state, tries, seconds in sorted(rows, key=lambda r: r[0]):
+            key = (task_id, int(tries or 0), str(state))
+            if state is None or str(state) not in _REPORTED_STATES or key in self.seen:
+                continue
+            self.seen.add(key)
+            self.on_task(TaskEvent(task_id, str(state), int(tries or 0), seconds))
 
 
 def is_paused(dag_id: str) -> bool:

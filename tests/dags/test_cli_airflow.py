@@ -103,15 +103,58 @@ def test_run_weekly_fails_at_the_quality_gate_with_a_reason(
     )
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "failed: quality" in done.stderr
+    # one progress line per task: mark, task, state, duration, "try", try number
     rows = {
-        cells[1]: (cells[3], cells[5])
+        cells[1]: (cells[2], cells[5])
         for cells in (line.split() for line in done.stdout.splitlines())
-        if len(cells) > 5 and cells[0] == "│"
+        if len(cells) == 6 and cells[4] == "try"
     }
     assert rows["fetch"][0] == rows["ingest"][0] == "success"
     assert rows["quality"] == ("failed", "1")  # DataQualityError: no retry
     assert rows["train"][0] == rows["publish"][0] == "upstream_failed"
-    assert "too few to train on" in done.stdout + done.stderr
+    assert len(rows) == 8
+    # Airflow's and the tasks' logs went to a file under MOVIEREC_HOME, named on the terminal and in the error
+    logs = list((Path(user_env["MOVIEREC_HOME"]) / "logs").glob("weekly-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in done.stdout and str(logs[0]) in done.stderr
+    assert "too few to train on" in logs[0].read_text()
+    assert "[info" not in done.stdout and "TaskInstance" not in done.stdout
+    assert "too few to train on" in done.stdout + done.stderr  # the reason reaches the terminal too
+
+
+def test_run_weekly_reads_like_a_report(user_env: dict[str, str], ml100k_slice_dir: Path) -> None:
+    """The main job's output: a line per task, the run line, the report once, lists, where to look further;
+    Airflow's and the tasks' logs in a file under MOVIEREC_HOME, not on the terminal."""
+    done = movierec(
+        user_env,
+        "airflow",
+        "run-weekly",
+        "--source",
+        str(ml100k_slice_dir),
+        "--logical-date",
+        "1998-05-03",
+        "--epochs",
+        "1",
+        "--top-n",
+        "10",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    progress = [line.split() for line in lines if len(line.split()) == 6 and line.split()[4] == "try"]
+    assert sorted(cells[1] for cells in progress) == sorted(
+        ["fetch", "ingest", "quality", "evaluate", "train", "promote", "publish", "report"]
+    )
+    assert {cells[2] for cells in progress} == {"success"}
+    assert any(
+        line.startswith("movierec_weekly run manual__") and ": success (8 tasks" in line for line in lines
+    )
+    assert sum("published batch" in line for line in lines) == 1  # the report, printed once
+    assert sum(line.strip().startswith("top 10 for user") for line in lines) == 3
+    assert any(line.startswith("look further: `movierec serve`") for line in lines)
+    assert any("SELECT * FROM current_recommendations (psql" in line for line in lines)
+    assert "[info" not in done.stdout and "[DAG TEST]" not in done.stdout
+    assert len(lines) < 120  # a report, not a log (the log stream was ~500 lines)
+    (log,) = (Path(user_env["MOVIEREC_HOME"]) / "logs").glob("weekly-*.log")
+    assert str(log) in done.stdout and "[DAG TEST] end task task_id=publish" in log.read_text()
 
 
 def _free_port() -> int:
