@@ -44,9 +44,11 @@ PEOPLE_ROLES = ("directors", "actors", "writers")
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
-def _when(value: datetime | date | None) -> str:
+def _when(value: datetime | date | str | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):  # a time as the API's JSON answers spell it
+        value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M UTC") if value.tzinfo else value.strftime("%Y-%m-%d %H:%M")
     return value.strftime("%Y-%m")
