@@ -85,11 +85,14 @@ def page(browser, live_api) -> Iterator[Any]:
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     failed: list[str] = []
     page.on("requestfailed", lambda r: failed.append(r.url))
+    console_errors: list[str] = []  # a resource the page's security policy refused shows here
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     yield page
     context.close()
     assert elsewhere == [], f"the page fetched from another host: {elsewhere}"
     assert dialogs == [], f"a script ran: {dialogs}"  # nothing of the data is ever executed
     assert failed == [], f"requests failed: {failed}"
+    assert [e for e in console_errors if "status of 422" not in e] == []  # the invalid form's answer
 
 
 def _open(page, live_api, path: str, tmp_path: Path, name: str) -> Any:
@@ -270,6 +273,7 @@ def test_pages_are_escaped_and_served_locally(live_api):
             r = client.get(path)
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), path
             assert '<html lang="en">' in r.text
+            assert "script-src" not in r.headers["content-security-policy"]  # default-src 'none': no script
             assert not re.search(r"""(src|href)="(https?:)?//""", r.text), path  # nothing from elsewhere
         assert client.get("/ui/static/style.css").status_code == 200
         assert client.get("/ui").headers["location"] == "/ui/"
