@@ -1,0 +1,63 @@
+"""The evaluation report every training run logs (``evaluation.json``) as rows of text: the one definition of
+its table and of the blend's weights line, for the CLI (rich) and the web UI (HTML) alike.
+
+The report is ``EvaluationOutcome.to_dict``: ``k``, ``results`` (protocol -> model -> metrics, with
+``fit_seconds``) and the blend's ``blend_weight``, ``rating_weight`` and ``rerank_weight``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# The folder of a run's artifacts the report is logged under (``log_training_run(artifacts=...)``).
+REPORT_ARTIFACT_DIR = "evaluation.json"
+# The run's plots, ``plots/<name>.png`` (``log_training_run``).
+PLOT_NAMES = ("evaluation", "learning_curve")
+
+_COLUMNS = (
+    ("rmse", "RMSE"),
+    ("mae", "MAE"),
+    ("ndcg", "NDCG"),
+    ("recall", "Recall"),
+    ("precision", "Prec"),
+    ("mrr", "MRR"),
+    ("hr", "HR"),
+    ("coverage", "Cov"),
+    ("users", "Users"),
+)
+_UNRANKED = ("rmse", "mae", "users")  # metrics without a cut-off
+
+
+def evaluation_headers(k: int) -> list[str]:
+    """The table's headers: protocol, model, one per metric (ranking ones at ``k``), fit seconds."""
+    metrics = [header if key in _UNRANKED else f"{header}@{k}" for key, header in _COLUMNS]
+    return ["Protocol", "Model", *metrics, "Fit s"]
+
+
+def evaluation_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per (protocol, model), cells as ``evaluation_headers``; a dash where nothing applies."""
+    k = report["k"]
+    rows = []
+    for protocol, models in report["results"].items():
+        for model, metrics in models.items():
+            cells = [protocol, model]
+            for key, _ in _COLUMNS:
+                value = metrics.get(key if key in _UNRANKED else f"{key}@{k}")
+                if value is None or math.isnan(value):
+                    cells.append("—")
+                else:
+                    cells.append(f"{int(value)}" if key == "users" else f"{value:.4f}")
+            fit = metrics.get("fit_seconds")
+            cells.append("—" if fit is None else f"{fit:.1f}")
+            rows.append(cells)
+    return rows
+
+
+def blend_line(report: dict[str, Any]) -> str:
+    """What is published, with the weights the evaluation chose."""
+    return (
+        f"published = blend: ranking network x {report['blend_weight']:.1f} + EASE + rating head x "
+        f"{report['rerank_weight']:.2f}, ratings network x {report['rating_weight']:.1f} + biased MF "
+        "(weights chosen on validation splits of the train data)"
+    )
