@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+from pipeline.registry.report import blend_line, evaluation_headers, evaluation_rows
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -24,54 +25,22 @@ if TYPE_CHECKING:
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
-_COLUMNS = (
-    ("rmse", "RMSE"),
-    ("mae", "MAE"),
-    ("ndcg", "NDCG"),
-    ("recall", "Recall"),
-    ("precision", "Prec"),
-    ("mrr", "MRR"),
-    ("hr", "HR"),
-    ("coverage", "Cov"),
-    ("users", "Users"),
-)
-
 
 def evaluation_table(report: dict[str, Any]) -> Table:
     """One row per (protocol, model) of an evaluation report (``EvaluationReport.to_dict`` and what builds
     on it); a dash where a metric does not apply."""
-    k = report["k"]
-    table = Table(title=f"Offline evaluation (k={k})")
-    table.add_column("Protocol")
-    table.add_column("Model")
-    for _, header in _COLUMNS:
-        table.add_column(header if header in ("RMSE", "MAE", "Users") else f"{header}@{k}", justify="right")
-    table.add_column("Fit s", justify="right")
-    for protocol, models in report["results"].items():
-        for model, metrics in models.items():
-            cells = []
-            for key, _ in _COLUMNS:
-                value = metrics.get(key if key in ("rmse", "mae", "users") else f"{key}@{k}")
-                cells.append(
-                    "—"
-                    if value is None or math.isnan(value)
-                    else f"{int(value)}"
-                    if key == "users"
-                    else f"{value:.4f}"
-                )
-            cells.append(f"{metrics['fit_seconds']:.1f}")
-            table.add_row(protocol, model, *cells)
+    table = Table(title=f"Offline evaluation (k={report['k']})")
+    for i, header in enumerate(evaluation_headers(report["k"])):
+        table.add_column(header, justify="left" if i < 2 else "right")
+    for row in evaluation_rows(report):
+        table.add_row(*row)
     return table
 
 
 def print_evaluation(report: dict[str, Any]) -> None:
     """The table, the blend's weights and, where present, the item cold-start figures."""
     out.print(evaluation_table(report))
-    out.print(
-        f"published = blend: ranking network x {report['blend_weight']:.1f} + EASE + rating head x "
-        f"{report['rerank_weight']:.2f}, ratings network x {report['rating_weight']:.1f} + biased MF "
-        "(weights chosen on validation splits of the train data)"
-    )
+    out.print(blend_line(report))
     for name, figures in report.get("cold_start", {}).items():
         out.print(f"cold start, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
