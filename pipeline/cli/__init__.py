@@ -2,8 +2,8 @@
 
 Every command is safe to re-run, shows progress on long work, and on failure exits non-zero with a
 one-line reason on stderr. One module per group of commands: ``db``, ``data`` (ingest), ``model`` (train,
-evaluate), ``batch`` (recommend, run), ``airflow``, ``serve``; ``render`` prints, ``options`` holds the shared
-options.
+evaluate), ``batch`` (recommend, run, publish, compare-batches), ``airflow``, ``serve``; ``render`` prints,
+``options`` holds the shared options.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ app.command()(model.train)
 app.command()(model.evaluate)
 app.command()(batch.recommend)
 app.command()(batch.run)
+app.command("publish")(batch.publish_kept)
+app.command("compare-batches")(batch.compare_batches)
 app.command()(serve.serve)
 
 

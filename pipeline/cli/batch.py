@@ -1,4 +1,5 @@
-"""``movierec recommend`` and ``movierec run``: publish the lists, or the whole weekly flow in one process."""
+"""``movierec recommend`` and ``movierec run``: publish the lists, or the whole weekly flow in one process;
+``movierec publish --rollback`` and ``movierec compare-batches``: put the previous lists back, compare two."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import click
 import typer
 
 from pipeline.cli.options import AsOf, Candidates, Device, Epochs, TopN, as_of_option, device_option
-from pipeline.cli.render import err, out, print_published_lists
+from pipeline.cli.render import err, out, print_batch_comparison, print_published_lists
 from pipeline.core.defaults import DEFAULT_DATASET, DEFAULT_TOP_N, REGISTERED_MODEL
+from pipeline.core.settings import get_settings
 
 
 def recommend(
@@ -70,3 +72,61 @@ def run(
     )
     out.print(results["report"], highlight=False)
     print_published_lists()
+
+
+def publish_kept(
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="make the previous kept batch the published one again")
+    ] = False,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch",
+            min=1,
+            help="roll back only this batch: if it was rolled back already, do nothing (safe to re-run)",
+        ),
+    ] = None,
+) -> None:
+    """Change which kept batch is published, without scoring: --rollback puts the previous lists back.
+
+    A command of its own rather than a flag of ``recommend``: every option of ``recommend`` (top-N, cut-off,
+    device, candidates) is about scoring a new batch and would mean nothing here, while ``publish`` names
+    what changes, the published batch. The swap is one transaction under the same lock as a publication."""
+    from database.engine import get_engine
+    from pipeline.batch.rollback import rollback_batch
+
+    if not rollback:
+        raise click.UsageError("nothing to do: give --rollback")
+    settings = get_settings()
+    done = rollback_batch(get_engine(settings), expect=batch, lock_timeout_s=settings.lock_timeout_s)
+    if done["rolled_back"] is None:
+        out.print(
+            f"batch {batch} was already rolled back: batch {done['published']} is published; nothing done"
+        )
+    else:
+        out.print(
+            f"rolled back batch {done['rolled_back']} (by {done['by']}): "
+            f"batch {done['published']} is published again"
+        )
+
+
+def compare_batches(
+    a: Annotated[
+        int | None, typer.Argument(help="reference batch (default: the previous kept batch)")
+    ] = None,
+    b: Annotated[
+        int | None, typer.Argument(help="batch compared with it (default: the published one)")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="list head the overlaps look at")] = 10,
+) -> None:
+    """Compare two kept batches: users in both, overlap@k, churn, catalogue coverage and novelty."""
+    from database.engine import get_engine
+    from pipeline.batch import compare
+
+    if (a is None) != (b is None):
+        raise click.UsageError(
+            "give two batch ids, or none (the previous kept batch against the published one)"
+        )
+    with get_engine(get_settings()).connect() as conn:
+        pair = (a, b) if a is not None and b is not None else compare.default_pair(conn)
+        print_batch_comparison(compare.compare_batches(conn, *pair, k=k))

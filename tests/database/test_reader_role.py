@@ -289,3 +289,20 @@ def test_every_query_of_the_web_ui_runs_as_the_reader(engine: Engine, db_url: st
             await conn.close()
 
     assert asyncio.run(run()) == (1, [1])
+
+
+def test_reader_may_compare_batches_with_what_it_reads_already(engine: Engine, reader) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0006's ``compare_batches`` runs with its caller's rights over what the reader may read:
+    it runs as the reader (EXECUTE granted), not as its owner, and PUBLIC may not run it."""
+    with reader.cursor() as cur:
+        cur.execute("SELECT users_a, users_both, overlap_at_k FROM compare_batches(1, 2)")
+        assert cur.fetchall() == [(0, 0, None)]
+    reader.rollback()
+    with engine.connect() as conn:
+        security_definer, public_may_run = conn.execute(
+            text(
+                "SELECT prosecdef, has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p "
+                "WHERE proname = 'compare_batches'"
+            )
+        ).one()
+    assert not security_definer and not public_may_run
