@@ -17,6 +17,7 @@ from pipeline.registry.report import blend_line, evaluation_headers, evaluation_
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from pipeline.batch.compare import BatchComparison
     from pipeline.core.settings import Settings
     from pipeline.ingest.loader import IngestResult
     from pipeline.orchestration.airflow_local import TaskEvent
@@ -170,4 +171,23 @@ def print_summary(engine: Engine) -> None:
         table.add_column(col)
     for m in s["most_rated"]:
         table.add_row(m["title"], str(m["year"] or ""), str(m["ratings"]), str(m["mean_rating"]))
+    out.print(table)
+
+
+def print_batch_comparison(c: BatchComparison) -> None:
+    """``compare_batches``' figures: one row per figure, a column per batch and the change."""
+
+    def f(value: float | None, signed: bool = False) -> str:
+        return "—" if value is None else f"{value:+.4f}" if signed else f"{value:.4f}"
+
+    table = Table(title=f"batch {c.batch_b} against batch {c.batch_a} (k={c.top_k})")
+    table.add_column("figure")
+    for header in (f"batch {c.batch_a}", f"batch {c.batch_b}", "both / change"):
+        table.add_column(header, justify="right")
+    table.add_row("users", f"{c.users_a:,}", f"{c.users_b:,}", f"{c.users_both:,}")
+    table.add_row(f"overlap@{c.top_k} (share of top-{c.top_k} kept)", "", "", f(c.overlap_at_k))
+    table.add_row(f"Jaccard@{c.top_k}", "", "", f(c.jaccard_at_k))
+    table.add_row("churn (share of the list that is new)", "", "", f(c.churn))
+    table.add_row("catalogue coverage", f(c.coverage_a), f(c.coverage_b), f(c.coverage_change, True))
+    table.add_row("novelty (bits)", f(c.novelty_a), f(c.novelty_b), f(c.novelty_change, True))
     out.print(table)
