@@ -1,3 +1,4 @@
 """The weekly lists: ``scoring`` (``score_chunk``: top-N by the published blend, retrieve then re-rank),
 ``publish`` (``publish_batch``, ``ListWriter``, ``sample_lists``: written with COPY, published in one
-transaction), ``fallback`` (``most_rated``: SQL only, shared with the API)."""
+transaction), ``fallback`` (``most_rated``: SQL only, shared with the API), ``rollback`` (``rollback_batch``:
+the previous kept batch published again), ``compare`` (``compare_batches``: two kept batches side by side)."""
