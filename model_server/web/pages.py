@@ -1,4 +1,5 @@
-"""The UI's pages: ``/ui/`` (home), ``/ui/users/{id}``, ``/ui/movies/{id}``, ``/ui/new-movie``, ``/ui/runs``.
+"""The UI's pages: ``/ui/`` (home), ``/ui/users/{id}``, ``/ui/movies/{id}``, ``/ui/new-movie``, ``/ui/runs``
+(``?version=N``: that version's evaluation) and the runs' plots, ``/ui/runs/{version}/plots/{name}.png``.
 
 Every page is HTML rendered on the server (Jinja2, autoescaped) from what the API itself serves: a user's
 list is ``PublishedLists.answer`` (the body of ``GET /users/{id}/recommendations``, fallback included),
@@ -10,6 +11,7 @@ an unknown user or movie a 404 page, and never a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -34,12 +36,16 @@ from model_server.routes.predict import predict_new_movie
 from model_server.schemas import DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_ID, MAX_LIMIT, NewMovieRequest
 from model_server.web import STATIC_URL
 from model_server.web import queries as q
+from model_server.web.artifacts import ArtifactMissing, RegistryUnavailable, VersionNotFound
+from pipeline.core.defaults import REGISTERED_MODEL
+from pipeline.registry.report import PLOT_NAMES
 
 log = logging.getLogger(__name__)
 
 LIST_SHOWN = 20  # a user's list on their page (the batch's top-N when shorter)
 SIMILAR_SHOWN = 10
 PEOPLE_ROLES = ("directors", "actors", "writers")
+PLOT_MAX_AGE_S = 86400  # a plot in a browser's cache: a day
 
 # The pages run no script and load only from this server: a browser refuses anything else, so even data that
 # escaped escaping could not act.
@@ -324,6 +330,66 @@ async def new_movie_submit(request: Request, db: DbDep) -> Response:
 @_page
 async def runs_page(request: Request, db: DbDep) -> Response:
     state = (await _state(request, db)).need(batch=True)
-    if state.db_error is not None:
-        return _render("runs.html", state, batches=[], versions=[], churn=None)
-    return _render("runs.html", state, **await q.runs(db))
+    asked = request.query_params.get("version")
+    wanted = _id(asked, "model version") if asked is not None else None
+    runs: dict[str, Any] = {"batches": [], "versions": [], "churn": None}
+    if state.db_error is None:
+        runs = await q.runs(db)
+        known = {
+            v["registered_version"] for v in runs["versions"] if v["registered_model"] == REGISTERED_MODEL
+        }
+        if wanted is not None and wanted not in known:
+            raise NotFound(f"No model version {wanted} of {REGISTERED_MODEL}.")
+    version = wanted if wanted is not None else _champion_version(state, runs["versions"])
+    evaluation, note = None, None
+    if version is None:
+        note = "No champion yet: the evaluation of the first promoted version shows here."
+    else:
+        try:
+            evaluation = await asyncio.to_thread(request.app.state.run_artifacts.evaluation, version)
+        except VersionNotFound as exc:
+            if wanted is not None:
+                raise NotFound(str(exc)) from None
+            note = f"v{version} is not in the MLflow registry: no evaluation to show."
+        except ArtifactMissing as exc:
+            note = f"No evaluation report for v{version}: {exc}."
+        except RegistryUnavailable as exc:
+            note = f"MLflow registry unavailable, no evaluation for v{version}: {exc}."
+    return _render(
+        "runs.html",
+        state,
+        **runs,
+        evaluation=evaluation,
+        evaluation_version=version,
+        evaluation_note=note,
+        champion=state.served.version if state.served else None,
+        model_name=REGISTERED_MODEL,
+    )
+
+
+def _champion_version(state: State, versions: list[dict[str, Any]]) -> int | None:
+    """The version the server serves; else the one the gate last made champion."""
+    if state.served is not None:
+        return state.served.version
+    return next(
+        (v["registered_version"] for v in versions if v["status"] == "champion" and v["registered_version"]),
+        None,
+    )
+
+
+@router.get("/runs/{version}/plots/{name}.png")
+@_page
+async def run_plot(request: Request, version: str, name: str) -> Response:
+    """One of a version's plots (``PLOT_NAMES`` only), read from its run's artifacts."""
+    number = _id(version, "model version")
+    if name not in PLOT_NAMES:
+        raise NotFound(f"No plot {name!r}: the plots are {', '.join(PLOT_NAMES)}.")
+    try:
+        png = await asyncio.to_thread(request.app.state.run_artifacts.plot, number, name)
+    except (VersionNotFound, ArtifactMissing) as exc:
+        raise NotFound(str(exc)) from None
+    except RegistryUnavailable as exc:
+        raise Unavailable(f"MLflow registry unavailable: {exc}.") from None
+    # A registered version's plots never change.
+    headers = {**SECURITY_HEADERS, "Cache-Control": f"public, max-age={PLOT_MAX_AGE_S}"}
+    return Response(png, media_type="image/png", headers=headers)

@@ -1,5 +1,6 @@
 """The web UI (``/ui/``) in a real browser against the live server over the weekly run's lists, plus plain HTTP
-checks of its 404 pages and its degraded (503) pages.
+checks of its 404 pages, its degraded (503) pages and the runs page's plots (read from the champion's MLflow
+run; only the allowed plot names).
 
 The browser is Debian's Chromium (``/usr/bin/chromium``) driven by Python Playwright through
 ``executable_path``: Playwright's own ``playwright install`` downloads browsers from a CDN, which CI and
@@ -11,6 +12,7 @@ browser may reach the server only (any other request fails the test: no CDN, not
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -21,10 +23,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from mlflow import MlflowClient
 from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
 from model_server.app import create_app
+from pipeline.core.defaults import CHAMPION_ALIAS, REGISTERED_MODEL
+from pipeline.registry.store import tracking_uri
 
 pytestmark = pytest.mark.e2e  # a live server over the weekly run's lists, a browser on it
 
@@ -242,7 +247,9 @@ def test_new_movie_form_names_what_is_wrong(page, live_api):
     assert page.get_by_label("Title").input_value() == "Untitled"  # what was typed is kept
 
 
-def test_runs_page_lists_the_batch_and_the_gate(page, live_api, db, published, tmp_path):
+def test_runs_page_lists_the_batch_the_gate_and_the_champions_evaluation(
+    page, live_api, db, published, tmp_path
+):
     _open(page, live_api, "/ui/runs", tmp_path, "runs")
     batch_id = published.results["publication"]["batch_id"]
     row = page.locator(f"#batches tr[data-batch-id='{batch_id}']")
@@ -264,6 +271,74 @@ def test_runs_page_lists_the_batch_and_the_gate(page, live_api, db, published, t
         versions[-1][0] == "movierec-hybrid v1" and versions[-1][1] == status and versions[-1][7] == decision
     )
     assert f"One batch kept ({batch_id})" in page.locator("#churn").inner_text()
+
+    # The champion's evaluation: the published blend's NDCG@10 is the figure of its run's evaluation.json.
+    report = _champion_report(published)
+    assert "v1 (the champion)" in page.locator("#evaluation-h").inner_text()
+    headers = page.locator("#evaluation thead th").all_inner_texts()
+    blend = page.locator("#evaluation tr[data-protocol='temporal'][data-model='blend'] td").all_inner_texts()
+    assert blend[headers.index("NDCG@10")] == f"{report['results']['temporal']['blend']['ndcg@10']:.4f}"
+    assert len(_cells(page, "#evaluation")) == sum(len(models) for models in report["results"].values())
+    assert f"ranking network x {report['blend_weight']:.1f}" in page.locator("#blend-weights").inner_text()
+    # both plots loaded as images (the page's policy allows images from the server itself only)
+    plots = page.locator("img.plot").evaluate_all(
+        "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])"
+    )
+    assert [src for src, _ in plots] == [
+        "/ui/runs/1/plots/evaluation.png",
+        "/ui/runs/1/plots/learning_curve.png",
+    ]
+    assert all(width > 0 for _, width in plots), plots
+    # a version in the table links to its evaluation
+    page.get_by_role("link", name="movierec-hybrid v1").click()
+    page.wait_for_url(re.compile(r"/ui/runs\?version=1#evaluation-h$"))
+    assert "v1" in page.locator("#evaluation-h").inner_text()
+
+
+def _champion_report(published) -> dict[str, Any]:
+    """The evaluation.json logged with the champion's training run, read from the fixture's MLflow store."""
+    uri = tracking_uri(published.settings)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS).run_id
+    [report] = [f.path for f in client.list_artifacts(run_id, "evaluation.json") if f.path.endswith(".json")]
+    return json.loads(Path(client.download_artifacts(run_id, report)).read_text())
+
+
+def test_run_plots_are_served_from_an_allow_list(live_api):
+    with httpx.Client(base_url=live_api.url, timeout=60) as client:
+        for name in ("evaluation", "learning_curve"):
+            r = client.get(f"/ui/runs/1/plots/{name}.png")
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png", name
+            assert r.content.startswith(b"\x89PNG") and "max-age" in r.headers["cache-control"]
+            assert r.headers["x-content-type-options"] == "nosniff"
+        for path in (
+            "/ui/runs/1/plots/id_maps.png",  # an artifact, but not a plot
+            "/ui/runs/1/plots/..%2Fid_maps.png",
+            "/ui/runs/1/plots/../../id_maps.json",
+            "/ui/runs/999/plots/evaluation.png",  # no such version
+            "/ui/runs/abc/plots/evaluation.png",
+            "/ui/runs?version=999",
+            "/ui/runs?version=x",
+        ):
+            r = client.get(path)
+            assert r.status_code == 404 and "Traceback" not in r.text, path
+        assert client.get("/ui/runs", params={"version": 1}).status_code == 200
+
+
+def test_runs_page_says_the_registry_is_unavailable(published, monkeypatch):
+    """A registry nobody answers at: the evaluation section says so and the rest of the page is served."""
+    monkeypatch.setenv(
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
+    )  # refused at once, not after minutes of retries
+    settings = published.settings.model_copy(update={"mlflow_reader_tracking_uri": "http://127.0.0.1:9"})
+    app = create_app(settings, poll_seconds=3600)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/ui/runs")
+        assert r.status_code == 200 and "Traceback" not in r.text
+        assert "MLflow registry unavailable, no evaluation for v1" in r.text
+        assert 'id="versions"' in r.text and 'id="evaluation"' not in r.text
+        r = client.get("/ui/runs/1/plots/evaluation.png")
+        assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
 
 
 def test_pages_are_escaped_and_served_locally(live_api):
