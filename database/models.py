@@ -174,7 +174,8 @@ class ModelVersion(Base):
     trained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-BATCH_STATUSES = ("published", "superseded")
+# rolled_back: taken off by `movierec publish --rollback` (migration 0006)
+BATCH_STATUSES = ("published", "superseded", "rolled_back")
 LIST_SOURCES = ("model", "fallback_popularity")
 
 
