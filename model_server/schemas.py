@@ -107,6 +107,28 @@ class UserRecommendations(BaseModel):
     items: list[RecommendedMovie]
 
 
+MAX_EXCLUDE = 100  # movies one GET /users/{user_id}/recommendations may leave out (exclude=)
+
+
+# --- POST /users/{user_id}/dismissals -----------------------------------------------------------------------
+
+
+class DismissalRequest(_Request):
+    movie_id: MovieId = Field(description="the movie the user is not interested in")
+
+
+class Dismissal(BaseModel):
+    user_id: int = Field(examples=[1])
+    movie_id: int = Field(examples=[50])
+    dismissed_at: datetime = Field(
+        description="when the dismissal was first recorded", examples=["2026-11-24T09:12:00Z"]
+    )
+    created: bool = Field(
+        description="true: recorded by this request (201); false: it was recorded already (200)",
+        examples=[True],
+    )
+
+
 # --- POST /recommendations/existing -------------------------------------------------------------------------
 
 
