@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from database.engine import READER_ROLE
+from database.engine import FEEDBACK_ROLE, READER_ROLE
 from pipeline.core.defaults import READER_IDLE_IN_TRANSACTION_TIMEOUT_S, READER_STATEMENT_TIMEOUT_S
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
@@ -96,28 +96,31 @@ def _ensure_databases(socket_dir: str) -> None:
 
 
 def _secure_reader(cur: Any, socket_dir: str) -> None:
-    """What the read-only role may do on this server (``cur``: database ``postgres`` as the superuser, in
+    """What the API's roles may do on this server (``cur``: database ``postgres`` as the superuser, in
     autocommit); the stack's init script does the same for its roles.
 
     ``movierec_reader`` (its table rights come from the migrations): session defaults bounding its statements
     and its open transactions; ``CONNECT`` to the app database and to ``mlflow``, where it reads the registry
     (``SELECT`` on MLflow's tables, those MLflow creates later included), never to ``airflow`` or
     ``postgres``; no temporary tables anywhere (the pipeline connects as the superuser, who needs no grant).
-    Every statement is idempotent."""
+    ``movierec_feedback`` (the API's dismissals, migration 0007): the same timeouts, ``CONNECT`` to the app
+    database only. Every statement is idempotent."""
     import psycopg2
 
-    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,))
-    if cur.fetchone() is None:
-        cur.execute(f"CREATE ROLE {READER_ROLE} LOGIN")  # a constant name
-    cur.execute(f"ALTER ROLE {READER_ROLE} SET statement_timeout = %s", (f"{READER_STATEMENT_TIMEOUT_S}s",))
-    cur.execute(
-        f"ALTER ROLE {READER_ROLE} SET idle_in_transaction_session_timeout = %s",
-        (f"{READER_IDLE_IN_TRANSACTION_TIMEOUT_S}s",),
-    )
+    for role in (READER_ROLE, FEEDBACK_ROLE):  # constant names
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone() is None:
+            cur.execute(f"CREATE ROLE {role} LOGIN")
+        cur.execute(f"ALTER ROLE {role} SET statement_timeout = %s", (f"{READER_STATEMENT_TIMEOUT_S}s",))
+        cur.execute(
+            f"ALTER ROLE {role} SET idle_in_transaction_session_timeout = %s",
+            (f"{READER_IDLE_IN_TRANSACTION_TIMEOUT_S}s",),
+        )
     for name in (*DATABASES, "postgres"):
         cur.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
     for name in (APP_DB, MLFLOW_DB):
         cur.execute(f'GRANT CONNECT ON DATABASE "{name}" TO {READER_ROLE}')
+    cur.execute(f'GRANT CONNECT ON DATABASE "{APP_DB}" TO {FEEDBACK_ROLE}')
     registry = psycopg2.connect(_uri(socket_dir, MLFLOW_DB))
     try:
         with registry, registry.cursor() as reg:  # one transaction, committed on leaving

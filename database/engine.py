@@ -13,6 +13,8 @@ from pipeline.core.settings import Settings, get_settings
 # The API's read-only role: created by migration 0003 (or the embedded server, or the stack's init script);
 # what it may read is migration 0004's READER_VIEWS and READER_COLUMNS, nothing else.
 READER_ROLE = "movierec_reader"
+# The API's only writer: INSERT into ``dismissals`` (migration 0007), nothing else; created like the reader.
+FEEDBACK_ROLE = "movierec_feedback"
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -35,11 +37,25 @@ def reader_database_url(settings: Settings | None = None) -> str:
     return as_reader(database_url(settings))
 
 
+def feedback_database_url(settings: Settings | None = None) -> str:
+    """The URL the API server records dismissals with: ``FEEDBACK_DATABASE_URL`` when set, else the app
+    database's URL as role ``movierec_feedback`` without a password (as ``reader_database_url``)."""
+    settings = settings or get_settings()
+    if settings.feedback_database_url:
+        return settings.feedback_database_url
+    return as_role(database_url(settings), FEEDBACK_ROLE)
+
+
 def as_reader(url: str, drivername: str = "postgresql") -> str:
     """``url`` (same server, database and options) as role ``movierec_reader`` without a password."""
+    return as_role(url, READER_ROLE, drivername)
+
+
+def as_role(url: str, role: str, drivername: str = "postgresql") -> str:
+    """``url`` (same server, database and options) as ``role`` without a password."""
     parsed = make_url(sqlalchemy_url(url))
     return URL.create(
-        drivername, READER_ROLE, None, parsed.host, parsed.port, parsed.database, parsed.query
+        drivername, role, None, parsed.host, parsed.port, parsed.database, parsed.query
     ).render_as_string(hide_password=False)
 
 

@@ -246,3 +246,16 @@ class PipelineLock(Base):
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     description: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class Dismissal(Base):
+    """A user said "not interested" in a movie (``POST /users/{id}/dismissals``, the API's only write, as role
+    ``movierec_feedback``). The API leaves it out of that user's answers at once; the next batch masks it as
+    it masks rated movies."""
+
+    __tablename__ = "dismissals"
+    __table_args__ = {"comment": "not-interested marks: written by movierec_feedback, masked by the batch"}
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True)
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.movie_id", ondelete="CASCADE"), primary_key=True)
+    dismissed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     public_database_url: str | None = Field(default=None, validation_alias="MOVIEREC_PUBLIC_DATABASE_URL")
     # The API server's read-only connection; unset: the app URL as role movierec_reader, no password.
     reader_database_url: str | None = Field(default=None, validation_alias="READER_DATABASE_URL")
+    # The API server's one write (dismissals); unset: the app URL as role movierec_feedback, no password.
+    feedback_database_url: str | None = Field(default=None, validation_alias="FEEDBACK_DATABASE_URL")
     # How long a publish or promotion waits for its pipeline lock (and later lock waits in its transaction).
     lock_timeout_s: float = Field(default=LOCK_TIMEOUT_S, gt=0, validation_alias="MOVIEREC_LOCK_TIMEOUT_S")
     # How often the API server asks the MLflow registry whether the champion changed.
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
         "mlflow_tracking_uri",
         "mlflow_reader_tracking_uri",
         "reader_database_url",
+        "feedback_database_url",
         "public_database_url",
     )
     @classmethod

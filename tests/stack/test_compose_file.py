@@ -50,6 +50,7 @@ def test_every_secret_comes_from_env_file_and_none_has_a_default() -> None:
         "MLFLOW_DB_PASSWORD",
         "AIRFLOW_DB_PASSWORD",
         "MOVIEREC_READER_PASSWORD",
+        "MOVIEREC_FEEDBACK_PASSWORD",
         "AIRFLOW_ADMIN_PASSWORD",
         "AIRFLOW_JWT_SECRET",
         "AIRFLOW_SECRET_KEY",
@@ -72,13 +73,14 @@ def test_postgres_initialises_every_database_and_role(compose: dict) -> None:
         for v in pg["volumes"]
     )
     script = init.read_text()
-    for role in ("movierec", "mlflow", "airflow", "movierec_reader"):
+    for role in ("movierec", "mlflow", "airflow", "movierec_reader", "movierec_feedback"):
         assert f"CREATE ROLE {role} LOGIN" in script
     for password in _required_vars(COMPOSE.read_text()) & {
         "MOVIEREC_DB_PASSWORD",
         "MLFLOW_DB_PASSWORD",
         "AIRFLOW_DB_PASSWORD",
         "MOVIEREC_READER_PASSWORD",
+        "MOVIEREC_FEEDBACK_PASSWORD",
     }:
         assert password in pg["environment"] and f'"${password}"' in script
 
@@ -118,6 +120,7 @@ def test_model_server_reads_as_the_read_only_role(compose: dict) -> None:
     assert server["command"] == ["movierec", "serve", "--host", "0.0.0.0", "--port", "8000"]
     assert server["environment"]["READER_DATABASE_URL"].startswith("postgresql://movierec_reader:")
     assert server["environment"]["DATABASE_URL"].startswith("postgresql://movierec_reader:")
+    assert server["environment"]["FEEDBACK_DATABASE_URL"].startswith("postgresql://movierec_feedback:")
     # healthy when it serves: /ping, not /health (503 on a fresh stack until a champion and a batch exist)
     probe = " ".join(server["healthcheck"]["test"])
     assert "8000/ping'" in probe and "/health" not in probe
