@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pipeline.models.group import Strategy
+
 MAX_ID = 2**31 - 1  # PostgreSQL integer
 MAX_LIMIT = 1000  # rows any list endpoint returns at most
 DEFAULT_LIMIT = 10
@@ -249,6 +251,73 @@ class SimilarMovies(BaseModel):
     title: str = Field(examples=["Star Wars"])
     model_version: int = Field(examples=[3])
     items: list[SimilarMovie]
+
+
+# --- POST /groups/recommendations ---------------------------------------------------------------------------
+
+MIN_GROUP, MAX_GROUP = 2, 20  # members of a group
+MAX_GROUP_LIMIT = 100  # movies in a group's list
+
+
+def _distinct(ids: list[int]) -> list[int]:
+    repeated = sorted({u for u in ids if ids.count(u) > 1})
+    if repeated:
+        raise ValueError(f"each member once; repeated: {', '.join(map(str, repeated))}")
+    return ids
+
+
+class GroupRequest(_Request):
+    user_ids: Annotated[
+        list[UserId],
+        Field(
+            min_length=MIN_GROUP,
+            max_length=MAX_GROUP,
+            description="the members, each once",
+            json_schema_extra={"uniqueItems": True},
+        ),
+        AfterValidator(_distinct),
+    ]
+    strategy: Strategy = Field(
+        default="average",
+        description="average: the mean of the members' standardised scores; least_misery: their minimum "
+        "(the movie the least keen member likes most)",
+    )
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_GROUP_LIMIT, description="how many movies")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"user_ids": [1, 7], "strategy": "average", "limit": 10}]},
+    )
+
+
+class MemberScore(BaseModel):
+    user_id: int = Field(examples=[7])
+    score: float = Field(
+        description="the member's ranking score of the movie, standardised over the group's candidates "
+        "(the movies no member has rated)",
+        examples=[1.84],
+    )
+    rank: int = Field(description="where the movie stands in the member's own ranking of those", examples=[3])
+
+
+class GroupMovie(BaseModel):
+    rank: int = Field(examples=[1])
+    movie_id: int = Field(examples=[318])
+    title: str = Field(examples=["Schindler's List"])
+    year: int | None = Field(examples=[1993])
+    genres: list[str] = Field(examples=[["Drama", "War"]])
+    score: float = Field(
+        description="the group score: the strategy over the members' scores", examples=[1.52]
+    )
+    members: list[MemberScore] = Field(description="each member's score and rank, in the request's order")
+
+
+class GroupRecommendations(BaseModel):
+    user_ids: list[int] = Field(examples=[[1, 7]])
+    strategy: Strategy = Field(examples=["average"])
+    model_version: int = Field(examples=[3])
+    candidates: int = Field(description="movies the model knows that no member has rated", examples=[1378])
+    items: list[GroupMovie]
 
 
 # --- GET /health, GET /ping ---------------------------------------------------------------------------------
