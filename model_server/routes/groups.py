@@ -1,0 +1,95 @@
+"""POST /groups/recommendations: a list for users watching together, scored by the served champion."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from fastapi import APIRouter, HTTPException
+
+from model_server.champion import ServedModel
+from model_server.deps import DbDep, ModelDep
+from model_server.routes.responses import errors
+from model_server.schemas import GroupRecommendations, GroupRequest
+from pipeline.models.group import GroupList, Strategy, candidates, recommend_group
+
+router = APIRouter(prefix="/groups", tags=["groups"])
+
+# Every rating of the members, after the model's cut-off too: the reader may read these two columns.
+_MEMBER_RATINGS = "SELECT user_id, movie_id FROM ratings WHERE user_id = ANY($1::integer[])"
+# Movies looked at beyond ``limit``: the model may know a movie since removed from the catalogue.
+_SLACK = 20
+
+
+def _score(
+    served: ServedModel, user_ids: list[int], pairs: list[tuple[int, int]], limit: int, strategy: Strategy
+) -> tuple[GroupList, int]:
+    """The group's list (``_SLACK`` movies longer) and how many movies no member rated; in a worker thread."""
+    model = served.model
+    users = np.asarray([served.user_index[u] for u in user_ids], np.int64)
+    row = {u: k for k, u in enumerate(user_ids)}
+    seen = np.asarray([(row[u], served.movie_index.get(m, -1)) for u, m in pairs], np.int64).reshape(-1, 2)
+    seen = seen[seen[:, 1] >= 0]  # movies the model does not know cannot be listed anyway
+    since = sp.csr_matrix(
+        (np.ones(len(seen), np.float32), (seen[:, 0], seen[:, 1])), shape=(len(users), model.n_items)
+    )
+    rated = model.rated[users] + since  # up to the cut-off (what the batch masks) and every rating since
+    # every term for every movie: the batch's ranking, exhaustive (a group mixes the members' candidates)
+    scores = model.score_users(users)
+    return recommend_group(scores, rated, limit + _SLACK, strategy), int(candidates(rated).sum())
+
+
+@router.post(
+    "/recommendations",
+    response_model=GroupRecommendations,
+    responses=errors(404, 413, 422, 503),
+)
+async def group_recommendations(body: GroupRequest, served: ModelDep, db: DbDep) -> dict[str, Any]:
+    """The ``limit`` movies no member has rated that the group is predicted to like most.
+
+    Each member scores every movie the model knows with the published ranking (as the weekly batch does);
+    the scores are standardised per member over the movies no member has rated, then combined per movie:
+    ``average`` takes their mean, ``least_misery`` their minimum. Each listed movie carries every member's
+    standardised score and rank. 404 names the members the model does not know.
+    """
+    unknown = [u for u in body.user_ids if u not in served.user_index]
+    if unknown:
+        raise HTTPException(
+            404,
+            f"user{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))} not known to model "
+            f"v{served.version} (no ratings up to its data cut-off)",
+        )
+    pairs = [(r["user_id"], r["movie_id"]) for r in await db.fetch(_MEMBER_RATINGS, body.user_ids)]
+    found, n_candidates = await asyncio.to_thread(
+        _score, served, body.user_ids, pairs, body.limit, body.strategy
+    )
+    ids = served.model.network.item_map.ids[found.items].tolist()
+    movies = await db.movies(ids)
+    listed = [k for k, m in enumerate(ids) if m in movies][: body.limit]
+    return {
+        "user_ids": body.user_ids,
+        "strategy": body.strategy,
+        "model_version": served.version,
+        "candidates": n_candidates,
+        "items": [
+            {
+                "rank": rank,
+                "movie_id": ids[k],
+                "title": movies[ids[k]]["title"],
+                "year": movies[ids[k]]["year"],
+                "genres": movies[ids[k]]["genres"] or [],
+                "score": float(found.scores[k]),
+                "members": [
+                    {
+                        "user_id": u,
+                        "score": float(found.member_scores[j, k]),
+                        "rank": int(found.member_ranks[j, k]),
+                    }
+                    for j, u in enumerate(body.user_ids)
+                ],
+            }
+            for rank, k in enumerate(listed, 1)
+        ],
+    }
