@@ -19,14 +19,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from database.engine import reader_database_url
+from database.engine import feedback_database_url, reader_database_url
 from model_server import web
 from model_server.champion import Champion
 from model_server.db import Database
 from model_server.errors import BodyLimitMiddleware, install_handlers
 from model_server.lists import KeptListMiddleware, PublishedLists
 from model_server.metrics import Metrics, MetricsMiddleware
-from model_server.routes import movies, predict, recommendations, system, users
+from model_server.routes import groups, movies, predict, recommendations, system, users
 from model_server.schemas import MAX_BODY_BYTES
 from model_server.scoring import NewMovieBatcher
 from pipeline.core.device import resolve_device
@@ -40,7 +40,9 @@ DESCRIPTION = """
 Reads the weekly lists the batch published (`current_recommendations`) and scores movies on demand with the
 champion model of the MLflow registry (`movierec-hybrid@champion`), including movies nobody has rated yet.
 
-* The server connects to PostgreSQL as the read-only role `movierec_reader`.
+* The server reads PostgreSQL as the read-only role `movierec_reader`; its one write, a dismissal
+  (`POST /users/{user_id}/dismissals`), goes through `movierec_feedback`, which may insert there and nowhere
+  else.
 * Errors are JSON `{"detail": "..."}`: 404 unknown user or movie (or a path with a trailing `/`: no
   redirect), 413 body over 64 KiB, 422 invalid input, 431 request line and headers over 32 KiB,
   503 database unreachable / nothing published / no model yet (with `Retry-After`, `/health` included).
@@ -78,6 +80,8 @@ def create_app(
     interval = poll_seconds if poll_seconds is not None else settings.model_poll_seconds
     champion = Champion(settings, device=device)
     db = Database(database_url or reader_database_url(settings))
+    # Dismissals, the one write, as movierec_feedback: a small pool, connected on the first dismissal.
+    feedback = Database(feedback_database_url(settings), pool_size=2)
     lists = PublishedLists(db, max_bytes=settings.api_cache_mb << 20)
     batcher = NewMovieBatcher()
     metrics = Metrics(lambda: champion.current.version if champion.current else None)
@@ -108,6 +112,7 @@ def create_app(
                     await task
             batcher.stop()
             await db.close()
+            await feedback.close()
 
     # redirect_slashes=False: a path with a stray "/" is a 404, not a redirect built from the Host header.
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from DOCS_ASSETS, served by this app, not
@@ -123,7 +128,8 @@ def create_app(
     )
     app.state.settings, app.state.champion, app.state.db, app.state.lists = settings, champion, db, lists
     app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval
-    for module in (users, recommendations, predict, movies, system):
+    app.state.feedback = feedback
+    for module in (users, recommendations, groups, predict, movies, system):
         app.include_router(module.router)
     web.install(app)  # the web UI's pages under /ui/ and their static files
     app.openapi = lambda: _openapi(app, champion)  # type: ignore[method-assign]
