@@ -4,7 +4,8 @@
   ``min_history`` ratings, get the champion's ranking; the others (too little history, or new since the
   champion was trained) get the most-rated movies, labelled ``fallback_popularity``. Never nothing.
 * A list never holds a movie the user rated up to the cut-off: rated movies are read from ``ratings`` for
-  this cut-off (not from the model, which may be an older champion) and masked before the top-N.
+  this cut-off (not from the model, which may be an older champion) and masked before the top-N; so is
+  every movie the user dismissed (``dismissals``, whenever it was recorded).
 * Users are scored in chunks sized so one chunk's score matrix stays under ``score_budget`` floats:
   memory is flat in the number of users.
 * Each chunk is scored by ``pipeline.batch.scoring`` (retrieve, then re-rank).
@@ -19,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -63,12 +64,22 @@ class Publication(TypedDict):
 
 @dataclass
 class CutoffRatings:
-    """What the cut-off allows, read once: every (user, movie) rated up to it, and each user's count."""
+    """What the cut-off allows, read once: every (user, movie) rated up to it, and each user's count; and
+    every (user, movie) dismissed, masked like a rating but counting as none."""
 
     pair_users: np.ndarray  # database ids
     pair_movies: np.ndarray
     user_ids: np.ndarray  # distinct users, sorted
     counts: np.ndarray  # ratings per user in ``user_ids``
+    dismissed_users: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    dismissed_movies: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def masked(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (user, movie) pairs no list may hold: rated up to the cut-off, or dismissed."""
+        return (
+            np.concatenate([self.pair_users, self.dismissed_users]),
+            np.concatenate([self.pair_movies, self.dismissed_movies]),
+        )
 
 
 def check_batch_args(top_n: int, keep: int, candidates: int) -> None:
@@ -91,7 +102,16 @@ def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
     if len(pair_users) == 0:
         raise MovierecError("no ratings up to the cut-off: nothing to recommend from")
     user_ids, counts = np.unique(pair_users, return_counts=True)
-    return CutoffRatings(pair_users, pair_movies, user_ids, counts)
+    # Every dismissal, whatever the cut-off: "not interested" is the user's wish now, not a past rating.
+    dismissed = read_frame(conn, "SELECT user_id, movie_id FROM dismissals", {})
+    return CutoffRatings(
+        pair_users,
+        pair_movies,
+        user_ids,
+        counts,
+        dismissed["user_id"].to_numpy(np.int64),
+        dismissed["movie_id"].to_numpy(np.int64),
+    )
 
 
 def champion_version_id(conn: Connection, registered_version: int) -> int:
@@ -142,7 +162,8 @@ def write_model_lists(
     by chunk; returns the users it could not rank (database ids) and the seconds spent scoring."""
     net = model.network
     # Exclusions in the model's index space; movies outside the model's catalogue cannot be listed anyway.
-    u_idx, i_idx = net.user_map.index(cutoff.pair_users), net.item_map.index(cutoff.pair_movies)
+    masked_users, masked_movies = cutoff.masked()
+    u_idx, i_idx = net.user_map.index(masked_users), net.item_map.index(masked_movies)
     known = (u_idx >= 0) & (i_idx >= 0)
     exclude = sp.csr_matrix(
         (np.ones(int(known.sum()), np.float32), (u_idx[known], i_idx[known])),
@@ -340,11 +361,12 @@ class ListWriter:
 def write_fallback_lists(
     writer: ListWriter, users: np.ndarray, cutoff: CutoffRatings, n: int, as_of: datetime | None
 ) -> None:
-    """``most_rated`` up to the cut-off, minus what each user rated."""
+    """``most_rated`` up to the cut-off, minus what each user rated or dismissed."""
     movies, share = most_rated(writer.conn, as_of)
-    in_fallback = np.isin(cutoff.pair_users, users)
+    masked_users, masked_movies = cutoff.masked()
+    in_fallback = np.isin(masked_users, users)
     rated_by: dict[int, set[int]] = {}
-    for u, m in zip(cutoff.pair_users[in_fallback], cutoff.pair_movies[in_fallback], strict=True):
+    for u, m in zip(masked_users[in_fallback], masked_movies[in_fallback], strict=True):
         rated_by.setdefault(int(u), set()).add(int(m))
     for lo in range(0, len(users), 4096):
         block = users[lo : lo + 4096]
