@@ -1,4 +1,5 @@
-"""The server's database access: read-only, through the ``movierec_reader`` role.
+"""The server's database access: reads through the ``movierec_reader`` role; its one write, a dismissal,
+through ``movierec_feedback`` (a second, small ``Database`` on that role's URL, opened on first use).
 
 Requests read through an asyncpg pool (prepared statements, no thread hop): the published list of one
 user is one indexed query on ``current_recommendations``. The popularity fallback, computed by the same
@@ -53,8 +54,27 @@ _STALE = (
 _DOWN = (OSError, TimeoutError)
 
 
+# The API's one write, as role movierec_feedback: the row, new (created) or as first recorded. Both halves
+# read one snapshot, so the second sees only a row that was there before this statement.
+_DISMISS = (
+    "WITH added AS (INSERT INTO dismissals (user_id, movie_id) VALUES ($1, $2) ON CONFLICT DO NOTHING "
+    "RETURNING user_id, movie_id, dismissed_at) "
+    "SELECT user_id, movie_id, dismissed_at, true AS created FROM added "
+    "UNION ALL SELECT user_id, movie_id, dismissed_at, false FROM dismissals "
+    "WHERE user_id = $1 AND movie_id = $2 AND NOT EXISTS (SELECT FROM added)"
+)
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot answer now; the message says why (never a stack trace, never a password)."""
+
+
+class MissingReference(Exception):
+    """A write named a row that does not exist (a foreign key refused it); ``constraint`` says which."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(constraint)
+        self.constraint = constraint
 
 
 @dataclass(frozen=True)
@@ -72,10 +92,15 @@ class FallbackList:
     rows: list[dict[str, Any]]  # movie_id, title, year, genres, score; best first
 
 
+# The published list minus the movies asked to be left out ($3) and those the user dismissed (read at once,
+# so a dismissal shows on the next request): the first $2 of what remains.
 _USER_LIST = (
     "SELECT rank, movie_id, title, year, genres, score, source, model_version, batch_id, data_cutoff, "
-    "generated_at FROM current_recommendations WHERE user_id = $1 ORDER BY rank LIMIT $2"
+    "generated_at FROM current_recommendations c WHERE user_id = $1 AND movie_id <> ALL($3::integer[]) "
+    "AND NOT EXISTS (SELECT FROM dismissals d WHERE d.user_id = $1 AND d.movie_id = c.movie_id) "
+    "ORDER BY rank LIMIT $2"
 )
+_DISMISSED = "SELECT movie_id FROM dismissals WHERE user_id = $1"
 _PUBLISHED = (
     "SELECT b.batch_id, v.registered_version AS model_version, b.data_cutoff, b.generated_at, b.top_n "
     "FROM recommendation_batches b JOIN model_versions v USING (model_version_id) "
@@ -94,8 +119,8 @@ async def _release(pool: asyncpg.Pool, conn: Any) -> None:
 
 
 class Database:
-    """Read-only access for the API; ``dsn`` is the reader role's URL
-    (``database.engine.reader_database_url``)."""
+    """The API's access through one role: ``dsn`` is the reader role's URL
+    (``database.engine.reader_database_url``), or the feedback role's for ``dismiss``."""
 
     def __init__(self, dsn: str, pool_size: int = POOL_SIZE) -> None:
         self.dsn = dsn
@@ -149,6 +174,8 @@ class Database:
                 await pool.expire_connections()  # every pooled connection predates the failure
             except _DOWN as exc:
                 raise DatabaseUnavailable(f"database unavailable ({one_line(exc)})") from None
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise MissingReference(exc.constraint_name or "") from None
             except asyncpg.PostgresError as exc:
                 raise DatabaseUnavailable(f"database error ({one_line(exc)})") from None
         raise AssertionError("unreachable")
@@ -166,8 +193,21 @@ class Database:
 
     # --- queries ---------------------------------------------------------------------------------------
 
-    async def user_list(self, user_id: int, limit: int) -> list[asyncpg.Record]:
-        return await self.fetch(_USER_LIST, user_id, limit)
+    async def user_list(self, user_id: int, limit: int, exclude: Sequence[int] = ()) -> list[asyncpg.Record]:
+        return await self.fetch(_USER_LIST, user_id, limit, list(exclude))
+
+    async def dismissed(self, user_id: int) -> set[int]:
+        return {r["movie_id"] for r in await self.fetch(_DISMISSED, user_id)}
+
+    async def dismiss(self, user_id: int, movie_id: int) -> asyncpg.Record:
+        """Record that ``user_id`` is not interested in ``movie_id`` (on a ``movierec_feedback`` URL): the
+        row, ``created`` false when it was there already; ``MissingReference`` for an unknown user or
+        movie."""
+        for _ in range(2):  # empty only when a concurrent call inserted it after this statement's snapshot
+            rows = await self.fetch(_DISMISS, user_id, movie_id)
+            if rows:
+                return rows[0]
+        raise DatabaseUnavailable("database error (dismissal neither recorded nor found)")
 
     async def published_batch(self) -> PublishedBatch | None:
         rows = await self.fetch(_PUBLISHED)

@@ -11,6 +11,10 @@ seconds which batch is published:
   memory: requests go to the database and get its 503, so "database down" looks the same on every route;
   the first query that gets an answer again lets memory serve again.
 
+A dismissal (``forget``) drops that user's kept answers, and an answer read while one was being recorded
+is not kept, so no kept answer holds a movie the user has dismissed. Answers that leave movies out on
+request (``exclude``) are never kept.
+
 ``max_bytes=0`` turns the memory off: every request reads the view.
 """
 
@@ -41,6 +45,7 @@ class PublishedLists:
         self._bytes = 0
         self._batch_id: int | None = None  # what the watcher last saw published
         self._seen_at = 0.0  # when (monotonic); 0: not trusted
+        self._forgotten = 0  # dismissals recorded: an answer read across one is not kept
 
     # --- the watcher ----------------------------------------------------------------------------------
 
@@ -101,19 +106,27 @@ class PublishedLists:
             self._answers.move_to_end(key)  # type: ignore[arg-type]
         return body
 
-    async def answer(self, user_id: int, limit: int) -> bytes:
-        """The JSON body of ``GET /users/{user_id}/recommendations?limit=``."""
-        body = self.kept(user_id, limit)
+    def forget(self, user_id: int) -> None:
+        """Drop ``user_id``'s kept answers: they may hold a movie the user has just dismissed."""
+        self._forgotten += 1
+        for key in [k for k in self._answers if k[1] == user_id]:
+            self._bytes -= len(self._answers.pop(key))
+
+    async def answer(self, user_id: int, limit: int, exclude: frozenset[int] = frozenset()) -> bytes:
+        """The JSON body of ``GET /users/{user_id}/recommendations?limit=&exclude=``."""
+        body = None if exclude else self.kept(user_id, limit)
         if body is not None:
             return body
-        batch_id, answer = await self._read(user_id, limit)
+        forgotten = self._forgotten
+        batch_id, answer = await self._read(user_id, limit, exclude)
         body = UserRecommendations.model_validate(answer).model_dump_json().encode()
-        if self._trusted():
+        if not exclude and forgotten == self._forgotten and self._trusted():
             self._keep((batch_id, user_id, limit), body)
         return body
 
-    async def _read(self, user_id: int, limit: int) -> tuple[int, dict[str, Any]]:
-        rows = await self.db.user_list(user_id, limit)
+    async def _read(self, user_id: int, limit: int, exclude: frozenset[int]) -> tuple[int, dict[str, Any]]:
+        """The list, ranked 1.. after leaving out ``exclude`` and the user's dismissals."""
+        rows = await self.db.user_list(user_id, limit, sorted(exclude))
         if rows:
             head = rows[0]
             return head["batch_id"], {
@@ -126,20 +139,22 @@ class PublishedLists:
                 "generated_at": head["generated_at"],
                 "items": [
                     {
-                        "rank": r["rank"],
+                        "rank": k + 1,
                         "movie_id": r["movie_id"],
                         "title": r["title"],
                         "year": r["year"],
                         "genres": r["genres"] or [],
                         "score": r["score"],
                     }
-                    for r in rows
+                    for k, r in enumerate(rows)
                 ],
             }
         batch = await self.db.published_batch()
         if batch is None:
             raise Unavailable("no recommendations published yet: run the weekly pipeline (movierec run)")
         fallback = await self.db.fallback(batch)
+        left_out = exclude | await self.db.dismissed(user_id)
+        listed = [row for row in fallback.rows if row["movie_id"] not in left_out][:limit]
         return batch.batch_id, {
             "user_id": user_id,
             "source": "fallback_popularity",
@@ -148,7 +163,7 @@ class PublishedLists:
             "batch_id": batch.batch_id,
             "data_cutoff": batch.data_cutoff,
             "generated_at": batch.generated_at,
-            "items": [{"rank": k + 1, **row} for k, row in enumerate(fallback.rows[:limit])],
+            "items": [{"rank": k + 1, **row} for k, row in enumerate(listed)],
         }
 
 
