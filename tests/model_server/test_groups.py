@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
+from model_server.app import create_app
 from pipeline.models.group import aggregate, candidates, standardise_over
 from pipeline.registry.champion import load_champion
 
@@ -114,3 +116,28 @@ def test_group_bad_input(api, payload, status, needle):
     r = api.post("/groups/recommendations", json=payload)
     assert r.status_code == status
     assert needle in r.json()["detail"] and "Traceback" not in r.text
+
+
+def test_openapi_documents_the_route_and_its_bounds(api):
+    spec = api.get("/openapi.json").json()
+    operation = spec["paths"]["/groups/recommendations"]["post"]
+    assert {"404", "422", "503"} <= set(operation["responses"])
+    members = spec["components"]["schemas"]["GroupRequest"]["properties"]["user_ids"]
+    assert members["uniqueItems"] is True and (members["minItems"], members["maxItems"]) == (2, 20)
+
+
+def test_no_champion_or_no_database_is_a_503_with_retry_after(published, pg_proxy, tmp_path):
+    empty = published.settings.model_copy(
+        update={"mlflow_reader_tracking_uri": f"sqlite:///{tmp_path / 'empty-registry.db'}"}
+    )
+    with TestClient(create_app(empty, poll_seconds=3600), raise_server_exceptions=False) as client:
+        r = client.post("/groups/recommendations", json={"user_ids": GROUP})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert r.json()["detail"].startswith("no champion model loaded")
+    app = create_app(published.settings, poll_seconds=3600, database_url=pg_proxy.url)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/groups/recommendations", json={"user_ids": GROUP}).status_code == 200
+        pg_proxy.stop()
+        r = client.post("/groups/recommendations", json={"user_ids": GROUP})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert r.json()["detail"].startswith("database unavailable")
