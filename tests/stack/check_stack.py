@@ -292,18 +292,21 @@ def main() -> int:
         items = body.get("items") or body.get("recommendations") or []
         expect(len(items) == 5, f"/users/1/recommendations: {str(body)[:200]}")
         state["user1"] = [i.get("movie_id") for i in items]
-        code, _, page = http("GET", f"{API}/docs")
-        expect(code == 200, f"/docs -> {code}")
-        assets = re.findall(rb'(?:src|href)="([^"]+\.(?:js|css))"', page)
-        expect(bool(assets), "/docs references no script or style")
-        external = [a for a in assets if re.match(rb"(https?:)?//", a)]
-        expect(not external, f"/docs loads from elsewhere: {external}")
-        for asset in assets:
-            code, _, _ = http("GET", urllib.parse.urljoin(f"{API}/docs", asset.decode()))
-            expect(code == 200, f"{asset.decode()} -> {code}")
-        return f"/health 200, user 1's top 5 {state['user1']}, /docs with {len(assets)} local assets"
+        served = []
+        for page_path in ("/docs", "/ui/", "/ui/users/1"):
+            code, _, page = http("GET", f"{API}{page_path}")
+            expect(code == 200, f"{page_path} -> {code}")
+            assets = re.findall(rb'(?:src|href)="([^"]+\.(?:js|css|png|svg|ico))"', page)
+            expect(bool(assets), f"{page_path} references no script, style or image")
+            external = [a for a in assets if re.match(rb"(https?:)?//", a)]
+            expect(not external, f"{page_path} loads from elsewhere: {external}")
+            for asset in assets:
+                code, _, _ = http("GET", urllib.parse.urljoin(f"{API}{page_path}", asset.decode()))
+                expect(code == 200, f"{asset.decode()} -> {code}")
+            served.append(f"{page_path} ({len(assets)} local assets)")
+        return f"/health 200, user 1's top 5 {state['user1']}; " + ", ".join(served)
 
-    checks.run("the model server serves the lists and its docs offline", api)
+    checks.run("the model server serves the lists, its docs and the web UI offline", api)
 
     def reader(sql: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
