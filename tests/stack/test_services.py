@@ -29,6 +29,7 @@ PASSWORDS = {
     "MLFLOW_DB_PASSWORD": "mlflow-secret",
     "AIRFLOW_DB_PASSWORD": "airflow-secret",
     "MOVIEREC_READER_PASSWORD": "reader's secret",
+    "MOVIEREC_FEEDBACK_PASSWORD": "feedback's secret",
 }
 
 
@@ -88,14 +89,15 @@ def test_init_script_roles_and_databases(stack_pg: StackPostgres) -> None:
     assert {owners["movierec"], owners["mlflow"], owners["airflow"]} == {"movierec", "mlflow", "airflow"}
     assert owners["movierec"] == "movierec"
     with stack_pg.connect("postgres", "postgres") as conn, conn.cursor() as cur:
-        cur.execute("SELECT rolconfig FROM pg_roles WHERE rolname = 'movierec_reader'")
-        assert sorted(cur.fetchone()[0]) == [
-            f"idle_in_transaction_session_timeout={READER_IDLE_IN_TRANSACTION_TIMEOUT_S}s",
-            f"statement_timeout={READER_STATEMENT_TIMEOUT_S}s",
-        ]
+        for role in ("movierec_reader", "movierec_feedback"):  # the API's writer: the reader's bounds
+            cur.execute("SELECT rolconfig FROM pg_roles WHERE rolname = %s", (role,))
+            assert sorted(cur.fetchone()[0]) == [
+                f"idle_in_transaction_session_timeout={READER_IDLE_IN_TRANSACTION_TIMEOUT_S}s",
+                f"statement_timeout={READER_STATEMENT_TIMEOUT_S}s",
+            ], role
     with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
         stack_pg.connect("mlflow", "movierec")  # each role in its own database only
-    hba.write_text("local all movierec_reader scram-sha-256\n" + hba.read_text())
+    hba.write_text("local all movierec_reader,movierec_feedback scram-sha-256\n" + hba.read_text())
     with stack_pg.connect("postgres", "postgres") as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_reload_conf()")
     try:
@@ -105,6 +107,12 @@ def test_init_script_roles_and_databases(stack_pg: StackPostgres) -> None:
         for database in ("mlflow", "airflow", "postgres"):
             with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
                 stack_pg.connect("movierec_reader", database, PASSWORDS["MOVIEREC_READER_PASSWORD"])
+        stack_pg.connect("movierec_feedback", "movierec", PASSWORDS["MOVIEREC_FEEDBACK_PASSWORD"]).close()
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            stack_pg.connect("movierec_feedback", "movierec", "wrong")
+        for database in ("mlflow", "airflow", "postgres"):
+            with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
+                stack_pg.connect("movierec_feedback", database, PASSWORDS["MOVIEREC_FEEDBACK_PASSWORD"])
     finally:
         hba.write_text(hba.read_text().split("\n", 1)[1])
         with stack_pg.connect("postgres", "postgres") as conn, conn.cursor() as cur:
@@ -155,6 +163,19 @@ def test_airflow_init_command_as_the_stack_roles(stack_pg: StackPostgres, tmp_pa
             with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                 cur.execute(sql)
             conn.rollback()
+    with stack_pg.connect("movierec_feedback", "movierec") as conn, conn.cursor() as cur:  # dismissals only
+        for sql in (
+            "SELECT count(*) FROM ratings",
+            "DELETE FROM dismissals",
+            "INSERT INTO users (user_id) VALUES (1)",
+            "CREATE TEMP TABLE scratch (x int)",
+        ):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(sql)
+            conn.rollback()
+        with pytest.raises(psycopg2.errors.ForeignKeyViolation):  # allowed, and refused: no such user
+            cur.execute("INSERT INTO dismissals (user_id, movie_id) VALUES (1, 1)")
+        conn.rollback()
     with stack_pg.connect("movierec", "movierec") as conn, conn.cursor() as cur:  # the pipeline's role
         cur.execute("CREATE TEMP TABLE stage (x int)")
         cur.execute("SELECT name FROM pipeline_locks WHERE name = 'publish' FOR UPDATE")
