@@ -187,3 +187,22 @@ def test_embedded_server_bounds_feedback_like_the_reader_and_keeps_it_to_the_app
     for name in ("postgres", "airflow", "mlflow"):
         with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
             psycopg2.connect(as_role(with_database(server_url, name), FEEDBACK_ROLE))
+
+
+def test_migration_0007_downgrades_and_upgrades_again(engine: Engine) -> None:
+    from alembic import command
+
+    from database.migrate import alembic_config, current_revision, upgrade
+
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('public.dismissals')")).scalar_one() is None
+    upgrade(engine)
+    assert current_revision(engine) == "0007"
+    with engine.connect() as conn:
+        assert conn.execute(
+            text("SELECT has_table_privilege(:r, 'public.dismissals', 'INSERT')"), {"r": FEEDBACK_ROLE}
+        ).scalar_one()
