@@ -204,5 +204,6 @@ def test_migration_0007_downgrades_and_upgrades_again(engine: Engine) -> None:
     assert current_revision(engine) == "0007"
     with engine.connect() as conn:
         assert conn.execute(
-            text("SELECT has_table_privilege(:r, 'public.dismissals', 'INSERT')"), {"r": FEEDBACK_ROLE}
+            text("SELECT has_column_privilege(:r, 'public.dismissals', 'movie_id', 'INSERT')"),
+            {"r": FEEDBACK_ROLE},
         ).scalar_one()
