@@ -17,8 +17,12 @@ from pipeline.models.group import GroupList, Strategy, candidates, recommend_gro
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 
-# Every rating of the members, after the model's cut-off too: the reader may read these two columns.
-_MEMBER_RATINGS = "SELECT user_id, movie_id FROM ratings WHERE user_id = ANY($1::integer[])"
+# Every rating of the members, after the model's cut-off too, and every movie a member dismissed ("not
+# interested", as the batch and the list lookup exclude them): the reader may read these two columns of each.
+_MEMBER_RATINGS = (
+    "SELECT user_id, movie_id FROM ratings WHERE user_id = ANY($1::integer[]) "
+    "UNION ALL SELECT user_id, movie_id FROM dismissals WHERE user_id = ANY($1::integer[])"
+)
 # Movies looked at beyond ``limit``: the model may know a movie since removed from the catalogue.
 _SLACK = 20
 
@@ -47,7 +51,7 @@ def _score(
     responses=errors(404, 413, 422, 503),
 )
 async def group_recommendations(body: GroupRequest, served: ModelDep, db: DbDep) -> dict[str, Any]:
-    """The ``limit`` movies no member has rated that the group is predicted to like most.
+    """The ``limit`` movies no member has rated (or dismissed) that the group is predicted to like most.
 
     Each member scores every movie the model knows with the published ranking (as the weekly batch does);
     the scores are standardised per member over the movies no member has rated, then combined per movie:

@@ -15,11 +15,13 @@ def serve(
         bool, typer.Option("--access-log/--no-access-log", help="log every request (costs throughput)")
     ] = False,
 ) -> None:
-    """Serve the published lists and on-demand scoring over HTTP (OpenAPI at /docs); Ctrl-C stops it.
+    """Serve the published lists, on-demand scoring and the web UI over HTTP (OpenAPI at /docs, pages at
+    /ui/); Ctrl-C stops it.
 
-    Connects to the app database as the read-only role movierec_reader (READER_DATABASE_URL overrides)
-    and loads the champion from the MLflow registry, checking for a newer one every
-    MOVIEREC_MODEL_POLL_SECONDS (30 by default).
+    Connects to the app database as the read-only role movierec_reader (READER_DATABASE_URL overrides);
+    its one write, a user's dismissal of a movie, goes through movierec_feedback (FEEDBACK_DATABASE_URL
+    overrides), which may only insert into dismissals. It loads the champion from the MLflow registry,
+    checking for a newer one every MOVIEREC_MODEL_POLL_SECONDS (30 by default).
     """
     import os
 

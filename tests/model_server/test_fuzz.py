@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+
+from database.engine import sqlalchemy_url
 
 pytestmark = pytest.mark.e2e  # schemathesis against the live server
 
@@ -24,6 +27,28 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 CHECKS = "all"  # positive_data_acceptance and negative_data_rejection included
 
 
+@pytest.fixture
+def dismissals_undone(published, live_api):  # type: ignore[no-untyped-def]
+    """The fuzzer records dismissals (the API's one write) in the shared database: remove the ones it added
+    and the server's kept answers of those users, so later tests see the published lists as they were."""
+    engine = create_engine(sqlalchemy_url(published.settings.database_url))
+    query = text("SELECT user_id, movie_id FROM dismissals")
+    with engine.connect() as conn:
+        before = set(conn.execute(query).all())
+    yield
+    with engine.begin() as conn:
+        added = set(conn.execute(query).all()) - before
+        for user_id, movie_id in added:
+            conn.execute(
+                text("DELETE FROM dismissals WHERE user_id = :u AND movie_id = :m"),
+                {"u": user_id, "m": movie_id},
+            )
+    for user_id in {u for u, _ in added}:
+        live_api.app.state.lists.forget(user_id)
+    engine.dispose()
+
+
+@pytest.mark.usefixtures("dismissals_undone")
 def test_no_server_error_and_every_answer_as_documented(live_api, capsys, tmp_path):
     cli = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
     done = subprocess.run(

@@ -87,6 +87,21 @@ def test_average_top_movie_has_the_highest_mean_standardised_score(api, db, cham
     assert [m["rank"] for m in top] == own_rank
 
 
+def test_a_movie_a_member_dismissed_leaves_the_group_list(api, db, live_api):
+    top = _group(api, GROUP)["items"][0]["movie_id"]
+    try:
+        r = api.post(f"/users/{GROUP[1]}/dismissals", json={"movie_id": top})
+        assert r.status_code == 201, r.text
+        ids = [item["movie_id"] for item in _group(api, GROUP)["items"]]
+        assert top not in ids and len(ids) == 10
+    finally:
+        with db.begin() as conn:
+            conn.execute(
+                text("DELETE FROM dismissals WHERE user_id = :u AND movie_id = :m"), {"u": GROUP[1], "m": top}
+            )
+        live_api.app.state.lists.forget(GROUP[1])
+
+
 def test_least_misery_top_is_no_more_miserable_than_averages(api):
     average = _group(api, GROUP, "average", limit=1)["items"][0]
     misery = _group(api, GROUP, "least_misery", limit=1)["items"][0]
