@@ -6,6 +6,7 @@ once through Airflow itself (``dag.test``: one process, real metadata database, 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -204,3 +205,6 @@ def run_weekly_dag(
         )
     if outcome.results.get("publish"):
         print_published_lists()
+    # The embedded server's stop at exit logs at info level through Airflow's handlers: after the report,
+    # that is noise on the terminal (the log file has the run's own lines).
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

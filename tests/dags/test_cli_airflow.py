@@ -152,6 +152,7 @@ def test_run_weekly_reads_like_a_report(user_env: dict[str, str], ml100k_slice_d
     assert any(line.startswith("look further: `movierec serve`") for line in lines)
     assert any("SELECT * FROM current_recommendations (psql" in line for line in lines)
     assert "[info" not in done.stdout and "[DAG TEST]" not in done.stdout
+    assert "[info" not in done.stderr  # nor after the report (the embedded server's stop)
     assert len(lines) < 120  # a report, not a log (the log stream was ~500 lines)
     (log,) = (Path(user_env["MOVIEREC_HOME"]) / "logs").glob("weekly-*.log")
     assert str(log) in done.stdout and "[DAG TEST] end task task_id=publish" in log.read_text()
