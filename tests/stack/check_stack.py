@@ -352,6 +352,22 @@ def main() -> int:
 
     checks.run("psql as the read-only role reads the lists and cannot write", read_only)
 
+    def dismissal() -> str:
+        """The API's one write goes through movierec_feedback over the network (its own password)."""
+        before = [i["movie_id"] for i in get_json(f"{API}/users/2/recommendations?limit=5")["items"]]
+        code, _, payload = http("POST", f"{API}/users/2/dismissals", body={"movie_id": before[0]})
+        expect(code == 201, f"POST /users/2/dismissals -> {code}: {payload[:200]!r}")
+        after = [i["movie_id"] for i in get_json(f"{API}/users/2/recommendations?limit=5")["items"]]
+        expect(before[0] not in after and len(after) == 5, f"list after the dismissal: {after}")
+        stored = reader("SELECT count(movie_id) FROM dismissals WHERE user_id = 2")
+        expect(
+            stored.returncode == 0 and stored.stdout.strip() == "1",
+            f"dismissals: {stored.stdout}{stored.stderr}",
+        )
+        return f"user 2 dismissed movie {before[0]}: 201, gone from the list (5 left), stored once"
+
+    checks.run("a dismissal is recorded through the feedback role and leaves the list", dismissal)
+
     checks.run("task down", lambda: (sh(*task, "down", env=env, log=log), None)[1])
 
     def up_again() -> str:
