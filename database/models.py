@@ -207,6 +207,11 @@ class RecommendationBatch(Base):
     rows: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))
     timings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}", comment="seconds per stage")
+    list_metrics: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        server_default="{}",
+        comment="list-set figures (coverage, diversity, novelty, long tail, Gini) and re-rank settings",
+    )
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -38,6 +38,7 @@ COLUMNS = (
     | {("model_versions", c) for c in ("model_version_id", "registered_version")}
     | {("ratings", c) for c in ("user_id", "movie_id", "rated_at")}
     | {("dismissals", c) for c in ("user_id", "movie_id")}  # migration 0007: left out of a user's answers
+    | {("recommendation_batches", "list_metrics")}  # migration 0008: each batch's list-set figures
 )
 
 
