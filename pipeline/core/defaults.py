@@ -29,6 +29,9 @@ MAX_ERROR_LINE_CHARS: Final = 500
 RELEVANCE_THRESHOLD: Final = 4.0  # a held-out rating at least this high is a relevant movie
 PRIMARY_PROTOCOL: Final = "temporal"
 PRIMARY_METRIC: Final = "ndcg@10"  # what the promotion gate compares
+# The head of the catalogue: the most-rated movies holding this share of the train ratings; a listed movie
+# outside it is long tail (``evaluation.list_metrics``).
+LONG_TAIL_HEAD_SHARE: Final = 0.8
 
 # --- lists --------------------------------------------------------------------------------------------------
 DEFAULT_TOP_N: Final = 100
