@@ -2,7 +2,7 @@
 
 - ``splits``: ``PROTOCOLS``, ``make_split``, ``random_split``, ``temporal_split``.
 - ``metrics``: ``rmse``, ``mae``, ``hits_at_k``, ``ranking_metrics_from_hits`` and the per-list metrics.
-- ``list_metrics``: ``list_set_metrics`` — coverage, intra-list diversity, novelty, long tail, Gini of a list set.
+- ``list_metrics``: ``list_set_metrics`` (coverage, intra-list diversity, novelty, long tail, Gini).
 - ``protocol``: ``evaluate_model``, ``run_evaluation``, ``top_k_for_users``.
 - ``report``: ``EvaluationReport``.
 - ``cold_start``: the item cold-start check.
