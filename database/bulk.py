@@ -3,7 +3,8 @@
 ``copy_rows`` streams Python tuples (small tables: movies, users, people, rejected rows);
 ``copy_file`` streams a file's bytes untouched, so the server does the parsing (ratings: millions of rows);
 ``copy_columns`` sends numpy columns in COPY's binary format, built without a Python loop per row
-(recommendation lists: tens of millions of rows).
+(recommendation lists: tens of millions of rows); variable-width columns (``TextColumn`` for text or jsonb,
+``IntArrays`` for ``integer[]``) go in the same binary COPY, placed by offset arithmetic.
 Both run on the caller's connection, inside the caller's transaction.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -149,16 +151,118 @@ def _wire_column(value: Any, n: int) -> tuple[str, np.ndarray]:
     return _WIRE[array.dtype], array
 
 
+@dataclass(frozen=True)
+class TextColumn:
+    """One string per row for a ``text`` column, or (``jsonb=True``) JSON texts for a ``jsonb`` column."""
+
+    values: Sequence[str]
+    jsonb: bool = False
+
+    def wire(self) -> tuple[np.ndarray, np.ndarray]:
+        prefix = b"\x01" if self.jsonb else b""  # jsonb's binary input: a version byte, then the text
+        encoded = [prefix + v.encode() for v in self.values]
+        return np.fromiter(map(len, encoded), np.int64, len(encoded)), np.frombuffer(
+            b"".join(encoded), np.uint8
+        )
+
+
+@dataclass(frozen=True)
+class IntArrays:
+    """One ``integer[]`` per row: row r is ``values[r, :lengths[r]]`` (``values``: rows x the longest)."""
+
+    values: np.ndarray
+    lengths: np.ndarray
+
+    def wire(self) -> tuple[np.ndarray, np.ndarray]:
+        values = np.asarray(self.values, np.int64).reshape(len(self.lengths), -1)
+        lengths = np.asarray(self.lengths, np.int64)
+        sizes = np.where(lengths > 0, 20 + 8 * lengths, 12)  # header (+ dimension) + (length, int4) each
+        ends = np.cumsum(sizes)
+        blob = np.zeros(int(ends[-1]) if len(ends) else 0, np.uint8)
+        # rows of one length have one layout: each group is a fixed-width structured array
+        for c in np.unique(lengths):
+            rows = np.flatnonzero(lengths == c)
+            fields = [("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4")]
+            if c:
+                fields += [("dim", ">i4"), ("lbound", ">i4")]
+                fields += [(n, ">i4") for k in range(c) for n in (f"len{k}", f"val{k}")]
+            rec = np.zeros(len(rows), np.dtype(fields))
+            rec["oid"] = 23  # int4
+            if c:
+                rec["ndim"], rec["dim"], rec["lbound"] = 1, c, 1
+                for k in range(c):
+                    rec[f"len{k}"], rec[f"val{k}"] = 4, values[rows, k]
+            width = rec.dtype.itemsize
+            dest = (ends[rows] - width)[:, None] + np.arange(width)
+            blob[dest] = rec.view(np.uint8).reshape(len(rows), width)
+        return sizes, blob
+
+
+_VarColumn = TextColumn | IntArrays
+
+
+def _variable_payload(wire: list[tuple[str, np.ndarray] | tuple[np.ndarray, np.ndarray]], n: int) -> bytes:
+    """The tuples of a binary COPY whose fields are fixed-width numpy values (``(dtype, values)``) or
+    variable-width bytes (``(lengths, blob)``, the rows' values back to back)."""
+    sizes: list[np.ndarray] = []
+    blobs: list[np.ndarray] = []
+    for dtype, values in wire:
+        if isinstance(dtype, str):  # fixed width
+            width = np.dtype(dtype).itemsize
+            sizes.append(np.full(n, width, np.int64))
+            blobs.append(np.ascontiguousarray(values.astype(dtype)).view(np.uint8))
+        else:
+            sizes.append(dtype)
+            blobs.append(values)
+    row_size = np.full(n, 2, np.int64) + sum(4 + s for s in sizes)
+    starts = np.cumsum(row_size) - row_size
+    out = np.empty(int(row_size.sum()), np.uint8)
+    out[starts[:, None] + np.arange(2)] = np.frombuffer(struct.pack(">h", len(wire)), np.uint8)
+    at = starts + 2
+    for size, blob in zip(sizes, blobs, strict=True):
+        out[at[:, None] + np.arange(4)] = size.astype(">i4").view(np.uint8).reshape(n, 4)
+        at = at + 4
+        # each byte of the blob to its row's field: row r's bytes start at blob offset src[r]
+        src = np.cumsum(size) - size
+        out[np.repeat(at - src, size) + np.arange(len(blob))] = blob
+        at = at + size
+    return out.tobytes()
+
+
+_BLOCK_ROWS = 32_768  # rows per variable-width block: bounds the byte-index arrays (~ 8 B per payload byte)
+
+
 def copy_columns(conn: Connection, table: str, columns: Mapping[str, Any]) -> int:
     """COPY equal-length numpy columns (or scalars repeated on every row) into ``table`` in binary format.
 
     Each tuple is a fixed-width record (field count, then length + big-endian value per field), so the
-    whole payload is one structured array's bytes. Returns the number of rows sent.
+    whole payload is one structured array's bytes. With a ``TextColumn`` or ``IntArrays`` among the columns
+    the tuples vary in width: every field's bytes are placed by offset arithmetic, in blocks of rows, still
+    without a Python loop per row. Returns the number of rows sent.
     """
-    lengths = {len(v) for v in columns.values() if not isinstance(v, (str, datetime)) and np.ndim(v) == 1}
+    lengths = {
+        len(v.lengths if isinstance(v, IntArrays) else v.values) if isinstance(v, _VarColumn) else len(v)
+        for v in columns.values()
+        if isinstance(v, _VarColumn) or (not isinstance(v, (str, datetime)) and np.ndim(v) == 1)
+    }
     if len(lengths) != 1:
         raise ValueError(f"columns need one common length, got {sorted(lengths)}")
     n = lengths.pop()
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)"
+    if any(isinstance(v, _VarColumn) for v in columns.values()):
+        parts = [_BINARY_HEADER]
+        for lo in range(0, n, _BLOCK_ROWS):
+            hi = min(n, lo + _BLOCK_ROWS)
+            block = [
+                _block_of(v, lo, hi).wire()
+                if isinstance(v, _VarColumn)
+                else _wire_column(_rows(v, lo, hi), hi - lo)
+                for v in columns.values()
+            ]
+            parts.append(_variable_payload(block, hi - lo))
+        parts.append(_BINARY_TRAILER)
+        dbapi_cursor(conn).copy_expert(sql, io.BytesIO(b"".join(parts)))
+        return n
     wire = [_wire_column(v, n) for v in columns.values()]
     fields: list[tuple[str, str]] = [("count", ">i2")]
     for k, (dtype, _) in enumerate(wire):
@@ -169,7 +273,16 @@ def copy_columns(conn: Connection, table: str, columns: Mapping[str, Any]) -> in
         records[f"len{k}"] = np.dtype(dtype).itemsize
         records[f"val{k}"] = values
     payload = io.BytesIO(_BINARY_HEADER + records.tobytes() + _BINARY_TRAILER)
-    dbapi_cursor(conn).copy_expert(
-        f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", payload
-    )
+    dbapi_cursor(conn).copy_expert(sql, payload)
     return n
+
+
+def _rows(value: Any, lo: int, hi: int) -> Any:
+    """Rows ``lo:hi`` of a column (a scalar stays one)."""
+    return value if isinstance(value, (str, datetime)) or np.ndim(value) == 0 else np.asarray(value)[lo:hi]
+
+
+def _block_of(column: _VarColumn, lo: int, hi: int) -> _VarColumn:
+    if isinstance(column, IntArrays):
+        return IntArrays(np.asarray(column.values)[lo:hi], np.asarray(column.lengths)[lo:hi])
+    return TextColumn(column.values[lo:hi], column.jsonb)

@@ -240,6 +240,18 @@ class BatchRecommendation(Base):
     source: Mapped[str] = mapped_column(String(24), comment="model | fallback_popularity")
     model_version_id: Mapped[int] = mapped_column(Integer)
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # why (migration 0009, ``pipeline.batch.explain``)
+    because: Mapped[list[int]] = mapped_column(
+        ARRAY(Integer),
+        server_default="{}",
+        comment="movies the user rated that contributed most, best first (empty: fallback)",
+    )
+    shared: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        server_default="{}",
+        comment="genres, directors, actors the movie shares with the because movies",
+    )
+    reason: Mapped[str] = mapped_column(Text, server_default="", comment="the explanation, one sentence")
 
 
 class PipelineLock(Base):

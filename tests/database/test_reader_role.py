@@ -39,6 +39,9 @@ COLUMNS = (
     | {("ratings", c) for c in ("user_id", "movie_id", "rated_at")}
     | {("dismissals", c) for c in ("user_id", "movie_id")}  # migration 0007: left out of a user's answers
     | {("recommendation_batches", "list_metrics")}  # migration 0008: each batch's list-set figures
+    # migration 0009: a group member's explanation names the directors and actors a movie shares
+    | {("movie_persons", c) for c in ("movie_id", "person_id", "role")}
+    | {("persons", c) for c in ("person_id", "name")}
 )
 
 
@@ -262,6 +265,7 @@ def test_the_web_uis_views_show_no_run_ids_metrics_or_params(engine: Engine) -> 
     assert {c for t, c in columns if t == "recommendation_history"} == {
         "batch_id", "batch_status", "user_id", "rank", "movie_id", "score", "source", "model_version",
         "generated_at",
+        "because", "shared", "reason",  # migration 0009: each entry's explanation
     }  # fmt: skip
 
 
