@@ -29,6 +29,16 @@ MAX_ERROR_LINE_CHARS: Final = 500
 RELEVANCE_THRESHOLD: Final = 4.0  # a held-out rating at least this high is a relevant movie
 PRIMARY_PROTOCOL: Final = "temporal"
 PRIMARY_METRIC: Final = "ndcg@10"  # what the promotion gate compares
+# Users with at most this many train ratings are "cold": NDCG@10 over them is reported and guarded apart
+# (on ML-100K's temporal split 264 of the 910 evaluated users).
+COLD_USER_MAX_RATINGS: Final = 30
+# Release guardrails (pipeline.evaluation.guardrails): how far (a share of the incumbent's figure) a new model's
+# or list set's figure may fall below the champion's or the published batch's before it is refused.
+# Cold users are a third of the evaluated ones: their NDCG moves more between retrains than the whole's.
+GUARDRAIL_COVERAGE_MARGIN: Final = 0.15
+GUARDRAIL_LONG_TAIL_MARGIN: Final = 0.15
+GUARDRAIL_COLD_NDCG_MARGIN: Final = 0.10
+GUARDRAIL_SHARE_SLACK: Final = 0.01  # absolute, on the long-tail share: one listed row in a hundred
 # The head of the catalogue: the most-rated movies holding this share of the train ratings; a listed movie
 # outside it is long tail (``evaluation.list_metrics``).
 LONG_TAIL_HEAD_SHARE: Final = 0.8
