@@ -8,7 +8,9 @@ Protocols (``PROTOCOLS`` holds the same text, and ``EvaluationReport.to_dict`` c
   candidates are all items they did not rate in train (train items are masked with -inf, whatever the model
   scores them); relevant items are the user's held-out ratings >= 4; users without one are skipped. Metrics
   at k (``pipeline.metrics``): NDCG, Recall, Precision, MRR, HR averaged over evaluated users, catalog
-  coverage over all their top-k lists, and ``users``, the number evaluated. Ties in scores are broken
+  coverage and long-tail share (``pipeline.evaluation.list_metrics``) over all their top-k lists, NDCG over
+  the cold users alone (at most ``COLD_USER_MAX_RATINGS`` train ratings; ``cold_users`` of them), and
+  ``users``, the number evaluated. Ties in scores are broken
   by the lower item index, so a model that scores everything equally still gives a deterministic list."""
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from rich.console import Console
 
-from pipeline.core.defaults import RELEVANCE_THRESHOLD
+from pipeline.core.defaults import COLD_USER_MAX_RATINGS, RELEVANCE_THRESHOLD
+from pipeline.evaluation.list_metrics import long_tail_share, popularity_counts
 from pipeline.evaluation.metrics import catalog_coverage, hits_at_k, mae, ranking_metrics_from_hits, rmse
 from pipeline.evaluation.report import EvaluationReport
 from pipeline.evaluation.splits import PROTOCOLS, make_split
@@ -92,18 +95,24 @@ def _ranking_metrics(
     users = np.flatnonzero(n_relevant > 0)
     rated = train.binary_matrix()
     per_user: dict[str, list[np.ndarray]] = {}
-    recommended = np.zeros(train.n_items, bool)
+    all_lists = []
     for lo in range(0, len(users), batch_size):
         batch = users[lo : lo + batch_size]
         lists = top_k(_score_batch(model, batch, rated), k)[0]
         hits = hits_at_k(lists, relevant[batch].toarray().astype(bool))
         for name, values in ranking_metrics_from_hits(hits, n_relevant[batch], k).items():
             per_user.setdefault(name, []).append(values)
-        recommended[lists[lists >= 0]] = True
+        all_lists.append(lists)
     if len(users) == 0:
         raise ValueError("no user has a relevant test item; nothing to rank")
-    result = {f"{name}@{k}": float(np.mean(np.concatenate(parts))) for name, parts in per_user.items()}
-    result[f"coverage@{k}"] = catalog_coverage(np.flatnonzero(recommended), train.n_items)
+    per = {name: np.concatenate(parts) for name, parts in per_user.items()}
+    result = {f"{name}@{k}": float(np.mean(values)) for name, values in per.items()}
+    listed = np.concatenate(all_lists)
+    result[f"coverage@{k}"] = catalog_coverage(listed, train.n_items)
+    result[f"long_tail@{k}"] = long_tail_share(listed, popularity_counts(train.items, train.n_items))
+    cold = np.diff(rated.indptr)[users] <= COLD_USER_MAX_RATINGS
+    result[f"cold_ndcg@{k}"] = float(np.mean(per["ndcg"][cold])) if cold.any() else float("nan")
+    result["cold_users"] = float(cold.sum())
     result["users"] = float(len(users))
     return result
 
@@ -121,8 +130,9 @@ def evaluate_model(
     """Metrics of a fitted ``model`` on ``test`` under ``protocol`` (see the module doc).
 
     ``random``: ``{"rmse", "mae", "ratings"}``, or ``{}`` for a model whose predictions are all NaN.
-    ``temporal``: ``{"ndcg@k", "recall@k", "precision@k", "mrr@k", "hr@k", "coverage@k", "users"}``; users
-    are scored ``batch_size`` at a time, so memory is bounded by ``batch_size x n_items`` scores.
+    ``temporal``: ``{"ndcg@k", "recall@k", "precision@k", "mrr@k", "hr@k", "coverage@k", "long_tail@k",
+    "cold_ndcg@k", "cold_users", "users"}``; users are scored ``batch_size`` at a time, so memory is bounded
+    by ``batch_size x n_items`` scores.
     """
     if protocol == "random":
         return _rating_metrics(model, test)

@@ -85,6 +85,7 @@ class Promotion(TypedDict):
     champion_version: int | None
     new_value: float | None
     champion_value: float | None
+    guardrails: list[dict[str, Any]]
 
 
 def _engine(settings: Settings) -> Engine:
@@ -254,7 +255,8 @@ def train(
 def promote(
     training: Training, evaluation: Evaluation, as_of: str | None, *, settings: Settings | None = None
 ) -> Promotion:
-    """The promotion gate on the primary ranking metric; records the decision (MLflow and model_versions)."""
+    """The promotion gate on the primary ranking metric and the release guardrails; records the decision
+    (MLflow and model_versions)."""
     from pipeline.registry.gate import promote_if_better
     from pipeline.registry.tracking import RunInfo
 
@@ -279,6 +281,7 @@ def promote(
             champion_version=decision.version if decision.promoted else decision.champion_version,
             new_value=decision.new_value,
             champion_value=decision.champion_value,
+            guardrails=list(decision.guardrails),
         )
     )
 

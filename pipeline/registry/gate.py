@@ -1,6 +1,7 @@
 """The promotion gate: ``promote_if_better`` moves ``champion`` only when the new version strictly beats the
-champion on the same protocol and metric, and records every decision both in MLflow (tags) and in
-``model_versions``."""
+champion on the same protocol and metric and passes the release guardrails (``pipeline.evaluation.
+guardrails``: coverage, long-tail share and cold users' NDCG no more than a margin below the champion's), and
+records every decision both in MLflow (tags) and in ``model_versions``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipeline.core.defaults import CHAMPION_ALIAS, REGISTERED_MODEL
 from pipeline.core.errors import MovierecError
 from pipeline.core.jsonsafe import json_text
 from pipeline.core.settings import Settings
+from pipeline.evaluation.guardrails import Guardrail, as_records, check_guardrails, failures, model_guardrails
 from pipeline.registry.champion import champion_model_version
 from pipeline.registry.store import flatten_metrics, higher_is_better, metric_key, mlflow_client
 from pipeline.registry.tracking import RunInfo
@@ -38,6 +40,7 @@ class PromotionDecision:
     champion_version: int | None
     reason: str
     version: int | None = None
+    guardrails: tuple[dict[str, Any], ...] = ()  # each guardrail's figures (``guardrails.as_records``)
 
 
 def _champion_figure(
@@ -63,6 +66,44 @@ def _champion_figure(
         },
     ).first()
     return float(row[0]) if row else None
+
+
+def _champion_metrics(client: MlflowClient, conn: Any, champion: Any) -> dict[str, float]:
+    """Every flat figure of the champion: its run's metrics, else its latest model_versions row's."""
+    if champion.run_id:
+        metrics = client.get_run(champion.run_id).data.metrics
+        if metrics:
+            return {k: float(v) for k, v in metrics.items()}
+    row = conn.execute(
+        text(
+            "SELECT metrics FROM model_versions WHERE registered_model = :model "
+            "AND registered_version = :version ORDER BY model_version_id DESC LIMIT 1"
+        ),
+        {"model": REGISTERED_MODEL, "version": int(champion.version)},
+    ).first()
+    return flatten_metrics(row[0]) if row and row[0] else {}
+
+
+def _guarded(
+    promoted: bool,
+    reason: str,
+    new: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    guardrails: tuple[Guardrail, ...],
+    force: bool,
+) -> tuple[bool, str, tuple[dict[str, Any], ...]]:
+    """The verdict after the guardrails: a promotion becomes a rejection when a guarded figure fell more than
+    its margin below the champion's (unless forced); the checks' figures either way."""
+    if champion is None:
+        return promoted, reason, ()
+    checks = check_guardrails(new, champion, guardrails)
+    failed = failures(checks)
+    if promoted and failed and not force:
+        promoted = False
+        reason = "rejected by guardrails: " + "; ".join(c.describe() for c in failed) + f" ({reason})"
+    elif failed:
+        reason += " (guardrails overridden: " + "; ".join(c.describe() for c in failed) + ")"
+    return promoted, reason, tuple(as_records(checks))
 
 
 def _verdict(
@@ -100,6 +141,7 @@ def promote_if_better(
     metrics: Mapping[str, Any],
     params: Mapping[str, Any],
     force: bool = False,
+    guardrails: tuple[Guardrail, ...] | None = None,
 ) -> PromotionDecision:
     """Move the ``champion`` alias to ``run``'s version if it beats the champion; record the decision.
 
@@ -110,6 +152,10 @@ def promote_if_better(
     ``model_versions`` row (``champion`` or ``rejected``; a replaced champion's row becomes ``retired``),
     in one transaction that also serialises concurrent promotions (the ``promotion`` row of
     ``pipeline_locks``, waited for at most ``settings.lock_timeout_s``).
+
+    ``guardrails`` (default ``model_guardrails(protocol)``): figures of ``metrics`` that may fall at most a
+    margin below the champion's; a version that wins on the primary metric but breaks one is rejected, with
+    the figures in the reason. ``force`` overrides them too (the reason says so).
     """
     metric = metric_key(primary_metric)
     key = f"{protocol}.{metric}"
@@ -136,8 +182,16 @@ def promote_if_better(
                 promoted, reason = _verdict(
                     new_value, champion_value, champion_version, key, higher_is_better(metric), force
                 )
+                promoted, reason, checks = _guarded(
+                    promoted,
+                    reason,
+                    flat,
+                    _champion_metrics(client, conn, champion) if champion is not None else None,
+                    model_guardrails(protocol) if guardrails is None else guardrails,
+                    force,
+                )
                 decision = PromotionDecision(
-                    promoted, new_value, champion_value, champion_version, reason, version
+                    promoted, new_value, champion_value, champion_version, reason, version, checks
                 )
                 started = client.get_run(run.run_id).info.start_time
                 trained_at = datetime.fromtimestamp(started / 1000, UTC) if started else datetime.now(UTC)
@@ -213,6 +267,7 @@ def _tag_decision(
         "new_value": repr(decision.new_value),
         "champion_value": "none" if decision.champion_value is None else repr(decision.champion_value),
         "champion_version": "none" if champion_version is None else str(champion_version),
+        "guardrails": json_text(list(decision.guardrails)),
     }
     tags = {f"promotion.{k}": v for k, v in tags.items()}
     client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])

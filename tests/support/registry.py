@@ -41,11 +41,15 @@ def log_run(
     result: TrainingResult,
     ndcg: float,
     published: PublishedBlend | None = None,
+    metrics: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> RunInfo:
-    """Log and register ``published`` (default: ``result``'s network alone) with made-up figures whose
-    temporal NDCG@10 is ``ndcg``."""
-    metrics = {"temporal": {"ndcg@10": ndcg, "recall@10": ndcg * 1.5}, "random": {"rmse": 0.95, "mae": 0.75}}
+    """Log and register ``published`` (default: ``result``'s network alone) with ``metrics`` (default: made-up
+    figures whose temporal NDCG@10 is ``ndcg``)."""
+    metrics = metrics or {
+        "temporal": {"ndcg@10": ndcg, "recall@10": ndcg * 1.5},
+        "random": {"rmse": 0.95, "mae": 0.75},
+    }
     published = published or PublishedBlend.from_training(
         result.model, history_of(result.model), BlendWeights()
     )
@@ -54,15 +58,17 @@ def log_run(
     )
 
 
-def promote_run(settings: Settings, engine: Engine, run: RunInfo, ndcg: float) -> PromotionDecision:
-    """The gate on temporal NDCG@10 for ``run`` (whose figure is ``ndcg``)."""
+def promote_run(
+    settings: Settings, engine: Engine, run: RunInfo, ndcg: float, metrics: dict[str, Any] | None = None
+) -> PromotionDecision:
+    """The gate on temporal NDCG@10 for ``run`` (whose figure is ``ndcg``, or ``metrics``' own)."""
     return promote_if_better(
         settings,
         engine,
         run,
         dataset="ml-100k",
         data_cutoff=CUTOFF,
-        metrics={"temporal.ndcg@10": ndcg},
+        metrics=metrics or {"temporal.ndcg@10": ndcg},
         params=TINY_VALIDATED.to_dict(),
     )
 

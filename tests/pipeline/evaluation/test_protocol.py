@@ -55,6 +55,22 @@ def test_random_protocol_rating_metrics():
         evaluate_model(model, test, test, "leave-one-out")
 
 
+def test_temporal_protocol_reports_cold_users_and_long_tail_apart():
+    # User 0 is warm (31 train ratings: items 0..30), user 1 cold (1 train rating: item 0).
+    warm = [(0, i, 4, i) for i in range(31)]
+    train = _interactions([*warm, (1, 0, 5, 1)], 2, 40)
+    test = _interactions([(0, 35, 5, 50), (1, 36, 5, 50)], 2, 40)
+    scores = np.zeros((2, 40))
+    scores[0, [31, 32, 33]] = [3, 2, 1]  # user 0 misses its relevant 35: NDCG 0
+    scores[1, [36, 1, 2]] = [3, 2, 1]  # user 1 hits 36 first: NDCG 1
+    result = evaluate_model(FixedScores(scores), train, test, "temporal", k=3)
+    assert result["ndcg@3"] == pytest.approx(0.5)
+    assert result["cold_users"] == 1 and result["cold_ndcg@3"] == pytest.approx(1.0)
+    # Train counts: item 0 twice, items 1..30 once (32 ratings); the head holding 80% (25.6) is items 0..24.
+    # Listed rows: 31, 32, 33 | 36, 1, 2 -> four of six outside the head.
+    assert result["long_tail@3"] == pytest.approx(4 / 6)
+
+
 def test_temporal_protocol_masks_train_items_and_skips_users_without_relevant_items():
     # 3 users, 6 items. User 0 rated items 0, 1 in train; its held-out 4 is relevant, held-out 5 is not (3 stars).
     # User 1's only held-out rating is 2 stars: skipped. User 2: held-out 3 and 5 relevant.
