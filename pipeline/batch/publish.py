@@ -9,6 +9,10 @@
 * Users are scored in chunks sized so one chunk's score matrix stays under ``score_budget`` floats:
   memory is flat in the number of users.
 * Each chunk is scored by ``pipeline.batch.scoring`` (retrieve, then re-rank).
+* Each chunk's lists are explained by ``pipeline.batch.explain``: every model row stores the rated movies
+  that drove it (``because``), what it shares with them (``shared``) and a sentence (``reason``); fallback
+  rows a sentence of their own. ``explain=False`` writes none (the columns' empty defaults), for
+  ``bench/batch`` to measure the cost.
 * Writing and publishing are one transaction: a new ``recommendation_batches`` row, its rows by binary
   COPY, the previous batch marked ``superseded``, the new one ``published``, batches beyond the last
   ``keep`` pruned. A process killed half-way leaves the previous batch published and complete
@@ -28,8 +32,16 @@ import numpy as np
 import scipy.sparse as sp
 from sqlalchemy import Connection, Engine, text
 
-from database.bulk import copy_columns, read_frame
+from database.bulk import IntArrays, TextColumn, copy_columns, read_frame
 from database.locks import PUBLISH, pipeline_lock
+from pipeline.batch.explain import (
+    FALLBACK_REASON,
+    MAX_ACTORS,
+    Explainer,
+    Explanations,
+    MovieAttributes,
+    RatedBy,
+)
 from pipeline.batch.fallback import most_rated
 from pipeline.batch.scoring import chunk_size, score_chunk, two_stage
 from pipeline.core.defaults import (
@@ -73,6 +85,7 @@ class CutoffRatings:
     counts: np.ndarray  # ratings per user in ``user_ids``
     dismissed_users: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     dismissed_movies: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    pair_ratings: np.ndarray | None = None  # aligned with the pairs: what explanations weigh them by
 
     def masked(self) -> tuple[np.ndarray, np.ndarray]:
         """The (user, movie) pairs no list may hold: rated up to the cut-off, or dismissed."""
@@ -95,7 +108,7 @@ def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
     """Every rating's (user, movie) up to ``as_of``; raises when there is none."""
     frame = read_frame(
         conn,
-        "SELECT user_id, movie_id FROM ratings" + (" WHERE rated_at <= %(as_of)s" if as_of else ""),
+        "SELECT user_id, movie_id, rating FROM ratings" + (" WHERE rated_at <= %(as_of)s" if as_of else ""),
         {"as_of": as_of},
     )
     pair_users, pair_movies = frame["user_id"].to_numpy(np.int64), frame["movie_id"].to_numpy(np.int64)
@@ -111,7 +124,21 @@ def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
         counts,
         dismissed["user_id"].to_numpy(np.int64),
         dismissed["movie_id"].to_numpy(np.int64),
+        frame["rating"].to_numpy(np.float32),
     )
+
+
+def movie_attributes(conn: Connection, item_ids: np.ndarray) -> MovieAttributes:
+    """Titles, genres, directors and leading actors of the model's movies, for explanations."""
+    movies = conn.execute(text("SELECT movie_id, title, genres FROM movies")).tuples().all()
+    people = conn.execute(
+        text(
+            "SELECT mp.movie_id, mp.role, p.name FROM movie_persons mp JOIN persons p USING (person_id) "
+            "WHERE p.name IS NOT NULL AND (mp.role = 'director' OR (mp.role = 'actor' AND mp.ordering <= :n))"
+        ),
+        {"n": MAX_ACTORS},
+    ).tuples()
+    return MovieAttributes.build(item_ids, movies, people)
 
 
 def champion_version_id(conn: Connection, registered_version: int) -> int:
@@ -157,9 +184,11 @@ def write_model_lists(
     chunk_users: int | None,
     progress: bool,
     after_chunk: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, float]:
-    """Score and write the lists of every user the model knows with at least ``min_history`` ratings, chunk
-    by chunk; returns the users it could not rank (database ids) and the seconds spent scoring."""
+    explain: bool = True,
+) -> tuple[np.ndarray, float, float]:
+    """Score, explain and write the lists of every user the model knows with at least ``min_history``
+    ratings, chunk by chunk; returns the users it could not rank (database ids) and the seconds spent
+    scoring and explaining."""
     net = model.network
     # Exclusions in the model's index space; movies outside the model's catalogue cannot be listed anyway.
     masked_users, masked_movies = cutoff.masked()
@@ -177,19 +206,29 @@ def write_model_lists(
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="scoring users", unit="user", disable=not progress, leave=False)
-    score_seconds = 0.0
+    score_seconds = explain_seconds = 0.0
+    if explain:
+        s0 = time.perf_counter()
+        explainer = Explainer(model, movie_attributes(writer.conn, net.item_map.ids))
+        rated_by = RatedBy(cutoff.pair_users, net.item_map.index(cutoff.pair_movies), cutoff.pair_ratings)
+        explain_seconds += time.perf_counter() - s0
     for k, lo in enumerate(range(0, len(todo), chunk)):
         sel = todo[lo : lo + chunk]
         users = model_users[sel]
         s0 = time.perf_counter()
         idx, values = score_chunk(model, users, exclude[users], top_n, catalogue, candidates)
         score_seconds += time.perf_counter() - s0
-        writer.write(cutoff.user_ids[sel], idx, values, net.item_map.ids, "model")
+        explained = None
+        if explain:
+            s0 = time.perf_counter()
+            explained = explainer.explain_block(rated_by.rows(cutoff.user_ids[sel]), idx)
+            explain_seconds += time.perf_counter() - s0
+        writer.write(cutoff.user_ids[sel], idx, values, net.item_map.ids, "model", explained)
         bar.update(len(sel))
         if after_chunk is not None:
             after_chunk(k)
     bar.close()
-    return cutoff.user_ids[~scored], score_seconds
+    return cutoff.user_ids[~scored], score_seconds, explain_seconds
 
 
 def publish(
@@ -246,6 +285,7 @@ def publish_batch(
     candidates: int = DEFAULT_CANDIDATES,
     progress: bool = False,
     lock_timeout_s: float = LOCK_TIMEOUT_S,
+    explain: bool = True,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> Publication:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists:
@@ -255,6 +295,7 @@ def publish_batch(
     ``lock_timeout_s``: how long to wait for that lock, and for each table or row lock after it, before
     failing with a one-line error naming it (``MOVIEREC_LOCK_TIMEOUT_S``).
     ``candidates``: how many movies per user the rating head re-ranks (0: all; see ``score_chunk``).
+    ``explain``: store each row's explanation (``pipeline.batch.explain``); False leaves them empty.
     ``_after_chunk(k)`` is called after the k-th chunk is written (tests use it to die mid-write).
     """
     check_batch_args(top_n, keep, candidates)
@@ -276,7 +317,7 @@ def publish_batch(
                 "generated_at": generated_at,
             },
         )
-        fallback_users, score_seconds = write_model_lists(
+        fallback_users, score_seconds, explain_seconds = write_model_lists(
             writer,
             model,
             cutoff,
@@ -286,11 +327,13 @@ def publish_batch(
             chunk_users=chunk_users,
             progress=progress,
             after_chunk=_after_chunk,
+            explain=explain,
         )
         timings["score"] = round(score_seconds, 3)
+        timings["explain"] = round(explain_seconds, 3)
         if len(fallback_users):
-            write_fallback_lists(writer, fallback_users, cutoff, top_n, as_of)
-        timings["write"] = round(time.perf_counter() - t - score_seconds, 3)
+            write_fallback_lists(writer, fallback_users, cutoff, top_n, as_of, explain)
+        timings["write"] = round(time.perf_counter() - t - score_seconds - explain_seconds, 3)
         timings["copy"] = round(writer.copy_seconds, 3)
         timings["total"] = round(time.perf_counter() - started, 3)
         publish(
@@ -340,9 +383,17 @@ class ListWriter:
         self.rows, self.copy_seconds = 0, 0.0
 
     def write(
-        self, user_ids: np.ndarray, idx: np.ndarray, values: np.ndarray, item_ids: np.ndarray, source: str
+        self,
+        user_ids: np.ndarray,
+        idx: np.ndarray,
+        values: np.ndarray,
+        item_ids: np.ndarray,
+        source: str,
+        explained: Explanations | str | None = None,
     ) -> None:
-        """Row r of ``idx``/``values`` is ``user_ids[r]``'s list, best first; index -1 ends a short list."""
+        """Row r of ``idx``/``values`` is ``user_ids[r]``'s list, best first; index -1 ends a short list.
+        ``explained``: each entry's explanation (model movie indices, as ``idx``), or one sentence for every
+        row (fallback lists: nothing in ``because`` or ``shared``); None leaves the columns' defaults."""
         keep = idx >= 0
         ranks = np.cumsum(keep, axis=1).astype(np.int16)
         columns = {
@@ -353,13 +404,25 @@ class ListWriter:
             "source": source,
             **self.fixed,
         }
+        if isinstance(explained, str):
+            columns["reason"] = explained
+        elif explained is not None:
+            because = np.where(explained.because >= 0, item_ids[np.maximum(explained.because, 0)], 0)
+            columns["because"] = IntArrays(because, explained.counts)
+            columns["shared"] = TextColumn(explained.shared, jsonb=True)
+            columns["reason"] = TextColumn(explained.reasons)
         t = time.perf_counter()
         self.rows += copy_columns(self.conn, "batch_recommendations", columns)
         self.copy_seconds += time.perf_counter() - t
 
 
 def write_fallback_lists(
-    writer: ListWriter, users: np.ndarray, cutoff: CutoffRatings, n: int, as_of: datetime | None
+    writer: ListWriter,
+    users: np.ndarray,
+    cutoff: CutoffRatings,
+    n: int,
+    as_of: datetime | None,
+    explain: bool = True,
 ) -> None:
     """``most_rated`` up to the cut-off, minus what each user rated or dismissed."""
     movies, share = most_rated(writer.conn, as_of)
@@ -376,7 +439,8 @@ def write_fallback_lists(
             picks = [k for k, m in enumerate(movies[: n + len(seen)]) if int(m) not in seen][:n]
             idx[r, : len(picks)] = picks
         values = np.where(idx >= 0, share[np.maximum(idx, 0)], np.float32(0))
-        writer.write(block, idx, values, movies, "fallback_popularity")
+        reason = FALLBACK_REASON if explain else None
+        writer.write(block, idx, values, movies, "fallback_popularity", reason)
 
 
 def sample_lists(conn: Connection, users: int = 3, k: int = 10) -> dict[int, list[dict[str, Any]]]:
