@@ -1,0 +1,242 @@
+"""Implicit-feedback matrix factorisation through the ``implicit`` library (CPU build): alternating least
+squares (Hu, Koren & Volinsky 2008), Bayesian personalised ranking (Rendle et al. 2009) and logistic MF
+(Johnson 2014). The library fits; these classes hand it the train ratings as implicit feedback and keep its
+factors behind the ``Recommender`` contract.
+
+What each model is given, from the train split's ratings (dense indices of ``Interactions``):
+
+* positives are the ratings ``>= min_rating`` (a pair rated twice counts once, at its highest rating);
+* ALS and LMF weight each positive by its confidence ``c = 1 + alpha * rating`` (Hu et al.'s linear
+  scheme, with the star rating as the strength of the signal); unrated pairs are negatives of confidence 1
+  (ALS) or sampled negatives (LMF);
+* BPR takes the positives as they are: the library ignores weights and samples a negative per positive.
+
+Scores are ``user_factors @ item_factors.T`` (BPR's and LMF's factors carry their bias columns, so the
+product includes the biases); ``predict`` is NaN throughout (ranking only). A user or movie without a train
+positive keeps the library's zero factors.
+
+Determinism: the library is seeded (``random_state = seed``). ALS solves every user (then every movie)
+independently by conjugate gradient, so its factors do not depend on the thread count and ``threads`` only
+sets speed. BPR and LMF are Hogwild SGD with one random generator per thread, so their factors do: they always
+run on one thread. While the library fits, BLAS is held to one thread (its own threads are what parallelise;
+it warns otherwise). Progress bars are off unless ``progress`` is set.
+
+Defaults were chosen on ML-100K on the temporal validation split carved from the temporal protocol's train
+part, by NDCG@10 (``python -m bench.model_grid``; never the test split). Grids, each value crossed with the
+others of its model, the chosen one first:
+
+* ALS: factors 64 | 32 | 128, regularization 0.01 | 0.1 | 1, alpha 1 | 0.25 | 4, min_rating 1 | 4;
+* BPR: factors 64 | 32 | 128, learning_rate 0.01 | 0.05, regularization 0.01 | 0.001, iterations 100 | 300,
+  min_rating 1 | 4;
+* LMF: factors 30 | 64, learning_rate 1 | 0.5, regularization 0.6 | 2, iterations 30 | 60, min_rating 1 | 4.
+
+The figures of every grid point are in ``bench/results/model_grid.json``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.cpu.lmf import LogisticMatrixFactorization
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
+from threadpoolctl import threadpool_limits
+
+from pipeline.features.interactions import Interactions
+from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
+from pipeline.models.saved import load_arrays, save_arrays
+
+# --- configs ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, config=HYPERPARAMETERS)
+class ALSConfig:
+    factors: PositiveInt = 64
+    regularization: NonNegativeFloat = 0.01  # L2 penalty on both sides' factors
+    alpha: NonNegativeFloat = 1.0  # confidence of a positive: 1 + alpha * rating
+    min_rating: NonNegativeFloat = 1.0  # ratings below this are not positives
+    iterations: PositiveInt = 15  # ALS sweeps (users, then movies)
+    seed: NonNegativeInt = 42
+    threads: PositiveInt = 1  # the library's threads; the factors do not depend on it
+    progress: bool = False  # the library's progress bar
+
+
+@dataclass(frozen=True, config=HYPERPARAMETERS)
+class BPRConfig:
+    factors: PositiveInt = 64  # plus the library's item-bias column
+    learning_rate: PositiveFloat = 0.01
+    regularization: NonNegativeFloat = 0.01
+    iterations: PositiveInt = 100  # epochs of one sampled (positive, negative) pair per positive
+    min_rating: NonNegativeFloat = 1.0  # ratings below this are not positives
+    seed: NonNegativeInt = 42
+    progress: bool = False
+
+
+@dataclass(frozen=True, config=HYPERPARAMETERS)
+class LMFConfig:
+    factors: PositiveInt = 30  # plus the library's two bias columns
+    learning_rate: PositiveFloat = 1.0  # Adagrad's step
+    regularization: NonNegativeFloat = 0.6
+    iterations: PositiveInt = 30
+    neg_prop: PositiveInt = 30  # sampled negatives per positive
+    alpha: NonNegativeFloat = 1.0  # confidence of a positive: 1 + alpha * rating
+    min_rating: NonNegativeFloat = 1.0
+    seed: NonNegativeInt = 42
+    progress: bool = False
+
+
+# --- the wrapper --------------------------------------------------------------------------------------------
+
+
+def positives(train: Interactions, min_rating: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(users, items, ratings)`` of the ratings ``>= min_rating``, one per pair (its highest rating)."""
+    keep = np.flatnonzero(train.ratings >= min_rating)
+    u, i, r = train.users[keep], train.items[keep], train.ratings[keep]
+    order = np.lexsort((-r, i, u))  # per pair, the highest rating first
+    u, i, r = u[order], i[order], r[order]
+    first = np.ones(len(u), bool)
+    first[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
+    return u[first], i[first], r[first]
+
+
+def user_items(train: Interactions, min_rating: float, alpha: float | None) -> sp.csr_matrix:
+    """The user x item float32 CSR matrix the library fits: ``1 + alpha * rating`` at each positive (1.0 when
+    ``alpha`` is None: a binary signal)."""
+    u, i, r = positives(train, min_rating)
+    values = np.ones(len(u), np.float32) if alpha is None else (1.0 + alpha * r).astype(np.float32)
+    x = sp.csr_matrix((values, (u, i)), shape=(train.n_users, train.n_items), dtype=np.float32)
+    x.sort_indices()
+    return x
+
+
+class ImplicitFactorisation(ABC):
+    """A model of the ``implicit`` library behind the ``Recommender`` contract (see the module doc)."""
+
+    name: ClassVar[str]
+    config_type: ClassVar[type[Any]]
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config: Any = config if config is not None else self.config_type()
+        if not isinstance(self.config, self.config_type):
+            raise TypeError(f"{self.name} takes a {self.config_type.__name__}, not {type(config).__name__}")
+        self.user_factors_: np.ndarray | None = None
+        self.item_factors_: np.ndarray | None = None
+
+    @abstractmethod
+    def _library_model(self) -> Any:
+        """A fresh, unfitted model of the library (a refit never starts from the previous factors)."""
+
+    @abstractmethod
+    def _user_items(self, train: Interactions) -> sp.csr_matrix: ...
+
+    def fit(self, train: Interactions) -> Self:
+        x = self._user_items(train)
+        with threadpool_limits(limits=1, user_api="blas"):
+            model = self._library_model()
+            model.fit(x, show_progress=self.config.progress)
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, np.float32)
+        return self
+
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted ``(user_factors, item_factors)``; ``NotFitted`` before ``fit``."""
+        p = check_fitted(self.user_factors_, self.name)
+        q = self.item_factors_
+        if q is None:  # set together with user_factors_
+            raise NotFitted(f"{self.name} is only partly fitted")
+        return p, q
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        self.factors()
+        users, _ = as_pairs(users, items)
+        return np.full(users.shape, np.nan, np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        p, q = self.factors()
+        return np.asarray(p[np.asarray(users, np.int64)] @ q.T, np.float32)
+
+    def save(self, path: Path) -> Path:
+        """The fitted factors and the config in one ``.npz`` file at ``path``."""
+        p, q = self.factors()
+        return save_arrays(path, self.name, self.config, {"user_factors": p, "item_factors": q})
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        config, arrays = load_arrays(path, cls.name, cls.config_type)
+        model = cls(config)
+        model.user_factors_, model.item_factors_ = arrays["user_factors"], arrays["item_factors"]
+        return model
+
+
+class ALS(ImplicitFactorisation):
+    """Implicit ALS with confidence weighting (``implicit.cpu.als``, conjugate-gradient solver)."""
+
+    name = "ALS"
+    config_type = ALSConfig
+    config: ALSConfig
+
+    def _user_items(self, train: Interactions) -> sp.csr_matrix:
+        return user_items(train, self.config.min_rating, self.config.alpha)
+
+    def _library_model(self) -> Any:
+        c = self.config
+        return AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=1.0,  # the confidences are in the matrix already
+            iterations=c.iterations,
+            num_threads=c.threads,
+            random_state=c.seed,
+        )
+
+
+class BPR(ImplicitFactorisation):
+    """Bayesian personalised ranking on binary positives (``implicit.cpu.bpr``)."""
+
+    name = "BPR"
+    config_type = BPRConfig
+    config: BPRConfig
+
+    def _user_items(self, train: Interactions) -> sp.csr_matrix:
+        return user_items(train, self.config.min_rating, None)
+
+    def _library_model(self) -> Any:
+        c = self.config
+        return BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            num_threads=1,  # Hogwild SGD: more threads, other factors
+            verify_negative_samples=True,
+            random_state=c.seed,
+        )
+
+
+class LMF(ImplicitFactorisation):
+    """Logistic matrix factorisation with confidence weighting (``implicit.cpu.lmf``)."""
+
+    name = "LMF"
+    config_type = LMFConfig
+    config: LMFConfig
+
+    def _user_items(self, train: Interactions) -> sp.csr_matrix:
+        return user_items(train, self.config.min_rating, self.config.alpha)
+
+    def _library_model(self) -> Any:
+        c = self.config
+        return LogisticMatrixFactorization(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            neg_prop=c.neg_prop,
+            num_threads=1,  # Hogwild SGD: more threads, other factors
+            random_state=c.seed,
+        )
