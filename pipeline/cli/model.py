@@ -62,16 +62,21 @@ def evaluate(
     device: Device = None,
     output: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
 ) -> None:
-    """Both protocols, every baseline and the network on the same splits, plus item cold start."""
+    """Both protocols, every baseline, the evaluation-only models (ALS, BPR, logistic MF, item-kNN) and the
+    network on the same splits, plus item cold start."""
     from database.engine import get_engine
-    from pipeline.evaluation.benchmark import evaluate_all
+    from pipeline.evaluation.benchmark import EVALUATION_ONLY, evaluate_all
     from pipeline.features.loading import load_training_data
     from pipeline.orchestration.steps import hybrid_config
 
     settings = get_settings()
     data = load_training_data(get_engine(settings), as_of_option(as_of), progress=sys.stderr.isatty())
     outcome = evaluate_all(
-        data, hybrid_config(epochs), device=device_option(device), progress=sys.stderr.isatty()
+        data,
+        hybrid_config(epochs),
+        device=device_option(device),
+        progress=sys.stderr.isatty(),
+        extra=tuple(EVALUATION_ONLY),
     )
     report = outcome.to_dict()
     print_evaluation(report)

@@ -42,6 +42,14 @@ GUARDRAIL_SHARE_SLACK: Final = 0.01  # absolute, on the long-tail share: one lis
 # The head of the catalogue: the most-rated movies holding this share of the train ratings; a listed movie
 # outside it is long tail (``evaluation.list_metrics``).
 LONG_TAIL_HEAD_SHARE: Final = 0.8
+# Evaluation-only models (``pipeline.evaluation.benchmark.EVALUATION_ONLY``): reported beside the published
+# blend's members and the baselines, never published. ``movierec evaluate`` runs them all.
+EVALUATION_ONLY_MODELS: Final = ("als", "bpr", "lmf", "item_knn")
+# Those the weekly run's evaluation reports too (and logs to MLflow); MOVIEREC_WEEKLY_MODELS overrides it.
+# ALS and item-kNN: cheap (on ML-100K they add about 3 s to the temporal evaluation) and growing with the
+# ratings as EASE and biased MF do; BPR's and LMF's single-threaded SGD epochs cost more at real size and
+# pay nothing in what is published, so they stay in `movierec evaluate`.
+WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 
 # --- lists --------------------------------------------------------------------------------------------------
 DEFAULT_TOP_N: Final = 100

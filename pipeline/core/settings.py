@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.core.defaults import LOCK_TIMEOUT_S
+from pipeline.core.defaults import EVALUATION_ONLY_MODELS, LOCK_TIMEOUT_S, WEEKLY_EVALUATION_MODELS
 
 
 class Settings(BaseSettings):
@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default=None, validation_alias="MLFLOW_READER_TRACKING_URI"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias="MOVIEREC_DEVICE")
+    # Data-parallel processes the train step trains the network in (torchrun's nproc_per_node: gloo on the CPU,
+    # one GPU each with CUDA; pipeline.models.hybrid.distributed); 1: in the step's own process.
+    train_processes: int = Field(default=1, ge=1, validation_alias="MOVIEREC_TRAIN_PROCESSES")
     # Where a person reaches the app database from, for the psql line the commands print (the Docker stack
     # sets the host's published port); unset: DATABASE_URL / the embedded server. Its password is never shown.
     public_database_url: str | None = Field(default=None, validation_alias="MOVIEREC_PUBLIC_DATABASE_URL")
@@ -44,11 +47,31 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(default=30.0, gt=0, validation_alias="MOVIEREC_MODEL_POLL_SECONDS")
     # Memory the API server keeps published-list answers in (per batch); 0: read the database every time.
     api_cache_mb: int = Field(default=64, ge=0, validation_alias="MOVIEREC_API_CACHE_MB")
+    # The evaluation-only models the weekly run evaluates, comma-separated ("" for none).
+    weekly_models_text: str = Field(
+        default=",".join(WEEKLY_EVALUATION_MODELS), validation_alias="MOVIEREC_WEEKLY_MODELS"
+    )
 
     @field_validator("home")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("weekly_models_text")
+    @classmethod
+    def _known_models(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in EVALUATION_ONLY_MODELS]
+        if unknown:
+            raise ValueError(
+                f"unknown models {unknown}: MOVIEREC_WEEKLY_MODELS takes {list(EVALUATION_ONLY_MODELS)}"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    @property
+    def weekly_models(self) -> tuple[str, ...]:
+        """The evaluation-only models the weekly run evaluates (``MOVIEREC_WEEKLY_MODELS``)."""
+        return tuple(name for name in self.weekly_models_text.split(",") if name)
 
     @field_validator(
         "database_url",

@@ -5,13 +5,19 @@ What is published (``pipeline.models.blend.published.PublishedBlend``) is a blen
 dot product with EASE (the strongest ranking baseline) plus the network's rating head, for ratings the
 network with biased MF, every weight chosen on a temporal validation split inside the train data
 (``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is reported
-beside it. A weight of 1.0 means the network alone."""
+beside it. A weight of 1.0 means the network alone.
+
+Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, BPR and logistic MF,
+and item-kNN) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
+``Settings.weekly_models``. They are never published. A model that fails is a row with its error, not a
+gap."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.defaults import DEFAULT_CANDIDATES, PRIMARY_PROTOCOL
+from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
 from pipeline.evaluation.protocol import ModelFactory, run_evaluation
@@ -26,12 +33,26 @@ from pipeline.evaluation.report import EvaluationReport
 from pipeline.evaluation.weight_search import choose_weights
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
+from pipeline.models.base import Recommender
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import train_hybrid
 from pipeline.models.hybrid.recommender import HybridRecommender
+from pipeline.models.implicit_mf import ALS, BPR, LMF
+from pipeline.models.item_knn import ItemKNN
+
+# The evaluation-only models by report name, each with its default config (``EVALUATION_ONLY_MODELS``).
+EVALUATION_ONLY: dict[str, Callable[[], Recommender]] = {
+    "als": ALS,
+    "bpr": BPR,
+    "lmf": LMF,
+    "item_knn": ItemKNN,
+}
+
+# What the published blend is built from: the weekly run cannot go on when one of them failed.
+PUBLISHED_MEMBERS = ("biased_mf", "ease", "hybrid", "blend")
 
 
 @dataclass
@@ -58,6 +79,14 @@ class EvaluationOutcome:
             "cold_start": self.cold_start,
         }
 
+    def check_published(self) -> None:
+        """``MovierecError`` when a model the published blend is built from failed under any protocol: its
+        weights would be the defaults and its figures missing."""
+        for protocol, failed in self.report.failures.items():
+            for name in PUBLISHED_MEMBERS:
+                if name in failed:
+                    raise MovierecError(f"evaluation of {name} failed ({protocol} protocol): {failed[name]}")
+
 
 def evaluate_all(
     data: TrainingData,
@@ -67,12 +96,18 @@ def evaluate_all(
     protocols: tuple[str, ...] = ("random", "temporal"),
     cold_start: bool = True,
     progress: bool = True,
+    extra: Sequence[str] = (),
 ) -> EvaluationOutcome:
-    """Every model on the same splits in one run.
+    """Every model on the same splits in one run; ``extra`` names evaluation-only models (``EVALUATION_ONLY``)
+    reported beside the baselines.
 
     Per protocol the network is trained twice: once on a validation split carved out of that protocol's
     train data, to choose both blend weights (``choose_weights``), then on the whole train split.
     """
+    unknown = sorted(set(extra) - set(EVALUATION_ONLY))
+    if unknown:
+        known = list(EVALUATION_ONLY)
+        raise ValueError(f"unknown evaluation-only models {unknown}; expected some of {known}")
     fitted: dict[str, HybridRecommender] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
@@ -111,6 +146,7 @@ def evaluate_all(
         "popularity": lambda tr, p: Popularity().fit(tr),
         "biased_mf": mf_model,
         "ease": ease_model,
+        **{name: _fitted(EVALUATION_ONLY[name]) for name in extra},
         "hybrid": hybrid,
         "blend": blend,
     }
@@ -121,6 +157,10 @@ def evaluate_all(
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome
+
+
+def _fitted(make: Callable[[], Recommender]) -> ModelFactory:
+    return lambda train, protocol: make().fit(train)
 
 
 def evaluate_cold_start(

@@ -15,6 +15,8 @@ Protocols (``PROTOCOLS`` holds the same text, and ``EvaluationReport.to_dict`` c
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -23,6 +25,7 @@ import scipy.sparse as sp
 from rich.console import Console
 
 from pipeline.core.defaults import COLD_USER_MAX_RATINGS, RELEVANCE_THRESHOLD
+from pipeline.core.errors import one_line
 from pipeline.evaluation.list_metrics import long_tail_share, popularity_counts
 from pipeline.evaluation.metrics import catalog_coverage, hits_at_k, mae, ranking_metrics_from_hits, rmse
 from pipeline.evaluation.report import EvaluationReport
@@ -34,6 +37,8 @@ from pipeline.models.topn import mask_rows, top_k
 __all__ = ["ModelFactory", "evaluate_model", "run_evaluation", "top_k_for_users"]
 
 BATCH_USERS = 256
+
+log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[Interactions, str], Recommender]
 """Receives the train split and the protocol name, returns a fitted model."""
@@ -150,7 +155,11 @@ def run_evaluation(
 ) -> EvaluationReport:
     """Split ``data`` once per protocol, then fit (through its factory) and evaluate every model on it.
 
-    Models are reported under their ``factories`` key. Fit time is the factory call's wall time.
+    Models are reported under their ``factories`` key. Fit time is the factory call's wall time. A model whose
+    factory (its fit) or evaluation raises is reported as failed, with no metrics and the error in
+    ``report.failures``, and the others still run; a factory that returns something other than a
+    ``Recommender`` is a programming error and raises. A fitted model's dataclass ``config`` is kept in
+    ``report.configs`` under its name.
     """
     for protocol in protocols:
         if protocol not in PROTOCOLS:
@@ -163,14 +172,36 @@ def run_evaluation(
         report.results[protocol], report.timings[protocol] = {}, {}
         for name, factory in factories.items():
             started = time.perf_counter()
-            model = factory(train, protocol)
+            metrics: dict[str, float] = {}
+            error: Exception | None = None
+            try:
+                model = factory(train, protocol)
+            except Exception as exc:  # reported as failed below; the other models still run
+                error = exc
             fitted = time.perf_counter()
-            if not isinstance(model, Recommender):
-                raise TypeError(f"factory {name!r} returned {type(model).__name__}, not a Recommender")
-            metrics = evaluate_model(model, train, test, protocol, k)
+            if error is None:
+                if not isinstance(model, Recommender):
+                    raise TypeError(f"factory {name!r} returned {type(model).__name__}, not a Recommender")
+                try:
+                    metrics = evaluate_model(model, train, test, protocol, k)
+                except Exception as exc:
+                    error = exc
+                config = getattr(model, "config", None)
+                if dataclasses.is_dataclass(config) and not isinstance(config, type):
+                    report.configs[name] = dataclasses.asdict(config)
             done = time.perf_counter()
             report.results[protocol][name] = metrics
             report.timings[protocol][name] = {"fit_seconds": fitted - started, "eval_seconds": done - fitted}
+            if error is not None:
+                report.failures.setdefault(protocol, {})[name] = one_line(error)
+                log.warning("[%s] %s failed: %s", protocol, name, one_line(error), exc_info=error)
+                if console is not None:
+                    console.print(
+                        f"[{protocol}] {name}: failed after {done - started:.1f}s: {one_line(error)}",
+                        markup=False,
+                        highlight=False,
+                    )
+                continue
             if console is not None:
                 shown = ", ".join(f"{m}={v:.4f}" for m, v in metrics.items() if m not in ("users", "ratings"))
                 console.print(

@@ -25,18 +25,25 @@ class EvaluationReport:
     timings: dict[str, dict[str, dict[str, float]]] = field(
         default_factory=dict
     )  # protocol -> model -> seconds
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)  # protocol -> model -> one-line error
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its hyperparameters
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``results`` is protocol -> model -> metrics (with ``fit_seconds``/``eval_seconds``).
+        """JSON-ready: ``results`` is protocol -> model -> metrics (with ``fit_seconds``/``eval_seconds``; a
+        failed model's row has no metrics and ``error``, its one-line error).
 
-        NaN becomes None; the protocols' definitions, dataset size and split sizes come along.
+        NaN becomes None; the protocols' definitions, dataset size and split sizes, and every fitted model's
+        hyperparameters (``configs``: model -> config) come along.
         """
-        results: dict[str, dict[str, dict[str, float | None]]] = {}
+        results: dict[str, dict[str, dict[str, Any]]] = {}
         for protocol, models in self.results.items():
             results[protocol] = {}
+            failed = self.failures.get(protocol, {})
             for model, metrics in models.items():
-                row = json_safe({name: float(value) for name, value in metrics.items()})
+                row: dict[str, Any] = json_safe({name: float(value) for name, value in metrics.items()})
                 row.update({name: round(value, 3) for name, value in self.timings[protocol][model].items()})
+                if model in failed:
+                    row["error"] = failed[model]
                 results[protocol][model] = row
         return {
             "k": self.k,
@@ -55,4 +62,5 @@ class EvaluationReport:
             },
             "splits": {p: dict(sizes) for p, sizes in self.splits.items()},
             "results": results,
+            "configs": json_safe(self.configs),
         }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from pipeline.core.dates import parse_as_of
 from pipeline.core.defaults import (
@@ -65,6 +65,7 @@ class Evaluation(TypedDict):
     weights: WeightsDict  # BlendWeights.to_dict()
     metrics: dict[str, dict[str, float]]  # protocol -> the published blend's figures (network_* beside)
     baselines: dict[str, dict[str, Any]]  # model -> protocol -> figures
+    configs: NotRequired[dict[str, dict[str, Any]]]  # model -> hyperparameters (the network's: its params)
 
 
 class Training(TypedDict):
@@ -178,8 +179,10 @@ def evaluate(
     progress: bool = False,
     data: TrainingData | None = None,
 ) -> Evaluation:
-    """Every model on the same splits of the data up to ``as_of`` (the gate's protocol by default); chooses
-    the blend weights; writes the report. ``data``: already loaded for this cut-off (one process)."""
+    """Every model on the same splits of the data up to ``as_of`` (the gate's protocol by default), with the
+    evaluation-only models of ``settings.weekly_models``; chooses the blend weights; writes the report (a
+    failed model is a row with its error; one the published blend is built from fails the step).
+    ``data``: already loaded for this cut-off (one process)."""
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
 
     settings = settings or get_settings()
@@ -191,16 +194,20 @@ def evaluate(
         protocols=tuple(protocols),
         cold_start=False,
         progress=progress,
+        extra=settings.weekly_models,
     )
+    report_path = str(write_report(settings, outcome))  # written first: it holds a failed model's error
+    outcome.check_published()
     published, baselines = published_metrics(outcome)
     return json_safe(
         Evaluation(
             as_of=as_of,
             dataset=data.dataset,
-            report_path=str(write_report(settings, outcome)),
+            report_path=report_path,
             weights=outcome.weights.to_dict(),
             metrics=published,
             baselines=baselines,
+            configs={name: c for name, c in outcome.report.configs.items() if name != "hybrid"},
         )
     )
 
@@ -239,6 +246,7 @@ def train(
         dataset=data.dataset,
         data_cutoff=data.as_of,
         artifacts={"evaluation.json": Path(evaluation["report_path"])},
+        configs=evaluation.get("configs", {}),
     )
     return Training(
         run_id=run.run_id,

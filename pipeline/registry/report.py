@@ -8,6 +8,7 @@ The report is ``EvaluationOutcome.to_dict``: ``k``, ``results`` (protocol -> mod
 from __future__ import annotations
 
 import math
+from textwrap import shorten
 from typing import Any
 
 # The folder of a run's artifacts the report is logged under (``log_training_run(artifacts=...)``).
@@ -27,6 +28,7 @@ _COLUMNS = (
     ("users", "Users"),
 )
 _UNRANKED = ("rmse", "mae", "users")  # metrics without a cut-off
+FAILED_CHARS = 120  # of a failed model's error, in its row (the report holds it whole)
 
 
 def evaluation_headers(k: int) -> list[str]:
@@ -36,12 +38,17 @@ def evaluation_headers(k: int) -> list[str]:
 
 
 def evaluation_rows(report: dict[str, Any]) -> list[list[str]]:
-    """One row per (protocol, model), cells as ``evaluation_headers``; a dash where nothing applies."""
+    """One row per (protocol, model), cells as ``evaluation_headers``; a dash where nothing applies. A model
+    that failed keeps its row: its name cell says so, with the error's first ``FAILED_CHARS`` characters."""
     k = report["k"]
     rows = []
     for protocol, models in report["results"].items():
         for model, metrics in models.items():
-            cells = [protocol, model]
+            error = metrics.get("error")
+            cells = [
+                protocol,
+                model if error is None else f"{model} — failed: {shorten(error, FAILED_CHARS)}",
+            ]
             for key, _ in _COLUMNS:
                 value = metrics.get(key if key in _UNRANKED else f"{key}@{k}")
                 if value is None or math.isnan(value):

@@ -59,13 +59,16 @@ def log_training_run(
     plots: bool = True,
     protocol: str = "temporal",
     primary_metric: str = "ndcg_at_10",
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RunInfo:
     """Log one training run in ``movierec-<dataset>`` and register its model as a new version.
 
     ``metrics``: the model's final figures, ``{"temporal": {"ndcg@10": x}}`` or flat
     ``{"temporal.ndcg@10": x}``; ``baselines``: baseline name -> the same shape. ``artifacts``: extra
     files or directories, logged under their key. ``protocol``/``primary_metric`` pick the figure of the
-    evaluation chart. The new version is not promoted here: see ``promote_if_better``.
+    evaluation chart. ``configs``: the other evaluated models' hyperparameters (model -> config), logged as
+    params ``config.<model>.<field>`` beside the network's own. The new version is not promoted here: see
+    ``promote_if_better``.
     """
     model = published.network
     final = flatten_metrics(metrics)
@@ -83,6 +86,8 @@ def log_training_run(
         blend_rating_weight=str(published.weights.rating_weight),
         blend_rerank_weight=str(published.weights.rerank_weight),
     )
+    for name, config in (configs or {}).items():
+        params.update({f"config.{metric_key(name)}.{metric_key(k)}": str(v) for k, v in config.items()})
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     batch = [
         Metric(

@@ -25,7 +25,8 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, register
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
     report = tmp_path / "evaluation.json"
     report.write_text('{"k": 10}')
-    run = log_run(mlsettings, result, 0.30, registered_blend, artifacts={"evaluation": report})
+    configs = {"als": {"factors": 32, "alpha": 0.25}}  # another evaluated model's hyperparameters
+    run = log_run(mlsettings, result, 0.30, registered_blend, artifacts={"evaluation": report}, configs=configs)
     assert run.registered_version == 1 and run.model_uri == f"models:/{REGISTERED_MODEL}/1"
     assert os.environ.get("MLFLOW_TRACKING_URI") == env_before  # nothing leaks into a later Settings()
     assert (mlsettings.home / "mlflow.db").exists()
@@ -40,6 +41,7 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, register
     assert {k: params[k] for k in config_params(TINY_VALIDATED)} == config_params(TINY_VALIDATED)
     assert params["dataset"] == "ml-100k" and params["data_cutoff"] == CUTOFF.isoformat()
     assert params["device"] == "cpu"
+    assert params["config.als.factors"] == "32" and params["config.als.alpha"] == "0.25"
     metrics = logged.data.metrics
     assert metrics["temporal.ndcg_at_10"] == 0.30 and metrics["random.rmse"] == 0.95
     assert metrics["baseline.ease.temporal.ndcg_at_10"] == 0.21
