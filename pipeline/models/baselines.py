@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
+from scipy.linalg import lapack
 
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
@@ -217,18 +218,88 @@ class BiasedMF:
 
 # --- EASE ---------------------------------------------------------------------------------------------------
 
+# Weights for at most this many movies. Fitting holds a float64 Gram matrix / inverse and the float32 weights
+# (12 bytes per movie pair: 4.8 GB at 20k), the fitted model the float32 weights alone (1.6 GB); why 20k for
+# issue 13's 12 GB ML-25M target: docs/model.md and bench/ease.py.
+EASE_MAX_ITEMS = 20_000
+_GRAM_BLOCK_ENTRIES = 8_000_000  # entries of one column block of the Gram matrix built at once
+
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)
 class EASEConfig:
     # L2 penalty lambda of Steck (2019); above 0, or X^T X + lam I is singular as soon as a movie is unrated
     lam: PositiveFloat = 500.0
+    # the most-rated movies that get weights (see EASE); memory grows as its square
+    max_items: PositiveInt = EASE_MAX_ITEMS
+
+
+def _gram_upper(x: sp.csr_matrix, lam: float) -> np.ndarray:
+    """The upper triangle of ``X^T X + lam I`` (float64, Fortran order for LAPACK; the strict lower triangle
+    is zero), built one column block at a time from sparse products: time O(the product's work), memory the
+    dense result plus one block, never the sparse product of the whole matrix (a dense one's worth of
+    indices at large catalogues)."""
+    n = x.shape[1]
+    by_column = x.tocsc()
+    by_row_t = by_column.T.tocsr()  # movies x users
+    gram = np.zeros((n, n), np.float64, order="F")
+    block = max(1, _GRAM_BLOCK_ENTRIES // max(n, 1))
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        gram[:hi, lo:hi] = (by_row_t[:hi] @ by_column[:, lo:hi]).toarray()
+    gram[np.diag_indices(n)] += lam
+    return gram
+
+
+def _ease_weights(gram: np.ndarray) -> np.ndarray:
+    """``B = -P / diag(P)`` (zero diagonal) with ``P = gram^-1``, from ``gram``'s upper triangle (which it
+    overwrites): a Cholesky inverse in place, so memory is ``gram`` plus the float32 result."""
+    n = gram.shape[0]
+    if n == 0:
+        return np.zeros((0, 0), np.float32)
+    factor, info = lapack.dpotrf(gram, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: the Gram matrix is not positive definite (dpotrf info {info})")
+    p, info = lapack.dpotri(factor, lower=0, overwrite_c=1)  # the inverse's upper triangle
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: the Gram matrix is singular (dpotri info {info})")
+    scale = -1.0 / np.diag(p)
+    weights = np.empty((n, n), np.float32)
+    block = max(1, _GRAM_BLOCK_ENTRIES // n)
+    column = np.empty((n, block))
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        col = column[:, : hi - lo]
+        col[:lo] = p[:lo, lo:hi]
+        square = p[lo:hi, lo:hi]
+        col[lo:hi] = np.triu(square) + np.triu(square, 1).T
+        col[hi:] = p[lo:hi, hi:].T
+        weights[:, lo:hi] = col * scale[lo:hi]
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+def most_rated(x: sp.csr_matrix, k: int) -> np.ndarray:
+    """The ``k`` movies with the most raters in the binary user x movie matrix ``x``, ties to the lower
+    index, in ascending index order."""
+    counts = np.bincount(x.indices, minlength=x.shape[1])
+    return np.sort(np.argsort(-counts, kind="stable")[:k])
 
 
 class EASE:
     """Embarrassingly Shallow Autoencoder (Steck 2019) on the binary user x item train matrix.
 
     ``B = I - P / diag(P)`` with ``P = (X^T X + lam I)^-1`` and a zero diagonal; scores are ``x_u B``.
-    Ranking only: ``predict`` returns NaN. Memory and time grow with ``n_items^2`` / ``n_items^3``.
+    Ranking only: ``predict`` returns NaN.
+
+    Large catalogues: above ``max_items`` movies only the ``max_items`` most-rated ones (by train raters, ties
+    to the lower index; ``kept_``, ascending catalogue indices) get weights, fitted on X restricted to their
+    columns, so memory grows as ``max_items^2`` and time as ``max_items^3`` whatever the catalogue. Every
+    other movie scores 0 for every user: ``B`` is zero outside the kept block, so such a movie contributes to
+    no score and receives none — the score full EASE gives a movie no history reaches, and close to what it
+    gives rarely rated ones, whose column is mostly lambda. A constant per user keeps the blend's per-user
+    standardisation well defined and leaves their order to the network. ``weights_`` is the kept x kept
+    block (``kept_`` None: every movie is kept and ``weights_`` is the whole ``B``, exactly as without a
+    cap); ``item_weights`` and ``score_items`` read ``B`` by catalogue index either way.
     """
 
     name = "EASE"
@@ -236,18 +307,30 @@ class EASE:
     def __init__(self, config: EASEConfig | None = None) -> None:
         self.config = config or EASEConfig()
         self.weights_: np.ndarray | None = None
+        self.kept_: np.ndarray | None = None
+        self.n_items_ = 0
         self.rated_: sp.csr_matrix | None = None
 
     def fit(self, train: Interactions) -> EASE:
         x = train.binary_matrix()
-        gram = (x.T @ x).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += self.config.lam
-        p = np.linalg.inv(gram)
-        b = p / (-np.diag(p))[None, :]  # B_ij = -P_ij / P_jj
-        np.fill_diagonal(b, 0.0)
-        self.weights_ = b.astype(np.float32)
-        self.rated_ = x
+        kept = most_rated(x, self.config.max_items) if train.n_items > self.config.max_items else None
+        gram = _gram_upper(x if kept is None else x[:, kept], self.config.lam)
+        self.weights_ = _ease_weights(gram)
+        self.kept_, self.n_items_, self.rated_ = kept, train.n_items, x
         return self
+
+    @classmethod
+    def restore(
+        cls, config: EASEConfig, weights: np.ndarray, rated: sp.csr_matrix, kept: np.ndarray | None = None
+    ) -> EASE:
+        """A fitted EASE from saved ``weights`` (and ``kept`` when capped) scoring from ``rated``."""
+        size = rated.shape[1] if kept is None else len(kept)
+        if weights.shape != (size, size):
+            raise ValueError(f"EASE weights of shape {weights.shape} for {size} kept movies")
+        model = cls(config)
+        model.weights_, model.rated_, model.n_items_ = weights, rated, rated.shape[1]
+        model.kept_ = None if kept is None else np.asarray(kept, np.int64)
+        return model
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         check_fitted(self.weights_, self.name)
@@ -257,4 +340,37 @@ class EASE:
     def score_users(self, users: np.ndarray) -> np.ndarray:
         weights = check_fitted(self.weights_, self.name)
         rows = check_fitted(self.rated_, self.name)[np.asarray(users, np.int64)]
-        return np.asarray(rows @ weights, np.float32)
+        if self.kept_ is None:
+            return np.asarray(rows @ weights, np.float32)
+        scores = np.zeros((rows.shape[0], self.n_items_), np.float32)
+        scores[:, self.kept_] = rows[:, self.kept_] @ weights
+        return scores
+
+    def item_weights(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``B[rows, cols]`` by catalogue index: how much having rated movie ``rows[a]`` adds to the score of
+        ``cols[b]`` (0 where either is outside the kept movies)."""
+        weights = check_fitted(self.weights_, self.name)
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        if self.kept_ is None:
+            return weights[np.ix_(rows, cols)]
+        r, c = self._positions(rows), self._positions(cols)
+        out = np.zeros((len(rows), len(cols)), np.float32)
+        out[np.ix_(r >= 0, c >= 0)] = weights[np.ix_(r[r >= 0], c[c >= 0])]
+        return out
+
+    def score_items(self, items: np.ndarray) -> np.ndarray:
+        """The scores (``n_items_``) of a user who rated ``items`` (catalogue indices): ``x B``."""
+        weights = check_fitted(self.weights_, self.name)
+        items = np.unique(np.asarray(items, np.int64))
+        if self.kept_ is None:
+            return weights[items].sum(axis=0, dtype=np.float64).astype(np.float32)
+        pos = self._positions(items)
+        scores = np.zeros(self.n_items_, np.float32)
+        scores[self.kept_] = weights[pos[pos >= 0]].sum(axis=0, dtype=np.float64)
+        return scores
+
+    def _positions(self, items: np.ndarray) -> np.ndarray:
+        """Each catalogue index's row in ``weights_`` (-1: not kept)."""
+        kept = check_fitted(self.kept_, self.name)
+        at = np.minimum(np.searchsorted(kept, items), max(len(kept) - 1, 0))
+        return np.where((len(kept) > 0) & (kept[at] == items), at, -1)

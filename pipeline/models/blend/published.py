@@ -10,14 +10,15 @@ On disk (``save``/``load``)::
     network/      HybridArtifact.save (network, id maps, vocab, catalogue content)
     rated.npz     every (user, movie) index pair rated up to the cut-off: what EASE scores from and what
                   a user's list must never contain
-    ease.npy      EASE's item x item weights (absent when the network has the whole ranking weight)
+    ease.npy      EASE's item x item weights over its kept movies (absent when the network has the whole
+                  ranking weight)
+    ease_kept.npy the catalogue indices of those movies, ascending (absent when EASE keeps every movie)
     mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
     blend.json    the weights, the rating-head term's unit and the partners' names
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +29,13 @@ import scipy.sparse as sp
 
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import check_fitted
-from pipeline.models.baselines import EASE, BiasedMF, BiasedMFConfig, EASEConfig
+from pipeline.models.baselines import EASE, EASE_MAX_ITEMS, BiasedMF, BiasedMFConfig, EASEConfig
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
 
-# EASE inverts an n_items x n_items matrix: beyond this many movies (ML-25M has 59k) it is skipped and the
-# network ranks alone. 20k items: a 1.6 GB float32 weight matrix.
-EASE_MAX_ITEMS = 20_000
+# EASE_MAX_ITEMS (re-exported): EASE's default cap; above it EASE has weights for the most-rated movies only.
+__all__ = ["EASE_MAX_ITEMS", "PublishedBlend"]
 
 
 @dataclass
@@ -66,12 +66,14 @@ class PublishedBlend:
         train: Interactions,
         weights: BlendWeights,
         meta: dict[str, Any] | None = None,
+        ease_config: EASEConfig | None = None,
     ) -> PublishedBlend:
-        """Fit the partners the weights call for on ``train`` (the network's own training data)."""
-        if weights.weight < 1 and train.n_items > EASE_MAX_ITEMS:
-            # too many movies for EASE: the network ranks alone (recorded in meta)
-            weights = dataclasses.replace(weights, weight=1.0)
-        ease = EASE().fit(train) if weights.weight < 1 else None
+        """Fit the partners the weights call for on ``train`` (the network's own training data).
+
+        ``ease_config`` defaults to ``EASEConfig()``, as the evaluation that chose the weights uses: above its
+        ``max_items`` movies EASE has weights for the most-rated ones only (the cap is recorded in meta)."""
+        ease_config = ease_config or EASEConfig()
+        ease = EASE(ease_config).fit(train) if weights.weight < 1 else None
         mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
         return cls(
             network,
@@ -79,7 +81,7 @@ class PublishedBlend:
             weights,
             ease,
             mf,
-            {**(meta or {}), "ease_max_items": EASE_MAX_ITEMS},
+            {**(meta or {}), "ease_max_items": ease_config.max_items},
             rating_scale(train),
         )
 
@@ -130,6 +132,8 @@ class PublishedBlend:
         )
         if self.ease is not None:
             np.save(directory / "ease.npy", check_fitted(self.ease.weights_, self.ease.name))
+            if self.ease.kept_ is not None:
+                np.save(directory / "ease_kept.npy", self.ease.kept_.astype(np.int32))
         if self.mf is not None:
             mu, user_factors, item_factors, user_bias, item_bias = self.mf.parameters()
             np.savez(
@@ -149,6 +153,7 @@ class PublishedBlend:
                     "partner": "ease" if self.ease else None,
                     "rating_partner": "biased_mf" if self.mf else None,
                     "ease_lambda": self.ease.config.lam if self.ease else None,
+                    "ease_max_items": self.ease.config.max_items if self.ease else None,
                     "mf_factors": self.mf.config.factors if self.mf else None,
                     "meta": self.meta,
                 },
@@ -170,8 +175,13 @@ class PublishedBlend:
         )
         ease = None
         if (directory / "ease.npy").exists():
-            ease = EASE(EASEConfig(lam=spec.get("ease_lambda") or EASEConfig.lam))
-            ease.weights_, ease.rated_ = np.load(directory / "ease.npy"), rated
+            config = EASEConfig(
+                lam=spec.get("ease_lambda") or EASEConfig.lam,
+                max_items=spec.get("ease_max_items") or EASEConfig.max_items,
+            )
+            kept_file = directory / "ease_kept.npy"
+            kept = np.load(kept_file) if kept_file.exists() else None
+            ease = EASE.restore(config, np.load(directory / "ease.npy"), rated, kept)
         mf = None
         if (directory / "mf.npz").exists():
             arrays = np.load(directory / "mf.npz")

@@ -1,6 +1,6 @@
 """The published model (``pipeline.models.blend.published.PublishedBlend``): the recommender contract through
-an adapter that trains it on a split, its ranking as the blend's terms, persistence, and the catalogue size
-beyond which EASE is left out."""
+an adapter that trains it on a split, its ranking as the blend's terms, persistence, and EASE above its cap
+(weights for the most-rated movies only)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pipeline.evaluation.splits import random_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.base import check_fitted
-from pipeline.models.blend import published as published_module
+from pipeline.models.baselines import EASEConfig
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.scorer import standardise
 from pipeline.models.blend.weights import BlendWeights
@@ -109,8 +109,23 @@ def test_a_partner_the_weights_call_for_must_be_there(tiny_blend):
         PublishedBlend(tiny_blend.network, tiny_blend.rated, BlendWeights(1.0, 0.5))
 
 
-def test_too_many_movies_for_ease_leave_the_ranking_to_the_network(tiny_blend, first_300_users, monkeypatch):
-    monkeypatch.setattr(published_module, "EASE_MAX_ITEMS", first_300_users.n_items - 1)
-    blend = PublishedBlend.from_training(tiny_blend.network, first_300_users, BlendWeights(0.6, 1.0, 1.0))
-    assert blend.ease is None and blend.weights == BlendWeights(1.0, 1.0, 1.0)
-    assert blend.meta["ease_max_items"] == first_300_users.n_items - 1
+def test_above_the_ease_cap_the_blend_keeps_ease_for_the_most_rated(tiny_blend, first_300_users, tmp_path):
+    cap = 300  # of the ~1,500 movies these users rated
+    weights = BlendWeights(0.6, 1.0, 1.0)
+    blend = PublishedBlend.from_training(
+        tiny_blend.network, first_300_users, weights, ease_config=EASEConfig(max_items=cap)
+    )
+    assert blend.weights == weights and blend.meta["ease_max_items"] == cap
+    assert blend.ease is not None and blend.ease.kept_ is not None and blend.ease.weights_.shape == (cap, cap)
+    users = np.arange(8)
+    dropped = np.setdiff1d(np.arange(blend.n_items), blend.ease.kept_)
+    # EASE scores the movies outside its kept ones alike, so among them the network's order is the blend's
+    cheap = blend.retrieval_scores(users).astype(np.float64)
+    network = 0.6 * standardise(blend.network.rank_index(users).astype(np.float64))
+    assert np.allclose((cheap - network)[:, dropped].std(axis=1), 0.0, atol=1e-5)
+    assert np.all((cheap - network)[:, blend.ease.kept_].std(axis=1) > 1e-3)  # EASE moves the kept ones
+    loaded = PublishedBlend.load(blend.save(tmp_path / "capped"))
+    assert loaded.ease is not None and loaded.ease.config.max_items == cap
+    np.testing.assert_array_equal(loaded.ease.kept_, blend.ease.kept_)
+    np.testing.assert_array_equal(loaded.ease.weights_, blend.ease.weights_)
+    np.testing.assert_allclose(loaded.score_users(users), blend.score_users(users), rtol=1e-4, atol=1e-4)
