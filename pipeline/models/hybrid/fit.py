@@ -8,7 +8,11 @@ Loss = MSE of the rating head on observed ratings
 The rating loss alone ranks poorly (it learns how much a user likes what they chose to watch, not what
 they will choose); the softmax alone forgets the rating scale. Together one network serves both.
 
-Everything lives in tensors on the device; a batch is an index slice, no per-sample Python."""
+Everything lives in tensors on the device; a batch is an index slice, no per-sample Python.
+
+``train_hybrid(..., processes=N)`` trains the same loop in N data-parallel processes
+(``pipeline.models.hybrid.distributed``): ``_train`` takes a ``Loop`` that says how a step runs, and the
+one-process ``Loop`` is exactly the loop it always was."""
 
 from __future__ import annotations
 
@@ -100,10 +104,24 @@ class Batches:
 
 
 def step_loss(
-    net: Any, b: Batches, idx: torch.Tensor, cfg: HybridConfig, gen: torch.Generator, train: bool
+    net: Any,
+    b: Batches,
+    idx: torch.Tensor,
+    cfg: HybridConfig,
+    gen: torch.Generator,
+    train: bool,
+    batch: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rating MSE and ranking CE (means over the rows ``idx``) and the rows' predicted ratings.
+
+    ``batch``: the whole batch ``idx`` is a shard of (data-parallel training); its movies make the candidate
+    set, so every process draws the same candidates as one process would for the whole batch."""
     users, items, ratings, weights = b.users[idx], b.items[idx], b.ratings[idx], b.weights[idx]
-    cand, pos = b.candidates(items, gen)
+    if batch is None:
+        cand, pos = b.candidates(items, gen)
+    else:
+        cand, _ = b.candidates(b.items[batch], gen)
+        pos = items if cand is b.all_items else torch.searchsorted(cand, items)
     content = net.content(*b.content(cand))
     keep = None
     if train and cfg.id_dropout > 0:  # hide some movies' id embeddings so content learns to stand alone
@@ -122,6 +140,22 @@ def step_loss(
     return mse, ce, pred
 
 
+def batch_loss(
+    net: Any,
+    b: Batches,
+    idx: torch.Tensor,
+    cfg: HybridConfig,
+    gen: torch.Generator,
+    batch: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training loss (with the embedding L2), MSE and ranking CE, means over the rows ``idx``."""
+    mse, ce, _ = step_loss(net, b, idx, cfg, gen, train=True, batch=batch)
+    reg = cfg.embedding_l2 * (
+        net.user_emb(b.users[idx]).pow(2).sum(-1).mean() + net.item_emb(b.items[idx]).pow(2).sum(-1).mean()
+    )
+    return mse + cfg.ranking_weight * ce + reg, mse, ce
+
+
 def train_step(
     net: Any,
     opt: torch.optim.Optimizer,
@@ -133,16 +167,48 @@ def train_step(
 ) -> torch.Tensor:
     """One optimiser step on the rows ``idx``; returns (loss, mse, ranking CE) summed over those rows."""
     with autocast:
-        mse, ce, _ = step_loss(net, b, idx, cfg, gen, train=True)
-        reg = cfg.embedding_l2 * (
-            net.user_emb(b.users[idx]).pow(2).sum(-1).mean()
-            + net.item_emb(b.items[idx]).pow(2).sum(-1).mean()
-        )
-        loss = mse + cfg.ranking_weight * ce + reg
+        loss, mse, ce = batch_loss(net, b, idx, cfg, gen)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return torch.stack([loss.detach(), mse.detach(), ce.detach()]) * len(idx)
+
+
+@dataclass
+class Trainer:
+    """What every step of one training uses: the network, its optimiser, the data, the generator."""
+
+    net: Any
+    opt: torch.optim.Optimizer
+    b: Batches
+    cfg: HybridConfig
+    gen: torch.Generator
+    autocast: Any
+
+
+class Loop:
+    """How the training loop's steps run: here, in this one process. ``distributed.DataParallel`` runs them
+    as one of several processes, each on a shard of every batch."""
+
+    lead = True  # the process that reports progress
+
+    def prepare(self, t: Trainer) -> None:
+        """Called once, after the network is built and before the first step."""
+
+    def step(self, t: Trainer, idx: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on the batch ``idx``: (loss, mse, ranking CE) summed over the rows trained."""
+        return train_step(t.net, t.opt, t.b, idx, t.cfg, t.gen, t.autocast)
+
+    def total(self, sums: torch.Tensor) -> torch.Tensor:
+        """An epoch's sums over every process's rows."""
+        return sums
+
+    def agree(self, record: dict[str, float]) -> dict[str, float]:
+        """The epoch's record every process acts on (early stopping)."""
+        return record
+
+
+Epoch = Callable[[int, dict[str, float]], None]
 
 
 def train_hybrid(
@@ -152,12 +218,26 @@ def train_hybrid(
     *,
     device: str = "auto",
     progress: bool = True,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Epoch | None = None,
+    processes: int = 1,
 ) -> TrainingResult:
-    """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features."""
+    """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features.
+
+    ``processes`` > 1: that many data-parallel processes launched with ``torchrun`` (gloo on the CPU, NCCL
+    with one GPU each; ``pipeline.models.hybrid.distributed``); ``on_epoch`` then sees each epoch's record
+    once training is over, and the model is the one the processes saved."""
+    cfg = cfg or HybridConfig()
+    if processes > 1:
+        from pipeline.models.hybrid.distributed import train_distributed
+
+        result = train_distributed(data, train, cfg, resolve_device(device), processes)
+        if on_epoch:
+            for record in result.history:
+                on_epoch(int(record["epoch"]), record)
+        return result
     previous = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(data, train, cfg or HybridConfig(), resolve_device(device), progress, on_epoch)
+        return _train(data, train, cfg, resolve_device(device), progress, on_epoch)
     finally:
         torch.use_deterministic_algorithms(previous)
 
@@ -168,13 +248,16 @@ def _train(
     cfg: HybridConfig,
     device: str,
     progress: bool,
-    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    on_epoch: Epoch | None,
+    loop: Loop | None = None,
 ) -> TrainingResult:
+    loop = loop or Loop()
     train = train if train is not None else data.interactions
     torch.manual_seed(cfg.seed)
     # Same seed, same model: the deterministic kernels cost little at this size (CUDA needs the env var).
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if device == "cuda":
+    cuda = torch.device(device).type == "cuda"  # "cuda:1": a data-parallel process's own GPU
+    if cuda:
         import os
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -192,11 +275,9 @@ def _train(
         train.n_users, data.movies, data.users.shape[1], data.vocab, cfg, float(fit_rows.ratings.mean())
     ).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device == "cuda"
-        else torch.autocast("cpu", enabled=False)
-    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    trainer = Trainer(net, opt, b, cfg, gen, autocast)
+    loop.prepare(trainer)
 
     from tqdm import tqdm
 
@@ -204,19 +285,26 @@ def _train(
     best, best_state, best_epoch, stale = math.inf, None, 0, 0
     n = len(fit_rows)
     started = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(
+        range(1, cfg.epochs + 1),
+        desc="training",
+        unit="epoch",
+        disable=not (progress and loop.lead),
+        leave=False,
+    )
     for epoch in bar:
         net.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=device, generator=gen)
         sums = torch.zeros(3, device=device)
         for s in range(0, n, cfg.batch_size):
-            sums += train_step(net, opt, b, perm[s : s + cfg.batch_size], cfg, gen, autocast)
-        record = dict(zip(("loss", "mse", "ranking_ce"), (sums / n).tolist()))
+            sums += loop.step(trainer, perm[s : s + cfg.batch_size])
+        record = dict(zip(("loss", "mse", "ranking_ce"), (loop.total(sums) / n).tolist()))
         record["epoch"] = epoch
         record["seconds"] = time.perf_counter() - t0
         if vb is not None:
             record.update(_validate(net, vb, cfg, gen, autocast))
+            record = loop.agree(record)
             score = record["val_mse"] + cfg.ranking_weight * record["val_ranking_ce"]
             if score < best - 1e-4:
                 best, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
