@@ -34,8 +34,9 @@ starts no run of a paused DAG, backfills included: unpause it first.
 checks (`DataQualityError`) fail at once, since retrying cannot fix them.
 
 Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `epochs`, `device`,
-`max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`,
-`MLFLOW_TRACKING_URI`, and `MOVIEREC_DEVICE` when `device` is left empty. `publish` updates the asset
+`train_processes`, `max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`,
+`DATABASE_URL`, `MLFLOW_TRACKING_URI`, and `MOVIEREC_DEVICE` / `MOVIEREC_TRAIN_PROCESSES` when `device` /
+`train_processes` is left empty. `publish` updates the asset
 `movierec://recommendation_batches`.
 """
 
@@ -135,6 +136,15 @@ params = {
         title="Device",
         description="auto uses CUDA when the worker has it; empty: the worker's MOVIEREC_DEVICE.",
     ),
+    "train_processes": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        title="Training processes",
+        description="Data-parallel processes the train task trains the network in (torchrun's "
+        "nproc_per_node: gloo on the CPU, one GPU each with CUDA); "
+        "empty: the worker's MOVIEREC_TRAIN_PROCESSES.",
+    ),
     "max_reject_share": Param(
         MAX_REJECT_SHARE,
         type="number",
@@ -219,6 +229,7 @@ def movierec_weekly() -> None:
                 evaluation,
                 epochs=params["epochs"],
                 device=_device(params),
+                processes=params["train_processes"],
             )
         )
 

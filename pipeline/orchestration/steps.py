@@ -221,9 +221,11 @@ def train(
     settings: Settings | None = None,
     progress: bool = False,
     data: TrainingData | None = None,
+    processes: int | None = None,
 ) -> Training:
     """The model to publish, on every rating up to ``as_of`` with the evaluation's weights, logged to MLflow
-    and registered. ``data``: already loaded for this cut-off (one process)."""
+    and registered. ``data``: already loaded for this cut-off (one process). ``processes``: data-parallel
+    training processes (``torchrun``); None: ``settings.train_processes`` (``MOVIEREC_TRAIN_PROCESSES``)."""
     from pipeline.models.blend.fit import train_published
     from pipeline.models.blend.weights import BlendWeights
     from pipeline.registry.tracking import log_training_run
@@ -236,6 +238,7 @@ def train(
         BlendWeights.from_dict(evaluation["weights"]),
         device=device,
         progress=progress,
+        processes=processes or settings.train_processes,
     )
     run = log_training_run(
         settings,

@@ -249,6 +249,7 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(
             "candidates",
             "epochs",
             "device",
+            "train_processes",
             "max_reject_share",
         }
         assert params["top_n"]["value"] == 100 and params["top_n"]["description"]

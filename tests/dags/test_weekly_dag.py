@@ -31,6 +31,7 @@ PARAMS = {
     "candidates": 500,
     "epochs": None,
     "device": None,  # empty: the worker's MOVIEREC_DEVICE
+    "train_processes": None,  # empty: the worker's MOVIEREC_TRAIN_PROCESSES
     "max_reject_share": 0.05,
 }
 
@@ -93,6 +94,7 @@ def test_params_in_the_trigger_form(dag, name: str, default) -> None:  # type: i
         ("device", "tpu"),
         ("max_reject_share", 1.5),
         ("epochs", 0),
+        ("train_processes", 0),
         ("dataset", "ml-2m"),
     ],
 )

@@ -17,10 +17,11 @@ def train_published(
     *,
     device: str = "auto",
     progress: bool = True,
+    processes: int = 1,
 ) -> tuple[PublishedBlend, TrainingResult]:
-    """The model to publish: the network on every rating up to the cut-off, with the partners ``weights``
-    call for, fitted on the same ratings."""
-    result = train_hybrid(data, None, cfg, device=device, progress=progress)
+    """The model to publish: the network on every rating up to the cut-off (in ``processes`` data-parallel
+    processes when more than one), with the partners ``weights`` call for, fitted on the same ratings."""
+    result = train_hybrid(data, None, cfg, device=device, progress=progress, processes=processes)
     published = PublishedBlend.from_training(
         result.model,
         data.interactions,

@@ -7,8 +7,10 @@ import dataclasses
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from pipeline.core.errors import MovierecError
+from pipeline.core.settings import Settings
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.distributed import launch
 from pipeline.models.hybrid.fit import train_hybrid
@@ -73,3 +75,12 @@ def test_failing_rank_gives_one_line_error(tmp_path):
     assert "\n" not in message
     assert message.startswith("distributed training failed: rank ")
     assert "UnpicklingError" in message
+
+
+def test_train_processes_setting(monkeypatch):
+    """MOVIEREC_TRAIN_PROCESSES is what the train step (CLI and DAG) launches; 1 by default, never 0."""
+    monkeypatch.delenv("MOVIEREC_TRAIN_PROCESSES", raising=False)
+    assert Settings().train_processes == 1
+    assert Settings(MOVIEREC_TRAIN_PROCESSES="2").train_processes == 2
+    with pytest.raises(ValidationError):
+        Settings(MOVIEREC_TRAIN_PROCESSES="0")
