@@ -6,12 +6,13 @@ catalogue's attributes; no SQL.
 
 * **Contributions, from the model's own terms.** Where the published blend has EASE, the score of movie i
   holds ``sum_j X[u, j] * B[j, i]`` over the user's rated movies j (binary X): rated movie j contributed
-  ``B[j, i]``. Without EASE (catalogues above ``EASE_MAX_ITEMS``) the network has no history term (its user
-  side is an id embedding and demographics), so the nearest the model comes is content: the cosine of the
-  movies' text vectors from the network artefact. Each contribution is weighted by the user's rating of j
-  when it is known (a 5 outweighs a 2 of equal weight); only positive contributions are named, and a row
-  whose EASE contributions are all non-positive falls back to content similarity, so every explained row
-  names at least one movie the user rated.
+  ``B[j, i]`` (``EASE.item_weights``, by catalogue index; above EASE's cap a movie outside its kept ones
+  has no weights, 0). Without EASE (the network has the whole ranking weight) the network has no history
+  term (its user side is an id embedding and demographics), so the nearest the model comes is content: the
+  cosine of the movies' text vectors from the network artefact. Each contribution is weighted by the user's
+  rating of j when it is known (a 5 outweighs a 2 of equal weight); only positive contributions are named,
+  and a row whose EASE contributions are all non-positive falls back to content similarity, so every
+  explained row names at least one movie the user rated.
 * ``because``: up to ``MAX_BECAUSE`` rated movies, best first. "rated highly" is said only when every named
   movie was rated at least ``RELEVANCE_THRESHOLD``; without ratings (the group route reads none) the
   sentence says "you rated".
@@ -108,7 +109,7 @@ def contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -
     """How much each rated movie (rows) contributed to each listed movie's score (columns), by the model's
     terms: EASE's item-item weights where the blend has EASE, else content similarity."""
     if model.ease is not None and model.ease.weights_ is not None:
-        return np.asarray(model.ease.weights_[np.ix_(rated, items)], np.float64)
+        return np.asarray(model.ease.item_weights(rated, items), np.float64)
     return content_similarity(model, rated, items)
 
 
