@@ -57,6 +57,16 @@ MAX_TOP_N: Final = 1_000  # one bound for the CLI, the DAG and the batch (the AP
 DEFAULT_CANDIDATES: Final = 500  # movies per user the rating head re-ranks
 MAX_CANDIDATES: Final = 100_000
 DEFAULT_KEEP: Final = 3  # published batches kept
+# The diversity re-rank (``models.rerank``): MMR strength in [0, 1] over content similarity, and the
+# popularity penalty (standard deviations of a user's scores per standard deviation of log-popularity); 0 and
+# 0: the ranking as it is. Chosen on ML-100K's validation split (README, "Diversity").
+DEFAULT_DIVERSITY: Final = 0.0
+DEFAULT_POPULARITY_PENALTY: Final = 0.0
+MAX_POPULARITY_PENALTY: Final = 5.0
+DIVERSITY_POOL: Final = 500  # each user's top movies by the ranking the re-rank chooses from
+# Strengths of the weekly run's trade-off table on the validation split (NDCG@10 beside the list figures).
+TRADEOFF_STRENGTHS: Final = (0.0, 0.25, 0.5, 0.75)
+TRADEOFF_PENALTIES: Final = (0.25, 0.5, 1.0)  # and popularity penalties, at strength 0
 MIN_HISTORY: Final = 5  # fewer ratings than this: the popularity fallback list
 
 # --- registry -----------------------------------------------------------------------------------------------
