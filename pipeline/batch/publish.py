@@ -8,7 +8,11 @@
   every movie the user dismissed (``dismissals``, whenever it was recorded).
 * Users are scored in chunks sized so one chunk's score matrix stays under ``score_budget`` floats:
   memory is flat in the number of users.
-* Each chunk is scored by ``pipeline.batch.scoring`` (retrieve, then re-rank).
+* Each chunk is scored by ``pipeline.batch.scoring`` (retrieve, then re-rank; then the diversity re-rank,
+  ``pipeline.models.rerank``, when its settings are not zero).
+* The batch's list-set figures (``pipeline.batch.list_figures``: coverage, intra-list diversity, novelty,
+  long tail, Gini, and the re-rank settings) are computed from the rows written and kept in
+  ``recommendation_batches.list_metrics``, in the same transaction.
 * Each chunk's lists are explained by ``pipeline.batch.explain``: every model row stores the rated movies
   that drove it (``because``), what it shares with them (``shared``) and a sentence (``reason``); fallback
   rows a sentence of their own. ``explain=False`` writes none (the columns' empty defaults), for
@@ -43,6 +47,7 @@ from pipeline.batch.explain import (
     RatedBy,
 )
 from pipeline.batch.fallback import most_rated
+from pipeline.batch.list_figures import batch_list_metrics, store_list_metrics
 from pipeline.batch.scoring import chunk_size, score_chunk, two_stage
 from pipeline.core.defaults import (
     DEFAULT_CANDIDATES,
@@ -54,7 +59,9 @@ from pipeline.core.defaults import (
     REGISTERED_MODEL,
 )
 from pipeline.core.errors import MovierecError
+from pipeline.core.jsonsafe import json_safe
 from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.rerank import Diversifier, Rerank
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,7 @@ class Publication(TypedDict):
     data_cutoff: str | None
     timings: dict[str, float]
     candidates: int | None
+    list_metrics: dict[str, Any]  # what recommendation_batches.list_metrics holds
 
 
 @dataclass
@@ -184,6 +192,7 @@ def write_model_lists(
     chunk_users: int | None,
     progress: bool,
     after_chunk: Callable[[int], None] | None = None,
+    diversifier: Diversifier | None = None,
     explain: bool = True,
 ) -> tuple[np.ndarray, float, float]:
     """Score, explain and write the lists of every user the model knows with at least ``min_history``
@@ -216,7 +225,7 @@ def write_model_lists(
         sel = todo[lo : lo + chunk]
         users = model_users[sel]
         s0 = time.perf_counter()
-        idx, values = score_chunk(model, users, exclude[users], top_n, catalogue, candidates)
+        idx, values = score_chunk(model, users, exclude[users], top_n, catalogue, candidates, diversifier)
         score_seconds += time.perf_counter() - s0
         explained = None
         if explain:
@@ -286,6 +295,7 @@ def publish_batch(
     progress: bool = False,
     lock_timeout_s: float = LOCK_TIMEOUT_S,
     explain: bool = True,
+    rerank: Rerank | None = None,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> Publication:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists:
@@ -296,9 +306,12 @@ def publish_batch(
     failing with a one-line error naming it (``MOVIEREC_LOCK_TIMEOUT_S``).
     ``candidates``: how many movies per user the rating head re-ranks (0: all; see ``score_chunk``).
     ``explain``: store each row's explanation (``pipeline.batch.explain``); False leaves them empty.
+    ``rerank``: the diversity re-rank's settings (None: the defaults), recorded in ``list_metrics``.
     ``_after_chunk(k)`` is called after the k-th chunk is written (tests use it to die mid-write).
     """
     check_batch_args(top_n, keep, candidates)
+    rerank = rerank or Rerank()
+    diversifier = Diversifier.build(rerank, model.network.movies, model.rated) if rerank.active else None
     timings: dict[str, float] = {}
     started = time.perf_counter()
     generated_at = datetime.now(UTC)
@@ -328,6 +341,7 @@ def publish_batch(
             progress=progress,
             after_chunk=_after_chunk,
             explain=explain,
+            diversifier=diversifier,
         )
         timings["score"] = round(score_seconds, 3)
         timings["explain"] = round(explain_seconds, 3)
@@ -335,6 +349,10 @@ def publish_batch(
             write_fallback_lists(writer, fallback_users, cutoff, top_n, as_of, explain)
         timings["write"] = round(time.perf_counter() - t - score_seconds - explain_seconds, 3)
         timings["copy"] = round(writer.copy_seconds, 3)
+        t = time.perf_counter()
+        list_metrics = batch_list_metrics(conn, batch_id, model, cutoff.pair_movies, rerank)
+        store_list_metrics(conn, batch_id, list_metrics)
+        timings["list_metrics"] = round(time.perf_counter() - t, 3)
         timings["total"] = round(time.perf_counter() - started, 3)
         publish(
             conn,
@@ -364,6 +382,7 @@ def publish_batch(
         data_cutoff=as_of.isoformat() if as_of else None,
         timings=timings,
         candidates=reranked,
+        list_metrics=json_safe(list_metrics),
     )
 
 
