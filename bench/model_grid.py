@@ -27,29 +27,26 @@ RESULTS = Path(__file__).resolve().parent / "results" / "model_grid.json"
 
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "als": {
-        "factors": (16, 32, 64, 128),
-        "regularization": (0.01, 0.1, 1.0, 10.0, 100.0),
-        "alpha": (0.1, 0.25, 1.0, 4.0),
+        "factors": (32, 64, 128, 256),
+        "regularization": (1.0, 3.0, 10.0, 30.0, 100.0),
+        "alpha": (0.0, 0.1, 0.25, 1.0),
         "min_rating": (1.0, 4.0),
     },
     "bpr": {
-        "factors": (16, 32, 64, 128),
-        "learning_rate": (0.005, 0.01, 0.05),
-        "regularization": (0.001, 0.01, 0.1),
-        "iterations": (30, 100, 300),
+        "factors": (16, 32, 64),
+        "learning_rate": (0.005, 0.01),
+        "regularization": (0.001, 0.01),
+        "iterations": (30, 100),
         "min_rating": (1.0, 4.0),
     },
     "lmf": {
         "factors": (30, 64),
-        "learning_rate": (0.5, 1.0),
-        "regularization": (0.6, 2.0, 5.0, 10.0),
-        "iterations": (30, 60, 100),
+        "learning_rate": (0.25, 0.5),
+        "regularization": (2.0, 5.0, 10.0),
+        "iterations": (100, 200),
         "min_rating": (1.0, 4.0),
     },
-    "item_knn": {
-        "neighbours": (20, 50, 100, 200, 400, 800, 1600),
-        "shrinkage": (0.0, 5.0, 10.0, 50.0, 100.0),
-    },
+    "item_knn": {"neighbours": (50, 100, 200, 400, 800), "shrinkage": (0.0, 10.0, 50.0)},
 }
 
 

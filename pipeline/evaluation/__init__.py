@@ -7,5 +7,6 @@
 - ``report``: ``EvaluationReport``.
 - ``cold_start``: the item cold-start check.
 - ``weight_search``: ``choose_weights`` — the blend's weights on validation data.
-- ``benchmark``: ``evaluate_all``, ``EvaluationOutcome``, ``published_metrics``, ``write_report``.
+- ``benchmark``: ``evaluate_all``, ``EvaluationOutcome``, ``published_metrics``, ``write_report``,
+  ``EVALUATION_ONLY`` (the evaluation-only models by report name).
 """

@@ -3,6 +3,9 @@
 - ``base``: ``Scorer``, ``Recommender`` (a Scorer that fits), ``RatingMatrix`` (a capability),
   ``NotFitted``.
 - ``baselines``: ``GlobalMean``, ``Popularity``, ``BiasedMF``, ``EASE`` and their configs.
+- ``implicit_mf``: ``ALS``, ``BPR``, ``LMF`` — implicit-feedback factorisation through the ``implicit``
+  library — and their configs; ``item_knn``: ``ItemKNN`` (shrunk co-rating cosine); both evaluation-only.
+- ``saved``: one ``.npz`` per fitted model (``save_arrays``, ``load_arrays``), for those two.
 - ``topn``: ``top_k`` (one tie rule for evaluation and batch), ``mask_rows``, ``retrieve_and_rerank``,
   ``scatter_rows``.
 - ``hybrid``: the content + collaborative network — ``config.HybridConfig``, ``network.HybridNet`` (the
