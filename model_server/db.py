@@ -96,7 +96,8 @@ class FallbackList:
 # so a dismissal shows on the next request): the first $2 of what remains.
 _USER_LIST = (
     "SELECT rank, movie_id, title, year, genres, score, source, model_version, batch_id, data_cutoff, "
-    "generated_at FROM current_recommendations c WHERE user_id = $1 AND movie_id <> ALL($3::integer[]) "
+    "generated_at, because, because_titles, shared::text AS shared, reason "
+    "FROM current_recommendations c WHERE user_id = $1 AND movie_id <> ALL($3::integer[]) "
     "AND NOT EXISTS (SELECT FROM dismissals d WHERE d.user_id = $1 AND d.movie_id = c.movie_id) "
     "ORDER BY rank LIMIT $2"
 )
@@ -107,6 +108,12 @@ _PUBLISHED = (
     "WHERE b.status = 'published'"
 )
 _MOVIES = "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY($1::integer[])"
+# Directors and leading actors of some movies, for a group member's explanation (pipeline.batch.explain).
+_MOVIE_PEOPLE = (
+    "SELECT mp.movie_id, mp.role, p.name FROM movie_persons mp JOIN persons p USING (person_id) "
+    "WHERE mp.movie_id = ANY($1::integer[]) AND p.name IS NOT NULL "
+    "AND (mp.role = 'director' OR (mp.role = 'actor' AND mp.ordering <= $2))"
+)
 
 
 async def _release(pool: asyncpg.Pool, conn: Any) -> None:
@@ -216,6 +223,11 @@ class Database:
     async def movies(self, movie_ids: Sequence[int]) -> dict[int, asyncpg.Record]:
         rows = await self.fetch(_MOVIES, list(movie_ids))
         return {r["movie_id"]: r for r in rows}
+
+    async def movie_people(self, movie_ids: Sequence[int], max_actors: int) -> list[tuple[int, str, str]]:
+        """(movie id, role, name) of the directors and first ``max_actors`` actors of ``movie_ids``, named."""
+        rows = await self.fetch(_MOVIE_PEOPLE, list(movie_ids), max_actors)
+        return [(r["movie_id"], r["role"], r["name"]) for r in rows]
 
     async def whoami(self) -> str:
         return (await self.fetch("SELECT current_user AS role"))[0]["role"]

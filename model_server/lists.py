@@ -21,6 +21,7 @@ request (``exclude``) are never kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -30,6 +31,10 @@ from typing import Any
 from model_server.db import Database, DatabaseUnavailable
 from model_server.errors import Unavailable
 from model_server.schemas import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, UserRecommendations
+from pipeline.batch.explain import FALLBACK_REASON
+
+# The fallback list's entries, as the batch explains its fallback rows: no rated movie behind them.
+FALLBACK_EXPLANATION = {"because": [], "shared": {}, "reason": FALLBACK_REASON}
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +150,14 @@ class PublishedLists:
                         "year": r["year"],
                         "genres": r["genres"] or [],
                         "score": r["score"],
+                        "explanation": {
+                            "because": [
+                                {"movie_id": m, "title": t}
+                                for m, t in zip(r["because"] or [], r["because_titles"] or [], strict=False)
+                            ],
+                            "shared": json.loads(r["shared"] or "{}"),
+                            "reason": r["reason"] or "",
+                        },
                     }
                     for k, r in enumerate(rows)
                 ],
@@ -163,7 +176,9 @@ class PublishedLists:
             "batch_id": batch.batch_id,
             "data_cutoff": batch.data_cutoff,
             "generated_at": batch.generated_at,
-            "items": [{"rank": k + 1, **row} for k, row in enumerate(listed)],
+            "items": [
+                {"rank": k + 1, **row, "explanation": FALLBACK_EXPLANATION} for k, row in enumerate(listed)
+            ],
         }
 
 

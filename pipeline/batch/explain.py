@@ -158,6 +158,18 @@ class Explainer:
         ``ratings`` of them (None: unknown): (because as model indices, -1 pads; counts; shared JSON;
         reasons)."""
         top, counts = top_contributors(self.model, rated, ratings, items)
+        return self.describe(rated, ratings, items, top, counts)
+
+    def describe(
+        self,
+        rated: np.ndarray,
+        ratings: np.ndarray | None,
+        items: np.ndarray,
+        top: np.ndarray,
+        counts: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+        """``explain_user`` from ``top_contributors``' answer (the group route looks up the named movies'
+        attributes in between)."""
         because = np.where(top >= 0, rated[np.maximum(top, 0)] if len(rated) else -1, -1)
         if ratings is None:
             highly = np.zeros(len(items), bool)

@@ -40,7 +40,7 @@ COLUMNS = (
     | {("dismissals", c) for c in ("user_id", "movie_id")}  # migration 0007: left out of a user's answers
     | {("recommendation_batches", "list_metrics")}  # migration 0008: each batch's list-set figures
     # migration 0009: a group member's explanation names the directors and actors a movie shares
-    | {("movie_persons", c) for c in ("movie_id", "person_id", "role")}
+    | {("movie_persons", c) for c in ("movie_id", "person_id", "role", "ordering")}
     | {("persons", c) for c in ("person_id", "name")}
 )
 

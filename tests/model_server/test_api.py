@@ -350,7 +350,8 @@ def test_openapi_documents_every_endpoint_with_examples(api):
     } <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
     assert schemas["NewMovieRequest"]["examples"] and schemas["ExistingMoviesRequest"]["examples"]
-    assert schemas["RecommendedMovie"]["properties"]["title"]["examples"]
+    assert schemas["ExplainedMovie"]["properties"]["title"]["examples"]  # a user's list entry
+    assert schemas["Explanation"]["properties"]["reason"]["examples"]
     assert "422" in spec["paths"]["/predict/new-movie"]["post"]["responses"]
     genres = schemas["NewMovieRequest"]["properties"]["genres"]["items"]["enum"]
     assert "Drama" in genres and "Sci-Fi" in genres  # the served model's genres, for clients and fuzzers

@@ -7,8 +7,9 @@
 * ``current_recommendations`` and ``recommendation_history`` gain the three columns (and the first also
   ``because_titles``, the titles of ``because`` in its order), appended so their earlier columns keep
   their positions. ``movierec_reader`` reads them through the views, as before.
-* The reader may also read ``movie_persons (movie_id, person_id, role)`` and ``persons (person_id, name)``:
-  the group route explains each member's share of a group list with the same shared directors and actors.
+* The reader may also read ``movie_persons (movie_id, person_id, role, ordering)`` and
+  ``persons (person_id, name)``: the group route explains each member's share of a group list with the
+  same shared directors and actors.
 
 Revision ID: 0009
 Revises: 0008
@@ -24,7 +25,10 @@ branch_labels = None
 depends_on = None
 
 READER_ROLE = "movierec_reader"
-READER_COLUMNS = {"movie_persons": ("movie_id", "person_id", "role"), "persons": ("person_id", "name")}
+READER_COLUMNS = {
+    "movie_persons": ("movie_id", "person_id", "role", "ordering"),
+    "persons": ("person_id", "name"),
+}
 
 CURRENT = """
 SELECT r.user_id, r.rank, r.movie_id, m.title, m.year, m.genres, r.score, r.source,
