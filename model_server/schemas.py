@@ -75,6 +75,31 @@ class ErrorBody(BaseModel):
 # --- GET /users/{user_id}/recommendations -------------------------------------------------------------------
 
 
+class BecauseMovie(BaseModel):
+    movie_id: int = Field(examples=[608])
+    title: str = Field(examples=["Fargo"])
+
+
+class SharedAttributes(BaseModel):
+    genres: list[str] = Field(default=[], examples=[["Crime", "Thriller"]])
+    directors: list[str] = Field(default=[], examples=[["Joel Coen"]])
+    actors: list[str] = Field(default=[], examples=[["Frances McDormand"]])
+
+
+class Explanation(BaseModel):
+    """Why the movie is listed (``pipeline.batch.explain``), stored with the row by the batch."""
+
+    because: list[BecauseMovie] = Field(
+        description="the user's rated movies that contributed most to the movie's score, best first (empty: "
+        "the fallback list, or a batch published before explanations)"
+    )
+    shared: SharedAttributes = Field(description="what the movie has in common with those movies")
+    reason: str = Field(
+        description="one sentence",
+        examples=["Because you rated Fargo and Blood Simple highly; same director: Joel Coen"],
+    )
+
+
 class RecommendedMovie(BaseModel):
     rank: int = Field(examples=[1])
     movie_id: int = Field(examples=[318])
@@ -86,6 +111,10 @@ class RecommendedMovie(BaseModel):
         "share of users who rated the movie; higher is better",
         examples=[2.41],
     )
+
+
+class ExplainedMovie(RecommendedMovie):
+    explanation: Explanation
 
 
 class UserRecommendations(BaseModel):
@@ -106,7 +135,7 @@ class UserRecommendations(BaseModel):
         description="ratings after this instant were not seen (null: all)", examples=["1998-04-01T00:00:00Z"]
     )
     generated_at: datetime = Field(examples=["2026-11-21T22:00:00Z"])
-    items: list[RecommendedMovie]
+    items: list[ExplainedMovie]
 
 
 MAX_EXCLUDE = 100  # movies one GET /users/{user_id}/recommendations may leave out (exclude=)
@@ -298,6 +327,10 @@ class MemberScore(BaseModel):
         examples=[1.84],
     )
     rank: int = Field(description="where the movie stands in the member's own ranking of those", examples=[3])
+    explanation: Explanation = Field(
+        description="which of this member's rated movies drove the movie up for them, by the batch's "
+        "explanation terms (every rating of the member counts; none is said to be rated highly)"
+    )
 
 
 class GroupMovie(BaseModel):
