@@ -151,7 +151,7 @@ def test_user_page_shows_the_published_list_history_and_ratings(page, live_api, 
     _open(page, live_api, "/ui/users/7", tmp_path, "user")
     expected = _sql(
         db,
-        "SELECT rank, movie_id, title, year, genres, score, source, batch_id, model_version "
+        "SELECT rank, movie_id, title, year, genres, score, source, batch_id, model_version, reason "
         "FROM current_recommendations WHERE user_id = 7 ORDER BY rank LIMIT 20",
     )
     assert len(expected) == 20
@@ -162,6 +162,7 @@ def test_user_page_shows_the_published_list_history_and_ratings(page, live_api, 
         (r.movie_id, r.rank, r.title, ", ".join(r.genres)) for r in expected
     ]
     assert [float(s[5]) for s in shown] == pytest.approx([r.score for r in expected], abs=5e-4)
+    assert [s[6] for s in shown] == [r.reason for r in expected] and expected[0].reason  # why, as stored
     assert page.locator("#list-source").inner_text().startswith(expected[0].source)
     # the history: the published batch, the whole list still in it
     history = _cells(page, "#history")
