@@ -13,7 +13,8 @@ What each model is given, from the train split's ratings (dense indices of ``Int
 
 Scores are ``user_factors @ item_factors.T`` (BPR's and LMF's factors carry their bias columns, so the
 product includes the biases); ``predict`` is NaN throughout (ranking only). A user or movie without a train
-positive keeps the library's zero factors.
+positive keeps zero factors, but for BPR's and LMF's constant columns: such a user is ranked by the movies'
+biases (BPR, LMF) or not at all (ALS: every score 0).
 
 Determinism: the library is seeded (``random_state = seed``). ALS solves every user (then every movie)
 independently by conjugate gradient, so its factors do not depend on the thread count and ``threads`` only
