@@ -32,8 +32,8 @@ PRIMARY_METRIC: Final = "ndcg@10"  # what the promotion gate compares
 # Users with at most this many train ratings are "cold": NDCG@10 over them is reported and guarded apart
 # (on ML-100K's temporal split 264 of the 910 evaluated users).
 COLD_USER_MAX_RATINGS: Final = 30
-# Release guardrails (pipeline.evaluation.guardrails): how far (a share of the incumbent's figure) a new model's
-# or list set's figure may fall below the champion's or the published batch's before it is refused.
+# Release guardrails (pipeline.evaluation.guardrails): how far (a share of the incumbent's figure) a new
+# model's or list set's figure may fall below the champion's or the published batch's before it is refused.
 # Cold users are a third of the evaluated ones: their NDCG moves more between retrains than the whole's.
 GUARDRAIL_COVERAGE_MARGIN: Final = 0.15
 GUARDRAIL_LONG_TAIL_MARGIN: Final = 0.15

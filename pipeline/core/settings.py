@@ -31,8 +31,8 @@ class Settings(BaseSettings):
         default=None, validation_alias="MLFLOW_READER_TRACKING_URI"
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias="MOVIEREC_DEVICE")
-    # Data-parallel processes the train step trains the network in (torchrun's nproc_per_node: gloo on the CPU,
-    # one GPU each with CUDA; pipeline.models.hybrid.distributed); 1: in the step's own process.
+    # Data-parallel processes the train step trains the network in (torchrun's nproc_per_node: gloo on the
+    # CPU, one GPU each with CUDA; pipeline.models.hybrid.distributed); 1: in the step's own process.
     train_processes: int = Field(default=1, ge=1, validation_alias="MOVIEREC_TRAIN_PROCESSES")
     # Where a person reaches the app database from, for the psql line the commands print (the Docker stack
     # sets the host's published port); unset: DATABASE_URL / the embedded server. Its password is never shown.
