@@ -128,7 +128,9 @@ def evaluate_all(
 
     def blend(train: Interactions, protocol: str) -> BlendRecommender:
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
-        chosen = choose_weights(lambda: HybridRecommender(data, cfg, device), EASE, BiasedMF, train)
+        chosen = choose_weights(
+            lambda: HybridRecommender(data, cfg, device), EASE, BiasedMF, train, movies=data.movies
+        )
         weights[protocol], validation[protocol] = chosen, chosen.figures
         # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
         return BlendRecommender(

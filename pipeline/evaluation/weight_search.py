@@ -8,18 +8,21 @@ RMSE of the same held-out ratings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.core.defaults import DEFAULT_CANDIDATES
+from pipeline.core.defaults import DEFAULT_CANDIDATES, TRADEOFF_PENALTIES, TRADEOFF_STRENGTHS
+from pipeline.evaluation.list_metrics import LIST_METRIC_NAMES, list_set_metrics, popularity_counts
 from pipeline.evaluation.metrics import rmse
 from pipeline.evaluation.protocol import evaluate_model
 from pipeline.evaluation.splits import temporal_split
 from pipeline.features.interactions import Interactions
+from pipeline.features.vocab import MovieContent
 from pipeline.models.base import Recommender
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.rerank import Diversifier, Rerank
 from pipeline.models.topn import scatter_rows
 
 _GRID = tuple(np.linspace(0, 1, 11))
@@ -90,17 +93,12 @@ class _Candidates:
         return scatter_rows(self.found[r], self.cheap[r] + self.weight * self.ratings[r], self.n_items)
 
 
-def _rerank_figures(
-    blend: BlendRecommender,
-    inner_train: Interactions,
-    inner_test: Interactions,
-    grid: Sequence[float],
-    k: int,
-) -> tuple[float, dict[float, float]]:
-    """NDCG@k of ``blend`` at every rating-head weight, scored as the batch scores it (the rating head on
-    each user's retrieved candidates), and the best weight (ties favour the smaller one: less re-ranking).
-    Candidates and both terms are computed once per validation user (a random sample of them beyond
-    ``RERANK_SEARCH_PAIRS`` pairs)."""
+def _candidate_pool(
+    blend: BlendRecommender, inner_train: Interactions, inner_test: Interactions
+) -> tuple[_Candidates, Interactions]:
+    """Each validation user's candidates with both terms (the cheap ones; the rating head at weight 1), as
+    the batch retrieves them; over a random sample of the users beyond ``RERANK_SEARCH_PAIRS`` pairs, with
+    the held-out ratings of those users."""
     depth = min(DEFAULT_CANDIDATES, inner_train.n_items)
     users = np.unique(inner_test.users)
     cap = max(1, RERANK_SEARCH_PAIRS // depth)
@@ -124,9 +122,22 @@ def _rerank_figures(
         f, c = unit.retrieve(block)
         found[lo : lo + len(block)], cheap[lo : lo + len(block)] = f, c
         ratings[lo : lo + len(block)] = unit.rerank_scores(block, f)
+    return _Candidates(rows, found, cheap, ratings, 0.0, inner_train.n_items), inner_test
+
+
+def _rerank_figures(
+    pool: _Candidates,
+    inner_train: Interactions,
+    inner_test: Interactions,
+    grid: Sequence[float],
+    k: int,
+) -> tuple[float, dict[float, float]]:
+    """NDCG@k of the blend at every rating-head weight, scored as the batch scores it (the rating head on
+    each user's retrieved candidates, ``pool``), and the best weight (ties favour the smaller one: less
+    re-ranking)."""
     figures = {
         round(float(m), 3): evaluate_model(
-            _Candidates(rows, found, cheap, ratings, m, inner_train.n_items),
+            _Candidates(pool.rows, pool.found, pool.cheap, pool.ratings, m, pool.n_items),
             inner_train,
             inner_test,
             "temporal",
@@ -137,6 +148,65 @@ def _rerank_figures(
     return max(figures, key=lambda m: (figures[m], -m)), figures
 
 
+class _Lists:
+    """Fixed lists behind the ``Recommender`` protocol: each listed movie scores its list length minus its
+    position, every other movie ``-inf``, so the top k is the list itself."""
+
+    name = "lists"
+
+    def __init__(self, rows: np.ndarray, lists: np.ndarray, n_items: int) -> None:
+        self.rows, self.lists, self.n_items = rows, lists, n_items
+        self.rank_scores = np.broadcast_to(
+            np.arange(lists.shape[1], 0, -1, dtype=np.float32), lists.shape
+        ).copy()
+
+    def fit(self, train: Interactions) -> _Lists:
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.full(len(users), np.nan, np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        r = self.rows[users]
+        return scatter_rows(self.lists[r], self.rank_scores[r], self.n_items)
+
+
+def diversity_figures(
+    pool: _Candidates,
+    rerank_weight: float,
+    inner_train: Interactions,
+    inner_test: Interactions,
+    movies: MovieContent,
+    k: int,
+    strengths: Sequence[float] = TRADEOFF_STRENGTHS,
+    penalties: Sequence[float] = TRADEOFF_PENALTIES,
+) -> dict[str, dict[float, float]]:
+    """The diversity trade-off on the validation split: the candidates' lists re-ranked (``Diversifier``)
+    at each strength (no penalty) and at each popularity penalty (strength 0), their NDCG@k beside the
+    list-set figures of the top k (``list_set_metrics``, over every validation user's list).
+
+    Returns ``{"diversity.<figure>": {strength: value}, "penalty.<figure>": {penalty: value}}``, figures
+    ``ndcg@k`` and ``LIST_METRIC_NAMES``: the shape of ``BlendWeights.figures``."""
+    counts = popularity_counts(inner_train.items, inner_train.n_items)
+    scores = pool.cheap + np.float32(rerank_weight) * pool.ratings
+    diversifier = Diversifier.build(Rerank(), movies, inner_train.binary_matrix())
+    out: dict[str, dict[float, float]] = {}
+    settings = [("diversity", s, Rerank(strength=s)) for s in strengths]
+    settings += [("penalty", b, Rerank(popularity_penalty=b)) for b in penalties]
+    for series, value, rerank in settings:
+        diversifier.settings = rerank
+        lists = np.empty((len(scores), k), np.int64)
+        for lo in range(0, len(scores), 1024):
+            block = slice(lo, lo + 1024)
+            lists[block] = diversifier.apply(pool.found[block], scores[block], k)[0]
+        figures = list_set_metrics(lists, counts, diversifier.vectors)
+        ndcg = evaluate_model(_Lists(pool.rows, lists, pool.n_items), inner_train, inner_test, "temporal", k)
+        figures[f"ndcg@{k}"] = ndcg[f"ndcg@{k}"]
+        for name in (f"ndcg@{k}", *LIST_METRIC_NAMES):
+            out.setdefault(f"{series}.{name}", {})[round(float(value), 3)] = float(figures[name])
+    return out
+
+
 def choose_weights(
     make_network: Callable[[], Recommender],
     make_partner: Callable[[], Recommender],
@@ -145,6 +215,7 @@ def choose_weights(
     grid: Sequence[float] = _GRID,
     k: int = 10,
     rerank_grid: Sequence[float] = RERANK_GRID,
+    movies: MovieContent | None = None,
 ) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
@@ -152,20 +223,42 @@ def choose_weights(
     does the same; the rating weight minimises the RMSE of the same held-out ratings. One network instead
     of one per weight keeps a weekly training at three network fits. ``rerank_grid`` (0,): no rating-head
     term. Figures: {"ndcg@k": per ranking weight, "rerank_ndcg@k": per rating-head weight, "rmse": per
-    rating weight}.
+    rating weight}; with ``movies`` (the catalogue's content, by movie index) also the diversity trade-off
+    of the chosen blend (``diversity_figures``: "diversity.*" per strength, "penalty.*" per penalty), from
+    the same candidates.
     """
     inner_train, inner_test = temporal_split(train)
     network = make_network().fit(inner_train)
     partner = make_partner().fit(inner_train)
     weight, ndcg = _ranking_figures(network, partner, inner_train, inner_test, grid, k)
     rerank_weight = 0.0
-    rerank: dict[float, float] = {}
-    if any(m > 0 for m in rerank_grid):
+    figures: dict[str, dict[float, float]] = {f"ndcg@{k}": ndcg, f"rerank_ndcg@{k}": {}}
+    search = any(m > 0 for m in rerank_grid)
+    if search or movies is not None:
         blend = BlendRecommender(
             network, partner, BlendWeights(weight), rating_scale=rating_scale(inner_train)
         )
-        rerank_weight, rerank = _rerank_figures(blend, inner_train, inner_test, rerank_grid, k)
-    rating_weight, errors = _rating_figures(network, make_rating_partner().fit(inner_train), inner_test, grid)
-    return BlendWeights(
-        weight, rating_weight, rerank_weight, {f"ndcg@{k}": ndcg, f"rerank_ndcg@{k}": rerank, "rmse": errors}
+        pool, pool_test = _candidate_pool(blend, inner_train, inner_test)
+        if search:
+            rerank_weight, figures[f"rerank_ndcg@{k}"] = _rerank_figures(
+                pool, inner_train, pool_test, rerank_grid, k
+            )
+        if movies is not None:
+            figures.update(diversity_figures(pool, rerank_weight, inner_train, pool_test, movies, k))
+    rating_weight, figures["rmse"] = _rating_figures(
+        network, make_rating_partner().fit(inner_train), inner_test, grid
     )
+    return BlendWeights(weight, rating_weight, rerank_weight, figures)
+
+
+def tradeoff_table(figures: Mapping[str, Mapping[float, float]], k: int = 10) -> list[dict[str, float]]:
+    """``diversity_figures``' output (inside ``BlendWeights.figures``) as table rows, one per setting tried:
+    ``strength``, ``popularity_penalty``, ``ndcg@k`` and ``LIST_METRIC_NAMES``; empty without them."""
+    rows = []
+    for series, setting in (("diversity", "strength"), ("penalty", "popularity_penalty")):
+        for value in figures.get(f"{series}.ndcg@{k}", {}):
+            row = {"strength": 0.0, "popularity_penalty": 0.0, setting: float(value)}
+            for name in (f"ndcg@{k}", *LIST_METRIC_NAMES):
+                row[name] = float(figures[f"{series}.{name}"][value])
+            rows.append(row)
+    return rows

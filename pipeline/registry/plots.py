@@ -3,6 +3,7 @@ rest)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,4 +45,34 @@ def evaluation_chart(values: dict[str, float], metric: str) -> Any:
     )
     ax.bar_label(bars, fmt="%.4f")
     ax.set_title(metric)
+    return fig
+
+
+def tradeoff_chart(rows: Sequence[Mapping[str, float]], k: int = 10) -> Any:
+    """The diversity trade-off on the validation split: NDCG@k against intra-list diversity and against
+    catalogue coverage, one labelled point per re-rank setting (``tradeoff_label``)."""
+    from matplotlib.figure import Figure
+
+    from pipeline.registry.report import tradeoff_label
+
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    for ax, x in zip(fig.subplots(1, 2), ("intra_list_diversity", "coverage"), strict=True):
+        for series, marker in (("strength", "o"), ("popularity_penalty", "s")):
+            points = [
+                r for r in rows if r[series] > 0 or (series == "strength" and r["popularity_penalty"] == 0)
+            ]
+            if points:
+                ax.plot([r[x] for r in points], [r[f"ndcg@{k}"] for r in points], marker=marker, label=series)
+            for r in points:
+                ax.annotate(
+                    tradeoff_label(r),
+                    (r[x], r[f"ndcg@{k}"]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+        ax.set_xlabel(f"{x.replace('_', ' ')} @{k}")
+        ax.set_ylabel(f"NDCG@{k}")
+        ax.legend()
+    fig.suptitle("diversity re-rank on the validation split")
     return fig

@@ -8,6 +8,7 @@ The report is ``EvaluationOutcome.to_dict``: ``k``, ``results`` (protocol -> mod
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from textwrap import shorten
 from typing import Any
 
@@ -67,4 +68,52 @@ def blend_line(report: dict[str, Any]) -> str:
         f"published = blend: ranking network x {report['blend_weight']:.1f} + EASE + rating head x "
         f"{report['rerank_weight']:.2f}, ratings network x {report['rating_weight']:.1f} + biased MF "
         "(weights chosen on validation splits of the train data)"
+    )
+
+
+# The diversity trade-off table a training run logs (``log_training_run(tradeoff=...)``).
+TRADEOFF_ARTIFACT = "diversity_tradeoff.json"
+_TRADEOFF_COLUMNS = (
+    ("ndcg@10", "NDCG@10"),
+    ("coverage", "Cov"),
+    ("intra_list_diversity", "ILD"),
+    ("novelty", "Novelty"),
+    ("long_tail_share", "Tail"),
+    ("gini", "Gini"),
+)
+
+
+def tradeoff_label(row: Mapping[str, float]) -> str:
+    """A re-rank setting in a few characters: ``strength 0.25``, ``penalty 0.5`` or ``none``."""
+    if row["popularity_penalty"] > 0:
+        return f"penalty {row['popularity_penalty']:g}"
+    return f"strength {row['strength']:g}" if row["strength"] > 0 else "none"
+
+
+def tradeoff_lines(rows: Sequence[Mapping[str, float]]) -> list[str]:
+    """The trade-off table as aligned text lines (header first); no lines without rows."""
+    if not rows:
+        return []
+    cells = [["setting", *(header for _, header in _TRADEOFF_COLUMNS)]]
+    for row in rows:
+        values = (row.get(key) for key, _ in _TRADEOFF_COLUMNS)
+        cells.append(
+            [tradeoff_label(row), *("—" if v is None or math.isnan(v) else f"{v:.4f}" for v in values)]
+        )
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+
+
+def list_figures_line(figures: Mapping[str, Any]) -> str:
+    """A batch's ``list_metrics`` in one line: the whole lists' figures and the re-rank settings."""
+
+    def fig(key: str) -> str:
+        value = figures.get(key)
+        return "—" if value is None else f"{value:.4f}"
+
+    rerank = figures.get("rerank") or {}
+    return (
+        f"coverage {fig('coverage')}, intra-list diversity {fig('intra_list_diversity')}, novelty "
+        f"{fig('novelty')}, long-tail share {fig('long_tail_share')}, Gini {fig('gini')} (diversity "
+        f"{rerank.get('strength', 0):g}, popularity penalty {rerank.get('popularity_penalty', 0):g})"
     )

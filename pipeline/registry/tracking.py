@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +19,9 @@ from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.hybrid.fit import TrainingResult
-from pipeline.registry.plots import evaluation_chart, learning_curve
+from pipeline.registry.plots import evaluation_chart, learning_curve, tradeoff_chart
 from pipeline.registry.pyfunc import SIGNATURE, HybridPyfunc, input_example, pip_requirements
+from pipeline.registry.report import TRADEOFF_ARTIFACT
 from pipeline.registry.store import (
     MODEL_ARTIFACT,
     MODEL_NAME,
@@ -60,6 +61,7 @@ def log_training_run(
     protocol: str = "temporal",
     primary_metric: str = "ndcg_at_10",
     configs: Mapping[str, Mapping[str, Any]] | None = None,
+    tradeoff: Sequence[Mapping[str, float]] = (),
 ) -> RunInfo:
     """Log one training run in ``movierec-<dataset>`` and register its model as a new version.
 
@@ -68,7 +70,9 @@ def log_training_run(
     files or directories, logged under their key. ``protocol``/``primary_metric`` pick the figure of the
     evaluation chart. ``configs``: the other evaluated models' hyperparameters (model -> config), logged as
     params ``config.<model>.<field>`` beside the network's own. The new version is not promoted here: see
-    ``promote_if_better``.
+    ``promote_if_better``. ``tradeoff``: the diversity trade-off rows on the validation split
+    (``weight_search.tradeoff_table``), logged as the table ``TRADEOFF_ARTIFACT`` and the plot
+    ``plots/diversity_tradeoff.png``.
     """
     model = published.network
     final = flatten_metrics(metrics)
@@ -135,6 +139,12 @@ def log_training_run(
                 )
                 if chart:
                     client.log_figure(run_id, evaluation_chart(chart, key), "plots/evaluation.png")
+                if tradeoff:
+                    client.log_figure(run_id, tradeoff_chart(tradeoff), "plots/diversity_tradeoff.png")
+            if tradeoff:
+                import pandas as pd
+
+                client.log_table(run_id, pd.DataFrame(list(tradeoff)), TRADEOFF_ARTIFACT)
             for name, path in (artifacts or {}).items():
                 path = Path(path)
                 if path.is_dir():

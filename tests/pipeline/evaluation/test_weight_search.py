@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.core.defaults import DEFAULT_CANDIDATES
+from pipeline.core.defaults import DEFAULT_CANDIDATES, TRADEOFF_PENALTIES, TRADEOFF_STRENGTHS
 from pipeline.evaluation import weight_search
 from pipeline.evaluation.splits import random_split, temporal_split
-from pipeline.evaluation.weight_search import RERANK_GRID, choose_weights
+from pipeline.evaluation.weight_search import RERANK_GRID, choose_weights, tradeoff_table
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender
 from pipeline.models.blend.weights import BlendWeights
@@ -64,10 +64,41 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(
         BlendWeights(0.6),
         rating_scale=tiny_blend.rating_scale,
     )
-    _, every_user = weight_search._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    pool, pool_test = weight_search._candidate_pool(blend, inner_train, inner_test)
+    _, every_user = weight_search._rerank_figures(pool, inner_train, pool_test, (0.0, 1.0), 10)
     depth = min(DEFAULT_CANDIDATES, inner_train.n_items)
     monkeypatch.setattr(weight_search, "RERANK_SEARCH_PAIRS", 40 * depth)  # room for 40 users' candidates
-    best, sampled = weight_search._rerank_figures(blend, inner_train, inner_test, (0.0, 1.0), 10)
+    pool, pool_test = weight_search._candidate_pool(blend, inner_train, inner_test)
+    assert len(pool.found) == 40 and len(np.unique(pool_test.users)) == 40
+    best, sampled = weight_search._rerank_figures(pool, inner_train, pool_test, (0.0, 1.0), 10)
     assert sampled != every_user
     assert sampled[best] == max(sampled.values())
     assert all(0.0 <= v <= 1.0 for v in sampled.values())
+
+
+def test_diversity_tradeoff_on_validation_reuses_the_candidates(ml100k_data, tiny_blend, first_300_users):
+    inner_train, inner_test = temporal_split(first_300_users)
+    blend = BlendRecommender(
+        HybridRecommender.from_artifact(tiny_blend.network),
+        tiny_blend.ease,
+        BlendWeights(0.6),
+        rating_scale=tiny_blend.rating_scale,
+    )
+    pool, pool_test = weight_search._candidate_pool(blend, inner_train, inner_test)
+    figures = weight_search.diversity_figures(pool, 1.0, inner_train, pool_test, ml100k_data.movies, 10)
+    rows = tradeoff_table(figures)
+    assert [(r["strength"], r["popularity_penalty"]) for r in rows] == [
+        *((s, 0.0) for s in TRADEOFF_STRENGTHS),
+        *((0.0, b) for b in TRADEOFF_PENALTIES),
+    ]
+    # strength 0 is the blend's own top 10: the rating-head search's figure at the same weight
+    _, rerank = weight_search._rerank_figures(pool, inner_train, pool_test, (1.0,), 10)
+    assert rows[0]["ndcg@10"] == pytest.approx(rerank[1.0])
+    strengths = rows[: len(TRADEOFF_STRENGTHS)]
+    for name in ("intra_list_diversity", "coverage"):
+        values = [r[name] for r in strengths]
+        assert all(b > a for a, b in zip(values, values[1:], strict=False)), (name, values)
+    strongest_penalty = rows[-1]
+    assert strongest_penalty["long_tail_share"] > rows[0]["long_tail_share"]
+    assert strongest_penalty["novelty"] > rows[0]["novelty"]
+    assert tradeoff_table({}) == []
