@@ -31,13 +31,14 @@ date order, since each week's promotion gate compares with the champion the week
 starts no run of a paused DAG, backfills included: unpause it first.
 
 **Retries:** every task retries with exponential back-off; bad input (`InputError`) and failed quality
-checks (`DataQualityError`) fail at once, since retrying cannot fix them.
+checks (`DataQualityError`, the publication check's refusal included) fail at once, since retrying cannot
+fix them.
 
-Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `epochs`, `device`,
-`train_processes`, `max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`,
-`DATABASE_URL`, `MLFLOW_TRACKING_URI`, and `MOVIEREC_DEVICE` / `MOVIEREC_TRAIN_PROCESSES` when `device` /
-`train_processes` is left empty. `publish` updates the asset
-`movierec://recommendation_batches`.
+Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `diversity`,
+`popularity_penalty`, `force_publish`, `epochs`, `device`, `train_processes`, `max_reject_share`. Tasks
+run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLOW_TRACKING_URI`, and
+`MOVIEREC_DEVICE` / `MOVIEREC_TRAIN_PROCESSES` when `device` / `train_processes` is left empty. `publish`
+updates the asset `movierec://recommendation_batches`.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ from pipeline.core.defaults import (
     DATASETS,
     DEFAULT_CANDIDATES,
     DEFAULT_DATASET,
+    DEFAULT_DIVERSITY,
+    DEFAULT_POPULARITY_PENALTY,
     DEFAULT_TOP_N,
     MAX_CANDIDATES,
+    MAX_POPULARITY_PENALTY,
     MAX_REJECT_SHARE,
     MAX_TOP_N,
     TRAINING_POOL,
@@ -121,6 +125,31 @@ params = {
         title="Re-ranked candidates",
         description="Movies per user the network's rating head re-ranks after retrieval by "
         "the cheap terms; 0 scores every movie with every term.",
+    ),
+    "diversity": Param(
+        DEFAULT_DIVERSITY,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Diversity",
+        description="Strength of the diversity re-rank of each list (MMR over content similarity): "
+        "0 keeps the ranking, up to 1 favours movies unlike those already listed.",
+    ),
+    "popularity_penalty": Param(
+        DEFAULT_POPULARITY_PENALTY,
+        type="number",
+        minimum=0,
+        maximum=MAX_POPULARITY_PENALTY,
+        title="Popularity penalty",
+        description="Standard deviations of a user's scores taken off per standard deviation of a "
+        "movie's log-popularity before the re-rank; 0: none.",
+    ),
+    "force_publish": Param(
+        False,
+        type="boolean",
+        title="Publish even if the publication check refuses",
+        description="Publish the new lists even when their top-10 coverage or long-tail share fell more "
+        "than the guardrail's margin below the published batch's (the check's figures are kept either way).",
     ),
     "epochs": Param(
         None,
@@ -247,7 +276,14 @@ def movierec_weekly() -> None:
 
         assert params is not None
         return dict(
-            steps.publish(_as_of(logical_date), top_n=params["top_n"], candidates=params["candidates"])
+            steps.publish(
+                _as_of(logical_date),
+                top_n=params["top_n"],
+                candidates=params["candidates"],
+                diversity=params.get("diversity"),  # .get: a run triggered before the param existed
+                popularity_penalty=params.get("popularity_penalty"),
+                force=bool(params.get("force_publish", False)),
+            )
         )
 
     @task

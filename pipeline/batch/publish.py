@@ -19,8 +19,11 @@
   ``bench/batch`` to measure the cost.
 * Writing and publishing are one transaction: a new ``recommendation_batches`` row, its rows by binary
   COPY, the previous batch marked ``superseded``, the new one ``published``, batches beyond the last
-  ``keep`` pruned. A process killed half-way leaves the previous batch published and complete
-  (PostgreSQL discards the open transaction); the next run simply starts again."""
+  ``keep`` pruned (never the published one). Before publishing, the publication check
+  (``pipeline.batch.release``) compares the new lists' coverage and long-tail share with the published
+  batch's: a refused batch is kept as ``refused`` and the published one stays. A process killed half-way
+  leaves the previous batch published and complete (PostgreSQL discards the open transaction); the next run
+  simply starts again."""
 
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ from pipeline.batch.explain import (
 )
 from pipeline.batch.fallback import most_rated
 from pipeline.batch.list_figures import batch_list_metrics, store_list_metrics
+from pipeline.batch.release import ListSetRefused, check_release
 from pipeline.batch.scoring import chunk_size, score_chunk, two_stage
 from pipeline.core.defaults import (
     DEFAULT_CANDIDATES,
@@ -249,16 +253,23 @@ def publish(
     rows: int,
     timings: dict[str, float],
     keep: int,
+    status: str = "published",
 ) -> None:
     """Make ``batch_id`` the published batch, retire the previous one, prune beyond the last ``keep``: in the
-    caller's transaction, so readers see the old batch or the new one, never half of either."""
-    conn.execute(text("UPDATE recommendation_batches SET status = 'superseded' WHERE status = 'published'"))
+    caller's transaction, so readers see the old batch or the new one, never half of either.
+    ``status="refused"`` (the publication check said no) keeps the batch without publishing it."""
+    if status == "published":
+        conn.execute(
+            text("UPDATE recommendation_batches SET status = 'superseded' WHERE status = 'published'")
+        )
     conn.execute(
         text(
-            "UPDATE recommendation_batches SET status = 'published', published_at = now(), users = :users, "
+            "UPDATE recommendation_batches SET status = :status, "
+            "published_at = CASE WHEN :status = 'published' THEN now() END, users = :users, "
             "fallback_users = :fallback, rows = :rows, timings = CAST(:timings AS jsonb) WHERE batch_id = :b"
         ),
         {
+            "status": status,
             "users": users,
             "fallback": fallback_users,
             "rows": rows,
@@ -266,11 +277,12 @@ def publish(
             "timings": json.dumps(timings),
         },
     )
+    # the published batch is never pruned, however many refused ones came after it
     pruned = [
         r[0]
         for r in conn.execute(
             text(
-                "DELETE FROM recommendation_batches WHERE batch_id NOT IN "
+                "DELETE FROM recommendation_batches WHERE status <> 'published' AND batch_id NOT IN "
                 "(SELECT batch_id FROM recommendation_batches ORDER BY batch_id DESC LIMIT :keep) "
                 "RETURNING batch_id"
             ),
@@ -296,6 +308,7 @@ def publish_batch(
     lock_timeout_s: float = LOCK_TIMEOUT_S,
     explain: bool = True,
     rerank: Rerank | None = None,
+    force: bool = False,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> Publication:
     """Score every user with ``model`` (the champion, ``registered_version``), write and publish the lists:
@@ -307,6 +320,8 @@ def publish_batch(
     ``candidates``: how many movies per user the rating head re-ranks (0: all; see ``score_chunk``).
     ``explain``: store each row's explanation (``pipeline.batch.explain``); False leaves them empty.
     ``rerank``: the diversity re-rank's settings (None: the defaults), recorded in ``list_metrics``.
+    ``force``: publish even when the publication check (``pipeline.batch.release``) refuses the lists; a
+    refusal otherwise keeps the batch as ``refused`` and raises ``ListSetRefused`` once that is committed.
     ``_after_chunk(k)`` is called after the k-th chunk is written (tests use it to die mid-write).
     """
     check_batch_args(top_n, keep, candidates)
@@ -351,6 +366,8 @@ def publish_batch(
         timings["copy"] = round(writer.copy_seconds, 3)
         t = time.perf_counter()
         list_metrics = batch_list_metrics(conn, batch_id, model, cutoff.pair_movies, rerank)
+        release = check_release(conn, batch_id, list_metrics, force=force)
+        list_metrics["release_check"] = release.record()
         store_list_metrics(conn, batch_id, list_metrics)
         timings["list_metrics"] = round(time.perf_counter() - t, 3)
         timings["total"] = round(time.perf_counter() - started, 3)
@@ -362,7 +379,13 @@ def publish_batch(
             rows=writer.rows,
             timings=timings,
             keep=keep,
+            status="refused" if release.refused else "published",
         )
+    if release.refused:  # committed: the refused batch and its figures are kept, the published one stays
+        log.warning(release.reason())
+        raise ListSetRefused(release.reason())
+    if release.failed:
+        log.warning(release.reason())
     log.info(
         "published batch %s: %s users (%s fallback), %s rows",
         batch_id,

@@ -10,31 +10,55 @@ from typing import Annotated, Any
 import click
 import typer
 
-from pipeline.cli.options import AsOf, Candidates, Device, Epochs, TopN, as_of_option, device_option
+from pipeline.cli.options import (
+    AsOf,
+    Candidates,
+    Device,
+    Diversity,
+    Epochs,
+    Force,
+    PopularityPenalty,
+    TopN,
+    as_of_option,
+    device_option,
+    rerank_options,
+)
 from pipeline.cli.render import err, out, print_batch_comparison, print_published_lists
 from pipeline.core.defaults import DEFAULT_DATASET, DEFAULT_TOP_N, REGISTERED_MODEL
 from pipeline.core.settings import get_settings
 
 
 def recommend(
-    top_n: TopN = DEFAULT_TOP_N, as_of: AsOf = None, device: Device = None, candidates: Candidates = None
+    top_n: TopN = DEFAULT_TOP_N,
+    as_of: AsOf = None,
+    device: Device = None,
+    candidates: Candidates = None,
+    diversity: Diversity = None,
+    popularity_penalty: PopularityPenalty = None,
+    force: Force = False,
 ) -> None:
     """Score every user with the champion and publish the lists (current_recommendations) atomically."""
     from pipeline.orchestration.steps import publish
+    from pipeline.registry.report import list_figures_line
 
     as_of_option(as_of)
+    rerank_options(diversity, popularity_penalty)
     batch = publish(
         as_of,
         top_n,
         device=device_option(device) if device else "cpu",
         progress=sys.stderr.isatty(),
         candidates=candidates,
+        diversity=diversity,
+        popularity_penalty=popularity_penalty,
+        force=force,
     )
     out.print(
         f"published batch {batch['batch_id']} scored by {REGISTERED_MODEL} v{batch['registered_version']}: "
         f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), "
         f"{batch['rows']:,} rows in {batch['timings']['total']} s"
     )
+    out.print(f"published lists: {list_figures_line(batch['list_metrics'])}", highlight=False)
     print_published_lists()
 
 
@@ -48,6 +72,9 @@ def run(
     epochs: Epochs = None,
     device: Device = None,
     candidates: Candidates = None,
+    diversity: Diversity = None,
+    popularity_penalty: PopularityPenalty = None,
+    force: Force = False,
 ) -> None:
     """The weekly pipeline in one process: ingest, evaluate, train, promote, recommend; then show lists."""
     from pipeline.orchestration.steps import run_all
@@ -55,6 +82,7 @@ def run(
     if dataset and source:
         raise click.UsageError("give at most one of --dataset NAME or --source DIR")
     as_of_option(as_of)  # a bad date fails before any work
+    rerank_options(diversity, popularity_penalty)
 
     def on_step(name: str, value: Any) -> None:
         err.print(f"[green]✓[/green] {name}", highlight=False)
@@ -67,6 +95,9 @@ def run(
         epochs=epochs,
         device=device_option(device),
         candidates=candidates,
+        diversity=diversity,
+        popularity_penalty=popularity_penalty,
+        force=force,
         progress=sys.stderr.isatty(),
         on_step=on_step,
     )

@@ -9,7 +9,14 @@ import click
 import typer
 
 from pipeline.core.dates import parse_as_of
-from pipeline.core.defaults import DEVICES, MAX_CANDIDATES, MAX_TOP_N
+from pipeline.core.defaults import (
+    DEFAULT_DIVERSITY,
+    DEFAULT_POPULARITY_PENALTY,
+    DEVICES,
+    MAX_CANDIDATES,
+    MAX_POPULARITY_PENALTY,
+    MAX_TOP_N,
+)
 from pipeline.core.settings import get_settings
 
 AsOf = Annotated[
@@ -28,6 +35,30 @@ Candidates = Annotated[
     ),
 ]
 
+Diversity = Annotated[
+    float | None,
+    typer.Option(
+        help="diversity re-rank strength: 0 keeps the ranking, up to 1 favours movies unlike those "
+        f"already listed (MMR over content similarity; default {DEFAULT_DIVERSITY:g})",
+    ),
+]
+PopularityPenalty = Annotated[
+    float | None,
+    typer.Option(
+        help="popularity penalty: standard deviations of a user's scores taken off per standard "
+        f"deviation of log-popularity, 0 to {MAX_POPULARITY_PENALTY:g} (default "
+        f"{DEFAULT_POPULARITY_PENALTY:g})",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="publish even when the publication check refuses the lists (their coverage or long-tail share "
+        "fell too far below the published batch's)",
+    ),
+]
+
 
 def as_of_option(value: str | None) -> datetime | None:
     """``--as-of`` checked: a bad date is a usage error before any work starts."""
@@ -42,3 +73,19 @@ def device_option(device: str | None) -> str:
     if value not in DEVICES:
         raise click.BadParameter(f"--device must be auto, cpu or cuda, not {value!r}")
     return value
+
+
+def rerank_options(diversity: float | None, popularity_penalty: float | None) -> None:
+    """``--diversity`` and ``--popularity-penalty`` checked against the re-rank's own bounds (one check for
+    the CLI, the DAG's tasks and the pipeline): a usage error naming the flag, before any work starts."""
+    from pipeline.core.errors import InputError
+    from pipeline.models.rerank import check_rerank
+
+    for flag, strength, penalty in (
+        ("--diversity", diversity, None),
+        ("--popularity-penalty", None, popularity_penalty),
+    ):
+        try:
+            check_rerank(strength, penalty)
+        except InputError as exc:
+            raise click.BadParameter(str(exc), param_hint=f"'{flag}'") from exc

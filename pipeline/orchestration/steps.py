@@ -22,6 +22,8 @@ from pipeline.core.dates import parse_as_of
 from pipeline.core.defaults import (
     DEFAULT_CANDIDATES,
     DEFAULT_DATASET,
+    DEFAULT_DIVERSITY,
+    DEFAULT_POPULARITY_PENALTY,
     DEFAULT_TOP_N,
     MAX_REJECT_SHARE,
     PRIMARY_METRIC,
@@ -66,6 +68,8 @@ class Evaluation(TypedDict):
     metrics: dict[str, dict[str, float]]  # protocol -> the published blend's figures (network_* beside)
     baselines: dict[str, dict[str, Any]]  # model -> protocol -> figures
     configs: NotRequired[dict[str, dict[str, Any]]]  # model -> hyperparameters (the network's: its params)
+    # The diversity trade-off on the validation split: one row per re-rank setting (weight_search)
+    tradeoff: NotRequired[list[dict[str, float]]]
 
 
 class Training(TypedDict):
@@ -184,6 +188,7 @@ def evaluate(
     failed model is a row with its error; one the published blend is built from fails the step).
     ``data``: already loaded for this cut-off (one process)."""
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
+    from pipeline.evaluation.weight_search import tradeoff_table
 
     settings = settings or get_settings()
     data = data if data is not None else _training_data(as_of, settings, progress)
@@ -208,6 +213,7 @@ def evaluate(
             metrics=published,
             baselines=baselines,
             configs={name: c for name, c in outcome.report.configs.items() if name != "hybrid"},
+            tradeoff=tradeoff_table(outcome.weights.figures),
         )
     )
 
@@ -250,6 +256,7 @@ def train(
         data_cutoff=data.as_of,
         artifacts={"evaluation.json": Path(evaluation["report_path"])},
         configs=evaluation.get("configs", {}),
+        tradeoff=evaluation.get("tradeoff", []),
     )
     return Training(
         run_id=run.run_id,
@@ -305,12 +312,23 @@ def publish(
     device: str = "cpu",
     progress: bool = False,
     candidates: int | None = None,
+    diversity: float | None = None,
+    popularity_penalty: float | None = None,
+    force: bool = False,
 ) -> Publication:
     """Score every user with the champion (whichever the gate kept) and publish the lists atomically.
-    ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the default)."""
+    ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the default).
+    ``diversity`` / ``popularity_penalty``: the re-rank's strength and penalty (None: the defaults); a value
+    out of bounds is an ``InputError`` before anything is loaded. ``force``: publish even when the
+    publication check refuses the lists (``pipeline.batch.release``; else ``ListSetRefused``)."""
     from pipeline.batch.publish import publish_batch
+    from pipeline.models.rerank import Rerank
     from pipeline.registry.champion import load_champion
 
+    rerank = Rerank(
+        DEFAULT_DIVERSITY if diversity is None else float(diversity),
+        DEFAULT_POPULARITY_PENALTY if popularity_penalty is None else float(popularity_penalty),
+    )
     settings = settings or get_settings()
     engine = _engine(settings)
     model, version = load_champion(settings, device=device)
@@ -323,11 +341,15 @@ def publish(
         progress=progress,
         candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
         lock_timeout_s=settings.lock_timeout_s,
+        rerank=rerank,
+        force=force,
     )
 
 
 def report(results: dict[str, Any]) -> str:
     """A few lines on what the run did, for the task log and the terminal."""
+    from pipeline.registry.report import list_figures_line, tradeoff_lines
+
     lines = []
     if ingested := results.get("ingest"):
         lines.append(
@@ -348,6 +370,9 @@ def report(results: dict[str, Any]) -> str:
             f"(weights: ranking {weights['weight']}, rating head {weights['rerank_weight']}, "
             f"ratings {weights['rating_weight']})"
         )
+        if table := tradeoff_lines(evaluation.get("tradeoff", [])):
+            lines.append("diversity trade-off on the validation split (top 10):")
+            lines.extend(f"  {line}" for line in table)
     if training := results.get("training"):
         lines.append(
             f"trained {REGISTERED_MODEL} v{training['version']} in {training['seconds']} s "
@@ -361,6 +386,8 @@ def report(results: dict[str, Any]) -> str:
             f"{batch['users']:,} users ({batch['fallback_users']:,} on the fallback list), "
             f"{batch['rows']:,} rows"
         )
+        if figures := batch.get("list_metrics"):
+            lines.append(f"published lists: {list_figures_line(figures)}")
     return "\n".join(lines)
 
 
@@ -419,11 +446,17 @@ def run_all(
     device: str = "auto",
     max_reject_share: float = MAX_REJECT_SHARE,
     candidates: int | None = None,
+    diversity: float | None = None,
+    popularity_penalty: float | None = None,
+    force: bool = False,
     settings: Settings | None = None,
     progress: bool = False,
     on_step: OnStep | None = None,
 ) -> dict[str, Any]:
     """Every step in order, in this process (``movierec run``); the DAG runs the same steps as tasks."""
+    from pipeline.models.rerank import check_rerank
+
+    check_rerank(diversity, popularity_penalty)  # a bad setting fails before hours of work, not after
     settings = settings or get_settings()
     results = _Results(on_step)
     step = results.add
@@ -431,6 +464,18 @@ def run_all(
     ingested = step("ingest", ingest(fetched, settings=settings, progress=progress))
     step("quality", quality(ingested, max_reject_share, settings=settings))
     results.update(train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step))
-    step("publication", publish(as_of, top_n, settings=settings, progress=progress, candidates=candidates))
+    step(
+        "publication",
+        publish(
+            as_of,
+            top_n,
+            settings=settings,
+            progress=progress,
+            candidates=candidates,
+            diversity=diversity,
+            popularity_penalty=popularity_penalty,
+            force=force,
+        ),
+    )
     results["report"] = report(results)
     return dict(results)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.core.defaults import DEFAULT_DIVERSITY, DEFAULT_POPULARITY_PENALTY
 from pipeline.orchestration.airflow_local import DAG_ID, TRAINING_POOL, dags_folder
 
 ORDER = ["fetch", "ingest", "quality", "evaluate", "train", "promote", "publish", "report"]
@@ -29,6 +30,9 @@ PARAMS = {
     "source": None,
     "top_n": 100,
     "candidates": 500,
+    "diversity": DEFAULT_DIVERSITY,
+    "popularity_penalty": DEFAULT_POPULARITY_PENALTY,
+    "force_publish": False,
     "epochs": None,
     "device": None,  # empty: the worker's MOVIEREC_DEVICE
     "train_processes": None,  # empty: the worker's MOVIEREC_TRAIN_PROCESSES
@@ -91,6 +95,12 @@ def test_params_in_the_trigger_form(dag, name: str, default) -> None:  # type: i
     [
         ("top_n", 0),
         ("candidates", -1),
+        ("diversity", -0.1),
+        ("diversity", 1.5),
+        ("diversity", "strong"),
+        ("popularity_penalty", -1),
+        ("popularity_penalty", 50),
+        ("force_publish", "yes"),
         ("device", "tpu"),
         ("max_reject_share", 1.5),
         ("epochs", 0),

@@ -37,3 +37,19 @@ def test_run_command_chains_every_step_and_shows_lists(cli_env, ml100k_slice_dir
             conn.execute(text("SELECT count(*) FROM current_recommendations")).scalar_one()
             == SLICE_USERS * 15
         )
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "message"),
+    [
+        ("recommend", "--diversity", "1.5", "diversity strength must be between 0 and 1, got 1.5"),
+        ("recommend", "--popularity-penalty", "-1", "popularity penalty must be between 0 and 5, got -1.0"),
+        ("run", "--diversity", "nan", "diversity strength must be between 0 and 1, got nan"),
+        ("run", "--popularity-penalty", "7", "popularity penalty must be between 0 and 5, got 7.0"),
+    ],
+)
+def test_bad_rerank_flags_are_usage_errors_before_any_work(cli_env, command, flag, value, message):
+    # no champion, no data: the flag is refused before either is looked for
+    done = movierec({**cli_env, "MLFLOW_TRACKING_URI": ""}, command, flag, value)
+    assert done.returncode == 2, done.stderr
+    assert f"Invalid value for '{flag}': {message}" in " ".join(done.stderr.split())

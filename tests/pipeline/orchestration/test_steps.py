@@ -90,3 +90,82 @@ def test_report_names_each_step_that_ran():
     assert report({}) == ""
     missing = report({"evaluation": {**results["evaluation"], "metrics": {}}})
     assert "NDCG@10 n/a" in missing  # a figure that was not computed is named, not invented
+
+
+@pytest.mark.e2e
+def test_weekly_run_reports_the_diversity_tradeoff_and_the_lists_figures(weekly_run):
+    from mlflow import MlflowClient
+
+    from pipeline.core.defaults import TRADEOFF_PENALTIES, TRADEOFF_STRENGTHS
+    from pipeline.registry.report import TRADEOFF_ARTIFACT
+    from pipeline.registry.store import tracking_uri
+
+    results = weekly_run.results
+    rows = results["evaluation"]["tradeoff"]
+    assert len(rows) == len(TRADEOFF_STRENGTHS) + len(TRADEOFF_PENALTIES)
+    assert all(0 <= r["ndcg@10"] <= 1 and 0 < r["coverage"] <= 1 for r in rows)
+    text_report = results["report"]
+    assert "diversity trade-off on the validation split (top 10):" in text_report
+    assert "strength 0.75" in text_report and "penalty 1" in text_report
+    assert (
+        "published lists: coverage " in text_report and "(diversity 0, popularity penalty 0)" in text_report
+    )
+    uri = tracking_uri(weekly_run.settings)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = results["training"]["run_id"]
+    files = {f.path for f in client.list_artifacts(run_id)} | {
+        f.path for f in client.list_artifacts(run_id, "plots")
+    }
+    assert {TRADEOFF_ARTIFACT, "plots/diversity_tradeoff.png"} <= files
+
+
+def test_report_shows_the_tradeoff_table_and_the_lists_figures():
+    row = {"ndcg@10": 0.3, "coverage": 0.2, "intra_list_diversity": 0.5, "novelty": 9.0}
+    row |= {"long_tail_share": 0.1, "gini": 0.8}
+    evaluation = {
+        "metrics": {"temporal": {"ndcg@10": 0.3}},
+        "baselines": {},
+        "weights": {"weight": 0.6, "rating_weight": 0.5, "rerank_weight": 1.0},
+        "tradeoff": [
+            {**row, "strength": 0.0, "popularity_penalty": 0.0},
+            {**row, "strength": 0.5, "popularity_penalty": 0.0, "intra_list_diversity": 0.6},
+            {**row, "strength": 0.0, "popularity_penalty": 0.25, "gini": float("nan")},
+        ],
+    }
+    publication = {
+        "batch_id": 9,
+        "registered_version": 4,
+        "users": 150,
+        "fallback_users": 0,
+        "rows": 3000,
+        "list_metrics": {
+            "coverage": 0.25,
+            "intra_list_diversity": 0.61234,
+            "novelty": 9.5,
+            "long_tail_share": 0.125,
+            "gini": 0.75,
+            "rerank": {"strength": 0.25, "popularity_penalty": 0.5},
+        },
+    }
+    lines = report({"evaluation": evaluation, "publication": publication}).splitlines()
+    assert lines[1] == "diversity trade-off on the validation split (top 10):"
+    assert lines[2].split() == ["setting", "NDCG@10", "Cov", "ILD", "Novelty", "Tail", "Gini"]
+    assert lines[3].split() == ["none", "0.3000", "0.2000", "0.5000", "9.0000", "0.1000", "0.8000"]
+    assert lines[4].split()[:2] == ["strength", "0.5"] and "0.6000" in lines[4]
+    assert lines[5].split()[:2] == ["penalty", "0.25"] and lines[5].endswith("—")
+    assert lines[-1] == (
+        "published lists: coverage 0.2500, intra-list diversity 0.6123, novelty 9.5000, long-tail share "
+        "0.1250, Gini 0.7500 (diversity 0.25, popularity penalty 0.5)"
+    )
+
+
+def test_bad_rerank_settings_fail_before_any_work(tmp_path):
+    from pipeline.core.errors import InputError
+    from pipeline.core.settings import Settings
+    from pipeline.orchestration.steps import publish, run_all
+
+    nowhere = Settings(MOVIEREC_HOME=tmp_path, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(InputError, match="diversity strength must be between 0 and 1, got 1.5"):
+        publish(None, settings=nowhere, diversity=1.5)
+    with pytest.raises(InputError, match="popularity penalty must be between 0 and 5, got -0.5"):
+        run_all(source=str(tmp_path / "missing"), settings=nowhere, popularity_penalty=-0.5)
