@@ -26,7 +26,7 @@ from model_server.db import Database
 from model_server.errors import BodyLimitMiddleware, install_handlers
 from model_server.lists import KeptListMiddleware, PublishedLists
 from model_server.metrics import Metrics, MetricsMiddleware
-from model_server.routes import groups, movies, predict, recommendations, system, users
+from model_server.routes import for_ratings, groups, movies, predict, recommendations, system, users
 from model_server.schemas import MAX_BODY_BYTES
 from model_server.scoring import NewMovieBatcher
 from pipeline.core.device import resolve_device
@@ -67,6 +67,9 @@ def _openapi(app: FastAPI, champion: Champion) -> dict[str, Any]:
             genres = schema["components"]["schemas"]["NewMovieRequest"]["properties"]["genres"]
             genres["items"]["enum"] = list(served.model.network.vocab.genres)
             genres["description"] += f" ({', '.join(served.model.network.vocab.genres)})"
+            # a fold-in's ratings: the served model's own scale (the route refuses any other)
+            rating = schema["components"]["schemas"]["GivenRating"]["properties"]["rating"]
+            rating["minimum"], rating["maximum"] = served.model.network.rating_range
         app.state.openapi_for = version
     return app.openapi_schema  # type: ignore[return-value]
 
@@ -129,7 +132,7 @@ def create_app(
     app.state.settings, app.state.champion, app.state.db, app.state.lists = settings, champion, db, lists
     app.state.batcher, app.state.metrics, app.state.poll_seconds = batcher, metrics, interval
     app.state.feedback = feedback
-    for module in (users, recommendations, groups, predict, movies, system):
+    for module in (users, recommendations, for_ratings, groups, predict, movies, system):
         app.include_router(module.router)
     web.install(app)  # the web UI's pages under /ui/ and their static files
     app.openapi = lambda: _openapi(app, champion)  # type: ignore[method-assign]

@@ -65,6 +65,16 @@ _DISMISS = (
 )
 
 
+def movie_fields(movie: asyncpg.Record) -> dict[str, Any]:
+    """A movie as every answer lists it: id, title, year and genres (a list, never null)."""
+    return {
+        "movie_id": int(movie["movie_id"]),
+        "title": movie["title"],
+        "year": movie["year"],
+        "genres": list(movie["genres"] or []),
+    }
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot answer now; the message says why (never a stack trace, never a password)."""
 
@@ -244,13 +254,7 @@ class Database:
                 movie_ids, share = await asyncio.to_thread(self._most_rated, batch.data_cutoff, FALLBACK_SIZE)
                 movies = await self.movies(movie_ids.tolist())
                 rows = [
-                    {
-                        "movie_id": int(m),
-                        "title": movies[int(m)]["title"],
-                        "year": movies[int(m)]["year"],
-                        "genres": list(movies[int(m)]["genres"] or []),
-                        "score": float(s),
-                    }
+                    {**movie_fields(movies[int(m)]), "score": float(s)}
                     for m, s in zip(movie_ids, share)
                     if int(m) in movies
                 ]

@@ -353,6 +353,73 @@ class GroupRecommendations(BaseModel):
     items: list[GroupMovie]
 
 
+# --- POST /recommendations/for-ratings ---------------------------------------------------------------------
+
+MAX_GIVEN_RATINGS = 1000  # (movie, rating) pairs one fold-in takes
+# The schema's static rating bounds: every MovieLens scale lies within them. The served model's own range
+# (1-5 on ML-100K) replaces them in the published schema (``model_server.app``), and the route checks it.
+MIN_RATING, MAX_RATING = 0.5, 5.0
+
+
+class GivenRating(_Request):
+    movie_id: MovieId
+    rating: float = Field(
+        ge=MIN_RATING,
+        le=MAX_RATING,
+        description="the user's rating, on the model's rating scale",
+        examples=[5],
+    )
+
+
+class ForRatingsRequest(_Request):
+    ratings: list[GivenRating] = Field(
+        min_length=1,
+        max_length=MAX_GIVEN_RATINGS,
+        description="the new user's ratings; a movie given twice counts with its last rating (as ingestion "
+        "keeps the later rating), movies the model does not know are ignored (and listed as such)",
+    )
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_GROUP_LIMIT, description="how many movies")
+    exclude: list[MovieId] = Field(
+        default=[],
+        max_length=MAX_EXCLUDE,
+        description="movies to leave out of the answer besides the rated ones",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "ratings": [
+                        {"movie_id": 50, "rating": 5},
+                        {"movie_id": 181, "rating": 4},
+                        {"movie_id": 100, "rating": 5},
+                        {"movie_id": 258, "rating": 2},
+                        {"movie_id": 1, "rating": 4},
+                    ],
+                    "limit": 10,
+                }
+            ]
+        },
+    )
+
+
+class ForRatingsRecommendations(BaseModel):
+    model_version: int = Field(examples=[3])
+    used: int = Field(description="distinct movies of the request the model scored with", examples=[5])
+    ignored: list[int] = Field(
+        description="movie ids of the request the model does not know (left out of the fold-in)",
+        examples=[[]],
+    )
+    duplicates: list[int] = Field(
+        description="movie ids given more than once (their last rating counted)", examples=[[]]
+    )
+    items: list[RecommendedMovie] = Field(
+        description="best first; never a rated or excluded movie. score: the published ranking blend for "
+        "the folded-in user"
+    )
+
+
 # --- GET /health, GET /ping ---------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from fastapi import APIRouter, HTTPException
 
 from model_server.champion import ServedModel
+from model_server.db import movie_fields
 from model_server.deps import DbDep, ModelDep
 from model_server.routes.responses import errors
 from model_server.schemas import GroupRecommendations, GroupRequest
@@ -143,10 +144,7 @@ async def group_recommendations(body: GroupRequest, served: ModelDep, db: DbDep)
         "items": [
             {
                 "rank": rank,
-                "movie_id": ids[k],
-                "title": movies[ids[k]]["title"],
-                "year": movies[ids[k]]["year"],
-                "genres": movies[ids[k]]["genres"] or [],
+                **movie_fields(movies[ids[k]]),
                 "score": float(found.scores[k]),
                 "members": [
                     {

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from model_server.db import movie_fields
 from model_server.deps import DbDep, ModelDep
 from model_server.routes.responses import errors
 from model_server.schemas import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, SimilarMovies
@@ -42,14 +43,6 @@ async def similar_movies(
         "title": this["title"] if this else "",
         "model_version": served.version,
         "items": [
-            {
-                "movie_id": m,
-                "title": movies[m]["title"],
-                "year": movies[m]["year"],
-                "genres": movies[m]["genres"] or [],
-                "similarity": float(s),
-            }
-            for m, s in zip(ids, sims)
-            if m in movies
+            {**movie_fields(movies[m]), "similarity": float(s)} for m, s in zip(ids, sims) if m in movies
         ],
     }

@@ -153,9 +153,16 @@ class HybridNet(nn.Module):
     def rating(
         self, users: torch.Tensor, u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor
     ) -> torch.Tensor:
+        return self.rating_given_bias(self.user_bias(users).squeeze(-1), u, v, item_bias)
+
+    def rating_given_bias(
+        self, user_bias: torch.Tensor, u: torch.Tensor, v: torch.Tensor, item_bias: torch.Tensor
+    ) -> torch.Tensor:
+        """``rating`` with the user's bias given rather than looked up: a user the network has no row for
+        (a fold-in, ``pipeline.models.foldin``)."""
         uv = u * v
         h = self.rating_mlp(torch.cat([u, v, uv], dim=-1))
-        return self._rating_sum(self.user_bias(users).squeeze(-1), item_bias, uv, h)
+        return self._rating_sum(user_bias, item_bias, uv, h)
 
     def _rating_sum(
         self, user_bias: torch.Tensor, item_bias: torch.Tensor, uv: torch.Tensor, h: torch.Tensor
