@@ -7,10 +7,13 @@ import pytest
 from sqlalchemy import create_engine
 
 from database.engine import sqlalchemy_url
+from pipeline.core.defaults import EVALUATION_ONLY_MODELS, WEEKLY_EVALUATION_MODELS
 from tests.support.cli import movierec
 from tests.support.database import fetch_rows
 
 pytestmark = pytest.mark.e2e
+
+PUBLISHED_AND_BASELINES = ("global_mean", "popularity", "biased_mf", "ease", "hybrid", "blend")
 
 
 def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_url, tmp_path):
@@ -38,6 +41,11 @@ def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_
     )
     assert 0.0 < row[5] < 1.0
     assert (tmp_path / "home" / "mlflow.db").exists()
+    # The weekly evaluation: the published blend's members, the baselines and the weekly evaluation-only models.
+    [weekly] = (tmp_path / "home" / "reports").glob("evaluation-*.json")
+    weekly_rows = json.loads(weekly.read_text())["results"]["temporal"]
+    assert set(weekly_rows) == {*PUBLISHED_AND_BASELINES, *WEEKLY_EVALUATION_MODELS}
+    assert all(row["ndcg@10"] > 0 for row in weekly_rows.values())
 
     report = tmp_path / "eval.json"
     done = movierec(env, "evaluate", "--epochs", "1", "--output", str(report))
@@ -45,6 +53,16 @@ def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_
     data = json.loads(report.read_text())
     assert set(data["cold_start"]) == {"hybrid_content", "genre_popularity"}
     assert data["results"]["random"]["biased_mf"]["rmse"] < data["results"]["random"]["global_mean"]["rmse"]
+    # One row per model under both protocols, named after it; the ranking-only ones have no rating figures.
+    for protocol in ("random", "temporal"):
+        assert set(data["results"][protocol]) == {*PUBLISHED_AND_BASELINES, *EVALUATION_ONLY_MODELS}
+    for name in EVALUATION_ONLY_MODELS:
+        assert (
+            data["results"]["temporal"][name]["ndcg@10"] > 0
+            and "error" not in data["results"]["temporal"][name]
+        )
+        assert "rmse" not in data["results"]["random"][name]
+    assert data["configs"]["item_knn"]["neighbours"] > 0 and data["configs"]["als"]["factors"] > 0
 
 
 def test_train_with_a_cutoff_before_any_rating_fails_cleanly(ml100k_copy_url, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.batch.explain import contributions
 from pipeline.evaluation.splits import random_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
@@ -124,6 +125,12 @@ def test_above_the_ease_cap_the_blend_keeps_ease_for_the_most_rated(tiny_blend, 
     network = 0.6 * standardise(blend.network.rank_index(users).astype(np.float64))
     assert np.allclose((cheap - network)[:, dropped].std(axis=1), 0.0, atol=1e-5)
     assert np.all((cheap - network)[:, blend.ease.kept_].std(axis=1) > 1e-3)  # EASE moves the kept ones
+    # explanations read EASE's weights by catalogue index: none from or to a movie outside the kept ones
+    kept = blend.ease.kept_
+    rated, listed = np.array([kept[0], dropped[0], kept[7]]), np.array([kept[1], dropped[1], kept[2]])
+    c = contributions(blend, rated, listed)
+    assert c.shape == (3, 3) and np.all(c[1] == 0) and np.all(c[:, 1] == 0)
+    np.testing.assert_array_equal(c[np.ix_([0, 2], [0, 2])], blend.ease.weights_[np.ix_([0, 7], [1, 2])])
     loaded = PublishedBlend.load(blend.save(tmp_path / "capped"))
     assert loaded.ease is not None and loaded.ease.config.max_items == cap
     np.testing.assert_array_equal(loaded.ease.kept_, blend.ease.kept_)
