@@ -20,8 +20,10 @@ catalogue's attributes; no SQL.
 * ``reason``: ``Because you rated Fargo and Blood Simple highly; same director: Joel Coen``. The clause is the
   most specific attribute shared: a director, else an actor, else up to three genres.
 
-Cost: one small dense block per user (rated x listed), then per row a cached lookup of its sentence and
-JSON by (named movies, rated highly, shared attributes); bench/batch measures it against publishing without.
+Cost: one small dense block per user (rated x listed); the people each row shares with its named movies for
+a whole block at once (sparse movie x person matrices); then per row three cached lookups: the JSON by the
+shared attributes, the sentence's start by (named movies, rated highly) and its clause by the shared
+attributes. bench/batch measures it against publishing without.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
 from pipeline.models.blend.published import PublishedBlend
@@ -39,6 +42,8 @@ from pipeline.models.blend.published import PublishedBlend
 MAX_BECAUSE = 3
 MAX_GENRES_SAID = 3
 MAX_ACTORS = 8  # billing order: the leads
+_BLOCK_ELEMENTS = 4_000_000  # users x rated x listed contributions gathered at once (float64: 32 MB)
+_CACHE_ENTRIES = 200_000  # an Explainer's caches are emptied past this (a batch explains millions of rows)
 FALLBACK_REASON = "Popular with everyone: one of the most-rated movies"
 NO_HISTORY_REASON = (
     "Recommended from your ratings"  # none of the user's rated movies is in the model's catalogue
@@ -53,8 +58,12 @@ class MovieAttributes:
     titles: list[str]
     genre_names: list[str]
     genre_bits: np.ndarray  # int64 per movie
-    directors: dict[int, frozenset[str]]
-    actors: dict[int, frozenset[str]]
+    # movie x person (one per role), one row more than movies (a zero row: what -1 pads index); columns in
+    # the order of the names, so a row's people come out sorted
+    directors: sp.csr_matrix
+    director_names: list[str]
+    actors: sp.csr_matrix
+    actor_names: list[str]
 
     @classmethod
     def build(
@@ -83,16 +92,43 @@ class MovieAttributes:
             k = index.get(int(movie_id))
             if k is not None and role in by_role and name:
                 by_role[role].setdefault(k, set()).add(name)
-        return cls(
-            titles,
-            names,
-            genre_bits,
-            {k: frozenset(v) for k, v in by_role["director"].items()},
-            {k: frozenset(v) for k, v in by_role["actor"].items()},
-        )
+        directors, director_names = _person_matrix(by_role["director"], len(item_ids))
+        actors, actor_names = _person_matrix(by_role["actor"], len(item_ids))
+        return cls(titles, names, genre_bits, directors, director_names, actors, actor_names)
 
     def genres(self, bits: int) -> list[str]:
         return [g for b, g in enumerate(self.genre_names) if bits >> b & 1]
+
+
+def _person_matrix(people: dict[int, set[str]], n_items: int) -> tuple[sp.csr_matrix, list[str]]:
+    names = sorted({name for ns in people.values() for name in ns})
+    column = {name: c for c, name in enumerate(names)}
+    rows = [k for k, ns in people.items() for _ in ns]
+    cols = [column[name] for ns in people.values() for name in ns]
+    m = sp.csr_matrix(
+        (np.ones(len(rows), np.int8), (rows, cols)), shape=(n_items + 1, max(len(names), 1)), dtype=np.int8
+    )
+    m.sort_indices()
+    return m, names
+
+
+def shared_people(
+    matrix: sp.csr_matrix, names: list[str], items: np.ndarray, because: np.ndarray
+) -> list[tuple[str, ...]]:
+    """Per row: the people of ``matrix`` (one role) that movie ``items[r]`` shares with any of
+    ``because[r]`` (-1 pads), by name, sorted."""
+    pad = matrix.shape[0] - 1
+    theirs = matrix[np.where(because[:, 0] >= 0, because[:, 0], pad)]
+    for k in range(1, because.shape[1]):
+        theirs = theirs + matrix[np.where(because[:, k] >= 0, because[:, k], pad)]
+    both = matrix[items].multiply(theirs).tocsr()
+    both.eliminate_zeros()
+    both.sort_indices()
+    out: list[tuple[str, ...]] = [()] * len(items)
+    indptr, indices = both.indptr, both.indices
+    for r in np.flatnonzero(np.diff(indptr)).tolist():
+        out[r] = tuple(names[c] for c in indices[indptr[r] : indptr[r + 1]].tolist())
+    return out
 
 
 @dataclass
@@ -108,9 +144,15 @@ class Explanations:
 def contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
     """How much each rated movie (rows) contributed to each listed movie's score (columns), by the model's
     terms: EASE's item-item weights where the blend has EASE, else content similarity."""
+    return _contributions(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0]
+
+
+def _contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``contributions`` of many users at once: ``rated`` (users x L), ``items`` (users x N) -> (users x L x
+    N)."""
     if model.ease is not None and model.ease.weights_ is not None:
-        return np.asarray(model.ease.item_weights(rated, items), np.float64)
-    return content_similarity(model, rated, items)
+        return np.asarray(model.ease.pair_weights(rated[:, :, None], items[:, None, :]), np.float64)
+    return _content_similarity(model, rated, items)
 
 
 def content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -118,26 +160,97 @@ def content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarr
     return np.asarray(text[rated] @ text[items].T, np.float64)
 
 
+def _content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
+    text = model.network.movies.text
+    return np.asarray(text[rated] @ text[items].transpose(0, 2, 1), np.float64)
+
+
 def top_contributors(
     model: PublishedBlend, rated: np.ndarray, ratings: np.ndarray | None, items: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """For one user: (``len(items)`` x ``MAX_BECAUSE`` positions into ``rated``, best first, -1 pads; how many
     each row names)."""
-    out = np.full((len(items), MAX_BECAUSE), -1, np.int64)
-    if len(rated) == 0 or len(items) == 0:
-        return out, np.zeros(len(items), np.int64)
-    weight = np.ones(len(rated)) if ratings is None else np.asarray(ratings, np.float64)
-    c = contributions(model, rated, items) * weight[:, None]
+    return contributors(model, [(np.asarray(rated, np.int64), ratings)], [np.asarray(items, np.int64)])
+
+
+def contributors(
+    model: PublishedBlend,
+    rows_rated: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    listed: Sequence[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``top_contributors`` of many users at once (user u: ``rows_rated[u]``, its movies ``listed[u]``); the
+    rows are every user's listed movies in order. Users are taken in groups of similar history length, each
+    group's (users x rated x listed) contributions gathered at once within ``_BLOCK_ELEMENTS``."""
+    sizes = np.array([len(items) for items in listed], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    top = np.full((int(starts[-1]), MAX_BECAUSE), -1, np.int64)
+    counts = np.zeros(int(starts[-1]), np.int64)
+    lengths = np.array([len(rated) for rated, _ in rows_rated], np.int64)
+    order = np.argsort(lengths, kind="stable")
+    width = max(int(sizes.max(initial=0)), 1)
+    lo = 0
+    while lo < len(order):
+        hi = lo + 1  # users sorted by history length: the group's longest is its last
+        while hi < len(order) and (hi - lo + 1) * max(int(lengths[order[hi]]), 1) * width <= _BLOCK_ELEMENTS:
+            hi += 1
+        _group(model, order[lo:hi], rows_rated, listed, lengths, starts, top, counts)
+        lo = hi
+    return top, counts
+
+
+def _group(
+    model: PublishedBlend,
+    users: np.ndarray,
+    rows_rated: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    listed: Sequence[np.ndarray],
+    lengths: np.ndarray,
+    starts: np.ndarray,
+    top: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """``contributors`` for one group of users, written into ``top`` and ``counts``."""
+    depth = max(int(lengths[users].max()), MAX_BECAUSE)  # at least as deep as what is named: -inf pads
+    width = max(int(max(len(listed[u]) for u in users)), 1)
+    rated = np.zeros((len(users), depth), np.int64)
+    weight = np.zeros((len(users), depth))
+    known = np.zeros((len(users), depth), bool)  # a rated movie; the rest pads
+    items = np.zeros((len(users), width), np.int64)
+    for g, u in enumerate(users.tolist()):
+        mine, ratings = rows_rated[u]
+        rated[g, : len(mine)] = mine
+        weight[g, : len(mine)] = 1.0 if ratings is None else ratings
+        known[g, : len(mine)] = True
+        items[g, : len(listed[u])] = listed[u]
+    c = _contributions(model, rated, items) * weight[:, :, None]
     c[c <= 0] = -np.inf  # only what pushed the movie up is a reason for it
-    none = np.isneginf(c).all(axis=0)
-    if none.any():  # no positive contribution in the model's terms: the nearest rated movies by content
-        c[:, none] = content_similarity(model, rated, items[none]) * weight[:, None]
-    k = min(MAX_BECAUSE, len(rated))
-    top = np.argpartition(-c, k - 1, axis=0)[:k] if len(rated) > k else np.argsort(-c, axis=0, kind="stable")
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(c, top, axis=0), axis=0, kind="stable"), 0)
-    named = ~np.isneginf(np.take_along_axis(c, top, axis=0))
-    out[:, :k] = np.where(named, top, -1).T
-    return out, named.sum(axis=0)
+    c[~known] = -np.inf
+    none = np.isneginf(c).all(axis=1) & known.any(axis=1)[:, None]
+    for g in np.flatnonzero(none.any(axis=1)).tolist():
+        # no positive contribution in the model's terms: the nearest rated movies by content
+        n, cols = int(lengths[users[g]]), np.flatnonzero(none[g])
+        block = c[g]
+        block[:n, cols] = content_similarity(model, rated[g, :n], items[g, cols]) * weight[g, :n, None]
+    best = np.argpartition(-c, MAX_BECAUSE - 1, axis=1)[:, :MAX_BECAUSE]
+    order = np.argsort(-np.take_along_axis(c, best, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    named = ~np.isneginf(np.take_along_axis(c, best, axis=1))
+    best = np.where(named, best, -1)
+    for g, u in enumerate(users.tolist()):
+        n = len(listed[u])
+        top[starts[u] : starts[u] + n] = best[g, :, :n].T
+        counts[starts[u] : starts[u] + n] = named[g, :, :n].sum(axis=0)
+
+
+def _named(
+    rated: np.ndarray, ratings: np.ndarray | None, top: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``top_contributors``' positions as movie indices (-1 pads), and whether every named movie was rated
+    highly (never without ratings)."""
+    because = np.where(top >= 0, rated[np.maximum(top, 0)] if len(rated) else -1, -1)
+    if ratings is None:
+        return because, np.zeros(len(top), bool)
+    high = np.append(np.asarray(ratings) >= RELEVANCE_THRESHOLD, True)  # the pad counts as high
+    return because, high[np.where(top >= 0, top, len(rated))].all(axis=1) & (counts > 0)
 
 
 def _titles(titles: Sequence[str]) -> str:
@@ -149,7 +262,8 @@ class Explainer:
 
     def __init__(self, model: PublishedBlend, attributes: MovieAttributes) -> None:
         self.model, self.attributes = model, attributes
-        self._said: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._shared: dict[tuple[Any, ...], str] = {}  # (genre bits, directors, actors) -> JSON
+        self._clause: dict[tuple[Any, ...], str] = {}  # the same -> the sentence's clause
 
     def explain_user(
         self, rated: np.ndarray, ratings: np.ndarray | None, items: np.ndarray
@@ -170,54 +284,67 @@ class Explainer:
     ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
         """``explain_user`` from ``top_contributors``' answer (the group route looks up the named movies'
         attributes in between)."""
-        because = np.where(top >= 0, rated[np.maximum(top, 0)] if len(rated) else -1, -1)
-        if ratings is None:
-            highly = np.zeros(len(items), bool)
-        else:
-            high = np.append(np.asarray(ratings) >= RELEVANCE_THRESHOLD, True)  # the pad counts as high
-            highly = high[np.where(top >= 0, top, len(rated))].all(axis=1) & (counts > 0)
-        bits = self.attributes.genre_bits
-        padded = np.where(because >= 0, because, 0)
-        their_bits = np.bitwise_or.reduce(np.where(because >= 0, bits[padded], 0), axis=1)
-        shared_bits = bits[items] & their_bits
-        shared, reasons = [], []
-        for r, item in enumerate(items.tolist()):
-            named = tuple(because[r, : counts[r]].tolist())
-            people = self._people(item, named)
-            key = (named, bool(highly[r]), int(shared_bits[r]), people)
-            said = self._said.get(key)
-            if said is None:
-                said = self._said[key] = self._say(named, bool(highly[r]), int(shared_bits[r]), people)
-            shared.append(said[0])
-            reasons.append(said[1])
+        because, highly = _named(rated, ratings, top, counts)
+        shared, reasons = self.say(items, because, counts, highly)
         return because, counts, shared, reasons
 
-    def _people(self, item: int, named: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        out = []
-        for role in (self.attributes.directors, self.attributes.actors):
-            mine = role.get(item)
-            theirs = frozenset().union(*(role.get(j, frozenset()) for j in named)) if mine else frozenset()
-            out.append(tuple(sorted(mine & theirs)) if mine else ())
-        return out[0], out[1]
+    def say(
+        self, items: np.ndarray, because: np.ndarray, counts: np.ndarray, highly: np.ndarray
+    ) -> tuple[list[str], list[str]]:
+        """The shared JSON and the sentence of each row (any users' rows at once: the people shared are found
+        for the whole block in a few sparse products)."""
+        a = self.attributes
+        padded = np.where(because >= 0, because, 0)
+        their_bits = np.bitwise_or.reduce(np.where(because >= 0, a.genre_bits[padded], 0), axis=1)
+        shared_bits = a.genre_bits[items] & their_bits
+        directors = shared_people(a.directors, a.director_names, items, because)
+        actors = shared_people(a.actors, a.actor_names, items, because)
+        for cache in (self._shared, self._clause):
+            if len(cache) > _CACHE_ENTRIES:
+                cache.clear()
+        n = len(items)
+        shared, clause = np.empty(n, object), np.empty(n, object)
+        # most rows share no person with the movies they name: their JSON and clause hang on the genres alone
+        people = np.fromiter((bool(d or p) for d, p in zip(directors, actors, strict=True)), bool, n)
+        bits, at = np.unique(shared_bits[~people], return_inverse=True)
+        said = [self._said((int(b), (), ())) for b in bits.tolist()]
+        shared[~people] = np.array([j for j, _ in said] + [""], object)[:-1][at]
+        clause[~people] = np.array([c for _, c in said] + [""], object)[:-1][at]
+        for r in np.flatnonzero(people).tolist():
+            shared[r], clause[r] = self._said((int(shared_bits[r]), directors[r], actors[r]))
+        # the sentence starts by the named movies: one per distinct (named movies, rated highly)
+        keys, at = np.unique(np.column_stack([because, highly]), axis=0, return_inverse=True)
+        starts = [
+            self._say_start(tuple(j for j in k[:-1] if j >= 0), bool(k[-1])) if k[0] >= 0 else ""
+            for k in keys.tolist()
+        ]
+        reasons = np.array(starts + [""], object)[:-1][at.ravel()] + clause
+        reasons[counts == 0] = NO_HISTORY_REASON
+        return shared.tolist(), reasons.tolist()
 
-    def _say(
-        self, named: tuple[int, ...], highly: bool, bits: int, people: tuple[tuple[str, ...], tuple[str, ...]]
-    ) -> tuple[str, str]:
-        directors, actors = people
+    def _said(self, key: tuple[int, tuple[str, ...], tuple[str, ...]]) -> tuple[str, str]:
+        """The shared JSON and the sentence's clause for (genre bits, directors, actors), cached."""
+        json_text, clause = self._shared.get(key), self._clause.get(key)
+        if json_text is None or clause is None:
+            json_text = self._shared[key] = self._shared_json(*key)
+            clause = self._clause[key] = self._say_clause(*key)
+        return json_text, clause
+
+    def _shared_json(self, bits: int, directors: tuple[str, ...], actors: tuple[str, ...]) -> str:
         genres = self.attributes.genres(bits)
-        shared = json.dumps({"genres": genres, "directors": list(directors), "actors": list(actors)})
-        if not named:
-            return shared, NO_HISTORY_REASON
+        return json.dumps({"genres": genres, "directors": list(directors), "actors": list(actors)})
+
+    def _say_start(self, named: tuple[int, ...], highly: bool) -> str:
         titles = [self.attributes.titles[j] or f"movie {j}" for j in named]
-        reason = f"Because you rated {_titles(titles)}{' highly' if highly else ''}"
+        return f"Because you rated {_titles(titles)}{' highly' if highly else ''}"
+
+    def _say_clause(self, bits: int, directors: tuple[str, ...], actors: tuple[str, ...]) -> str:
         if directors:
-            reason += f"; same director: {_titles(list(directors[:2]))}"
-        elif actors:
-            reason += f"; also with {_titles(list(actors[:2]))}"
-        elif genres:
-            said = genres[:MAX_GENRES_SAID]
-            reason += f"; same genre{'s' if len(said) > 1 else ''}: {', '.join(said)}"
-        return shared, reason
+            return f"; same director: {_titles(list(directors[:2]))}"
+        if actors:
+            return f"; also with {_titles(list(actors[:2]))}"
+        genres = self.attributes.genres(bits)[:MAX_GENRES_SAID]
+        return f"; same genre{'s' if len(genres) > 1 else ''}: {', '.join(genres)}" if genres else ""
 
     def explain_block(
         self,
@@ -227,15 +354,31 @@ class Explainer:
         """Row r of ``idx`` (model movie indices, -1 ends a short list) explained from ``rows_rated[r]``
         (that user's rated movies and ratings); the output's rows are the listed entries in order (row by
         row, -1s left out), as ``ListWriter`` writes them."""
-        parts = [
-            self.explain_user(rated, ratings, row[row >= 0]) for (rated, ratings), row in zip(rows_rated, idx)
-        ]
-        return Explanations(
-            np.concatenate([p[0] for p in parts]) if parts else np.empty((0, MAX_BECAUSE), np.int64),
-            np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64),
-            [s for p in parts for s in p[2]],
-            [s for p in parts for s in p[3]],
+        listed = [row[row >= 0] for row in idx]
+        if not listed:
+            return Explanations(np.empty((0, MAX_BECAUSE), np.int64), np.empty(0, np.int64), [], [])
+        top, counts = contributors(self.model, rows_rated, listed)
+        # positions into each user's rated movies -> movie indices, through all users' rated movies end to end
+        sizes = np.array([len(items) for items in listed], np.int64)
+        offsets = np.concatenate([[0], np.cumsum([len(rated) for rated, _ in rows_rated])])[:-1]
+        at = np.repeat(offsets, sizes)[:, None] + np.maximum(top, 0)
+        all_rated = np.concatenate([rated for rated, _ in rows_rated] + [np.zeros(1, np.int64)])
+        because = np.where(top >= 0, all_rated[np.minimum(at, len(all_rated) - 1)], -1)
+        high = np.concatenate(
+            [
+                np.zeros(len(rated), bool) if ratings is None else np.asarray(ratings) >= RELEVANCE_THRESHOLD
+                for rated, ratings in rows_rated
+            ]
+            + [np.zeros(1, bool)]
         )
+        rated_known = np.repeat([ratings is not None for _, ratings in rows_rated], sizes)
+        highly = (
+            np.where(top >= 0, high[np.minimum(at, len(high) - 1)], True).all(axis=1)
+            & (counts > 0)
+            & rated_known
+        )
+        shared, reasons = self.say(np.concatenate(listed), because, counts, highly)
+        return Explanations(because, counts, shared, reasons)
 
 
 class RatedBy:

@@ -349,14 +349,21 @@ class EASE:
     def item_weights(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``B[rows, cols]`` by catalogue index: how much having rated movie ``rows[a]`` adds to the score of
         ``cols[b]`` (0 where either is outside the kept movies)."""
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        return self.pair_weights(rows[:, None], cols[None, :])
+
+    def pair_weights(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``B[rows, cols]`` for catalogue-index arrays that broadcast together (numpy's fancy indexing), 0
+        where either is outside the kept movies: many users' (rated x listed) blocks in one gather."""
         weights = check_fitted(self.weights_, self.name)
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         if self.kept_ is None:
-            return weights[np.ix_(rows, cols)]
-        r, c = self._positions(rows), self._positions(cols)
-        out = np.zeros((len(rows), len(cols)), np.float32)
-        out[np.ix_(r >= 0, c >= 0)] = weights[np.ix_(r[r >= 0], c[c >= 0])]
-        return out
+            return weights[rows, cols]
+        r, c = (
+            self._positions(rows.ravel()).reshape(rows.shape),
+            self._positions(cols.ravel()).reshape(cols.shape),
+        )
+        return np.where((r >= 0) & (c >= 0), weights[np.maximum(r, 0), np.maximum(c, 0)], np.float32(0))
 
     def score_items(self, items: np.ndarray) -> np.ndarray:
         """The scores (``n_items_``) of a user who rated ``items`` (catalogue indices): ``x B``."""
