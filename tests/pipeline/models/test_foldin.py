@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pipeline.core.errors import InputError
+from pipeline.models.blend.scorer import standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.foldin import METHODS, FoldedUser, FoldIn
 from pipeline.models.topn import mask_rows, top_k
@@ -30,7 +31,7 @@ def test_scoring_a_known_users_own_vector_gives_the_published_blend_scores(tiny_
         items, ratings = _own(first_300_users, user)
         vector = net.user_vectors(np.array([user]))[1][0].cpu().numpy()
         bias = float(net.net.user_bias.weight[user, 0].detach())
-        scores = fold.scores(FoldedUser(vector, bias, items, ratings))
+        scores = fold.blend_scores(FoldedUser(vector, bias, items, ratings))
         assert scores == pytest.approx(tiny_blend.score_users(np.array([user]))[0], abs=1e-4)
 
 
@@ -39,7 +40,7 @@ def test_the_ease_term_is_exact(tiny_blend, first_300_users):
     fold = FoldIn(ease_only)
     for user in KNOWN:
         items, ratings = _own(first_300_users, user)
-        folded = fold.scores(fold.user(items, ratings))
+        folded = fold.blend_scores(fold.user(items, ratings))
         assert folded == pytest.approx(ease_only.score_users(np.array([user]))[0], abs=1e-5)
 
 
@@ -133,3 +134,22 @@ def test_bad_pairs_are_input_errors(tiny_blend, items, ratings, message):
 def test_unknown_method_is_refused(tiny_blend):
     with pytest.raises(ValueError, match="unknown fold-in method 'svd'"):
         FoldIn(tiny_blend, "svd")  # type: ignore[arg-type]
+
+
+def test_the_popularity_prior_leads_with_few_ratings_and_fades_with_more(tiny_blend):
+    counts = np.bincount(tiny_blend.rated.indices, minlength=tiny_blend.n_items).astype(np.float64)
+    items, ratings = np.array([49, 180, 99]), np.array([5.0, 4.0, 3.0])
+    # a prior worth all the ratings in the world: the most-rated movies the user has not given, in order
+    found, _ = FoldIn(tiny_blend, prior=1e12).recommend(items, ratings, 10)
+    unrated = counts.copy()
+    unrated[items] = -np.inf
+    assert counts[found].tolist() == sorted(unrated[np.isfinite(unrated)], reverse=True)[:10]
+    # its weight is c / (c + n): here 5 / (5 + 3), and less with more ratings
+    fold = FoldIn(tiny_blend, prior=5.0)
+    user = fold.user(items, ratings)
+    popularity = standardise(np.log1p(counts)[None, :])[0]
+    personal = standardise(fold.blend_scores(user)[None, :].astype(np.float64))[0]
+    assert fold.scores(user) == pytest.approx(3 / 8 * personal + 5 / 8 * popularity)
+    assert np.array_equal(FoldIn(tiny_blend, prior=0.0).scores(user), fold.blend_scores(user))
+    with pytest.raises(ValueError, match="0 or more"):
+        FoldIn(tiny_blend, prior=-1.0)
