@@ -63,6 +63,10 @@ DEFAULT_KEEP: Final = 3  # published batches kept
 DEFAULT_DIVERSITY: Final = 0.0
 DEFAULT_POPULARITY_PENALTY: Final = 0.0
 MAX_POPULARITY_PENALTY: Final = 5.0
+# A new user's fold-in (pipeline.models.foldin): the popularity prior counts as this many ratings (its
+# weight c / (c + n) for n given). The best of bench.foldin's grid by NDCG@10 on held-out validation users
+# (its edge: the grid stops there so that a user with 100 ratings is still two-thirds their own).
+FOLDIN_POPULARITY_PRIOR: Final = 50.0
 DIVERSITY_POOL: Final = 500  # each user's top movies by the ranking the re-rank chooses from
 # Strengths of the weekly run's trade-off table on the validation split (NDCG@10 beside the list figures).
 TRADEOFF_STRENGTHS: Final = (0.0, 0.25, 0.5, 0.75)
