@@ -15,6 +15,10 @@ retrieve-then-re-rank against exhaustive scoring.
   Reported: users/s, rows written/s, and the write rate against a raw ``COPY`` of the same rows into a table
   of the same definition (``COPY ... FROM STDIN (FORMAT binary)`` of the rows dumped back out); peak RSS of
   the scoring process at half and at all of the users (flat = bounded by the chunk, not the user count).
+  The catalogue in the database has the synthetic content's genres, directors and actors, so explanations
+  find attributes to share. With all users, the cost of explanations: the same publication again without
+  them and with them, alternating (``--explain-repeats`` pairs), as the ratio of the fastest of each
+  (target <= 1.25).
 * Retrieval (no database): at ML-1M shape a network trained ``--train-epochs`` on the synthetic ratings
   (EASE weight 0.4, rating head 1.0) lists every user's top N exhaustively (every term for every movie) and
   by retrieve-then-re-rank at several depths: recall@N of each against exhaustive, and the speed-up. At
@@ -162,6 +166,45 @@ def _fill(engine: Any, data: Any) -> None:
             ),
             {"n": x.n_items},
         )
+        # the synthetic content's genres and people, for explanations to name
+        genres = [[data.vocab.genres[g] for g in np.flatnonzero(row)] for row in data.movies.genres]
+        conn.execute(
+            text(
+                "UPDATE movies m SET genres = CAST(g.genres AS text[]) "
+                "FROM unnest(:ids, :genres) AS g(movie_id, genres) WHERE m.movie_id = g.movie_id"
+            ),
+            {"ids": list(range(1, x.n_items + 1)), "genres": ["{" + ",".join(g) + "}" for g in genres]},
+        )
+        people = sorted(
+            {(role, int(k)) for role, idx in data.movies.people.items() for k in np.unique(idx) if k}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO persons (external_id, name) "
+                "SELECT 'synthetic:' || r || k, initcap(r) || ' ' || k FROM unnest(:roles, :ks) AS p(r, k)"
+            ),
+            {"roles": [r for r, _ in people], "ks": [k for _, k in people]},
+        )
+        credits = [
+            (m + 1, role, int(k), order + 1)
+            for role, idx in data.movies.people.items()
+            if role in ("director", "actor")
+            for m, row in enumerate(idx.tolist())
+            for order, k in enumerate(dict.fromkeys(k for k in row if k))
+        ]
+        conn.execute(
+            text(
+                "INSERT INTO movie_persons (movie_id, person_id, role, ordering) "
+                "SELECT c.m, p.person_id, c.r, c.o FROM unnest(:ms, :rs, :ks, :os) AS c(m, r, k, o) "
+                "JOIN persons p ON p.external_id = 'synthetic:' || c.r || c.k"
+            ),
+            {
+                "ms": [c[0] for c in credits],
+                "rs": [c[1] for c in credits],
+                "ks": [c[2] for c in credits],
+                "os": [c[3] for c in credits],
+            },
+        )
         conn.execute(
             text("INSERT INTO users (user_id) SELECT g FROM generate_series(1, :n) g"), {"n": x.n_users}
         )
@@ -257,10 +300,11 @@ def _shape(shape: str, scale: float, users_fraction: float = 1.0) -> tuple[int, 
 
 
 def one_synthetic(
-    shape: str, users_fraction: float, scale: float, top_n: int, candidates: int
+    shape: str, users_fraction: float, scale: float, top_n: int, candidates: int, explain_repeats: int = 0
 ) -> dict[str, Any]:
     """``publish_batch`` end to end over an untrained network (the cost does not depend on the
-    weights), EASE in the blend where the catalogue allows it, the rating head's term at weight 1."""
+    weights), EASE in the blend where the catalogue allows it, the rating head's term at weight 1; then
+    ``explain_repeats`` pairs of publications without and with explanations (their cost)."""
     from database import embedded
     from database.engine import get_engine
     from database.migrate import upgrade
@@ -289,6 +333,7 @@ def one_synthetic(
             seconds = time.perf_counter() - t
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             raw = _raw_copy_seconds(engine, result["batch_id"])
+            explain_cost = _explain_cost(engine, model, top_n, candidates, explain_repeats)
             engine.dispose()
         finally:
             embedded.stop(settings)
@@ -311,6 +356,34 @@ def one_synthetic(
         "blend": model.describe(),
         "peak_rss_mib": round(peak / 1024, 1),
         "rss_before_scoring_mib": round(rss_before / 1024, 1),
+        **({"explanations": explain_cost} if explain_cost else {}),
+    }
+
+
+def _explain_cost(engine: Any, model: Any, top_n: int, candidates: int, repeats: int) -> dict[str, Any]:
+    """Publications without and with explanations, alternating ``repeats`` times: seconds of each, and the
+    fastest with over the fastest without (the target: <= 1.25)."""
+    from pipeline.batch.publish import publish_batch
+
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    explain_s: list[float] = []
+    for _ in range(repeats):
+        for explain in (False, True):
+            t = time.perf_counter()
+            result = publish_batch(engine, model, 1, top_n=top_n, candidates=candidates, explain=explain)
+            seconds[explain].append(round(time.perf_counter() - t, 2))
+            if explain:
+                explain_s.append(result["timings"]["explain"])
+    if not repeats:
+        return {}
+    ratio = min(seconds[True]) / min(seconds[False])
+    log(f"  explanations: {min(seconds[True])} s with, {min(seconds[False])} s without: {ratio:.3f}x")
+    return {
+        "seconds_without": seconds[False],
+        "seconds_with": seconds[True],
+        "explain_step_seconds": explain_s,
+        "ratio": round(ratio, 3),
+        "target_ratio": 1.25,
     }
 
 
@@ -414,6 +487,12 @@ def main() -> None:
         "--sample-users", type=int, default=64, help="users exhaustive scoring is timed on at ML-32M shape"
     )
     parser.add_argument("--no-retrieval", action="store_true", help="skip retrieval-vs-exhaustive figures")
+    parser.add_argument(
+        "--explain-repeats",
+        type=int,
+        default=2,
+        help="pairs of publications without and with explanations (all users of a synthetic shape; 0: none)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--users-fraction", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -427,7 +506,9 @@ def main() -> None:
                 args.shape, args.scale, args.top_n, args.candidates, args.train_epochs, args.sample_users
             )
         else:
-            result = one_synthetic(args.shape, args.users_fraction, args.scale, args.top_n, args.candidates)
+            result = one_synthetic(
+                args.shape, args.users_fraction, args.scale, args.top_n, args.candidates, args.explain_repeats
+            )
         print(json.dumps(result))
         return
 
@@ -454,8 +535,8 @@ def main() -> None:
         if shape == "ml100k":
             runs.append(_child(common))
             continue
-        half = _child([*common, "--users-fraction", "0.5"])
-        full = _child(common)
+        half = _child([*common, "--users-fraction", "0.5", "--explain-repeats", "0"])
+        full = _child([*common, "--explain-repeats", str(args.explain_repeats)])
         full["peak_rss_half_users_mib"] = half["peak_rss_mib"]
         full["rss_ratio_full_vs_half_users"] = round(full["peak_rss_mib"] / half["peak_rss_mib"], 3)
         if not args.no_retrieval:
@@ -480,6 +561,13 @@ def main() -> None:
             f"{r['users_per_s']:>9,} {r['rows_written_per_s']:>11,} {r.get('write_vs_raw_copy', ''):>9} "
             f"{r['peak_rss_mib']:>8} {r.get('rss_ratio_full_vs_half_users', ''):>13}"
         )
+    for r in runs:
+        if cost := r.get("explanations"):
+            print(
+                f"{r['shape']}: explanations {min(cost['seconds_with'])} s with, "
+                f"{min(cost['seconds_without'])} s without (fastest of {len(cost['seconds_with'])}): "
+                f"{cost['ratio']}x (target <= 1.25)"
+            )
     for r in runs:
         if ret := r.get("retrieval"):
             print(

@@ -113,6 +113,20 @@ class Home:
             log(f"could not stop the embedded server under {self.settings.home}: {exc}")
         shutil.rmtree(self.settings.home, ignore_errors=True)
 
+    def training_data(self) -> Any:
+        """``load_training_data`` of this home's database; the server is stopped (and a fresh home removed,
+        unless ``keep``) afterwards."""
+        from pipeline.features.loading import load_training_data
+
+        try:
+            engine = self.engine()
+            log("loading the training data (load_training_data)")
+            data = load_training_data(engine, progress=False)
+            engine.dispose()
+        finally:
+            self.cleanup()
+        return data
+
 
 # --- (b): pre-built batches fed to the real loss ---------------------------------------------------------
 
