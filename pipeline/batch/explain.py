@@ -224,7 +224,7 @@ def _group(
     c = _contributions(model, rated, items) * weight[:, :, None]
     c[c <= 0] = -np.inf  # only what pushed the movie up is a reason for it
     c[~known] = -np.inf
-    none = np.isneginf(c).all(axis=1) & known.any(axis=1)[:, None]
+    none: np.ndarray = np.isneginf(c).all(axis=1) & np.asarray(known.any(axis=1))[:, None]
     for g in np.flatnonzero(none.any(axis=1)).tolist():
         # no positive contribution in the model's terms: the nearest rated movies by content
         n, cols = int(lengths[users[g]]), np.flatnonzero(none[g])
