@@ -12,7 +12,9 @@ network out (if it beats the current champion), top-N lists for every user publi
 | `evaluate` | the gate's protocol (temporal) beside the baselines, data up to the cut-off; blend weights |
 | `train` | the model to publish, on all data up to the cut-off, logged to MLflow and registered |
 | `promote` | the promotion gate: the new version becomes `champion` only if it beats the current one |
-| `publish` | the champion scores every user; the top-N lists replace the published ones atomically |
+| `prepare_batch` | a pending batch for the champion; the cut-off's users cut into `shards` user-id ranges |
+| `score_shard` | one task per range (dynamic task mapping): its users' lists written into the pending batch |
+| `publish` | every user listed exactly once, the publication check; the lists replace the published ones |
 | `report` | a short text report of the run, in the task log and its return value |
 
 **Why evaluate comes before train:** the published model is a blend whose weights are chosen on
@@ -30,15 +32,23 @@ runs one at a time; a backfill has its own limit: create it with `--max-active-r
 date order, since each week's promotion gate compares with the champion the weeks before it left. Airflow
 starts no run of a paused DAG, backfills included: unpause it first.
 
+**Sharded scoring:** `score_shard` is mapped over the ranges `prepare_batch` planned (from the cut-off's
+users only, so a retry gets the same range); with several workers the shards score side by side. Each shard
+commits its rows on its own, after deleting what an earlier try of it wrote: a failed shard retries alone
+and never duplicates a row. Readers see none of it: a `pending` batch is in no view, and `publish` checks
+that every user of the cut-off is listed exactly once before it publishes, in one transaction as ever (a
+batch with a missing user is refused and stays pending). `shards` left empty: one per 50,000 users (one
+for ML-100K and ML-1M). `movierec recommend` and `movierec run` write the same lists in one process.
+
 **Retries:** every task retries with exponential back-off; bad input (`InputError`) and failed quality
-checks (`DataQualityError`, the publication check's refusal included) fail at once, since retrying cannot
-fix them.
+checks (`DataQualityError`: the publication check's refusal, a batch missing a user) fail at once, since
+retrying cannot fix them.
 
 Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `diversity`,
-`popularity_penalty`, `force_publish`, `epochs`, `device`, `train_processes`, `max_reject_share`. Tasks
-run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`, `MLFLOW_TRACKING_URI`, and
-`MOVIEREC_DEVICE` / `MOVIEREC_TRAIN_PROCESSES` when `device` / `train_processes` is left empty. `publish`
-updates the asset `movierec://recommendation_batches`.
+`popularity_penalty`, `force_publish`, `shards`, `epochs`, `device`, `train_processes`,
+`max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`,
+`MLFLOW_TRACKING_URI`, and `MOVIEREC_DEVICE` / `MOVIEREC_TRAIN_PROCESSES` when `device` /
+`train_processes` is left empty. `publish` updates the asset `movierec://recommendation_batches`.
 """
 
 from __future__ import annotations
@@ -68,11 +78,14 @@ from pipeline.core.defaults import (
     MAX_CANDIDATES,
     MAX_POPULARITY_PENALTY,
     MAX_REJECT_SHARE,
+    MAX_SHARDS,
     MAX_TOP_N,
+    SHARD_USERS,
     TRAINING_POOL,
 )
 
 if TYPE_CHECKING:  # the tasks import steps at run time; parsing this file imports pipeline.core only
+    from pipeline.batch.shards import Shard, ShardResult
     from pipeline.orchestration.steps import Evaluation, Fetched, Ingested, Training
 
 PUBLISHED_LISTS = Asset(name="recommendation_batches", uri="movierec://recommendation_batches")
@@ -151,6 +164,15 @@ params = {
         description="Publish the new lists even when their top-10 coverage or long-tail share fell more "
         "than the guardrail's margin below the published batch's (the check's figures are kept either way).",
     ),
+    "shards": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=MAX_SHARDS,
+        title="Scoring shards",
+        description="score_shard tasks the users are split into (ranges of user ids, scored side by side "
+        f"on the workers); empty: one per {SHARD_USERS:,} users.",
+    ),
     "epochs": Param(
         None,
         type=["null", "integer"],
@@ -199,7 +221,8 @@ def _device(params: dict[str, Any]) -> str:
 @dag(
     dag_id=DAG_ID,
     doc_md=__doc__,
-    description="Weekly: fetch, ingest, check, evaluate, train, promote, publish top-N lists, report",
+    description="Weekly: fetch, ingest, check, evaluate, train, promote, score in shards and publish "
+    "top-N lists, report",
     schedule="@weekly",
     start_date=datetime(1995, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -269,19 +292,49 @@ def movierec_weekly() -> None:
 
         return dict(steps.promote(training, evaluation, _as_of(logical_date)))
 
+    @task
+    def prepare_batch(
+        params: dict[str, Any] | None = None, logical_date: datetime | None = None
+    ) -> list[dict]:
+        """Open a pending batch for the champion; cut the cut-off's users into `shards` ranges of user ids."""
+        from pipeline.orchestration import steps
+
+        assert params is not None
+        return [
+            dict(shard)
+            for shard in steps.prepare_batch(
+                _as_of(logical_date),
+                top_n=params["top_n"],
+                shards=params.get("shards"),  # .get: a run triggered before the param existed
+                candidates=params["candidates"],
+                diversity=params.get("diversity"),
+                popularity_penalty=params.get("popularity_penalty"),
+            )
+        ]
+
+    # A mapped task takes no docs from its docstring (the UI would show none): given here.
+    @task(doc_md="Write one range of users' lists into the pending batch; a retry replaces its rows.")
+    def score_shard(shard: Shard) -> dict:
+        from pipeline.orchestration import steps
+
+        return dict(steps.score_shard(shard))
+
     @task(outlets=[PUBLISHED_LISTS])
-    def publish(params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
-        """Score every user with the champion; publish the top-N lists in one transaction."""
+    def publish(
+        prepared: list[Shard],
+        scored: list[ShardResult],
+        params: dict[str, Any] | None = None,
+        logical_date: datetime | None = None,
+    ) -> dict:
+        """Check that every user is listed exactly once; publish the batch's lists in one transaction."""
         from pipeline.orchestration import steps
 
         assert params is not None
         return dict(
             steps.publish(
                 _as_of(logical_date),
-                top_n=params["top_n"],
-                candidates=params["candidates"],
-                diversity=params.get("diversity"),  # .get: a run triggered before the param existed
-                popularity_penalty=params.get("popularity_penalty"),
+                prepared=list(prepared),
+                scored=list(scored),  # one result per shard (Airflow's lazy sequence of the mapped XComs)
                 force=bool(params.get("force_publish", False)),
             )
         )
@@ -324,9 +377,11 @@ def movierec_weekly() -> None:
     evaluation = evaluate()
     training = train(evaluation)  # type: ignore[arg-type]
     promotion = promote(training, evaluation)  # type: ignore[arg-type]
-    publication = publish()
+    prepared = prepare_batch()
+    scored = score_shard.expand(shard=prepared)  # one task instance per shard
+    publication = publish(prepared, scored)  # type: ignore[arg-type]
     chain(checked, evaluation)
-    chain(promotion, publication)
+    chain(promotion, prepared)
     report(fetched, ingested, checked, evaluation, training, promotion, publication)  # type: ignore[arg-type]
 
 

@@ -32,8 +32,17 @@ def duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _lock_timed_out(exc: DBAPIError) -> bool:
+def lock_timed_out(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is PostgreSQL giving up on a lock (``lock_timeout`` expired)."""
     return getattr(exc.orig, "pgcode", None) == _LOCK_NOT_AVAILABLE
+
+
+def set_lock_timeout(conn: Connection, timeout_s: float) -> None:
+    """Wait at most ``timeout_s`` for each lock for the rest of ``conn``'s transaction."""
+    # set_config(..., true) is SET LOCAL with a bound value; in ms, at least 1 (0 would mean no limit), at
+    # most PostgreSQL's largest (about 24.8 days).
+    ms = min(max(1, round(timeout_s * 1000)), _MAX_MS)
+    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{ms}ms"})
 
 
 @contextmanager
@@ -44,16 +53,13 @@ def pipeline_lock(conn: Connection, name: str, timeout_s: float) -> Iterator[Non
     if not timeout_s > 0:
         raise MovierecError(f"lock timeout must be positive, got {timeout_s}")
     waited = f"{duration(timeout_s)} (MOVIEREC_LOCK_TIMEOUT_S)"
-    # set_config(..., true) is SET LOCAL with a bound value; in ms, at least 1 (0 would mean no limit), at
-    # most PostgreSQL's largest (about 24.8 days).
-    ms = min(max(1, round(timeout_s * 1000)), _MAX_MS)
-    conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{ms}ms"})
+    set_lock_timeout(conn, timeout_s)
     try:
         row = conn.execute(
             text("SELECT name FROM pipeline_locks WHERE name = :name FOR UPDATE"), {"name": name}
         ).first()
     except DBAPIError as exc:
-        if _lock_timed_out(exc):
+        if lock_timed_out(exc):
             raise MovierecError(
                 f"the {name} lock is held by another session: gave up after {waited}; another {name} is "
                 "probably running, retry when it has finished"
@@ -64,7 +70,7 @@ def pipeline_lock(conn: Connection, name: str, timeout_s: float) -> Iterator[Non
     try:
         yield
     except DBAPIError as exc:
-        if _lock_timed_out(exc):
+        if lock_timed_out(exc):
             raise MovierecError(
                 f"{name}: a table or row lock was not granted within {waited}, holding the {name} lock "
                 f"({one_line(exc.orig or exc)})"

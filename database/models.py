@@ -174,8 +174,9 @@ class ModelVersion(Base):
     trained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-# rolled_back: taken off by `movierec publish --rollback` (migration 0006)
-BATCH_STATUSES = ("published", "superseded", "rolled_back")
+# rolled_back: taken off by `movierec publish --rollback` (migration 0006); refused: the publication check
+# said no (0010); pending: its lists are being written, perhaps by several shards (0011)
+BATCH_STATUSES = ("published", "superseded", "rolled_back", "refused", "pending")
 LIST_SOURCES = ("model", "fallback_popularity")
 
 

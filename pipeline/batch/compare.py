@@ -63,7 +63,12 @@ def compare_batches(conn: Connection, a: int, b: int, k: int = DEFAULT_K) -> Bat
         raise MovierecError(f"k must be at least 1, got {k}")
     kept = set(
         conn.execute(
-            text("SELECT batch_id FROM recommendation_batches WHERE batch_id IN (:a, :b)"), {"a": a, "b": b}
+            # a pending batch's lists may be half written: not kept yet (recommendation_history leaves it out)
+            text(
+                "SELECT batch_id FROM recommendation_batches "
+                "WHERE batch_id IN (:a, :b) AND status <> 'pending'"
+            ),
+            {"a": a, "b": b},
         ).scalars()
     )
     missing = sorted({a, b} - kept)

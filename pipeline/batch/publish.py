@@ -17,13 +17,18 @@
   that drove it (``because``), what it shares with them (``shared``) and a sentence (``reason``); fallback
   rows a sentence of their own. ``explain=False`` writes none (the columns' empty defaults), for
   ``bench/batch`` to measure the cost.
-* Writing and publishing are one transaction: a new ``recommendation_batches`` row, its rows by binary
-  COPY, the previous batch marked ``superseded``, the new one ``published``, batches beyond the last
-  ``keep`` pruned (never the published one). Before publishing, the publication check
-  (``pipeline.batch.release``) compares the new lists' coverage and long-tail share with the published
-  batch's: a refused batch is kept as ``refused`` and the published one stays. A process killed half-way
-  leaves the previous batch published and complete (PostgreSQL discards the open transaction); the next run
-  simply starts again."""
+* Writing and publishing are one transaction: a new ``recommendation_batches`` row (``pending``), its rows by
+  binary COPY, the previous batch marked ``superseded``, the new one ``published``, batches beyond the last
+  ``keep`` pruned (never the published one). Before publishing, every user of the cut-off must be listed
+  exactly once (``check_complete``), and the publication check (``pipeline.batch.release``) compares the new
+  lists' coverage and long-tail share with the published batch's: a refused batch is kept as ``refused`` and
+  the published one stays. A process killed half-way leaves the previous batch published and complete
+  (PostgreSQL discards the open transaction); the next run simply starts again.
+* One flow, in three pieces: ``open_pending`` (the batch), ``write_lists`` (the lists of the users of a
+  ``CutoffRatings``: all of them, or one range of user ids) and ``finish_batch`` (the completeness check,
+  the figures, the publication check, ``publish``). ``publish_batch`` calls them in one transaction;
+  ``pipeline.batch.shards`` calls the same three as separate transactions, the middle one once per shard
+  (the weekly DAG's ``prepare_batch`` -> ``score_shard`` x N -> ``publish``), so both make the same lists."""
 
 from __future__ import annotations
 
@@ -33,14 +38,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, Self, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from database.bulk import IntArrays, TextColumn, copy_columns, read_frame
-from database.locks import PUBLISH, pipeline_lock
+from database.locks import PUBLISH, duration, lock_timed_out, pipeline_lock, set_lock_timeout
 from pipeline.batch.explain import (
     FALLBACK_REASON,
     MAX_ACTORS,
@@ -51,7 +57,7 @@ from pipeline.batch.explain import (
 )
 from pipeline.batch.fallback import most_rated
 from pipeline.batch.list_figures import batch_list_metrics, store_list_metrics
-from pipeline.batch.release import ListSetRefused, check_release
+from pipeline.batch.release import ListSetRefused, ReleaseCheck, check_release
 from pipeline.batch.scoring import chunk_size, score_chunk, two_stage
 from pipeline.core.defaults import (
     DEFAULT_CANDIDATES,
@@ -62,10 +68,10 @@ from pipeline.core.defaults import (
     MIN_HISTORY,
     REGISTERED_MODEL,
 )
-from pipeline.core.errors import MovierecError
+from pipeline.core.errors import DataQualityError, MovierecError
 from pipeline.core.jsonsafe import json_safe
 from pipeline.models.blend.published import PublishedBlend
-from pipeline.models.rerank import Diversifier, Rerank
+from pipeline.models.rerank import Diversifier, Rerank, RerankDict
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,136 @@ class Publication(TypedDict):
     timings: dict[str, float]
     candidates: int | None
     list_metrics: dict[str, Any]  # what recommendation_batches.list_metrics holds
+
+
+class BatchIncomplete(DataQualityError):
+    """A batch's rows do not list every user of its cut-off exactly once (a shard never ran, or rows of users
+    outside the cut-off): it is not published, and retrying the publication alone cannot fix it."""
+
+
+class ListSettingsDict(TypedDict):
+    """``ListSettings`` as plain JSON (an XCom)."""
+
+    top_n: int
+    candidates: int
+    min_history: int
+    explain: bool
+    rerank: RerankDict
+    chunk_users: int | None
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    """How every list of one batch is made, whichever process writes it."""
+
+    top_n: int = DEFAULT_TOP_N
+    candidates: int = DEFAULT_CANDIDATES  # movies per user the rating head re-ranks (0: all)
+    min_history: int = MIN_HISTORY
+    explain: bool = True
+    rerank: Rerank = field(default_factory=Rerank)
+    chunk_users: int | None = None  # users scored at once (None: from the score budget)
+
+    def to_dict(self) -> ListSettingsDict:
+        return ListSettingsDict(
+            top_n=self.top_n,
+            candidates=self.candidates,
+            min_history=self.min_history,
+            explain=self.explain,
+            rerank=self.rerank.to_dict(),
+            chunk_users=self.chunk_users,
+        )
+
+    @classmethod
+    def from_dict(cls, d: ListSettingsDict) -> Self:
+        return cls(
+            int(d["top_n"]),
+            int(d["candidates"]),
+            int(d["min_history"]),
+            bool(d["explain"]),
+            Rerank(float(d["rerank"]["strength"]), float(d["rerank"]["popularity_penalty"])),
+            None if d["chunk_users"] is None else int(d["chunk_users"]),
+        )
+
+
+class BatchPlan(TypedDict):
+    """``OpenBatch`` as plain JSON (an XCom)."""
+
+    batch_id: int
+    model_version_id: int
+    registered_version: int
+    data_cutoff: str | None
+    generated_at: str
+    lists: ListSettingsDict
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """A pending batch: its id, the champion that scores it, its cut-off, and how its lists are made."""
+
+    batch_id: int
+    model_version_id: int
+    registered_version: int
+    as_of: datetime | None
+    generated_at: datetime  # one time stamp for every row of the batch, whichever process writes it
+    lists: ListSettings
+
+    def writer(self, conn: Connection) -> ListWriter:
+        return ListWriter(
+            conn,
+            {
+                "batch_id": np.int32(self.batch_id),
+                "model_version_id": np.int32(self.model_version_id),
+                "generated_at": self.generated_at,
+            },
+        )
+
+    def to_dict(self) -> BatchPlan:
+        return BatchPlan(
+            batch_id=self.batch_id,
+            model_version_id=self.model_version_id,
+            registered_version=self.registered_version,
+            data_cutoff=self.as_of.isoformat() if self.as_of else None,
+            generated_at=self.generated_at.isoformat(),
+            lists=self.lists.to_dict(),
+        )
+
+    @classmethod
+    def from_dict(cls, d: BatchPlan) -> Self:
+        return cls(
+            int(d["batch_id"]),
+            int(d["model_version_id"]),
+            int(d["registered_version"]),
+            datetime.fromisoformat(d["data_cutoff"]) if d["data_cutoff"] else None,
+            datetime.fromisoformat(d["generated_at"]),
+            ListSettings.from_dict(d["lists"]),
+        )
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one ``write_lists`` call wrote: users listed, of them on the fallback list, rows, seconds."""
+
+    users: int
+    fallback_users: int
+    rows: int
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What a complete batch lists (``check_complete``)."""
+
+    users: int
+    fallback_users: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A batch made ``published`` or ``refused`` in the caller's transaction; ``announce`` it after commit."""
+
+    publication: Publication
+    release: ReleaseCheck
 
 
 @dataclass
@@ -116,19 +252,35 @@ def check_batch_args(top_n: int, keep: int, candidates: int) -> None:
         raise MovierecError(f"candidates must be at least 1 (or 0: score every movie), got {candidates}")
 
 
-def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
-    """Every rating's (user, movie) up to ``as_of``; raises when there is none."""
+def _where(*clauses: str | None) -> str:
+    kept = [c for c in clauses if c]
+    return " WHERE " + " AND ".join(kept) if kept else ""
+
+
+_IN_RANGE = "user_id BETWEEN %(first)s AND %(last)s"
+
+
+def read_cutoff(
+    conn: Connection, as_of: datetime | None, users: tuple[int, int] | None = None
+) -> CutoffRatings:
+    """Every rating's (user, movie) up to ``as_of``; raises when there is none. ``users``: only the users
+    whose ids lie in this inclusive range (a shard's; it may hold none)."""
+    in_range = _IN_RANGE if users else None
+    first, last = users or (0, 0)
     frame = read_frame(
         conn,
-        "SELECT user_id, movie_id, rating FROM ratings" + (" WHERE rated_at <= %(as_of)s" if as_of else ""),
-        {"as_of": as_of},
+        "SELECT user_id, movie_id, rating FROM ratings"
+        + _where("rated_at <= %(as_of)s" if as_of else None, in_range),
+        {"as_of": as_of, "first": first, "last": last},
     )
     pair_users, pair_movies = frame["user_id"].to_numpy(np.int64), frame["movie_id"].to_numpy(np.int64)
-    if len(pair_users) == 0:
+    if len(pair_users) == 0 and users is None:
         raise MovierecError("no ratings up to the cut-off: nothing to recommend from")
     user_ids, counts = np.unique(pair_users, return_counts=True)
     # Every dismissal, whatever the cut-off: "not interested" is the user's wish now, not a past rating.
-    dismissed = read_frame(conn, "SELECT user_id, movie_id FROM dismissals", {})
+    dismissed = read_frame(
+        conn, "SELECT user_id, movie_id FROM dismissals" + _where(in_range), {"first": first, "last": last}
+    )
     return CutoffRatings(
         pair_users,
         pair_movies,
@@ -138,6 +290,22 @@ def read_cutoff(conn: Connection, as_of: datetime | None) -> CutoffRatings:
         dismissed["movie_id"].to_numpy(np.int64),
         frame["rating"].to_numpy(np.float32),
     )
+
+
+def cutoff_users(conn: Connection, as_of: datetime | None) -> np.ndarray:
+    """The distinct users with a rating up to ``as_of``, sorted (``read_cutoff``'s ``user_ids``, without
+    reading every rating); raises when there is none."""
+    frame = read_frame(
+        conn,
+        "SELECT DISTINCT user_id FROM ratings"
+        + _where("rated_at <= %(as_of)s" if as_of else None)
+        + " ORDER BY user_id",
+        {"as_of": as_of},
+    )
+    users = frame["user_id"].to_numpy(np.int64)
+    if len(users) == 0:
+        raise MovierecError("no ratings up to the cut-off: nothing to recommend from")
+    return users
 
 
 def movie_attributes(conn: Connection, item_ids: np.ndarray) -> MovieAttributes:
@@ -172,17 +340,56 @@ def champion_version_id(conn: Connection, registered_version: int) -> int:
 
 
 def open_batch(conn: Connection, model_version_id: int, as_of: datetime | None, top_n: int) -> int:
-    """A new, not yet published ``recommendation_batches`` row; its id."""
+    """A new ``pending`` ``recommendation_batches`` row (no view shows it, no rollback returns to it); its
+    id."""
     return int(
         conn.execute(
             text(
                 "INSERT INTO recommendation_batches "
                 "(model_version_id, data_cutoff, top_n, users, fallback_users, "
-                "rows, status) VALUES (:mv, :cutoff, :n, 0, 0, 0, 'superseded') RETURNING batch_id"
+                "rows, status) VALUES (:mv, :cutoff, :n, 0, 0, 0, 'pending') RETURNING batch_id"
             ),
             {"mv": model_version_id, "cutoff": as_of, "n": top_n},
         ).scalar_one()
     )
+
+
+def open_pending(
+    conn: Connection, registered_version: int, as_of: datetime | None, lists: ListSettings
+) -> OpenBatch:
+    """The first piece of a publication: a pending batch for the champion ``registered_version``."""
+    model_version_id = champion_version_id(conn, registered_version)
+    batch_id = open_batch(conn, model_version_id, as_of, lists.top_n)
+    return OpenBatch(batch_id, model_version_id, registered_version, as_of, datetime.now(UTC), lists)
+
+
+def lock_pending(conn: Connection, batch_id: int, *, share: bool, timeout_s: float | None = None) -> None:
+    """Lock batch ``batch_id``'s row until the transaction ends and check that it is still ``pending``.
+    ``share``: FOR SHARE (shards write side by side; a prune of the batch waits for them), else FOR UPDATE
+    (the publication: no shard writes meanwhile). ``timeout_s``: how long to wait for the row lock."""
+    if timeout_s is not None:
+        set_lock_timeout(conn, timeout_s)
+    try:
+        status = conn.execute(
+            text(
+                "SELECT status FROM recommendation_batches WHERE batch_id = :b "
+                + ("FOR SHARE" if share else "FOR UPDATE")
+            ),
+            {"b": batch_id},
+        ).scalar_one_or_none()
+    except DBAPIError as exc:
+        if timeout_s is not None and lock_timed_out(exc):
+            raise MovierecError(
+                f"batch {batch_id} is locked by another session (a publication or a prune): gave up after "
+                f"{duration(timeout_s)} (MOVIEREC_LOCK_TIMEOUT_S)"
+            ) from None
+        raise
+    if status != "pending":
+        now = "no longer kept (pruned)" if status is None else f"{status.replace('_', ' ')}"
+        raise MovierecError(
+            f"batch {batch_id} is {now}, not pending: its lists can no longer be written or published "
+            "(prepare a new batch)"
+        )
 
 
 def write_model_lists(
@@ -293,6 +500,152 @@ def publish(
         conn.execute(text("DELETE FROM batch_recommendations WHERE batch_id = ANY(:ids)"), {"ids": pruned})
 
 
+def write_lists(
+    conn: Connection,
+    batch: OpenBatch,
+    model: PublishedBlend,
+    cutoff: CutoffRatings,
+    *,
+    progress: bool = False,
+    after_chunk: Callable[[int], None] | None = None,
+) -> Written:
+    """The second piece of a publication: the lists of every user of ``cutoff`` (all users of the cut-off,
+    or a shard's range of them) into ``batch``, the model's then the fallback lists, by the one COPY writer.
+    A user's list depends on that user's ratings, dismissals and the model only, so the same user gets the
+    same list whichever range it is written with."""
+    lists = batch.lists
+    t = time.perf_counter()
+    rerank = lists.rerank
+    diversifier = Diversifier.build(rerank, model.network.movies, model.rated) if rerank.active else None
+    writer = batch.writer(conn)
+    fallback_users, score_seconds, explain_seconds = write_model_lists(
+        writer,
+        model,
+        cutoff,
+        top_n=lists.top_n,
+        min_history=lists.min_history,
+        candidates=lists.candidates,
+        chunk_users=lists.chunk_users,
+        progress=progress,
+        after_chunk=after_chunk,
+        explain=lists.explain,
+        diversifier=diversifier,
+    )
+    if len(fallback_users):
+        write_fallback_lists(writer, fallback_users, cutoff, lists.top_n, batch.as_of, lists.explain)
+    timings = {
+        "score": round(score_seconds, 3),
+        "explain": round(explain_seconds, 3),
+        "write": round(time.perf_counter() - t - score_seconds - explain_seconds, 3),
+        "copy": round(writer.copy_seconds, 3),
+    }
+    return Written(len(cutoff.user_ids), len(fallback_users), writer.rows, timings)
+
+
+def check_complete(conn: Connection, batch_id: int, user_ids: np.ndarray) -> Listed:
+    """Every user of ``user_ids`` (the cut-off's) listed exactly once in batch ``batch_id`` and nobody else:
+    each with one list ranked 1..n (the key (batch, user, rank) already forbids a repeated rank). Raises
+    ``BatchIncomplete`` with one line otherwise."""
+    frame = read_frame(
+        conn,
+        "SELECT user_id, count(*) AS n, min(rank) AS first, max(rank) AS last, "
+        "count(*) FILTER (WHERE source = 'fallback_popularity') AS fallback "
+        "FROM batch_recommendations WHERE batch_id = %(b)s GROUP BY user_id",
+        {"b": batch_id},
+    )
+    listed = frame["user_id"].to_numpy(np.int64)
+    n, fallback = frame["n"].to_numpy(np.int64), frame["fallback"].to_numpy(np.int64)
+    problems = []
+    if len(missing := np.setdiff1d(user_ids, listed)):
+        problems.append(
+            f"{len(missing):,} of the cut-off's {len(user_ids):,} users have no list (user {missing[0]})"
+        )
+    if len(outside := np.setdiff1d(listed, user_ids)):
+        problems.append(f"{len(outside):,} listed users have no rating up to the cut-off (user {outside[0]})")
+    gaps = (frame["first"].to_numpy(np.int64) != 1) | (frame["last"].to_numpy(np.int64) != n)
+    mixed = (fallback > 0) & (fallback < n)
+    if (bad := gaps | mixed).any():
+        problems.append(f"{int(bad.sum()):,} lists are not one list ranked 1..n (user {listed[bad][0]})")
+    if problems:
+        raise BatchIncomplete(
+            f"batch {batch_id} not published: {'; '.join(problems)}; every user of the cut-off must be "
+            "listed exactly once (did a shard not finish?)"
+        )
+    return Listed(len(listed), int((fallback > 0).sum()), int(n.sum()))
+
+
+def finish_batch(
+    conn: Connection,
+    batch: OpenBatch,
+    model: PublishedBlend,
+    cutoff: CutoffRatings,
+    *,
+    keep: int,
+    force: bool,
+    timings: dict[str, float],
+    started: float,
+    earlier_s: float = 0.0,
+) -> Finished:
+    """The last piece of a publication, in the caller's transaction (under the publish lock): the batch
+    still pending, every user of ``cutoff`` listed exactly once (``check_complete``), its list figures, the
+    publication check, then ``publish`` (or ``refused``). ``timings``: the seconds of the pieces before;
+    ``total`` counts from ``started`` (``time.perf_counter``) plus ``earlier_s`` spent in other processes."""
+    lock_pending(conn, batch.batch_id, share=False)
+    t = time.perf_counter()
+    listed = check_complete(conn, batch.batch_id, cutoff.user_ids)
+    lists = batch.lists
+    list_metrics = batch_list_metrics(conn, batch.batch_id, model, cutoff.pair_movies, lists.rerank)
+    release = check_release(conn, batch.batch_id, list_metrics, force=force)
+    list_metrics["release_check"] = release.record()
+    store_list_metrics(conn, batch.batch_id, list_metrics)
+    timings["list_metrics"] = round(time.perf_counter() - t, 3)
+    timings["total"] = round(time.perf_counter() - started + earlier_s, 3)
+    publish(
+        conn,
+        batch.batch_id,
+        users=listed.users,
+        fallback_users=listed.fallback_users,
+        rows=listed.rows,
+        timings=timings,
+        keep=keep,
+        status="refused" if release.refused else "published",
+    )
+    reranked = max(lists.candidates, lists.top_n) if two_stage(model, lists.candidates, lists.top_n) else None
+    publication = Publication(
+        batch_id=batch.batch_id,
+        model_version_id=batch.model_version_id,
+        registered_version=batch.registered_version,
+        users=listed.users,
+        fallback_users=listed.fallback_users,
+        rows=listed.rows,
+        top_n=lists.top_n,
+        data_cutoff=batch.as_of.isoformat() if batch.as_of else None,
+        timings=timings,
+        candidates=reranked,
+        list_metrics=json_safe(list_metrics),
+    )
+    return Finished(publication, release)
+
+
+def announce(finished: Finished) -> Publication:
+    """After the publication's commit: a refused batch (kept as ``refused``, the published one stays) raises
+    ``ListSetRefused``; otherwise the publication, logged."""
+    release, publication = finished.release, finished.publication
+    if release.refused:
+        log.warning(release.reason())
+        raise ListSetRefused(release.reason())
+    if release.failed:
+        log.warning(release.reason())
+    log.info(
+        "published batch %s: %s users (%s fallback), %s rows",
+        publication["batch_id"],
+        publication["users"],
+        publication["fallback_users"],
+        publication["rows"],
+    )
+    return publication
+
+
 def publish_batch(
     engine: Engine,
     model: PublishedBlend,
@@ -325,88 +678,24 @@ def publish_batch(
     ``_after_chunk(k)`` is called after the k-th chunk is written (tests use it to die mid-write).
     """
     check_batch_args(top_n, keep, candidates)
-    rerank = rerank or Rerank()
-    diversifier = Diversifier.build(rerank, model.network.movies, model.rated) if rerank.active else None
-    timings: dict[str, float] = {}
+    lists = ListSettings(top_n, candidates, min_history, explain, rerank or Rerank(), chunk_users)
     started = time.perf_counter()
-    generated_at = datetime.now(UTC)
     with engine.connect() as conn, conn.begin(), pipeline_lock(conn, PUBLISH, lock_timeout_s):
-        model_version_id = champion_version_id(conn, registered_version)
+        batch = open_pending(conn, registered_version, as_of, lists)
         cutoff = read_cutoff(conn, as_of)
-        t = time.perf_counter()
-        timings["read"] = round(t - started, 3)
-
-        batch_id = open_batch(conn, model_version_id, as_of, top_n)
-        writer = ListWriter(
+        timings = {"read": round(time.perf_counter() - started, 3)}
+        written = write_lists(conn, batch, model, cutoff, progress=progress, after_chunk=_after_chunk)
+        finished = finish_batch(
             conn,
-            {
-                "batch_id": np.int32(batch_id),
-                "model_version_id": np.int32(model_version_id),
-                "generated_at": generated_at,
-            },
-        )
-        fallback_users, score_seconds, explain_seconds = write_model_lists(
-            writer,
+            batch,
             model,
             cutoff,
-            top_n=top_n,
-            min_history=min_history,
-            candidates=candidates,
-            chunk_users=chunk_users,
-            progress=progress,
-            after_chunk=_after_chunk,
-            explain=explain,
-            diversifier=diversifier,
-        )
-        timings["score"] = round(score_seconds, 3)
-        timings["explain"] = round(explain_seconds, 3)
-        if len(fallback_users):
-            write_fallback_lists(writer, fallback_users, cutoff, top_n, as_of, explain)
-        timings["write"] = round(time.perf_counter() - t - score_seconds - explain_seconds, 3)
-        timings["copy"] = round(writer.copy_seconds, 3)
-        t = time.perf_counter()
-        list_metrics = batch_list_metrics(conn, batch_id, model, cutoff.pair_movies, rerank)
-        release = check_release(conn, batch_id, list_metrics, force=force)
-        list_metrics["release_check"] = release.record()
-        store_list_metrics(conn, batch_id, list_metrics)
-        timings["list_metrics"] = round(time.perf_counter() - t, 3)
-        timings["total"] = round(time.perf_counter() - started, 3)
-        publish(
-            conn,
-            batch_id,
-            users=len(cutoff.user_ids),
-            fallback_users=len(fallback_users),
-            rows=writer.rows,
-            timings=timings,
             keep=keep,
-            status="refused" if release.refused else "published",
+            force=force,
+            timings=timings | written.timings,
+            started=started,
         )
-    if release.refused:  # committed: the refused batch and its figures are kept, the published one stays
-        log.warning(release.reason())
-        raise ListSetRefused(release.reason())
-    if release.failed:
-        log.warning(release.reason())
-    log.info(
-        "published batch %s: %s users (%s fallback), %s rows",
-        batch_id,
-        len(cutoff.user_ids),
-        len(fallback_users),
-        writer.rows,
-    )
-    reranked = max(candidates, top_n) if two_stage(model, candidates, top_n) else None
-    return Publication(
-        batch_id=batch_id,
-        model_version_id=model_version_id,
-        registered_version=registered_version,
-        users=len(cutoff.user_ids),
-        fallback_users=len(fallback_users),
-        rows=writer.rows,
-        top_n=top_n,
-        data_cutoff=as_of.isoformat() if as_of else None,
-        timings=timings,
-        candidates=reranked,
-        list_metrics=json_safe(list_metrics),
-    )
+    return announce(finished)
 
 
 def _catalogue_mask(conn: Connection, item_ids: np.ndarray) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from pipeline.cli.render import out, output_to_file, print_published_lists, print_task_event, task_line
 from pipeline.core.dates import parse_as_of
+from pipeline.core.defaults import MAX_SHARDS, SHARD_USERS
 from pipeline.core.errors import MovierecError, one_line
 from pipeline.core.settings import get_settings
 
@@ -119,6 +120,12 @@ def run_weekly_dag(
     dataset: Annotated[str | None, typer.Option(help="named dataset (DAG default: ml-100k)")] = None,
     source: Annotated[str | None, typer.Option(help="a directory in a GroupLens/RecBole layout")] = None,
     top_n: Annotated[int | None, typer.Option(min=1, help="length of each published list")] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=MAX_SHARDS, help=f"score_shard tasks (DAG default: one per {SHARD_USERS:,} users)"
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="maximum training epochs")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
     max_reject_share: Annotated[float | None, typer.Option(min=0, max=1, help="quality gate")] = None,
@@ -143,6 +150,7 @@ def run_weekly_dag(
             "dataset": dataset,
             "source": source,
             "top_n": top_n,
+            "shards": shards,
             "epochs": epochs,
             "device": device,
             "max_reject_share": max_reject_share,
@@ -166,13 +174,13 @@ def run_weekly_dag(
         highlight=False,
         soft_wrap=True,
     )
-    seen: set[str] = set()
+    seen: set[str] = set()  # task labels (score_shard[2]: a mapped task's instance)
 
     def run(console: Console) -> airflow_local.RunOutcome:
         airflow_local.init_metadata()  # Airflow's migration logs belong with the rest
 
         def on_task(event: airflow_local.TaskEvent) -> None:
-            seen.add(event.task_id)
+            seen.add(event.label)
             print_task_event(console, event)
 
         return airflow_local.run_dag(logical_date=when, conf=conf, use_executor=executor, on_task=on_task)
@@ -183,8 +191,8 @@ def run_weekly_dag(
         with output_to_file(log_path) as terminal:
             outcome = run(terminal)
     for ti in outcome.tasks:  # tasks that never ran (upstream failed) have no event
-        if ti["task_id"] not in seen:
-            out.print(task_line(ti["task_id"], ti["state"], ti["tries"], None), highlight=False)
+        if (label := airflow_local.task_label(ti["task_id"], ti["map_index"])) not in seen:
+            out.print(task_line(label, ti["state"], ti["tries"], None), highlight=False)
     took = (datetime.now(UTC) - started).total_seconds()
     out.print(
         f"{airflow_local.DAG_ID} run {outcome.run_id}: {outcome.state} "
@@ -195,7 +203,11 @@ def run_weekly_dag(
     if outcome.report:
         out.print(outcome.report, markup=False, highlight=False)
     if outcome.state != "success":
-        failed = [ti["task_id"] for ti in outcome.tasks if ti["state"] == "failed"]
+        failed = [
+            airflow_local.task_label(ti["task_id"], ti["map_index"])
+            for ti in outcome.tasks
+            if ti["state"] == "failed"
+        ]
         where = "above" if verbose else f"in {log_path}"
         reason = None if verbose else last_exception(log_path)
         raise MovierecError(

@@ -85,13 +85,13 @@ _MARKS = {"success": "✓", "failed": "✗", "up_for_retry": "↻", "skipped": "
 def task_line(task_id: str, state: str, tries: int, seconds: float | None) -> str:
     """One progress line of a DAG run: mark, task, state, duration, try (split on spaces by tests)."""
     took = f"{seconds:.1f}s" if seconds is not None and state not in ("upstream_failed", "skipped") else "-"
-    return f"{_MARKS.get(state, '·')} {task_id:<9} {state:<15} {took:>7}  try {tries}"
+    return f"{_MARKS.get(state, '·')} {task_id:<14} {state:<15} {took:>7}  try {tries}"
 
 
 def print_task_event(console: Console, event: TaskEvent) -> None:
     style = {"success": "green", "failed": "red", "up_for_retry": "yellow"}.get(event.state, "dim")
     console.print(
-        f"[{style}]{task_line(event.task_id, event.state, event.tries, event.seconds)}[/]", highlight=False
+        f"[{style}]{task_line(event.label, event.state, event.tries, event.seconds)}[/]", highlight=False
     )
 
 

@@ -72,6 +72,10 @@ DIVERSITY_POOL: Final = 500  # each user's top movies by the ranking the re-rank
 TRADEOFF_STRENGTHS: Final = (0.0, 0.25, 0.5, 0.75)
 TRADEOFF_PENALTIES: Final = (0.25, 0.5, 1.0)  # and popularity penalties, at strength 0
 MIN_HISTORY: Final = 5  # fewer ratings than this: the popularity fallback list
+# Sharded scoring (the weekly DAG's score_shard tasks): users per shard when the DAG's shards param is left
+# empty (ML-100K and ML-1M: one shard; ML-32M's 200,948 users: five), and the most shards of one batch.
+SHARD_USERS: Final = 50_000
+MAX_SHARDS: Final = 64
 
 # --- registry -----------------------------------------------------------------------------------------------
 REGISTERED_MODEL: Final = "movierec-hybrid"

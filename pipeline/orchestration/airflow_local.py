@@ -138,8 +138,9 @@ class RunOutcome:
 
     run_id: str
     state: str
-    tasks: list[dict[str, Any]]  # task_id, state, tries, seconds, in DAG order
-    results: dict[str, Any]  # task_id -> its return value (XCom), for the tasks that returned one
+    tasks: list[dict[str, Any]]  # task_id, map_index (-1: not mapped), state, tries, seconds, in DAG order
+    # task_id -> its return value (XCom), for the tasks that returned one; a mapped task: a list by map index
+    results: dict[str, Any]
 
     @property
     def report(self) -> str | None:
@@ -200,6 +201,16 @@ class TaskEvent:
     state: str
     tries: int
     seconds: float | None
+    map_index: int = -1  # which instance of a mapped task (score_shard: which shard); -1: not mapped
+
+    @property
+    def label(self) -> str:
+        return task_label(self.task_id, self.map_index)
+
+
+def task_label(task_id: str, map_index: int) -> str:
+    """``score_shard[2]`` for a mapped task's instance, the task id otherwise."""
+    return task_id if map_index < 0 else f"{task_id}[{map_index}]"
 
 
 # States a task instance settles in (for this try); "up_for_retry" announces the next try.
@@ -213,7 +224,7 @@ class TaskWatcher:
 
     def __init__(self, dag_id: str, on_task: Callable[[TaskEvent], None], every_s: float = 1.0) -> None:
         self.dag_id, self.on_task, self.every_s = dag_id, on_task, every_s
-        self.seen: set[tuple[str, int, str]] = set()
+        self.seen: set[tuple[str, int, int, str]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="movierec-task-watcher", daemon=True)
         self._since: datetime | None = None
@@ -242,15 +253,19 @@ class TaskWatcher:
         with create_session() as session:
             rows = session.execute(
                 select(
-                    TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number, TaskInstance.duration
+                    TaskInstance.task_id,
+                    TaskInstance.map_index,
+                    TaskInstance.state,
+                    TaskInstance.try_number,
+                    TaskInstance.duration,
                 ).where(TaskInstance.dag_id == self.dag_id, TaskInstance.end_date >= self._since)
             ).all()
-        for task_id, state, tries, seconds in sorted(rows, key=lambda r: r[0]):
-            key = (task_id, int(tries or 0), str(state))
+        for task_id, map_index, state, tries, seconds in sorted(rows, key=lambda r: (r[0], r[1])):
+            key = (task_id, int(map_index), int(tries or 0), str(state))
             if state is None or str(state) not in _REPORTED_STATES or key in self.seen:
                 continue
             self.seen.add(key)
-            self.on_task(TaskEvent(task_id, str(state), int(tries or 0), seconds))
+            self.on_task(TaskEvent(task_id, str(state), int(tries or 0), seconds, int(map_index)))
 
 
 def is_paused(dag_id: str) -> bool:
@@ -276,11 +291,13 @@ def outcome_of(dag: DAG, run_id: str) -> RunOutcome:
             select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id)
         ).one()
         tis = sorted(
-            run.get_task_instances(session=session), key=lambda ti: order.get(ti.task_id, len(order))
+            run.get_task_instances(session=session),
+            key=lambda ti: (order.get(ti.task_id, len(order)), ti.map_index),
         )
         tasks = [
             {
                 "task_id": ti.task_id,
+                "map_index": ti.map_index,
                 "state": str(ti.state) if ti.state else "none",
                 "tries": ti.try_number,
                 "seconds": f"{ti.duration:.1f}" if ti.duration else "-",
@@ -291,7 +308,13 @@ def outcome_of(dag: DAG, run_id: str) -> RunOutcome:
         rows: Sequence[XComModel] = session.scalars(  # type: ignore[assignment]
             XComModel.get_many(run_id=run_id, dag_ids=dag.dag_id, key="return_value")
         ).all()
-        results = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+        results: dict[str, Any] = {}
+        for row in sorted(rows, key=lambda r: r.map_index):
+            value = XComModel.deserialize_value(row)
+            if row.map_index >= 0:  # a mapped task's instances: their values in map-index order
+                results.setdefault(row.task_id, []).append(value)
+            else:
+                results[row.task_id] = value
         return RunOutcome(run_id, str(run.state), tasks, results)
 
 

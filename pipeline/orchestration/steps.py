@@ -1,7 +1,9 @@
 """The weekly pipeline as steps: what the Airflow DAG's tasks, ``movierec run`` and ``movierec train`` call.
 
 One function per DAG task, named like it: ``fetch`` -> ``ingest`` -> ``quality`` -> ``evaluate`` -> ``train``
--> ``promote`` -> ``publish`` -> ``report``. Every step takes and returns plain JSON values (typed here as
+-> ``promote`` -> ``prepare_batch`` -> ``score_shard`` (one task per shard) -> ``publish`` -> ``report``;
+``publish`` alone (no ``prepared`` batch) does the last three in one process, as ``movierec run`` and
+``movierec recommend`` call it. Every step takes and returns plain JSON values (typed here as
 ``TypedDict``s; Airflow passes them between tasks as XComs), reads the one settings object, and is safe to
 re-run. ``as_of`` is the data cut-off as an ISO-8601 string (the DAG run's logical date): ratings after it are
 invisible to every step, so a backfill rebuilds what each past week would have published.
@@ -30,7 +32,7 @@ from pipeline.core.defaults import (
     PRIMARY_PROTOCOL,
     REGISTERED_MODEL,
 )
-from pipeline.core.errors import InputError
+from pipeline.core.errors import InputError, MovierecError
 from pipeline.core.jsonsafe import json_safe
 from pipeline.core.settings import Settings, get_settings
 
@@ -38,10 +40,12 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from pipeline.batch.publish import Publication
+    from pipeline.batch.shards import Shard, ShardResult
     from pipeline.features.loading import TrainingData
     from pipeline.ingest.quality import QualityReport
     from pipeline.models.blend.weights import WeightsDict
     from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.rerank import Rerank
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +308,56 @@ def promote(
     )
 
 
+def _rerank(diversity: float | None, popularity_penalty: float | None) -> Rerank:
+    from pipeline.models.rerank import Rerank
+
+    return Rerank(
+        DEFAULT_DIVERSITY if diversity is None else float(diversity),
+        DEFAULT_POPULARITY_PENALTY if popularity_penalty is None else float(popularity_penalty),
+    )
+
+
+def prepare_batch(
+    as_of: str | None,
+    top_n: int = DEFAULT_TOP_N,
+    *,
+    shards: int | None = None,
+    settings: Settings | None = None,
+    candidates: int | None = None,
+    diversity: float | None = None,
+    popularity_penalty: float | None = None,
+) -> list[Shard]:
+    """Open a pending batch for the champion and cut the cut-off's users into ``shards`` ranges (None: one
+    per ``SHARD_USERS`` users): one ``Shard`` per ``score_shard`` task, each carrying the batch's settings.
+    Bad settings are an ``InputError`` before anything is written."""
+    from pipeline.batch.publish import ListSettings
+    from pipeline.batch.shards import check_shards, prepare_shards
+    from pipeline.registry.champion import champion_version
+
+    check_shards(shards)
+    lists = ListSettings(
+        top_n=top_n,
+        candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
+        rerank=_rerank(diversity, popularity_penalty),
+    )
+    settings = settings or get_settings()
+    version = champion_version(settings)
+    if version is None:
+        raise MovierecError(f"no {REGISTERED_MODEL} champion yet: train a model and let the gate accept it")
+    return prepare_shards(_engine(settings), version, as_of=parse_as_of(as_of), lists=lists, shards=shards)
+
+
+def score_shard(shard: Shard, *, settings: Settings | None = None, device: str = "cpu") -> ShardResult:
+    """Write the lists of one shard's users into its pending batch with the champion the batch was prepared
+    with; a retry replaces the rows of the try before."""
+    from pipeline.batch.shards import score_shard as write_shard
+    from pipeline.registry.champion import load_champion
+
+    settings = settings or get_settings()
+    model, _ = load_champion(settings, device=device, version=int(shard["batch"]["registered_version"]))
+    return write_shard(_engine(settings), model, shard, lock_timeout_s=settings.lock_timeout_s)
+
+
 def publish(
     as_of: str | None,
     top_n: int = DEFAULT_TOP_N,
@@ -315,22 +369,32 @@ def publish(
     diversity: float | None = None,
     popularity_penalty: float | None = None,
     force: bool = False,
+    prepared: Sequence[Shard] | None = None,
+    scored: Sequence[ShardResult] = (),
 ) -> Publication:
     """Score every user with the champion (whichever the gate kept) and publish the lists atomically.
     ``candidates``: movies per user the rating head re-ranks (0: every movie; None: the default).
     ``diversity`` / ``popularity_penalty``: the re-rank's strength and penalty (None: the defaults); a value
     out of bounds is an ``InputError`` before anything is loaded. ``force``: publish even when the
-    publication check refuses the lists (``pipeline.batch.release``; else ``ListSetRefused``)."""
+    publication check refuses the lists (``pipeline.batch.release``; else ``ListSetRefused``).
+
+    ``prepared``: the shards of a batch ``prepare_batch`` opened and ``score_shard`` wrote (``scored``:
+    their results): then nothing is scored here, and the list settings are the batch's (``as_of``,
+    ``top_n``, ``candidates`` and the re-rank's are ignored): that batch is checked and published."""
     from pipeline.batch.publish import publish_batch
-    from pipeline.models.rerank import Rerank
     from pipeline.registry.champion import load_champion
 
-    rerank = Rerank(
-        DEFAULT_DIVERSITY if diversity is None else float(diversity),
-        DEFAULT_POPULARITY_PENALTY if popularity_penalty is None else float(popularity_penalty),
-    )
     settings = settings or get_settings()
     engine = _engine(settings)
+    if prepared is not None:
+        from pipeline.batch.shards import publish_shards
+
+        version = int(prepared[0]["batch"]["registered_version"]) if prepared else None
+        model, _ = load_champion(settings, device=device, version=version)
+        return publish_shards(
+            engine, model, prepared, scored, force=force, lock_timeout_s=settings.lock_timeout_s
+        )
+    rerank = _rerank(diversity, popularity_penalty)
     model, version = load_champion(settings, device=device)
     return publish_batch(
         engine,

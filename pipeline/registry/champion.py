@@ -86,10 +86,17 @@ def champion_version(settings: Settings) -> int | None:
     return int(champion.version) if champion is not None else None
 
 
-def load_champion(settings: Settings, device: str = "cpu") -> tuple[PublishedBlend, int]:
-    """The model behind ``models:/movierec-hybrid@champion`` and its version number."""
+def load_champion(
+    settings: Settings, device: str = "cpu", version: int | None = None
+) -> tuple[PublishedBlend, int]:
+    """The model behind ``models:/movierec-hybrid@champion`` and its version number; ``version``: that
+    registered version instead (the one a batch's shards were planned with, even if the alias moved since)."""
     with _readable_registry(), mlflow_client(settings) as client:
-        champion = champion_model_version(client)
+        champion = (
+            champion_model_version(client)
+            if version is None
+            else client.get_model_version(REGISTERED_MODEL, str(version))
+        )
         if champion is None:
             # The URI may hold a password: name its scheme only.
             scheme = mlflow.get_tracking_uri().split(":", 1)[0]

@@ -19,6 +19,7 @@ import pytest
 
 from database.engine import sqlalchemy_url
 from pipeline.orchestration.airflow_local import DAG_ID, TRAINING_POOL
+from tests.dags.test_weekly_dag import ORDER
 from tests.support.cli import ROOT, movierec
 from tests.support.database import admin_connection, copy_of, with_database
 
@@ -111,8 +112,8 @@ def test_run_weekly_fails_at_the_quality_gate_with_a_reason(
     }
     assert rows["fetch"][0] == rows["ingest"][0] == "success"
     assert rows["quality"] == ("failed", "1")  # DataQualityError: no retry
-    assert rows["train"][0] == rows["publish"][0] == "upstream_failed"
-    assert len(rows) == 8
+    assert rows["train"][0] == rows["score_shard"][0] == rows["publish"][0] == "upstream_failed"
+    assert len(rows) == 10  # score_shard never expanded: one line for it
     # Airflow's and the tasks' logs went to a file under MOVIEREC_HOME, named on the terminal and in the error
     logs = list((Path(user_env["MOVIEREC_HOME"]) / "logs").glob("weekly-*.log"))
     assert len(logs) == 1 and str(logs[0]) in done.stdout and str(logs[0]) in done.stderr
@@ -140,12 +141,12 @@ def test_run_weekly_reads_like_a_report(user_env: dict[str, str], ml100k_slice_d
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     progress = [line.split() for line in lines if len(line.split()) == 6 and line.split()[4] == "try"]
-    assert sorted(cells[1] for cells in progress) == sorted(
-        ["fetch", "ingest", "quality", "evaluate", "train", "promote", "publish", "report"]
-    )
+    # a mapped task's line names its instance: one shard for the slice
+    expected = ["score_shard[0]" if task == "score_shard" else task for task in ORDER]
+    assert sorted(cells[1] for cells in progress) == sorted(expected)
     assert {cells[2] for cells in progress} == {"success"}
     assert any(
-        line.startswith("movierec_weekly run manual__") and ": success (8 tasks" in line for line in lines
+        line.startswith("movierec_weekly run manual__") and ": success (10 tasks" in line for line in lines
     )
     assert sum("published batch" in line for line in lines) == 1  # the report, printed once
     assert sum(line.strip().startswith("top 10 for user") for line in lines) == 3
@@ -250,6 +251,7 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(
             "diversity",
             "popularity_penalty",
             "force_publish",
+            "shards",
             "epochs",
             "device",
             "train_processes",

@@ -11,17 +11,30 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.core.defaults import DEFAULT_DIVERSITY, DEFAULT_POPULARITY_PENALTY
+from pipeline.core.defaults import DEFAULT_DIVERSITY, DEFAULT_POPULARITY_PENALTY, MAX_SHARDS
 from pipeline.orchestration.airflow_local import DAG_ID, TRAINING_POOL, dags_folder
 
-ORDER = ["fetch", "ingest", "quality", "evaluate", "train", "promote", "publish", "report"]
+ORDER = [
+    "fetch",
+    "ingest",
+    "quality",
+    "evaluate",
+    "train",
+    "promote",
+    "prepare_batch",
+    "score_shard",
+    "publish",
+    "report",
+]
 DOWNSTREAM = {
     "fetch": {"ingest", "report"},
     "ingest": {"quality", "report"},
     "quality": {"evaluate", "report"},
     "evaluate": {"train", "promote", "report"},
     "train": {"promote", "report"},
-    "promote": {"publish", "report"},
+    "promote": {"prepare_batch", "report"},
+    "prepare_batch": {"score_shard", "publish"},
+    "score_shard": {"publish"},
     "publish": {"report"},
     "report": set(),
 }
@@ -33,6 +46,7 @@ PARAMS = {
     "diversity": DEFAULT_DIVERSITY,
     "popularity_penalty": DEFAULT_POPULARITY_PENALTY,
     "force_publish": False,
+    "shards": None,  # empty: one per SHARD_USERS users
     "epochs": None,
     "device": None,  # empty: the worker's MOVIEREC_DEVICE
     "train_processes": None,  # empty: the worker's MOVIEREC_TRAIN_PROCESSES
@@ -101,6 +115,9 @@ def test_params_in_the_trigger_form(dag, name: str, default) -> None:  # type: i
         ("popularity_penalty", -1),
         ("popularity_penalty", 50),
         ("force_publish", "yes"),
+        ("shards", 0),
+        ("shards", MAX_SHARDS + 1),
+        ("shards", "many"),
         ("device", "tpu"),
         ("max_reject_share", 1.5),
         ("epochs", 0),
@@ -135,6 +152,7 @@ def test_dag_survives_serialization(dag) -> None:  # type: ignore[no-untyped-def
     restored = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
     assert {t.task_id: set(t.downstream_task_ids) for t in restored.tasks} == DOWNSTREAM
     assert restored.get_task("train").pool == TRAINING_POOL
+    assert restored.get_task("score_shard").is_mapped  # one instance per shard, from prepare_batch's XCom
     assert all(t.retries >= 2 for t in restored.tasks)
 
 

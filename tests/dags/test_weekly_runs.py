@@ -1,5 +1,6 @@
 """The weekly DAG run through Airflow (``dag.test``: real task instances in the metadata database) on a real
-ML-100K slice against PostgreSQL: a run that publishes, a publish that fails and is retried, a backfill."""
+ML-100K slice against PostgreSQL: a run that publishes, a scoring shard that fails and is retried alone, a
+backfill."""
 
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ class World:
     home: Path
     source: Path
 
-    def run(self, logical_date: datetime, dag=None) -> Any:  # type: ignore[no-untyped-def]
+    def run(self, logical_date: datetime, dag=None, **conf: Any) -> Any:  # type: ignore[no-untyped-def]
         from pipeline.orchestration.airflow_local import run_dag
 
         return run_dag(
             logical_date,
-            {"source": str(self.source), "epochs": EPOCHS, "top_n": TOP_N, "device": "cpu"},
+            {"source": str(self.source), "epochs": EPOCHS, "top_n": TOP_N, "device": "cpu", **conf},
             dag=dag,
         )
 
@@ -104,7 +105,8 @@ def _states(outcome) -> dict[str, str]:  # type: ignore[no-untyped-def]
 def test_weekly_run_ends_with_a_published_list(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
     assert first_run.state == "success", first_run.tasks
     assert set(_states(first_run).values()) == {"success"}
-    assert len(first_run.tasks) == 8
+    assert len(first_run.tasks) == 10  # score_shard: one shard for the slice's 150 users
+    assert [t["map_index"] for t in first_run.tasks if t["task_id"] == "score_shard"] == [0]
     published = world.published()
     assert published["batches"] == 1
     assert published["users"] == 150  # every user of the slice
@@ -124,8 +126,9 @@ def test_weekly_run_ends_with_a_published_list(world: World, first_run) -> None:
     assert status == "champion"
 
 
-def test_failed_publish_keeps_the_previous_list_and_the_retry_completes(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
-    """PostgreSQL itself refuses the new lists once; the readers' list stays; Airflow's retry publishes."""
+def test_a_failed_shard_retries_alone_and_the_run_publishes_every_list_once(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
+    """Two shards; PostgreSQL refuses the second shard's rows once: readers keep the published lists, that
+    shard alone is retried (its first try left nothing behind), and publish lists every user once."""
     from pipeline.orchestration.airflow_local import load_dag
 
     assert first_run.state == "success"
@@ -137,10 +140,10 @@ def test_failed_publish_keeps_the_previous_list_and_the_retry_completes(world: W
                 "$$ BEGIN RAISE EXCEPTION 'injected failure: disk full'; END $$"
             )
         )
-        conn.execute(
+        conn.execute(  # users 76..150 are the second shard's
             text(
                 "CREATE TRIGGER movierec_test_refuse BEFORE INSERT ON batch_recommendations "
-                "FOR EACH STATEMENT EXECUTE FUNCTION movierec_test_refuse()"
+                "FOR EACH ROW WHEN (NEW.user_id > 100) EXECUTE FUNCTION movierec_test_refuse()"
             )
         )
     seen: dict[str, Any] = {}
@@ -154,20 +157,25 @@ def test_failed_publish_keeps_the_previous_list_and_the_retry_completes(world: W
             conn.execute(text("DROP FUNCTION movierec_test_refuse()"))
 
     dag = load_dag()  # a private copy: the retry delay is shortened for this run only
-    publish = dag.get_task("publish")
-    publish.retry_delay = timedelta(seconds=1)
-    publish.on_retry_callback = [between_tries]
+    shard = dag.get_task("score_shard")
+    shard.retry_delay = timedelta(seconds=1)
+    shard.on_retry_callback = [between_tries]
     week = FIRST_WEEK + timedelta(days=7)
-    outcome = world.run(week, dag=dag)
+    outcome = world.run(week, dag=dag, shards=2)
 
     assert "injected failure" in seen["error"]
-    assert seen["published"] == before  # the failed publish changed nothing readers see
+    assert seen["published"] == before  # the failed shard changed nothing readers see
     assert outcome.state == "success", outcome.tasks
-    assert next(t for t in outcome.tasks if t["task_id"] == "publish")["tries"] == 2
+    tries = {(t["task_id"], t["map_index"]): t["tries"] for t in outcome.tasks}
+    assert tries[("score_shard", 0)] == 1 and tries[("score_shard", 1)] == 2  # the failed shard alone
+    assert tries[("prepare_batch", -1)] == tries[("publish", -1)] == 1
+    shards = outcome.results["prepare_batch"]
+    assert [(s["first_user"], s["last_user"]) for s in shards] == [(1, 75), (76, 150)]
+    assert [r["replaced"] for r in outcome.results["score_shard"]] == [0, 0]  # the failed try wrote nothing
     after = world.published()
-    assert after["batch_id"] != before["batch_id"]
+    assert after["batch_id"] == outcome.results["publish"]["batch_id"] != before["batch_id"]
     assert after["data_cutoff"] == week
-    assert after["batches"] == 1 and after["rows"] == 150 * TOP_N
+    assert after["batches"] == 1 and after["users"] == 150 and after["rows"] == 150 * TOP_N
 
 
 def test_backfill_of_two_past_weeks_trains_one_version_per_week(world: World) -> None:
