@@ -125,9 +125,9 @@ def shared_people(
     both.eliminate_zeros()
     both.sort_indices()
     out: list[tuple[str, ...]] = [()] * len(items)
-    indptr, indices = both.indptr, both.indices
-    for r in np.flatnonzero(np.diff(indptr)).tolist():
-        out[r] = tuple(names[c] for c in indices[indptr[r] : indptr[r + 1]].tolist())
+    indptr, indices = both.indptr.tolist(), both.indices.tolist()
+    for r in np.flatnonzero(np.diff(both.indptr)).tolist():
+        out[r] = tuple(names[c] for c in indices[indptr[r] : indptr[r + 1]])
     return out
 
 
@@ -315,8 +315,8 @@ class Explainer:
         # the sentence starts by the named movies: one per distinct (named movies, rated highly)
         keys, at = np.unique(np.column_stack([because, highly]), axis=0, return_inverse=True)
         starts = [
-            self._say_start(tuple(j for j in k[:-1] if j >= 0), bool(k[-1])) if k[0] >= 0 else ""
-            for k in keys.tolist()
+            self._say_start(tuple(k[: MAX_BECAUSE - k[:-1].count(-1)]), bool(k[-1])) if k[0] >= 0 else ""
+            for k in keys.tolist()  # the named movies come first, -1 pads after them
         ]
         reasons = np.array(starts + [""], object)[:-1][at.ravel()] + clause
         reasons[counts == 0] = NO_HISTORY_REASON
