@@ -79,9 +79,9 @@ def test_a_known_users_own_ratings_rank_close_to_their_published_list(api, db, c
         found = [item["movie_id"] for item in body["items"]]
         overlaps.append(len(set(found) & set(published)) / TOP_N)
     print(f"\nfold-in of known users' own ratings: overlap@{TOP_N} with their published lists {overlaps}")
-    # measured on the weekly slice's champion: 0.85 to 0.90 each (mean 0.88; the batch re-ranks its top 500
-    # candidates, the fold-in every movie): the EASE and history terms are the user's own, the fitted id part
-    # stands in for theirs
+    # measured on the weekly slice's champion: 0.75 to 0.90 each (mean 0.83; the batch re-ranks its top 500
+    # candidates, the fold-in every movie, and mixes in the popularity prior): the EASE and history terms are
+    # the user's own, the fitted id part stands in for theirs
     assert np.mean(overlaps) >= 0.6 and min(overlaps) >= 0.4, overlaps
 
 
