@@ -156,8 +156,7 @@ def _contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) 
 
 
 def content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
-    text = model.network.movies.text
-    return np.asarray(text[rated] @ text[items].T, np.float64)
+    return _content_similarity(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0]
 
 
 def _content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -265,15 +264,6 @@ class Explainer:
         self._shared: dict[tuple[Any, ...], str] = {}  # (genre bits, directors, actors) -> JSON
         self._clause: dict[tuple[Any, ...], str] = {}  # the same -> the sentence's clause
 
-    def explain_user(
-        self, rated: np.ndarray, ratings: np.ndarray | None, items: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-        """One user's listed movies ``items`` (model indices) from their ``rated`` movies (model indices) and
-        ``ratings`` of them (None: unknown): (because as model indices, -1 pads; counts; shared JSON;
-        reasons)."""
-        top, counts = top_contributors(self.model, rated, ratings, items)
-        return self.describe(rated, ratings, items, top, counts)
-
     def describe(
         self,
         rated: np.ndarray,
@@ -282,8 +272,9 @@ class Explainer:
         top: np.ndarray,
         counts: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-        """``explain_user`` from ``top_contributors``' answer (the group route looks up the named movies'
-        attributes in between)."""
+        """One user's listed movies ``items`` (model indices) explained from ``top_contributors``' answer for
+        their ``rated`` movies and ``ratings`` (None: unknown): (because as model indices, -1 pads; counts;
+        shared JSON; reasons). The group route looks up the named movies' attributes in between."""
         because, highly = _named(rated, ratings, top, counts)
         shared, reasons = self.say(items, because, counts, highly)
         return because, counts, shared, reasons
@@ -358,25 +349,13 @@ class Explainer:
         if not listed:
             return Explanations(np.empty((0, MAX_BECAUSE), np.int64), np.empty(0, np.int64), [], [])
         top, counts = contributors(self.model, rows_rated, listed)
-        # positions into each user's rated movies -> movie indices, through all users' rated movies end to end
-        sizes = np.array([len(items) for items in listed], np.int64)
-        offsets = np.concatenate([[0], np.cumsum([len(rated) for rated, _ in rows_rated])])[:-1]
-        at = np.repeat(offsets, sizes)[:, None] + np.maximum(top, 0)
-        all_rated = np.concatenate([rated for rated, _ in rows_rated] + [np.zeros(1, np.int64)])
-        because = np.where(top >= 0, all_rated[np.minimum(at, len(all_rated) - 1)], -1)
-        high = np.concatenate(
-            [
-                np.zeros(len(rated), bool) if ratings is None else np.asarray(ratings) >= RELEVANCE_THRESHOLD
-                for rated, ratings in rows_rated
-            ]
-            + [np.zeros(1, bool)]
-        )
-        rated_known = np.repeat([ratings is not None for _, ratings in rows_rated], sizes)
-        highly = (
-            np.where(top >= 0, high[np.minimum(at, len(high) - 1)], True).all(axis=1)
-            & (counts > 0)
-            & rated_known
-        )
+        ends = np.cumsum([len(items) for items in listed])
+        named = [
+            _named(rated, ratings, top[end - len(items) : end], counts[end - len(items) : end])
+            for (rated, ratings), items, end in zip(rows_rated, listed, ends.tolist(), strict=True)
+        ]
+        because = np.concatenate([b for b, _ in named])
+        highly = np.concatenate([h for _, h in named])
         shared, reasons = self.say(np.concatenate(listed), because, counts, highly)
         return Explanations(because, counts, shared, reasons)
 

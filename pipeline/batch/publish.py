@@ -632,8 +632,9 @@ def announce(finished: Finished) -> Publication:
     ``ListSetRefused``; otherwise the publication, logged."""
     release, publication = finished.release, finished.publication
     if release.refused:
-        log.warning(release.reason())
-        raise ListSetRefused(release.reason())
+        reason = release.reason()
+        log.warning(reason)
+        raise ListSetRefused(reason)
     if release.failed:
         log.warning(release.reason())
     log.info(
