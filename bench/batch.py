@@ -12,8 +12,9 @@ retrieve-then-re-rank against exhaustive scoring.
   from a latent taste model) in a fresh embedded database, published by an untrained network of the default
   architecture (the cost does not depend on the weights) with the rating head's term at weight 1 and EASE
   in the blend where the catalogue allows it (ML-1M: yes; ML-32M: above ``EASE_MAX_ITEMS``, no).
-  Reported: users/s, rows written/s, and the write rate against a raw ``COPY`` of the same rows into a table
-  of the same definition (``COPY ... FROM STDIN (FORMAT binary)`` of the rows dumped back out); peak RSS of
+  Reported: users/s, rows written/s, and the write rate against a raw ``COPY`` of the same rows (and the
+  batch's shared attributes) into tables of the same definition (``COPY ... FROM STDIN (FORMAT binary)`` of
+  the rows dumped back out); peak RSS of
   the scoring process at half and at all of the users (flat = bounded by the chunk, not the user count).
   The catalogue in the database has the synthetic content's genres, directors and actors, so explanations
   find attributes to share. With all users, the cost of explanations: the same publication again without
@@ -272,25 +273,25 @@ def _retrieval_figures(model: Any, top_n: int, depths: list[int], users: Any = N
 
 
 def _raw_copy_seconds(engine: Any, batch_id: int) -> float:
-    """Seconds to COPY the batch's rows, already in COPY's binary format, into a same-definition table."""
+    """Seconds to COPY the batch's rows and its explanations' shared attributes, already in COPY's binary
+    format, into same-definition tables: what the writer writes, at the raw limit."""
     from sqlalchemy import text
 
     from database.bulk import dbapi_cursor
 
+    seconds = 0.0
     with engine.begin() as conn:
         cur = dbapi_cursor(conn)
-        buf = io.BytesIO()
-        cur.copy_expert(
-            f"COPY (SELECT * FROM batch_recommendations WHERE batch_id = {int(batch_id)}) "
-            "TO STDOUT (FORMAT binary)",
-            buf,
-        )
-        conn.execute(text("CREATE TABLE raw_copy (LIKE batch_recommendations INCLUDING ALL)"))
-        buf.seek(0)
-        t = time.perf_counter()
-        cur.copy_expert("COPY raw_copy FROM STDIN (FORMAT binary)", buf)
-        seconds = time.perf_counter() - t
-        conn.execute(text("DROP TABLE raw_copy"))
+        for table in ("batch_recommendations", "batch_shared_attributes"):
+            buf = io.BytesIO()
+            rows = f"SELECT * FROM {table} WHERE batch_id = {int(batch_id)}"
+            cur.copy_expert(f"COPY ({rows}) TO STDOUT (FORMAT binary)", buf)
+            conn.execute(text(f"CREATE TABLE raw_copy (LIKE {table} INCLUDING ALL)"))
+            buf.seek(0)
+            t = time.perf_counter()
+            cur.copy_expert("COPY raw_copy FROM STDIN (FORMAT binary)", buf)
+            seconds += time.perf_counter() - t
+            conn.execute(text("DROP TABLE raw_copy"))
     return seconds
 
 

@@ -122,6 +122,7 @@ _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _BINARY_TRAILER = struct.pack(">h", -1)
 # numpy dtype -> big-endian wire type; the column's SQL type must match (int2/int4/int8/real/double).
 _WIRE = {
+    np.dtype(np.bool_): "?",  # boolean: one byte, 0 or 1
     np.dtype(np.int16): ">i2",
     np.dtype(np.int32): ">i4",
     np.dtype(np.int64): ">i8",

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     REAL,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB
@@ -253,6 +255,37 @@ class BatchRecommendation(Base):
         comment="genres, directors, actors the movie shares with the because movies",
     )
     reason: Mapped[str] = mapped_column(Text, server_default="", comment="the explanation, one sentence")
+    # the explanation's parts (migration 0012): the views assemble shared and reason from them
+    shared_key: Mapped[int] = mapped_column(
+        BigInteger,
+        server_default="0",
+        comment="batch_shared_attributes of this row (0: shared and reason are stored on the row)",
+    )
+    rated_highly: Mapped[bool] = mapped_column(
+        Boolean,
+        server_default=false(),
+        comment="every movie in because was rated at least the relevance threshold",
+    )
+
+
+class BatchSharedAttributes(Base):
+    """Each distinct set of attributes a batch's list entries share with the movies that explain them."""
+
+    __tablename__ = "batch_shared_attributes"
+    __table_args__ = {"comment": "each distinct set of shared attributes of a batch's explanations, once"}
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("recommendation_batches.batch_id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    shared_key: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, comment="64-bit hash of shared"
+    )
+    shared: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, comment="genres, directors, actors a list entry shares with the movies that explain it"
+    )
+    clause: Mapped[str] = mapped_column(Text, comment="the sentence's clause, e.g. '; same director: X'")
 
 
 class PipelineLock(Base):

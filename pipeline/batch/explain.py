@@ -20,14 +20,20 @@ catalogue's attributes; no SQL.
 * ``reason``: ``Because you rated Fargo and Blood Simple highly; same director: Joel Coen``. The clause is the
   most specific attribute shared: a director, else an actor, else up to three genres.
 
-Cost: one small dense block per user (rated x listed); the people each row shares with its named movies for
-a whole block at once (sparse movie x person matrices); then per row three cached lookups: the JSON by the
-shared attributes, the sentence's start by (named movies, rated highly) and its clause by the shared
-attributes. bench/batch measures it against publishing without.
+What the batch stores (migration 0012): ``because``, ``rated_highly`` and a ``shared_key`` per row, and each
+distinct (shared JSON, clause) once per batch in ``batch_shared_attributes``; the views assemble ``shared``
+and the sentence from them, exactly as ``Explainer.say`` does for the group route (which stores nothing).
+Per row that is 20 bytes instead of some 120 of JSON and text.
+
+Cost: the (listed x rated) contributions of a group of users in one gather and one partition; the people each
+row shares with its named movies for a whole block at once (sparse movie x person products); the JSON and
+clause once per distinct shared attributes. bench/batch measures it against publishing without.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,7 +48,7 @@ from pipeline.models.blend.published import PublishedBlend
 MAX_BECAUSE = 3
 MAX_GENRES_SAID = 3
 MAX_ACTORS = 8  # billing order: the leads
-_BLOCK_ELEMENTS = 4_000_000  # users x rated x listed contributions gathered at once (float64: 32 MB)
+_BLOCK_ELEMENTS = 4_000_000  # users x listed x rated contributions gathered at once (float32: 16 MB)
 _CACHE_ENTRIES = 200_000  # an Explainer's caches are emptied past this (a batch explains millions of rows)
 FALLBACK_REASON = "Popular with everyone: one of the most-rated movies"
 NO_HISTORY_REASON = (
@@ -133,35 +139,45 @@ def shared_people(
 
 @dataclass
 class Explanations:
-    """The explanations of a block of list entries, row-aligned with them."""
+    """The explanations of a block of list entries, row-aligned with them, as the batch stores them: the
+    named movies, whether they were all rated highly, and a key to what the row shares with them."""
 
     because: np.ndarray  # (rows, MAX_BECAUSE) model movie indices, best first, -1 pads
     counts: np.ndarray  # (rows,) how many of ``because`` are named
-    shared: list[str]  # JSON objects
-    reasons: list[str]
+    highly: np.ndarray  # (rows,) every named movie rated at least RELEVANCE_THRESHOLD
+    shared_keys: np.ndarray  # (rows,) int64 key of the shared attributes; 0: none (nothing named)
+    parts: dict[int, tuple[str, str]]  # key -> (shared JSON, clause), for keys not handed out before
+
+
+def shared_key(shared: str) -> int:
+    """A 64-bit key for shared attributes' JSON, the same in any process (shards of one batch agree on it);
+    never 0, which marks a row without parts."""
+    return int.from_bytes(hashlib.blake2b(shared.encode(), digest_size=8).digest(), "big", signed=True) or 1
 
 
 def contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
     """How much each rated movie (rows) contributed to each listed movie's score (columns), by the model's
     terms: EASE's item-item weights where the blend has EASE, else content similarity."""
-    return _contributions(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0]
+    return _contributions(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0].T
 
 
 def _contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """``contributions`` of many users at once: ``rated`` (users x L), ``items`` (users x N) -> (users x L x
-    N)."""
+    """``contributions`` of many users at once, listed movies first: ``rated`` (users x L), ``items``
+    (users x N) -> (users x N x L), float32 (the partition over a user's rated movies runs along the last,
+    contiguous axis)."""
     if model.ease is not None and model.ease.weights_ is not None:
-        return np.asarray(model.ease.pair_weights(rated[:, :, None], items[:, None, :]), np.float64)
+        return np.asarray(model.ease.pair_weights(rated[:, None, :], items[:, :, None]), np.float32)
     return _content_similarity(model, rated, items)
 
 
 def content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
-    return _content_similarity(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0]
+    """The cosine of the text vectors of ``rated`` (rows) and ``items`` (columns)."""
+    return _content_similarity(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0].T
 
 
 def _content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
     text = model.network.movies.text
-    return np.asarray(text[rated] @ text[items].transpose(0, 2, 1), np.float64)
+    return np.asarray(text[items] @ text[rated].transpose(0, 2, 1), np.float32)
 
 
 def top_contributors(
@@ -211,33 +227,34 @@ def _group(
     depth = max(int(lengths[users].max()), MAX_BECAUSE)  # at least as deep as what is named: -inf pads
     width = max(int(max(len(listed[u]) for u in users)), 1)
     rated = np.zeros((len(users), depth), np.int64)
-    weight = np.zeros((len(users), depth))
-    known = np.zeros((len(users), depth), bool)  # a rated movie; the rest pads
+    weight = np.zeros((len(users), depth), np.float32)  # 0 pads: a pad never contributes
     items = np.zeros((len(users), width), np.int64)
     for g, u in enumerate(users.tolist()):
         mine, ratings = rows_rated[u]
         rated[g, : len(mine)] = mine
         weight[g, : len(mine)] = 1.0 if ratings is None else ratings
-        known[g, : len(mine)] = True
         items[g, : len(listed[u])] = listed[u]
-    c = _contributions(model, rated, items) * weight[:, :, None]
-    c[c <= 0] = -np.inf  # only what pushed the movie up is a reason for it
-    c[~known] = -np.inf
-    none: np.ndarray = np.isneginf(c).all(axis=1) & np.asarray(known.any(axis=1))[:, None]
+    c = _contributions(model, rated, items)  # (users x listed x rated)
+    c *= weight[:, None, :]
+    positive = c > 0  # only what pushed the movie up is a reason for it
+    none = ~positive.any(axis=2) & (lengths[users] > 0)[:, None]
+    np.putmask(c, ~positive, -np.inf)
     for g in np.flatnonzero(none.any(axis=1)).tolist():
         # no positive contribution in the model's terms: the nearest rated movies by content
         n, cols = int(lengths[users[g]]), np.flatnonzero(none[g])
-        block = c[g]
-        block[:n, cols] = content_similarity(model, rated[g, :n], items[g, cols]) * weight[g, :n, None]
-    best = np.argpartition(-c, MAX_BECAUSE - 1, axis=1)[:, :MAX_BECAUSE]
-    order = np.argsort(-np.take_along_axis(c, best, axis=1), axis=1, kind="stable")
-    best = np.take_along_axis(best, order, axis=1)
-    named = ~np.isneginf(np.take_along_axis(c, best, axis=1))
+        c[g, cols, :n] = (
+            _content_similarity(model, rated[None, g, :n], items[None, g, cols])[0] * weight[g, :n]
+        )
+    best = np.argpartition(c, -MAX_BECAUSE, axis=2)[:, :, -MAX_BECAUSE:]
+    value = np.take_along_axis(c, best, axis=2)
+    order = np.argsort(-value, axis=2, kind="stable")
+    best, value = np.take_along_axis(best, order, axis=2), np.take_along_axis(value, order, axis=2)
+    named = ~np.isneginf(value)
     best = np.where(named, best, -1)
     for g, u in enumerate(users.tolist()):
         n = len(listed[u])
-        top[starts[u] : starts[u] + n] = best[g, :, :n].T
-        counts[starts[u] : starts[u] + n] = named[g, :, :n].sum(axis=0)
+        top[starts[u] : starts[u] + n] = best[g, :n]
+        counts[starts[u] : starts[u] + n] = named[g, :n].sum(axis=1)
 
 
 def _named(
@@ -252,6 +269,16 @@ def _named(
     return because, high[np.where(top >= 0, top, len(rated))].all(axis=1) & (counts > 0)
 
 
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
+def _quoted(name: str) -> str:
+    return json.dumps(name)
+
+
+def _json_list(names: Sequence[str]) -> str:
+    """``json.dumps(list(names))``, each name escaped once per batch, not once per row."""
+    return f"[{', '.join(map(_quoted, names))}]"
+
+
 def _titles(titles: Sequence[str]) -> str:
     return titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
 
@@ -261,8 +288,11 @@ class Explainer:
 
     def __init__(self, model: PublishedBlend, attributes: MovieAttributes) -> None:
         self.model, self.attributes = model, attributes
-        self._shared: dict[tuple[Any, ...], str] = {}  # (genre bits, directors, actors) -> JSON
-        self._clause: dict[tuple[Any, ...], str] = {}  # the same -> the sentence's clause
+        self._said: dict[
+            tuple[Any, ...], tuple[str, str, int]
+        ] = {}  # (bits, directors, actors) -> JSON, clause, key
+        self._titles: np.ndarray | None = None
+        self._written: set[int] = set()  # shared keys already handed out with their parts
 
     def describe(
         self,
@@ -282,52 +312,70 @@ class Explainer:
     def say(
         self, items: np.ndarray, because: np.ndarray, counts: np.ndarray, highly: np.ndarray
     ) -> tuple[list[str], list[str]]:
-        """The shared JSON and the sentence of each row (any users' rows at once: the people shared are found
-        for the whole block in a few sparse products)."""
+        """The shared JSON and the whole sentence of each row (the group route, which stores nothing); the
+        batch stores the parts instead (``explain_block``) and the views assemble the same sentence."""
+        at, said = self._shared(items, because)
+        shared = np.array([j for j, _, _ in said] + [""], object)[:-1][at]
+        clause = np.array([c for _, c, _ in said] + [""], object)[:-1][at]
+        # "Because you rated A[, B] and C[ highly]": element-wise string sums over the named movies' titles
+        # (index -1, a pad, is the empty title at the end)
+        titles = self._title_array()
+        named = [titles[because[:, k]] for k in range(because.shape[1])]
+        listed = named[0].copy()
+        for k in range(1, because.shape[1]):
+            more = counts > k
+            last = counts == k + 1
+            listed[more & ~last] += ", " + named[k][more & ~last]
+            listed[last] += " and " + named[k][last]
+        reasons = "Because you rated " + listed + np.where(highly, " highly", "").astype(object) + clause
+        reasons[counts == 0] = NO_HISTORY_REASON
+        return shared.tolist(), reasons.tolist()
+
+    def _shared(
+        self, items: np.ndarray, because: np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
+        """What each row's movie shares with the movies that explain it: per row, an index into the block's
+        distinct (JSON, clause, key) triples, and those. The people shared are found for the whole block in a
+        few sparse products; JSON and clause are built once per distinct (genre bits, directors, actors)."""
         a = self.attributes
         padded = np.where(because >= 0, because, 0)
         their_bits = np.bitwise_or.reduce(np.where(because >= 0, a.genre_bits[padded], 0), axis=1)
         shared_bits = a.genre_bits[items] & their_bits
         directors = shared_people(a.directors, a.director_names, items, because)
         actors = shared_people(a.actors, a.actor_names, items, because)
-        for cache in (self._shared, self._clause):
-            if len(cache) > _CACHE_ENTRIES:
-                cache.clear()
-        n = len(items)
-        shared, clause = np.empty(n, object), np.empty(n, object)
-        # most rows share no person with the movies they name: their JSON and clause hang on the genres alone
-        people = np.fromiter((bool(d or p) for d, p in zip(directors, actors, strict=True)), bool, n)
-        bits, at = np.unique(shared_bits[~people], return_inverse=True)
-        said = [self._said((int(b), (), ())) for b in bits.tolist()]
-        shared[~people] = np.array([j for j, _ in said] + [""], object)[:-1][at]
-        clause[~people] = np.array([c for _, c in said] + [""], object)[:-1][at]
-        for r in np.flatnonzero(people).tolist():
-            shared[r], clause[r] = self._said((int(shared_bits[r]), directors[r], actors[r]))
-        # the sentence starts by the named movies: one per distinct (named movies, rated highly)
-        keys, at = np.unique(np.column_stack([because, highly]), axis=0, return_inverse=True)
-        starts = [
-            self._say_start(tuple(k[: MAX_BECAUSE - k[:-1].count(-1)]), bool(k[-1])) if k[0] >= 0 else ""
-            for k in keys.tolist()  # the named movies come first, -1 pads after them
+        if len(self._said) > _CACHE_ENTRIES:
+            self._said.clear()
+        # Most rows share no person with the movies they name: their key is their genres alone.
+        people = np.fromiter((bool(d or p) for d, p in zip(directors, actors, strict=True)), bool, len(items))
+        by_genres, by_people = np.flatnonzero(~people), np.flatnonzero(people)
+        bits, at = np.unique(shared_bits[by_genres], return_inverse=True)
+        index: dict[tuple[Any, ...], int] = {(b, (), ()): k for k, b in enumerate(bits.tolist())}
+        row_at = np.empty(len(items), np.int64)
+        row_at[by_genres] = at.ravel()
+        row_at[by_people] = [
+            index.setdefault((b, directors[r], actors[r]), len(index))
+            for r, b in zip(by_people.tolist(), shared_bits[by_people].tolist(), strict=True)
         ]
-        reasons = np.array(starts + [""], object)[:-1][at.ravel()] + clause
-        reasons[counts == 0] = NO_HISTORY_REASON
-        return shared.tolist(), reasons.tolist()
+        return row_at, [self._say_shared(k) for k in index]  # in the order of the indices
 
-    def _said(self, key: tuple[int, tuple[str, ...], tuple[str, ...]]) -> tuple[str, str]:
-        """The shared JSON and the sentence's clause for (genre bits, directors, actors), cached."""
-        json_text, clause = self._shared.get(key), self._clause.get(key)
-        if json_text is None or clause is None:
-            json_text = self._shared[key] = self._shared_json(*key)
-            clause = self._clause[key] = self._say_clause(*key)
-        return json_text, clause
+    def _title_array(self) -> np.ndarray:
+        """The titles by model index as an object array, an empty one last (what -1 picks)."""
+        if self._titles is None:
+            named = [t or f"movie {j}" for j, t in enumerate(self.attributes.titles)]
+            self._titles = np.array([*named, ""], object)
+        return self._titles
 
-    def _shared_json(self, bits: int, directors: tuple[str, ...], actors: tuple[str, ...]) -> str:
-        genres = self.attributes.genres(bits)
-        return json.dumps({"genres": genres, "directors": list(directors), "actors": list(actors)})
-
-    def _say_start(self, named: tuple[int, ...], highly: bool) -> str:
-        titles = [self.attributes.titles[j] or f"movie {j}" for j in named]
-        return f"Because you rated {_titles(titles)}{' highly' if highly else ''}"
+    def _say_shared(self, key: tuple[int, tuple[str, ...], tuple[str, ...]]) -> tuple[str, str, int]:
+        """The shared JSON, the clause and their key for (genre bits, directors, actors), cached."""
+        said = self._said.get(key)
+        if said is None:
+            bits, directors, actors = key
+            shared = (
+                f'{{"genres": {_json_list(self.attributes.genres(bits))}, '
+                f'"directors": {_json_list(directors)}, "actors": {_json_list(actors)}}}'
+            )
+            said = self._said[key] = (shared, self._say_clause(*key), shared_key(shared))
+        return said
 
     def _say_clause(self, bits: int, directors: tuple[str, ...], actors: tuple[str, ...]) -> str:
         if directors:
@@ -347,7 +395,8 @@ class Explainer:
         row, -1s left out), as ``ListWriter`` writes them."""
         listed = [row[row >= 0] for row in idx]
         if not listed:
-            return Explanations(np.empty((0, MAX_BECAUSE), np.int64), np.empty(0, np.int64), [], [])
+            empty = np.empty(0, np.int64)
+            return Explanations(np.empty((0, MAX_BECAUSE), np.int64), empty, empty.astype(bool), empty, {})
         top, counts = contributors(self.model, rows_rated, listed)
         ends = np.cumsum([len(items) for items in listed])
         named = [
@@ -356,8 +405,12 @@ class Explainer:
         ]
         because = np.concatenate([b for b, _ in named])
         highly = np.concatenate([h for _, h in named])
-        shared, reasons = self.say(np.concatenate(listed), because, counts, highly)
-        return Explanations(because, counts, shared, reasons)
+        at, said = self._shared(np.concatenate(listed), because)
+        keys = np.array([k for _, _, k in said] + [0], np.int64)[:-1][at]
+        keys[counts == 0] = 0  # nothing named: the row says NO_HISTORY_REASON itself
+        parts = {k: (j, c) for j, c, k in said if k not in self._written}
+        self._written.update(parts)
+        return Explanations(because, counts, highly, keys, parts)
 
 
 class RatedBy:

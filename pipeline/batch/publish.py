@@ -14,9 +14,10 @@
   long tail, Gini, and the re-rank settings) are computed from the rows written and kept in
   ``recommendation_batches.list_metrics``, in the same transaction.
 * Each chunk's lists are explained by ``pipeline.batch.explain``: every model row stores the rated movies
-  that drove it (``because``), what it shares with them (``shared``) and a sentence (``reason``); fallback
-  rows a sentence of their own. ``explain=False`` writes none (the columns' empty defaults), for
-  ``bench/batch`` to measure the cost.
+  that drove it (``because``), whether they were all rated highly and a key to what it shares with them
+  (each distinct shared set once per batch in ``batch_shared_attributes``); the views show ``shared`` and
+  the sentence (``reason``) assembled from these parts. Fallback rows store a sentence of their own.
+  ``explain=False`` writes none (the columns' empty defaults), for ``bench/batch`` to measure the cost.
 * Writing and publishing are one transaction: a new ``recommendation_batches`` row (``pending``), its rows by
   binary COPY, the previous batch marked ``superseded``, the new one ``published``, batches beyond the last
   ``keep`` pruned (never the published one). Before publishing, every user of the cut-off must be listed
@@ -50,6 +51,7 @@ from database.locks import PUBLISH, duration, lock_timed_out, pipeline_lock, set
 from pipeline.batch.explain import (
     FALLBACK_REASON,
     MAX_ACTORS,
+    NO_HISTORY_REASON,
     Explainer,
     Explanations,
     MovieAttributes,
@@ -741,11 +743,34 @@ class ListWriter:
         elif explained is not None:
             because = np.where(explained.because >= 0, item_ids[np.maximum(explained.because, 0)], 0)
             columns["because"] = IntArrays(because, explained.counts)
-            columns["shared"] = TextColumn(explained.shared, jsonb=True)
-            columns["reason"] = TextColumn(explained.reasons)
+            columns["rated_highly"] = explained.highly
+            columns["shared_key"] = explained.shared_keys
+            nothing_named = explained.counts == 0
+            if nothing_named.any():  # these rows carry their own sentence (no parts to assemble one from)
+                columns["reason"] = TextColumn(np.where(nothing_named, NO_HISTORY_REASON, "").tolist())
         t = time.perf_counter()
+        if isinstance(explained, Explanations) and explained.parts:
+            self._write_parts(explained.parts)
         self.rows += copy_columns(self.conn, "batch_recommendations", columns)
         self.copy_seconds += time.perf_counter() - t
+
+    def _write_parts(self, parts: dict[int, tuple[str, str]]) -> None:
+        """The batch's shared attributes not written yet (a shard's retry, or another shard, may have written
+        some: they are the same)."""
+        self.conn.execute(
+            text(
+                "INSERT INTO batch_shared_attributes (batch_id, shared_key, shared, clause) "
+                "SELECT :b, p.k, CAST(p.s AS jsonb), p.c "
+                "FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS text[]), CAST(:clauses AS text[])) "
+                "AS p(k, s, c) ON CONFLICT DO NOTHING"
+            ),
+            {
+                "b": int(self.fixed["batch_id"]),
+                "keys": list(parts),
+                "shared": [j for j, _ in parts.values()],
+                "clauses": [c for _, c in parts.values()],
+            },
+        )
 
 
 def write_fallback_lists(

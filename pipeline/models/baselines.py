@@ -357,13 +357,15 @@ class EASE:
         where either is outside the kept movies: many users' (rated x listed) blocks in one gather."""
         weights = check_fitted(self.weights_, self.name)
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        flat = weights.ravel()  # one take on flat offsets: about twice as fast as 2-D fancy indexing
         if self.kept_ is None:
-            return weights[rows, cols]
+            return flat.take(rows * weights.shape[1] + cols)
         r, c = (
             self._positions(rows.ravel()).reshape(rows.shape),
             self._positions(cols.ravel()).reshape(cols.shape),
         )
-        return np.where((r >= 0) & (c >= 0), weights[np.maximum(r, 0), np.maximum(c, 0)], np.float32(0))
+        gathered = flat.take(np.maximum(r, 0) * weights.shape[1] + np.maximum(c, 0))
+        return np.where((r >= 0) & (c >= 0), gathered, np.float32(0))
 
     def score_items(self, items: np.ndarray) -> np.ndarray:
         """The scores (``n_items_``) of a user who rated ``items`` (catalogue indices): ``x B``."""

@@ -4,12 +4,14 @@ are labelled, and the first named movie is the one the model's own term weighs m
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from pipeline.batch.explain import FALLBACK_REASON, MAX_BECAUSE
-from pipeline.batch.publish import publish_batch
+from pipeline.batch.explain import FALLBACK_REASON, MAX_BECAUSE, Explainer
+from pipeline.batch.publish import movie_attributes, publish_batch
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
 from pipeline.registry.champion import load_champion
 from tests.support.database import fetch_rows
@@ -63,6 +65,37 @@ def test_every_model_row_names_movies_the_user_rated(weekly_copy: Published, wee
     assert any("; same genre" in r.reason for r in model_rows)
     for r in fallback_rows:
         assert r.because == [] and r.because_titles == [] and r.shared == {} and r.reason == FALLBACK_REASON
+
+
+def test_the_views_assemble_the_sentence_explain_says(weekly_copy: Published, weekly_engine: Engine) -> None:
+    """The batch stores an explanation's parts (``because``, ``rated_highly``, a key into
+    ``batch_shared_attributes``); the view's ``shared`` and ``reason`` are what ``Explainer.say`` (the group
+    route's whole-sentence path) gives for the same named movies, row for row."""
+    _publish(weekly_copy, weekly_engine)
+    model, _ = load_champion(weekly_copy.settings)
+    item_map = model.network.item_map
+    with weekly_engine.connect() as conn:
+        rows = fetch_rows(
+            conn,
+            "SELECT c.movie_id, c.because, c.shared, c.reason, r.rated_highly, r.shared_key "
+            "FROM current_recommendations c JOIN batch_recommendations r USING (batch_id, user_id, rank) "
+            "WHERE c.source = 'model' ORDER BY c.user_id, c.rank",
+        )
+        explainer = Explainer(model, movie_attributes(conn, item_map.ids))
+        parts = conn.execute(text("SELECT count(*) FROM batch_shared_attributes")).scalar_one()
+    assert rows and all(r.shared_key != 0 for r in rows)
+    assert 0 < parts < len(rows)  # each distinct shared set once
+    because = np.full((len(rows), MAX_BECAUSE), -1, np.int64)
+    for k, r in enumerate(rows):
+        because[k, : len(r.because)] = item_map.index(np.array(r.because))
+    shared, reasons = explainer.say(
+        item_map.index(np.array([r.movie_id for r in rows])),
+        because,
+        np.array([len(r.because) for r in rows]),
+        np.array([r.rated_highly for r in rows]),
+    )
+    assert [json.loads(s) for s in shared] == [r.shared for r in rows]
+    assert reasons == [r.reason for r in rows]
 
 
 def test_the_first_named_movie_is_the_largest_contribution(
