@@ -261,6 +261,11 @@ class BatchRecommendation(Base):
         server_default="0",
         comment="batch_shared_attributes of this row (0: shared and reason are stored on the row)",
     )
+    shard: Mapped[int] = mapped_column(
+        SmallInteger,
+        server_default="0",
+        comment="the shard that wrote the row (0: a publication in one process)",
+    )
     rated_highly: Mapped[bool] = mapped_column(
         Boolean,
         server_default=false(),
@@ -269,7 +274,8 @@ class BatchRecommendation(Base):
 
 
 class BatchSharedAttributes(Base):
-    """Each distinct set of attributes a batch's list entries share with the movies that explain them."""
+    """Each distinct set of attributes a batch's list entries share with the movies that explain them, once
+    per writer (``shard``)."""
 
     __tablename__ = "batch_shared_attributes"
     __table_args__ = {"comment": "each distinct set of shared attributes of a batch's explanations, once"}
@@ -278,6 +284,9 @@ class BatchSharedAttributes(Base):
         ForeignKey("recommendation_batches.batch_id", ondelete="CASCADE"),
         primary_key=True,
         autoincrement=False,
+    )
+    shard: Mapped[int] = mapped_column(
+        SmallInteger, primary_key=True, autoincrement=False, comment="the writer (0: one process)"
     )
     shared_key: Mapped[int] = mapped_column(
         BigInteger, primary_key=True, autoincrement=False, comment="64-bit hash of shared"

@@ -21,9 +21,9 @@ catalogue's attributes; no SQL.
   most specific attribute shared: a director, else an actor, else up to three genres.
 
 What the batch stores (migration 0012): ``because``, ``rated_highly`` and a ``shared_key`` per row, and each
-distinct (shared JSON, clause) once per batch in ``batch_shared_attributes``; the views assemble ``shared``
-and the sentence from them, exactly as ``Explainer.say`` does for the group route (which stores nothing).
-Per row that is 20 bytes instead of some 120 of JSON and text.
+distinct (shared JSON, clause) once per batch and writer in ``batch_shared_attributes``; the views assemble
+``shared`` and the sentence from them, exactly as ``Explainer.say`` does for the group route (which stores
+nothing). Per row that is 22 bytes instead of some 120 of JSON and text.
 
 Cost: the (listed x rated) contributions of a group of users in one gather and one partition; the people each
 row shares with its named movies for a whole block at once (sparse movie x person products); the JSON and
@@ -150,8 +150,8 @@ class Explanations:
 
 
 def shared_key(shared: str) -> int:
-    """A 64-bit key for shared attributes' JSON, the same in any process (shards of one batch agree on it);
-    never 0, which marks a row without parts."""
+    """A 64-bit key for shared attributes' JSON, the same in any process; never 0, which marks a row without
+    parts."""
     return int.from_bytes(hashlib.blake2b(shared.encode(), digest_size=8).digest(), "big", signed=True) or 1
 
 

@@ -165,13 +165,14 @@ class OpenBatch:
     generated_at: datetime  # one time stamp for every row of the batch, whichever process writes it
     lists: ListSettings
 
-    def writer(self, conn: Connection) -> ListWriter:
+    def writer(self, conn: Connection, shard: int = 0) -> ListWriter:
         return ListWriter(
             conn,
             {
                 "batch_id": np.int32(self.batch_id),
                 "model_version_id": np.int32(self.model_version_id),
                 "generated_at": self.generated_at,
+                "shard": np.int16(shard),
             },
         )
 
@@ -510,16 +511,17 @@ def write_lists(
     *,
     progress: bool = False,
     after_chunk: Callable[[int], None] | None = None,
+    shard: int = 0,
 ) -> Written:
     """The second piece of a publication: the lists of every user of ``cutoff`` (all users of the cut-off,
-    or a shard's range of them) into ``batch``, the model's then the fallback lists, by the one COPY writer.
-    A user's list depends on that user's ratings, dismissals and the model only, so the same user gets the
-    same list whichever range it is written with."""
+    or shard ``shard``'s range of them) into ``batch``, the model's then the fallback lists, by the one COPY
+    writer. A user's list depends on that user's ratings, dismissals and the model only, so the same user
+    gets the same list whichever range it is written with."""
     lists = batch.lists
     t = time.perf_counter()
     rerank = lists.rerank
     diversifier = Diversifier.build(rerank, model.network.movies, model.rated) if rerank.active else None
-    writer = batch.writer(conn)
+    writer = batch.writer(conn, shard)
     fallback_users, score_seconds, explain_seconds = write_model_lists(
         writer,
         model,
@@ -755,20 +757,16 @@ class ListWriter:
         self.copy_seconds += time.perf_counter() - t
 
     def _write_parts(self, parts: dict[int, tuple[str, str]]) -> None:
-        """The batch's shared attributes not written yet (a shard's retry, or another shard, may have written
-        some: they are the same)."""
-        self.conn.execute(
-            text(
-                "INSERT INTO batch_shared_attributes (batch_id, shared_key, shared, clause) "
-                "SELECT :b, p.k, CAST(p.s AS jsonb), p.c "
-                "FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS text[]), CAST(:clauses AS text[])) "
-                "AS p(k, s, c) ON CONFLICT DO NOTHING"
-            ),
+        """The shared attributes first named in this chunk, under this writer's batch and shard."""
+        copy_columns(
+            self.conn,
+            "batch_shared_attributes",
             {
-                "b": int(self.fixed["batch_id"]),
-                "keys": list(parts),
-                "shared": [j for j, _ in parts.values()],
-                "clauses": [c for _, c in parts.values()],
+                "batch_id": self.fixed["batch_id"],
+                "shard": self.fixed["shard"],
+                "shared_key": np.fromiter(parts, np.int64, len(parts)),
+                "shared": TextColumn([j for j, _ in parts.values()], jsonb=True),
+                "clause": TextColumn([c for _, c in parts.values()]),
             },
         )
 

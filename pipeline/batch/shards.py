@@ -8,10 +8,11 @@ The same three pieces as ``publish_batch`` (``pipeline.batch.publish``), each in
   the cut-off's users only, and travels with each ``Shard`` (plain JSON), so a retried shard writes the same
   range. No reader sees a pending batch: the views leave it out, a rollback never returns to it.
 * ``score_shard``: the lists of one range's users (``write_lists``, the one COPY writer), committed at once.
-  It first deletes whatever rows its range already has in the batch, in the same transaction: a retried
-  shard (or one run twice) replaces its rows, never adds to them; a shard killed half-way leaves nothing
-  (PostgreSQL discards its transaction). Shards lock the batch row FOR SHARE: they write side by side, and a
-  prune of the batch waits for them.
+  It first deletes whatever rows its range (and its explanations' shared attributes, kept per shard so
+  that shards never wait on each other's keys) already has in the batch, in the same transaction: a
+  retried shard (or one run twice) replaces its rows, never adds to them; a shard killed half-way leaves
+  nothing (PostgreSQL discards its transaction). Shards lock the batch row FOR SHARE: they write side by
+  side, and a prune of the batch waits for them.
 * ``publish_shards``: under the publish lock, ``finish_batch`` as ``publish_batch`` calls it: every user of
   the cut-off listed exactly once (else ``BatchIncomplete``: nothing is published and the batch stays
   pending, so re-running the missing shard and then the publication completes it), the list figures, the
@@ -152,9 +153,15 @@ def score_shard(
             ),
             {"b": batch.batch_id, "first": first, "last": last},
         ).rowcount
+        conn.execute(
+            text("DELETE FROM batch_shared_attributes WHERE batch_id = :b AND shard = :s"),
+            {"b": batch.batch_id, "s": int(shard["shard"])},
+        )
         cutoff = read_cutoff(conn, batch.as_of, users=(first, last))
         read = round(time.perf_counter() - started, 3)
-        written = write_lists(conn, batch, model, cutoff, progress=progress, after_chunk=_after_chunk)
+        written = write_lists(
+            conn, batch, model, cutoff, progress=progress, after_chunk=_after_chunk, shard=int(shard["shard"])
+        )
     if replaced:
         log.info(
             "shard %s of batch %s replaced %s rows of an earlier try",

@@ -111,7 +111,7 @@ def test_the_views_assemble_shared_and_reason_from_the_parts_and_the_downgrade_k
         batch = _published_batch(conn, rows=2)
         conn.execute(
             text(
-                "INSERT INTO batch_shared_attributes (batch_id, shared_key, shared, clause) VALUES (:b, 42, "
+                "INSERT INTO batch_shared_attributes (batch_id, shard, shared_key, shared, clause) VALUES (:b, 0, 42, "
                 '\'{"genres": ["Crime"], "directors": ["Joel Coen"], "actors": []}\', '
                 "'; same director: Joel Coen')"
             ),

@@ -4,14 +4,16 @@
 JSON and 60 of text per row, written by every publication (at ML-1M shape 604,000 rows, two thirds of what
 explanations added to a publication's time; at ML-25M shape 16M rows). Both are functions of a few parts:
 
-* ``batch_shared_attributes (batch_id, shared_key, shared, clause)``: each distinct set of attributes a
-  batch's rows share with the movies that explain them, once per batch: the JSON (``{"genres": [...],
-  "directors": [...], "actors": [...]}``) and the sentence's clause (``; same director: Joel Coen``).
-  ``shared_key`` is a 64-bit hash of the JSON, so the shards of one batch, each writing its own rows, agree
-  on it without talking to each other. Deleted with its batch.
+* ``batch_shared_attributes (batch_id, shard, shared_key, shared, clause)``: each distinct set of
+  attributes a batch's rows share with the movies that explain them, once per writer: the JSON
+  (``{"genres": [...], "directors": [...], "actors": [...]}``) and the sentence's clause (``; same
+  director: Joel Coen``); ``shared_key`` is a 64-bit hash of the JSON. Each shard of a sharded publication
+  writes its own (``shard``; 0 for a publication in one process), so shards writing side by side never
+  wait on each other's uncommitted keys, and a retried shard replaces its own. Deleted with its batch.
 * ``batch_recommendations.shared_key`` (0: none, the row keeps its own ``shared`` and ``reason``: fallback
-  rows, rows whose user rated nothing the model knows, rows written before this revision) and
-  ``rated_highly`` (every movie in ``because`` was rated at least the relevance threshold).
+  rows, rows whose user rated nothing the model knows, rows written before this revision), ``shard`` (the
+  writer whose attributes it points to) and ``rated_highly`` (every movie in ``because`` was rated at least
+  the relevance threshold).
 * ``current_recommendations`` and ``recommendation_history`` show the same columns as before: ``shared``
   from the batch's attributes, and ``reason`` assembled as ``Because you rated <titles of because>[ highly]
   <clause>`` (titles joined as ``A, B and C``), exactly the sentence ``pipeline.batch.explain`` says; a row
@@ -42,7 +44,8 @@ REASON = f"""CASE WHEN a.clause IS NULL THEN r.reason
      ELSE 'Because you rated ' || {_LISTED}
           || CASE WHEN r.rated_highly THEN ' highly' ELSE '' END || a.clause END"""
 PARTS = f"""CROSS JOIN LATERAL (SELECT {_TITLES} AS titles) e
-LEFT JOIN batch_shared_attributes a ON a.batch_id = r.batch_id AND a.shared_key = r.shared_key"""
+LEFT JOIN batch_shared_attributes a
+       ON a.batch_id = r.batch_id AND a.shard = r.shard AND a.shared_key = r.shared_key"""
 
 CURRENT = f"""
 SELECT r.user_id, r.rank, r.movie_id, m.title, m.year, m.genres, r.score, r.source,
@@ -93,6 +96,7 @@ def upgrade() -> None:
     op.create_table(
         "batch_shared_attributes",
         sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), nullable=False, comment="the writer (0: one process)"),
         sa.Column("shared_key", sa.BigInteger(), nullable=False, comment="64-bit hash of shared"),
         sa.Column(
             "shared",
@@ -104,7 +108,7 @@ def upgrade() -> None:
             "clause", sa.Text(), nullable=False, comment="the sentence's clause, e.g. '; same director: X'"
         ),
         sa.ForeignKeyConstraint(["batch_id"], ["recommendation_batches.batch_id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("batch_id", "shared_key"),
+        sa.PrimaryKeyConstraint("batch_id", "shard", "shared_key"),
         comment="each distinct set of shared attributes of a batch's explanations, once",
     )
     op.add_column(
@@ -115,6 +119,16 @@ def upgrade() -> None:
             server_default="0",
             nullable=False,
             comment="batch_shared_attributes of this row (0: shared and reason are stored on the row)",
+        ),
+    )
+    op.add_column(
+        "batch_recommendations",
+        sa.Column(
+            "shard",
+            sa.SmallInteger(),
+            server_default="0",
+            nullable=False,
+            comment="the shard that wrote the row (0: a publication in one process)",
         ),
     )
     op.add_column(
@@ -141,5 +155,6 @@ def downgrade() -> None:
     op.execute(f"CREATE OR REPLACE VIEW current_recommendations AS {CURRENT_BEFORE}")
     op.execute(f"CREATE OR REPLACE VIEW recommendation_history AS {HISTORY_BEFORE}")
     op.drop_column("batch_recommendations", "rated_highly")
+    op.drop_column("batch_recommendations", "shard")
     op.drop_column("batch_recommendations", "shared_key")
     op.drop_table("batch_shared_attributes")

@@ -49,6 +49,31 @@ def _rows(engine: Engine, batch_id: int, columns: str = LIST_COLUMNS) -> list[tu
         ]
 
 
+def _shown(engine: Engine, batch_id: int) -> list[tuple[Any, ...]]:
+    """The batch's lists as the analyst view shows them: explanations assembled from their parts."""
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT user_id, rank, movie_id, score, source, because, shared, reason "
+                    "FROM recommendation_history WHERE batch_id = :b ORDER BY user_id, rank"
+                ),
+                {"b": batch_id},
+            )
+        ]
+
+
+def _attributes(engine: Engine, batch_id: int, shard: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM batch_shared_attributes WHERE batch_id = :b AND shard = :s"),
+                {"b": batch_id, "s": shard},
+            ).scalar_one()
+        )
+
+
 def _published(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         return [
@@ -99,8 +124,12 @@ def test_three_shards_write_exactly_the_single_process_lists(weekly_copy, weekly
 
     assert sharded["batch_id"] == batch_id != single["batch_id"]
     assert _status(weekly_engine, batch_id) == "published"
-    columns = "user_id, rank, movie_id, score, source, because, shared, reason"
+    columns = "user_id, rank, movie_id, score, source, because, rated_highly, shared, reason"
     assert _rows(weekly_engine, batch_id, columns) == _rows(weekly_engine, single["batch_id"], columns)
+    shown = _shown(weekly_engine, batch_id)
+    assert shown == _shown(weekly_engine, single["batch_id"]) and len(shown) == SLICE_USERS * TOP_N
+    assert all(r[7].startswith("Because you rated ") for r in shown if r[4] == "model")
+    assert all(_attributes(weekly_engine, batch_id, k) > 0 for k in range(3))  # each shard its own
     assert len(_rows(weekly_engine, batch_id)) == SLICE_USERS * TOP_N
     for key in ("users", "fallback_users", "rows", "top_n", "candidates", "registered_version"):
         assert sharded[key] == single[key], key  # type: ignore[literal-required]
@@ -160,11 +189,12 @@ def test_a_shard_killed_mid_write_then_retried_or_run_twice_lists_each_user_once
 
     first = score_shard(weekly_engine, model, victim)  # the retry
     assert first["replaced"] == 0 and first["rows"] == victim["users"] * TOP_N
-    once = _rows(weekly_engine, batch_id)
+    once, parts = _rows(weekly_engine, batch_id), _attributes(weekly_engine, batch_id, victim["shard"])
     again = score_shard(weekly_engine, model, victim)  # the same shard run twice: replaces, never adds
     assert again["replaced"] == first["rows"] == again["rows"]
     twice = _rows(weekly_engine, batch_id)
     assert twice == once  # generated_at included: the batch's one time stamp
+    assert _attributes(weekly_engine, batch_id, victim["shard"]) == parts > 0  # its explanations' too
     users = {r[0] for r in twice}
     assert len(users) == victim["users"] and all(
         victim["first_user"] <= u <= victim["last_user"] for u in users
