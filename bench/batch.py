@@ -381,6 +381,7 @@ def _explain_cost(engine: Any, model: Any, top_n: int, candidates: int, repeats:
             timings[explain].append(result["timings"])
     if not repeats:
         return {}
+    reading = _read_cost(engine)
 
     def piece(explain: bool, key: str) -> float:
         return median(t.get(key, 0.0) for t in timings[explain])
@@ -405,7 +406,45 @@ def _explain_cost(engine: Any, model: Any, top_n: int, candidates: int, repeats:
         "added_seconds": round(added, 2),
         "ratio_attributed": round(attributed, 3),
         "target_ratio": 1.25,
+        "reading": reading,
     }
+
+
+def _read_cost(engine: Any, users: int = 200) -> dict[str, float]:
+    """What assembling the sentences in the view costs its readers: the published batch's explanations read
+    whole (every row's ``shared`` and ``reason``) and one user's list at a time (the API's query), from
+    ``current_recommendations`` and from a table holding the same rows as stored text (what storing the
+    sentences would read)."""
+    from statistics import median
+
+    from sqlalchemy import text
+
+    whole = "SELECT sum(length(reason)), count(shared) FROM {}"
+    one = "SELECT rank, movie_id, because, shared, reason FROM {} WHERE user_id = :u ORDER BY rank"
+    out: dict[str, float] = {}
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE stored_lists AS SELECT * FROM current_recommendations"))
+        conn.execute(text("CREATE INDEX ON stored_lists (user_id, rank)"))
+        conn.execute(text("ANALYZE stored_lists"))
+        first = text("SELECT DISTINCT user_id FROM stored_lists ORDER BY 1 LIMIT :n")
+        sample = list(conn.execute(first, {"n": users}).scalars())
+        for name, source in (("view", "current_recommendations"), ("stored", "stored_lists")):
+            t = time.perf_counter()
+            conn.execute(text(whole.format(source))).one()
+            out[f"whole_{name}_s"] = round(time.perf_counter() - t, 3)
+            per_user = []
+            for u in sample:
+                t = time.perf_counter()
+                conn.execute(text(one.format(source)), {"u": u}).all()
+                per_user.append(time.perf_counter() - t)
+            out[f"user_{name}_ms"] = round(1000 * median(per_user), 2)
+        conn.execute(text("DROP TABLE stored_lists"))
+    log(
+        f"  reading the explanations: whole batch {out['whole_view_s']} s from the view, "
+        f"{out['whole_stored_s']} s stored; one user's list {out['user_view_ms']} ms, "
+        f"{out['user_stored_ms']} ms"
+    )
+    return out
 
 
 def one_retrieval(
