@@ -8,8 +8,8 @@ skewed ratings, content with genres, text vectors and people) in a fresh embedde
 untrained network of the default architecture (the cost does not depend on the weights; at this catalogue
 the blend has no EASE, so explanations name movies by content similarity). For each shard count:
 ``prepare_shards``, then every shard's ``score_shard`` in a process of its own, all started together (as
-Airflow's workers would run the mapped tasks; each with ``cores // N`` torch threads, at least 1), then
-``publish_shards``. The processes load the model before the clock starts (a worker loads the champion
+Airflow's workers would run the mapped tasks; each with ``cores // N`` torch and BLAS threads, at least 1),
+then ``publish_shards``. The processes load the model before the clock starts (a worker loads the champion
 before scoring too, but that is not what sharding divides).
 
 Reported: the wall seconds of the scoring phase (first shard start to last shard end) and of the whole
@@ -47,14 +47,17 @@ TARGET_TWO_SHARDS = 1.6
 
 
 def _score(model_path: str, home: str, shard: Any, threads: int, start: Any, out: Any) -> None:
-    """One shard in this process: load the model, wait for the others, score and write (wall clock)."""
+    """One shard in this process: load the model, wait for the others, score and write (wall clock), on
+    ``threads`` cores' worth of torch and BLAS threads (a worker of that size)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     from database.engine import get_engine
     from pipeline.batch.shards import score_shard
     from pipeline.core.settings import Settings
 
     torch.set_num_threads(threads)
+    threadpool_limits(threads)
     with open(model_path, "rb") as fh:
         model = pickle.load(fh)
     engine = get_engine(Settings(MOVIEREC_HOME=home))
