@@ -170,11 +170,6 @@ def _contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) 
     return _content_similarity(model, rated, items)
 
 
-def content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """The cosine of the text vectors of ``rated`` (rows) and ``items`` (columns)."""
-    return _content_similarity(model, np.asarray(rated)[None, :], np.asarray(items)[None, :])[0].T
-
-
 def _content_similarity(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
     text = model.network.movies.text
     return np.asarray(text[items] @ text[rated].transpose(0, 2, 1), np.float32)
@@ -283,14 +278,15 @@ def _titles(titles: Sequence[str]) -> str:
     return titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
 
 
+Said = tuple[str, str, int]  # the shared JSON, the sentence's clause, their shared_key
+
+
 class Explainer:
     """Explanations for list entries: one per scoring chunk (batch) or per request (group route)."""
 
     def __init__(self, model: PublishedBlend, attributes: MovieAttributes) -> None:
         self.model, self.attributes = model, attributes
-        self._said: dict[
-            tuple[Any, ...], tuple[str, str, int]
-        ] = {}  # (bits, directors, actors) -> JSON, clause, key
+        self._said: dict[tuple[Any, ...], Said] = {}  # (genre bits, directors, actors) -> what is said
         self._titles: np.ndarray | None = None
         self._written: set[int] = set()  # shared keys already handed out with their parts
 
@@ -315,8 +311,8 @@ class Explainer:
         """The shared JSON and the whole sentence of each row (the group route, which stores nothing); the
         batch stores the parts instead (``explain_block``) and the views assemble the same sentence."""
         at, said = self._shared(items, because)
-        shared = np.array([j for j, _, _ in said] + [""], object)[:-1][at]
-        clause = np.array([c for _, c, _ in said] + [""], object)[:-1][at]
+        shared = np.array([j for j, _, _ in said], object)[at]
+        clause = np.array([c for _, c, _ in said], object)[at]
         # "Because you rated A[, B] and C[ highly]": element-wise string sums over the named movies' titles
         # (index -1, a pad, is the empty title at the end)
         titles = self._title_array()
@@ -331,9 +327,7 @@ class Explainer:
         reasons[counts == 0] = NO_HISTORY_REASON
         return shared.tolist(), reasons.tolist()
 
-    def _shared(
-        self, items: np.ndarray, because: np.ndarray
-    ) -> tuple[np.ndarray, list[tuple[str, str, int]]]:
+    def _shared(self, items: np.ndarray, because: np.ndarray) -> tuple[np.ndarray, list[Said]]:
         """What each row's movie shares with the movies that explain it: per row, an index into the block's
         distinct (JSON, clause, key) triples, and those. The people shared are found for the whole block in a
         few sparse products; JSON and clause are built once per distinct (genre bits, directors, actors)."""
@@ -365,7 +359,7 @@ class Explainer:
             self._titles = np.array([*named, ""], object)
         return self._titles
 
-    def _say_shared(self, key: tuple[int, tuple[str, ...], tuple[str, ...]]) -> tuple[str, str, int]:
+    def _say_shared(self, key: tuple[int, tuple[str, ...], tuple[str, ...]]) -> Said:
         """The shared JSON, the clause and their key for (genre bits, directors, actors), cached."""
         said = self._said.get(key)
         if said is None:
@@ -406,7 +400,7 @@ class Explainer:
         because = np.concatenate([b for b, _ in named])
         highly = np.concatenate([h for _, h in named])
         at, said = self._shared(np.concatenate(listed), because)
-        keys = np.array([k for _, _, k in said] + [0], np.int64)[:-1][at]
+        keys = np.array([k for _, _, k in said], np.int64)[at]
         keys[counts == 0] = 0  # nothing named: the row says NO_HISTORY_REASON itself
         parts = {k: (j, c) for j, c, k in said if k not in self._written}
         self._written.update(parts)

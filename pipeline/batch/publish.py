@@ -740,6 +740,7 @@ class ListWriter:
             "source": source,
             **self.fixed,
         }
+        parts: dict[int, tuple[str, str]] = {}
         if isinstance(explained, str):
             columns["reason"] = explained
         elif explained is not None:
@@ -750,9 +751,10 @@ class ListWriter:
             nothing_named = explained.counts == 0
             if nothing_named.any():  # these rows carry their own sentence (no parts to assemble one from)
                 columns["reason"] = TextColumn(np.where(nothing_named, NO_HISTORY_REASON, "").tolist())
+            parts = explained.parts
         t = time.perf_counter()
-        if isinstance(explained, Explanations) and explained.parts:
-            self._write_parts(explained.parts)
+        if parts:
+            self._write_parts(parts)
         self.rows += copy_columns(self.conn, "batch_recommendations", columns)
         self.copy_seconds += time.perf_counter() - t
 

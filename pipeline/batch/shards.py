@@ -143,7 +143,7 @@ def score_shard(
     has there, in one transaction. ``model`` must be the batch's champion (``shard["batch"]``'s
     ``registered_version``). ``_after_chunk(k)``: called after the k-th chunk (tests die there)."""
     batch = OpenBatch.from_dict(shard["batch"])
-    first, last = int(shard["first_user"]), int(shard["last_user"])
+    number, first, last = int(shard["shard"]), int(shard["first_user"]), int(shard["last_user"])
     started = time.perf_counter()
     with engine.connect() as conn, conn.begin():
         lock_pending(conn, batch.batch_id, share=True, timeout_s=lock_timeout_s)
@@ -155,23 +155,23 @@ def score_shard(
         ).rowcount
         conn.execute(
             text("DELETE FROM batch_shared_attributes WHERE batch_id = :b AND shard = :s"),
-            {"b": batch.batch_id, "s": int(shard["shard"])},
+            {"b": batch.batch_id, "s": number},
         )
         cutoff = read_cutoff(conn, batch.as_of, users=(first, last))
         read = round(time.perf_counter() - started, 3)
         written = write_lists(
-            conn, batch, model, cutoff, progress=progress, after_chunk=_after_chunk, shard=int(shard["shard"])
+            conn, batch, model, cutoff, progress=progress, after_chunk=_after_chunk, shard=number
         )
     if replaced:
         log.info(
             "shard %s of batch %s replaced %s rows of an earlier try",
-            shard["shard"],
+            number,
             batch.batch_id,
             replaced,
         )
     return ShardResult(
         batch_id=batch.batch_id,
-        shard=int(shard["shard"]),
+        shard=number,
         users=written.users,
         fallback_users=written.fallback_users,
         rows=written.rows,

@@ -36,14 +36,14 @@ LIST_COLUMNS = (
 )
 
 
-def _rows(engine: Engine, batch_id: int, columns: str = LIST_COLUMNS) -> list[tuple[Any, ...]]:
+def _rows(
+    engine: Engine, batch_id: int, columns: str = LIST_COLUMNS, source: str = "batch_recommendations"
+) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         return [
             tuple(r)
             for r in conn.execute(
-                text(
-                    f"SELECT {columns} FROM batch_recommendations WHERE batch_id = :b ORDER BY user_id, rank"
-                ),
+                text(f"SELECT {columns} FROM {source} WHERE batch_id = :b ORDER BY user_id, rank"),
                 {"b": batch_id},
             )
         ]
@@ -51,17 +51,8 @@ def _rows(engine: Engine, batch_id: int, columns: str = LIST_COLUMNS) -> list[tu
 
 def _shown(engine: Engine, batch_id: int) -> list[tuple[Any, ...]]:
     """The batch's lists as the analyst view shows them: explanations assembled from their parts."""
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                text(
-                    "SELECT user_id, rank, movie_id, score, source, because, shared, reason "
-                    "FROM recommendation_history WHERE batch_id = :b ORDER BY user_id, rank"
-                ),
-                {"b": batch_id},
-            )
-        ]
+    columns = "user_id, rank, movie_id, score, source, because, shared, reason"
+    return _rows(engine, batch_id, columns, "recommendation_history")
 
 
 def _attributes(engine: Engine, batch_id: int, shard: int) -> int:
