@@ -1,6 +1,6 @@
 # The project image: the pipeline and its CLI, the Airflow components (API server, scheduler with the
-# LocalExecutor running the tasks, DAG processor) and the model server. One image, one command per service
-# (see docker-compose.yml).
+# LocalExecutor running the tasks, DAG processor, Celery workers) and the model server. One image, one command
+# per service (see docker-compose.yml).
 # torch: from TORCH_INDEX_URL when that index answers (default PyTorch's CPU wheels, a ~1 GB image), else from
 # PyPI, so the build works wherever PyPI does; PyPI's Linux wheel is a CUDA build (several GB larger, and it
 # also runs on a GPU). TORCH_INDEX_URL= (empty) goes straight to PyPI; docker-compose.gpu.yml asks for
@@ -8,6 +8,8 @@
 FROM python:3.11-slim-bookworm
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Optional extras of the project (pyproject.toml), e.g. EXTRAS=kubernetes for the KubernetesExecutor.
+ARG EXTRAS=
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MOVIEREC_HOME=/var/lib/movierec \
     AIRFLOW_HOME=/opt/airflow \
@@ -27,7 +29,7 @@ COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY database ./database
 COPY model_server ./model_server
-RUN pip install -c constraints.txt . \
+RUN pip install -c constraints.txt ".${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --uid 50000 --create-home --home-dir /home/movierec movierec \
     && mkdir -p "$MOVIEREC_HOME" "$AIRFLOW_HOME/logs" "$AIRFLOW_HOME/auth" \
     && chown -R movierec "$MOVIEREC_HOME" "$AIRFLOW_HOME"

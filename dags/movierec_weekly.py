@@ -32,6 +32,9 @@ runs one at a time; a backfill has its own limit: create it with `--max-active-r
 date order, since each week's promotion gate compares with the champion the weeks before it left. Airflow
 starts no run of a paused DAG, backfills included: unpause it first.
 
+**Kubernetes:** under the KubernetesExecutor `evaluate` and `train` run in a pod with one GPU (their
+`executor_config` names `deploy/kubernetes/pod-template-train.yaml`); other executors ignore it.
+
 **Sharded scoring:** `score_shard` is mapped over the ranges `prepare_batch` planned (from the cut-off's
 users only, so a retry gets the same range); with several workers the shards score side by side. Each shard
 commits its rows on its own, after deleting what an earlier try of it wrote: a failed shard retries alone
@@ -81,6 +84,7 @@ from pipeline.core.defaults import (
     MAX_SHARDS,
     MAX_TOP_N,
     SHARD_USERS,
+    TRAIN_POD_TEMPLATE,
     TRAINING_POOL,
 )
 
@@ -89,6 +93,8 @@ if TYPE_CHECKING:  # the tasks import steps at run time; parsing this file impor
     from pipeline.orchestration.steps import Evaluation, Fetched, Ingested, Training
 
 PUBLISHED_LISTS = Asset(name="recommendation_batches", uri="movierec://recommendation_batches")
+# The KubernetesExecutor starts the training tasks from this pod template (a GPU); other executors ignore it.
+TRAINING_POD: dict[str, Any] = {"pod_template_file": TRAIN_POD_TEMPLATE}
 
 default_args: dict[str, Any] = {
     "owner": "movierec",
@@ -259,7 +265,7 @@ def movierec_weekly() -> None:
         assert params is not None
         return dict(steps.quality(ingested, max_reject_share=params["max_reject_share"]))
 
-    @task(pool=TRAINING_POOL)
+    @task(pool=TRAINING_POOL, executor_config=TRAINING_POD)
     def evaluate(params: dict[str, Any] | None = None, logical_date: datetime | None = None) -> dict:
         """Evaluation protocols and baselines on the data up to the cut-off; chooses the blend weights."""
         from pipeline.orchestration import steps
@@ -267,7 +273,7 @@ def movierec_weekly() -> None:
         assert params is not None
         return dict(steps.evaluate(_as_of(logical_date), epochs=params["epochs"], device=_device(params)))
 
-    @task(pool=TRAINING_POOL)
+    @task(pool=TRAINING_POOL, executor_config=TRAINING_POD)
     def train(
         evaluation: Evaluation, params: dict[str, Any] | None = None, logical_date: datetime | None = None
     ) -> dict:

@@ -1,6 +1,7 @@
 """``movierec airflow``: Airflow on this machine, wired to the project's settings (no Docker).
 
-``standalone`` runs Airflow's UI, scheduler, DAG processor and triggerer; ``run-weekly`` runs the weekly DAG
+``standalone`` runs Airflow's UI, scheduler, DAG processor and triggerer; ``celery`` the same parts with
+the CeleryExecutor and N worker processes; ``run-weekly`` runs the weekly DAG
 once through Airflow itself (``dag.test``: one process, real metadata database, real task instances).
 """
 
@@ -95,6 +96,42 @@ def standalone(port: Annotated[int, typer.Option(help="port of the UI / API serv
     )
     sys.stdout.flush()
     sys.exit(airflow_local.run_standalone([executable, "standalone"]))
+
+
+@app.command("celery")
+def celery(
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Celery workers to start")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="tasks each worker runs at once")] = 1,
+    port: Annotated[int, typer.Option(help="port of the UI / API server")] = 8080,
+) -> None:
+    """Run Airflow with the CeleryExecutor on this machine: UI/API server, scheduler, DAG processor and
+    WORKERS Celery workers, each its own process. Broker: AIRFLOW__CELERY__BROKER_URL (Redis, RabbitMQ), else
+    PostgreSQL itself (kombu's SQLAlchemy transport on Airflow's metadata database)."""
+    import signal
+    import time
+
+    from pipeline.orchestration.airflow_cluster import Cluster
+
+    settings = get_settings()
+    cluster = Cluster(settings, executor="celery", workers=workers, concurrency=concurrency, port=port)
+    asked: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: asked.append(signum))
+    with cluster:
+        cluster.wait_ready()
+        passwords = Path(cluster.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        out.print(
+            f"Airflow UI on http://localhost:{port} (user admin, password in {passwords}); CeleryExecutor, "
+            f"{workers} worker(s) x {concurrency}; component logs in {cluster.log_dir}; stop with Ctrl-C",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.stdout.flush()
+        while not asked and not cluster.dead():
+            time.sleep(1.0)
+        dead = cluster.dead()
+    if dead and not asked:
+        raise MovierecError("Airflow component exited: " + "; ".join(dead))
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): .+$", re.MULTILINE)

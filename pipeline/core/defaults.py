@@ -98,6 +98,9 @@ READER_IDLE_IN_TRANSACTION_TIMEOUT_S: Final = 60
 DAG_ID: Final = "movierec_weekly"
 TRAINING_POOL: Final = "movierec_training"
 TRAINING_POOL_SLOTS: Final = 1
+# The KubernetesExecutor's pod template for the tasks that train (deploy/kubernetes/pod-template-train.yaml,
+# one GPU; mounted in the scheduler by deploy/kubernetes/values.yaml); other executors ignore it.
+TRAIN_POD_TEMPLATE: Final = "/opt/movierec/pod-templates/pod-template-train.yaml"
 DEVICES: Final = ("auto", "cpu", "cuda")
 
 # --- privacy ------------------------------------------------------------------------------------------------

@@ -344,11 +344,11 @@ def run_standalone(command: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     while child.poll() is None and not (asked and time.monotonic() - asked[0] > 60):
         time.sleep(0.5)
-    _stop_group(child.pid)  # what is left of the group: components the standalone process left behind
+    stop_group(child.pid)  # what is left of the group: components the standalone process left behind
     return 0 if asked else (child.wait() or 0)
 
 
-def _stop_group(pgid: int, grace_s: float = 30.0) -> None:
+def stop_group(pgid: int, grace_s: float = 30.0) -> None:
     """SIGTERM a process group, SIGKILL what is left of it after ``grace_s``."""
     import signal
     import time

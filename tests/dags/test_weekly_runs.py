@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, text
 from database.engine import sqlalchemy_url
 from pipeline.core.settings import get_settings
 from tests.support.database import copy_of
+from tests.support.weekly import published_lists
 
 pytestmark = pytest.mark.e2e  # DAG runs through Airflow
 
@@ -44,16 +45,7 @@ class World:
 
     def published(self) -> dict[str, Any]:
         """The list readers see now: its batch, model version, cut-off and rows."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    "SELECT min(batch_id), min(model_version), min(data_cutoff), count(*), count(DISTINCT user_id), "
-                    "count(DISTINCT batch_id), md5(string_agg(user_id || ':' || rank || ':' || movie_id, ',' "
-                    "ORDER BY user_id, rank)) FROM current_recommendations"
-                )
-            ).one()
-        keys = ("batch_id", "model_version", "data_cutoff", "rows", "users", "batches", "digest")
-        return dict(zip(keys, row))
+        return published_lists(self.engine)
 
 
 @pytest.fixture(scope="module")

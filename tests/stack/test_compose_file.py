@@ -23,6 +23,7 @@ SERVICES = {
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
+    "airflow-worker",
     "model-server",
 }
 AIRFLOW = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
@@ -99,7 +100,7 @@ def test_airflow_services_share_one_configuration(compose: dict, name: str) -> N
     service = compose["services"][name]
     env = service["environment"]
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/app/dags"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert env["DATABASE_URL"].startswith("postgresql://movierec:")
@@ -108,6 +109,29 @@ def test_airflow_services_share_one_configuration(compose: dict, name: str) -> N
     assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in service
     assert env == compose["services"]["airflow-scheduler"]["environment"]
+
+
+def test_the_celery_profile_adds_workers_that_run_the_schedulers_image_and_configuration(compose: dict) -> None:
+    services = compose["services"]
+    worker = services["airflow-worker"]
+    assert worker["profiles"] == ["celery"]  # a plain `up` starts none
+    assert [name for name, s in services.items() if s.get("profiles")] == ["airflow-worker"]
+    assert worker["command"] == ["airflow", "celery", "worker"]
+    assert worker["image"] == services["airflow-scheduler"]["image"] == "movierec:latest"
+    assert worker["environment"] == services["airflow-scheduler"]["environment"]
+    assert worker["volumes"] == services["airflow-scheduler"]["volumes"]
+    env = worker["environment"]
+    # the broker: the airflow database unless AIRFLOW_CELERY_BROKER_URL names another, its password from .env
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == (
+        "${AIRFLOW_CELERY_BROKER_URL:-sqla+postgresql+psycopg2://airflow:${AIRFLOW_DB_PASSWORD}"
+        "@postgres:5432/airflow}"
+    )
+    tasks = yaml.safe_load((ROOT / "Taskfile.yml").read_text())["tasks"]
+    up = tasks["up"]
+    assert "{{if .WORKERS}} --profile celery{{end}}" in up["vars"]["COMPOSE"]
+    assert up["env"]["AIRFLOW_EXECUTOR"] == "{{if .WORKERS}}CeleryExecutor{{else}}LocalExecutor{{end}}"
+    assert "airflow-worker --scale airflow-worker={{.WORKERS}}" in next(c for c in up["cmds"] if " up -d" in c)
+    assert "--profile celery" in tasks["down"]["cmds"][0]  # down removes the workers too
 
 
 def test_airflow_init_migrates_both_schemas_and_creates_the_pool(compose: dict) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, text
+
 from pipeline.core.settings import Settings
 
 TOP_N = 20  # list length the end-to-end runs publish
@@ -34,3 +36,18 @@ def run_weekly_slice(settings: Settings, source: Path, *, top_n: int = TOP_N) ->
 def weekly_settings(home: Path, database_url: str) -> Settings:
     """A user whose database is ``database_url`` and whose MLflow store is sqlite under ``home``."""
     return Settings(MOVIEREC_HOME=home, DATABASE_URL=database_url, MLFLOW_TRACKING_URI="")
+
+
+def published_lists(engine: Engine) -> dict[str, Any]:
+    """What readers see now (``current_recommendations``): its batch, model version, cut-off, row and user
+    counts, and a digest of every (user, rank, movie)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT min(batch_id), min(model_version), min(data_cutoff), count(*), count(DISTINCT user_id), "
+                "count(DISTINCT batch_id), md5(string_agg(user_id || ':' || rank || ':' || movie_id, ',' "
+                "ORDER BY user_id, rank)) FROM current_recommendations"
+            )
+        ).one()
+    keys = ("batch_id", "model_version", "data_cutoff", "rows", "users", "batches", "digest")
+    return dict(zip(keys, row))
