@@ -271,3 +271,84 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(
         admin.close()
     assert proc.returncode == 0
     assert not _group_alive(proc.pid)  # session = process group of everything standalone started
+
+
+def _processes_with_home(airflow_home: Path) -> list[int]:
+    """Processes whose environment names this ``AIRFLOW_HOME``: what the command started and left running."""
+    wanted = f"AIRFLOW_HOME={airflow_home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def test_celery_starts_every_component_with_a_worker_and_stops_them_all(
+    user_env: dict[str, str], server_url: str, tmp_path: Path
+) -> None:
+    """`movierec airflow celery` (./taskw airflow:celery): the API reports the scheduler and DAG processor
+    healthy, the worker connects to the broker (PostgreSQL), and SIGTERM stops every process it started."""
+    name = f"movierec_test_airflow_celery_{os.getpid()}"
+    admin = admin_connection(server_url)
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    port = _free_port()
+    home = tmp_path / "airflow"
+    env = dict(
+        user_env,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlalchemy_url(with_database(server_url, name)),
+        AIRFLOW_HOME=str(home),
+    )
+    out = tmp_path / "celery.log"
+    with out.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "airflow",
+                "celery",
+                "--workers",
+                "1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    worker_log = home / "logs" / "cluster" / "worker1.log"
+    try:
+        for _ in range(360):  # readiness, not a timing check
+            assert proc.poll() is None, out.read_text()[-3000:]
+            if "stop with Ctrl-C" in out.read_text() and worker_log.exists():
+                if "worker1@" in worker_log.read_text(errors="replace") and " ready." in worker_log.read_text(
+                    errors="replace"
+                ):
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail(out.read_text()[-3000:])
+        assert f"http://localhost:{port}" in out.read_text()
+        assert (
+            "sqla+postgresql+psycopg2://" in worker_log.read_text()
+        )  # the broker: PostgreSQL (no password shown)
+        assert len(_processes_with_home(home)) >= 4  # API server, scheduler, DAG processor, worker
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=180)
+        finally:
+            for pid in _processes_with_home(home):
+                os.kill(pid, signal.SIGKILL)
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    assert proc.returncode == 0, out.read_text()[-3000:]
+    assert _processes_with_home(home) == []
