@@ -3,6 +3,8 @@ tooling is installed) `docker compose config` / `docker-compose config`, which v
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -111,7 +113,9 @@ def test_airflow_services_share_one_configuration(compose: dict, name: str) -> N
     assert env == compose["services"]["airflow-scheduler"]["environment"]
 
 
-def test_the_celery_profile_adds_workers_that_run_the_schedulers_image_and_configuration(compose: dict) -> None:
+def test_the_celery_profile_adds_workers_that_run_the_schedulers_image_and_configuration(
+    compose: dict,
+) -> None:
     services = compose["services"]
     worker = services["airflow-worker"]
     assert worker["profiles"] == ["celery"]  # a plain `up` starts none
@@ -130,7 +134,9 @@ def test_the_celery_profile_adds_workers_that_run_the_schedulers_image_and_confi
     up = tasks["up"]
     assert "{{if .WORKERS}} --profile celery{{end}}" in up["vars"]["COMPOSE"]
     assert up["env"]["AIRFLOW_EXECUTOR"] == "{{if .WORKERS}}CeleryExecutor{{else}}LocalExecutor{{end}}"
-    assert "airflow-worker --scale airflow-worker={{.WORKERS}}" in next(c for c in up["cmds"] if " up -d" in c)
+    assert "airflow-worker --scale airflow-worker={{.WORKERS}}" in next(
+        c for c in up["cmds"] if " up -d" in c
+    )
     assert "--profile celery" in tasks["down"]["cmds"][0]  # down removes the workers too
 
 
@@ -202,6 +208,36 @@ def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Pat
     )
     # a missing secret stops it with a reason (Compose v2 names whichever required secret it meets first)
     assert missing.returncode != 0 and re.search(r"(PASSWORD|SECRET)[A-Z_]* in \.env", missing.stderr)
+
+
+def test_docker_compose_config_resolves_the_celery_profile(tmp_path: Path) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "".join(f"{name}=test-{name.lower()}\n" for name in _required_vars(COMPOSE.read_text()))
+    )
+    args = [*command, "--env-file", str(env_file), "--project-directory", str(ROOT), "-f", str(COMPOSE)]
+    env = dict(os.environ, AIRFLOW_EXECUTOR="CeleryExecutor")
+    env.pop("AIRFLOW_CELERY_BROKER_URL", None)
+    done = subprocess.run(
+        [*args, "--profile", "celery", "config", "--format", "json"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    worker = services["airflow-worker"]["environment"]
+    assert (
+        worker["AIRFLOW__CORE__EXECUTOR"]
+        == services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
+        == "CeleryExecutor"
+    )
+    # the default broker: the stack's PostgreSQL, with the airflow role's password from the env file
+    assert worker["AIRFLOW__CELERY__BROKER_URL"] == (
+        "sqla+postgresql+psycopg2://airflow:test-airflow_db_password@postgres:5432/airflow"
+    )
+    plain = subprocess.run([*args, "config", "--services"], capture_output=True, text=True, env=env)
+    assert plain.returncode == 0 and "airflow-worker" not in plain.stdout.split()  # only with the profile
 
 
 def test_no_service_that_runs_mlflow_airflow_or_movierec_reports_usage(compose: dict) -> None:
