@@ -5,7 +5,9 @@ Builds the images, brings the stack up through the project's own tasks (``task u
 API list the DAG, the run succeeded and its task logs are readable through the API, MLflow holds the
 experiment and ``movierec-hybrid@champion``, the model server answers with its docs served locally, the
 read-only role reads the lists and cannot write. Then ``task down``, ``task up`` again with the data intact,
-and ``task down -- -v`` leaving no volume behind. One line per check; exits 1 on any failure.
+and ``task down -- -v`` leaving no volume behind. One line per check; exits 1 on any failure. ``--workers N``
+does all of it with the CeleryExecutor and N worker containers (``task up WORKERS=N``), and checks that the
+weekly run's tasks ran on the workers, its N shards on N different ones.
 
 It runs as its own Compose project (``movierec-check``, fresh random secrets in a temporary env file), so a
 stack of yours keeps its volumes; it needs the same host ports (5432, 5000, 8000, 8080) free. Standard library
@@ -158,14 +160,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the stack up at the end (no down -v)")
     parser.add_argument("--json", type=Path, help="write the checks' timings here")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the stack with the CeleryExecutor and this many worker containers (`task up WORKERS=N`); "
+        "the weekly run then has as many shards, and each must run on a different worker",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="movierec-stack-check-"))
     env_file, values = write_env_file(work)
     log = work / "commands.log"
     env = {**os.environ, "COMPOSE_PROJECT_NAME": PROJECT}
-    compose = ["docker", "compose", "-f", "docker-compose.yml", "--env-file", str(env_file)]
-    task = ["task", f"ENV_FILE={env_file}"]
+    compose = [
+        "docker",
+        "compose",
+        "-f",
+        "docker-compose.yml",
+        "--profile",
+        "celery",
+        "--env-file",
+        str(env_file),
+    ]
+    task = ["task", f"ENV_FILE={env_file}"] + ([f"WORKERS={args.workers}"] if args.workers else [])
     print(f"stack check: project {PROJECT}, command output in {log}", flush=True)
     checks = Checks()
     state: dict[str, Any] = {}
@@ -213,7 +231,8 @@ def main() -> int:
     checks.run("model server live, not ready, before the first run", serving_before_any_run)
 
     def weekly() -> str:
-        output = sh(*task, "up", env=env, log=log, timeout=3600)
+        shards = ["--", "--shards", str(args.workers)] if args.workers else []
+        output = sh(*task, "up", *shards, env=env, log=log, timeout=3600)
         expect(values["MOVIEREC_DB_PASSWORD"] not in output, "the database password was printed")
         psql = re.search(r'psql "([^"]+)"', output)
         expect(psql is not None, "no psql line in the output")
@@ -275,6 +294,24 @@ def main() -> int:
         return f"{len(tis)} tasks succeeded; logs read through the API for {', '.join(read)}"
 
     checks.run("the DAG run succeeded and its task logs are readable through the API", run_and_logs)
+
+    def on_the_workers() -> str:
+        """CeleryExecutor: every task ran in a worker container, and the shards on as many workers."""
+        workers = set(sh(*compose, "ps", "-q", "airflow-worker", env=env).split())
+        expect(len(workers) == args.workers, f"{len(workers)} worker containers, not {args.workers}")
+        tis = get_json(
+            f"{AIRFLOW}/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(state['run_id'])}/taskInstances",
+            token=state["token"],
+        )["task_instances"]
+        scheduler = sh(*compose, "ps", "-q", "airflow-scheduler", env=env).strip()
+        hosts = {(t["task_id"], t["map_index"]): t["hostname"] for t in tis}
+        expect(all(h and not scheduler.startswith(h) for h in hosts.values()), f"hosts {hosts}")
+        shard_hosts = {h for (task_id, _), h in hosts.items() if task_id == "score_shard"}
+        expect(len(shard_hosts) == args.workers, f"score_shard ran on {sorted(shard_hosts)}")
+        return f"{len(hosts)} task instances on {len(set(hosts.values()))} workers; shards on {sorted(shard_hosts)}"
+
+    if args.workers:
+        checks.run(f"CeleryExecutor: the tasks ran on the {args.workers} worker containers", on_the_workers)
 
     def mlflow() -> str:
         found = get_json(f"{MLFLOW}/api/2.0/mlflow/experiments/get-by-name?experiment_name=movierec-ml-100k")
