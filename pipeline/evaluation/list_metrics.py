@@ -21,6 +21,7 @@ movie index (``popularity_counts``). Definitions:
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from pipeline.core.defaults import LONG_TAIL_HEAD_SHARE
 from pipeline.evaluation.metrics import catalog_coverage
@@ -39,7 +40,7 @@ __all__ = [
 # The keys of ``list_set_metrics``'s answer besides the counts ``users`` and ``rows``.
 LIST_METRIC_NAMES = ("coverage", "intra_list_diversity", "novelty", "long_tail_share", "gini")
 
-_CHUNK_USERS = 2048  # lists per step of the ILD (bounds the (users, N, dim) gather)
+_CHUNK_USERS = 8192  # lists per step of the ILD (bounds its (lists, dim) sums)
 
 
 def _lists(lists: np.ndarray, n_items: int) -> np.ndarray:
@@ -81,14 +82,17 @@ def intra_list_diversity(lists: np.ndarray, item_vectors: np.ndarray) -> float:
     lists = _lists(lists, len(vectors))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    self_sim = (norms[:, 0] > 0).astype(np.float64)  # |v|^2 of a unit vector; 0 for a movie without one
     total, n_lists = 0.0, 0
     for start in range(0, len(lists), _CHUNK_USERS):
         chunk = lists[start : start + _CHUNK_USERS]
         valid = chunk >= 0
-        gathered = unit[np.where(valid, chunk, 0)] * valid[..., None]  # padding -> zero vector
+        # Each list's sum of unit vectors as a sparse (lists x movies) product: no (lists, N, dim) gather.
+        rows = np.broadcast_to(np.arange(len(chunk))[:, None], chunk.shape)[valid]
+        listed = sp.csr_matrix((np.ones(len(rows)), (rows, chunk[valid])), shape=(len(chunk), len(vectors)))
+        sums = listed @ unit
         # sum over ordered pairs i != j of v_i . v_j = |sum v|^2 - sum |v|^2
-        sums = gathered.sum(axis=1)
-        pair_sim = np.einsum("ud,ud->u", sums, sums) - np.einsum("und,und->u", gathered, gathered)
+        pair_sim = np.einsum("ud,ud->u", sums, sums) - listed @ self_sim
         n = valid.sum(axis=1).astype(np.float64)
         keep = n >= 2
         total += float(np.sum(1.0 - pair_sim[keep] / (n[keep] * (n[keep] - 1.0))))

@@ -39,7 +39,7 @@ def test_ild_skips_short_lists_and_treats_no_content_as_dissimilar():
 def test_ild_in_chunks_equals_one_pass():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(50, 8))
-    lists = np.stack([rng.choice(50, size=10, replace=False) for _ in range(5000)])
+    lists = np.stack([rng.choice(50, size=10, replace=False) for _ in range(9000)])  # two chunks of lists
     per_list = []
     for row in lists:
         unit = vectors[row] / np.linalg.norm(vectors[row], axis=1, keepdims=True)
