@@ -286,11 +286,12 @@ def main() -> int:
             url = (
                 f"{AIRFLOW}/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(state['run_id'])}/taskInstances/"
                 f"{ti['task_id']}/logs/{ti['try_number']}?full_content=true"
+                + (f"&map_index={ti['map_index']}" if ti["map_index"] >= 0 else "")  # a mapped task (shards)
             )
             content = json.dumps(get_json(url, token=token).get("content"))
             expect("Could not read served logs" not in content, f"{ti['task_id']}: {content[:300]}")
             expect(ti["task_id"] in content or "Task" in content, f"{ti['task_id']}: log has no task lines")
-            read.append(ti["task_id"])
+            read.append(ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]")
         return f"{len(tis)} tasks succeeded; logs read through the API for {', '.join(read)}"
 
     checks.run("the DAG run succeeded and its task logs are readable through the API", run_and_logs)
