@@ -62,7 +62,7 @@ def cluster_env(
     executor: Executor,
     *,
     port: int,
-    slots: int,
+    slots: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment every component runs with: the project's Airflow wiring, the executor, the API
@@ -71,7 +71,8 @@ def cluster_env(
     env["AIRFLOW__CORE__EXECUTOR"] = EXECUTORS[executor]
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
-    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(slots))
+    if slots is not None:
+        env.setdefault("AIRFLOW__CORE__PARALLELISM", str(slots))
     env = airflow_env(settings, env)
     # The scheduler signs each task's token for the API server, so every process needs the same secrets;
     # unset, each would make its own. New ones at each start (a deployment sets them, as compose's .env does).
@@ -113,17 +114,6 @@ def components(env: Mapping[str, str], executor: Executor, workers: int, concurr
     return parts
 
 
-def _run_airflow(env: Mapping[str, str], *args: str) -> str:
-    """An ``airflow`` CLI command in ``env``; its output, or a ``MovierecError`` with its last line."""
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow", *args], env=dict(env), capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        raise MovierecError(f"`airflow {args[0]} {args[1] if len(args) > 1 else ''}` failed: {last}")
-    return done.stdout
-
-
 class Cluster:
     """Start with ``start()`` (or as a context manager), stop with ``stop()``: every component's process
     group gets SIGTERM, then SIGKILL after a grace period."""
@@ -144,7 +134,7 @@ class Cluster:
             raise MovierecError("workers and concurrency must be at least 1")
         self.settings = settings or get_settings()
         self.executor, self.port = executor, port
-        slots = workers * concurrency if executor == "celery" else 2
+        slots = workers * concurrency if executor == "celery" else None  # local: the project's default
         self.env = cluster_env(self.settings, executor, port=port, slots=slots, environ=environ)
         self.parts = components(self.env, executor, workers, concurrency)
         self.log_dir = Path(self.env["AIRFLOW_HOME"]) / "logs" / "cluster"
@@ -242,5 +232,11 @@ class Cluster:
         raise MovierecError(f"Airflow not healthy after {timeout_s:.0f} s: {self.health() or 'no answer'}")
 
     def airflow(self, *args: str) -> str:
-        """An ``airflow`` CLI command against this cluster's metadata database."""
-        return _run_airflow(self.env, *args)
+        """An ``airflow`` CLI command against this cluster's metadata database: its output, or a
+        ``MovierecError`` with its last line."""
+        command = [sys.executable, "-m", "airflow", *args]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+            raise MovierecError(f"`airflow {' '.join(args[:2])}` failed: {last}")
+        return done.stdout
