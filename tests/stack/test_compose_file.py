@@ -156,11 +156,16 @@ def test_model_server_reads_as_the_read_only_role(compose: dict) -> None:
     assert "8000/ping'" in probe and "/health" not in probe
 
 
-def test_gpu_override_reserves_the_gpu_for_the_training_service() -> None:
+def test_gpu_override_reserves_the_gpu_for_the_services_that_train() -> None:
     gpu = yaml.safe_load(GPU.read_text())
-    assert set(gpu["services"]) == {"airflow-scheduler"}  # the LocalExecutor runs the tasks there
-    devices = gpu["services"]["airflow-scheduler"]["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    # the LocalExecutor runs the tasks in the scheduler; the celery profile's workers run them otherwise
+    assert set(gpu["services"]) == {"airflow-scheduler", "airflow-worker"}
+    for name in gpu["services"]:
+        devices = gpu["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+        assert gpu["services"][name]["image"] == "movierec:cuda"
+    assert "build" not in gpu["services"]["airflow-worker"]  # built once, by the scheduler's build
+    assert gpu["services"]["airflow-worker"]["pull_policy"] == "never"
 
 
 def _compose_command() -> list[str] | None:
