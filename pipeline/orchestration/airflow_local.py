@@ -258,9 +258,11 @@ class TaskWatcher:
                     TaskInstance.state,
                     TaskInstance.try_number,
                     TaskInstance.duration,
+                    TaskInstance.end_date,
                 ).where(TaskInstance.dag_id == self.dag_id, TaskInstance.end_date >= self._since)
             ).all()
-        for task_id, map_index, state, tries, seconds in sorted(rows, key=lambda r: (r[0], r[1])):
+        # in the order they ended: tasks that settle within one poll are reported as they ran, not by name
+        for task_id, map_index, state, tries, seconds, _ in sorted(rows, key=lambda r: (r[5], r[0], r[1])):
             key = (task_id, int(map_index), int(tries or 0), str(state))
             if state is None or str(state) not in _REPORTED_STATES or key in self.seen:
                 continue
