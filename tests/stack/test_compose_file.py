@@ -178,8 +178,9 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, GPU]], ids=["base", "gpu"])
-def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Path]) -> None:
+def _compose_with_test_secrets(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """The compose command (skips the test without one) and its arguments for this repository with every
+    required secret set to a test value."""
     command = _compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
@@ -187,7 +188,12 @@ def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Pat
     env_file.write_text(
         "".join(f"{name}=test-{name.lower()}\n" for name in _required_vars(COMPOSE.read_text()))
     )
-    args = [*command, "--env-file", str(env_file), "--project-directory", str(ROOT)]
+    return command, [*command, "--env-file", str(env_file), "--project-directory", str(ROOT)]
+
+
+@pytest.mark.parametrize("files", [[COMPOSE], [COMPOSE, GPU]], ids=["base", "gpu"])
+def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Path]) -> None:
+    command, args = _compose_with_test_secrets(tmp_path)
     for f in files:
         args += ["-f", str(f)]
     done = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=120)
@@ -216,14 +222,8 @@ def test_docker_compose_config_accepts_the_files(tmp_path: Path, files: list[Pat
 
 
 def test_docker_compose_config_resolves_the_celery_profile(tmp_path: Path) -> None:
-    command = _compose_command()
-    if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
-    env_file = tmp_path / "env"
-    env_file.write_text(
-        "".join(f"{name}=test-{name.lower()}\n" for name in _required_vars(COMPOSE.read_text()))
-    )
-    args = [*command, "--env-file", str(env_file), "--project-directory", str(ROOT), "-f", str(COMPOSE)]
+    _, base = _compose_with_test_secrets(tmp_path)
+    args = [*base, "-f", str(COMPOSE)]
     env = dict(os.environ, AIRFLOW_EXECUTOR="CeleryExecutor")
     env.pop("AIRFLOW_CELERY_BROKER_URL", None)
     done = subprocess.run(
