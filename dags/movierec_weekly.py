@@ -49,7 +49,7 @@ retrying cannot fix them.
 
 Parameters (trigger form): `dataset` or `source`, `top_n`, `candidates`, `diversity`,
 `popularity_penalty`, `force_publish`, `shards`, `epochs`, `device`, `train_processes`,
-`max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`,
+`full_retrain`, `max_reject_share`. Tasks run with the worker's environment: `MOVIEREC_HOME`, `DATABASE_URL`,
 `MLFLOW_TRACKING_URI`, and `MOVIEREC_DEVICE` / `MOVIEREC_TRAIN_PROCESSES` when `device` /
 `train_processes` is left empty. `publish` updates the asset `movierec://recommendation_batches`.
 """
@@ -86,6 +86,7 @@ from pipeline.core.defaults import (
     SHARD_USERS,
     TRAIN_POD_TEMPLATE,
     TRAINING_POOL,
+    WARM_START_MAX_AGE_WEEKS,
 )
 
 if TYPE_CHECKING:  # the tasks import steps at run time; parsing this file imports pipeline.core only
@@ -202,6 +203,14 @@ params = {
         "nproc_per_node: gloo on the CPU, one GPU each with CUDA); "
         "empty: the worker's MOVIEREC_TRAIN_PROCESSES.",
     ),
+    "full_retrain": Param(
+        False,
+        type="boolean",
+        title="Full retrain",
+        description="Train the network from scratch instead of warm-starting it from the champion's "
+        f"(a full retrain also happens every MOVIEREC_FULL_RETRAIN_WEEKS, default "
+        f"{WARM_START_MAX_AGE_WEEKS}, and whenever the hyperparameters changed).",
+    ),
     "max_reject_share": Param(
         MAX_REJECT_SHARE,
         type="number",
@@ -288,6 +297,7 @@ def movierec_weekly() -> None:
                 epochs=params["epochs"],
                 device=_device(params),
                 processes=params["train_processes"],
+                full_retrain=bool(params.get("full_retrain")),  # .get: a run triggered before the param
             )
         )
 

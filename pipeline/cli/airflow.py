@@ -21,6 +21,7 @@ import click
 import typer
 from rich.console import Console
 
+from pipeline.cli.options import FullRetrain
 from pipeline.cli.render import out, output_to_file, print_published_lists, print_task_event, task_line
 from pipeline.core.dates import parse_as_of
 from pipeline.core.defaults import MAX_SHARDS, SHARD_USERS
@@ -166,6 +167,7 @@ def run_weekly_dag(
     epochs: Annotated[int | None, typer.Option(min=1, help="maximum training epochs")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
     max_reject_share: Annotated[float | None, typer.Option(min=0, max=1, help="quality gate")] = None,
+    full_retrain: FullRetrain = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="stream Airflow's and the tasks' logs here too")
     ] = False,
@@ -191,6 +193,7 @@ def run_weekly_dag(
             "epochs": epochs,
             "device": device,
             "max_reject_share": max_reject_share,
+            "full_retrain": full_retrain or None,
         }.items()
         if value is not None
     }

@@ -17,6 +17,7 @@ from pipeline.cli.options import (
     Diversity,
     Epochs,
     Force,
+    FullRetrain,
     PopularityPenalty,
     TopN,
     as_of_option,
@@ -75,6 +76,7 @@ def run(
     diversity: Diversity = None,
     popularity_penalty: PopularityPenalty = None,
     force: Force = False,
+    full_retrain: FullRetrain = False,
 ) -> None:
     """The weekly pipeline in one process: ingest, evaluate, train, promote, recommend; then show lists."""
     from pipeline.orchestration.steps import run_all
@@ -100,6 +102,7 @@ def run(
         force=force,
         progress=sys.stderr.isatty(),
         on_step=on_step,
+        full_retrain=full_retrain,
     )
     out.print(results["report"], highlight=False)
     print_published_lists()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli.options import AsOf, Device, Epochs, as_of_option, device_option
+from pipeline.cli.options import AsOf, Device, Epochs, FullRetrain, as_of_option, device_option
 from pipeline.cli.render import err, out, print_evaluation
 from pipeline.core.defaults import PRIMARY_PROTOCOL, REGISTERED_MODEL
 from pipeline.core.settings import get_settings
@@ -26,6 +26,7 @@ def train(
             "--all-protocols", help="also evaluate the random protocol (RMSE/MAE): two more trainings"
         ),
     ] = False,
+    full_retrain: FullRetrain = False,
 ) -> None:
     """Evaluate beside the baselines, train on all data up to the cut-off, register in MLflow, run the gate:
     the weekly DAG's evaluate, train and promote steps, in this process."""
@@ -45,6 +46,7 @@ def train(
         settings=get_settings(),
         progress=sys.stderr.isatty(),
         on_step=on_step,
+        full_retrain=full_retrain,
     )
     evaluation, training, decision = results["evaluation"], results["training"], results["promotion"]
     print_evaluation(json.loads(Path(evaluation["report_path"]).read_text()))

@@ -23,6 +23,13 @@ AsOf = Annotated[
     str | None, typer.Option("--as-of", help="data cut-off (ISO date): later ratings are unseen")
 ]
 Epochs = Annotated[int | None, typer.Option(min=1, help="maximum epochs (early stopping may end sooner)")]
+FullRetrain = Annotated[
+    bool,
+    typer.Option(
+        "--full-retrain",
+        help="train the network from scratch instead of warm-starting it from the champion's",
+    ),
+]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: MOVIEREC_DEVICE)")]
 TopN = Annotated[int, typer.Option("--top-n", min=1, max=MAX_TOP_N, help="list length per user")]
 Candidates = Annotated[

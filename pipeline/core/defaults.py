@@ -51,6 +51,13 @@ EVALUATION_ONLY_MODELS: Final = ("als", "bpr", "lmf", "item_knn")
 # pay nothing in what is published, so they stay in `movierec evaluate`.
 WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 
+# Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains
+# at most this many epochs; a full retrain from scratch once the chain's last full training is this many
+# weeks old (MOVIEREC_WARM_START_EPOCHS, MOVIEREC_FULL_RETRAIN_WEEKS; the DAG's full_retrain param forces
+# one).
+WARM_START_EPOCHS: Final = 10
+WARM_START_MAX_AGE_WEEKS: Final = 4
+
 # --- lists --------------------------------------------------------------------------------------------------
 DEFAULT_TOP_N: Final = 100
 MAX_TOP_N: Final = 1_000  # one bound for the CLI, the DAG and the batch (the API serves at most 1000)

@@ -9,7 +9,13 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.core.defaults import EVALUATION_ONLY_MODELS, LOCK_TIMEOUT_S, WEEKLY_EVALUATION_MODELS
+from pipeline.core.defaults import (
+    EVALUATION_ONLY_MODELS,
+    LOCK_TIMEOUT_S,
+    WARM_START_EPOCHS,
+    WARM_START_MAX_AGE_WEEKS,
+    WEEKLY_EVALUATION_MODELS,
+)
 
 
 class Settings(BaseSettings):
@@ -34,6 +40,14 @@ class Settings(BaseSettings):
     # Data-parallel processes the train step trains the network in (torchrun's nproc_per_node: gloo on the
     # CPU, one GPU each with CUDA; pipeline.models.hybrid.distributed); 1: in the step's own process.
     train_processes: int = Field(default=1, ge=1, validation_alias="MOVIEREC_TRAIN_PROCESSES")
+    # Warm start (pipeline.models.hybrid.warm_start): at most this many epochs from the champion's network;
+    # a full retrain once the chain's last full training is this many weeks old.
+    warm_start_epochs: int = Field(
+        default=WARM_START_EPOCHS, ge=1, validation_alias="MOVIEREC_WARM_START_EPOCHS"
+    )
+    full_retrain_weeks: int = Field(
+        default=WARM_START_MAX_AGE_WEEKS, ge=1, validation_alias="MOVIEREC_FULL_RETRAIN_WEEKS"
+    )
     # Where a person reaches the app database from, for the psql line the commands print (the Docker stack
     # sets the host's published port); unset: DATABASE_URL / the embedded server. Its password is never shown.
     public_database_url: str | None = Field(default=None, validation_alias="MOVIEREC_PUBLIC_DATABASE_URL")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from pipeline.ingest.quality import QualityReport
     from pipeline.models.blend.weights import WeightsDict
     from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.hybrid.warm_start import TrainingPlan
     from pipeline.models.rerank import Rerank
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class Training(TypedDict):
     seconds: float
     best_epoch: int
     blend: str
+    kind: NotRequired[str]  # how the network was trained: "warm" (from the champion's) or "full"
+    training_reason: NotRequired[str]
 
 
 class Promotion(TypedDict):
@@ -232,23 +236,31 @@ def train(
     progress: bool = False,
     data: TrainingData | None = None,
     processes: int | None = None,
+    full_retrain: bool = False,
 ) -> Training:
     """The model to publish, on every rating up to ``as_of`` with the evaluation's weights, logged to MLflow
     and registered. ``data``: already loaded for this cut-off (one process). ``processes``: data-parallel
-    training processes (``torchrun``); None: ``settings.train_processes`` (``MOVIEREC_TRAIN_PROCESSES``)."""
+    training processes (``torchrun``); None: ``settings.train_processes`` (``MOVIEREC_TRAIN_PROCESSES``).
+    The network warm-starts from the champion's unless ``full_retrain`` or the warm-start policy says
+    otherwise (``training_plan``)."""
     from pipeline.models.blend.fit import train_published
     from pipeline.models.blend.weights import BlendWeights
     from pipeline.registry.tracking import log_training_run
 
     settings = settings or get_settings()
     data = data if data is not None else _training_data(as_of, settings, progress)
+    cfg = hybrid_config(epochs)
+    plan = training_plan(data, cfg, settings, full=full_retrain)
+    log.info("training: %s", plan.reason)
     published, result = train_published(
         data,
-        hybrid_config(epochs),
+        cfg,
         BlendWeights.from_dict(evaluation["weights"]),
         device=device,
         progress=progress,
         processes=processes or settings.train_processes,
+        plan=plan,
+        warm_epochs=min(settings.warm_start_epochs, cfg.epochs),
     )
     run = log_training_run(
         settings,
@@ -271,6 +283,27 @@ def train(
         seconds=round(result.seconds, 1),
         best_epoch=result.best_epoch,
         blend=published.describe(),
+        kind=str(published.network.meta.get("training", "full")),
+        training_reason=str(published.network.meta.get("training_reason", "")),
+    )
+
+
+def training_plan(data: TrainingData, cfg: HybridConfig, settings: Settings, *, full: bool) -> TrainingPlan:
+    """Warm start from the champion's network or train from scratch (``warm_start.plan_training``), for the
+    data's cut-off: ``as_of``, or the latest rating's time when the data has none."""
+    from pipeline.models.hybrid.warm_start import WarmStart, plan_training
+    from pipeline.registry.champion import champion_network
+
+    cutoff = data.as_of or datetime.fromtimestamp(int(data.interactions.timestamps.max()), UTC)
+    champion = None if full else champion_network(settings)
+    return plan_training(
+        champion[0] if champion else None,
+        cfg,
+        data.dataset,
+        cutoff,
+        full=full,
+        policy=WarmStart(settings.warm_start_epochs, settings.full_retrain_weeks),
+        source_version=champion[1] if champion else None,
     )
 
 
@@ -442,6 +475,8 @@ def report(results: dict[str, Any]) -> str:
             f"trained {REGISTERED_MODEL} v{training['version']} in {training['seconds']} s "
             f"(MLflow run {training['run_id']}; {training['blend']})"
         )
+        if reason := training.get("training_reason"):
+            lines.append(f"network: {training.get('kind', 'full')} training, {reason}")
     if decision := results.get("promotion"):
         lines.append(f"gate: {decision['reason']}")
     if batch := results.get("publication"):
@@ -481,6 +516,7 @@ def train_steps(
     settings: Settings | None = None,
     progress: bool = False,
     on_step: OnStep | None = None,
+    full_retrain: bool = False,
 ) -> dict[str, Any]:
     """``evaluate`` -> ``train`` -> ``promote`` in this process: ``movierec train``, and the middle of
     ``run_all``; the DAG runs the same three steps as tasks, each loading the data itself."""
@@ -494,7 +530,16 @@ def train_steps(
     )
     training = step(
         "training",
-        train(as_of, evaluation, epochs, device, settings=settings, progress=progress, data=data),
+        train(
+            as_of,
+            evaluation,
+            epochs,
+            device,
+            settings=settings,
+            progress=progress,
+            data=data,
+            full_retrain=full_retrain,
+        ),
     )
     step("promotion", promote(training, evaluation, as_of, settings=settings))
     return dict(results)
@@ -516,6 +561,7 @@ def run_all(
     settings: Settings | None = None,
     progress: bool = False,
     on_step: OnStep | None = None,
+    full_retrain: bool = False,
 ) -> dict[str, Any]:
     """Every step in order, in this process (``movierec run``); the DAG runs the same steps as tasks."""
     from pipeline.models.rerank import check_rerank
@@ -527,7 +573,17 @@ def run_all(
     fetched = step("fetch", fetch(dataset, source, settings=settings, progress=progress))
     ingested = step("ingest", ingest(fetched, settings=settings, progress=progress))
     step("quality", quality(ingested, max_reject_share, settings=settings))
-    results.update(train_steps(as_of, epochs, device, settings=settings, progress=progress, on_step=on_step))
+    results.update(
+        train_steps(
+            as_of,
+            epochs,
+            device,
+            settings=settings,
+            progress=progress,
+            on_step=on_step,
+            full_retrain=full_retrain,
+        )
+    )
     step(
         "publication",
         publish(

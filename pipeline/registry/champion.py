@@ -20,6 +20,7 @@ from pipeline.core.device import resolve_device
 from pipeline.core.errors import MovierecError, one_line
 from pipeline.core.settings import Settings
 from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.registry.store import MODEL_ARTIFACT, mlflow_client
 
 
@@ -106,3 +107,17 @@ def load_champion(
             )
         directory = _model_dir(settings, champion)
     return PublishedBlend.load(directory, device=resolve_device(device)), int(champion.version)
+
+
+def champion_network(settings: Settings, device: str = "cpu") -> tuple[HybridArtifact, int] | None:
+    """The champion's network alone and its version (what a warm start begins from); None: no champion yet.
+    Its partners (EASE's weights can be gigabytes) are not loaded."""
+    with _readable_registry(), mlflow_client(settings) as client:
+        champion = champion_model_version(client)
+        if champion is None:
+            return None
+        directory = _model_dir(settings, champion)
+    return HybridArtifact.load(
+        directory / "network",  # PublishedBlend.save's layout
+        device=resolve_device(device),
+    ), int(champion.version)

@@ -46,6 +46,8 @@ class RunInfo:
 
 log = logging.getLogger(__name__)
 
+TRAINING_TAGS = ("training", "training_reason", "full_cutoff", "warm_start")
+
 
 def log_training_run(
     settings: Settings,
@@ -112,6 +114,8 @@ def log_training_run(
         )
     ]
     tags = {"movierec.dataset": dataset, "movierec.data_cutoff": cutoff_text(data_cutoff)}
+    # How the network was trained (pipeline.models.hybrid.warm_start): warm or full, why, the chain's start.
+    tags.update({f"movierec.{k}": str(model.meta[k]) for k in TRAINING_TAGS if model.meta.get(k)})
 
     with mlflow_client(settings) as client:
         uri = mlflow.get_tracking_uri()

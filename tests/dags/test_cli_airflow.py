@@ -255,6 +255,7 @@ def test_standalone_serves_the_dag_and_the_pool_and_stops_whole(
             "epochs",
             "device",
             "train_processes",
+            "full_retrain",
             "max_reject_share",
         }
         assert params["top_n"]["value"] == 100 and params["top_n"]["description"]

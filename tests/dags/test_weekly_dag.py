@@ -50,6 +50,7 @@ PARAMS = {
     "epochs": None,
     "device": None,  # empty: the worker's MOVIEREC_DEVICE
     "train_processes": None,  # empty: the worker's MOVIEREC_TRAIN_PROCESSES
+    "full_retrain": False,  # warm start from the champion when the policy allows
     "max_reject_share": 0.05,
 }
 

@@ -3,11 +3,16 @@ call for, fitted on the same ratings."""
 
 from __future__ import annotations
 
+import logging
+
 from pipeline.features.loading import TrainingData
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
+from pipeline.models.hybrid.warm_start import TrainingPlan, WarmStartError
+
+log = logging.getLogger(__name__)
 
 
 def train_published(
@@ -18,10 +23,38 @@ def train_published(
     device: str = "auto",
     progress: bool = True,
     processes: int = 1,
+    plan: TrainingPlan | None = None,
+    warm_epochs: int | None = None,
 ) -> tuple[PublishedBlend, TrainingResult]:
     """The model to publish: the network on every rating up to the cut-off (in ``processes`` data-parallel
-    processes when more than one), with the partners ``weights`` call for, fitted on the same ratings."""
-    result = train_hybrid(data, None, cfg, device=device, progress=progress, processes=processes)
+    processes when more than one), with the partners ``weights`` call for, fitted on the same ratings.
+
+    ``plan``: a warm start (at most ``warm_epochs`` epochs from ``plan.init``) or a full training; a champion
+    whose network cannot seed this one (``WarmStartError``) means a full training. The network's meta keeps
+    which ran and why (``TrainingPlan.record``): what next week's plan reads."""
+
+    def fit(plan: TrainingPlan | None) -> TrainingResult:
+        warm = plan is not None and plan.kind == "warm"
+        return train_hybrid(
+            data,
+            None,
+            cfg,
+            device=device,
+            progress=progress,
+            processes=processes,
+            init=plan.init if plan is not None and warm else None,
+            epochs=warm_epochs if warm else None,
+        )
+
+    try:
+        result = fit(plan)
+    except WarmStartError as exc:
+        assert plan is not None  # only a warm start raises it
+        plan = plan.retrain(f"the champion's network cannot seed this one ({exc})")
+        log.warning("full retrain: %s", plan.reason)
+        result = fit(plan)
+    if plan is not None:
+        result.model.meta.update(plan.record())
     published = PublishedBlend.from_training(
         result.model,
         data.interactions,

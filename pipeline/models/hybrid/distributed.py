@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 ENTRY = "pipeline.models.hybrid.distributed"  # the module torchrun runs in each process
 INPUTS, MODEL, RESULT, LAUNCH_LOG = "inputs.pkl", "model", "result.json", "torchrun.log"
+INIT = "init"  # the network a warm start begins from (HybridArtifact.save)
 
 
 def _error_file(workdir: Path, rank: int) -> Path:
@@ -73,9 +74,16 @@ def threads_per_process(processes: int) -> int:
 
 
 def train_distributed(
-    data: TrainingData, train: Interactions | None, cfg: HybridConfig, device: str, processes: int
+    data: TrainingData,
+    train: Interactions | None,
+    cfg: HybridConfig,
+    device: str,
+    processes: int,
+    init: HybridArtifact | None = None,
+    epochs: int | None = None,
 ) -> TrainingResult:
-    """Train in ``processes`` data-parallel processes on this machine; the model comes back on ``device``."""
+    """Train in ``processes`` data-parallel processes on this machine; the model comes back on ``device``.
+    ``init``, ``epochs``: a warm start, as ``train_hybrid`` takes them (every process loads ``init``)."""
     if processes < 2:
         raise ValueError(f"data-parallel training needs at least 2 processes, not {processes}")
     if torch.device(device).type == "cuda" and processes > torch.cuda.device_count():
@@ -85,9 +93,11 @@ def train_distributed(
         )
     with tempfile.TemporaryDirectory(prefix="movierec-ddp-") as tmp:
         workdir = Path(tmp)
+        if init is not None:
+            init.save(workdir / INIT)
         with (workdir / INPUTS).open("wb") as f:
             pickle.dump(
-                {"data": data, "train": train, "cfg": cfg, "device": device},
+                {"data": data, "train": train, "cfg": cfg, "device": device, "epochs": epochs},
                 f,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
@@ -204,6 +214,8 @@ def _run(workdir: Path, rank: int, world: int, local_rank: int) -> None:
             progress=False,
             on_epoch=(lambda epoch, record: log.info("epoch %d: %s", epoch, record)) if rank == 0 else None,
             loop=DataParallel(rank, world, device),
+            init=HybridArtifact.load(workdir / INIT, device) if (workdir / INIT).exists() else None,
+            epochs=inputs.get("epochs"),
         )
         if rank == 0:
             result.model.save(workdir / MODEL)

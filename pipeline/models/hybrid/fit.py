@@ -220,8 +220,14 @@ def train_hybrid(
     progress: bool = True,
     on_epoch: Epoch | None = None,
     processes: int = 1,
+    init: HybridArtifact | None = None,
+    epochs: int | None = None,
 ) -> TrainingResult:
     """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features.
+
+    ``init``: warm start from that network's weights (``warm_start.transfer_weights``: known users, movies
+    and people keep theirs; ``WarmStartError`` when its shared layers have other shapes); ``epochs``: at most
+    that many epochs instead of ``cfg.epochs`` (the model's config keeps ``cfg``).
 
     ``processes`` > 1: that many data-parallel processes launched with ``torchrun`` (gloo on the CPU, NCCL
     with one GPU each; ``pipeline.models.hybrid.distributed``); ``on_epoch`` then sees each epoch's record
@@ -230,14 +236,14 @@ def train_hybrid(
     if processes > 1:
         from pipeline.models.hybrid.distributed import train_distributed
 
-        result = train_distributed(data, train, cfg, resolve_device(device), processes)
+        result = train_distributed(data, train, cfg, resolve_device(device), processes, init, epochs)
         if on_epoch:
             for record in result.history:
                 on_epoch(int(record["epoch"]), record)
         return result
     previous = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(data, train, cfg, resolve_device(device), progress, on_epoch)
+        return _train(data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs)
     finally:
         torch.use_deterministic_algorithms(previous)
 
@@ -250,6 +256,9 @@ def _train(
     progress: bool,
     on_epoch: Epoch | None,
     loop: Loop | None = None,
+    *,
+    init: HybridArtifact | None = None,
+    epochs: int | None = None,
 ) -> TrainingResult:
     loop = loop or Loop()
     train = train if train is not None else data.interactions
@@ -274,6 +283,12 @@ def _train(
     net = build_network(
         train.n_users, data.movies, data.users.shape[1], data.vocab, cfg, float(fit_rows.ratings.mean())
     ).to(device)
+    transfer = None
+    if init is not None:
+        from pipeline.models.hybrid.warm_start import transfer_weights
+
+        transfer = transfer_weights(net, init, data.user_map, data.item_map, data.vocab)
+        log.info("warm start: %s", transfer.describe())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
     trainer = Trainer(net, opt, b, cfg, gen, autocast)
@@ -286,7 +301,7 @@ def _train(
     n = len(fit_rows)
     started = time.perf_counter()
     bar = tqdm(
-        range(1, cfg.epochs + 1),
+        range(1, (epochs or cfg.epochs) + 1),
         desc="training",
         unit="epoch",
         disable=not (progress and loop.lead),
@@ -336,7 +351,10 @@ def _train(
         "best_epoch": best_epoch,
         "rating_range": [float(train.ratings.min()), float(train.ratings.max())],
         "n_train": len(train),
+        "training": "warm" if init is not None else "full",
     }
+    if transfer is not None:
+        meta["warm_start"] = transfer.describe()
     model = HybridArtifact(
         net,
         cfg,

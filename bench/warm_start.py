@@ -1,0 +1,182 @@
+"""Warm-started weekly networks against networks trained from scratch, on real ML-100K weekly backfills.
+
+    python -m bench.warm_start [--home DIR] [--start 1998-02-22] [--weeks 5] [--keep] [--output FILE]
+
+The network of the first cut-off (``--start``, end of a Sunday) is trained from scratch; then, for each of
+the next ``--weeks`` weekly cut-offs, on the data up to it (``load_training_data(as_of=...)``: its own users,
+catalogue and people, as a weekly run loads them):
+
+* **scratch**: ``train_hybrid`` with the default ``HybridConfig`` (up to 60 epochs, early stopping);
+* **warm**: the same config started from the previous week's warm network (the first week from the start
+  network), at most ``WARM_START_EPOCHS`` epochs, as the weekly train step does (``pipeline.models.hybrid
+  .warm_start``).
+
+Both are judged on what happens next: the ratings of the week after the cut-off, of users and movies the
+data up to the cut-off knows, ranked against every movie the user has not rated yet (``evaluate_model``'s
+temporal ranking: NDCG@10 with relevant = rating >= 4). Warm-starting the temporal protocol's split itself
+would leak (the champion saw the held-out ratings), which is why the comparison is forward in time. Reports
+per week and on average: NDCG@10 of both, the ratio, training seconds and epochs run. Epochs are
+machine-independent; seconds are from the same process, the two fits of a week back to back.
+
+Prints a table and writes ``bench/results/warm_start.json``. See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "warm_start.json"
+TARGET_QUALITY = 0.98  # warm NDCG@10 at least this share of scratch's
+TARGET_TIME = 0.30  # in at most this share of its training time
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def next_week(engine: Any, data: Any, cutoff: datetime) -> Any:
+    """The ratings in (cutoff, cutoff + 7 days] of users and movies ``data`` knows, in ``data``'s indices."""
+    import numpy as np
+
+    from pipeline.features.interactions import Interactions
+    from pipeline.features.loading import load_training_data
+
+    later = load_training_data(engine, cutoff + timedelta(days=7), progress=False)
+    X = later.interactions
+    users = data.user_map.index(later.user_map.ids[X.users])
+    items = data.item_map.index(later.item_map.ids[X.items])
+    keep = (X.timestamps > cutoff.timestamp()) & (users >= 0) & (items >= 0)
+    return Interactions(
+        users[keep],
+        items[keep],
+        X.ratings[keep],
+        X.timestamps[keep],
+        data.interactions.n_users,
+        data.interactions.n_items,
+    ), int(np.count_nonzero(X.timestamps > cutoff.timestamp()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", help="a MOVIEREC_HOME with ML-100K ingested (default: a fresh one)")
+    parser.add_argument("--start", default="1998-02-22", help="the first cut-off (a date, end of that day)")
+    parser.add_argument("--weeks", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep a fresh home (and its server) afterwards")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from bench.machine import machine_info
+    from bench.train import Home
+    from pipeline.core.defaults import WARM_START_EPOCHS
+    from pipeline.evaluation.protocol import evaluate_model
+    from pipeline.features.loading import load_training_data
+    from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.hybrid.fit import train_hybrid
+    from pipeline.models.hybrid.recommender import HybridRecommender
+
+    home = Home(args.home, args.keep)
+    cfg = HybridConfig()
+    start = datetime.fromisoformat(args.start).replace(tzinfo=UTC) + timedelta(days=1, seconds=-1)
+    rows: list[dict[str, Any]] = []
+    try:
+        engine = home.engine()
+        data = load_training_data(engine, start, progress=False)
+        log(f"start {start:%Y-%m-%d}: {len(data.interactions):,} ratings, training from scratch")
+        previous = train_hybrid(data, None, cfg, device="cpu", progress=False).model
+        for week in range(1, args.weeks + 1):
+            cutoff = start + timedelta(weeks=week)
+            data = load_training_data(engine, cutoff, progress=False)
+            test, later = next_week(engine, data, cutoff)
+            row: dict[str, Any] = {
+                "cutoff": cutoff.date().isoformat(),
+                "ratings": len(data.interactions),
+                "next_week_ratings": later,
+                "next_week_evaluated": len(test),
+            }
+            for kind in ("scratch", "warm"):
+                started = time.perf_counter()
+                warm = kind == "warm"
+                result = train_hybrid(
+                    data,
+                    None,
+                    cfg,
+                    device="cpu",
+                    progress=False,
+                    init=previous if warm else None,
+                    epochs=WARM_START_EPOCHS if warm else None,
+                )
+                seconds = time.perf_counter() - started
+                model = HybridRecommender.from_artifact(result.model)
+                figures = evaluate_model(model, data.interactions, test, "temporal")
+                row[kind] = {
+                    "ndcg@10": figures["ndcg@10"],
+                    "recall@10": figures["recall@10"],
+                    "seconds": round(seconds, 1),
+                    "epochs": len(result.history),
+                    "best_epoch": result.best_epoch,
+                }
+                if kind == "warm":
+                    previous = result.model
+            row["ndcg_ratio"] = row["warm"]["ndcg@10"] / row["scratch"]["ndcg@10"]
+            row["time_ratio"] = row["warm"]["seconds"] / row["scratch"]["seconds"]
+            rows.append(row)
+            log(
+                f"{row['cutoff']}: NDCG@10 scratch {row['scratch']['ndcg@10']:.4f} warm "
+                f"{row['warm']['ndcg@10']:.4f} ({row['ndcg_ratio']:.3f}x); "
+                f"{row['scratch']['seconds']} s / {row['scratch']['epochs']} epochs vs "
+                f"{row['warm']['seconds']} s / {row['warm']['epochs']} epochs"
+            )
+    finally:
+        home.cleanup()
+
+    def mean(kind: str, key: str) -> float:
+        return statistics.fmean(r[kind][key] for r in rows)
+
+    summary = {
+        "scratch_ndcg@10": mean("scratch", "ndcg@10"),
+        "warm_ndcg@10": mean("warm", "ndcg@10"),
+        "scratch_seconds": sum(r["scratch"]["seconds"] for r in rows),
+        "warm_seconds": sum(r["warm"]["seconds"] for r in rows),
+        "scratch_epochs": sum(r["scratch"]["epochs"] for r in rows),
+        "warm_epochs": sum(r["warm"]["epochs"] for r in rows),
+    }
+    summary["ndcg_ratio"] = summary["warm_ndcg@10"] / summary["scratch_ndcg@10"]
+    summary["time_ratio"] = summary["warm_seconds"] / summary["scratch_seconds"]
+    summary["quality_target_met"] = summary["ndcg_ratio"] >= TARGET_QUALITY
+    summary["time_target_met"] = summary["time_ratio"] <= TARGET_TIME
+    head = f"{'cut-off':<11} {'ratings':>8} {'next wk':>7}  {'scratch':>7} {'warm':>7} {'ratio':>6}"
+    print(head + "  time ratio")
+    for r in rows:
+        print(
+            f"{r['cutoff']:<11} {r['ratings']:>8,} {r['next_week_evaluated']:>7,}  "
+            f"{r['scratch']['ndcg@10']:>7.4f} {r['warm']['ndcg@10']:>7.4f} {r['ndcg_ratio']:>6.3f}  "
+            f"{r['time_ratio']:.2f}"
+        )
+    print(
+        f"mean NDCG@10: scratch {summary['scratch_ndcg@10']:.4f}, warm {summary['warm_ndcg@10']:.4f} "
+        f"({summary['ndcg_ratio']:.3f}x, target >= {TARGET_QUALITY}); training time "
+        f"{summary['warm_seconds']:.0f} s vs {summary['scratch_seconds']:.0f} s "
+        f"({summary['time_ratio']:.2f}x, target <= {TARGET_TIME}); epochs "
+        f"{summary['warm_epochs']} vs {summary['scratch_epochs']}"
+    )
+    report = {
+        "machine": machine_info(),
+        "config": {"warm_start_epochs": WARM_START_EPOCHS, "start": args.start, "weeks": args.weeks},
+        "weeks": rows,
+        "summary": summary,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

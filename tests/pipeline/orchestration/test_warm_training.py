@@ -1,0 +1,51 @@
+"""The weekly train step warm-starts from the champion in the real MLflow registry, and says so (step result,
+network meta, MLflow tags); ``full_retrain`` trains from scratch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+
+from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.orchestration import steps
+from pipeline.registry.champion import champion_network
+from pipeline.registry.store import mlflow_client
+from tests.support.weekly import EPOCHS, Published
+
+
+def _tags(published: Published, run_id: str) -> dict[str, str]:
+    with mlflow_client(published.settings) as client:
+        return dict(client.get_run(run_id).data.tags)
+
+
+def _network(published: Published, model_uri: str) -> HybridArtifact:
+    with mlflow_client(published.settings):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+
+    return HybridArtifact.load(next(Path(local).rglob("network")))
+
+
+def test_first_training_is_full_then_the_next_warm_starts_from_the_champion(weekly_run: Published):
+    first = weekly_run.results["training"]
+    assert first["kind"] == "full" and first["training_reason"] == "no champion to start from"
+    champion = champion_network(weekly_run.settings)
+    assert champion is not None and champion[1] == first["version"]
+    chain_start = champion[0].meta["full_cutoff"]
+
+    second = steps.train(None, weekly_run.results["evaluation"], EPOCHS, "cpu", settings=weekly_run.settings)
+    assert second["kind"] == "warm"
+    assert f"warm start from the champion v{first['version']}" in second["training_reason"]
+    assert second["version"] == first["version"] + 1
+    tags = _tags(weekly_run, second["run_id"])
+    assert tags["movierec.training"] == "warm"
+    assert tags["movierec.full_cutoff"] == chain_start  # the chain's age counts from the first, full training
+    assert "users kept, 0 new" in tags["movierec.warm_start"]
+    assert _network(weekly_run, second["model_uri"]).meta["full_cutoff"] == chain_start
+
+    third = steps.train(
+        None, weekly_run.results["evaluation"], EPOCHS, "cpu", settings=weekly_run.settings, full_retrain=True
+    )
+    assert third["kind"] == "full" and third["training_reason"] == "full retrain requested"
+    assert _tags(weekly_run, third["run_id"])["movierec.training"] == "full"
+    assert "movierec.warm_start" not in _tags(weekly_run, third["run_id"])
