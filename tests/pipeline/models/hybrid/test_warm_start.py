@@ -158,6 +158,24 @@ def test_warm_training_runs_and_records_itself(ml100k_data, champion):
     assert "600 users kept, 343 new" in result.model.meta["warm_start"]
 
 
+def test_data_parallel_training_warm_starts_too(ml100k_data, champion):
+    """With 2 gloo processes every process starts from the champion's weights (saved beside the inputs)."""
+    _, old = champion
+    X = ml100k_data.interactions
+    result = train_hybrid(
+        ml100k_data,
+        X.subset(np.flatnonzero(X.users < 150)),
+        TINY,
+        device="cpu",
+        progress=False,
+        processes=2,
+        init=old,
+        epochs=1,
+    )
+    assert len(result.history) == 1 and result.model.meta["training"] == "warm"
+    assert "600 users kept, 343 new" in result.model.meta["warm_start"]
+
+
 def test_other_shapes_refuse_to_seed_and_the_blend_trains_from_scratch(ml100k_data, champion):
     """A champion whose shared layers have other shapes raises ``WarmStartError``; ``train_published``
     then trains from scratch and records why."""
