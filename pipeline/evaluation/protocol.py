@@ -11,7 +11,11 @@ Protocols (``PROTOCOLS`` holds the same text, and ``EvaluationReport.to_dict`` c
   coverage and long-tail share (``pipeline.evaluation.list_metrics``) over all their top-k lists, NDCG over
   the cold users alone (at most ``COLD_USER_MAX_RATINGS`` train ratings; ``cold_users`` of them), and
   ``users``, the number evaluated. Ties in scores are broken
-  by the lower item index, so a model that scores everything equally still gives a deterministic list."""
+  by the lower item index, so a model that scores everything equally still gives a deterministic list.
+  Above ``EVALUATION_MAX_USERS`` users with a relevant movie (ML-25M's 162k; ML-100K's 943 and ML-1M's
+  6,040 are far below), a fixed random sample of that many of them is evaluated (the same for every model of
+  a run: seeded, drawn from the same users), and ``users_eligible`` says of how many; catalogue coverage then
+  counts the sample's lists only."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from rich.console import Console
 
-from pipeline.core.defaults import COLD_USER_MAX_RATINGS, RELEVANCE_THRESHOLD
+from pipeline.core.defaults import COLD_USER_MAX_RATINGS, EVALUATION_MAX_USERS, RELEVANCE_THRESHOLD
 from pipeline.core.errors import one_line
 from pipeline.evaluation.list_metrics import long_tail_share, popularity_counts
 from pipeline.evaluation.metrics import catalog_coverage, hits_at_k, mae, ranking_metrics_from_hits, rmse
@@ -93,11 +97,14 @@ def _ranking_metrics(
     k: int,
     batch_size: int,
     relevance_threshold: float,
+    max_users: int | None,
 ) -> dict[str, float]:
     relevant_test = test.subset(test.ratings >= relevance_threshold)
     relevant = relevant_test.binary_matrix()
     n_relevant = np.diff(relevant.indptr)
-    users = np.flatnonzero(n_relevant > 0)
+    users = eligible = np.flatnonzero(n_relevant > 0)
+    if max_users is not None and len(users) > max_users:
+        users = sample_users(users, max_users)
     rated = train.binary_matrix()
     per_user: dict[str, list[np.ndarray]] = {}
     all_lists = []
@@ -119,7 +126,14 @@ def _ranking_metrics(
     result[f"cold_ndcg@{k}"] = float(np.mean(per["ndcg"][cold])) if cold.any() else float("nan")
     result["cold_users"] = float(cold.sum())
     result["users"] = float(len(users))
+    if len(users) < len(eligible):
+        result["users_eligible"] = float(len(eligible))
     return result
+
+
+def sample_users(users: np.ndarray, n: int, seed: int = 42) -> np.ndarray:
+    """A fixed random sample of ``n`` of ``users`` (ascending): the same for the same users and seed."""
+    return np.sort(np.random.default_rng(seed).choice(users, size=n, replace=False))
 
 
 def evaluate_model(
@@ -131,18 +145,20 @@ def evaluate_model(
     *,
     batch_size: int = BATCH_USERS,
     relevance_threshold: float = RELEVANCE_THRESHOLD,
+    max_users: int | None = EVALUATION_MAX_USERS,
 ) -> dict[str, float]:
     """Metrics of a fitted ``model`` on ``test`` under ``protocol`` (see the module doc).
 
     ``random``: ``{"rmse", "mae", "ratings"}``, or ``{}`` for a model whose predictions are all NaN.
     ``temporal``: ``{"ndcg@k", "recall@k", "precision@k", "mrr@k", "hr@k", "coverage@k", "long_tail@k",
-    "cold_ndcg@k", "cold_users", "users"}``; users are scored ``batch_size`` at a time, so memory is bounded
-    by ``batch_size x n_items`` scores.
+    "cold_ndcg@k", "cold_users", "users"}`` (and ``users_eligible`` when more than ``max_users`` users had a
+    relevant movie and a fixed sample of ``max_users`` was evaluated; None: every one); users are scored
+    ``batch_size`` at a time, so memory is bounded by ``batch_size x n_items`` scores.
     """
     if protocol == "random":
         return _rating_metrics(model, test)
     if protocol == "temporal":
-        return _ranking_metrics(model, train, test, k, batch_size, relevance_threshold)
+        return _ranking_metrics(model, train, test, k, batch_size, relevance_threshold, max_users)
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation.protocol import evaluate_model, run_evaluation
+from pipeline.evaluation.protocol import evaluate_model, run_evaluation, sample_users
 from pipeline.evaluation.splits import PROTOCOLS, make_split
 from pipeline.features.interactions import Interactions
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
@@ -69,6 +69,27 @@ def test_temporal_protocol_reports_cold_users_and_long_tail_apart():
     # Train counts: item 0 twice, items 1..30 once (32 ratings); the head holding 80% (25.6) is items 0..24.
     # Listed rows: 31, 32, 33 | 36, 1, 2 -> four of six outside the head.
     assert result["long_tail@3"] == pytest.approx(4 / 6)
+
+
+def test_temporal_protocol_evaluates_a_fixed_sample_of_users_above_the_cap():
+    """Above ``max_users`` eligible users a fixed sample of that many is evaluated, the same on every call,
+    and the figure is the mean over exactly those users; ``users_eligible`` says of how many."""
+    n_users, n_items = 50, 12
+    train = _interactions([(u, 0, 4, 1) for u in range(n_users)], n_users, n_items)
+    # every user's relevant held-out movie is 1; users 0..24 rank it first (NDCG 1), the others miss it
+    test = _interactions([(u, 1, 5, 2) for u in range(n_users)], n_users, n_items)
+    scores = np.zeros((n_users, n_items))
+    scores[:25, 1] = 1.0
+    scores[25:, 2:5] = [3.0, 2.0, 1.0]
+    full = evaluate_model(FixedScores(scores), train, test, "temporal", k=3)
+    assert full["users"] == 50 and "users_eligible" not in full and full["ndcg@3"] == pytest.approx(0.5)
+
+    sampled = evaluate_model(FixedScores(scores), train, test, "temporal", k=3, max_users=10)
+    assert sampled["users"] == 10 and sampled["users_eligible"] == 50
+    chosen = sample_users(np.arange(n_users), 10)
+    assert len(np.unique(chosen)) == 10
+    assert sampled["ndcg@3"] == pytest.approx(np.mean(chosen < 25))  # NDCG 1 for users 0..24, else 0
+    assert evaluate_model(FixedScores(scores), train, test, "temporal", k=3, max_users=10) == sampled
 
 
 def test_temporal_protocol_masks_train_items_and_skips_users_without_relevant_items():
