@@ -2,15 +2,16 @@
 evaluation and ``movierec evaluate`` report.
 
 What is published (``pipeline.models.blend.published.PublishedBlend``) is a blend: for ranking the network's
-dot product with EASE (the strongest ranking baseline) plus the network's rating head, for ratings the
-network with biased MF, every weight chosen on a temporal validation split inside the train data
-(``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is reported
-beside it. A weight of 1.0 means the network alone.
+dot product with EASE and implicit-feedback ALS (the strongest ranking baselines) plus the network's rating
+head, for ratings the network with biased MF, every weight chosen on a temporal validation split inside the
+train data (``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is
+reported beside it. A weight of 1.0 means the network alone.
 
 Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, BPR and logistic MF,
 and item-kNN) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
-``Settings.weekly_models``. They are never published. A model that fails is a row with its error, not a
-gap."""
+``Settings.weekly_models``. They are never published on their own; ALS is also the blend's third ranking
+member: when its row is asked for, the blend uses that fit, otherwise the blend fits its own when its weights
+give ALS a share. A model that fails is a row with its error, not a gap."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ class EvaluationOutcome:
             "blend_weight": w.weight,
             "rating_weight": w.rating_weight,
             "rerank_weight": w.rerank_weight,
+            "als_weight": w.als_weight,
             "blend_validation": self.blend_validation,
             "cold_start": self.cold_start,
         }
@@ -111,6 +113,7 @@ def evaluate_all(
     fitted: dict[str, HybridRecommender] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
+    als: dict[str, ALS] = {}
     weights: dict[str, BlendWeights] = {}
     validation: dict[str, Any] = {}
 
@@ -126,12 +129,23 @@ def evaluate_all(
         mf[protocol] = BiasedMF().fit(train)
         return mf[protocol]
 
+    def als_model(train: Interactions, protocol: str) -> ALS:
+        als[protocol] = ALS().fit(train)
+        return als[protocol]
+
     def blend(train: Interactions, protocol: str) -> BlendRecommender:
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
         chosen = choose_weights(
-            lambda: HybridRecommender(data, cfg, device), EASE, BiasedMF, train, movies=data.movies
+            lambda: HybridRecommender(data, cfg, device),
+            EASE,
+            BiasedMF,
+            train,
+            movies=data.movies,
+            make_als=ALS,
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
+        if chosen.als_weight > 0 and protocol not in als:  # no "als" row asked for: fitted here only
+            als_model(train, protocol)
         # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
         return BlendRecommender(
             fitted[protocol],
@@ -141,6 +155,7 @@ def evaluate_all(
             rating_scale(train),
             DEFAULT_CANDIDATES,
             train.binary_matrix(),
+            als=als.get(protocol),
         )
 
     factories: dict[str, ModelFactory] = {
@@ -148,7 +163,7 @@ def evaluate_all(
         "popularity": lambda tr, p: Popularity().fit(tr),
         "biased_mf": mf_model,
         "ease": ease_model,
-        **{name: _fitted(EVALUATION_ONLY[name]) for name in extra},
+        **{name: als_model if name == "als" else _fitted(EVALUATION_ONLY[name]) for name in extra},
         "hybrid": hybrid,
         "blend": blend,
     }

@@ -1,13 +1,16 @@
 """Choosing the blend's weights on a temporal validation split carved out of the train data, never on the
 test split the blend is reported on.
 
-One network fitted on the validation split's train part serves every weight tried: the ranking weight
-maximises NDCG@k of the held-out movies, then the rating-head weight does the same (scored as the batch
-scores it: the rating head re-ranks each user's retrieved candidates), and the rating weight minimises the
-RMSE of the same held-out ratings."""
+One network fitted on the validation split's train part serves every weight tried: the shares of the
+ranking's cheap terms (network, implicit ALS, EASE) maximise NDCG@k of the held-out movies, then the
+rating-head weight does the same (scored as the batch scores it: the rating head re-ranks each user's
+retrieved candidates), and the rating weight minimises the RMSE of the same held-out ratings."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -26,24 +29,81 @@ from pipeline.models.rerank import Diversifier, Rerank
 from pipeline.models.topn import scatter_rows
 
 _GRID = tuple(np.linspace(0, 1, 11))
+_SLACK = 1e-9  # shares summing to a hair above 1 after float arithmetic sum to 1
+
+log = logging.getLogger(__name__)
+
+# The ranking search scores the same blocks of validation users at every point: each member keeps the scores
+# of the blocks it has scored while all of them together stay within this many bytes (beyond: scored again).
+RANKING_SEARCH_CACHE_BYTES = 1 << 30
+
+
+class _Memo:
+    """A fitted member behind the ``Scorer`` protocol that keeps each block of users' scores within its
+    budget (bytes): scoring a block again returns the kept scores."""
+
+    def __init__(self, member: Recommender, budget: int) -> None:
+        self.member, self.budget, self.used = member, budget, 0
+        self.name = member.name
+        self._kept: dict[bytes, np.ndarray] = {}
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.member.predict(users, items)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        key = np.asarray(users, np.int64).tobytes()
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        scores = np.asarray(self.member.score_users(users), np.float32)
+        if self.used + scores.nbytes <= self.budget:
+            self._kept[key], self.used = scores, self.used + scores.nbytes
+        return scores
 
 
 def _ranking_figures(
     network: Recommender,
     partner: Recommender,
+    als: Recommender | None,
     inner_train: Interactions,
     inner_test: Interactions,
     grid: Sequence[float],
+    als_grid: Sequence[float],
     k: int,
-) -> tuple[float, dict[float, float]]:
-    """NDCG@k of the rank blend at every weight, and the best weight (ties favour the network)."""
-    figures = {
-        round(float(w), 3): evaluate_model(
-            BlendRecommender(network, partner, BlendWeights(float(w))), inner_train, inner_test, "temporal", k
-        )[f"ndcg@{k}"]
-        for w in grid
-    }
-    return max(figures, key=lambda w: (figures[w], w)), figures
+) -> tuple[float, float, dict[str, dict[float, float]]]:
+    """NDCG@k of the cheap terms at every (network share from ``grid``, ALS share from ``als_grid``) pair
+    summing to at most 1 (EASE has the rest; ALS share 0 only without ``als``), and the best pair (ties favour
+    the network, then EASE over ALS).
+
+    Figures: ``ndcg@k`` per network share at ALS share 0 (the network with EASE alone); with ``als`` also
+    ``ndcg@k.als=<share>`` per network share at each ALS share above 0 (with ``ndcg@k``: every point tried),
+    ``als_ndcg@k`` per ALS share the best figure over the network shares tried with it (its best is the
+    chosen pair's) and ``als_network_weight`` per ALS share that network share. Each member scores each block
+    of validation users once (``_Memo``, within ``RANKING_SEARCH_CACHE_BYTES``), so a point costs the mix,
+    not the members: on ML-100K (a 2-core CPU) the 66 points of a 0.1 step take about 2 s."""
+    shares = [0.0] if als is None else sorted({round(float(a), 3) for a in als_grid} | {0.0})
+    budget = RANKING_SEARCH_CACHE_BYTES // (2 if als is None else 3)
+    net, ease = _Memo(network, budget), _Memo(partner, budget)
+    memo_als = _Memo(als, budget) if als is not None else None
+    points: dict[tuple[float, float], float] = {}
+    for a in shares:
+        for w in (round(float(w), 3) for w in grid):
+            if w + a > 1 + _SLACK:
+                continue
+            blend = BlendRecommender(net, ease, BlendWeights(w, als_weight=a), als=memo_als)
+            points[(w, a)] = evaluate_model(blend, inner_train, inner_test, "temporal", k)[f"ndcg@{k}"]
+    best = max(points, key=lambda p: (points[p], p[0], -p[1]))
+    figures: dict[str, dict[float, float]] = {}
+    profile: dict[float, float] = {}
+    at: dict[float, float] = {}
+    for a in shares:
+        row = {w: f for (w, b), f in points.items() if b == a}
+        figures[f"ndcg@{k}" if a == 0 else f"ndcg@{k}.als={a:g}"] = row
+        at[a] = max(row, key=lambda w: (row[w], w))
+        profile[a] = row[at[a]]
+    if als is not None:
+        figures[f"als_ndcg@{k}"], figures["als_network_weight"] = profile, at
+    return best[0], best[1], figures
 
 
 def _rating_figures(
@@ -110,10 +170,11 @@ def _candidate_pool(
     unit = BlendRecommender(
         blend.network,
         blend.partner,
-        BlendWeights(blend.weight, rerank_weight=1.0),
+        dataclasses.replace(blend.weights, rerank_weight=1.0),
         rating_scale=blend.rating_scale,
         candidates=depth,
         rated=inner_train.binary_matrix(),
+        als=blend.als,
     )
     found = np.empty((len(users), depth), np.int64)
     cheap, ratings = np.empty((len(users), depth), np.float32), np.empty((len(users), depth), np.float32)
@@ -216,27 +277,53 @@ def choose_weights(
     k: int = 10,
     rerank_grid: Sequence[float] = RERANK_GRID,
     movies: MovieContent | None = None,
+    make_als: Callable[[], Recommender] | None = None,
+    als_grid: Sequence[float] = _GRID,
 ) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
-    The ranking weight maximises NDCG@k of the held-out movies; then, with it fixed, the rating-head weight
-    does the same; the rating weight minimises the RMSE of the same held-out ratings. One network instead
-    of one per weight keeps a weekly training at three network fits. ``rerank_grid`` (0,): no rating-head
-    term. Figures: {"ndcg@k": per ranking weight, "rerank_ndcg@k": per rating-head weight, "rmse": per
-    rating weight}; with ``movies`` (the catalogue's content, by movie index) also the diversity trade-off
-    of the chosen blend (``diversity_figures``: "diversity.*" per strength, "penalty.*" per penalty), from
-    the same candidates.
+    The cheap terms' shares maximise NDCG@k of the held-out movies: the network's from ``grid`` and, with
+    ``make_als`` (implicit ALS as a third member), ALS's from ``als_grid`` at the same time, every pair
+    summing to at most 1 (EASE has the rest): at step 0.1 a 66-point simplex, about 6 times the 11 points
+    of the network share alone (measured on ML-100K: see ``docs/model.md``); each point costs one scoring of
+    the validation users. Then, with those fixed, the rating-head weight does the same; the rating weight
+    minimises the RMSE of the same held-out ratings. One network instead of one per weight keeps a weekly
+    training at three network fits. ``rerank_grid`` (0,): no rating-head term. Without ``make_als`` the ALS
+    share is 0.
+
+    Figures (``_ranking_figures``): {"ndcg@k": per network share with EASE alone; with ``make_als``
+    "ndcg@k.als=<share>" per network share at each ALS share, "als_ndcg@k" per ALS share the best over the
+    network shares and "als_network_weight" that network share; "rerank_ndcg@k": per rating-head weight,
+    "rmse": per rating weight}; with ``movies`` (the catalogue's content, by movie index) also the diversity
+    trade-off of the chosen blend (``diversity_figures``: "diversity.*" per strength, "penalty.*" per
+    penalty), from the same candidates.
     """
     inner_train, inner_test = temporal_split(train)
     network = make_network().fit(inner_train)
     partner = make_partner().fit(inner_train)
-    weight, ndcg = _ranking_figures(network, partner, inner_train, inner_test, grid, k)
+    als = make_als().fit(inner_train) if make_als is not None else None
+    started = time.perf_counter()
+    weight, als_weight, figures = _ranking_figures(
+        network, partner, als, inner_train, inner_test, grid, als_grid, k
+    )
+    log.info(
+        "cheap-term shares: network %.2f, ALS %.2f (validation NDCG@%d over %d points, %.1f s)",
+        weight,
+        als_weight,
+        k,
+        sum(len(v) for name, v in figures.items() if name.startswith(f"ndcg@{k}")),
+        time.perf_counter() - started,
+    )
     rerank_weight = 0.0
-    figures: dict[str, dict[float, float]] = {f"ndcg@{k}": ndcg, f"rerank_ndcg@{k}": {}}
+    figures[f"rerank_ndcg@{k}"] = {}
     search = any(m > 0 for m in rerank_grid)
     if search or movies is not None:
         blend = BlendRecommender(
-            network, partner, BlendWeights(weight), rating_scale=rating_scale(inner_train)
+            network,
+            partner,
+            BlendWeights(weight, als_weight=als_weight),
+            rating_scale=rating_scale(inner_train),
+            als=als,
         )
         pool, pool_test = _candidate_pool(blend, inner_train, inner_test)
         if search:
@@ -248,7 +335,7 @@ def choose_weights(
     rating_weight, figures["rmse"] = _rating_figures(
         network, make_rating_partner().fit(inner_train), inner_test, grid
     )
-    return BlendWeights(weight, rating_weight, rerank_weight, figures)
+    return BlendWeights(weight, rating_weight, rerank_weight, als_weight, figures)
 
 
 def tradeoff_table(figures: Mapping[str, Mapping[float, float]], k: int = 10) -> list[dict[str, float]]:

@@ -6,6 +6,11 @@ every movie):
 
 * **EASE**, exactly: its scores are ``x @ B`` with ``x`` the binary rated vector, so the given movies make a
   new user's row as they would a known one's.
+* **Implicit ALS** (when the blend gives it a share), exactly as ALS itself solves a user: the item factors
+  fixed, the user's factors are the solution of ALS's normal equation over the given ratings
+  (``ALS.user_vector``: positives >= ``min_rating`` with confidence ``1 + alpha x rating``). A known user
+  given all of their own ratings gets the exact solve where training stopped at a few conjugate-gradient
+  steps of the same equation: close to their trained factors, not equal.
 * **The network** (its dot product and its rating head) through a folded-in user vector. A known user's
   vector is ``id embedding + demographics + |N|^-1/2 x sum of the history embeddings of the movies rated``
   (the SVD++-style history term). A new user has no id row and no demographics, so the fold-in starts from
@@ -52,6 +57,7 @@ from pipeline.core.errors import InputError
 from pipeline.models.baselines import EASE
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.scorer import BlendRecommender, standardise
+from pipeline.models.implicit_mf import ALS
 from pipeline.models.topn import top_k
 
 Method = Literal["fit", "history", "neighbours"]
@@ -111,7 +117,20 @@ class _FoldedNetwork:
         return out
 
 
-class _FoldedEASE:
+class _FoldedRow:
+    """A member's scores for one folded-in user (row 0), computed once, as the blend's ``Scorer``."""
+
+    name = "folded-in"
+    _row: np.ndarray  # (1, n_items)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.full(np.asarray(items).shape, np.nan, np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self._row
+
+
+class _FoldedEASE(_FoldedRow):
     """EASE for one rated vector: ``x @ B`` (``EASE.score_items``), exactly as for a known user."""
 
     name = "EASE (folded-in)"
@@ -119,11 +138,16 @@ class _FoldedEASE:
     def __init__(self, ease: EASE, items: np.ndarray) -> None:
         self._row = ease.score_items(items)[None, :]
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return np.full(np.asarray(items).shape, np.nan, np.float32)
 
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self._row
+class _FoldedALS(_FoldedRow):
+    """Implicit ALS for one user folded in from their ratings (``ALS.user_vector``): ``x @ Yᵀ``."""
+
+    name = "ALS (folded-in)"
+
+    def __init__(self, als: ALS, items: np.ndarray, ratings: np.ndarray) -> None:
+        _, q = als.factors()
+        self.vector = als.user_vector(items, ratings)
+        self._row = (self.vector @ q.T)[None, :].astype(np.float32)
 
 
 class FoldIn:
@@ -260,10 +284,16 @@ class FoldIn:
 
     def blend_scores(self, user: FoldedUser) -> np.ndarray:
         """The published ranking blend for ``user`` over the whole catalogue, no prior."""
-        ease = self.model.ease
+        ease, als = self.model.ease, self.model.als
         partner = _FoldedEASE(ease, user.items) if ease is not None else None
+        folded_als = _FoldedALS(als, user.items, user.ratings) if als is not None else None
         blend = BlendRecommender(
-            _FoldedNetwork(self, user), partner, self.model.weights, self.model.mf, self.model.rating_scale
+            _FoldedNetwork(self, user),
+            partner,
+            self.model.weights,
+            self.model.mf,
+            self.model.rating_scale,
+            als=folded_als,
         )
         return blend.score_users(np.zeros(1, np.int64))[0]
 

@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.als import AlternatingLeastSquares, user_factor
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.lmf import LogisticMatrixFactorization
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
@@ -186,6 +186,27 @@ class ALS(ImplicitFactorisation):
     name = "ALS"
     config_type = ALSConfig
     config: ALSConfig
+    _gram: tuple[np.ndarray, np.ndarray] | None = None  # (the item factors, their Gram matrix YᵀY)
+
+    def user_vector(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """The factors of a user the model was not fitted on, from their ``(movie index, rating)`` pairs, the
+        item factors ``Y`` fixed: ALS's own user step solved exactly, ``x = (YᵀCY + λI)⁻¹ YᵀCp`` with the
+        user's positives as ``fit`` sees them (ratings >= ``min_rating``, a movie once at its highest
+        rating, confidence ``1 + alpha * rating``; ``p`` 1 there, 0 elsewhere) by the library's
+        ``user_factor``. A user without a positive gets zeros, as a train user without one keeps. The fit's
+        own user factors come from a few conjugate-gradient steps of the same equation, so they are close to
+        this, not equal."""
+        _, q = self.factors()
+        items = np.asarray(items, np.int64).ravel()
+        zeros = np.zeros(len(items), np.int64)
+        one = Interactions(zeros, items, np.asarray(ratings, np.float32).ravel(), zeros, 1, len(q))
+        confidence = self._user_items(one)
+        if confidence.nnz == 0:
+            return np.zeros(q.shape[1], np.float32)
+        if self._gram is None or self._gram[0] is not q:
+            self._gram = (q, q.T.astype(np.float64) @ q.astype(np.float64))
+        x = user_factor(q, self._gram[1], confidence, 0, self.config.regularization, q.shape[1])
+        return np.asarray(x, np.float32)
 
     def _user_items(self, train: Interactions) -> sp.csr_matrix:
         return user_items(train, self.config.min_rating, self.config.alpha)

@@ -91,6 +91,7 @@ def log_training_run(
         blend_weight=str(published.weights.weight),
         blend_rating_weight=str(published.weights.rating_weight),
         blend_rerank_weight=str(published.weights.rerank_weight),
+        blend_als_weight=str(published.weights.als_weight),
     )
     for name, config in (configs or {}).items():
         params.update({f"config.{metric_key(name)}.{metric_key(k)}": str(v) for k, v in config.items()})

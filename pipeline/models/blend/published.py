@@ -1,24 +1,27 @@
 """The published model: what is registered in MLflow, scored in batch and served by the API.
 
-It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE plus
-its rating head for ranking, the network with biased MF for ratings, mixed with the weights chosen on
-validation data (``pipeline.models.blend.scorer.BlendRecommender``). Keeping
-the partners inside one artefact is what makes the served lists the evaluated ones.
+It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE and
+implicit-feedback ALS plus its rating head for ranking, the network with biased MF for ratings, mixed with
+the weights chosen on validation data (``pipeline.models.blend.scorer.BlendRecommender``). Keeping the
+partners inside one artefact is what makes the served lists the evaluated ones.
 
 On disk (``save``/``load``)::
 
     network/      HybridArtifact.save (network, id maps, vocab, catalogue content)
     rated.npz     every (user, movie) index pair rated up to the cut-off: what EASE scores from and what
                   a user's list must never contain
-    ease.npy      EASE's item x item weights over its kept movies (absent when the network has the whole
-                  ranking weight)
+    ease.npy      EASE's item x item weights over its kept movies (absent when EASE's share of the ranking
+                  is 0)
     ease_kept.npy the catalogue indices of those movies, ascending (absent when EASE keeps every movie)
+    als.npz       implicit ALS's user and item factors and its config (``ALS.save``; absent when its ranking
+                  share is 0, as in every artefact written before ALS joined the blend)
     mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
-    blend.json    the weights, the rating-head term's unit and the partners' names
+    blend.json    the weights, the rating-head term's unit, the partners' names and configs
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from pipeline.models.baselines import EASE, EASE_MAX_ITEMS, BiasedMF, BiasedMFCo
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.models.implicit_mf import ALS, ALSConfig
 
 # EASE_MAX_ITEMS (re-exported): EASE's default cap; above it EASE has weights for the most-rated movies only.
 __all__ = ["EASE_MAX_ITEMS", "PublishedBlend"]
@@ -49,13 +53,18 @@ class PublishedBlend:
     mf: BiasedMF | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     rating_scale: float = 1.0  # the rating-head term's unit: the standard deviation of the train ratings
+    als: ALS | None = None  # implicit ALS, fitted on the same ratings (its ranking share > 0 only)
 
     def __post_init__(self) -> None:
-        if self.weights.weight < 1 and self.ease is None:
-            raise ValueError("a ranking weight below 1 needs the EASE partner")
+        if self.weights.ease_weight > 0 and self.ease is None:
+            raise ValueError("an EASE share above 0 (network and ALS below 1) needs the EASE partner")
+        if self.weights.als_weight > 0 and self.als is None:
+            raise ValueError("an ALS weight above 0 needs the ALS partner")
         if self.weights.rating_weight < 1 and self.mf is None:
             raise ValueError("a rating weight below 1 needs the biased MF partner")
-        self._blend = BlendRecommender(self.network, self.ease, self.weights, self.mf, self.rating_scale)
+        self._blend = BlendRecommender(
+            self.network, self.ease, self.weights, self.mf, self.rating_scale, als=self.als
+        )
 
     # --- building ---------------------------------------------------------------------------------------
 
@@ -67,13 +76,16 @@ class PublishedBlend:
         weights: BlendWeights,
         meta: dict[str, Any] | None = None,
         ease_config: EASEConfig | None = None,
+        als_config: ALSConfig | None = None,
     ) -> PublishedBlend:
         """Fit the partners the weights call for on ``train`` (the network's own training data).
 
         ``ease_config`` defaults to ``EASEConfig()``, as the evaluation that chose the weights uses: above its
-        ``max_items`` movies EASE has weights for the most-rated ones only (the cap is recorded in meta)."""
+        ``max_items`` movies EASE has weights for the most-rated ones only (the cap is recorded in meta).
+        ``als_config`` defaults to ``ALSConfig()``, as the evaluation's ALS."""
         ease_config = ease_config or EASEConfig()
-        ease = EASE(ease_config).fit(train) if weights.weight < 1 else None
+        ease = EASE(ease_config).fit(train) if weights.ease_weight > 0 else None
+        als = ALS(als_config).fit(train) if weights.als_weight > 0 else None
         mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
         return cls(
             network,
@@ -83,6 +95,7 @@ class PublishedBlend:
             mf,
             {**(meta or {}), "ease_max_items": ease_config.max_items},
             rating_scale(train),
+            als,
         )
 
     # --- scoring ----------------------------------------------------------------------------------------
@@ -109,7 +122,7 @@ class PublishedBlend:
         return self._blend.score_users(np.asarray(users, np.int64))
 
     def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
-        """The cheap terms of ``score_users`` (dot product, EASE) for every movie."""
+        """The cheap terms of ``score_users`` (dot product, ALS, EASE) for every movie."""
         return self._blend.retrieval_scores(np.asarray(users, np.int64))
 
     def rerank_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -134,6 +147,8 @@ class PublishedBlend:
             np.save(directory / "ease.npy", check_fitted(self.ease.weights_, self.ease.name))
             if self.ease.kept_ is not None:
                 np.save(directory / "ease_kept.npy", self.ease.kept_.astype(np.int32))
+        if self.als is not None:
+            self.als.save(directory / "als.npz")
         if self.mf is not None:
             mu, user_factors, item_factors, user_bias, item_bias = self.mf.parameters()
             np.savez(
@@ -155,6 +170,8 @@ class PublishedBlend:
                     "ease_lambda": self.ease.config.lam if self.ease else None,
                     "ease_max_items": self.ease.config.max_items if self.ease else None,
                     "mf_factors": self.mf.config.factors if self.mf else None,
+                    "als_partner": "als" if self.als else None,
+                    "als_config": dataclasses.asdict(self.als.config) if self.als else None,
                     "meta": self.meta,
                 },
                 indent=1,
@@ -189,6 +206,7 @@ class PublishedBlend:
             mf.user_factors_, mf.item_factors_ = arrays["user_factors"], arrays["item_factors"]
             mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
             mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
+        als = ALS.load(directory / "als.npz") if (directory / "als.npz").exists() else None
         return cls(
             network,
             rated,
@@ -197,4 +215,5 @@ class PublishedBlend:
             mf,
             spec.get("meta", {}),
             float(spec.get("rating_scale", 1.0)),
+            als,
         )

@@ -2,15 +2,16 @@
 
 The ranking score of a (user, movie) pair is
 
-    weight x z(network dot product) + (1 - weight) x z(EASE) + rerank_weight x rating / rating_scale
+    weight x z(network dot product) + als_weight x z(ALS) + (1 - weight - als_weight) x z(EASE)
+        + rerank_weight x rating / rating_scale
 
 where z standardises a member's scores per user over the whole catalogue (their scales differ: a dot
-product, EASE's regression weights) and ``rating`` is the network's full rating head (its MLP included)
-in units of the train ratings' standard deviation. The first two terms are cheap for every movie (a
-matrix product, a sparse one); the rating head costs an MLP per pair, which is why batch scoring at large
-catalogues retrieves the top candidates by the first two terms and runs the rating head on those only
-(``pipeline.batch.scoring``). Every weight is chosen on validation data carved out of the train split —
-never on the test split it is reported on."""
+product, implicit ALS's factor products, EASE's regression weights) and ``rating`` is the network's full
+rating head (its MLP included) in units of the train ratings' standard deviation. The first three terms
+(the cheap ones) cost a matrix product each (a sparse one for EASE); the rating head costs an MLP per pair,
+which is why batch scoring at large catalogues retrieves the top candidates by the cheap terms and runs the
+rating head on those only (``pipeline.batch.scoring``). Every weight is chosen on validation data carved out
+of the train split — never on the test split it is reported on."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def standardise(scores: np.ndarray) -> np.ndarray:
 class BlendRecommender:
     """Ranking: see the module doc (``rerank_weight`` 0: no rating-head term).
     Ratings: ``rating_weight`` x network + (1 - ``rating_weight``) x ``rating_partner``. The weights are one
-    ``BlendWeights`` value; with ``rerank_weight`` > 0 the network must be a ``RatingMatrix`` too.
+    ``BlendWeights`` value; with ``rerank_weight`` > 0 the network must be a ``RatingMatrix`` too. ``partner``
+    is EASE (needed when its share ``weights.ease_weight`` > 0), ``als`` implicit ALS (needed when
+    ``weights.als_weight`` > 0); either is any ``Scorer``.
 
     ``candidates`` K > 0 with ``rated`` (users x movies, the train ratings): ``score_users`` retrieves each
     user's top K unrated movies by the cheap terms and adds the rating-head term on those only, as the
@@ -50,14 +53,18 @@ class BlendRecommender:
         rating_scale: float = 1.0,
         candidates: int = 0,
         rated: sp.csr_matrix | None = None,
+        als: Scorer | None = None,
     ) -> None:
         if rating_scale <= 0:
             raise ValueError(f"rating scale must be > 0, got {rating_scale}")
-        if weights.weight < 1 and partner is None:
-            raise ValueError("a ranking weight below 1 needs a partner")
+        if weights.ease_weight > 0 and partner is None:
+            raise ValueError("an EASE share above 0 (network and ALS below 1) needs a partner")
+        if weights.als_weight > 0 and als is None:
+            raise ValueError("an ALS weight above 0 needs the ALS member")
         if weights.rating_weight < 1 and rating_partner is None:
             raise ValueError("a rating weight below 1 needs a rating partner")
         self.network, self.partner, self.rating_partner = network, partner, rating_partner
+        self.als = als
         self.weights, self.rating_scale = weights, rating_scale
         if candidates and rated is None:
             raise ValueError("re-ranking candidates needs the rated movies to retrieve around")
@@ -68,6 +75,10 @@ class BlendRecommender:
         return self.weights.weight
 
     @property
+    def als_weight(self) -> float:
+        return self.weights.als_weight
+
+    @property
     def rating_weight(self) -> float:
         return self.weights.rating_weight
 
@@ -76,7 +87,7 @@ class BlendRecommender:
         return self.weights.rerank_weight
 
     def fit(self, train: Interactions) -> BlendRecommender:
-        for member in (self.network, self.partner, self.rating_partner):
+        for member in (self.network, self.partner, self.als, self.rating_partner):
             if isinstance(member, Recommender):
                 member.fit(train)
         return self
@@ -89,15 +100,20 @@ class BlendRecommender:
         return ratings.astype(np.float32)
 
     def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
-        """The cheap terms (network dot product and EASE) for every movie: len(users) x n_items."""
-        mixed = np.zeros((len(users), 0))
-        if self.weight > 0:
-            mixed = self.weight * standardise(np.asarray(self.network.score_users(users), np.float64))
-        if self.weight < 1:
-            if self.partner is None:
-                raise ValueError("a ranking weight below 1 needs a partner")
-            part = (1 - self.weight) * standardise(np.asarray(self.partner.score_users(users), np.float64))
-            mixed = part if mixed.size == 0 else mixed + part
+        """The cheap terms (network dot product, ALS, EASE) for every movie: len(users) x n_items; a member
+        whose share is 0 is not scored."""
+        w = self.weights
+        terms = ((w.weight, self.network), (w.als_weight, self.als), (w.ease_weight, self.partner))
+        mixed: np.ndarray | None = None
+        for share, member in terms:
+            if share == 0:
+                continue
+            if member is None:  # the constructor checked; a member set to None since is a bug
+                raise ValueError(f"a cheap-term share of {share} needs its member")
+            part = share * standardise(np.asarray(member.score_users(users), np.float64))
+            mixed = part if mixed is None else mixed + part
+        if mixed is None:  # unreachable: the shares sum to 1
+            raise ValueError("the blend has no cheap term")
         return mixed.astype(np.float32)
 
     def rerank_scores(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:

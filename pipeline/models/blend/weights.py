@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+# Shares of the cheap terms may sum to a hair above 1 after float arithmetic (0.7 + 0.3): that much is 1.
+_SHARE_SLACK = 1e-9
+
 
 class WeightsDict(TypedDict):
     """``BlendWeights`` as plain JSON (an XCom, ``blend.json``)."""
@@ -13,6 +16,7 @@ class WeightsDict(TypedDict):
     weight: float
     rating_weight: float
     rerank_weight: float
+    als_weight: float
 
 
 @dataclass(frozen=True)
@@ -20,37 +24,63 @@ class BlendWeights:
     """The weights of the published blend (see ``BlendRecommender``) and the validation figure of every one
     tried (``figures``: search name -> weight -> figure; empty when the weights were not searched).
 
-    ``weight``: the network's share of the ranking's cheap terms (EASE has the rest); ``rating_weight``: the
-    network's share of the predicted ratings (biased MF has the rest); ``rerank_weight``: the rating head's
-    term in the ranking, in units of the train ratings' standard deviation (0: none).
+    The ranking's cheap terms have three shares summing to 1: ``weight`` the network's dot product,
+    ``als_weight`` implicit-feedback ALS, EASE the rest (``ease_weight``: ``1 - weight - als_weight``).
+    ``rating_weight``: the network's share of the predicted ratings (biased MF has the rest);
+    ``rerank_weight``: the rating head's term in the ranking, in units of the train ratings' standard
+    deviation (0: none).
     """
 
     weight: float = 1.0
     rating_weight: float = 1.0
     rerank_weight: float = 0.0
+    als_weight: float = 0.0
     figures: dict[str, dict[float, float]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("weight", "rating_weight"):
+        for name in ("weight", "rating_weight", "als_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"blend {name} must be within [0, 1], got {getattr(self, name)}")
+        if self.weight + self.als_weight > 1.0 + _SHARE_SLACK:
+            raise ValueError(
+                f"blend weight + als_weight must be at most 1 (EASE has the rest), got "
+                f"{self.weight} + {self.als_weight}"
+            )
         if self.rerank_weight < 0:
             raise ValueError(f"blend rerank_weight must be >= 0, got {self.rerank_weight}")
 
+    @property
+    def ease_weight(self) -> float:
+        """EASE's share of the cheap terms: what the network and ALS leave (0 within float slack)."""
+        rest = 1.0 - self.weight - self.als_weight
+        return rest if rest > _SHARE_SLACK else 0.0
+
     def to_dict(self) -> WeightsDict:
-        """The three weights as plain floats (JSON, XCom, ``blend.json``); ``figures`` stay out."""
+        """The weights as plain floats (JSON, XCom, ``blend.json``); ``figures`` stay out."""
         return {
             "weight": self.weight,
             "rating_weight": self.rating_weight,
             "rerank_weight": self.rerank_weight,
+            "als_weight": self.als_weight,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendWeights:
-        return cls(float(data["weight"]), float(data["rating_weight"]), float(data.get("rerank_weight", 0.0)))
+        """The inverse of ``to_dict``; a key that earlier versions did not write (``rerank_weight``,
+        ``als_weight``) reads as 0."""
+        return cls(
+            float(data["weight"]),
+            float(data["rating_weight"]),
+            float(data.get("rerank_weight", 0.0)),
+            float(data.get("als_weight", 0.0)),
+        )
 
     def describe(self) -> str:
-        ranking = f"network x {self.weight:.2f}" + (" + EASE" if self.weight < 1 else "")
+        ranking = f"network x {self.weight:.2f}"
+        if self.als_weight > 0:
+            ranking += f" + ALS x {self.als_weight:.2f}"
+        if self.ease_weight > 0:
+            ranking += " + EASE" if self.als_weight == 0 else f" + EASE x {self.ease_weight:.2f}"
         if self.rerank_weight > 0:
             ranking += f" + rating head x {self.rerank_weight:.2f}"
         ratings = f"network x {self.rating_weight:.2f}" + (" + biased MF" if self.rating_weight < 1 else "")

@@ -14,6 +14,7 @@ from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.recommender import HybridRecommender
+from pipeline.models.implicit_mf import ALS, ALSConfig
 from tests.support.configs import TINY
 from tests.support.ml100k_slice import load_ml100k_slice
 
@@ -30,6 +31,34 @@ def test_ranking_weight_is_chosen_on_validation_and_favours_the_better_member(ml
     assert chosen.weight < 1.0
     # a rating-head grid of 0 only: no rating-head term is searched or chosen
     assert chosen.rerank_weight == 0.0 and chosen.figures["rerank_ndcg@10"] == {}
+
+
+def test_the_als_share_is_searched_with_the_network_share(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    small_als = lambda: ALS(ALSConfig(factors=16, iterations=5))  # noqa: E731
+    chosen = choose_weights(Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,), make_als=small_als)
+    f = chosen.figures
+    assert 0.0 <= chosen.als_weight <= 1.0 and chosen.weight + chosen.als_weight <= 1.0 + 1e-9
+    # every point of the simplex at step 0.1 was tried: ALS share 0 under the old name, the others beside
+    assert set(f["ndcg@10"]) == GRID and set(f["als_ndcg@10"]) == GRID
+    points = {(w, 0.0): v for w, v in f["ndcg@10"].items()}
+    for a in GRID - {0.0}:
+        row = f[f"ndcg@10.als={a:g}"]
+        assert set(row) == {w for w in GRID if w + a <= 1 + 1e-9}
+        points.update({(w, a): v for w, v in row.items()})
+    assert len(points) == 66
+    # the chosen pair is the best point; the ALS profile is the best over the network shares
+    assert points[(chosen.weight, chosen.als_weight)] == max(points.values())
+    assert f["als_ndcg@10"][chosen.als_weight] == max(points.values())
+    assert f["als_network_weight"][chosen.als_weight] == chosen.weight
+    for a, best in f["als_ndcg@10"].items():
+        assert best == max(v for (w, b), v in points.items() if b == a)
+    assert f["als_ndcg@10"][0.0] == max(f["ndcg@10"].values())
+    assert f["als_ndcg@10"][1.0] != f["als_ndcg@10"][0.0]  # ALS alone is another ranking
+    # without an ALS factory, no ALS share and no ALS figures
+    plain = choose_weights(Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,))
+    assert plain.als_weight == 0.0 and "als_ndcg@10" not in plain.figures
+    assert plain.figures["ndcg@10"] == f["ndcg@10"]
 
 
 def test_rating_weight_is_chosen_on_validation_and_favours_the_better_predictor(ml100k_dir):

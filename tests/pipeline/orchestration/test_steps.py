@@ -55,7 +55,8 @@ def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(we
     assert summary.rows == SLICE_USERS * TOP_N
     assert 0 < float(summary.catalogue_coverage) <= 1
     weights = results["evaluation"]["weights"]
-    assert set(weights) == {"weight", "rating_weight", "rerank_weight"}
+    assert set(weights) == {"weight", "rating_weight", "rerank_weight", "als_weight"}
+    assert 0 <= weights["als_weight"] <= 1 - weights["weight"] + 1e-9
     assert (
         0 <= weights["weight"] <= 1 and 0 <= weights["rating_weight"] <= 1 and weights["rerank_weight"] >= 0
     )

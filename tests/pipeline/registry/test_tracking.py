@@ -41,6 +41,7 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, register
     assert {k: params[k] for k in config_params(TINY_VALIDATED)} == config_params(TINY_VALIDATED)
     assert params["dataset"] == "ml-100k" and params["data_cutoff"] == CUTOFF.isoformat()
     assert params["device"] == "cpu"
+    assert (params["blend_weight"], params["blend_als_weight"]) == ("0.6", "0.0")
     assert params["config.als.factors"] == "32" and params["config.als.alpha"] == "0.25"
     metrics = logged.data.metrics
     assert metrics["temporal.ndcg_at_10"] == 0.30 and metrics["random.rmse"] == 0.95

@@ -136,3 +136,31 @@ def test_above_the_ease_cap_the_blend_keeps_ease_for_the_most_rated(tiny_blend, 
     np.testing.assert_array_equal(loaded.ease.kept_, blend.ease.kept_)
     np.testing.assert_array_equal(loaded.ease.weights_, blend.ease.weights_)
     np.testing.assert_allclose(loaded.score_users(users), blend.score_users(users), rtol=1e-4, atol=1e-4)
+
+
+def test_an_als_share_is_fitted_saved_and_loaded(tiny_blend, first_300_users, tmp_path):
+    weights = BlendWeights(0.3, 1.0, 1.0, als_weight=0.4)
+    blend = PublishedBlend.from_training(tiny_blend.network, first_300_users, weights)
+    assert blend.als is not None and blend.ease is not None and blend.mf is None
+    users = np.arange(8)
+
+    def z(scores):
+        return standardise(np.asarray(scores, np.float64))
+
+    cheap = (
+        0.3 * z(blend.network.rank_index(users))
+        + 0.4 * z(blend.als.score_users(users))
+        + 0.3 * z(blend.ease.score_users(users))
+    )
+    np.testing.assert_allclose(blend.retrieval_scores(users), cheap, rtol=1e-4, atol=1e-5)
+    saved = blend.save(tmp_path / "with-als")
+    assert (saved / "als.npz").exists()
+    loaded = PublishedBlend.load(saved)
+    assert loaded.weights == weights and loaded.als is not None
+    assert loaded.als.config == blend.als.config
+    np.testing.assert_array_equal(loaded.als.factors()[1], blend.als.factors()[1])
+    np.testing.assert_allclose(loaded.score_users(users), blend.score_users(users), rtol=1e-5, atol=1e-5)
+    # no ALS share: nothing fitted, nothing saved (what every artefact of earlier versions looks like)
+    assert tiny_blend.als is None and not (tiny_blend.save(tmp_path / "no-als") / "als.npz").exists()
+    with pytest.raises(ValueError, match="needs the ALS partner"):
+        PublishedBlend(tiny_blend.network, tiny_blend.rated, weights, tiny_blend.ease)

@@ -11,6 +11,7 @@ from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale, standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.recommender import HybridRecommender
+from pipeline.models.implicit_mf import ALS, ALSConfig
 from tests.support.configs import SMALL_EASE, SMALL_MF, TINY_CONTRACT
 from tests.support.contract import NotFittedContract, RecommenderContract
 from tests.support.ml100k_slice import load_ml100k_slice, slice_of
@@ -64,6 +65,33 @@ def test_blend_weights_one_and_zero_are_the_members(ml100k_dir):
         ease.score_users(users).astype(np.float64)
     )
     np.testing.assert_allclose(half, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_als_share_adds_its_standardised_scores(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    ease, pop = EASE().fit(train), Popularity().fit(train)
+    als = ALS(ALSConfig(factors=16, iterations=5)).fit(train)
+    users = np.arange(7)
+
+    def z(model):
+        return standardise(model.score_users(users).astype(np.float64))
+
+    weights = BlendWeights(0.2, als_weight=0.5)
+    blend = BlendRecommender(pop, ease, weights, als=als)
+    expected = 0.2 * z(pop) + 0.5 * z(als) + 0.3 * z(ease)
+    np.testing.assert_allclose(blend.retrieval_scores(users), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(blend.score_users(users), expected, rtol=1e-5, atol=1e-5)
+    assert blend.als_weight == 0.5
+    # the network and ALS with the whole of it: no EASE needed, and none scored
+    no_ease = BlendRecommender(pop, None, BlendWeights(0.4, als_weight=0.6), als=als).score_users(users)
+    np.testing.assert_allclose(no_ease, 0.4 * z(pop) + 0.6 * z(als), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs the ALS member"):
+        BlendRecommender(pop, ease, weights)
+    # an ALS member with share 0 is not scored: the blend is the network with EASE
+    np.testing.assert_array_equal(
+        BlendRecommender(pop, ease, BlendWeights(0.5), als=als).score_users(users),
+        BlendRecommender(pop, ease, BlendWeights(0.5)).score_users(users),
+    )
 
 
 def test_rating_blend_mixes_predictions(ml100k_dir):

@@ -11,12 +11,21 @@ from pipeline.models.blend.weights import BlendWeights
 
 def test_defaults_are_the_network_alone():
     weights = BlendWeights()
-    assert weights.to_dict() == {"weight": 1.0, "rating_weight": 1.0, "rerank_weight": 0.0}
+    assert weights.to_dict() == {"weight": 1.0, "rating_weight": 1.0, "rerank_weight": 0.0, "als_weight": 0.0}
     assert weights.describe() == "ranking: network x 1.00; ratings: network x 1.00"
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"weight": -0.1}, {"weight": 1.5}, {"rating_weight": -1.0}, {"rerank_weight": -0.5}]
+    "kwargs",
+    [
+        {"weight": -0.1},
+        {"weight": 1.5},
+        {"rating_weight": -1.0},
+        {"rerank_weight": -0.5},
+        {"als_weight": -0.1},
+        {"als_weight": 1.2},
+        {"weight": 0.6, "als_weight": 0.5},  # the network and ALS may not take more than the whole
+    ],
 )
 def test_out_of_range_weights_are_refused(kwargs):
     with pytest.raises(ValueError, match="blend"):
@@ -26,12 +35,27 @@ def test_out_of_range_weights_are_refused(kwargs):
 def test_json_round_trip_keeps_the_weights_and_leaves_the_figures_out():
     weights = BlendWeights(0.6, 0.3, 1.5, figures={"ndcg@10": {0.6: 0.31}})
     data = json.loads(json.dumps(weights.to_dict()))
-    assert set(data) == {"weight", "rating_weight", "rerank_weight"}
+    assert set(data) == {"weight", "rating_weight", "rerank_weight", "als_weight"}
     again = BlendWeights.from_dict(data)
     assert again == weights and again.figures == {}  # figures do not take part in equality
-    assert (
-        BlendWeights.from_dict({"weight": 0.5, "rating_weight": 1}).rerank_weight == 0.0
-    )  # older blend.json
+    older = BlendWeights.from_dict({"weight": 0.5, "rating_weight": 1})  # a blend.json of earlier versions
+    assert older == BlendWeights(0.5, 1.0, 0.0, 0.0) and older.ease_weight == 0.5
     assert weights.describe() == (
         "ranking: network x 0.60 + EASE + rating head x 1.50; ratings: network x 0.30 + biased MF"
+    )
+
+
+def test_the_cheap_terms_shares_sum_to_one():
+    weights = BlendWeights(0.1, 0.5, 1.0, als_weight=0.6, figures={"als_ndcg@10": {0.6: 0.2}})
+    assert weights.ease_weight == pytest.approx(0.3)
+    assert BlendWeights.from_dict(json.loads(json.dumps(weights.to_dict()))) == weights
+    assert weights.describe() == (
+        "ranking: network x 0.10 + ALS x 0.60 + EASE x 0.30 + rating head x 1.00; ratings: network x 0.50 + biased MF"
+    )
+    # shares whose float sum is a hair off 1 leave EASE nothing, not a negative share
+    for w, a in ((0.3, 0.7), (0.7, 0.3), (0.6, 0.4), (0.1, 0.9)):
+        assert BlendWeights(w, als_weight=a).ease_weight == 0.0
+    assert (
+        BlendWeights(0.0, als_weight=1.0).describe()
+        == "ranking: network x 0.00 + ALS x 1.00; ratings: network x 1.00"
     )
