@@ -1,14 +1,14 @@
 """The hyperparameter grids of the evaluation-only models, judged on validation data only.
 
-    python -m bench.model_grid [--home DIR] [--models als,bpr,lmf,item_knn] [--output FILE]
+    python -m bench.model_grid [--home DIR] [--models als,bpr,lmf,item_knn,lightgcn] [--output FILE]
 
 On real ML-100K (the offline copy, ``fetch_offline_ml100k``): the temporal protocol's split
 (``make_split(data, "temporal")``), then the validation split carved from its train part exactly as the
 blend's weight search carves it (``temporal_split(train)``). Every grid point is fitted on the validation
 split's train part and judged by NDCG@10 of its held-out movies (``evaluate_model``, temporal); the
 protocol's test split is never read. Prints each model's best point and writes every figure to
-``bench/results/model_grid.json``. The defaults in ``pipeline/models/implicit_mf.py`` and ``item_knn.py`` are
-the points this chose (their docstrings list the grids).
+``bench/results/model_grid.json``. The defaults in ``pipeline/models/implicit_mf.py``, ``item_knn.py`` and
+``lightgcn.py`` are the points this chose (their docstrings list the grids).
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
         "min_rating": (1.0, 4.0),
     },
     "item_knn": {"neighbours": (50, 100, 200, 400, 800), "shrinkage": (0.0, 10.0, 50.0)},
+    "lightgcn": {
+        "factors": (64, 128),
+        "layers": (2, 3),
+        "regularization": (1e-3, 3e-3),
+        "learning_rate": (1e-2,),
+        "epochs": (80, 160),
+    },
 }
 
 
@@ -57,12 +64,14 @@ def log(msg: str) -> None:
 def _factories() -> dict[str, Callable[[dict[str, Any]], Any]]:
     from pipeline.models.implicit_mf import ALS, BPR, LMF, ALSConfig, BPRConfig, LMFConfig
     from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
+    from pipeline.models.lightgcn import LightGCN, LightGCNConfig
 
     return {
         "als": lambda p: ALS(ALSConfig(**p)),
         "bpr": lambda p: BPR(BPRConfig(**p)),
         "lmf": lambda p: LMF(LMFConfig(**p)),
         "item_knn": lambda p: ItemKNN(ItemKNNConfig(**p)),
+        "lightgcn": lambda p: LightGCN(LightGCNConfig(**p)),
     }
 
 
