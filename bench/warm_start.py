@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
+    import torch
+
     from bench.machine import machine_info
     from bench.train import Home
     from pipeline.core.defaults import WARM_START_EPOCHS
@@ -168,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = {
         "machine": machine_info(),
-        "config": {"warm_start_epochs": WARM_START_EPOCHS, "start": args.start, "weeks": args.weeks},
+        "config": {
+            "warm_start_epochs": WARM_START_EPOCHS,
+            "start": args.start,
+            "weeks": args.weeks,
+            "torch_threads": torch.get_num_threads(),
+        },
         "weeks": rows,
         "summary": summary,
     }

@@ -57,10 +57,10 @@ EVALUATION_ONLY_MODELS: Final = ("als", "bpr", "lmf", "item_knn", "lightgcn")
 WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 
 # Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains
-# at most this many epochs; a full retrain from scratch once the chain's last full training is this many
-# weeks old (MOVIEREC_WARM_START_EPOCHS, MOVIEREC_FULL_RETRAIN_WEEKS; the DAG's full_retrain param forces
-# one).
-WARM_START_EPOCHS: Final = 10
+# this many epochs (no early stopping); a full retrain from scratch once the chain's last full training is
+# this many weeks old (MOVIEREC_WARM_START_EPOCHS, MOVIEREC_FULL_RETRAIN_WEEKS; the DAG's full_retrain param
+# forces one).
+WARM_START_EPOCHS: Final = 5
 WARM_START_MAX_AGE_WEEKS: Final = 4
 
 # --- lists --------------------------------------------------------------------------------------------------

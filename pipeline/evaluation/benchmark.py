@@ -8,7 +8,7 @@ train data (``pipeline.evaluation.weight_search.choose_weights``); the network a
 reported beside it. A weight of 1.0 means the network alone.
 
 Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, BPR and logistic MF,
-and item-kNN) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
+item-kNN and LightGCN) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
 ``Settings.weekly_models``. They are never published on their own; ALS is also the blend's third ranking
 member: when its row is asked for, the blend uses that fit, otherwise the blend fits its own when its weights
 give ALS a share. A model that fails is a row with its error, not a gap."""
@@ -43,6 +43,7 @@ from pipeline.models.hybrid.fit import train_hybrid
 from pipeline.models.hybrid.recommender import HybridRecommender
 from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
+from pipeline.models.lightgcn import LightGCN
 
 # The evaluation-only models by report name, each with its default config (``EVALUATION_ONLY_MODELS``).
 EVALUATION_ONLY: dict[str, Callable[[], Recommender]] = {
@@ -50,6 +51,7 @@ EVALUATION_ONLY: dict[str, Callable[[], Recommender]] = {
     "bpr": BPR,
     "lmf": LMF,
     "item_knn": ItemKNN,
+    "lightgcn": LightGCN,
 }
 
 # What the published blend is built from: the weekly run cannot go on when one of them failed.

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from textwrap import shorten
 from typing import Any
 
+from pipeline.models.blend.weights import BlendWeights
+
 # The folder of a run's artifacts the report is logged under (``log_training_run(artifacts=...)``).
 REPORT_ARTIFACT_DIR = "evaluation.json"
 # The run's plots, ``plots/<name>.png`` (``log_training_run``).
@@ -63,12 +65,16 @@ def evaluation_rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 def blend_line(report: dict[str, Any]) -> str:
-    """What is published, with the weights the evaluation chose."""
-    return (
-        f"published = blend: ranking network x {report['blend_weight']:.1f} + EASE + rating head x "
-        f"{report['rerank_weight']:.2f}, ratings network x {report['rating_weight']:.1f} + biased MF "
-        "(weights chosen on validation splits of the train data)"
+    """What is published, with the weights the evaluation chose (``BlendWeights.describe``)."""
+    weights = BlendWeights.from_dict(
+        {
+            "weight": report["blend_weight"],
+            "rating_weight": report["rating_weight"],
+            "rerank_weight": report["rerank_weight"],
+            "als_weight": report.get("als_weight", 0.0),
+        }
     )
+    return f"published = blend: {weights.describe()} (weights chosen on validation splits of the train data)"
 
 
 # The diversity trade-off table a training run logs (``log_training_run(tradeoff=...)``).

@@ -280,7 +280,7 @@ def test_runs_page_lists_the_batch_the_gate_and_the_champions_evaluation(
     blend = page.locator("#evaluation tr[data-protocol='temporal'][data-model='blend'] td").all_inner_texts()
     assert blend[headers.index("NDCG@10")] == f"{report['results']['temporal']['blend']['ndcg@10']:.4f}"
     assert len(_cells(page, "#evaluation")) == sum(len(models) for models in report["results"].values())
-    assert f"ranking network x {report['blend_weight']:.1f}" in page.locator("#blend-weights").inner_text()
+    assert f"ranking: network x {report['blend_weight']:.2f}" in page.locator("#blend-weights").inner_text()
     # both plots loaded as images (the page's policy allows images from the server itself only)
     plots = page.locator("img.plot").evaluate_all(
         "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])"

@@ -226,8 +226,9 @@ def train_hybrid(
     """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features.
 
     ``init``: warm start from that network's weights (``warm_start.transfer_weights``: known users, movies
-    and people keep theirs; ``WarmStartError`` when its shared layers have other shapes); ``epochs``: at most
-    that many epochs instead of ``cfg.epochs`` (the model's config keeps ``cfg``).
+    and people keep theirs; ``WarmStartError`` when its shared layers have other shapes), trained for all
+    its epochs on every row, no early stopping; ``epochs``: that many epochs instead of ``cfg.epochs`` (the
+    model's config keeps ``cfg``).
 
     ``processes`` > 1: that many data-parallel processes launched with ``torchrun`` (gloo on the CPU, NCCL
     with one GPU each; ``pipeline.models.hybrid.distributed``); ``on_epoch`` then sees each epoch's record
@@ -274,7 +275,9 @@ def _train(
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
 
     order = rng.permutation(len(train))
-    n_val = int(len(train) * cfg.validation_fraction) if cfg.patience else 0
+    # A warm start trains its epochs through, on every row: the champion was trained on most of any
+    # validation share drawn now, so that share's loss is best after one epoch and cannot say when to stop.
+    n_val = int(len(train) * cfg.validation_fraction) if cfg.patience and init is None else 0
     fit_rows, val_rows = train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
     b = Batches(data, fit_rows, cfg, device)
     vb = (
