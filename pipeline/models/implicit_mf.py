@@ -164,8 +164,13 @@ class ImplicitFactorisation(ABC):
         return np.full(users.shape, np.nan, np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
+        # In float64, then float32: a user's scores must not depend on which other users share the block
+        # (the sharded batch scores other blocks than one process), and a float32 product's rounding did by
+        # the block's shape (BLAS picks its kernel by it); the float64 product's differences are far below
+        # float32's rounding.
         p, q = self.factors()
-        return np.asarray(p[np.asarray(users, np.int64)] @ q.T, np.float32)
+        rows = p[np.asarray(users, np.int64)].astype(np.float64)
+        return np.asarray(rows @ q.T.astype(np.float64), np.float32)
 
     def save(self, path: Path) -> Path:
         """The fitted factors and the config in one ``.npz`` file at ``path``."""

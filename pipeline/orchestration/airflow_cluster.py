@@ -149,7 +149,9 @@ class Cluster:
 
     def init(self) -> None:
         """Airflow's metadata schema and the training pool (``movierec airflow init``, in this environment),
-        and the broker's tables, created once here rather than raced by the workers."""
+        and the broker's tables and the tasks' queue, created once here rather than raced by the workers
+        (kombu's SQLAlchemy transport creates a missing queue row under a lock of its own process only: two
+        workers starting together, one died of the unique violation)."""
         subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "airflow", "init"],
             env=self.env,
@@ -160,8 +162,11 @@ class Cluster:
         if broker.startswith("sqla+"):
             from kombu import Connection
 
+            queue = self.env.get("AIRFLOW__OPERATORS__DEFAULT_QUEUE", "default")
             with Connection(broker) as connection:
-                connection.default_channel.session.close()  # opening a session creates the tables
+                channel = connection.default_channel  # opening its session creates the tables
+                channel._new_queue(queue)  # noqa: SLF001 (the transport's own get-or-create of a queue row)
+                channel.session.close()
 
     def start(self) -> None:
         Path(self.env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
