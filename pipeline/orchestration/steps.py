@@ -464,7 +464,8 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"evaluation (temporal): published blend NDCG@10 {fig(temporal, 'ndcg@10')}, network alone "
             f"{fig(temporal, 'network_ndcg@10')}, EASE {fig(ease, 'ndcg@10')} "
-            f"(weights: ranking {weights['weight']}, rating head {weights['rerank_weight']}, "
+            f"(weights: ranking network {weights['weight']}, ALS {weights.get('als_weight', 0.0)}, "
+            f"rating head {weights['rerank_weight']}, "
             f"ratings {weights['rating_weight']})"
         )
         if table := tradeoff_lines(evaluation.get("tradeoff", [])):

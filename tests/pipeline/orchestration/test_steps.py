@@ -84,7 +84,7 @@ def test_report_names_each_step_that_ran():
     lines = report(results).splitlines()
     assert lines[0] == "ingest run 3: 15,000 rows accepted, 2 rejected"
     assert "published blend NDCG@10 0.3123, network alone 0.2000, EASE 0.2500" in lines[1]
-    assert "(weights: ranking 0.6, rating head 1.0, ratings 0.5)" in lines[1]
+    assert "(weights: ranking network 0.6, ALS 0.0, rating head 1.0, ratings 0.5)" in lines[1]
     assert lines[2].startswith("trained movierec-hybrid v4 in 12.5 s (MLflow run abc;")
     assert lines[3] == "gate: promoted: first champion"
     assert lines[4] == ("published batch 9 scored by v4: 150 users (0 on the fallback list), 3,000 rows")
