@@ -70,3 +70,28 @@ def as_pairs(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if users.shape != items.shape:
         raise ValueError(f"users {users.shape} and items {items.shape} must have the same shape")
     return users, items
+
+
+def fitted_pair(first: _T | None, second: _T | None, name: str) -> tuple[_T, _T]:
+    """Two attributes ``fit`` sets together (factors, embeddings); ``NotFitted`` before ``fit``."""
+    a = check_fitted(first, name)
+    if second is None:  # set together with the first
+        raise NotFitted(f"{name} is only partly fitted")
+    return a, second
+
+
+def no_ratings(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A ranking-only model's ``predict``: NaN for every (user, item) pair."""
+    users, _ = as_pairs(users, items)
+    return np.full(users.shape, np.nan, np.float32)
+
+
+def dot_scores(user_vectors: np.ndarray, item_vectors: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """``score_users`` of a factor model: each user's vector dotted with every item's, float32.
+
+    In float64, then float32: a user's scores must not depend on which other users share the block (the
+    sharded batch scores other blocks than one process), and a float32 product's rounding did by the block's
+    shape (BLAS picks its kernel by it); the float64 product's differences are far below float32's rounding.
+    """
+    rows = user_vectors[np.asarray(users, np.int64)].astype(np.float64)
+    return np.asarray(rows @ item_vectors.T.astype(np.float64), np.float32)

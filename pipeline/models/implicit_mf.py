@@ -55,7 +55,12 @@ from pydantic.dataclasses import dataclass
 from threadpoolctl import threadpool_limits
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
+from pipeline.models.base import (
+    HYPERPARAMETERS,
+    dot_scores,
+    fitted_pair,
+    no_ratings,
+)
 from pipeline.models.saved import load_arrays, save_arrays
 
 # --- configs ------------------------------------------------------------------------------------------------
@@ -152,25 +157,14 @@ class ImplicitFactorisation(ABC):
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted ``(user_factors, item_factors)``; ``NotFitted`` before ``fit``."""
-        p = check_fitted(self.user_factors_, self.name)
-        q = self.item_factors_
-        if q is None:  # set together with user_factors_
-            raise NotFitted(f"{self.name} is only partly fitted")
-        return p, q
+        return fitted_pair(self.user_factors_, self.item_factors_, self.name)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         self.factors()
-        users, _ = as_pairs(users, items)
-        return np.full(users.shape, np.nan, np.float32)
+        return no_ratings(users, items)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        # In float64, then float32: a user's scores must not depend on which other users share the block
-        # (the sharded batch scores other blocks than one process), and a float32 product's rounding did by
-        # the block's shape (BLAS picks its kernel by it); the float64 product's differences are far below
-        # float32's rounding.
-        p, q = self.factors()
-        rows = p[np.asarray(users, np.int64)].astype(np.float64)
-        return np.asarray(rows @ q.T.astype(np.float64), np.float32)
+        return dot_scores(*self.factors(), users)
 
     def save(self, path: Path) -> Path:
         """The fitted factors and the config in one ``.npz`` file at ``path``."""

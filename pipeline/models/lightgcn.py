@@ -59,7 +59,12 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from pydantic.dataclasses import dataclass
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
+from pipeline.models.base import (
+    HYPERPARAMETERS,
+    dot_scores,
+    fitted_pair,
+    no_ratings,
+)
 from pipeline.models.implicit_mf import positives
 from pipeline.models.saved import load_arrays, save_arrays
 
@@ -204,20 +209,14 @@ class LightGCN:
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted final ``(user_embeddings, item_embeddings)``; ``NotFitted`` before ``fit``."""
-        p = check_fitted(self.user_embeddings_, self.name)
-        q = self.item_embeddings_
-        if q is None:  # set together with user_embeddings_
-            raise NotFitted(f"{self.name} is only partly fitted")
-        return p, q
+        return fitted_pair(self.user_embeddings_, self.item_embeddings_, self.name)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         self.embeddings()
-        users, _ = as_pairs(users, items)
-        return np.full(users.shape, np.nan, np.float32)
+        return no_ratings(users, items)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        p, q = self.embeddings()
-        return np.asarray(p[np.asarray(users, np.int64)] @ q.T, np.float32)
+        return dot_scores(*self.embeddings(), users)
 
     def save(self, path: Path) -> Path:
         """The final embeddings and the config in one ``.npz`` file at ``path``."""
