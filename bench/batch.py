@@ -53,14 +53,17 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _synthetic_ratings(n_users: int, n_items: int) -> tuple[Any, Any, Any]:
-    """Popularity-skewed (user, movie) pairs, ~RATINGS_PER_USER per user, with ratings from a latent
-    taste model (8 factors, a movie quality, noise) so that a trained network has something to learn."""
+def _synthetic_ratings(
+    n_users: int, n_items: int, ratings_per_user: float = RATINGS_PER_USER
+) -> tuple[Any, Any, Any]:
+    """Popularity-skewed (user, movie) pairs, fewer than ``ratings_per_user`` per user once repeats are
+    dropped (two thirds of it at ML-1M shape, three quarters at ML-25M's), with ratings from a latent taste
+    model (8 factors, a movie quality, noise) so that a trained network has something to learn."""
     import numpy as np
 
     rng = np.random.default_rng(42)
     per_user = np.clip(
-        rng.lognormal(np.log(RATINGS_PER_USER * 0.6), 0.8, n_users).astype(np.int64), 20, n_items // 2
+        rng.lognormal(np.log(ratings_per_user * 0.6), 0.8, n_users).astype(np.int64), 20, n_items // 2
     )
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
     popularity /= popularity.sum()

@@ -1,7 +1,9 @@
-"""Training benchmark on real ML-100K: the real training loop against a bare loop over pre-built batches.
+"""Training benchmark on real ML-100K: the real training loop against a bare loop over pre-built batches;
+at ML-1M and ML-25M shape, the real step's throughput and the epoch time it implies.
 
     python -m bench.train [--home DIR] [--epochs N] [--warmup N] [--device auto|cpu|cuda] [--batch-size N]
                           [--no-full] [--profile-batches N] [--keep] [--output FILE]
+    python -m bench.train --shape ml1m|ml25m [--steps N] [--warmup-steps N] [--device ...] [--batch-size N]
 
 In one process, on one device, with the default ``HybridConfig`` (``patience=0`` for (a) and (b), so every
 rating is trained on and nothing stops early):
@@ -18,6 +20,15 @@ rating is trained on and nothing stops early):
 
 (a) and (b) run interleaved, epoch by epoch (``train_hybrid``'s ``on_epoch`` runs one bare epoch), so that
 both see the same load; every span also records how many cores other processes kept busy meanwhile.
+
+``--shape ml1m`` (6,040 users x 3,706 movies) or ``ml25m`` (162,541 x 59,047): synthetic ratings with the
+real files' numbers of users and movies and about their number of ratings (``bench.batch``'s
+popularity-skewed generator with a latent taste model; random content with the real dimensions). Every rating
+is in the data, so each user's history bag is as long as it would be. (s) times ``--steps`` steps of the real
+training step (``hybrid.fit.Loop.step``, the body of ``train_hybrid``'s loop, on the real ``Batches``, network
+and optimiser) after ``--warmup-steps``, and projects an epoch of the real file's ratings and a warm start's
+epochs from that rate; at ML-1M shape, (a) also runs whole epochs of ``train_hybrid`` (``--epochs``,
+``--warmup``). Peak RSS is recorded. Writes ``bench/results/train_<shape>.json``.
 
 Prints a table and writes ``bench/results/train.json``. See ``bench/README.md``.
 """
@@ -39,6 +50,12 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results" / "train.json"
 TARGET_RATIO = 0.9
 TARGET_FULL_SECONDS = 180.0
+# The real files' users, rated movies and ratings, and the throughput targets at their shape (samples/s on a
+# 2-core CPU).
+SHAPES = {"ml1m": (6_040, 3_706, 1_000_209), "ml25m": (162_541, 59_047, 25_000_095)}
+TARGET_SAMPLES_PER_S = {"ml1m": 100_000, "ml25m": 60_000}
+# What the generator keeps of its ``ratings_per_user`` once repeated pairs are dropped, per shape (measured).
+KEPT_SHARE = {"ml1m": 0.66, "ml25m": 0.76}
 
 
 def log(msg: str) -> None:
@@ -712,7 +729,159 @@ def _check_equivalence(data: Any, cfg: Any, device: str) -> dict[str, Any]:
     }
 
 
+# --- ML-1M and ML-25M shape ------------------------------------------------------------------------------
+
+
+def synthetic_data(shape: str) -> Any:
+    """``TrainingData`` with the real file's users and movies and about its number of ratings."""
+    from bench.batch import _synthetic_data, _synthetic_ratings
+
+    n_users, n_items, rows = SHAPES[shape]
+    users, items, ratings = _synthetic_ratings(n_users, n_items, rows / n_users / KEPT_SHARE[shape])
+    return _synthetic_data(n_users, n_items, users, items, ratings)
+
+
+def measure_steps(data: Any, cfg: Any, device: str, warmup: int, steps: int) -> dict[str, Any]:
+    """(s): ``steps`` optimiser steps of the real training step on the whole data, after ``warmup``."""
+    import torch
+
+    from pipeline.models.hybrid.fit import Batches, Loop, Trainer
+
+    n = len(data.interactions)
+    b = Batches(data, data.interactions, cfg, device)
+    net, opt = _new_network(data, cfg, device)
+    net.train()
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    trainer, loop = Trainer(net, opt, b, cfg, gen, _autocast(device)), Loop()
+    perm = torch.randperm(n, device=device, generator=gen)
+    batches = [perm[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)][: warmup + steps]
+    if len(batches) < warmup + steps:
+        raise SystemExit(f"--warmup-steps + --steps exceeds the {len(batches)} batches of one epoch")
+    sums = torch.zeros(3, device=device)
+    for idx in batches[:warmup]:
+        sums += loop.step(trainer, idx)
+    sums.sum().item()
+    meter = Meter()
+    t0 = time.perf_counter()
+    for k, idx in enumerate(batches[warmup:], 1):
+        sums += loop.step(trainer, idx)
+        if k % max(1, steps // 5) == 0:
+            log(f"  step {k}/{steps}: {(time.perf_counter() - t0) / k:.3f} s/step")
+    sums.sum().item()  # one host sync, as the real loop has per epoch
+    seconds = time.perf_counter() - t0
+    load = meter.read()
+    samples = sum(len(idx) for idx in batches[warmup:])
+    return {
+        "steps": steps,
+        "warmup_steps": warmup,
+        "samples": samples,
+        "seconds": round(seconds, 3),
+        "seconds_per_step": round(seconds / steps, 4),
+        "samples_per_s": round(samples / seconds, 1),
+        "others_cpu_cores_timed": load.get("others_cpu_cores"),
+        "load": load,
+        "what": "hybrid.fit.Loop().step (train_step: loss, embedding L2, backward, AdamW step) on the real "
+        "Batches of every rating, after warm-up steps; one host sync at the end",
+    }
+
+
+def run_shape(args: argparse.Namespace) -> int:
+    """(s) at ML-1M or ML-25M shape, and (a) whole epochs at ML-1M shape."""
+    import resource
+
+    from pipeline.core.device import resolve_device
+    from pipeline.core.settings import Settings
+    from pipeline.models.hybrid.config import HybridConfig
+
+    device = resolve_device(args.device)
+    load_before = os.getloadavg()
+    log(f"generating synthetic ratings of {args.shape} shape")
+    t0 = time.perf_counter()
+    data = synthetic_data(args.shape)
+    gen_s = time.perf_counter() - t0
+    n, (_, _, real_rows) = len(data.interactions), SHAPES[args.shape]
+    shape = f"{data.interactions.n_users:,} users, {data.interactions.n_items:,} movies"
+    log(f"{n:,} ratings, {shape} ({gen_s:.0f} s)")
+    cfg = HybridConfig() if args.batch_size is None else HybridConfig(batch_size=args.batch_size)
+    m: dict[str, Any] = {}
+    log(f"(s) {args.warmup_steps} warm-up + {args.steps} timed steps of the real training step")
+    m["s"] = measure_steps(data, cfg, device, args.warmup_steps, args.steps)
+    if args.shape == "ml1m":
+        log(f"(a) train_hybrid: {args.warmup} warm-up + {args.epochs} timed epochs, patience=0")
+        from pipeline.models.hybrid.fit import train_hybrid
+
+        c = replace(cfg, epochs=args.warmup + args.epochs, patience=0)
+        meter = Meter()
+        result = train_hybrid(data, cfg=c, device=device, progress=False)
+        a = _rate(n, [h["seconds"] for h in result.history][args.warmup :])
+        a["load"] = meter.read()
+        a["others_cpu_cores_timed"] = a["load"].get("others_cpu_cores")
+        m["a"] = a
+    rate = m["s"]["samples_per_s"]
+    warm_epochs = Settings().warm_start_epochs
+    projection = {
+        "real_ratings": real_rows,
+        "epoch_seconds_at_real_ratings": round(real_rows / rate, 1),
+        "warm_start_epochs": warm_epochs,
+        "warm_start_training_seconds": round(warm_epochs * real_rows / rate, 1),
+        "from": "(s) samples/s",
+    }
+    target = TARGET_SAMPLES_PER_S[args.shape]
+    machine = _machine(device)
+    machine["loadavg_before"] = [round(x, 2) for x in load_before]
+    machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    report = {
+        "benchmark": "train",
+        "shape": args.shape,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "machine": machine,
+        "source": _source(),
+        "data": {
+            "dataset": "synthetic",
+            "ratings": n,
+            "users": data.interactions.n_users,
+            "movies": data.interactions.n_items,
+            "text_dim": int(data.movies.text.shape[1]),
+            "generate_s": round(gen_s, 1),
+        },
+        "config": cfg.to_dict(),
+        "measurements": m,
+        "projection": projection,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "targets_met": {f"(s) >= {target:,} samples/s": rate >= target},
+    }
+    out = Path(args.output) if args.output != str(RESULTS) else RESULTS.with_name(f"train_{args.shape}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    s = m["s"]
+    print(
+        f"\nmovierec training benchmark, {args.shape} shape: {n:,} synthetic ratings, "
+        f"{report['data']['users']:,} users, {report['data']['movies']:,} movies; batch {cfg.batch_size}, "
+        f"negatives {cfg.negatives}; {machine['cpu_count']} CPUs ({machine['cpu_model']}), torch "
+        f"{machine['torch']} with {machine['torch_threads']} threads, device {device}; load average "
+        f"before/after {machine['loadavg_before'][0]}/{machine['loadavg_after'][0]}"
+    )
+    others = s["others_cpu_cores_timed"]
+    print(
+        f"(s) {s['steps']} steps: {s['seconds_per_step'] * 1000:.0f} ms/step, {rate:,.0f} samples/s "
+        f"(target >= {target:,}: {'met' if rate >= target else 'MISSED'}); others' CPU "
+        + (f"{others:.2f} cores" if others is not None else "n/a")
+    )
+    if "a" in m:
+        print(f"(a) train_hybrid, {m['a']['epochs_timed']} epochs: {m['a']['samples_per_s']:,.0f} samples/s")
+    print(
+        f"projected at {real_rows:,} ratings: {projection['epoch_seconds_at_real_ratings'] / 60:.1f} min an "
+        f"epoch, {projection['warm_start_training_seconds'] / 3600:.2f} h for a warm start's {warm_epochs} "
+        f"epochs; peak RSS {report['peak_rss_mib']:,.0f} MiB"
+    )
+    print(f"\nJSON: {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.shape != "ml100k":
+        return run_shape(args)
     from pipeline.core.device import resolve_device
     from pipeline.features.loading import load_training_data
     from pipeline.models.hybrid.config import HybridConfig
@@ -826,10 +995,19 @@ def main(argv: list[str] | None = None) -> int:
         "rate(a)/rate(b) misses the target)",
     )
     parser.add_argument("--keep", action="store_true", help="leave the fresh temporary home and its server")
+    parser.add_argument(
+        "--shape",
+        choices=("ml100k", *SHAPES),
+        default="ml100k",
+        help="ml100k: the real file (default); ml1m, ml25m: synthetic ratings of that shape, (s) and "
+        "the projected epoch",
+    )
+    parser.add_argument("--steps", type=int, default=40, help="timed steps of (s) at ml1m/ml25m shape (40)")
+    parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before them (3)")
     parser.add_argument("--output", default=str(RESULTS), help=f"JSON results ({RESULTS})")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.warmup < 0:
-        parser.error("--epochs must be at least 1 and --warmup at least 0")
+    if args.epochs < 1 or args.warmup < 0 or args.steps < 1 or args.warmup_steps < 0:
+        parser.error("--epochs and --steps must be at least 1, --warmup and --warmup-steps at least 0")
     if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     logging.basicConfig(level=logging.WARNING)
