@@ -1,14 +1,14 @@
 """The hyperparameter grids of the evaluation-only models, judged on validation data only.
 
-    python -m bench.model_grid [--home DIR] [--models als,bpr,lmf,item_knn,lightgcn] [--output FILE]
+    python -m bench.model_grid [--home DIR] [--models als,bpr,lmf,item_knn,lightgcn,neumf] [--output FILE]
 
 On real ML-100K (the offline copy, ``fetch_offline_ml100k``): the temporal protocol's split
 (``make_split(data, "temporal")``), then the validation split carved from its train part exactly as the
 blend's weight search carves it (``temporal_split(train)``). Every grid point is fitted on the validation
 split's train part and judged by NDCG@10 of its held-out movies (``evaluate_model``, temporal); the
 protocol's test split is never read. Prints each model's best point and writes every figure to
-``bench/results/model_grid.json``. The defaults in ``pipeline/models/implicit_mf.py``, ``item_knn.py`` and
-``lightgcn.py`` are the points this chose (their docstrings list the grids).
+``bench/results/model_grid.json``. The defaults in ``pipeline/models/implicit_mf.py``, ``item_knn.py``,
+``lightgcn.py`` and ``neumf.py`` are the points this chose (their docstrings list the grids).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
         "learning_rate": (1e-2,),
         "epochs": (80, 160),
     },
+    "neumf": {"factors": (32, 64), "epochs": (10, 20, 40), "regularization": (0.0, 0.01)},
 }
 
 
@@ -65,6 +66,7 @@ def _factories() -> dict[str, Callable[[dict[str, Any]], Any]]:
     from pipeline.models.implicit_mf import ALS, BPR, LMF, ALSConfig, BPRConfig, LMFConfig
     from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
     from pipeline.models.lightgcn import LightGCN, LightGCNConfig
+    from pipeline.models.neumf import NeuMF, NeuMFConfig
 
     return {
         "als": lambda p: ALS(ALSConfig(**p)),
@@ -72,6 +74,7 @@ def _factories() -> dict[str, Callable[[dict[str, Any]], Any]]:
         "lmf": lambda p: LMF(LMFConfig(**p)),
         "item_knn": lambda p: ItemKNN(ItemKNNConfig(**p)),
         "lightgcn": lambda p: LightGCN(LightGCNConfig(**p)),
+        "neumf": lambda p: NeuMF(NeuMFConfig(**p)),
     }
 
 

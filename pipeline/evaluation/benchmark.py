@@ -8,7 +8,7 @@ train data (``pipeline.evaluation.weight_search.choose_weights``); the network a
 reported beside it. A weight of 1.0 means the network alone.
 
 Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, BPR and logistic MF,
-item-kNN and LightGCN) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
+item-kNN, LightGCN and NeuMF) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
 ``Settings.weekly_models``. They are never published on their own; ALS is also the blend's third ranking
 member: when its row is asked for, the blend uses that fit, otherwise the blend fits its own when its weights
 give ALS a share. A model that fails is a row with its error, not a gap."""
@@ -44,14 +44,17 @@ from pipeline.models.hybrid.recommender import HybridRecommender
 from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
 from pipeline.models.lightgcn import LightGCN
+from pipeline.models.neumf import NeuMF
 
-# The evaluation-only models by report name, each with its default config (``EVALUATION_ONLY_MODELS``).
-EVALUATION_ONLY: dict[str, Callable[[], Recommender]] = {
-    "als": ALS,
-    "bpr": BPR,
-    "lmf": LMF,
-    "item_knn": ItemKNN,
-    "lightgcn": LightGCN,
+# The evaluation-only models by report name, each built with its default config for the data it is evaluated
+# on (``EVALUATION_ONLY_MODELS``; a model reading movie content takes it from there).
+EVALUATION_ONLY: dict[str, Callable[[TrainingData], Recommender]] = {
+    "als": lambda data: ALS(),
+    "bpr": lambda data: BPR(),
+    "lmf": lambda data: LMF(),
+    "item_knn": lambda data: ItemKNN(),
+    "lightgcn": lambda data: LightGCN(),
+    "neumf": lambda data: NeuMF(),
 }
 
 # What the published blend is built from: the weekly run cannot go on when one of them failed.
@@ -165,7 +168,7 @@ def evaluate_all(
         "popularity": lambda tr, p: Popularity().fit(tr),
         "biased_mf": mf_model,
         "ease": ease_model,
-        **{name: als_model if name == "als" else _fitted(EVALUATION_ONLY[name]) for name in extra},
+        **{name: als_model if name == "als" else _fitted(EVALUATION_ONLY[name], data) for name in extra},
         "hybrid": hybrid,
         "blend": blend,
     }
@@ -178,8 +181,8 @@ def evaluate_all(
     return outcome
 
 
-def _fitted(make: Callable[[], Recommender]) -> ModelFactory:
-    return lambda train, protocol: make().fit(train)
+def _fitted(make: Callable[[TrainingData], Recommender], data: TrainingData) -> ModelFactory:
+    return lambda train, protocol: make(data).fit(train)
 
 
 def evaluate_cold_start(

@@ -100,7 +100,7 @@ def test_evaluation_only_models_and_the_weekly_setting() -> None:
     assert Settings().weekly_models == WEEKLY_EVALUATION_MODELS
     assert Settings(MOVIEREC_WEEKLY_MODELS=" bpr,als, bpr").weekly_models == ("bpr", "als")
     assert Settings(MOVIEREC_WEEKLY_MODELS="").weekly_models == ()
-    with pytest.raises(ValidationError, match="unknown models \\['neumf'\\]"):
-        Settings(MOVIEREC_WEEKLY_MODELS="als,neumf")
-    with pytest.raises(ValueError, match="unknown evaluation-only models \\['neumf'\\]"):
-        evaluate_all(None, None, extra=("neumf",))  # type: ignore[arg-type]  # refused before any work
+    with pytest.raises(ValidationError, match="unknown models \\['wide_deep'\\]"):
+        Settings(MOVIEREC_WEEKLY_MODELS="als,wide_deep")
+    with pytest.raises(ValueError, match="unknown evaluation-only models \\['wide_deep'\\]"):
+        evaluate_all(None, None, extra=("wide_deep",))  # type: ignore[arg-type]  # refused before any work
