@@ -269,6 +269,7 @@ def _new_network(data: Any, cfg: Any, device: str) -> tuple[Any, Any]:
     """Network and optimizer exactly as ``hybrid.fit._train`` builds them (same seed: same init)."""
     import torch
 
+    from pipeline.models.hybrid.fit import adamw
     from pipeline.models.hybrid.network import build_network
 
     train = data.interactions
@@ -276,8 +277,7 @@ def _new_network(data: Any, cfg: Any, device: str) -> tuple[Any, Any]:
     net = build_network(
         train.n_users, data.movies, data.users.shape[1], data.vocab, cfg, float(train.ratings.mean())
     ).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return net, opt
+    return net, adamw(net, cfg)
 
 
 def _bare_step(net: Any, opt: Any, pb: _Prebuilt, cfg: Any, gen: Any, autocast: Any) -> Any:

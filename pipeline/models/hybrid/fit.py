@@ -156,6 +156,15 @@ def batch_loss(
     return mse + cfg.ranking_weight * ce + reg, mse, ce
 
 
+def adamw(net: torch.nn.Module, cfg: HybridConfig) -> torch.optim.AdamW:
+    """The training's optimiser. Fused: one kernel per parameter instead of a dozen passes over it, the same
+    update; the dense step over every id embedding is most of a step at ML-25M's 162k users (212 against
+    292 ms a step on 2 CPU cores, ``bench/README.md``)."""
+    return torch.optim.AdamW(
+        net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True
+    )
+
+
 def train_step(
     net: Any,
     opt: torch.optim.Optimizer,
@@ -292,7 +301,7 @@ def _train(
 
         transfer = transfer_weights(net, init, data.user_map, data.item_map, data.vocab)
         log.info("warm start: %s", transfer.describe())
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = adamw(net, cfg)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
     trainer = Trainer(net, opt, b, cfg, gen, autocast)
     loop.prepare(trainer)
