@@ -49,11 +49,11 @@ LONG_TAIL_HEAD_SHARE: Final = 0.8
 EVALUATION_MAX_USERS: Final = 20_000
 # Evaluation-only models (``pipeline.evaluation.benchmark.EVALUATION_ONLY``): reported beside the published
 # blend's members and the baselines, never published. ``movierec evaluate`` runs them all.
-EVALUATION_ONLY_MODELS: Final = ("als", "bpr", "lmf", "item_knn", "lightgcn", "neumf")
+EVALUATION_ONLY_MODELS: Final = ("als", "bpr", "lmf", "item_knn", "lightgcn", "neumf", "sasrec")
 # Those the weekly run's evaluation reports too (and logs to MLflow); MOVIEREC_WEEKLY_MODELS overrides it.
 # ALS and item-kNN: cheap (on ML-100K they add about 3 s to the temporal evaluation) and growing with the
-# ratings as EASE and biased MF do; BPR's, LMF's, LightGCN's and NeuMF's single-threaded epochs cost more at
-# real size and pay nothing in what is published, so they stay in `movierec evaluate`.
+# ratings as EASE and biased MF do; BPR's, LMF's, LightGCN's, NeuMF's and SASRec's single-threaded epochs cost
+# more at real size and pay nothing in what is published, so they stay in `movierec evaluate`.
 WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 
 # Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains

@@ -8,10 +8,10 @@ train data (``pipeline.evaluation.weight_search.choose_weights``); the network a
 reported beside it. A weight of 1.0 means the network alone.
 
 Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, BPR and logistic MF,
-item-kNN, LightGCN and NeuMF) when asked for: ``movierec evaluate`` runs all of them, the weekly run those of
-``Settings.weekly_models``. They are never published on their own; ALS is also the blend's third ranking
-member: when its row is asked for, the blend uses that fit, otherwise the blend fits its own when its weights
-give ALS a share. A model that fails is a row with its error, not a gap."""
+item-kNN, LightGCN, NeuMF and SASRec) when asked for: ``movierec evaluate`` runs all of them, the weekly run
+those of ``Settings.weekly_models``. They are never published on their own; ALS is also the blend's third
+ranking member: when its row is asked for, the blend uses that fit, otherwise the blend fits its own when its
+weights give ALS a share. A model that fails is a row with its error, not a gap."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
 from pipeline.models.lightgcn import LightGCN
 from pipeline.models.neumf import NeuMF
+from pipeline.models.sasrec import SASRec
 
 # The evaluation-only models by report name, each built with its default config for the data it is evaluated
 # on (``EVALUATION_ONLY_MODELS``; a model reading movie content takes it from there).
@@ -55,6 +56,7 @@ EVALUATION_ONLY: dict[str, Callable[[TrainingData], Recommender]] = {
     "item_knn": lambda data: ItemKNN(),
     "lightgcn": lambda data: LightGCN(),
     "neumf": lambda data: NeuMF(),
+    "sasrec": SASRec.for_data,
 }
 
 # What the published blend is built from: the weekly run cannot go on when one of them failed.
