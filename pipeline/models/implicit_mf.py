@@ -42,8 +42,7 @@ The figures of every grid point are in ``bench/results/model_grid.json``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,13 +54,8 @@ from pydantic.dataclasses import dataclass
 from threadpoolctl import threadpool_limits
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import (
-    HYPERPARAMETERS,
-    dot_scores,
-    fitted_pair,
-    no_ratings,
-)
-from pipeline.models.saved import load_arrays, save_arrays
+from pipeline.models.base import HYPERPARAMETERS
+from pipeline.models.vectors import VectorModel
 
 # --- configs ------------------------------------------------------------------------------------------------
 
@@ -126,11 +120,10 @@ def user_items(train: Interactions, min_rating: float, alpha: float | None) -> s
     return x
 
 
-class ImplicitFactorisation(ABC):
+class ImplicitFactorisation(VectorModel, ABC):
     """A model of the ``implicit`` library behind the ``Recommender`` contract (see the module doc)."""
 
-    name: ClassVar[str]
-    config_type: ClassVar[type[Any]]
+    vectors = ("user_factors", "item_factors")
 
     def __init__(self, config: Any | None = None) -> None:
         self.config: Any = config if config is not None else self.config_type()
@@ -157,26 +150,7 @@ class ImplicitFactorisation(ABC):
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted ``(user_factors, item_factors)``; ``NotFitted`` before ``fit``."""
-        return fitted_pair(self.user_factors_, self.item_factors_, self.name)
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        self.factors()
-        return no_ratings(users, items)
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return dot_scores(*self.factors(), users)
-
-    def save(self, path: Path) -> Path:
-        """The fitted factors and the config in one ``.npz`` file at ``path``."""
-        p, q = self.factors()
-        return save_arrays(path, self.name, self.config, {"user_factors": p, "item_factors": q})
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        config, arrays = load_arrays(path, cls.name, cls.config_type)
-        model = cls(config)
-        model.user_factors_, model.item_factors_ = arrays["user_factors"], arrays["item_factors"]
-        return model
+        return self.fitted_vectors()
 
 
 class ALS(ImplicitFactorisation):

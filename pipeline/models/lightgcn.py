@@ -49,7 +49,6 @@ every point were written with ``--output`` to a scratch file, not to ``bench/res
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
@@ -59,14 +58,9 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from pydantic.dataclasses import dataclass
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import (
-    HYPERPARAMETERS,
-    dot_scores,
-    fitted_pair,
-    no_ratings,
-)
+from pipeline.models.base import HYPERPARAMETERS
 from pipeline.models.implicit_mf import positives
-from pipeline.models.saved import load_arrays, save_arrays
+from pipeline.models.vectors import VectorModel
 
 INIT_STD = 0.1  # the layer-0 embeddings' initial standard deviation (the paper's code)
 NEGATIVE_DRAWS = 20  # redraws of a negative that hit a positive; after them it is kept (a user who liked all)
@@ -146,10 +140,12 @@ def sample_negatives(
     return negatives
 
 
-class LightGCN:
+class LightGCN(VectorModel):
     """LightGCN trained by BPR on the train positives (see the module doc)."""
 
     name = "LightGCN"
+    config_type = LightGCNConfig
+    vectors = ("user_embeddings", "item_embeddings")
 
     def __init__(self, config: LightGCNConfig | None = None) -> None:
         self.config = config if config is not None else LightGCNConfig()
@@ -206,26 +202,3 @@ class LightGCN:
         self.user_embeddings_ = np.ascontiguousarray(fitted[:n_users], np.float32)
         self.item_embeddings_ = np.ascontiguousarray(fitted[n_users:], np.float32)
         return self
-
-    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted final ``(user_embeddings, item_embeddings)``; ``NotFitted`` before ``fit``."""
-        return fitted_pair(self.user_embeddings_, self.item_embeddings_, self.name)
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        self.embeddings()
-        return no_ratings(users, items)
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return dot_scores(*self.embeddings(), users)
-
-    def save(self, path: Path) -> Path:
-        """The final embeddings and the config in one ``.npz`` file at ``path``."""
-        p, q = self.embeddings()
-        return save_arrays(path, self.name, self.config, {"user_embeddings": p, "item_embeddings": q})
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        config, arrays = load_arrays(path, cls.name, LightGCNConfig)
-        model = cls(config)
-        model.user_embeddings_, model.item_embeddings_ = arrays["user_embeddings"], arrays["item_embeddings"]
-        return model

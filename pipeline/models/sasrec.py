@@ -71,7 +71,6 @@ few sittings, so the order within a user's history is a weak signal.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
 
 import numpy as np
@@ -81,9 +80,9 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import HYPERPARAMETERS, dot_scores, fitted_pair, no_ratings
+from pipeline.models.base import HYPERPARAMETERS
 from pipeline.models.lightgcn import sample_negatives
-from pipeline.models.saved import load_arrays, save_arrays
+from pipeline.models.vectors import VectorModel
 
 if TYPE_CHECKING:
     from pipeline.features.loading import TrainingData
@@ -263,10 +262,12 @@ class SASRecNetwork(nn.Module):
         return self.norm(x)
 
 
-class SASRec:
+class SASRec(VectorModel):
     """SASRec with content-aware movie vectors, trained by next-movie prediction (see the module doc)."""
 
     name = "SASRec"
+    config_type = SASRecConfig
+    vectors = ("user_vectors", "item_vectors")
 
     def __init__(self, config: SASRecConfig | None = None, content: np.ndarray | None = None) -> None:
         self.config = config if config is not None else SASRecConfig()
@@ -367,26 +368,3 @@ class SASRec:
         positive_logit = (h * items[target]).sum(1, keepdim=True)
         logits = torch.cat([positive_logit, negative_logits], dim=1)
         return nn.functional.cross_entropy(logits, torch.zeros(len(target), dtype=torch.int64))
-
-    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted ``(user_vectors, item_vectors)``; ``NotFitted`` before ``fit``."""
-        return fitted_pair(self.user_vectors_, self.item_vectors_, self.name)
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        self.embeddings()
-        return no_ratings(users, items)
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return dot_scores(*self.embeddings(), users)
-
-    def save(self, path: Path) -> Path:
-        """The user and movie vectors (content projected) and the config in one ``.npz`` file at ``path``."""
-        p, q = self.embeddings()
-        return save_arrays(path, self.name, self.config, {"user_vectors": p, "item_vectors": q})
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        config, arrays = load_arrays(path, cls.name, SASRecConfig)
-        model = cls(config)
-        model.user_vectors_, model.item_vectors_ = arrays["user_vectors"], arrays["item_vectors"]
-        return model
