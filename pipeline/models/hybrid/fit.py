@@ -39,6 +39,9 @@ from pipeline.models.hybrid.network import UserHistory, build_network
 log = logging.getLogger(__name__)
 
 
+FUSED_ADAMW_MIN_PARAMS = 5_000_000  # see ``adamw``
+
+
 @dataclass
 class TrainingResult:
     model: HybridArtifact
@@ -157,11 +160,13 @@ def batch_loss(
 
 
 def adamw(net: torch.nn.Module, cfg: HybridConfig) -> torch.optim.AdamW:
-    """The training's optimiser. Fused: one kernel per parameter instead of a dozen passes over it, the same
-    update; the dense step over every id embedding is most of a step at ML-25M's 162k users (212 against
-    292 ms a step on 2 CPU cores, ``bench/README.md``)."""
+    """The training's optimiser: fused (one kernel per parameter instead of a dozen passes over it, the same
+    update) once the network has ``FUSED_ADAMW_MIN_PARAMS`` parameters. On 2 CPU cores the fused step took
+    212 against 292 ms a step at ML-25M shape (18M parameters, most of them id embeddings), but ML-100K's
+    epochs took 5.9 against 4.9 s with it (``bench/README.md``); between the two the threshold is a guess."""
+    fused = sum(p.numel() for p in net.parameters()) >= FUSED_ADAMW_MIN_PARAMS
     return torch.optim.AdamW(
-        net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True
+        net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused
     )
 
 
