@@ -93,6 +93,13 @@ def page(browser, live_api) -> Iterator[Any]:
     console_errors: list[str] = []  # a resource the page's security policy refused shows here
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     yield page
+    # Requests a page starts after its load event (a test may end right after a navigation) would be aborted
+    # by closing the context and counted as failed: let them finish first.
+    try:
+        page.wait_for_load_state("networkidle", timeout=15_000)
+    except Exception as exc:  # noqa: BLE001 (a page that never goes idle: its open requests are reported below)
+        if type(exc).__name__ != "TimeoutError":
+            raise
     context.close()
     assert elsewhere == [], f"the page fetched from another host: {elsewhere}"
     assert dialogs == [], f"a script ran: {dialogs}"  # nothing of the data is ever executed
