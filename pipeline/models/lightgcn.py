@@ -57,6 +57,7 @@ import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 
+from pipeline.core.device import one_torch_thread
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS
 from pipeline.models.implicit_mf import positives
@@ -156,12 +157,8 @@ class LightGCN(VectorModel):
         self.losses_: list[float] = []  # the mean BPR loss (without the L2 term) of each epoch
 
     def fit(self, train: Interactions) -> Self:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # deterministic only on one thread (see the module doc)
-        try:
+        with one_torch_thread():  # deterministic only on one thread (see the module doc)
             return self._fit(train)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, train: Interactions) -> Self:
         c = self.config

@@ -67,6 +67,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 
+from pipeline.core.device import one_torch_thread
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS, check_fitted, no_ratings
 from pipeline.models.implicit_mf import positives
@@ -109,12 +110,8 @@ class NeuMF:
         self.losses_: list[float] = []  # the mean cross-entropy (without the L2 term) of each epoch
 
     def fit(self, train: Interactions) -> Self:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # deterministic only on one thread (see the module doc)
-        try:
+        with one_torch_thread():  # deterministic only on one thread (see the module doc)
             return self._fit(train)
-        finally:
-            torch.set_num_threads(threads)
 
     def _initial(self, n_users: int, n_items: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         c = self.config

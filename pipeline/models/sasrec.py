@@ -79,6 +79,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from pydantic.dataclasses import dataclass
 from torch import nn
 
+from pipeline.core.device import one_torch_thread
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS
 from pipeline.models.lightgcn import sample_negatives
@@ -289,12 +290,8 @@ class SASRec(VectorModel):
         return cls(config, movie_content(data))
 
     def fit(self, train: Interactions) -> Self:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the same floats for the same seed only on one thread (as LightGCN)
-        try:
+        with one_torch_thread():  # deterministic only on one thread (see the module doc)
             return self._fit(train)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, train: Interactions) -> Self:
         c = self.config
