@@ -27,13 +27,16 @@ class EvaluationReport:
     )  # protocol -> model -> seconds
     failures: dict[str, dict[str, str]] = field(default_factory=dict)  # protocol -> model -> one-line error
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its hyperparameters
+    # protocol -> "validation" / "protocol" -> how that network was trained (ratings, epochs, full or warm)
+    networks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``results`` is protocol -> model -> metrics (with ``fit_seconds``/``eval_seconds``; a
         failed model's row has no metrics and ``error``, its one-line error).
 
         NaN becomes None; the protocols' definitions, dataset size and split sizes, and every fitted model's
-        hyperparameters (``configs``: model -> config) come along.
+        hyperparameters (``configs``: model -> config) and how the network rows were trained (``networks``:
+        protocol -> the weight search's validation network and the protocol network) come along.
         """
         results: dict[str, dict[str, dict[str, Any]]] = {}
         for protocol, models in self.results.items():
@@ -63,4 +66,5 @@ class EvaluationReport:
             "splits": {p: dict(sizes) for p, sizes in self.splits.items()},
             "results": results,
             "configs": json_safe(self.configs),
+            "networks": json_safe(self.networks),
         }

@@ -279,6 +279,12 @@ def diversity_figures(
     return out
 
 
+def validation_split(train: Interactions) -> tuple[Interactions, Interactions]:
+    """The split every weight is chosen on: each user's latest 20% of ``train`` held out
+    (``temporal_split``)."""
+    return temporal_split(train)
+
+
 def choose_weights(
     make_network: Callable[[], Recommender],
     make_partner: Callable[[], Recommender],
@@ -290,6 +296,7 @@ def choose_weights(
     movies: MovieContent | None = None,
     make_als: Callable[[], Recommender] | None = None,
     als_grid: Sequence[float] = _GRID,
+    network: Recommender | None = None,
 ) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
@@ -300,7 +307,8 @@ def choose_weights(
     the validation users. Then, with those fixed, the rating-head weight does the same; the rating weight
     minimises the RMSE of the same held-out ratings. One network instead of one per weight keeps a weekly
     training at three network fits. ``rerank_grid`` (0,): no rating-head term. Without ``make_als`` the ALS
-    share is 0.
+    share is 0. ``network``: one already fitted on ``validation_split(train)``'s train part (the evaluation's
+    protocol network starts from it), else ``make_network()`` is fitted here.
 
     Figures (``_ranking_figures``): {"ndcg@k": per network share with EASE alone; with ``make_als``
     "ndcg@k.als=<share>" per network share at each ALS share, "als_ndcg@k" per ALS share the best over the
@@ -309,8 +317,8 @@ def choose_weights(
     trade-off of the chosen blend (``diversity_figures``: "diversity.*" per strength, "penalty.*" per
     penalty), from the same candidates.
     """
-    inner_train, inner_test = temporal_split(train)
-    network = make_network().fit(inner_train)
+    inner_train, inner_test = validation_split(train)
+    network = network if network is not None else make_network().fit(inner_train)
     partner = make_partner().fit(inner_train)
     als = make_als().fit(inner_train) if make_als is not None else None
     started = time.perf_counter()

@@ -208,6 +208,7 @@ def evaluate(
         cold_start=False,
         progress=progress,
         extra=settings.weekly_models,
+        warm_epochs=settings.warm_start_epochs,
     )
     report_path = str(write_report(settings, outcome))  # written first: it holds a failed model's error
     outcome.check_published()

@@ -14,7 +14,8 @@ from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
 
 
 class HybridRecommender:
-    """The network trained by ``fit`` on the evaluation's train split, with ``data``'s features."""
+    """The network trained by ``fit`` on the evaluation's train split, with ``data``'s features; with
+    ``init``, warm-started from that network for ``epochs`` epochs (``train_hybrid``)."""
 
     name = "hybrid"
 
@@ -24,8 +25,12 @@ class HybridRecommender:
         config: HybridConfig | None = None,
         device: str = "auto",
         progress: bool = False,
+        *,
+        init: HybridArtifact | None = None,
+        epochs: int | None = None,
     ) -> None:
         self.data, self.config, self.device, self.progress = data, config or HybridConfig(), device, progress
+        self.init, self.epochs = init, epochs
         self.result: TrainingResult | None = None
         self._artifact: HybridArtifact | None = None
 
@@ -48,7 +53,15 @@ class HybridRecommender:
             raise ValueError(
                 "this hybrid was built from a trained artifact: it has no training data to fit on"
             )
-        self.result = train_hybrid(self.data, train, self.config, device=self.device, progress=self.progress)
+        self.result = train_hybrid(
+            self.data,
+            train,
+            self.config,
+            device=self.device,
+            progress=self.progress,
+            init=self.init,
+            epochs=self.epochs,
+        )
         self._artifact = self.result.model
         return self
 

@@ -33,6 +33,21 @@ def test_ranking_weight_is_chosen_on_validation_and_favours_the_better_member(ml
     assert chosen.rerank_weight == 0.0 and chosen.figures["rerank_ndcg@10"] == {}
 
 
+def test_a_network_already_fitted_on_the_validation_split_is_used_as_it_is(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    inner_train, _ = weight_search.validation_split(train)
+
+    def no_second_network() -> Popularity:
+        raise AssertionError("the search fitted a network of its own")
+
+    given = choose_weights(
+        no_second_network, EASE, GlobalMean, train, rerank_grid=(0.0,), network=Popularity().fit(inner_train)
+    )
+    fitted_here = choose_weights(Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,))
+    assert given.figures["ndcg@10"] == fitted_here.figures["ndcg@10"]
+    assert given.weight == fitted_here.weight
+
+
 def test_the_als_share_is_searched_with_the_network_share(ml100k_dir):
     train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
     small_als = lambda: ALS(ALSConfig(factors=16, iterations=5))  # noqa: E731

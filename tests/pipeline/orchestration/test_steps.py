@@ -63,6 +63,24 @@ def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(we
     assert "published batch" in results["report"]
 
 
+@pytest.mark.e2e
+def test_the_evaluations_protocol_network_starts_from_the_weight_searchs(weekly_run):
+    import json
+    from pathlib import Path
+
+    from pipeline.core.defaults import WARM_START_EPOCHS
+    from tests.support.weekly import EPOCHS
+
+    report = json.loads(Path(weekly_run.results["evaluation"]["report_path"]).read_text())
+    temporal = report["networks"]["temporal"]
+    validation, protocol = temporal["validation"], temporal["protocol"]
+    assert validation["training"] == "full" and protocol["training"] == "warm"
+    # the warm start trains its epochs through (capped by the run's epochs) on every train rating
+    assert protocol["epochs"] == min(WARM_START_EPOCHS, EPOCHS)
+    assert protocol["ratings"] == report["splits"]["temporal"]["n_train"]
+    assert 0 < validation["ratings"] < protocol["ratings"]
+
+
 def test_report_names_each_step_that_ran():
     results = {
         "ingest": {"ingest_run_id": 3, "rows_accepted": 15000, "rows_rejected": 2},
