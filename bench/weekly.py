@@ -1,0 +1,309 @@
+"""The whole weekly run, step by step in one process, on synthetic data with the real files' shape.
+
+    python -m bench.weekly --shape ml1m|ml25m [--epochs N] [--project-epochs N] [--workdir DIR]
+                           [--device cpu|cuda|auto] [--output FILE]
+
+The data is ``bench.ingest``'s generator at ML-1M (1,000,209 ratings) or ML-25M (25,000,095) rows: ML-25M
+files (``ratings.csv``, ``movies.csv``, ``links.csv``) plus a weekly delta. A fresh ``MOVIEREC_HOME`` under
+the workdir (embedded PostgreSQL, MLflow in its ``mlflow`` database, the default settings otherwise) runs
+the steps the DAG runs, as ``movierec run`` calls them (``pipeline.orchestration.steps``), twice:
+
+* **week 0** (bootstrap): ``base/`` ingested into the empty database; no champion yet, so the network is
+  trained from scratch;
+* **week 1** (the weekly run): ``delta/`` (the next week's ratings) ingested on top; the champion of week 0
+  is recent, so the train step warm-starts from it (``MOVIEREC_WARM_START_EPOCHS`` epochs).
+
+Each step (fetch, ingest, quality, load: ratings, features and text embeddings up to the cut-off,
+evaluate, train, promote, publish) is timed with the peak RSS of this process and of the PostgreSQL
+server's processes summed. Every network fit inside a step (the evaluation's validation and protocol fits,
+the train step's fit) is recorded from the trainer's own log line: ratings, epochs run, seconds.
+
+``--epochs N`` caps every network fit at N epochs (the CLI's ``--epochs``), for shapes where full fits do
+not fit in a sitting. A fit that ran into the cap is then projected: seconds per epoch times
+``--project-epochs`` for a fit from scratch, times the warm-start epochs for a warm one; a fit that stopped
+early by itself is taken as measured. Each step and week is reported measured and projected (equal when
+no fit was capped).
+
+Prints a table and writes ``bench/results/weekly_<shape>.json``. See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SHAPES = {"ml1m": 1_000_209, "ml25m": 25_000_095}  # ratings in the real files
+TARGET_S = {"ml1m": 15 * 60, "ml25m": 3 * 3600}  # the weekly run (week 1) on the 2-core CPU
+TARGET_RSS_MIB = 12 * 1024  # peak RSS at ML-25M shape
+FIT_LOGGER = "pipeline.models.hybrid.fit"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Fit:
+    """One network fit, from ``train_hybrid``'s closing log line."""
+
+    ratings: int
+    epochs: int
+    seconds: float
+    warm: bool
+
+    def projected(self, cap: int | None, full_epochs: int, warm_epochs: int) -> float:
+        if cap is None or self.epochs < cap:  # uncapped, or stopped early by itself: complete
+            return self.seconds
+        return self.seconds / self.epochs * max(self.epochs, warm_epochs if self.warm else full_epochs)
+
+
+class FitLog(logging.Handler):
+    """Collects the network fits of a step from the trainer's log records (their arguments, not text)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.fits: list[Fit] = []
+        self._warm = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("warm start:"):
+            self._warm = True
+        elif record.msg.startswith("trained the network on") and isinstance(record.args, tuple):
+            ratings, epochs, seconds = (float(a) for a in record.args[:3])  # type: ignore[arg-type]
+            self.fits.append(Fit(int(ratings), int(epochs), round(seconds, 1), self._warm))
+            self._warm = False
+
+    def take(self) -> list[Fit]:
+        fits, self.fits = self.fits, []
+        return fits
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    peaks: dict[str, Any]
+    fits: list[Fit] = field(default_factory=list)
+    projected_seconds: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Week:
+    """Runs and measures the steps of one weekly run."""
+
+    def __init__(self, sampler: Any, fit_log: FitLog, project: Callable[[Fit], float]) -> None:
+        self.sampler, self.fit_log, self.project = sampler, fit_log, project
+        self.steps: list[Step] = []
+
+    def run(
+        self, name: str, fn: Callable[[], Any], detail: Callable[[Any], dict[str, Any]] | None = None
+    ) -> Any:
+        log(f"{name} ...")
+        self.fit_log.take()
+        with self.sampler.phase() as peaks:
+            t0 = time.perf_counter()
+            value = fn()
+            seconds = time.perf_counter() - t0
+        fits = self.fit_log.take()
+        measured_fits = sum(f.seconds for f in fits)
+        projected = seconds - measured_fits + sum(self.project(f) for f in fits)
+        step = Step(name, round(seconds, 1), peaks.as_dict(), fits, round(projected, 1))
+        step.detail = detail(value) if detail else {}
+        self.steps.append(step)
+        log(f"{name}: {seconds:,.1f} s" + (f" (projected {projected:,.1f} s)" if fits else ""))
+        return value
+
+    def as_dict(self) -> dict[str, Any]:
+        steps = [asdict(s) for s in self.steps]
+        return {
+            "steps": steps,
+            "seconds": round(sum(s.seconds for s in self.steps), 1),
+            "projected_seconds": round(sum(s.projected_seconds for s in self.steps), 1),
+            "peak_bench_mib": max(s.peaks["bench_mib"] for s in self.steps),
+            "peak_server_sum_mib": max(s.peaks["server_sum_mib"] for s in self.steps),
+        }
+
+
+def run_week(
+    week: Week, directory: Path, args: argparse.Namespace, settings: Any
+) -> dict[str, Any]:  # the steps as run_all calls them, with the data loaded once for the three model steps
+    from pipeline.orchestration import steps
+
+    # One dataset name for both weeks, as a user's weekly runs have: another name forces a full retrain.
+    name = f"synthetic-{args.shape}"
+    fetched = week.run("fetch", lambda: steps.fetch(name, str(directory), settings=settings))
+    ingested = week.run(
+        "ingest",
+        lambda: steps.ingest(fetched, settings=settings),
+        lambda r: {"rows_accepted": r["rows_accepted"], "rows_rejected": r["rows_rejected"]},
+    )
+    week.run("quality", lambda: steps.quality(ingested, settings=settings))
+    held: dict[str, Any] = {}  # the loaded data, dropped before publish as run_all drops it
+
+    def load() -> Any:
+        held["data"] = steps._training_data(None, settings, False)
+        return held["data"]
+
+    week.run(
+        "load",
+        load,
+        lambda d: {
+            "ratings": len(d.interactions),
+            "users": d.interactions.n_users,
+            "movies": d.interactions.n_items,
+        },
+    )
+    evaluation = week.run(
+        "evaluate",
+        lambda: steps.evaluate(None, args.epochs, args.device, settings=settings, data=held["data"]),
+        lambda e: {"temporal": e["metrics"].get("temporal", {}), "weights": e["weights"]},
+    )
+    if not week.steps[-1].fits:  # the trainer's log line changed: the projection would be wrong
+        raise SystemExit(f"no network fit recorded from {FIT_LOGGER}'s log during evaluate")
+    training = week.run(
+        "train",
+        lambda: steps.train(None, evaluation, args.epochs, args.device, settings=settings, data=held["data"]),
+        lambda t: {"kind": t["kind"], "reason": t["training_reason"], "best_epoch": t["best_epoch"]},
+    )
+    held.clear()
+    week.run(
+        "promote",
+        lambda: steps.promote(training, evaluation, None, settings=settings),
+        lambda p: {"promoted": p["promoted"], "reason": p["reason"]},
+    )
+    week.run(
+        "publish",
+        lambda: steps.publish(None, settings=settings, device="cpu"),
+        lambda p: {"users": p["users"], "rows": p["rows"]},
+    )
+    return week.as_dict()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=tuple(SHAPES), default="ml1m")
+    parser.add_argument("--epochs", type=int, default=None, help="cap on every network fit's epochs (none)")
+    parser.add_argument(
+        "--project-epochs",
+        type=int,
+        default=None,
+        help="epochs a fit from scratch is projected at when capped (default: the config's maximum)",
+    )
+    parser.add_argument("--device", default="auto", help="the network's device: auto, cpu or cuda (auto)")
+    parser.add_argument("--workdir", type=Path, default=None, help="datasets and homes (a temporary dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the home (the dataset cache always stays)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output", type=Path, default=None, help="JSON (bench/results/weekly_<shape>.json)")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    workdir = args.workdir or Path(tempfile.gettempdir()) / "movierec-bench-weekly"
+    home = workdir / f"home-{args.shape}-{os.getpid()}"
+    os.environ["MOVIEREC_HOME"] = str(home)
+    os.environ.pop("DATABASE_URL", None)  # the embedded server of the fresh home: measured with the rest
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+    from bench.ingest import MemorySampler, dataset
+    from bench.machine import machine_info
+    from database import embedded
+    from pipeline.core.settings import get_settings
+    from pipeline.models.hybrid.config import HybridConfig
+
+    directory, manifest = dataset(workdir, SHAPES[args.shape], args.seed)
+    settings = get_settings()
+    full_epochs = args.project_epochs or HybridConfig().epochs
+    warm_epochs = settings.warm_start_epochs
+
+    def project(fit: Fit) -> float:
+        return fit.projected(args.epochs, full_epochs, warm_epochs)
+
+    fit_log = FitLog()
+    fit_logger = logging.getLogger(FIT_LOGGER)
+    fit_logger.addHandler(fit_log)
+    fit_logger.setLevel(logging.INFO)
+    sampler = MemorySampler()
+    sampler.start()
+    weeks: dict[str, Any] = {}
+    try:
+        embedded.start(settings)
+        sampler.watch_server(embedded.status(settings).pid)
+        for name, sub in (("week0_bootstrap", "base"), ("week1_weekly", "delta")):
+            log(f"--- {name}: {directory / sub}")
+            weeks[name] = run_week(Week(sampler, fit_log, project), directory / sub, args, settings)
+    finally:
+        sampler.stop()
+        embedded.stop(settings)
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    report = {
+        "shape": args.shape,
+        "rows": SHAPES[args.shape],
+        "dataset": {k: manifest.get(k) for k in ("rows", "users", "movies", "rated_movies", "delta_rows")},
+        "epochs_cap": args.epochs,
+        "project_epochs_full": full_epochs,
+        "project_epochs_warm": warm_epochs,
+        "device": args.device,
+        "weeks": weeks,
+        "target_seconds": TARGET_S[args.shape],
+        "target_peak_rss_mib": TARGET_RSS_MIB if args.shape == "ml25m" else None,
+        "machine": machine_info(),
+    }
+    output = args.output or RESULTS_DIR / f"weekly_{args.shape}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    _print(report)
+    log(f"wrote {output}")
+    return 0
+
+
+def _print(report: dict[str, Any]) -> None:
+    capped = report["epochs_cap"] is not None
+    print(f"\nweekly run at {report['shape']} shape ({report['rows']:,} ratings), device {report['device']}")
+    if capped:
+        print(
+            f"network fits capped at {report['epochs_cap']} epochs; projected at "
+            f"{report['project_epochs_full']} (from scratch) / {report['project_epochs_warm']} (warm) epochs"
+        )
+    for name, week in report["weeks"].items():
+        print(f"\n{name}")
+        print(f"  {'step':<9} {'seconds':>9} {'projected':>10} {'peak RSS MiB':>13} {'server MiB':>11}  fits")
+        for s in week["steps"]:
+            fits = ", ".join(
+                f"{'warm' if f['warm'] else 'full'} {f['ratings']:,} x {f['epochs']} ep {f['seconds']:.0f} s"
+                for f in s["fits"]
+            )
+            print(
+                f"  {s['name']:<9} {s['seconds']:>9,.1f} {s['projected_seconds']:>10,.1f} "
+                f"{s['peaks']['bench_mib']:>13,.0f} {s['peaks']['server_sum_mib']:>11,.0f}  {fits}"
+            )
+        print(
+            f"  {'total':<9} {week['seconds']:>9,.1f} {week['projected_seconds']:>10,.1f} "
+            f"{week['peak_bench_mib']:>13,.0f} {week['peak_server_sum_mib']:>11,.0f}"
+        )
+        train = next((s["detail"] for s in week["steps"] if s["name"] == "train"), {})
+        if train:
+            print(f"  train step: {train['kind']} training, {train['reason']}")
+    weekly = report["weeks"].get("week1_weekly")
+    if weekly:
+        total = weekly["projected_seconds"]
+        verdict = "met" if total <= report["target_seconds"] else "MISSED"
+        print(
+            f"\nweekly run (week 1): {total / 60:,.1f} min {'projected' if capped else 'measured'}, "
+            f"target {report['target_seconds'] / 60:,.0f} min: {verdict} "
+            f"({total / report['target_seconds']:.2f}x the target)"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
