@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.train import Home
     from pipeline.core.defaults import WARM_START_EPOCHS
     from pipeline.evaluation.protocol import evaluate_model
-    from pipeline.evaluation.splits import make_split, temporal_split
+    from pipeline.evaluation.splits import make_split
+    from pipeline.evaluation.weight_search import validation_split
     from pipeline.features.loading import load_training_data
     from pipeline.models.hybrid.config import HybridConfig
     from pipeline.models.hybrid.fit import train_hybrid
@@ -57,37 +58,30 @@ def main(argv: list[str] | None = None) -> int:
     home = Home(args.home, args.keep)
     cfg = HybridConfig()
     rows: list[dict[str, Any]] = []
+
+    def fit(data: Any, ratings: Any, init: Any = None) -> tuple[Any, dict[str, Any]]:
+        """A network on ``ratings``: from scratch, or warm from ``init`` for the warm start's epochs."""
+        started = time.perf_counter()
+        epochs = WARM_START_EPOCHS if init is not None else None
+        result = train_hybrid(data, ratings, cfg, device="cpu", progress=False, init=init, epochs=epochs)
+        seconds = round(time.perf_counter() - started, 1)
+        return result, {"seconds": seconds, "epochs": len(result.history)}
+
     try:
         data = load_training_data(home.engine(), None, progress=False)
         for protocol in [p.strip() for p in args.protocols.split(",") if p.strip()]:
             train, test = make_split(data.interactions, protocol)
-            inner_train, _ = temporal_split(train)
+            inner_train, _ = validation_split(train)  # as the weight search carves it
             row: dict[str, Any] = {
                 "protocol": protocol,
                 "train": len(train),
                 "validation_train": len(inner_train),
             }
-            validation = None
-            for kind, rows_ in (("validation", inner_train), ("scratch", train), ("warm", train)):
-                warm = kind == "warm"
-                started = time.perf_counter()
-                result = train_hybrid(
-                    data,
-                    rows_,
-                    cfg,
-                    device="cpu",
-                    progress=False,
-                    init=validation.model if warm and validation else None,
-                    epochs=WARM_START_EPOCHS if warm else None,
-                )
-                seconds = time.perf_counter() - started
-                row[kind] = {"seconds": round(seconds, 1), "epochs": len(result.history)}
-                if kind == "validation":
-                    validation = result
-                else:
-                    model = HybridRecommender.from_artifact(result.model)
-                    figures = evaluate_model(model, train, test, protocol)
-                    row[kind].update({m: figures.get(m) for m in ("ndcg@10", "recall@10", "rmse")})
+            validation, row["validation"] = fit(data, inner_train)
+            for kind, init in (("scratch", None), ("warm", validation.model)):
+                result, row[kind] = fit(data, train, init)
+                figures = evaluate_model(HybridRecommender.from_artifact(result.model), train, test, protocol)
+                row[kind].update({m: figures.get(m) for m in ("ndcg@10", "recall@10", "rmse")})
                 log(f"{protocol} {kind}: {row[kind]}")
             for metric in ("ndcg@10", "rmse"):  # the temporal protocol ranks, the random one rates
                 warm_value, scratch_value = row["warm"][metric], row["scratch"][metric]

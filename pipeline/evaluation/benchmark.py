@@ -39,7 +39,7 @@ from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
 from pipeline.models.hybrid.recommender import HybridRecommender
 from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
@@ -134,7 +134,6 @@ def evaluate_all(
     als: dict[str, ALS] = {}
     weights: dict[str, BlendWeights] = {}
     validation: dict[str, Any] = {}
-
     searched: dict[str, HybridRecommender] = {}  # the weight search's network, per protocol
 
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
@@ -164,7 +163,7 @@ def evaluate_all(
         if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
             raise MovierecError(f"the {protocol} protocol's network was not trained")
         chosen = choose_weights(
-            lambda: HybridRecommender(data, cfg, device),
+            None,  # the network is the hybrid row's validation network
             EASE,
             BiasedMF,
             train,
@@ -199,7 +198,8 @@ def evaluate_all(
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
     report = run_evaluation(data.interactions, factories, ordered, progress=progress)
     report.networks = {
-        p: {"validation": _training(searched[p]), "protocol": _training(fitted[p])} for p in fitted
+        p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}
+        for p in fitted
     }
     chosen = weights.get(PRIMARY_PROTOCOL) or next(iter(weights.values()), BlendWeights())
     outcome = EvaluationOutcome(report, chosen, validation)
@@ -208,16 +208,16 @@ def evaluate_all(
     return outcome
 
 
-def _training(network: HybridRecommender) -> dict[str, Any]:
+def _training(result: TrainingResult | None) -> dict[str, Any]:
     """How a network of the evaluation was trained: ratings, epochs run, the kept epoch, full or warm."""
-    meta = network.artifact.meta
-    result = network.result
+    assert result is not None  # every network in the report was fitted by this evaluation
+    meta = result.model.meta
     return {
-        "ratings": meta.get("n_train"),
-        "training": meta.get("training"),
-        "epochs": len(result.history) if result else None,
-        "best_epoch": meta.get("best_epoch"),
-        "seconds": round(result.seconds, 1) if result else None,
+        "ratings": meta["n_train"],
+        "training": meta["training"],
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
     }
 
 

@@ -286,7 +286,7 @@ def validation_split(train: Interactions) -> tuple[Interactions, Interactions]:
 
 
 def choose_weights(
-    make_network: Callable[[], Recommender],
+    make_network: Callable[[], Recommender] | None,
     make_partner: Callable[[], Recommender],
     make_rating_partner: Callable[[], Recommender],
     train: Interactions,
@@ -308,7 +308,7 @@ def choose_weights(
     minimises the RMSE of the same held-out ratings. One network instead of one per weight keeps a weekly
     training at three network fits. ``rerank_grid`` (0,): no rating-head term. Without ``make_als`` the ALS
     share is 0. ``network``: one already fitted on ``validation_split(train)``'s train part (the evaluation's
-    protocol network starts from it), else ``make_network()`` is fitted here.
+    protocol network starts from it; ``make_network`` is then None), else ``make_network()`` is fitted here.
 
     Figures (``_ranking_figures``): {"ndcg@k": per network share with EASE alone; with ``make_als``
     "ndcg@k.als=<share>" per network share at each ALS share, "als_ndcg@k" per ALS share the best over the
@@ -318,7 +318,10 @@ def choose_weights(
     penalty), from the same candidates.
     """
     inner_train, inner_test = validation_split(train)
-    network = network if network is not None else make_network().fit(inner_train)
+    if network is None:
+        if make_network is None:
+            raise ValueError("choose_weights needs a fitted network or make_network")
+        network = make_network().fit(inner_train)
     partner = make_partner().fit(inner_train)
     als = make_als().fit(inner_train) if make_als is not None else None
     started = time.perf_counter()
