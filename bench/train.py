@@ -67,10 +67,12 @@ def log(msg: str) -> None:
 
 class Home:
     """The embedded server of an existing MOVIEREC_HOME (``--home``), or a fresh temporary one with
-    ML-100K."""
+    ML-100K, or with the files in ``ratings`` ingested as ``dataset``."""
 
-    def __init__(self, home: str | None, keep: bool) -> None:
-        self.given, self.keep = home, keep
+    def __init__(
+        self, home: str | None, keep: bool, ratings: Path | None = None, dataset: str = "ml-100k"
+    ) -> None:
+        self.given, self.keep, self.ratings, self.dataset = home, keep, ratings, dataset
         self.settings: Any = None
         self.fresh = home is None
         self.setup: dict[str, Any] = {}
@@ -95,15 +97,18 @@ class Home:
 
         home = Path(tempfile.mkdtemp(prefix="movierec-bench-train-"))
         self.settings = Settings(MOVIEREC_HOME=home, DATABASE_URL="")
-        log(f"fresh MOVIEREC_HOME {home}: starting an embedded PostgreSQL, migrating, ingesting ML-100K")
+        log(
+            f"fresh MOVIEREC_HOME {home}: starting an embedded PostgreSQL, migrating, "
+            f"ingesting {self.dataset}"
+        )
         t0 = time.perf_counter()
         embedded.start(self.settings)
         engine = get_engine(self.settings)
         upgrade(engine)
         t1 = time.perf_counter()
-        path = fetch_offline_ml100k(self.settings).path
+        path = self.ratings or fetch_offline_ml100k(self.settings).path
         t2 = time.perf_counter()
-        result = ingest_directory(engine, path, dataset="ml-100k", progress=False)
+        result = ingest_directory(engine, path, dataset=self.dataset, progress=False)
         t3 = time.perf_counter()
         self.setup = {
             "server_and_migrate_s": round(t1 - t0, 2),
@@ -732,6 +737,17 @@ def _check_equivalence(data: Any, cfg: Any, device: str) -> dict[str, Any]:
 # --- ML-1M and ML-25M shape ------------------------------------------------------------------------------
 
 
+def ingested_data(shape: str, keep: bool) -> Any:
+    """``TrainingData`` of ``bench.ingest``'s generator at this shape, ingested into a fresh home and loaded
+    as ``bench.weekly``'s first week loads it: the real files' users' activity, so history bags and the
+    catalogue's popularity are as skewed as the real ones (``synthetic_data``'s are not)."""
+    from bench.ingest import dataset
+    from bench.weekly import SHAPES as WEEKLY_ROWS
+
+    directory, _ = dataset(Path(tempfile.gettempdir()) / "movierec-bench-weekly", WEEKLY_ROWS[shape], 42)
+    return Home(None, keep, directory / "base", f"synthetic-{shape}").training_data()
+
+
 def synthetic_data(shape: str) -> Any:
     """``TrainingData`` with the real file's users and movies and about its number of ratings."""
     from bench.batch import _synthetic_data, _synthetic_ratings
@@ -789,15 +805,15 @@ def run_shape(args: argparse.Namespace) -> int:
     """(s) at ML-1M or ML-25M shape, and (a) whole epochs at ML-1M shape."""
     import resource
 
-    from pipeline.core.device import resolve_device
+    from pipeline.core.device import flush_denormals, resolve_device
     from pipeline.core.settings import Settings
     from pipeline.models.hybrid.config import HybridConfig
 
     device = resolve_device(args.device)
     load_before = os.getloadavg()
-    log(f"generating synthetic ratings of {args.shape} shape")
+    log(f"{args.ratings} ratings of {args.shape} shape")
     t0 = time.perf_counter()
-    data = synthetic_data(args.shape)
+    data = synthetic_data(args.shape) if args.ratings == "synthetic" else ingested_data(args.shape, args.keep)
     gen_s = time.perf_counter() - t0
     n, (_, _, real_rows) = len(data.interactions), SHAPES[args.shape]
     shape = f"{data.interactions.n_users:,} users, {data.interactions.n_items:,} movies"
@@ -805,7 +821,8 @@ def run_shape(args: argparse.Namespace) -> int:
     cfg = HybridConfig() if args.batch_size is None else HybridConfig(batch_size=args.batch_size)
     m: dict[str, Any] = {}
     log(f"(s) {args.warmup_steps} warm-up + {args.steps} timed steps of the real training step")
-    m["s"] = measure_steps(data, cfg, device, args.warmup_steps, args.steps)
+    with flush_denormals():  # as train_hybrid runs its steps
+        m["s"] = measure_steps(data, cfg, device, args.warmup_steps, args.steps)
     if args.shape == "ml1m":
         log(f"(a) train_hybrid: {args.warmup} warm-up + {args.epochs} timed epochs, patience=0")
         from pipeline.models.hybrid.fit import train_hybrid
@@ -838,12 +855,13 @@ def run_shape(args: argparse.Namespace) -> int:
         "machine": machine,
         "source": _source(),
         "data": {
-            "dataset": "synthetic",
+            "dataset": data.dataset,
+            "ratings_source": args.ratings,
             "ratings": n,
             "users": data.interactions.n_users,
             "movies": data.interactions.n_items,
             "text_dim": int(data.movies.text.shape[1]),
-            "generate_s": round(gen_s, 1),
+            "generate_or_load_s": round(gen_s, 1),
         },
         "config": cfg.to_dict(),
         "measurements": m,
@@ -856,7 +874,7 @@ def run_shape(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     s = m["s"]
     print(
-        f"\nmovierec training benchmark, {args.shape} shape: {n:,} synthetic ratings, "
+        f"\nmovierec training benchmark, {args.shape} shape: {n:,} {args.ratings} ratings, "
         f"{report['data']['users']:,} users, {report['data']['movies']:,} movies; batch {cfg.batch_size}, "
         f"negatives {cfg.negatives}; {machine['cpu_count']} CPUs ({machine['cpu_model']}), torch "
         f"{machine['torch']} with {machine['torch_threads']} threads, device {device}; load average "
@@ -882,7 +900,7 @@ def run_shape(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.shape != "ml100k":
         return run_shape(args)
-    from pipeline.core.device import resolve_device
+    from pipeline.core.device import flush_denormals, resolve_device
     from pipeline.features.loading import load_training_data
     from pipeline.models.hybrid.config import HybridConfig
 
@@ -917,7 +935,8 @@ def run(args: argparse.Namespace) -> int:
     if args.profile_batches or ratios["a_over_b"] < TARGET_RATIO:
         k = args.profile_batches or 20
         log(f"profiling {k} batches of the real and the bare step (torch.profiler)")
-        profile = profile_steps(data, cfg, device, k)
+        with flush_denormals():  # as train_hybrid runs its steps
+            profile = profile_steps(data, cfg, device, k)
     if not args.no_full:
         m["f"] = measure_full(data, device)
 
@@ -1001,6 +1020,13 @@ def main(argv: list[str] | None = None) -> int:
         default="ml100k",
         help="ml100k: the real file (default); ml1m, ml25m: synthetic ratings of that shape, (s) and "
         "the projected epoch",
+    )
+    parser.add_argument(
+        "--ratings",
+        choices=("synthetic", "weekly"),
+        default="synthetic",
+        help="at ml1m/ml25m shape: synthetic (generated in memory, default) or weekly (bench.ingest's "
+        "generator through ingest and load, as bench.weekly trains on)",
     )
     parser.add_argument("--steps", type=int, default=40, help="timed steps of (s) at ml1m/ml25m shape (40)")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before them (3)")

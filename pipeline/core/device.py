@@ -28,3 +28,17 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """CPU float arithmetic with denormal numbers flushed to zero inside the block (off again after).
+
+    A trained ranking softmax puts probabilities of 1e-38 and below on most sampled movies; their gradients
+    are denormals, on which x86 arithmetic runs many times slower: at ML-1M shape the logits' backward
+    products took 85 ms a step instead of 1. Values that small change no weight."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.device import resolve_device
+from pipeline.core.device import flush_denormals, resolve_device
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
@@ -258,7 +258,10 @@ def train_hybrid(
         return result
     previous = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs)
+        with flush_denormals():
+            return _train(
+                data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs
+            )
     finally:
         torch.use_deterministic_algorithms(previous)
 

@@ -13,7 +13,8 @@ Two heads share those representations:
 
 from __future__ import annotations
 
-from typing import cast
+import warnings
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -56,6 +57,41 @@ class ContentEncoder(nn.Module):
         return self.out(h), self.bias(h)
 
 
+# _BagSum's sparse matrices are built from indices sorted here; torch warns once that CSR support is beta.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+
+class _BagSum(torch.autograd.Function):
+    """Each bag's sum of ``weight`` rows, as a sparse (bags x rows) matrix of ones times ``weight``, and the
+    gradient as its transpose times the output's. On the CPU ``embedding_bag``'s backward took 3 to 5x as
+    long as this sort and sparse product at ML-1M shape (a batch's bags hold some 500k movies)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, bags: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``bags``: CSR offsets (n_bags + 1) into ``rows``, the weight rows each bag sums."""
+        ones = torch.ones(len(rows), dtype=weight.dtype, device=weight.device)
+        ctx.shape, ctx.bags, ctx.rows = weight.shape, bags, rows
+        return _sparse_ones(bags, rows, ones, (len(bags) - 1, weight.shape[0])) @ weight
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        bags, rows, n_rows = ctx.bags, ctx.rows, ctx.shape[0]
+        bag_of = torch.repeat_interleave(torch.arange(len(bags) - 1, device=rows.device), bags.diff())
+        order = torch.argsort(rows, stable=True)  # by weight row, bags ascending within one
+        by_row = torch.cat([bags.new_zeros(1), torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)])
+        ones = torch.ones(len(rows), dtype=grad.dtype, device=grad.device)
+        return _sparse_ones(by_row, bag_of[order], ones, (n_rows, len(bags) - 1)) @ grad, None, None
+
+
+def _sparse_ones(
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    # Built from indices this module sorted itself: skip torch's invariant checks.
+    return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
 class UserHistory:
     """The movies each user rated in train, as CSR tensors, pooled SVD++-style: |N(u)|^-1/2 * sum y_j."""
 
@@ -77,7 +113,12 @@ class UserHistory:
         offsets = torch.cumsum(counts, 0) - counts
         total = int(counts.sum())
         flat = torch.arange(total, device=users.device) - torch.repeat_interleave(offsets - starts, counts)
-        summed = nn.functional.embedding_bag(self.indices[flat], emb.weight, offsets, mode="sum")[row_of]
+        movies = self.indices[flat]
+        if users.device.type == "cpu":
+            bags = torch.cat([offsets, offsets.new_tensor([total])])
+            summed = _BagSum.apply(emb.weight, bags, movies)[row_of]
+        else:
+            summed = nn.functional.embedding_bag(movies, emb.weight, offsets, mode="sum")[row_of]
         n = counts[row_of].to(summed.dtype)
         if leave_out is not None:
             summed = summed - emb(leave_out)
