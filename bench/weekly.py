@@ -62,6 +62,7 @@ class Fit:
     epochs: int
     seconds: float
     warm: bool
+    best_epoch: int  # the epoch kept: a fit from scratch that stops early ran patience epochs past it
 
     def projected(self, cap: int | None, full_epochs: int, warm_epochs: int) -> float:
         if cap is None or self.epochs < cap:  # uncapped, or stopped early by itself: complete
@@ -81,8 +82,8 @@ class FitLog(logging.Handler):
         if record.msg.startswith("warm start:"):
             self._warm = True
         elif record.msg.startswith("trained the network on") and isinstance(record.args, tuple):
-            ratings, epochs, seconds = (float(a) for a in record.args[:3])  # type: ignore[arg-type]
-            self.fits.append(Fit(int(ratings), int(epochs), round(seconds, 1), self._warm))
+            ratings, epochs, seconds, best = (float(a) for a in record.args[:4])  # type: ignore[arg-type]
+            self.fits.append(Fit(int(ratings), int(epochs), round(seconds, 1), self._warm, int(best)))
             self._warm = False
 
     def take(self) -> list[Fit]:
@@ -294,7 +295,8 @@ def _print(report: dict[str, Any]) -> None:
         print(f"  {'step':<9} {'seconds':>9} {'projected':>10} {'peak RSS MiB':>13} {'server MiB':>11}  fits")
         for s in week["steps"]:
             fits = ", ".join(
-                f"{'warm' if f['warm'] else 'full'} {f['ratings']:,} x {f['epochs']} ep {f['seconds']:.0f} s"
+                f"{'warm' if f['warm'] else 'full'} {f['ratings']:,} x {f['epochs']} ep "
+                f"(best {f['best_epoch']}) {f['seconds']:.0f} s"
                 for f in s["fits"]
             )
             print(
