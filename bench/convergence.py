@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "convergence.json"
-_MEANS = ("epochs", "best_epoch", "seconds", "best_val_loss", "ndcg@10")  # a point's figures: seeds' means
+# A point's figures: the means over its seeds.
+_MEANS = ("epochs", "best_epoch", "seconds", "best_val_loss", "val_rmse_at_best", "ndcg@10")
 
 
 def log(msg: str) -> None:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     "best_epoch": result.best_epoch,
                     "seconds": round(seconds, 1),
                     "best_val_loss": round(min(val), 4),
+                    "val_rmse_at_best": round(result.history[result.best_epoch - 1]["val_rmse"], 4),
                     "ndcg@10": round(ndcg, 4),
                 }
                 runs.append(run)
@@ -121,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     report["machine"] = machine_info()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    header = ("lr", "batch", "epochs", "best", "seconds", "val loss", "NDCG@10", "NDCG range")
+    header = ("lr", "batch", "epochs", "best", "seconds", "val loss", "val RMSE", "NDCG@10", "NDCG range")
     print(f"\nmeans over seeds {seeds}")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 6, 7, 5, 8, 9, 8, 16))) + "  ratios")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 6, 7, 5, 8, 9, 9, 8, 16))) + "  ratios")
     for p in points:
         low, high = p["ndcg@10_range"]
         print(
             f"{p['learning_rate']:>8g} {p['batch_size']:>6} {p['epochs']:>7.1f} {p['best_epoch']:>5.1f} "
-            f"{p['seconds']:>8.1f} {p['best_val_loss']:>9.4f} {p['ndcg@10']:>8.4f} {low:>7.4f}-{high:.4f}  "
+            f"{p['seconds']:>8.1f} {p['best_val_loss']:>9.4f} {p['val_rmse_at_best']:>9.4f} "
+            f"{p['ndcg@10']:>8.4f} {low:>7.4f}-{high:.4f}  "
             f"NDCG {p['ndcg_ratio']:.3f}x, time {p['time_ratio']:.3f}x"
         )
     log(f"wrote {args.output}")

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weeks", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep a fresh home (and its server) afterwards")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--warm-epochs", type=int, default=None, help="epochs of a warm start (default: the train step's)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.models.hybrid.fit import train_hybrid
     from pipeline.models.hybrid.recommender import HybridRecommender
 
+    warm_epochs = args.warm_epochs or WARM_START_EPOCHS
     home = Home(args.home, args.keep)
     cfg = HybridConfig()
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC) + timedelta(days=1, seconds=-1)
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     device="cpu",
                     progress=False,
                     init=previous if warm else None,
-                    epochs=WARM_START_EPOCHS if warm else None,
+                    epochs=warm_epochs if warm else None,
                 )
                 seconds = time.perf_counter() - started
                 model = HybridRecommender.from_artifact(result.model)
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "machine": machine_info(),
         "config": {
-            "warm_start_epochs": WARM_START_EPOCHS,
+            "warm_start_epochs": warm_epochs,
             "start": args.start,
             "weeks": args.weeks,
             "torch_threads": torch.get_num_threads(),
