@@ -59,9 +59,8 @@ WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 # Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains
 # this many epochs (no early stopping); a full retrain from scratch once the chain's last full training is
 # this many weeks old (MOVIEREC_WARM_START_EPOCHS, MOVIEREC_FULL_RETRAIN_WEEKS; the DAG's full_retrain param
-# forces one). 3 epochs at the learning rate of 2.8e-3: on ML-100K weekly backfills NDCG@10 1.032x a network
-# from scratch in 0.26x its time, where 5 gave 0.959x in 0.41x (bench.warm_start, bench/README.md).
-WARM_START_EPOCHS: Final = 3
+# forces one).
+WARM_START_EPOCHS: Final = 5
 WARM_START_MAX_AGE_WEEKS: Final = 4
 
 # --- lists --------------------------------------------------------------------------------------------------
