@@ -89,7 +89,10 @@ def page(browser, live_api) -> Iterator[Any]:
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     failed: list[str] = []
-    page.on("requestfailed", lambda r: failed.append(r.url))
+    # net::ERR_ABORTED is the browser cancelling a request itself as the page is left: the favicon, fetched after
+    # the load event, is aborted by a click that navigates away at once. A server failing a request (refused,
+    # reset) is another error, and a security policy's refusal shows among the console errors.
+    page.on("requestfailed", lambda r: failed.append(r.url) if r.failure != "net::ERR_ABORTED" else None)
     console_errors: list[str] = []  # a resource the page's security policy refused shows here
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     yield page
