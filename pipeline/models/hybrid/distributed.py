@@ -43,7 +43,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline.core.device import flush_denormals
 from pipeline.core.errors import MovierecError, one_line, shorten
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
@@ -211,18 +210,17 @@ def _run(workdir: Path, rank: int, world: int, local_rank: int) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or threads_per_process(world)))
     dist.init_process_group(backend)  # env:// — torchrun set the rendezvous, rank and world size
     try:
-        with flush_denormals():  # as train_hybrid trains in one process
-            result = _train(
-                inputs["data"],
-                inputs["train"],
-                inputs["cfg"],
-                device,
-                progress=False,
-                on_epoch=_log_epoch if rank == 0 else None,
-                loop=DataParallel(rank, world, device),
-                init=HybridArtifact.load(workdir / INIT, device) if (workdir / INIT).exists() else None,
-                epochs=inputs.get("epochs"),
-            )
+        result = _train(
+            inputs["data"],
+            inputs["train"],
+            inputs["cfg"],
+            device,
+            progress=False,
+            on_epoch=_log_epoch if rank == 0 else None,
+            loop=DataParallel(rank, world, device),
+            init=HybridArtifact.load(workdir / INIT, device) if (workdir / INIT).exists() else None,
+            epochs=inputs.get("epochs"),
+        )
         if rank == 0:
             result.model.save(workdir / MODEL)
             (workdir / RESULT).write_text(

@@ -258,14 +258,12 @@ def train_hybrid(
         return result
     previous = torch.are_deterministic_algorithms_enabled()
     try:
-        with flush_denormals():
-            return _train(
-                data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs
-            )
+        return _train(data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs)
     finally:
         torch.use_deterministic_algorithms(previous)
 
 
+@flush_denormals()  # every training, in one process or as one of several (``distributed``)
 def _train(
     data: TrainingData,
     train: Interactions | None,

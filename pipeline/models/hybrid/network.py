@@ -70,14 +70,14 @@ class _BagSum(torch.autograd.Function):
     def forward(ctx: Any, weight: torch.Tensor, bags: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``bags``: CSR offsets (n_bags + 1) into ``rows``, the weight rows each bag sums."""
         ones = torch.ones(len(rows), dtype=weight.dtype, device=weight.device)
-        ctx.shape, ctx.bags, ctx.rows = weight.shape, bags, rows
+        ctx.n_rows, ctx.bags, ctx.rows = weight.shape[0], bags, rows
         return _sparse_ones(bags, rows, ones, (len(bags) - 1, weight.shape[0])) @ weight
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        bags, rows, n_rows = ctx.bags, ctx.rows, ctx.shape[0]
+        bags, rows, n_rows = ctx.bags, ctx.rows, ctx.n_rows
         bag_of = torch.repeat_interleave(torch.arange(len(bags) - 1, device=rows.device), bags.diff())
         order = torch.argsort(rows, stable=True)  # by weight row, bags ascending within one
         by_row = torch.cat([bags.new_zeros(1), torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)])
