@@ -55,6 +55,12 @@ EVALUATION_ONLY_MODELS: Final = ("als", "bpr", "lmf", "item_knn", "lightgcn", "n
 # ratings as EASE and biased MF do; BPR's, LMF's, LightGCN's, NeuMF's and SASRec's single-threaded epochs cost
 # more at real size and pay nothing in what is published, so they stay in `movierec evaluate`.
 WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
+# Models the blend's weight search may give a share of the ranking beside the network, ALS and EASE
+# (``pipeline.models.blend.members``; MOVIEREC_BLEND_MEMBERS overrides it, "" for none). SASRec: on ML-100K's
+# temporal validation split the blend with it ranks at NDCG@10 0.1945 against 0.1649 without, and on the
+# test split 0.214 against 0.196 (bench/README.md, "Model quality"), for two more SASRec fits a week.
+BLEND_MEMBERS: Final = ("sasrec",)
+BLEND_MEMBER_MODELS: Final = ("sasrec", "lightgcn", "bpr", "lmf")  # those that can be (one vector per user)
 
 # Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains
 # this many epochs (no early stopping); a full retrain from scratch once the chain's last full training is

@@ -10,12 +10,23 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.core.defaults import (
+    BLEND_MEMBER_MODELS,
+    BLEND_MEMBERS,
     EVALUATION_ONLY_MODELS,
     LOCK_TIMEOUT_S,
     WARM_START_EPOCHS,
     WARM_START_MAX_AGE_WEEKS,
     WEEKLY_EVALUATION_MODELS,
 )
+
+
+def _known_names(value: str, known: tuple[str, ...], what: str, variable: str) -> str:
+    """A comma-separated list of names, stripped and without repeats; ``ValueError`` naming unknown ones."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}: {variable} takes {list(known)}")
+    return ",".join(dict.fromkeys(names))
 
 
 class Settings(BaseSettings):
@@ -65,6 +76,10 @@ class Settings(BaseSettings):
     weekly_models_text: str = Field(
         default=",".join(WEEKLY_EVALUATION_MODELS), validation_alias="MOVIEREC_WEEKLY_MODELS"
     )
+    # The models the blend's weight search may add to its ranking, comma-separated ("" for none).
+    blend_members_text: str = Field(
+        default=",".join(BLEND_MEMBERS), validation_alias="MOVIEREC_BLEND_MEMBERS"
+    )
 
     @field_validator("home")
     @classmethod
@@ -74,13 +89,17 @@ class Settings(BaseSettings):
     @field_validator("weekly_models_text")
     @classmethod
     def _known_models(cls, value: str) -> str:
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        unknown = [name for name in names if name not in EVALUATION_ONLY_MODELS]
-        if unknown:
-            raise ValueError(
-                f"unknown models {unknown}: MOVIEREC_WEEKLY_MODELS takes {list(EVALUATION_ONLY_MODELS)}"
-            )
-        return ",".join(dict.fromkeys(names))
+        return _known_names(value, EVALUATION_ONLY_MODELS, "models", "MOVIEREC_WEEKLY_MODELS")
+
+    @field_validator("blend_members_text")
+    @classmethod
+    def _known_members(cls, value: str) -> str:
+        return _known_names(value, BLEND_MEMBER_MODELS, "blend members", "MOVIEREC_BLEND_MEMBERS")
+
+    @property
+    def blend_members(self) -> tuple[str, ...]:
+        """The models the blend's weight search may add to its ranking (``MOVIEREC_BLEND_MEMBERS``)."""
+        return tuple(name for name in self.blend_members_text.split(",") if name)
 
     @property
     def weekly_models(self) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.base import Recommender
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
+from pipeline.models.blend.members import member_factories, warm_or_new
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
@@ -46,6 +47,7 @@ from pipeline.models.item_knn import ItemKNN
 from pipeline.models.lightgcn import LightGCN
 from pipeline.models.neumf import NeuMF
 from pipeline.models.sasrec import SASRec
+from pipeline.models.vectors import VectorModel
 
 # The evaluation-only models by report name, each built with its default config for the data it is evaluated
 # on (``EVALUATION_ONLY_MODELS``; a model reading movie content takes it from there).
@@ -84,6 +86,7 @@ class EvaluationOutcome:
             "rating_weight": w.rating_weight,
             "rerank_weight": w.rerank_weight,
             "als_weight": w.als_weight,
+            "member_weights": dict(w.members),
             "blend_validation": self.blend_validation,
             "cold_start": self.cold_start,
         }
@@ -113,9 +116,12 @@ def evaluate_all(
     progress: bool = True,
     extra: Sequence[str] = (),
     warm_epochs: int = WARM_START_EPOCHS,
+    members: Sequence[str] = (),
 ) -> EvaluationOutcome:
     """Every model on the same splits in one run; ``extra`` names evaluation-only models (``EVALUATION_ONLY``)
-    reported beside the baselines.
+    reported beside the baselines; ``members`` the further ranking members the weight search may give a
+    share of the blend (``pipeline.models.blend.members``): each is fitted on the validation split for the
+    search and, when it gets a share, on the protocol's train split for the blend row.
 
     Per protocol the network is trained twice: from scratch on the validation split carved out of that
     protocol's train data (``validation_split``), which chooses the blend weights (``choose_weights``), then
@@ -128,6 +134,7 @@ def evaluate_all(
     if unknown:
         known = list(EVALUATION_ONLY)
         raise ValueError(f"unknown evaluation-only models {unknown}; expected some of {known}")
+    make_members = member_factories(members, data)
     fitted: dict[str, HybridRecommender] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
@@ -158,10 +165,27 @@ def evaluate_all(
         als[protocol] = ALS().fit(train)
         return als[protocol]
 
+    rows: dict[tuple[str, str], Recommender] = {}  # the evaluation-only rows' fits by (protocol, name)
+    searched_members: dict[str, VectorModel] = {}  # the weight search's, on this protocol's validation split
+
+    def _protocol_member(name: str, protocol: str) -> VectorModel:
+        if protocol in WARM_PROTOCOLS:
+            return warm_or_new(searched_members[name], make_members[name], warm_epochs)
+        return make_members[name]()
+
+    def extra_row(name: str) -> ModelFactory:
+        def fit(train: Interactions, protocol: str) -> Recommender:
+            rows[protocol, name] = EVALUATION_ONLY[name](data).fit(train)
+            return rows[protocol, name]
+
+        return fit
+
     def blend(train: Interactions, protocol: str) -> BlendRecommender:
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
         if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
             raise MovierecError(f"the {protocol} protocol's network was not trained")
+        inner_train, _ = validation_split(train)
+        searched_members = {name: make().fit(inner_train) for name, make in make_members.items()}
         chosen = choose_weights(
             None,  # the network is the hybrid row's validation network
             EASE,
@@ -170,10 +194,17 @@ def evaluate_all(
             movies=data.movies,
             make_als=ALS,
             network=searched[protocol],
+            members=searched_members,
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
         if chosen.als_weight > 0 and protocol not in als:  # no "als" row asked for: fitted here only
             als_model(train, protocol)
+        # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
+        # like the network, it starts from the search's fit where the protocol and the member allow.
+        chosen_members = {
+            name: rows.get((protocol, name)) or _protocol_member(name, protocol).fit(train)
+            for name in chosen.active_members
+        }
         # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
         return BlendRecommender(
             fitted[protocol],
@@ -184,6 +215,7 @@ def evaluate_all(
             DEFAULT_CANDIDATES,
             train.binary_matrix(),
             als=als.get(protocol),
+            members=chosen_members,
         )
 
     factories: dict[str, ModelFactory] = {
@@ -191,7 +223,7 @@ def evaluate_all(
         "popularity": lambda tr, p: Popularity().fit(tr),
         "biased_mf": mf_model,
         "ease": ease_model,
-        **{name: als_model if name == "als" else _fitted(EVALUATION_ONLY[name], data) for name in extra},
+        **{name: als_model if name == "als" else extra_row(name) for name in extra},
         "hybrid": hybrid,
         "blend": blend,
     }
@@ -219,10 +251,6 @@ def _training(result: TrainingResult | None) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "seconds": round(result.seconds, 1),
     }
-
-
-def _fitted(make: Callable[[TrainingData], Recommender], data: TrainingData) -> ModelFactory:
-    return lambda train, protocol: make(data).fit(train)
 
 
 def evaluate_cold_start(

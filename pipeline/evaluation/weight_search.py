@@ -70,7 +70,7 @@ def _ranking_figures(
     grid: Sequence[float],
     als_grid: Sequence[float],
     k: int,
-) -> tuple[float, float, dict[str, dict[float, float]]]:
+) -> tuple[float, float, dict[str, dict[float, float]], float]:
     """NDCG@k of the cheap terms at every (network share from ``grid``, ALS share from ``als_grid``) pair
     summing to at most 1 (EASE has the rest; ALS share 0 only without ``als``), and the best pair (ties favour
     the network, then EASE over ALS) among those whose catalogue coverage@k is at least that of the best pair
@@ -83,7 +83,7 @@ def _ranking_figures(
     chosen pair's) and ``als_network_weight`` per ALS share that network share. Each member scores each block
     of validation users once (``_Memo``, within ``RANKING_SEARCH_CACHE_BYTES``), so a point costs the mix,
     not the members: on ML-100K (a 2-core CPU) the 66 points of a 0.1 step take about 2 s. ``coverage@k``
-    (and ``coverage@k.als=<share>``) hold each point's coverage beside its NDCG."""
+    (and ``coverage@k.als=<share>``) hold each point's coverage beside its NDCG. Last: the coverage floor."""
     shares = [0.0] if als is None else sorted({round(float(a), 3) for a in als_grid} | {0.0})
     budget = RANKING_SEARCH_CACHE_BYTES // (2 if als is None else 3)
     net, ease = _Memo(network, budget), _Memo(partner, budget)
@@ -114,7 +114,75 @@ def _ranking_figures(
         profile[a] = row[at[a]]
     if als is not None:
         figures[f"als_ndcg@{k}"], figures["als_network_weight"] = profile, at
-    return best[0], best[1], figures
+    return best[0], best[1], figures, cover[base]
+
+
+# Relative weights the members' search tries for each ranking term, one term at a time (the shares are the
+# weights over their sum), and at most this many passes over the terms.
+ASCENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+ASCENT_SWEEPS = 3
+
+
+def _shares(raw: Mapping[str, float]) -> BlendWeights:
+    """Relative weights of the ranking terms (``network``, ``als``, ``ease``, members by name) as shares."""
+    total = sum(raw.values())
+    members = {n: v / total for n, v in raw.items() if n not in ("network", "als", "ease")}
+    return BlendWeights(raw["network"] / total, als_weight=raw["als"] / total, members=members)
+
+
+def _member_figures(
+    terms: Mapping[str, Recommender | None],
+    start: BlendWeights,
+    floor: float,
+    inner_train: Interactions,
+    inner_test: Interactions,
+    k: int,
+    grid: Sequence[float] = ASCENT_GRID,
+) -> tuple[BlendWeights, dict[str, dict[float, float]]]:
+    """The ranking terms' shares with the members (``terms``: ``network``, ``ease``, ``als`` or None, and
+    each member by name) by coordinate ascent on NDCG@k of the held-out movies: from ``start`` (the
+    network/ALS/EASE simplex's choice, the members at 0), each term's relative weight in turn set to the
+    best of ``grid`` with the others fixed, until a pass changes nothing (at most ``ASCENT_SWEEPS``). A point
+    counts only when its coverage@k is at least ``floor`` (the simplex's floor), and a change only when it
+    raises NDCG@k. Each member scores each block of validation users once (``_Memo``).
+
+    Figures: ``members.ndcg@k`` and ``members.coverage@k`` by step (0: ``start``, then each improvement)."""
+    budget = RANKING_SEARCH_CACHE_BYTES // max(1, sum(t is not None for t in terms.values()))
+    memo = {name: _Memo(term, budget) for name, term in terms.items() if term is not None}
+    members = [name for name in terms if name not in ("network", "als", "ease")]
+
+    def judge(raw: Mapping[str, float]) -> tuple[float, float]:
+        w = _shares(raw)
+        blend = BlendRecommender(
+            memo["network"],
+            memo.get("ease"),
+            w,
+            als=memo.get("als"),
+            members={n: memo[n] for n in members},
+        )
+        got = evaluate_model(blend, inner_train, inner_test, "temporal", k)
+        return got[f"ndcg@{k}"], got[f"coverage@{k}"]
+
+    raw = {"network": start.weight, "als": start.als_weight, "ease": start.ease_weight}
+    raw.update({name: 0.0 for name in members})
+    best, cover = judge(raw)
+    steps = {0.0: best}, {0.0: cover}
+    for _ in range(ASCENT_SWEEPS):
+        changed = False
+        for name in raw:
+            if name not in memo:
+                continue
+            for value in grid:
+                trial = {**raw, name: float(value)}
+                if value == raw[name] or sum(trial.values()) <= 0:
+                    continue
+                ndcg, coverage = judge(trial)
+                if ndcg > best + _SLACK and coverage >= floor - _SLACK:
+                    raw, best, changed = trial, ndcg, True
+                    steps[0][float(len(steps[0]))], steps[1][float(len(steps[1]))] = ndcg, coverage
+        if not changed:
+            break
+    return _shares(raw), {f"members.ndcg@{k}": steps[0], f"members.coverage@{k}": steps[1]}
 
 
 def _rating_figures(
@@ -186,6 +254,7 @@ def _candidate_pool(
         candidates=depth,
         rated=inner_train.binary_matrix(),
         als=blend.als,
+        members=blend.members,
     )
     found = np.empty((len(users), depth), np.int64)
     cheap, ratings = np.empty((len(users), depth), np.float32), np.empty((len(users), depth), np.float32)
@@ -297,6 +366,7 @@ def choose_weights(
     make_als: Callable[[], Recommender] | None = None,
     als_grid: Sequence[float] = _GRID,
     network: Recommender | None = None,
+    members: Mapping[str, Recommender] | None = None,
 ) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
@@ -325,7 +395,7 @@ def choose_weights(
     partner = make_partner().fit(inner_train)
     als = make_als().fit(inner_train) if make_als is not None else None
     started = time.perf_counter()
-    weight, als_weight, figures = _ranking_figures(
+    weight, als_weight, figures, floor = _ranking_figures(
         network, partner, als, inner_train, inner_test, grid, als_grid, k
     )
     log.info(
@@ -336,6 +406,21 @@ def choose_weights(
         sum(len(v) for name, v in figures.items() if name.startswith(f"ndcg@{k}")),
         time.perf_counter() - started,
     )
+    shares = BlendWeights(weight, als_weight=als_weight)
+    members = dict(members or {})
+    if members:
+        started = time.perf_counter()
+        terms: dict[str, Recommender | None] = {"network": network, "ease": partner, "als": als, **members}
+        shares, ascent = _member_figures(terms, shares, floor, inner_train, inner_test, k)
+        figures.update(ascent)
+        log.info(
+            "with the members: %s (validation NDCG@%d %.4f against %.4f, %.1f s)",
+            shares.describe(),
+            k,
+            max(ascent[f"members.ndcg@{k}"].values()),
+            ascent[f"members.ndcg@{k}"][0.0],
+            time.perf_counter() - started,
+        )
     rerank_weight = 0.0
     figures[f"rerank_ndcg@{k}"] = {}
     search = any(m > 0 for m in rerank_grid)
@@ -343,9 +428,10 @@ def choose_weights(
         blend = BlendRecommender(
             network,
             partner,
-            BlendWeights(weight, als_weight=als_weight),
+            shares,
             rating_scale=rating_scale(inner_train),
             als=als,
+            members=members,
         )
         pool, pool_test = _candidate_pool(blend, inner_train, inner_test)
         if search:
@@ -357,7 +443,9 @@ def choose_weights(
     rating_weight, figures["rmse"] = _rating_figures(
         network, make_rating_partner().fit(inner_train), inner_test, grid
     )
-    return BlendWeights(weight, rating_weight, rerank_weight, als_weight, figures)
+    return dataclasses.replace(
+        shares, rating_weight=rating_weight, rerank_weight=rerank_weight, figures=figures
+    )
 
 
 def tradeoff_table(figures: Mapping[str, Mapping[float, float]], k: int = 10) -> list[dict[str, float]]:

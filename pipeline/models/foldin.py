@@ -11,6 +11,9 @@ every movie):
   (``ALS.user_vector``: positives >= ``min_rating`` with confidence ``1 + alpha x rating``). A known user
   given all of their own ratings gets the exact solve where training stopped at a few conjugate-gradient
   steps of the same equation: close to their trained factors, not equal.
+* **The blend's further members** (``PublishedBlend.members``, e.g. SASRec) are left out: the artefact
+  keeps their fitted user vectors, not what computes one, so a folded-in user is ranked by the other terms
+  with their shares scaled up to sum to 1 (``BlendWeights.without_members``).
 * **The network** (its dot product and its rating head) through a folded-in user vector. A known user's
   vector is ``id embedding + demographics + |N|^-1/2 x sum of the history embeddings of the movies rated``
   (the SVD++-style history term). A new user has no id row and no demographics, so the fold-in starts from
@@ -290,7 +293,7 @@ class FoldIn:
         blend = BlendRecommender(
             _FoldedNetwork(self, user),
             partner,
-            self.model.weights,
+            self.model.weights.without_members(),  # a member's vector needs the user's own training
             self.model.mf,
             self.model.rating_scale,
             als=folded_als,

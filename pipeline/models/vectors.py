@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from pipeline.features.interactions import Interactions
 from pipeline.models.base import dot_scores, fitted_pair, no_ratings
 from pipeline.models.saved import load_arrays, save_arrays
 
@@ -24,6 +25,10 @@ class VectorModel:
     config_type: ClassVar[type[Any]]
     vectors: ClassVar[tuple[str, str]]
     config: Any
+
+    def fit(self, train: Interactions) -> Self:
+        """Set both vectors from the train ratings (each subclass fits its own way)."""
+        raise NotImplementedError
 
     def fitted_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted ``(user vectors, movie vectors)``; ``NotFitted`` before ``fit``."""

@@ -208,6 +208,7 @@ def evaluate(
         cold_start=False,
         progress=progress,
         extra=settings.weekly_models,
+        members=settings.blend_members,
         warm_epochs=settings.warm_start_epochs,
     )
     report_path = str(write_report(settings, outcome))  # written first: it holds a failed model's error
@@ -466,7 +467,8 @@ def report(results: dict[str, Any]) -> str:
             f"evaluation (temporal): published blend NDCG@10 {fig(temporal, 'ndcg@10')}, network alone "
             f"{fig(temporal, 'network_ndcg@10')}, EASE {fig(ease, 'ndcg@10')} "
             f"(weights: ranking network {weights['weight']}, ALS {weights.get('als_weight', 0.0)}, "
-            f"rating head {weights['rerank_weight']}, "
+            + "".join(f"{name} {share:.3g}, " for name, share in (weights.get("members") or {}).items())
+            + f"rating head {weights['rerank_weight']}, "
             f"ratings {weights['rating_weight']})"
         )
         if table := tradeoff_lines(evaluation.get("tradeoff", [])):

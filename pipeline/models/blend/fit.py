@@ -1,11 +1,12 @@
-"""Training the blend to publish: the network on every rating up to the cut-off, with the partners its weights
-call for, fitted on the same ratings."""
+"""Training the blend to publish: the network on every rating up to the cut-off, with the partners and
+members its weights call for, fitted on the same ratings."""
 
 from __future__ import annotations
 
 import logging
 
 from pipeline.features.loading import TrainingData
+from pipeline.models.blend.members import member_factories
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
@@ -27,7 +28,8 @@ def train_published(
     warm_epochs: int | None = None,
 ) -> tuple[PublishedBlend, TrainingResult]:
     """The model to publish: the network on every rating up to the cut-off (in ``processes`` data-parallel
-    processes when more than one), with the partners ``weights`` call for, fitted on the same ratings.
+    processes when more than one), with the partners and members ``weights`` call for, fitted on the same
+    ratings.
 
     ``plan``: a warm start (at most ``warm_epochs`` epochs from ``plan.init``) or a full training; a champion
     whose network cannot seed this one (``WarmStartError``) means a full training. The network's meta keeps
@@ -60,5 +62,6 @@ def train_published(
         data.interactions,
         weights,
         meta={"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None},
+        members=member_factories(list(weights.active_members), data),
     )
     return published, result

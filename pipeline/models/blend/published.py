@@ -1,9 +1,10 @@
 """The published model: what is registered in MLflow, scored in batch and served by the API.
 
-It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE and
-implicit-feedback ALS plus its rating head for ranking, the network with biased MF for ratings, mixed with
-the weights chosen on validation data (``pipeline.models.blend.scorer.BlendRecommender``). Keeping the
-partners inside one artefact is what makes the served lists the evaluated ones.
+It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE,
+implicit-feedback ALS and the further members the weight search chose (e.g. SASRec) plus its rating head for
+ranking, the network with biased MF for ratings, mixed with the weights chosen on validation data
+(``pipeline.models.blend.scorer.BlendRecommender``). Keeping the partners inside one artefact is what makes
+the served lists the evaluated ones.
 
 On disk (``save``/``load``)::
 
@@ -15,6 +16,8 @@ On disk (``save``/``load``)::
     ease_kept.npy the catalogue indices of those movies, ascending (absent when EASE keeps every movie)
     als.npz       implicit ALS's user and item factors and its config (``ALS.save``; absent when its ranking
                   share is 0, as in every artefact written before ALS joined the blend)
+    member-<name>.npz  each further ranking member with a share (``pipeline.models.blend.members``, e.g.
+                  SASRec): its user and movie vectors and config (``VectorModel.save``)
     mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
     blend.json    the weights, the rating-head term's unit, the partners' names and configs
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +37,12 @@ import scipy.sparse as sp
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import check_fitted
 from pipeline.models.baselines import EASE, EASE_MAX_ITEMS, BiasedMF, BiasedMFConfig, EASEConfig
+from pipeline.models.blend.members import MEMBERS
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.implicit_mf import ALS, ALSConfig
+from pipeline.models.vectors import VectorModel
 
 # EASE_MAX_ITEMS (re-exported): EASE's default cap; above it EASE has weights for the most-rated movies only.
 __all__ = ["EASE_MAX_ITEMS", "PublishedBlend"]
@@ -54,6 +60,7 @@ class PublishedBlend:
     meta: dict[str, Any] = field(default_factory=dict)
     rating_scale: float = 1.0  # the rating-head term's unit: the standard deviation of the train ratings
     als: ALS | None = None  # implicit ALS, fitted on the same ratings (its ranking share > 0 only)
+    members: dict[str, VectorModel] = field(default_factory=dict)  # by name, fitted on the same ratings
 
     def __post_init__(self) -> None:
         if self.weights.ease_weight > 0 and self.ease is None:
@@ -63,7 +70,13 @@ class PublishedBlend:
         if self.weights.rating_weight < 1 and self.mf is None:
             raise ValueError("a rating weight below 1 needs the biased MF partner")
         self._blend = BlendRecommender(
-            self.network, self.ease, self.weights, self.mf, self.rating_scale, als=self.als
+            self.network,
+            self.ease,
+            self.weights,
+            self.mf,
+            self.rating_scale,
+            als=self.als,
+            members=self.members,
         )
 
     # --- building ---------------------------------------------------------------------------------------
@@ -77,8 +90,12 @@ class PublishedBlend:
         meta: dict[str, Any] | None = None,
         ease_config: EASEConfig | None = None,
         als_config: ALSConfig | None = None,
+        members: Mapping[str, Callable[[], VectorModel]] | None = None,
     ) -> PublishedBlend:
         """Fit the partners the weights call for on ``train`` (the network's own training data).
+
+        ``members``: a factory of each further ranking member by name (``members.member_factories``); those
+        the weights give a share are built and fitted here, and one missing is a ``ValueError``.
 
         ``ease_config`` defaults to ``EASEConfig()``, as the evaluation that chose the weights uses: above its
         ``max_items`` movies EASE has weights for the most-rated ones only (the cap is recorded in meta).
@@ -87,6 +104,11 @@ class PublishedBlend:
         ease = EASE(ease_config).fit(train) if weights.ease_weight > 0 else None
         als = ALS(als_config).fit(train) if weights.als_weight > 0 else None
         mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
+        factories = members or {}
+        missing = sorted(set(weights.active_members) - set(factories))
+        if missing:
+            raise ValueError(f"the weights give {missing} a share but no factory builds them")
+        fitted = {name: factories[name]().fit(train) for name in weights.active_members}
         return cls(
             network,
             train.binary_matrix(),
@@ -96,6 +118,7 @@ class PublishedBlend:
             {**(meta or {}), "ease_max_items": ease_config.max_items},
             rating_scale(train),
             als,
+            fitted,
         )
 
     # --- scoring ----------------------------------------------------------------------------------------
@@ -149,6 +172,8 @@ class PublishedBlend:
                 np.save(directory / "ease_kept.npy", self.ease.kept_.astype(np.int32))
         if self.als is not None:
             self.als.save(directory / "als.npz")
+        for name, member in self.members.items():
+            member.save(directory / f"member-{name}.npz")
         if self.mf is not None:
             mu, user_factors, item_factors, user_bias, item_bias = self.mf.parameters()
             np.savez(
@@ -172,6 +197,7 @@ class PublishedBlend:
                     "mf_factors": self.mf.config.factors if self.mf else None,
                     "als_partner": "als" if self.als else None,
                     "als_config": dataclasses.asdict(self.als.config) if self.als else None,
+                    "member_files": {name: f"member-{name}.npz" for name in self.members},
                     "meta": self.meta,
                 },
                 indent=1,
@@ -207,6 +233,10 @@ class PublishedBlend:
             mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
             mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
         als = ALS.load(directory / "als.npz") if (directory / "als.npz").exists() else None
+        members = {
+            name: MEMBERS[name].kind.load(directory / file)
+            for name, file in (spec.get("member_files") or {}).items()
+        }
         return cls(
             network,
             rated,
@@ -216,4 +246,5 @@ class PublishedBlend:
             spec.get("meta", {}),
             float(spec.get("rating_scale", 1.0)),
             als,
+            members,
         )

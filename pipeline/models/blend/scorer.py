@@ -2,18 +2,21 @@
 
 The ranking score of a (user, movie) pair is
 
-    weight x z(network dot product) + als_weight x z(ALS) + (1 - weight - als_weight) x z(EASE)
-        + rerank_weight x rating / rating_scale
+    weight x z(network dot product) + als_weight x z(ALS) + sum over members m of share_m x z(m)
+        + (1 - weight - als_weight - sum of share_m) x z(EASE) + rerank_weight x rating / rating_scale
 
 where z standardises a member's scores per user over the whole catalogue (their scales differ: a dot
 product, implicit ALS's factor products, EASE's regression weights) and ``rating`` is the network's full
-rating head (its MLP included) in units of the train ratings' standard deviation. The first three terms
-(the cheap ones) cost a matrix product each (a sparse one for EASE); the rating head costs an MLP per pair,
+rating head (its MLP included) in units of the train ratings' standard deviation. The members are further
+ranking models by name (``pipeline.models.blend.members``, e.g. SASRec). All but the last term (the cheap
+ones) cost a matrix product each (a sparse one for EASE); the rating head costs an MLP per pair,
 which is why batch scoring at large catalogues retrieves the top candidates by the cheap terms and runs the
 rating head on those only (``pipeline.batch.scoring``). Every weight is chosen on validation data carved out
 of the train split — never on the test split it is reported on."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +38,8 @@ class BlendRecommender:
     Ratings: ``rating_weight`` x network + (1 - ``rating_weight``) x ``rating_partner``. The weights are one
     ``BlendWeights`` value; with ``rerank_weight`` > 0 the network must be a ``RatingMatrix`` too. ``partner``
     is EASE (needed when its share ``weights.ease_weight`` > 0), ``als`` implicit ALS (needed when
-    ``weights.als_weight`` > 0); either is any ``Scorer``.
+    ``weights.als_weight`` > 0), ``members`` the further ranking members by name (each needed when its share
+    in ``weights.members`` > 0); any of them is any ``Scorer``.
 
     ``candidates`` K > 0 with ``rated`` (users x movies, the train ratings): ``score_users`` retrieves each
     user's top K unrated movies by the cheap terms and adds the rating-head term on those only, as the
@@ -54,6 +58,7 @@ class BlendRecommender:
         candidates: int = 0,
         rated: sp.csr_matrix | None = None,
         als: Scorer | None = None,
+        members: Mapping[str, Scorer] | None = None,
     ) -> None:
         if rating_scale <= 0:
             raise ValueError(f"rating scale must be > 0, got {rating_scale}")
@@ -61,6 +66,10 @@ class BlendRecommender:
             raise ValueError("an EASE share above 0 (network and ALS below 1) needs a partner")
         if weights.als_weight > 0 and als is None:
             raise ValueError("an ALS weight above 0 needs the ALS member")
+        self.members = dict(members or {})
+        missing = sorted(set(weights.active_members) - set(self.members))
+        if missing:
+            raise ValueError(f"the blend gives {missing} a share but has no such member")
         if weights.rating_weight < 1 and rating_partner is None:
             raise ValueError("a rating weight below 1 needs a rating partner")
         self.network, self.partner, self.rating_partner = network, partner, rating_partner
@@ -87,7 +96,7 @@ class BlendRecommender:
         return self.weights.rerank_weight
 
     def fit(self, train: Interactions) -> BlendRecommender:
-        for member in (self.network, self.partner, self.als, self.rating_partner):
+        for member in (self.network, self.partner, self.als, self.rating_partner, *self.members.values()):
             if isinstance(member, Recommender):
                 member.fit(train)
         return self
@@ -100,10 +109,12 @@ class BlendRecommender:
         return ratings.astype(np.float32)
 
     def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
-        """The cheap terms (network dot product, ALS, EASE) for every movie: len(users) x n_items; a member
-        whose share is 0 is not scored."""
+        """The cheap terms (network dot product, ALS, the members, EASE) for every movie: len(users) x
+        n_items; a member whose share is 0 is not scored."""
         w = self.weights
-        terms = ((w.weight, self.network), (w.als_weight, self.als), (w.ease_weight, self.partner))
+        terms: list[tuple[float, Scorer | None]] = [(w.weight, self.network), (w.als_weight, self.als)]
+        terms += [(share, self.members[name]) for name, share in w.active_members.items()]
+        terms.append((w.ease_weight, self.partner))
         mixed: np.ndarray | None = None
         for share, member in terms:
             if share == 0:

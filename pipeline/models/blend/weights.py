@@ -17,6 +17,7 @@ class WeightsDict(TypedDict):
     rating_weight: float
     rerank_weight: float
     als_weight: float
+    members: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,9 @@ class BlendWeights:
     """The weights of the published blend (see ``BlendRecommender``) and the validation figure of every one
     tried (``figures``: search name -> weight -> figure; empty when the weights were not searched).
 
-    The ranking's cheap terms have three shares summing to 1: ``weight`` the network's dot product,
-    ``als_weight`` implicit-feedback ALS, EASE the rest (``ease_weight``: ``1 - weight - als_weight``).
+    The ranking's cheap terms have shares summing to 1: ``weight`` the network's dot product, ``als_weight``
+    implicit-feedback ALS, ``members`` those of further models by name (``pipeline.models.blend.members``,
+    e.g. SASRec), EASE the rest (``ease_weight``).
     ``rating_weight``: the network's share of the predicted ratings (biased MF has the rest);
     ``rerank_weight``: the rating head's term in the ranking, in units of the train ratings' standard
     deviation (0: none).
@@ -35,16 +37,20 @@ class BlendWeights:
     rating_weight: float = 1.0
     rerank_weight: float = 0.0
     als_weight: float = 0.0
+    members: dict[str, float] = field(default_factory=dict)
     figures: dict[str, dict[float, float]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("weight", "rating_weight", "als_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"blend {name} must be within [0, 1], got {getattr(self, name)}")
-        if self.weight + self.als_weight > 1.0 + _SHARE_SLACK:
+        for name, share in self.members.items():
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"blend member {name}'s share must be within [0, 1], got {share}")
+        if self.weight + self.als_weight + sum(self.members.values()) > 1.0 + _SHARE_SLACK:
             raise ValueError(
-                f"blend weight + als_weight must be at most 1 (EASE has the rest), got "
-                f"{self.weight} + {self.als_weight}"
+                f"blend weight + als_weight + the members' shares must be at most 1 (EASE has the rest), "
+                f"got {self.weight} + {self.als_weight} + {sum(self.members.values())}"
             )
         if self.rerank_weight < 0:
             raise ValueError(f"blend rerank_weight must be >= 0, got {self.rerank_weight}")
@@ -52,8 +58,28 @@ class BlendWeights:
     @property
     def ease_weight(self) -> float:
         """EASE's share of the cheap terms: what the network and ALS leave (0 within float slack)."""
-        rest = 1.0 - self.weight - self.als_weight
+        rest = 1.0 - self.weight - self.als_weight - sum(self.members.values())
         return rest if rest > _SHARE_SLACK else 0.0
+
+    @property
+    def active_members(self) -> dict[str, float]:
+        """The members with a share above 0."""
+        return {name: share for name, share in self.members.items() if share > 0}
+
+    def without_members(self) -> BlendWeights:
+        """The same blend without the members, the network's, ALS's and EASE's shares scaled up to sum to 1
+        (for a user the members cannot score: a new user folded in). Unchanged without members."""
+        if not self.active_members:
+            return self
+        rest = 1.0 - sum(self.active_members.values())
+        if rest <= _SHARE_SLACK:
+            raise ValueError("the blend ranks by its members alone: without them nothing is left")
+        return BlendWeights(
+            min(self.weight / rest, 1.0),
+            self.rating_weight,
+            self.rerank_weight,
+            min(self.als_weight / rest, 1.0 - min(self.weight / rest, 1.0)),
+        )
 
     def to_dict(self) -> WeightsDict:
         """The weights as plain floats (JSON, XCom, ``blend.json``); ``figures`` stay out."""
@@ -62,25 +88,30 @@ class BlendWeights:
             "rating_weight": self.rating_weight,
             "rerank_weight": self.rerank_weight,
             "als_weight": self.als_weight,
+            "members": dict(self.members),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendWeights:
         """The inverse of ``to_dict``; a key that earlier versions did not write (``rerank_weight``,
-        ``als_weight``) reads as 0."""
+        ``als_weight``, ``members``) reads as 0 (no members)."""
         return cls(
             float(data["weight"]),
             float(data["rating_weight"]),
             float(data.get("rerank_weight", 0.0)),
             float(data.get("als_weight", 0.0)),
+            {str(name): float(share) for name, share in (data.get("members") or {}).items()},
         )
 
     def describe(self) -> str:
         ranking = f"network x {self.weight:.2f}"
         if self.als_weight > 0:
             ranking += f" + ALS x {self.als_weight:.2f}"
+        for name, share in self.active_members.items():
+            ranking += f" + {name} x {share:.2f}"
         if self.ease_weight > 0:
-            ranking += " + EASE" if self.als_weight == 0 else f" + EASE x {self.ease_weight:.2f}"
+            plain = self.als_weight == 0 and not self.active_members
+            ranking += " + EASE" if plain else f" + EASE x {self.ease_weight:.2f}"
         if self.rerank_weight > 0:
             ranking += f" + rating head x {self.rerank_weight:.2f}"
         ratings = f"network x {self.rating_weight:.2f}" + (" + biased MF" if self.rating_weight < 1 else "")

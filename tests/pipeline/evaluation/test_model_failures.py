@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline.core.defaults import EVALUATION_ONLY_MODELS, WEEKLY_EVALUATION_MODELS
+from pipeline.core.defaults import (
+    BLEND_MEMBER_MODELS,
+    BLEND_MEMBERS,
+    EVALUATION_ONLY_MODELS,
+    WEEKLY_EVALUATION_MODELS,
+)
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.benchmark import EVALUATION_ONLY, EvaluationOutcome, evaluate_all
 from pipeline.evaluation.protocol import run_evaluation
 from pipeline.evaluation.report import EvaluationReport
 from pipeline.models.baselines import Popularity
+from pipeline.models.blend.members import MEMBERS
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.implicit_mf import ALS, ALSConfig
 from pipeline.registry.report import evaluation_rows
@@ -104,3 +110,18 @@ def test_evaluation_only_models_and_the_weekly_setting() -> None:
         Settings(MOVIEREC_WEEKLY_MODELS="als,wide_deep")
     with pytest.raises(ValueError, match="unknown evaluation-only models \\['wide_deep'\\]"):
         evaluate_all(None, None, extra=("wide_deep",))  # type: ignore[arg-type]  # refused before any work
+
+
+def test_blend_members_and_their_setting() -> None:
+    assert tuple(MEMBERS) == BLEND_MEMBER_MODELS  # the settings check against the defaults' names
+    assert set(BLEND_MEMBERS) <= set(BLEND_MEMBER_MODELS)
+    assert Settings().blend_members == BLEND_MEMBERS
+    assert Settings(MOVIEREC_BLEND_MEMBERS="lightgcn, sasrec,lightgcn").blend_members == (
+        "lightgcn",
+        "sasrec",
+    )
+    assert Settings(MOVIEREC_BLEND_MEMBERS="").blend_members == ()
+    with pytest.raises(ValidationError, match="unknown blend members \\['item_knn'\\]"):
+        Settings(MOVIEREC_BLEND_MEMBERS="sasrec,item_knn")
+    with pytest.raises(ValueError, match="unknown blend members \\['item_knn'\\]"):
+        evaluate_all(None, None, members=("item_knn",))  # type: ignore[arg-type]  # refused before any work

@@ -14,7 +14,7 @@ from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.recommender import HybridRecommender
-from pipeline.models.implicit_mf import ALS, ALSConfig
+from pipeline.models.implicit_mf import ALS, BPR, ALSConfig, BPRConfig
 from tests.support.configs import TINY
 from tests.support.ml100k_slice import load_ml100k_slice
 
@@ -74,6 +74,36 @@ def test_the_als_share_is_searched_with_the_network_share(ml100k_dir):
     plain = choose_weights(Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,))
     assert plain.als_weight == 0.0 and "als_ndcg@10" not in plain.figures
     assert plain.figures["ndcg@10"] == f["ndcg@10"]
+
+
+def test_members_get_shares_by_coordinate_ascent_from_the_simplex_choice(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    small_als = lambda: ALS(ALSConfig(factors=16, iterations=5))  # noqa: E731
+    small_bpr = lambda: BPR(BPRConfig(factors=16, iterations=20))  # noqa: E731
+    plain = choose_weights(Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,), make_als=small_als)
+    inner_train, inner_test = weight_search.validation_split(train)
+    members = {"bpr": small_bpr().fit(inner_train), "pop": Popularity().fit(inner_train)}
+    chosen = choose_weights(
+        Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,), make_als=small_als, members=members
+    )
+    steps, cover = chosen.figures["members.ndcg@10"], chosen.figures["members.coverage@10"]
+    # the ascent starts at the simplex's choice (its figure) and only ever improves on it
+    assert steps[0.0] == max(plain.figures["als_ndcg@10"].values())
+    assert list(steps.values()) == sorted(steps.values()) and set(cover) == set(steps)
+    floor = plain.figures["coverage@10"][plain.figures["als_network_weight"][0.0]]
+    assert min(cover.values()) >= floor - 1e-9
+    # the shares are a valid blend; the one chosen is the last step's
+    total = chosen.weight + chosen.als_weight + sum(chosen.members.values()) + chosen.ease_weight
+    assert total == pytest.approx(1.0) and set(chosen.members) == {"bpr", "pop"}
+    blend = BlendRecommender(
+        Popularity().fit(inner_train),
+        EASE().fit(inner_train),
+        chosen,
+        als=small_als().fit(inner_train),
+        members=members,
+    )
+    got = weight_search.evaluate_model(blend, inner_train, inner_test, "temporal", 10)["ndcg@10"]
+    assert got == pytest.approx(steps[max(steps)], abs=1e-6)
 
 
 def test_rating_weight_is_chosen_on_validation_and_favours_the_better_predictor(ml100k_dir):

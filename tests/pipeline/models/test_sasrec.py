@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from pipeline.evaluation.splits import random_split, temporal_split
 from pipeline.features.interactions import Interactions
+from pipeline.models.base import NotFitted
+from pipeline.models.blend.members import warm_or_new
 from pipeline.models.implicit_mf import ALS, ALSConfig
 from pipeline.models.sasrec import (
     PAD,
@@ -206,3 +208,23 @@ def test_movie_content_of_the_real_database_feeds_the_model(ml100k_data) -> None
     assert model.content is not None and model.content.shape == content.shape
     scores = model.score_users(np.unique(train.users)[:3])
     assert scores.shape == (3, ml100k_data.interactions.n_items) and np.isfinite(scores).all()
+
+
+def test_a_warm_started_model_continues_from_the_fitted_network(split) -> None:
+    train, _ = split
+    content = random_content(train.n_items)
+    inner, _ = temporal_split(train)
+    fitted = SASRec(SMALL, content).fit(inner)
+    warm = fitted.warm_started(1)
+    assert warm.config == dataclasses.replace(SMALL, epochs=1) and warm.content is fitted.content
+    warm.fit(train)
+    cold = SASRec(dataclasses.replace(SMALL, epochs=1), content).fit(train)
+    # the same data and one epoch: from the trained network the loss starts where that training ended
+    assert warm.losses_[0] < cold.losses_[0]
+    assert not np.array_equal(warm.item_vectors_, fitted.item_vectors_)  # it trained on
+    # members that cannot warm start are built anew
+    assert warm_or_new(fitted, lambda: SASRec(SMALL), 9).config.epochs == SMALL.epochs  # capped at its own
+    als = ALS(ALSConfig(factors=4, iterations=1)).fit(inner)
+    assert warm_or_new(als, lambda: ALS(ALSConfig(factors=8)), 5).config.factors == 8  # type: ignore[arg-type]
+    with pytest.raises(NotFitted):
+        SASRec(SMALL).warm_started(2)

@@ -18,6 +18,7 @@ from pipeline.models.blend.scorer import standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.implicit_mf import BPR, LMF, BPRConfig
 from tests.support.configs import TINY_CONTRACT
 from tests.support.contract import PersistenceContract, RecommenderContract
 from tests.support.ml100k_slice import slice_of
@@ -163,4 +164,31 @@ def test_an_als_share_is_fitted_saved_and_loaded(tiny_blend, first_300_users, tm
     # no ALS share: nothing fitted, nothing saved (what every artefact of earlier versions looks like)
     assert tiny_blend.als is None and not (tiny_blend.save(tmp_path / "no-als") / "als.npz").exists()
     with pytest.raises(ValueError, match="needs the ALS partner"):
+        PublishedBlend(tiny_blend.network, tiny_blend.rated, weights, tiny_blend.ease)
+
+
+def test_a_member_with_a_share_is_fitted_saved_and_loaded(tiny_blend, first_300_users, tmp_path):
+    weights = BlendWeights(0.3, 1.0, 1.0, members={"bpr": 0.5, "lmf": 0.0})
+    small = {"bpr": lambda: BPR(BPRConfig(factors=8, iterations=5)), "lmf": LMF}
+    blend = PublishedBlend.from_training(tiny_blend.network, first_300_users, weights, members=small)
+    assert set(blend.members) == {"bpr"}  # a member at share 0 is not fitted
+    users = np.arange(8)
+
+    def z(scores):
+        return standardise(np.asarray(scores, np.float64))
+
+    cheap = (
+        0.3 * z(blend.network.rank_index(users))
+        + 0.5 * z(blend.members["bpr"].score_users(users))
+        + 0.2 * z(blend.ease.score_users(users))  # type: ignore[union-attr]
+    )
+    np.testing.assert_allclose(blend.retrieval_scores(users), cheap, rtol=1e-4, atol=1e-5)
+    saved = blend.save(tmp_path / "with-bpr")
+    assert (saved / "member-bpr.npz").exists() and not (saved / "member-lmf.npz").exists()
+    loaded = PublishedBlend.load(saved)
+    assert loaded.weights == weights and isinstance(loaded.members["bpr"], BPR)
+    np.testing.assert_allclose(loaded.score_users(users), blend.score_users(users), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no factory builds them"):
+        PublishedBlend.from_training(tiny_blend.network, first_300_users, weights)
+    with pytest.raises(ValueError, match="no such member"):
         PublishedBlend(tiny_blend.network, tiny_blend.rated, weights, tiny_blend.ease)

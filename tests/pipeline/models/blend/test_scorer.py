@@ -11,7 +11,7 @@ from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale, standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.recommender import HybridRecommender
-from pipeline.models.implicit_mf import ALS, ALSConfig
+from pipeline.models.implicit_mf import ALS, BPR, ALSConfig, BPRConfig
 from tests.support.configs import SMALL_EASE, SMALL_MF, TINY_CONTRACT
 from tests.support.contract import NotFittedContract, RecommenderContract
 from tests.support.ml100k_slice import load_ml100k_slice, slice_of
@@ -90,6 +90,29 @@ def test_an_als_share_adds_its_standardised_scores(ml100k_dir):
     # an ALS member with share 0 is not scored: the blend is the network with EASE
     np.testing.assert_array_equal(
         BlendRecommender(pop, ease, BlendWeights(0.5), als=als).score_users(users),
+        BlendRecommender(pop, ease, BlendWeights(0.5)).score_users(users),
+    )
+
+
+def test_a_member_adds_its_standardised_scores(ml100k_dir):
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    ease, pop = EASE().fit(train), Popularity().fit(train)
+    bpr = BPR(BPRConfig(factors=8, iterations=5)).fit(train)
+    users = np.arange(7)
+
+    def z(model):
+        return standardise(model.score_users(users).astype(np.float64))
+
+    weights = BlendWeights(0.2, members={"bpr": 0.5})
+    blend = BlendRecommender(pop, ease, weights, members={"bpr": bpr})
+    np.testing.assert_allclose(
+        blend.score_users(users), 0.2 * z(pop) + 0.5 * z(bpr) + 0.3 * z(ease), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"gives \['bpr'\] a share"):
+        BlendRecommender(pop, ease, weights)
+    # a member with share 0 is not needed and not scored
+    np.testing.assert_array_equal(
+        BlendRecommender(pop, ease, BlendWeights(0.5, members={"bpr": 0.0})).score_users(users),
         BlendRecommender(pop, ease, BlendWeights(0.5)).score_users(users),
     )
 

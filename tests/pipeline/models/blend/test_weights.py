@@ -11,7 +11,13 @@ from pipeline.models.blend.weights import BlendWeights
 
 def test_defaults_are_the_network_alone():
     weights = BlendWeights()
-    assert weights.to_dict() == {"weight": 1.0, "rating_weight": 1.0, "rerank_weight": 0.0, "als_weight": 0.0}
+    assert weights.to_dict() == {
+        "weight": 1.0,
+        "rating_weight": 1.0,
+        "rerank_weight": 0.0,
+        "als_weight": 0.0,
+        "members": {},
+    }
     assert weights.describe() == "ranking: network x 1.00; ratings: network x 1.00"
 
 
@@ -25,6 +31,8 @@ def test_defaults_are_the_network_alone():
         {"als_weight": -0.1},
         {"als_weight": 1.2},
         {"weight": 0.6, "als_weight": 0.5},  # the network and ALS may not take more than the whole
+        {"members": {"sasrec": -0.1}},
+        {"weight": 0.5, "als_weight": 0.2, "members": {"sasrec": 0.4}},  # nor with a member
     ],
 )
 def test_out_of_range_weights_are_refused(kwargs):
@@ -35,7 +43,7 @@ def test_out_of_range_weights_are_refused(kwargs):
 def test_json_round_trip_keeps_the_weights_and_leaves_the_figures_out():
     weights = BlendWeights(0.6, 0.3, 1.5, figures={"ndcg@10": {0.6: 0.31}})
     data = json.loads(json.dumps(weights.to_dict()))
-    assert set(data) == {"weight", "rating_weight", "rerank_weight", "als_weight"}
+    assert set(data) == {"weight", "rating_weight", "rerank_weight", "als_weight", "members"}
     again = BlendWeights.from_dict(data)
     assert again == weights and again.figures == {}  # figures do not take part in equality
     older = BlendWeights.from_dict({"weight": 0.5, "rating_weight": 1})  # a blend.json of earlier versions
@@ -59,3 +67,21 @@ def test_the_cheap_terms_shares_sum_to_one():
         BlendWeights(0.0, als_weight=1.0).describe()
         == "ranking: network x 0.00 + ALS x 1.00; ratings: network x 1.00"
     )
+
+
+def test_members_take_their_shares_from_eases_and_leave_them_for_a_folded_in_user():
+    weights = BlendWeights(0.1, 0.5, 0.0, als_weight=0.2, members={"sasrec": 0.5, "bpr": 0.0})
+    assert weights.ease_weight == pytest.approx(0.2)
+    assert weights.active_members == {"sasrec": 0.5}
+    again = BlendWeights.from_dict(json.loads(json.dumps(weights.to_dict())))
+    assert again == weights and again.members == {"sasrec": 0.5, "bpr": 0.0}
+    assert weights.describe() == (
+        "ranking: network x 0.10 + ALS x 0.20 + sasrec x 0.50 + EASE x 0.20; ratings: network x 0.50 + biased MF"
+    )
+    # without the members the others keep their proportions and sum to 1
+    rest = weights.without_members()
+    assert rest.members == {} and rest.rating_weight == 0.5
+    assert (rest.weight, rest.als_weight, rest.ease_weight) == pytest.approx((0.2, 0.4, 0.4))
+    assert BlendWeights(0.5).without_members() == BlendWeights(0.5)
+    with pytest.raises(ValueError, match="members alone"):
+        BlendWeights(0.0, members={"sasrec": 1.0}).without_members()
