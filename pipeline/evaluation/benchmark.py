@@ -166,11 +166,11 @@ def evaluate_all(
         return als[protocol]
 
     rows: dict[tuple[str, str], Recommender] = {}  # the evaluation-only rows' fits by (protocol, name)
-    searched_members: dict[str, VectorModel] = {}  # the weight search's, on this protocol's validation split
+    searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
 
     def _protocol_member(name: str, protocol: str) -> VectorModel:
         if protocol in WARM_PROTOCOLS:
-            return warm_or_new(searched_members[name], make_members[name], warm_epochs)
+            return warm_or_new(searched_members[protocol][name], make_members[name], warm_epochs)
         return make_members[name]()
 
     def extra_row(name: str) -> ModelFactory:
@@ -185,7 +185,7 @@ def evaluate_all(
         if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
             raise MovierecError(f"the {protocol} protocol's network was not trained")
         inner_train, _ = validation_split(train)
-        searched_members = {name: make().fit(inner_train) for name, make in make_members.items()}
+        searched_members[protocol] = {name: make().fit(inner_train) for name, make in make_members.items()}
         chosen = choose_weights(
             None,  # the network is the hybrid row's validation network
             EASE,
@@ -194,7 +194,7 @@ def evaluate_all(
             movies=data.movies,
             make_als=ALS,
             network=searched[protocol],
-            members=searched_members,
+            members=searched_members[protocol],
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
         if chosen.als_weight > 0 and protocol not in als:  # no "als" row asked for: fitted here only
