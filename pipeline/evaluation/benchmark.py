@@ -121,7 +121,9 @@ def evaluate_all(
     """Every model on the same splits in one run; ``extra`` names evaluation-only models (``EVALUATION_ONLY``)
     reported beside the baselines; ``members`` the further ranking members the weight search may give a
     share of the blend (``pipeline.models.blend.members``): each is fitted on the validation split for the
-    search and, when it gets a share, on the protocol's train split for the blend row.
+    search and, when it gets a share, on the protocol's train split for the blend row (under
+    ``WARM_PROTOCOLS`` starting from the search's fit where the member can: ``members.warm_or_new``); each
+    is also a row of its own after the blend's, that same fit when it has a share (its fit time then 0).
 
     Per protocol the network is trained twice: from scratch on the validation split carved out of that
     protocol's train data (``validation_split``), which chooses the blend weights (``choose_weights``), then
@@ -167,11 +169,21 @@ def evaluate_all(
 
     rows: dict[tuple[str, str], Recommender] = {}  # the evaluation-only rows' fits by (protocol, name)
     searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
+    blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
 
     def _protocol_member(name: str, protocol: str) -> VectorModel:
-        if protocol in WARM_PROTOCOLS:
-            return warm_or_new(searched_members[protocol][name], make_members[name], warm_epochs)
+        start = searched_members.get(protocol, {}).get(name)
+        if protocol in WARM_PROTOCOLS and start is not None:
+            return warm_or_new(start, make_members[name], warm_epochs)
         return make_members[name]()
+
+    def member_row(name: str) -> ModelFactory:
+        # A member's own row is the blend's fit of it (no second fit), else fitted as the blend would.
+        def fit(train: Interactions, protocol: str) -> Recommender:
+            got = blend_members.get(protocol, {}).get(name)
+            return got if got is not None else _protocol_member(name, protocol).fit(train)
+
+        return fit
 
     def extra_row(name: str) -> ModelFactory:
         def fit(train: Interactions, protocol: str) -> Recommender:
@@ -201,7 +213,7 @@ def evaluate_all(
             als_model(train, protocol)
         # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
         # like the network, it starts from the search's fit where the protocol and the member allow.
-        chosen_members = {
+        chosen_members = blend_members[protocol] = {
             name: rows.get((protocol, name)) or _protocol_member(name, protocol).fit(train)
             for name in chosen.active_members
         }
@@ -226,6 +238,7 @@ def evaluate_all(
         **{name: als_model if name == "als" else extra_row(name) for name in extra},
         "hybrid": hybrid,
         "blend": blend,
+        **{name: member_row(name) for name in members if name not in extra},
     }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
     report = run_evaluation(data.interactions, factories, ordered, progress=progress)

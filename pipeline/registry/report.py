@@ -72,6 +72,7 @@ def blend_line(report: dict[str, Any]) -> str:
             "rating_weight": report["rating_weight"],
             "rerank_weight": report["rerank_weight"],
             "als_weight": report.get("als_weight", 0.0),
+            "members": report.get("member_weights") or {},
         }
     )
     return f"published = blend: {weights.describe()} (weights chosen on validation splits of the train data)"

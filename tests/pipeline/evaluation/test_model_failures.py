@@ -24,7 +24,7 @@ from pipeline.models.baselines import Popularity
 from pipeline.models.blend.members import MEMBERS
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.implicit_mf import ALS, ALSConfig
-from pipeline.registry.report import evaluation_rows
+from pipeline.registry.report import blend_line, evaluation_rows
 from tests.support.ml100k_slice import load_ml100k_slice
 
 
@@ -125,3 +125,10 @@ def test_blend_members_and_their_setting() -> None:
         Settings(MOVIEREC_BLEND_MEMBERS="sasrec,item_knn")
     with pytest.raises(ValueError, match="unknown blend members \\['item_knn'\\]"):
         evaluate_all(None, None, members=("item_knn",))  # type: ignore[arg-type]  # refused before any work
+
+
+def test_the_published_line_names_the_members_shares() -> None:
+    report = {"blend_weight": 0.0, "rating_weight": 0.5, "rerank_weight": 0.0, "als_weight": 0.2}
+    line = blend_line({**report, "member_weights": {"sasrec": 0.7}})
+    assert "ALS x 0.20 + sasrec x 0.70 + EASE x 0.10" in line
+    assert "sasrec" not in blend_line(report)  # a report of earlier versions: no members

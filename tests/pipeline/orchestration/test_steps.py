@@ -55,8 +55,10 @@ def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(we
     assert summary.rows == SLICE_USERS * TOP_N
     assert 0 < float(summary.catalogue_coverage) <= 1
     weights = results["evaluation"]["weights"]
-    assert set(weights) == {"weight", "rating_weight", "rerank_weight", "als_weight"}
-    assert 0 <= weights["als_weight"] <= 1 - weights["weight"] + 1e-9
+    assert set(weights) == {"weight", "rating_weight", "rerank_weight", "als_weight", "members"}
+    assert set(weights["members"]) <= {"sasrec"}  # the default MOVIEREC_BLEND_MEMBERS
+    shares = weights["weight"] + weights["als_weight"] + sum(weights["members"].values())
+    assert 0 <= weights["als_weight"] and shares <= 1 + 1e-9
     assert (
         0 <= weights["weight"] <= 1 and 0 <= weights["rating_weight"] <= 1 and weights["rerank_weight"] >= 0
     )
@@ -79,6 +81,23 @@ def test_the_evaluations_protocol_network_starts_from_the_weight_searchs(weekly_
     assert protocol["epochs"] == min(WARM_START_EPOCHS, EPOCHS)
     assert protocol["ratings"] == report["splits"]["temporal"]["n_train"]
     assert 0 < validation["ratings"] < protocol["ratings"]
+
+
+@pytest.mark.e2e
+def test_the_blends_member_is_evaluated_as_a_row_and_published_when_chosen(weekly_run):
+    import json
+    from pathlib import Path
+
+    from pipeline.core.defaults import BLEND_MEMBERS
+
+    report = json.loads(Path(weekly_run.results["evaluation"]["report_path"]).read_text())
+    temporal = report["results"]["temporal"]
+    for name in BLEND_MEMBERS:  # each offered member has its own row (the blend's fit of it when chosen)
+        assert 0 < temporal[name]["ndcg@10"] <= 1
+    assert report["member_weights"] == weekly_run.results["evaluation"]["weights"]["members"]
+    saved = {p.name for p in Path(weekly_run.settings.home).rglob("member-*.npz")}
+    chosen = {name for name, share in report["member_weights"].items() if share > 0}
+    assert {f"member-{name}.npz" for name in chosen} <= saved
 
 
 def test_report_names_each_step_that_ran():
