@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from database.engine import sqlalchemy_url
-from pipeline.core.defaults import EVALUATION_ONLY_MODELS, WEEKLY_EVALUATION_MODELS
+from pipeline.core.defaults import BLEND_MEMBERS, EVALUATION_ONLY_MODELS, WEEKLY_EVALUATION_MODELS
 from tests.support.cli import movierec
 from tests.support.database import fetch_rows
 
@@ -44,7 +44,7 @@ def test_train_registers_and_promotes_then_evaluate_writes_a_report(ml100k_copy_
     # The weekly evaluation: the published blend's members, the baselines and the weekly evaluation-only models.
     [weekly] = (tmp_path / "home" / "reports").glob("evaluation-*.json")
     weekly_rows = json.loads(weekly.read_text())["results"]["temporal"]
-    assert set(weekly_rows) == {*PUBLISHED_AND_BASELINES, *WEEKLY_EVALUATION_MODELS}
+    assert set(weekly_rows) == {*PUBLISHED_AND_BASELINES, *WEEKLY_EVALUATION_MODELS, *BLEND_MEMBERS}
     assert all(row["ndcg@10"] > 0 for row in weekly_rows.values())
 
     report = tmp_path / "eval.json"
