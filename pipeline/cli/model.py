@@ -69,7 +69,7 @@ def evaluate(
     from database.engine import get_engine
     from pipeline.evaluation.benchmark import EVALUATION_ONLY, evaluate_all
     from pipeline.features.loading import load_training_data
-    from pipeline.orchestration.steps import hybrid_config
+    from pipeline.orchestration.steps import hybrid_config, offered_members
 
     settings = get_settings()
     data = load_training_data(get_engine(settings), as_of_option(as_of), progress=sys.stderr.isatty())
@@ -80,6 +80,7 @@ def evaluate(
         progress=sys.stderr.isatty(),
         extra=tuple(EVALUATION_ONLY),
         warm_epochs=settings.warm_start_epochs,
+        members=offered_members(settings, len(data.interactions)),
     )
     report = outcome.to_dict()
     print_evaluation(report)

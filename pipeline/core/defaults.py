@@ -61,6 +61,11 @@ WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 # test split 0.214 against 0.196 (bench/README.md, "Model quality"), for two more SASRec fits a week.
 BLEND_MEMBERS: Final = ("sasrec",)
 BLEND_MEMBER_MODELS: Final = ("sasrec", "lightgcn", "bpr", "lmf")  # those that can be (one vector per user)
+# Above this many ratings the members are not offered (MOVIEREC_BLEND_MEMBERS_MAX_RATINGS): SASRec's
+# single-threaded fits grow with the ratings. On a 2-core CPU one of its epochs takes 2 to 3 s at ML-100K
+# and 23 s at ML-1M shape, so a weekly run's three fits (validation, protocol, final) would add about 15
+# minutes at ML-1M and hours at ML-25M, where the weekly time targets have no room for them.
+BLEND_MEMBERS_MAX_RATINGS: Final = 500_000
 
 # Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains
 # this many epochs (no early stopping); a full retrain from scratch once the chain's last full training is

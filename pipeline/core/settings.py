@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pipeline.core.defaults import (
     BLEND_MEMBER_MODELS,
     BLEND_MEMBERS,
+    BLEND_MEMBERS_MAX_RATINGS,
     EVALUATION_ONLY_MODELS,
     LOCK_TIMEOUT_S,
     WARM_START_EPOCHS,
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     blend_members_text: str = Field(
         default=",".join(BLEND_MEMBERS), validation_alias="MOVIEREC_BLEND_MEMBERS"
     )
+    blend_members_max_ratings: int = Field(
+        default=BLEND_MEMBERS_MAX_RATINGS, ge=0, validation_alias="MOVIEREC_BLEND_MEMBERS_MAX_RATINGS"
+    )
 
     @field_validator("home")
     @classmethod
@@ -100,6 +104,11 @@ class Settings(BaseSettings):
     def blend_members(self) -> tuple[str, ...]:
         """The models the blend's weight search may add to its ranking (``MOVIEREC_BLEND_MEMBERS``)."""
         return tuple(name for name in self.blend_members_text.split(",") if name)
+
+    def members_for(self, n_ratings: int) -> tuple[str, ...]:
+        """The blend members a run on ``n_ratings`` ratings offers: ``blend_members``, or none above
+        ``blend_members_max_ratings``."""
+        return self.blend_members if n_ratings <= self.blend_members_max_ratings else ()
 
     @property
     def weekly_models(self) -> tuple[str, ...]:

@@ -200,6 +200,7 @@ def evaluate(
 
     settings = settings or get_settings()
     data = data if data is not None else _training_data(as_of, settings, progress)
+    members = offered_members(settings, len(data.interactions))
     outcome = evaluate_all(
         data,
         hybrid_config(epochs),
@@ -208,7 +209,7 @@ def evaluate(
         cold_start=False,
         progress=progress,
         extra=settings.weekly_models,
-        members=settings.blend_members,
+        members=members,
         warm_epochs=settings.warm_start_epochs,
     )
     report_path = str(write_report(settings, outcome))  # written first: it holds a failed model's error
@@ -226,6 +227,19 @@ def evaluate(
             tradeoff=tradeoff_table(outcome.weights.figures),
         )
     )
+
+
+def offered_members(settings: Settings, n_ratings: int) -> tuple[str, ...]:
+    """The blend members this run offers (``Settings.members_for``), logging when its size leaves them out."""
+    members = settings.members_for(n_ratings)
+    if settings.blend_members and not members:
+        log.info(
+            "blend members %s not offered: %d ratings, above MOVIEREC_BLEND_MEMBERS_MAX_RATINGS (%d)",
+            ",".join(settings.blend_members),
+            n_ratings,
+            settings.blend_members_max_ratings,
+        )
+    return members
 
 
 def train(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pipeline.core.defaults import (
     BLEND_MEMBER_MODELS,
     BLEND_MEMBERS,
+    BLEND_MEMBERS_MAX_RATINGS,
     EVALUATION_ONLY_MODELS,
     WEEKLY_EVALUATION_MODELS,
 )
@@ -121,6 +122,12 @@ def test_blend_members_and_their_setting() -> None:
         "sasrec",
     )
     assert Settings(MOVIEREC_BLEND_MEMBERS="").blend_members == ()
+    # above the size cap no member is offered (their fits grow with the ratings)
+    capped = Settings(MOVIEREC_BLEND_MEMBERS_MAX_RATINGS="1000")
+    assert capped.members_for(1_000) == BLEND_MEMBERS and capped.members_for(1_001) == ()
+    assert Settings().members_for(BLEND_MEMBERS_MAX_RATINGS + 1) == ()
+    with pytest.raises(ValidationError):
+        Settings(MOVIEREC_BLEND_MEMBERS_MAX_RATINGS="-1")
     with pytest.raises(ValidationError, match="unknown blend members \\['item_knn'\\]"):
         Settings(MOVIEREC_BLEND_MEMBERS="sasrec,item_knn")
     with pytest.raises(ValueError, match="unknown blend members \\['item_knn'\\]"):
