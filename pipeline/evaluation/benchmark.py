@@ -140,14 +140,18 @@ def evaluate_all(
     fitted: dict[str, HybridRecommender] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
-    als: dict[str, ALS] = {}
     weights: dict[str, BlendWeights] = {}
     validation: dict[str, Any] = {}
+    inner: dict[str, Interactions] = {}  # the validation split's train part, per protocol
     searched: dict[str, HybridRecommender] = {}  # the weight search's network, per protocol
+    # The evaluation-only rows' fits by (protocol, name): the blend's ALS and members reuse them (one fit).
+    rows: dict[tuple[str, str], Recommender] = {}
+    searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
+    blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
 
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
-        inner_train, _ = validation_split(train)
-        searched[protocol] = HybridRecommender(data, cfg, device).fit(inner_train)
+        inner[protocol], _ = validation_split(train)
+        searched[protocol] = HybridRecommender(data, cfg, device).fit(inner[protocol])
         if protocol in WARM_PROTOCOLS:
             start, epochs = searched[protocol].artifact, min(warm_epochs, cfg.epochs)
             fitted[protocol] = HybridRecommender(data, cfg, device, init=start, epochs=epochs).fit(train)
@@ -163,13 +167,12 @@ def evaluate_all(
         mf[protocol] = BiasedMF().fit(train)
         return mf[protocol]
 
-    def als_model(train: Interactions, protocol: str) -> ALS:
-        als[protocol] = ALS().fit(train)
-        return als[protocol]
+    def extra_row(name: str) -> ModelFactory:
+        def fit(train: Interactions, protocol: str) -> Recommender:
+            rows[protocol, name] = EVALUATION_ONLY[name](data).fit(train)
+            return rows[protocol, name]
 
-    rows: dict[tuple[str, str], Recommender] = {}  # the evaluation-only rows' fits by (protocol, name)
-    searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
-    blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
+        return fit
 
     def _protocol_member(name: str, protocol: str) -> VectorModel:
         start = searched_members.get(protocol, {}).get(name)
@@ -185,19 +188,13 @@ def evaluate_all(
 
         return fit
 
-    def extra_row(name: str) -> ModelFactory:
-        def fit(train: Interactions, protocol: str) -> Recommender:
-            rows[protocol, name] = EVALUATION_ONLY[name](data).fit(train)
-            return rows[protocol, name]
-
-        return fit
-
     def blend(train: Interactions, protocol: str) -> BlendRecommender:
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
         if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
             raise MovierecError(f"the {protocol} protocol's network was not trained")
-        inner_train, _ = validation_split(train)
-        searched_members[protocol] = {name: make().fit(inner_train) for name, make in make_members.items()}
+        searched_members[protocol] = {
+            name: make().fit(inner[protocol]) for name, make in make_members.items()
+        }
         chosen = choose_weights(
             None,  # the network is the hybrid row's validation network
             EASE,
@@ -209,8 +206,10 @@ def evaluate_all(
             members=searched_members[protocol],
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
-        if chosen.als_weight > 0 and protocol not in als:  # no "als" row asked for: fitted here only
-            als_model(train, protocol)
+        if (
+            chosen.als_weight > 0 and (protocol, "als") not in rows
+        ):  # no "als" row asked for: fitted here only
+            rows[protocol, "als"] = ALS().fit(train)
         # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
         # like the network, it starts from the search's fit where the protocol and the member allow.
         chosen_members = blend_members[protocol] = {
@@ -226,7 +225,7 @@ def evaluate_all(
             rating_scale(train),
             DEFAULT_CANDIDATES,
             train.binary_matrix(),
-            als=als.get(protocol),
+            als=rows.get((protocol, "als")),
             members=chosen_members,
         )
 
@@ -235,7 +234,7 @@ def evaluate_all(
         "popularity": lambda tr, p: Popularity().fit(tr),
         "biased_mf": mf_model,
         "ease": ease_model,
-        **{name: als_model if name == "als" else extra_row(name) for name in extra},
+        **{name: extra_row(name) for name in extra},
         "hybrid": hybrid,
         "blend": blend,
         **{name: member_row(name) for name in members if name not in extra},

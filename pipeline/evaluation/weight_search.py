@@ -121,12 +121,13 @@ def _ranking_figures(
 # weights over their sum), and at most this many passes over the terms.
 ASCENT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
 ASCENT_SWEEPS = 3
+_FIXED_TERMS = ("network", "als", "ease")  # the ranking terms that are not members
 
 
 def _shares(raw: Mapping[str, float]) -> BlendWeights:
     """Relative weights of the ranking terms (``network``, ``als``, ``ease``, members by name) as shares."""
     total = sum(raw.values())
-    members = {n: v / total for n, v in raw.items() if n not in ("network", "als", "ease")}
+    members = {n: v / total for n, v in raw.items() if n not in _FIXED_TERMS}
     return BlendWeights(raw["network"] / total, als_weight=raw["als"] / total, members=members)
 
 
@@ -149,7 +150,7 @@ def _member_figures(
     Figures: ``members.ndcg@k`` and ``members.coverage@k`` by step (0: ``start``, then each improvement)."""
     budget = RANKING_SEARCH_CACHE_BYTES // max(1, sum(t is not None for t in terms.values()))
     memo = {name: _Memo(term, budget) for name, term in terms.items() if term is not None}
-    members = [name for name in terms if name not in ("network", "als", "ease")]
+    members = [name for name in terms if name not in _FIXED_TERMS]
 
     def judge(raw: Mapping[str, float]) -> tuple[float, float]:
         w = _shares(raw)
@@ -166,7 +167,7 @@ def _member_figures(
     raw = {"network": start.weight, "als": start.als_weight, "ease": start.ease_weight}
     raw.update({name: 0.0 for name in members})
     best, cover = judge(raw)
-    steps = {0.0: best}, {0.0: cover}
+    ndcgs, covers = {0.0: best}, {0.0: cover}  # by improving step
     for _ in range(ASCENT_SWEEPS):
         changed = False
         for name in raw:
@@ -179,10 +180,11 @@ def _member_figures(
                 ndcg, coverage = judge(trial)
                 if ndcg > best + _SLACK and coverage >= floor - _SLACK:
                     raw, best, changed = trial, ndcg, True
-                    steps[0][float(len(steps[0]))], steps[1][float(len(steps[1]))] = ndcg, coverage
+                    step = float(len(ndcgs))
+                    ndcgs[step], covers[step] = ndcg, coverage
         if not changed:
             break
-    return _shares(raw), {f"members.ndcg@{k}": steps[0], f"members.coverage@{k}": steps[1]}
+    return _shares(raw), {f"members.ndcg@{k}": ndcgs, f"members.coverage@{k}": covers}
 
 
 def _rating_figures(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pipeline.models.implicit_mf import BPR, LMF
@@ -45,11 +46,7 @@ def member_factories(names: Sequence[str], data: TrainingData) -> dict[str, Call
     unknown = [name for name in names if name not in MEMBERS]
     if unknown:
         raise ValueError(f"unknown blend members {unknown}; expected some of {list(MEMBERS)}")
-    return {name: _bound(MEMBERS[name].build, data) for name in names}
-
-
-def _bound(build: Callable[[TrainingData], VectorModel], data: TrainingData) -> Callable[[], VectorModel]:
-    return lambda: build(data)
+    return {name: partial(MEMBERS[name].build, data) for name in names}
 
 
 def warm_or_new(fitted: VectorModel, make: Callable[[], VectorModel], epochs: int) -> VectorModel:

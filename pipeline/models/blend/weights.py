@@ -74,11 +74,12 @@ class BlendWeights:
         rest = 1.0 - sum(self.active_members.values())
         if rest <= _SHARE_SLACK:
             raise ValueError("the blend ranks by its members alone: without them nothing is left")
+        # min: a share that is the whole may come out a hair above 1 from the division
         return BlendWeights(
             min(self.weight / rest, 1.0),
             self.rating_weight,
             self.rerank_weight,
-            min(self.als_weight / rest, 1.0 - min(self.weight / rest, 1.0)),
+            min(self.als_weight / rest, 1.0),
         )
 
     def to_dict(self) -> WeightsDict:

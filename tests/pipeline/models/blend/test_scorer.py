@@ -67,14 +67,25 @@ def test_blend_weights_one_and_zero_are_the_members(ml100k_dir):
     np.testing.assert_allclose(half, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_an_als_share_adds_its_standardised_scores(ml100k_dir):
-    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
-    ease, pop = EASE().fit(train), Popularity().fit(train)
-    als = ALS(ALSConfig(factors=16, iterations=5)).fit(train)
-    users = np.arange(7)
+USERS = np.arange(7)
 
-    def z(model):
-        return standardise(model.score_users(users).astype(np.float64))
+
+def z(model) -> np.ndarray:
+    """``model``'s scores of ``USERS``, standardised per user as the blend standardises its terms."""
+    return standardise(model.score_users(USERS).astype(np.float64))
+
+
+@pytest.fixture(scope="module")
+def slice_baselines(ml100k_dir):
+    """The slice's temporal train part with EASE and popularity fitted on it."""
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    return train, EASE().fit(train), Popularity().fit(train)
+
+
+def test_an_als_share_adds_its_standardised_scores(slice_baselines):
+    train, ease, pop = slice_baselines
+    als = ALS(ALSConfig(factors=16, iterations=5)).fit(train)
+    users = USERS
 
     weights = BlendWeights(0.2, als_weight=0.5)
     blend = BlendRecommender(pop, ease, weights, als=als)
@@ -94,14 +105,10 @@ def test_an_als_share_adds_its_standardised_scores(ml100k_dir):
     )
 
 
-def test_a_member_adds_its_standardised_scores(ml100k_dir):
-    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
-    ease, pop = EASE().fit(train), Popularity().fit(train)
+def test_a_member_adds_its_standardised_scores(slice_baselines):
+    train, ease, pop = slice_baselines
     bpr = BPR(BPRConfig(factors=8, iterations=5)).fit(train)
-    users = np.arange(7)
-
-    def z(model):
-        return standardise(model.score_users(users).astype(np.float64))
+    users = USERS
 
     weights = BlendWeights(0.2, members={"bpr": 0.5})
     blend = BlendRecommender(pop, ease, weights, members={"bpr": bpr})
