@@ -77,6 +77,9 @@ class EvaluationOutcome:
     weights: BlendWeights
     blend_validation: dict[str, Any] = field(default_factory=dict)
     cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The blend's fitted members (those with a share) under the protocol ``weights`` come from: what the
+    # train step's fits of them may start from (``members.save_starts``). Not in the report.
+    members: dict[str, Recommender] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         w = self.weights
@@ -245,8 +248,11 @@ def evaluate_all(
         p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}
         for p in fitted
     }
-    chosen = weights.get(PRIMARY_PROTOCOL) or next(iter(weights.values()), BlendWeights())
-    outcome = EvaluationOutcome(report, chosen, validation)
+    chosen_protocol = PRIMARY_PROTOCOL if PRIMARY_PROTOCOL in weights else next(iter(weights), None)
+    chosen = weights[chosen_protocol] if chosen_protocol else BlendWeights()
+    outcome = EvaluationOutcome(
+        report, chosen, validation, members=blend_members.get(chosen_protocol or "", {})
+    )
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome

@@ -31,7 +31,10 @@ input), the windows shuffled each epoch and taken ``batch_size`` at a time, Adam
 
 After the last epoch the movie vectors (projection applied) and every user's vector are computed once and
 kept: a saved model is these two matrices and the config, so ``load`` needs neither the content nor the
-network (a loaded model scores; it is not refitted with content).
+network (a loaded model scores; it is not refitted with content). ``save_network`` keeps the network itself
+for a later fit on more of the same ratings to start from (``start_from``; ``warm_started`` does the same
+from a fitted model in memory): SASRec has no user parameters, so a network fitted on a subset of the
+ratings is a start for the whole.
 
 Determinism: the weights are initialised and dropout drawn from a ``torch.Generator``, the windows' order and
 the negatives from a ``numpy`` generator, both seeded by ``seed``; the network is built on the meta device
@@ -72,6 +75,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
 
 import numpy as np
@@ -84,12 +88,14 @@ from pipeline.core.device import one_torch_thread
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS, check_fitted
 from pipeline.models.lightgcn import sample_negatives
+from pipeline.models.saved import load_arrays, save_arrays
 from pipeline.models.vectors import VectorModel
 
 if TYPE_CHECKING:
     from pipeline.features.loading import TrainingData
 
 PAD = 0  # the padding index of a window; movie i is index i + 1
+NETWORK_FILE_MODEL = "SASRec network"  # the model name in a saved network's header (``save_network``)
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)
@@ -298,8 +304,39 @@ class SASRec(VectorModel):
         whole (its protocol split). On ML-100K's temporal protocol 5 epochs from the validation split's
         network rank at NDCG@10 0.164 alone (0.164 from scratch, 20 epochs) and 0.216 in the blend (0.214)
         in 14 s instead of about 50."""
+        return self._starting_from(check_fitted(self.network_, self.name), epochs)
+
+    def save_network(self, path: Path) -> Path:
+        """The trained network's weights and the config in one ``.npz`` file at ``path`` (``save_arrays``):
+        what a later fit on more of the same ratings can start from (``start_from``). The content is not in
+        it; the model that starts from it brings its own."""
+        network = check_fitted(self.network_, self.name)
+        state = {key: value.detach().numpy() for key, value in network.state_dict().items()}
+        return save_arrays(path, NETWORK_FILE_MODEL, self.config, state)
+
+    def start_from(self, path: Path, epochs: int) -> Self:
+        """An unfitted copy of this model whose ``fit`` starts from the network ``save_network`` wrote at
+        ``path`` and trains ``epochs`` epochs, as ``warm_started`` does from a fitted model: the weekly train
+        step's SASRec starts from the evaluation's. ``ValueError`` when the file holds another model, was
+        trained with another config (the epochs aside) or has other shapes (another catalogue, content or
+        none); ``OSError`` when it cannot be read."""
+        config, state = load_arrays(path, NETWORK_FILE_MODEL, SASRecConfig)
+        if dataclasses.replace(config, epochs=self.config.epochs) != self.config:
+            raise ValueError(f"{path} holds a network trained with another config ({config})")
+        content = None if self.content is None else torch.from_numpy(self.content)
+        if content is not None and len(content) != len(state["ids"]):
+            raise ValueError(f"{path} holds a network of {len(state['ids'])} movies, not {len(content)}")
+        network = SASRecNetwork(len(state["ids"]), content, self.config)
+        try:
+            network.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped weights
+            raise ValueError(f"{path} does not fit this SASRec: {exc}") from exc
+        return self._starting_from(network, epochs)
+
+    def _starting_from(self, network: SASRecNetwork, epochs: int) -> Self:
         model = type(self)(dataclasses.replace(self.config, epochs=epochs), self.content)
-        model.start_ = check_fitted(self.network_, self.name)
+        model.start_ = network
+        model.started = True
         return model
 
     def fit(self, train: Interactions) -> Self:
@@ -315,6 +352,8 @@ class SASRec(VectorModel):
         inputs, targets, window_users = training_windows(sequences, c.max_length)
         rng = np.random.default_rng(c.seed)
         generator = torch.Generator().manual_seed(c.seed)
+        if self.start_ is not None and len(self.start_.ids) != train.n_items:
+            raise ValueError(f"the start network has {len(self.start_.ids)} movies, not {train.n_items}")
         network = SASRecNetwork(train.n_items, content, c)
         network.initialise(generator)
         if self.start_ is not None:

@@ -25,6 +25,7 @@ class VectorModel:
     config_type: ClassVar[type[Any]]
     vectors: ClassVar[tuple[str, str]]
     config: Any
+    started: bool = False  # fitted from an earlier fit's state, not from scratch (``SASRec.warm_started``)
 
     def fit(self, train: Interactions) -> Self:
         """Set both vectors from the train ratings (each subclass fits its own way)."""

@@ -76,6 +76,8 @@ class Evaluation(TypedDict):
     configs: NotRequired[dict[str, dict[str, Any]]]  # model -> hyperparameters (the network's: its params)
     # The diversity trade-off on the validation split: one row per re-rank setting (weight_search)
     tradeoff: NotRequired[list[dict[str, float]]]
+    # Blend member -> the saved fit the train step's fit of it starts from (members.save_starts)
+    member_starts: NotRequired[dict[str, str]]
 
 
 class Training(TypedDict):
@@ -197,6 +199,7 @@ def evaluate(
     ``data``: already loaded for this cut-off (one process)."""
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
     from pipeline.evaluation.weight_search import tradeoff_table
+    from pipeline.models.blend.members import save_starts
 
     settings = settings or get_settings()
     data = data if data is not None else _training_data(as_of, settings, progress)
@@ -212,19 +215,22 @@ def evaluate(
         members=members,
         warm_epochs=settings.warm_start_epochs,
     )
-    report_path = str(write_report(settings, outcome))  # written first: it holds a failed model's error
+    report_path = write_report(settings, outcome)  # written first: it holds a failed model's error
     outcome.check_published()
+    # Beside the report, as shared between tasks as it is: the members the train step's fits start from.
+    member_starts = save_starts(outcome.members, report_path.with_suffix(""))
     published, baselines = published_metrics(outcome)
     return json_safe(
         Evaluation(
             as_of=as_of,
             dataset=data.dataset,
-            report_path=report_path,
+            report_path=str(report_path),
             weights=outcome.weights.to_dict(),
             metrics=published,
             baselines=baselines,
             configs={name: c for name, c in outcome.report.configs.items() if name != "hybrid"},
             tradeoff=tradeoff_table(outcome.weights.figures),
+            member_starts=member_starts,
         )
     )
 
@@ -277,6 +283,8 @@ def train(
         processes=processes or settings.train_processes,
         plan=plan,
         warm_epochs=min(settings.warm_start_epochs, cfg.epochs),
+        member_starts=evaluation.get("member_starts"),
+        member_epochs=settings.warm_start_epochs,
     )
     run = log_training_run(
         settings,

@@ -94,6 +94,7 @@ def log_training_run(
         blend_als_weight=str(published.weights.als_weight),
     )
     params.update({f"blend_member_weight.{n}": str(w) for n, w in published.weights.members.items()})
+    params.update({f"blend_member_started.{n}": str(m.started) for n, m in published.members.items()})
     for name, config in (configs or {}).items():
         params.update({f"config.{metric_key(name)}.{metric_key(k)}": str(v) for k, v in config.items()})
     now_ms = int(datetime.now(UTC).timestamp() * 1000)

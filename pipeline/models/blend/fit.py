@@ -4,7 +4,9 @@ members its weights call for, fitted on the same ratings."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
+from pipeline.core.defaults import WARM_START_EPOCHS
 from pipeline.features.loading import TrainingData
 from pipeline.models.blend.members import member_factories
 from pipeline.models.blend.published import PublishedBlend
@@ -26,6 +28,8 @@ def train_published(
     processes: int = 1,
     plan: TrainingPlan | None = None,
     warm_epochs: int | None = None,
+    member_starts: Mapping[str, str] | None = None,
+    member_epochs: int = WARM_START_EPOCHS,
 ) -> tuple[PublishedBlend, TrainingResult]:
     """The model to publish: the network on every rating up to the cut-off (in ``processes`` data-parallel
     processes when more than one), with the partners and members ``weights`` call for, fitted on the same
@@ -33,7 +37,9 @@ def train_published(
 
     ``plan``: a warm start (at most ``warm_epochs`` epochs from ``plan.init``) or a full training; a champion
     whose network cannot seed this one (``WarmStartError``) means a full training. The network's meta keeps
-    which ran and why (``TrainingPlan.record``): what next week's plan reads."""
+    which ran and why (``TrainingPlan.record``): what next week's plan reads. ``member_starts``: saved fits
+    the members start from for ``member_epochs`` epochs (``members.member_factories``), each on a subset of
+    these ratings (the evaluation's); a member without one trains from scratch."""
 
     def fit(plan: TrainingPlan | None) -> TrainingResult:
         warm = plan is not None and plan.kind == "warm"
@@ -62,6 +68,6 @@ def train_published(
         data.interactions,
         weights,
         meta={"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None},
-        members=member_factories(list(weights.active_members), data),
+        members=member_factories(list(weights.active_members), data, member_starts, member_epochs),
     )
     return published, result

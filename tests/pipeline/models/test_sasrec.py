@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pipeline.evaluation.splits import random_split, temporal_split
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import NotFitted
-from pipeline.models.blend.members import warm_or_new
+from pipeline.models.blend.members import member_factories, save_starts, warm_or_new
 from pipeline.models.implicit_mf import ALS, ALSConfig
 from pipeline.models.sasrec import (
     PAD,
@@ -228,3 +228,55 @@ def test_a_warm_started_model_continues_from_the_fitted_network(split) -> None:
     assert warm_or_new(als, lambda: ALS(ALSConfig(factors=8)), 5).config.factors == 8  # type: ignore[arg-type]
     with pytest.raises(NotFitted):
         SASRec(SMALL).warm_started(2)
+
+
+def test_a_saved_network_starts_a_fit_as_the_fitted_one_does(split, tmp_path) -> None:
+    train, _ = split
+    content = random_content(train.n_items)
+    inner, _ = temporal_split(train)
+    fitted = SASRec(SMALL, content).fit(inner)
+    path = fitted.save_network(tmp_path / "network.npz")
+    from_file = SASRec(SMALL, content).start_from(path, 1)
+    assert from_file.config == dataclasses.replace(SMALL, epochs=1) and from_file.started
+    in_memory = fitted.warm_started(1).fit(train)
+    from_file.fit(train)
+    np.testing.assert_array_equal(from_file.item_vectors_, in_memory.item_vectors_)
+    np.testing.assert_array_equal(from_file.user_vectors_, in_memory.user_vectors_)
+    assert not SASRec(SMALL, content).started
+    # a start for another model is refused with the reason, never trained on
+    with pytest.raises(ValueError, match="another config"):
+        SASRec(dataclasses.replace(SMALL, factors=8), content).start_from(path, 1)
+    with pytest.raises(ValueError, match=f"movies, not {train.n_items + 1}"):
+        SASRec(SMALL, random_content(train.n_items + 1)).start_from(path, 1)
+    with pytest.raises(ValueError, match="does not fit this SASRec"):
+        SASRec(SMALL).start_from(path, 1)  # no content: the file's projection has no place
+    with pytest.raises(ValueError, match="holds a 'SASRec' model"):
+        SASRec(SMALL, content).start_from(fitted.save(tmp_path / "vectors.npz"), 1)
+    with pytest.raises(ValueError, match="the start network has"):
+        SASRec(SMALL).fit(inner).warm_started(1).fit(slice_with_more_movies(train))
+
+
+def slice_with_more_movies(train: Interactions) -> Interactions:
+    """``train`` over a catalogue one movie larger."""
+    return dataclasses.replace(train, n_items=train.n_items + 1)
+
+
+def test_members_start_from_the_saved_fits_and_train_from_scratch_without_a_usable_one(
+    ml100k_data, tmp_path, caplog
+) -> None:
+    train = slice_of(ml100k_data)
+    one_epoch = SASRec.for_data(ml100k_data, dataclasses.replace(SASRecConfig(), epochs=1)).fit(train)
+    als = ALS(ALSConfig(factors=4, iterations=1)).fit(train)
+    starts = save_starts({"sasrec": one_epoch, "als": als}, tmp_path)
+    assert starts == {"sasrec": str(tmp_path / "sasrec-network.npz")}  # only what a fit can start from
+    started = member_factories(["sasrec"], ml100k_data, starts, epochs=2)["sasrec"]()
+    assert started.started and started.config.epochs == 2  # the members' config, the given epochs
+    assert not member_factories(["sasrec"], ml100k_data)["sasrec"]().started
+    small = {"sasrec": str(SASRec.for_data(ml100k_data, SMALL).fit(train).save_network(tmp_path / "s.npz"))}
+    for unusable in (small, {"sasrec": str(tmp_path / "gone.npz")}):
+        caplog.clear()
+        assert not member_factories(["sasrec"], ml100k_data, unusable)["sasrec"]().started
+        assert (
+            f"blend member sasrec trains from scratch: it cannot start from {unusable['sasrec']}"
+            in caplog.text
+        )

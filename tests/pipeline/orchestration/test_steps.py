@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
 from pipeline.orchestration.steps import report
+from pipeline.registry.store import mlflow_client
 from tests.support.database import fetch_rows
 from tests.support.weekly import SLICE_USERS, TOP_N
 
@@ -90,7 +91,8 @@ def test_the_blends_member_is_evaluated_as_a_row_and_published_when_chosen(weekl
 
     from pipeline.core.defaults import BLEND_MEMBERS
 
-    report = json.loads(Path(weekly_run.results["evaluation"]["report_path"]).read_text())
+    report_path = weekly_run.results["evaluation"]["report_path"]
+    report = json.loads(Path(report_path).read_text())
     temporal = report["results"]["temporal"]
     for name in BLEND_MEMBERS:  # each offered member has its own row (the blend's fit of it when chosen)
         assert 0 < temporal[name]["ndcg@10"] <= 1
@@ -98,6 +100,16 @@ def test_the_blends_member_is_evaluated_as_a_row_and_published_when_chosen(weekl
     saved = {p.name for p in Path(weekly_run.settings.home).rglob("member-*.npz")}
     chosen = {name for name, share in report["member_weights"].items() if share > 0}
     assert {f"member-{name}.npz" for name in chosen} <= saved
+    # the published fit of a chosen member starts from the evaluation's, saved beside the report
+    starts = weekly_run.results["evaluation"]["member_starts"]
+    assert set(starts) == chosen & {"sasrec"}  # SASRec is the member that can start from a fit
+    assert all(Path(path).parent == Path(report_path).with_suffix("") for path in starts.values())
+    assert all(Path(path).is_file() for path in starts.values())
+    with mlflow_client(weekly_run.settings) as client:
+        params = client.get_run(weekly_run.results["training"]["run_id"]).data.params
+    assert {name: params[f"blend_member_started.{name}"] for name in chosen} == {
+        name: str(name in starts) for name in chosen
+    }
 
 
 def test_report_names_each_step_that_ran():
