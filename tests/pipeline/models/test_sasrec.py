@@ -79,11 +79,11 @@ def test_sequences_are_by_time_then_movie_and_windows_target_every_later_movie_o
 
 
 def test_attention_sees_itself_and_earlier_real_slots_only() -> None:
-    mask = attention_mask(torch.tensor([[PAD, 4, 7]]), heads=2)
-    allowed = ~mask[0]
+    mask = attention_mask(torch.tensor([[PAD, 4, 7], [3, 4, 7]]))
+    assert mask.shape == (2, 1, 3, 3)  # one mask for every head
     expected = torch.tensor([[True, False, False], [False, True, False], [False, True, True]])
-    torch.testing.assert_close(allowed, expected)
-    torch.testing.assert_close(mask[1], mask[0])  # the same for every head
+    torch.testing.assert_close(mask[0, 0], expected)
+    torch.testing.assert_close(mask[1, 0], torch.ones(3, 3, dtype=torch.bool).tril())
 
 
 def test_a_later_movie_does_not_change_the_earlier_hidden_states() -> None:
