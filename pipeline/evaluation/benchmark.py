@@ -39,6 +39,7 @@ from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.members import member_factories, warm_or_new
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
 from pipeline.models.hybrid.recommender import HybridRecommender
@@ -80,6 +81,8 @@ class EvaluationOutcome:
     # The blend's fitted members (those with a share) under the protocol ``weights`` come from: what the
     # train step's fits of them may start from (``members.save_starts``). Not in the report.
     members: dict[str, Recommender] = field(default_factory=dict, repr=False)
+    # That protocol's network: the train step's start when there is no champion (steps.training_plan).
+    network: HybridArtifact | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         w = self.weights
@@ -251,7 +254,11 @@ def evaluate_all(
     chosen_protocol = PRIMARY_PROTOCOL if PRIMARY_PROTOCOL in weights else next(iter(weights), None)
     chosen = weights[chosen_protocol] if chosen_protocol else BlendWeights()
     outcome = EvaluationOutcome(
-        report, chosen, validation, members=blend_members.get(chosen_protocol or "", {})
+        report,
+        chosen,
+        validation,
+        members=blend_members.get(chosen_protocol or "", {}),
+        network=fitted[chosen_protocol].artifact if chosen_protocol in fitted else None,
     )
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)

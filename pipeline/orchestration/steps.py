@@ -78,6 +78,8 @@ class Evaluation(TypedDict):
     tradeoff: NotRequired[list[dict[str, float]]]
     # Blend member -> the saved fit the train step's fit of it starts from (members.save_starts)
     member_starts: NotRequired[dict[str, str]]
+    # The evaluation's network, saved when there was no champion: the train step's start (training_plan)
+    network_start: NotRequired[str]
 
 
 class Training(TypedDict):
@@ -200,6 +202,7 @@ def evaluate(
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
     from pipeline.evaluation.weight_search import tradeoff_table
     from pipeline.models.blend.members import save_starts
+    from pipeline.registry.champion import champion_version
 
     settings = settings or get_settings()
     data = data if data is not None else _training_data(as_of, settings, progress)
@@ -217,22 +220,23 @@ def evaluate(
     )
     report_path = write_report(settings, outcome)  # written first: it holds a failed model's error
     outcome.check_published()
-    # Beside the report, as shared between tasks as it is: the members the train step's fits start from.
-    member_starts = save_starts(outcome.members, report_path.with_suffix(""))
     published, baselines = published_metrics(outcome)
-    return json_safe(
-        Evaluation(
-            as_of=as_of,
-            dataset=data.dataset,
-            report_path=str(report_path),
-            weights=outcome.weights.to_dict(),
-            metrics=published,
-            baselines=baselines,
-            configs={name: c for name, c in outcome.report.configs.items() if name != "hybrid"},
-            tradeoff=tradeoff_table(outcome.weights.figures),
-            member_starts=member_starts,
-        )
+    evaluation = Evaluation(
+        as_of=as_of,
+        dataset=data.dataset,
+        report_path=str(report_path),
+        weights=outcome.weights.to_dict(),
+        metrics=published,
+        baselines=baselines,
+        configs={name: c for name, c in outcome.report.configs.items() if name != "hybrid"},
+        tradeoff=tradeoff_table(outcome.weights.figures),
     )
+    # Beside the report, as shared between tasks as it is: what the train step's fits start from.
+    starts = report_path.with_suffix("")
+    evaluation["member_starts"] = save_starts(outcome.members, starts)
+    if outcome.network is not None and champion_version(settings) is None:
+        evaluation["network_start"] = str(outcome.network.save(starts / "network"))
+    return json_safe(evaluation)
 
 
 def offered_members(settings: Settings, n_ratings: int) -> tuple[str, ...]:
@@ -272,7 +276,7 @@ def train(
     settings = settings or get_settings()
     data = data if data is not None else _training_data(as_of, settings, progress)
     cfg = hybrid_config(epochs)
-    plan = training_plan(data, cfg, settings, full=full_retrain)
+    plan = training_plan(data, cfg, settings, full=full_retrain, seed=evaluation.get("network_start"))
     log.info("training: %s", plan.reason)
     published, result = train_published(
         data,
@@ -312,14 +316,25 @@ def train(
     )
 
 
-def training_plan(data: TrainingData, cfg: HybridConfig, settings: Settings, *, full: bool) -> TrainingPlan:
+def training_plan(
+    data: TrainingData, cfg: HybridConfig, settings: Settings, *, full: bool, seed: str | None = None
+) -> TrainingPlan:
     """Warm start from the champion's network or train from scratch (``warm_start.plan_training``), for the
-    data's cut-off: ``as_of``, or the latest rating's time when the data has none."""
+    data's cut-off: ``as_of``, or the latest rating's time when the data has none. ``seed``: the directory
+    of the evaluation's network (``Evaluation.network_start``), the start when there is no champion; one
+    that cannot be read is logged and not used."""
+    from pipeline.models.hybrid.artifact import HybridArtifact
     from pipeline.models.hybrid.warm_start import WarmStart, plan_training
     from pipeline.registry.champion import champion_network
 
     cutoff = data.as_of or datetime.fromtimestamp(int(data.interactions.timestamps.max()), UTC)
     champion = None if full else champion_network(settings)
+    seeded = None
+    if seed and not full and champion is None:
+        try:
+            seeded = HybridArtifact.load(Path(seed))
+        except (OSError, ValueError) as exc:
+            log.warning("the evaluation's network at %s cannot start this one (%s)", seed, exc)
     return plan_training(
         champion[0] if champion else None,
         cfg,
@@ -328,6 +343,7 @@ def training_plan(data: TrainingData, cfg: HybridConfig, settings: Settings, *, 
         full=full,
         policy=WarmStart(settings.warm_start_epochs, settings.full_retrain_weeks),
         source_version=champion[1] if champion else None,
+        seed=seeded,
     )
 
 

@@ -107,6 +107,9 @@ def test_weekly_run_ends_with_a_published_list(world: World, first_run) -> None:
     training, publication = first_run.results["train"], first_run.results["publish"]
     assert published["model_version"] == training["version"] == publication["registered_version"]
     assert first_run.results["promote"]["promoted"] is True  # the first model has no champion to beat
+    # no champion: the evaluate task saved its network, the train task started from it
+    assert Path(first_run.results["evaluate"]["network_start"]).is_dir()
+    assert "this run's evaluation network" in training["training_reason"]
     assert first_run.results["quality"]["rows_rejected"] == 0
     assert "published batch" in first_run.report and f"v{training['version']}" in first_run.report
     with world.engine.connect() as conn:
@@ -168,6 +171,8 @@ def test_a_failed_shard_retries_alone_and_the_run_publishes_every_list_once(worl
     assert after["batch_id"] == outcome.results["publish"]["batch_id"] != before["batch_id"]
     assert after["data_cutoff"] == week
     assert after["batches"] == 1 and after["users"] == 150 and after["rows"] == 150 * TOP_N
+    assert "network_start" not in outcome.results["evaluate"]  # a champion to start from: nothing saved
+    assert "warm start from the champion" in outcome.results["train"]["training_reason"]
 
 
 def test_backfill_of_two_past_weeks_trains_one_version_per_week(world: World) -> None:

@@ -26,9 +26,13 @@ def _network(published: Published, model_uri: str) -> HybridArtifact:
     return HybridArtifact.load(next(Path(local).rglob("network")))
 
 
-def test_first_training_is_full_then_the_next_warm_starts_from_the_champion(weekly_run: Published):
+def test_first_training_starts_from_the_evaluation_then_the_next_from_the_champion(weekly_run: Published):
     first = weekly_run.results["training"]
-    assert first["kind"] == "full" and first["training_reason"] == "no champion to start from"
+    assert first["kind"] == "warm"  # no champion yet: the evaluate step saved its network for this one
+    assert (
+        first["training_reason"] == "no champion to start from: warm start from this run's evaluation network"
+    )
+    assert Path(weekly_run.results["evaluation"]["network_start"], "model.json").is_file()
     champion = champion_network(weekly_run.settings)
     assert champion is not None and champion[1] == first["version"]
     chain_start = champion[0].meta["full_cutoff"]
@@ -39,7 +43,7 @@ def test_first_training_is_full_then_the_next_warm_starts_from_the_champion(week
     assert second["version"] == first["version"] + 1
     tags = _tags(weekly_run, second["run_id"])
     assert tags["movierec.training"] == "warm"
-    assert tags["movierec.full_cutoff"] == chain_start  # the chain's age counts from the first, full training
+    assert tags["movierec.full_cutoff"] == chain_start  # the chain's age counts from the first week
     assert "users kept, 0 new" in tags["movierec.warm_start"]
     assert _network(weekly_run, second["model_uri"]).meta["full_cutoff"] == chain_start
 

@@ -227,3 +227,28 @@ def test_plan_warm_starts_only_a_compatible_recent_champion(champion):
 def test_config_changes_name_each_field():
     changes = config_changes(TINY, dataclasses.replace(TINY, embedding_dim=32, epochs=9, dropout=0.3))
     assert changes == ["embedding_dim: 16 -> 32", "dropout: 0.2 -> 0.3"]
+
+
+def test_without_a_usable_champion_the_plan_starts_from_this_runs_evaluation_network(champion):
+    _, seed = champion  # a network of this configuration, as the evaluate step trains it
+    chain = dataclasses.replace(
+        seed, meta={**seed.meta, "dataset": "ml-100k", "full_cutoff": "1998-03-11T00:00:00+00:00"}
+    )
+    policy = WarmStart(epochs=5, max_age_weeks=4)
+
+    def plan(**kw):
+        args = {"champion": None, "cfg": TINY, "dataset": "ml-100k", "cutoff": CUTOFF, "policy": policy}
+        return plan_training(**{**args, **kw}, seed=seed)
+
+    seeded = plan()
+    assert seeded.kind == "warm" and seeded.init is seed and seeded.source_version is None
+    assert seeded.reason == "no champion to start from: warm start from this run's evaluation network"
+    assert seeded.full_cutoff == seeded.cutoff == CUTOFF.isoformat()  # the chain counts from this week
+    other_config = plan(champion=chain, cfg=dataclasses.replace(TINY, learning_rate=1e-3))
+    assert other_config.kind == "full" and other_config.init is None  # the seed has the old config too
+    assert "learning_rate" in other_config.reason
+    assert plan(champion=dataclasses.replace(chain, meta={**chain.meta, "dataset": "ml-1m"})).init is seed
+    assert plan(full=True).kind == "full"  # asked for: from scratch
+    assert plan(champion=chain).init is chain  # a usable champion comes first
+    aged = plan(champion=chain, cutoff=datetime(1998, 3, 11, tzinfo=UTC) + timedelta(weeks=4))
+    assert aged.kind == "full" and "weeks old" in aged.reason  # by age: from scratch
