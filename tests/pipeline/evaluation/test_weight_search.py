@@ -87,9 +87,13 @@ def test_members_get_shares_by_coordinate_ascent_from_the_simplex_choice(ml100k_
         Popularity, EASE, GlobalMean, train, rerank_grid=(0.0,), make_als=small_als, members=members
     )
     steps, cover = chosen.figures["members.ndcg@10"], chosen.figures["members.coverage@10"]
-    # the ascent starts at the simplex's choice (its figure) and only ever improves on it
+    # the ascent starts at the simplex's choice (its figure) and each step improves on it by the minimum gain
     assert steps[0.0] == max(plain.figures["als_ndcg@10"].values())
-    assert list(steps.values()) == sorted(steps.values()) and set(cover) == set(steps)
+    figures = list(steps.values())
+    assert all(
+        later - earlier >= weight_search.ASCENT_MIN_GAIN for earlier, later in zip(figures, figures[1:])
+    )
+    assert set(cover) == set(steps)
     floor = plain.figures["coverage@10"][plain.figures["als_network_weight"][0.0]]
     assert min(cover.values()) >= floor - 1e-9
     # the shares are a valid blend; the one chosen is the last step's
