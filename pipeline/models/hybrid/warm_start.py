@@ -11,13 +11,12 @@ network's initialisation, as every person has in a training from scratch. Traini
 
 ``plan_training`` decides between the two: a full retrain when there is no champion network, when asked,
 when the hyperparameters or the dataset differ from the champion's, or when the chain of warm starts has
-gone on for ``WarmStart.max_age_weeks`` since its last full training. Where the champion cannot start the
-week's network (none, another dataset or config) but this run's evaluation network can (the weekly
-evaluate step trains it from scratch on a subset of the same ratings), the week's network starts from that
-instead, and its chain counts from this week: on ML-100K's temporal protocol one such link ranked at 0.990x
-a training from scratch in 0.17x the time (``bench/protocol_fit``). Asked for, or by age, it is a full
-retrain from scratch. A champion whose shared layers have
-other shapes (another genre list, other user features) cannot be warm-started either: ``transfer_weights``
+gone on for ``WarmStart.max_age_weeks`` since its last full training. Where there is no champion but this
+run's evaluation network has the same config (the weekly evaluate step trains it from scratch on a subset
+of the same ratings), the week's network starts from that instead and its chain counts from this week: on
+ML-100K's temporal protocol one such link ranked at 0.990x a training from scratch in 0.17x the time
+(``bench/protocol_fit``). A champion whose shared layers have other shapes (another genre list, other user
+features) cannot be warm-started either: ``transfer_weights``
 raises ``WarmStartError`` and the caller trains from scratch, recording why.
 """
 
@@ -123,7 +122,7 @@ def plan_training(
 ) -> TrainingPlan:
     """Warm start from ``champion`` (the network of the registered ``source_version``) or retrain fully on
     data up to ``cutoff``; see the module doc for when. ``seed``: this run's evaluation network (trained
-    from scratch this week on a subset of these ratings), the start when the champion cannot be one."""
+    from scratch this week on a subset of these ratings), the start when there is no champion."""
     policy = policy or WarmStart()
     here = _iso(cutoff)
 
@@ -132,16 +131,21 @@ def plan_training(
 
     if full:
         return retrain("full retrain requested")
-    unusable = _unusable(champion, cfg, dataset)
-    if unusable is not None:
+    if champion is None:
         if seed is not None and not config_changes(seed.config, cfg):
             # The chain starts this week: the seed's own chain began from scratch on this week's data.
-            return TrainingPlan(
-                "warm", f"{unusable}: warm start from this run's evaluation network", here, here, seed
-            )
-        return retrain(unusable)
-    assert champion is not None  # _unusable says why otherwise
-    chain_start = champion.meta["full_cutoff"]
+            reason = "no champion to start from: warm start from this run's evaluation network"
+            return TrainingPlan("warm", reason, here, here, seed)
+        return retrain("no champion to start from")
+    meta = champion.meta
+    if meta.get("dataset") not in (None, dataset):
+        return retrain(f"the champion was trained on {meta.get('dataset')}, this run is {dataset}")
+    changes = config_changes(champion.config, cfg)
+    if changes:
+        return retrain("hyperparameters changed since the champion (" + "; ".join(changes) + ")")
+    chain_start = meta.get("full_cutoff")
+    if not chain_start:
+        return retrain("the champion records no full training to count its age from")
     age = cutoff.replace(tzinfo=cutoff.tzinfo or UTC) - datetime.fromisoformat(chain_start)
     weeks = age.total_seconds() / (7 * 86400)
     if weeks >= policy.max_age_weeks:
@@ -158,21 +162,6 @@ def plan_training(
         champion,
         source_version,
     )
-
-
-def _unusable(champion: HybridArtifact | None, cfg: HybridConfig, dataset: str) -> str | None:
-    """Why ``champion`` cannot start this run's network (None: it can)."""
-    if champion is None:
-        return "no champion to start from"
-    meta = champion.meta
-    if meta.get("dataset") not in (None, dataset):
-        return f"the champion was trained on {meta.get('dataset')}, this run is {dataset}"
-    changes = config_changes(champion.config, cfg)
-    if changes:
-        return "hyperparameters changed since the champion (" + "; ".join(changes) + ")"
-    if not meta.get("full_cutoff"):
-        return "the champion records no full training to count its age from"
-    return None
 
 
 def _rows(new_ids: np.ndarray, old_map: dict[str, int] | IdMap) -> tuple[np.ndarray, np.ndarray]:

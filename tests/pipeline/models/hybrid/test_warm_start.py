@@ -229,7 +229,7 @@ def test_config_changes_name_each_field():
     assert changes == ["embedding_dim: 16 -> 32", "dropout: 0.2 -> 0.3"]
 
 
-def test_without_a_usable_champion_the_plan_starts_from_this_runs_evaluation_network(champion):
+def test_without_a_champion_the_plan_starts_from_this_runs_evaluation_network(champion):
     _, seed = champion  # a network of this configuration, as the evaluate step trains it
     chain = dataclasses.replace(
         seed, meta={**seed.meta, "dataset": "ml-100k", "full_cutoff": "1998-03-11T00:00:00+00:00"}
@@ -244,11 +244,12 @@ def test_without_a_usable_champion_the_plan_starts_from_this_runs_evaluation_net
     assert seeded.kind == "warm" and seeded.init is seed and seeded.source_version is None
     assert seeded.reason == "no champion to start from: warm start from this run's evaluation network"
     assert seeded.full_cutoff == seeded.cutoff == CUTOFF.isoformat()  # the chain counts from this week
-    other_config = plan(champion=chain, cfg=dataclasses.replace(TINY, learning_rate=1e-3))
-    assert other_config.kind == "full" and other_config.init is None  # the seed has the old config too
-    assert "learning_rate" in other_config.reason
-    assert plan(champion=dataclasses.replace(chain, meta={**chain.meta, "dataset": "ml-1m"})).init is seed
+    other_config = plan(cfg=dataclasses.replace(TINY, learning_rate=1e-3))
+    assert other_config.kind == "full" and other_config.init is None
+    assert other_config.reason == "no champion to start from"
     assert plan(full=True).kind == "full"  # asked for: from scratch
-    assert plan(champion=chain).init is chain  # a usable champion comes first
+    assert plan(champion=chain).init is chain  # a champion comes first
     aged = plan(champion=chain, cutoff=datetime(1998, 3, 11, tzinfo=UTC) + timedelta(weeks=4))
     assert aged.kind == "full" and "weeks old" in aged.reason  # by age: from scratch
+    changed = plan(champion=chain, cfg=dataclasses.replace(TINY, learning_rate=1e-3))
+    assert changed.kind == "full" and "learning_rate" in changed.reason
