@@ -375,8 +375,9 @@ class ForRatingsRequest(_Request):
     ratings: list[GivenRating] = Field(
         min_length=1,
         max_length=MAX_GIVEN_RATINGS,
-        description="the new user's ratings; a movie given twice counts with its last rating (as ingestion "
-        "keeps the later rating), movies the model does not know are ignored (and listed as such)",
+        description="the new user's ratings, oldest first (the blend's sequence model reads their order); a "
+        "movie given twice counts with its last rating (as ingestion keeps the later rating) at its first "
+        "place, movies the model does not know are ignored (and listed as such)",
     )
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_GROUP_LIMIT, description="how many movies")
     exclude: list[MovieId] = Field(

@@ -11,9 +11,13 @@ every movie):
   (``ALS.user_vector``: positives >= ``min_rating`` with confidence ``1 + alpha x rating``). A known user
   given all of their own ratings gets the exact solve where training stopped at a few conjugate-gradient
   steps of the same equation: close to their trained factors, not equal.
-* **The blend's further members** (``PublishedBlend.members``, e.g. SASRec) are left out: the artefact
-  keeps their fitted user vectors, not what computes one, so a folded-in user is ranked by the other terms
-  with their shares scaled up to sum to 1 (``BlendWeights.without_members``).
+* **SASRec** (a member of the blend), exactly as it computes a known user's vector: the hidden state at the
+  last of the given movies, read in the order given (oldest first), over the saved movie vectors
+  (``SASRec.user_vector``). A known user given their own train sequence gets their trained vector.
+* **The blend's other members** (LightGCN, BPR, logistic MF) are left out: the artefact keeps their fitted
+  user vectors, not what computes one, so a folded-in user is ranked by the other terms with their shares
+  scaled up to sum to 1 (``BlendWeights.without_members``); so is SASRec from an artefact saved before its
+  network was kept.
 * **The network** (its dot product and its rating head) through a folded-in user vector. A known user's
   vector is ``id embedding + demographics + |N|^-1/2 x sum of the history embeddings of the movies rated``
   (the SVD++-style history term). A new user has no id row and no demographics, so the fold-in starts from
@@ -56,11 +60,14 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.core.defaults import FOLDIN_POPULARITY_PRIOR
+from pipeline.core.device import one_torch_thread
 from pipeline.core.errors import InputError
+from pipeline.models.base import Scorer
 from pipeline.models.baselines import EASE
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.scorer import BlendRecommender, standardise
 from pipeline.models.implicit_mf import ALS
+from pipeline.models.sasrec import SASRec
 from pipeline.models.topn import top_k
 
 Method = Literal["fit", "history", "neighbours"]
@@ -153,6 +160,16 @@ class _FoldedALS(_FoldedRow):
         self._row = (self.vector @ q.T)[None, :].astype(np.float32)
 
 
+class _FoldedSequence(_FoldedRow):
+    """SASRec for one user folded in from the movies given, in the order given (``SASRec.user_vector``)."""
+
+    name = "SASRec (folded-in)"
+
+    def __init__(self, sasrec: SASRec, items: np.ndarray) -> None:
+        self.vector = sasrec.user_vector(items)
+        self._row = (self.vector @ sasrec.fitted_vectors()[1].T)[None, :].astype(np.float32)
+
+
 class FoldIn:
     """Fold-in scoring with one ``PublishedBlend``; the per-model constants are computed once."""
 
@@ -212,6 +229,9 @@ class FoldIn:
             raise InputError("ratings must be finite")
         return items, ratings
 
+    # One intra-op thread: a fold-in is many tiny torch ops between numpy's BLAS calls, and on a 2-core
+    # machine torch's second thread waited on BLAS's spinning ones (about 5x the time: bench/README.md).
+    @one_torch_thread()
     def user(self, items: np.ndarray, ratings: np.ndarray) -> FoldedUser:
         """The folded-in user of ``(items, ratings)`` (see the module doc for ``method``)."""
         items, ratings = self.check(items, ratings)
@@ -285,18 +305,25 @@ class FoldIn:
         w = self.prior / (self.prior + len(user.items))
         return (1 - w) * standardise(personal[None, :].astype(np.float64))[0] + w * self._popularity
 
+    @one_torch_thread()
     def blend_scores(self, user: FoldedUser) -> np.ndarray:
         """The published ranking blend for ``user`` over the whole catalogue, no prior."""
         ease, als = self.model.ease, self.model.als
         partner = _FoldedEASE(ease, user.items) if ease is not None else None
         folded_als = _FoldedALS(als, user.items, user.ratings) if als is not None else None
+        members: dict[str, Scorer] = {
+            name: _FoldedSequence(member, user.items)
+            for name, member in self.model.members.items()
+            if isinstance(member, SASRec) and member.folds_in and name in self.model.weights.active_members
+        }
         blend = BlendRecommender(
             _FoldedNetwork(self, user),
             partner,
-            self.model.weights.without_members(),  # a member's vector needs the user's own training
+            self.model.weights.without_members(keep=members),  # the others need the user's own training
             self.model.mf,
             self.model.rating_scale,
             als=folded_als,
+            members=members,
         )
         return blend.score_users(np.zeros(1, np.int64))[0]
 

@@ -44,9 +44,16 @@ class VectorModel:
         return dot_scores(*self.fitted_vectors(), users)
 
     def save(self, path: Path) -> Path:
-        """The fitted vectors and the config in one ``.npz`` file at ``path``."""
+        """The fitted vectors, the config and ``saved_extras`` in one ``.npz`` file at ``path``."""
         arrays = dict(zip(self.vectors, self.fitted_vectors(), strict=True))
-        return save_arrays(path, self.name, self.config, arrays)
+        return save_arrays(path, self.name, self.config, {**arrays, **self.saved_extras()})
+
+    def saved_extras(self) -> dict[str, np.ndarray]:
+        """Further arrays a subclass keeps in its file beside the vectors (``restore_extras`` reads them)."""
+        return {}
+
+    def restore_extras(self, arrays: dict[str, np.ndarray]) -> None:
+        """Read back what ``saved_extras`` wrote (``arrays``: every array of the file); nothing by default."""
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -54,4 +61,5 @@ class VectorModel:
         model = cls(config)  # type: ignore[call-arg]  # every subclass takes its config first
         for key in cls.vectors:
             setattr(model, key + "_", arrays[key])
+        model.restore_extras(arrays)
         return model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -66,20 +66,22 @@ class BlendWeights:
         """The members with a share above 0."""
         return {name: share for name, share in self.members.items() if share > 0}
 
-    def without_members(self) -> BlendWeights:
-        """The same blend without the members, the network's, ALS's and EASE's shares scaled up to sum to 1
-        (for a user the members cannot score: a new user folded in). Unchanged without members."""
-        if not self.active_members:
+    def without_members(self, keep: Collection[str] = ()) -> BlendWeights:
+        """The same blend without the members (but those in ``keep``), the other shares scaled up to sum to
+        1 (for a user the members cannot score: a new user folded in). Unchanged when none is dropped."""
+        dropped = {name for name in self.active_members if name not in keep}
+        if not dropped:
             return self
-        rest = 1.0 - sum(self.active_members.values())
+        rest = 1.0 - sum(self.active_members[name] for name in dropped)
         if rest <= _SHARE_SLACK:
-            raise ValueError("the blend ranks by its members alone: without them nothing is left")
+            raise ValueError("the blend ranks by those members alone: without them nothing is left")
         # min: a share that is the whole may come out a hair above 1 from the division
         return BlendWeights(
             min(self.weight / rest, 1.0),
             self.rating_weight,
             self.rerank_weight,
             min(self.als_weight / rest, 1.0),
+            members={n: min(v / rest, 1.0) for n, v in self.active_members.items() if n not in dropped},
         )
 
     def to_dict(self) -> WeightsDict:

@@ -181,3 +181,36 @@ def test_the_als_term_is_als_own_user_solve(tiny_blend, first_300_users):
     assert not np.allclose(fold.blend_scores(user), without)
     # no positive among the given ratings: zero factors, a constant term that leaves the others' order
     assert not with_als.als.user_vector(np.array([1, 2]), np.array([1.0, 2.0])).any()
+
+
+def test_the_sasrec_term_is_the_users_own_vector_and_survives_save_and_load(
+    ml100k_data, tiny_blend, first_300_users, tmp_path
+):
+    from pipeline.models.sasrec import SASRec, SASRecConfig, user_sequences
+
+    small = SASRecConfig(factors=16, max_length=20, epochs=2)
+    weights = BlendWeights(0.3, 1.0, 1.0, members={"sasrec": 0.4})
+    with_sasrec = PublishedBlend.from_training(
+        tiny_blend.network,
+        first_300_users,
+        weights,
+        members={"sasrec": lambda: SASRec.for_data(ml100k_data, small)},
+    )
+    loaded = PublishedBlend.load(with_sasrec.save(tmp_path / "blend"))
+    sequences = user_sequences(first_300_users, small.min_rating)
+    for model in (with_sasrec, loaded):  # the fitted network, then the one read back with the file
+        sasrec = model.members["sasrec"]
+        assert isinstance(sasrec, SASRec) and sasrec.folds_in
+        users, _ = sasrec.fitted_vectors()
+        for user in KNOWN:  # the user's own train sequence, oldest first: their trained vector
+            np.testing.assert_allclose(sasrec.user_vector(sequences[user]), users[user], rtol=1e-4, atol=1e-5)
+    user = FoldIn(loaded).user(sequences[KNOWN[0]], np.full(len(sequences[KNOWN[0]]), 4.0))
+    with_term = FoldIn(loaded).blend_scores(user)
+    without = FoldIn(dataclasses.replace(loaded, weights=weights.without_members())).blend_scores(user)
+    assert np.isfinite(with_term).all() and not np.allclose(with_term, without)  # the SASRec term counts
+    # an artefact saved before the network was kept: the member scores known users, folds in no one
+    bare = SASRec.load(tmp_path / "blend" / "member-sasrec.npz")
+    bare.reader_ = None
+    assert not bare.folds_in
+    older = dataclasses.replace(loaded, members={"sasrec": bare})
+    assert np.allclose(FoldIn(older).blend_scores(user), without)

@@ -83,5 +83,12 @@ def test_members_take_their_shares_from_eases_and_leave_them_for_a_folded_in_use
     assert rest.members == {} and rest.rating_weight == 0.5
     assert (rest.weight, rest.als_weight, rest.ease_weight) == pytest.approx((0.2, 0.4, 0.4))
     assert BlendWeights(0.5).without_members() == BlendWeights(0.5)
-    with pytest.raises(ValueError, match="members alone"):
+    # keeping a member: only the others' shares go, the rest in proportion
+    kept = BlendWeights(0.1, 0.5, als_weight=0.2, members={"sasrec": 0.5, "bpr": 0.2}).without_members(
+        keep={"sasrec"}
+    )
+    assert kept.members == pytest.approx({"sasrec": 0.625})
+    assert (kept.weight, kept.als_weight) == pytest.approx((0.125, 0.25)) and kept.ease_weight == 0.0
+    assert weights.without_members(keep={"sasrec"}) == weights  # nothing to drop
+    with pytest.raises(ValueError, match="those members alone"):
         BlendWeights(0.0, members={"sasrec": 1.0}).without_members()
