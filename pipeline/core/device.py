@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,16 +19,33 @@ def resolve_device(requested: str = "auto") -> str:
     return requested
 
 
+class _OneThread:
+    """How many blocks hold torch to one thread now, and the count to restore when the last one leaves."""
+
+    lock = threading.Lock()
+    holders = 0
+    restore = 0
+
+
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Torch on one intra-op thread inside the block, the count restored after: the models trained by
-    small-batch Adam (LightGCN, NeuMF, SASRec) give the same floats for the same seed only on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    small-batch Adam (LightGCN, NeuMF, SASRec) give the same floats for the same seed only on one thread, and
+    a fold-in's tiny ops run fastest on one. The count is process-wide, so blocks in several threads at once
+    (the API's fold-ins) share one setting: the first to enter saves the count, the last to leave restores
+    it."""
+    with _OneThread.lock:
+        if _OneThread.holders == 0:
+            _OneThread.restore = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _OneThread.holders += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _OneThread.lock:
+            _OneThread.holders -= 1
+            if _OneThread.holders == 0:
+                torch.set_num_threads(_OneThread.restore)
 
 
 @contextmanager
