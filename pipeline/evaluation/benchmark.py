@@ -212,9 +212,7 @@ def evaluate_all(
             members=searched_members[protocol],
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
-        if (
-            chosen.als_weight > 0 and (protocol, "als") not in rows
-        ):  # no "als" row asked for: fitted here only
+        if chosen.als_weight > 0 and (protocol, "als") not in rows:  # no "als" row: fitted here only
             rows[protocol, "als"] = ALS().fit(train)
         # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
         # like the network, it starts from the search's fit where the protocol and the member allow.

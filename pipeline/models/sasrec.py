@@ -104,6 +104,15 @@ def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
 
+def _arrays(network: nn.Module, prefix: str = "", skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """``network``'s weights as arrays named ``prefix + name``, but those whose name starts with ``skip``."""
+    return {
+        prefix + key: value.detach().numpy()
+        for key, value in network.state_dict().items()
+        if not key.startswith(skip)
+    }
+
+
 @dataclass(frozen=True, config=HYPERPARAMETERS)
 class SASRecConfig:
     factors: PositiveInt = 64  # width of the movie vectors and of every hidden state
@@ -338,14 +347,8 @@ class SASRec(VectorModel):
     def saved_extras(self) -> dict[str, np.ndarray]:
         """The network's weights but the movie vectors' (the file keeps those projected), so that a loaded
         model computes a new user's vector (``user_vector``); none when there is no network."""
-        network = self.network_ if self.network_ is not None else self.reader_
-        if network is None:
-            return {}
-        return {
-            READER_PREFIX + key: value.detach().numpy()
-            for key, value in network.state_dict().items()
-            if not key.startswith(("ids", "projection"))
-        }
+        network = self._network_at_hand()
+        return {} if network is None else _arrays(network, READER_PREFIX, skip=("ids", "projection"))
 
     def restore_extras(self, arrays: dict[str, np.ndarray]) -> None:
         state = {k[len(READER_PREFIX) :]: v for k, v in arrays.items() if k.startswith(READER_PREFIX)}
@@ -356,18 +359,26 @@ class SASRec(VectorModel):
         reader.eval()
         self.reader_ = reader
 
+    def _network_at_hand(self) -> SASRecNetwork | None:
+        """The trained network, else the one loaded over the saved movie vectors (either runs
+        ``hidden`` given the movie vectors)."""
+        return self.network_ if self.network_ is not None else self.reader_
+
     @property
     def folds_in(self) -> bool:
         """Whether ``user_vector`` can compute a new user's vector (a fitted model, or one loaded from a
         file that kept the network)."""
-        return self.item_vectors_ is not None and (self.network_ is not None or self.reader_ is not None)
+        return self.item_vectors_ is not None and self._network_at_hand() is not None
+
+    @property
+    def started(self) -> bool:
+        return self.start_ is not None
 
     def user_vector(self, items: np.ndarray) -> np.ndarray:
         """The vector of a user whose history is the movie indices ``items``, oldest first: the hidden state
         at the last slot of their last ``max_length`` movies, as ``fit`` computes every known user's (a new
         user folded in, ``pipeline.models.foldin``). ``NotFitted`` when the network is not at hand."""
-        network = self.network_ if self.network_ is not None else self.reader_
-        network = check_fitted(network, self.name)
+        network = check_fitted(self._network_at_hand(), self.name)
         vectors = torch.from_numpy(check_fitted(self.item_vectors_, self.name))
         window = last_windows([np.asarray(items, np.int64)], self.config.max_length)
         with torch.no_grad():
@@ -378,8 +389,7 @@ class SASRec(VectorModel):
         what a later fit on more of the same ratings can start from (``start_from``). The content is not in
         it; the model that starts from it brings its own."""
         network = check_fitted(self.network_, self.name)
-        state = {key: value.detach().numpy() for key, value in network.state_dict().items()}
-        return save_arrays(path, NETWORK_FILE_MODEL, self.config, state)
+        return save_arrays(path, NETWORK_FILE_MODEL, self.config, _arrays(network))
 
     def start_from(self, path: Path, epochs: int) -> Self:
         """An unfitted copy of this model whose ``fit`` starts from the network ``save_network`` wrote at
@@ -403,7 +413,6 @@ class SASRec(VectorModel):
     def _starting_from(self, network: SASRecNetwork, epochs: int) -> Self:
         model = type(self)(dataclasses.replace(self.config, epochs=epochs), self.content)
         model.start_ = network
-        model.started = True
         return model
 
     def fit(self, train: Interactions) -> Self:

@@ -25,11 +25,15 @@ class VectorModel:
     config_type: ClassVar[type[Any]]
     vectors: ClassVar[tuple[str, str]]
     config: Any
-    started: bool = False  # fitted from an earlier fit's state, not from scratch (``SASRec.warm_started``)
 
     def fit(self, train: Interactions) -> Self:
         """Set both vectors from the train ratings (each subclass fits its own way)."""
         raise NotImplementedError
+
+    @property
+    def started(self) -> bool:
+        """Whether the fit starts from an earlier fit's state, not from scratch (``SASRec.warm_started``)."""
+        return False
 
     def fitted_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted ``(user vectors, movie vectors)``; ``NotFitted`` before ``fit``."""
