@@ -64,8 +64,8 @@ def evaluate(
     device: Device = None,
     output: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
 ) -> None:
-    """Both protocols, every baseline, the evaluation-only models (ALS, BPR, logistic MF, item-kNN,
-    LightGCN, NeuMF, SASRec) and the network on the same splits, plus item cold start."""
+    """Both protocols, every baseline, the evaluation-only models (ALS, AutoRec, BPR, logistic MF,
+    item-kNN, LightGCN, NeuMF, SASRec) and the network on the same splits, plus item cold start."""
     from database.engine import get_engine
     from pipeline.evaluation.benchmark import EVALUATION_ONLY, evaluate_all
     from pipeline.features.loading import load_training_data
@@ -81,6 +81,7 @@ def evaluate(
         extra=tuple(EVALUATION_ONLY),
         warm_epochs=settings.warm_start_epochs,
         members=offered_members(settings, len(data.interactions)),
+        autorec_max_cells=settings.autorec_max_cells,
     )
     report = outcome.to_dict()
     print_evaluation(report)

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.core.defaults import (
+    AUTOREC_MAX_CELLS,
     BLEND_MEMBER_MODELS,
     BLEND_MEMBERS,
     BLEND_MEMBERS_MAX_RATINGS,
@@ -83,6 +84,10 @@ class Settings(BaseSettings):
     )
     blend_members_max_ratings: int = Field(
         default=BLEND_MEMBERS_MAX_RATINGS, ge=0, validation_alias="MOVIEREC_BLEND_MEMBERS_MAX_RATINGS"
+    )
+    # AutoRec joins the rating blend up to this many users x movies (0: never).
+    autorec_max_cells: int = Field(
+        default=AUTOREC_MAX_CELLS, ge=0, validation_alias="MOVIEREC_AUTOREC_MAX_CELLS"
     )
 
     @field_validator("home")

@@ -3,18 +3,21 @@ evaluation and ``movierec evaluate`` report.
 
 What is published (``pipeline.models.blend.published.PublishedBlend``) is a blend: for ranking the network's
 dot product with EASE and implicit-feedback ALS (the strongest ranking baselines) plus the network's rating
-head, for ratings the network with biased MF, every weight chosen on a temporal validation split inside the
-train data (``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is
-reported beside it. A weight of 1.0 means the network alone.
+head, for ratings the network with biased MF and AutoRec (up to ``Settings.autorec_max_cells`` users x
+movies), every weight chosen on a temporal validation split inside the train data
+(``pipeline.evaluation.weight_search.choose_weights``); the network alone (its dot product) is reported
+beside it. A weight of 1.0 means the network alone.
 
-Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, BPR and logistic MF,
-item-kNN, LightGCN, NeuMF and SASRec) when asked for: ``movierec evaluate`` runs all of them, the weekly run
-those of ``Settings.weekly_models``. They are never published on their own; ALS is also the blend's third
-ranking member: when its row is asked for, the blend uses that fit, otherwise the blend fits its own when its
-weights give ALS a share. A model that fails is a row with its error, not a gap."""
+Beside them, the evaluation-only models (``EVALUATION_ONLY``: implicit-feedback ALS, AutoRec, BPR and
+logistic MF, item-kNN, LightGCN, NeuMF and SASRec) when asked for: ``movierec evaluate`` runs all of them,
+the weekly run those of ``Settings.weekly_models``. They are never published on their own; ALS is also the
+blend's third ranking member and AutoRec its third rating member: when its row is asked for, the blend uses
+that fit, otherwise the blend fits its own when its weights give it a share (AutoRec only under a protocol
+that reports ratings). A model that fails is a row with its error, not a gap."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -25,15 +28,16 @@ from typing import Any, Final
 
 import numpy as np
 
-from pipeline.core.defaults import DEFAULT_CANDIDATES, PRIMARY_PROTOCOL, WARM_START_EPOCHS
+from pipeline.core.defaults import AUTOREC_MAX_CELLS, DEFAULT_CANDIDATES, PRIMARY_PROTOCOL, WARM_START_EPOCHS
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
-from pipeline.evaluation.protocol import ModelFactory, run_evaluation
+from pipeline.evaluation.protocol import ModelFactory, reports_ratings, run_evaluation
 from pipeline.evaluation.report import EvaluationReport
 from pipeline.evaluation.weight_search import choose_weights, validation_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
+from pipeline.models.autorec import AutoRec, autorec_fits
 from pipeline.models.base import Recommender
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.members import member_factories, warm_or_new
@@ -54,6 +58,7 @@ from pipeline.models.vectors import VectorModel
 # on (``EVALUATION_ONLY_MODELS``; a model reading movie content takes it from there).
 EVALUATION_ONLY: dict[str, Callable[[TrainingData], Recommender]] = {
     "als": lambda data: ALS(),
+    "autorec": lambda data: AutoRec(),
     "bpr": lambda data: BPR(),
     "lmf": lambda data: LMF(),
     "item_knn": lambda data: ItemKNN(),
@@ -93,6 +98,7 @@ class EvaluationOutcome:
             "rerank_weight": w.rerank_weight,
             "als_weight": w.als_weight,
             "member_weights": dict(w.members),
+            "autorec_weight": w.autorec_weight,
             "blend_validation": self.blend_validation,
             "cold_start": self.cold_start,
         }
@@ -123,6 +129,7 @@ def evaluate_all(
     extra: Sequence[str] = (),
     warm_epochs: int = WARM_START_EPOCHS,
     members: Sequence[str] = (),
+    autorec_max_cells: int = AUTOREC_MAX_CELLS,
 ) -> EvaluationOutcome:
     """Every model on the same splits in one run; ``extra`` names evaluation-only models (``EVALUATION_ONLY``)
     reported beside the baselines; ``members`` the further ranking members the weight search may give a
@@ -130,6 +137,8 @@ def evaluate_all(
     search and, when it gets a share, on the protocol's train split for the blend row (under
     ``WARM_PROTOCOLS`` starting from the search's fit where the member can: ``members.warm_or_new``); each
     is also a row of its own after the blend's, that same fit when it has a share (its fit time then 0).
+    AutoRec joins the rating blend's search where the protocol's users x movies are at most
+    ``autorec_max_cells`` (``Settings.autorec_max_cells``).
 
     Per protocol the network is trained twice: from scratch on the validation split carved out of that
     protocol's train data (``validation_split``), which chooses the blend weights (``choose_weights``), then
@@ -210,10 +219,18 @@ def evaluate_all(
             make_als=ALS,
             network=searched[protocol],
             members=searched_members[protocol],
+            make_autorec=AutoRec if autorec_fits(train, autorec_max_cells) else None,
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
         if chosen.als_weight > 0 and (protocol, "als") not in rows:  # no "als" row: fitted here only
             rows[protocol, "als"] = ALS().fit(train)
+        # A protocol that reports no ratings never asks the blend row for them: it skips AutoRec's fit and
+        # scores ratings with the network alone (the report keeps the chosen weights).
+        scored = chosen
+        if not reports_ratings(protocol):
+            scored = dataclasses.replace(chosen, rating_weight=1.0, autorec_weight=0.0)
+        elif chosen.autorec_weight > 0 and (protocol, "autorec") not in rows:
+            rows[protocol, "autorec"] = AutoRec().fit(train)
         # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
         # like the network, it starts from the search's fit where the protocol and the member allow.
         chosen_members = blend_members[protocol] = {
@@ -224,13 +241,14 @@ def evaluate_all(
         return BlendRecommender(
             fitted[protocol],
             ease[protocol],
-            chosen,
+            scored,
             mf[protocol],
             rating_scale(train),
             DEFAULT_CANDIDATES,
             train.binary_matrix(),
             als=rows.get((protocol, "als")),
             members=chosen_members,
+            autorec=rows.get((protocol, "autorec")),
         )
 
     factories: dict[str, ModelFactory] = {

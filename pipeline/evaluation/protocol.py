@@ -155,11 +155,16 @@ def evaluate_model(
     relevant movie and a fixed sample of ``max_users`` was evaluated; None: every one); users are scored
     ``batch_size`` at a time, so memory is bounded by ``batch_size x n_items`` scores.
     """
-    if protocol == "random":
+    if reports_ratings(protocol):
         return _rating_metrics(model, test)
     if protocol == "temporal":
         return _ranking_metrics(model, train, test, k, batch_size, relevance_threshold, max_users)
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
+
+
+def reports_ratings(protocol: str) -> bool:
+    """Whether ``protocol``'s metrics come from predicted ratings (RMSE, MAE) rather than rankings."""
+    return protocol == "random"
 
 
 def run_evaluation(

@@ -194,14 +194,36 @@ def _member_figures(
 
 
 def _rating_figures(
-    network: Recommender, partner: Recommender, inner_test: Interactions, grid: Sequence[float]
-) -> tuple[float, dict[float, float]]:
-    """RMSE of the rating blend at every weight on ``inner_test``, and the best weight (ties favour the
-    network)."""
+    network: Recommender,
+    partner: Recommender,
+    autorec: Recommender | None,
+    inner_test: Interactions,
+    grid: Sequence[float],
+) -> tuple[float, float, dict[str, dict[float, float]]]:
+    """RMSE of the rating blend on ``inner_test`` at every network share in ``grid`` and, with ``autorec``,
+    every AutoRec share in ``grid`` beside it (the pair summing to at most 1, biased MF the rest); the best
+    ``(network share, AutoRec share)`` (ties favour the network, then less AutoRec) and the figures:
+    ``"rmse"`` per network share with AutoRec at 0, ``"rmse.autorec=<share>"`` per network share at each
+    other AutoRec share."""
     net = network.predict(inner_test.users, inner_test.items).astype(np.float64)
     other = partner.predict(inner_test.users, inner_test.items).astype(np.float64)
-    figures = {round(float(w), 3): rmse(w * net + (1 - w) * other, inner_test.ratings) for w in grid}
-    return min(figures, key=lambda w: (figures[w], -w)), figures
+    third = np.zeros_like(net) if autorec is None else autorec.predict(inner_test.users, inner_test.items)
+    third = np.asarray(third, np.float64)
+    figures: dict[str, dict[float, float]] = {}
+    best: tuple[float, float, float] | None = None  # (rmse, -network share, AutoRec share)
+    shares = [round(float(w), 3) for w in grid]
+    for a in shares if autorec is not None else [0.0]:
+        series = "rmse" if a == 0 else f"rmse.autorec={a}"
+        for w in shares:
+            if w + a > 1.0 + 1e-9:
+                continue
+            mixed = w * net + (1 - w) * other if a == 0 else w * net + a * third + (1 - w - a) * other
+            figures.setdefault(series, {})[w] = value = rmse(mixed, inner_test.ratings)
+            if best is None or (value, -w, a) < best:
+                best = (value, -w, a)
+    if best is None:
+        raise ValueError("the rating grid is empty")
+    return -best[1], best[2], figures
 
 
 # The rating-head term is in units of the ratings' standard deviation; the cheap terms are standardised.
@@ -375,6 +397,7 @@ def choose_weights(
     als_grid: Sequence[float] = _GRID,
     network: Recommender | None = None,
     members: Mapping[str, Recommender] | None = None,
+    make_autorec: Callable[[], Recommender] | None = None,
 ) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
@@ -383,7 +406,9 @@ def choose_weights(
     summing to at most 1 (EASE has the rest): at step 0.1 a 66-point simplex, about 6 times the 11 points
     of the network share alone (measured on ML-100K: see ``docs/model.md``); each point costs one scoring of
     the validation users. Then, with those fixed, the rating-head weight does the same; the rating weight
-    minimises the RMSE of the same held-out ratings. One network instead of one per weight keeps a weekly
+    minimises the RMSE of the same held-out ratings, with ``make_autorec`` (AutoRec,
+    the rating blend's third member) together with AutoRec's share over the same kind of simplex (biased MF
+    has the rest). One network instead of one per weight keeps a weekly
     training at three network fits. ``rerank_grid`` (0,): no rating-head term. Without ``make_als`` the ALS
     share is 0. ``network``: one already fitted on ``validation_split(train)``'s train part (the evaluation's
     protocol network starts from it; ``make_network`` is then None), else ``make_network()`` is fitted here.
@@ -391,7 +416,8 @@ def choose_weights(
     Figures (``_ranking_figures``): {"ndcg@k": per network share with EASE alone; with ``make_als``
     "ndcg@k.als=<share>" per network share at each ALS share, "als_ndcg@k" per ALS share the best over the
     network shares and "als_network_weight" that network share; "rerank_ndcg@k": per rating-head weight,
-    "rmse": per rating weight}; with ``movies`` (the catalogue's content, by movie index) also the diversity
+    "rmse": per rating weight with AutoRec at 0, "rmse.autorec=<share>" per rating weight at each other
+    AutoRec share}; with ``movies`` (the catalogue's content, by movie index) also the diversity
     trade-off of the chosen blend (``diversity_figures``: "diversity.*" per strength, "penalty.*" per
     penalty), from the same candidates.
     """
@@ -448,11 +474,17 @@ def choose_weights(
             )
         if movies is not None:
             figures.update(diversity_figures(pool, rerank_weight, inner_train, pool_test, movies, k))
-    rating_weight, figures["rmse"] = _rating_figures(
-        network, make_rating_partner().fit(inner_train), inner_test, grid
+    autorec = make_autorec().fit(inner_train) if make_autorec is not None else None
+    rating_weight, autorec_weight, rating_figures = _rating_figures(
+        network, make_rating_partner().fit(inner_train), autorec, inner_test, grid
     )
+    figures.update(rating_figures)
     return dataclasses.replace(
-        shares, rating_weight=rating_weight, rerank_weight=rerank_weight, figures=figures
+        shares,
+        rating_weight=rating_weight,
+        autorec_weight=autorec_weight,
+        rerank_weight=rerank_weight,
+        figures=figures,
     )
 
 

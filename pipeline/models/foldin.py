@@ -319,7 +319,8 @@ class FoldIn:
         blend = BlendRecommender(
             _FoldedNetwork(self, user),
             partner,
-            self.model.weights.without_members(keep=members),  # the others need the user's own training
+            # the other members and AutoRec need the user's own training
+            self.model.weights.without_members(keep=members).without_autorec(),
             self.model.mf,
             self.model.rating_scale,
             als=folded_als,

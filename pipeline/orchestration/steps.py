@@ -217,6 +217,7 @@ def evaluate(
         extra=settings.weekly_models,
         members=members,
         warm_epochs=settings.warm_start_epochs,
+        autorec_max_cells=settings.autorec_max_cells,
     )
     report_path = write_report(settings, outcome)  # written first: it holds a failed model's error
     outcome.check_published()
@@ -507,7 +508,7 @@ def report(results: dict[str, Any]) -> str:
             f"(weights: ranking network {weights['weight']}, ALS {weights.get('als_weight', 0.0)}, "
             + "".join(f"{name} {share:.3g}, " for name, share in (weights.get("members") or {}).items())
             + f"rating head {weights['rerank_weight']}, "
-            f"ratings {weights['rating_weight']})"
+            f"ratings network {weights['rating_weight']}, AutoRec {weights.get('autorec_weight', 0.0)})"
         )
         if table := tradeoff_lines(evaluation.get("tradeoff", [])):
             lines.append("diversity trade-off on the validation split (top 10):")

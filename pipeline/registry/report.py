@@ -73,6 +73,7 @@ def blend_line(report: dict[str, Any]) -> str:
             "rerank_weight": report["rerank_weight"],
             "als_weight": report.get("als_weight", 0.0),
             "members": report.get("member_weights") or {},
+            "autorec_weight": report.get("autorec_weight", 0.0),
         }
     )
     return f"published = blend: {weights.describe()} (weights chosen on validation splits of the train data)"

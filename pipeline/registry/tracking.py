@@ -92,6 +92,7 @@ def log_training_run(
         blend_rating_weight=str(published.weights.rating_weight),
         blend_rerank_weight=str(published.weights.rerank_weight),
         blend_als_weight=str(published.weights.als_weight),
+        blend_autorec_weight=str(published.weights.autorec_weight),
     )
     params.update({f"blend_member_weight.{n}": str(w) for n, w in published.weights.members.items()})
     params.update({f"blend_member_started.{n}": str(m.started) for n, m in published.members.items()})

@@ -2,7 +2,7 @@
 
 It is exactly what the evaluation reports as ``blend``: the hybrid network's dot product with EASE,
 implicit-feedback ALS and the further members the weight search chose (e.g. SASRec) plus its rating head for
-ranking, the network with biased MF for ratings, mixed with the weights chosen on validation data
+ranking, the network with biased MF and AutoRec for ratings, mixed with the weights chosen on validation data
 (``pipeline.models.blend.scorer.BlendRecommender``). Keeping the partners inside one artefact is what makes
 the served lists the evaluated ones.
 
@@ -18,7 +18,9 @@ On disk (``save``/``load``)::
                   share is 0, as in every artefact written before ALS joined the blend)
     member-<name>.npz  each further ranking member with a share (``pipeline.models.blend.members``, e.g.
                   SASRec): its user and movie vectors and config (``VectorModel.save``)
-    mf.npz        biased MF's factors and biases (absent when the network has the whole rating weight)
+    mf.npz        biased MF's factors and biases (absent when its share of the ratings is 0)
+    autorec.npz   AutoRec's movie codes, decoder and config (``AutoRec.save``; absent when its share of the
+                  ratings is 0, as in every artefact written before AutoRec joined the blend)
     blend.json    the weights, the rating-head term's unit, the partners' names and configs
 """
 
@@ -35,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.features.interactions import Interactions
+from pipeline.models.autorec import AutoRec
 from pipeline.models.base import check_fitted
 from pipeline.models.baselines import EASE, EASE_MAX_ITEMS, BiasedMF, BiasedMFConfig, EASEConfig
 from pipeline.models.blend.members import MEMBERS
@@ -61,14 +64,17 @@ class PublishedBlend:
     rating_scale: float = 1.0  # the rating-head term's unit: the standard deviation of the train ratings
     als: ALS | None = None  # implicit ALS, fitted on the same ratings (its ranking share > 0 only)
     members: dict[str, VectorModel] = field(default_factory=dict)  # by name, fitted on the same ratings
+    autorec: AutoRec | None = None  # the rating blend's third member (its rating share > 0 only)
 
     def __post_init__(self) -> None:
         if self.weights.ease_weight > 0 and self.ease is None:
             raise ValueError("an EASE share above 0 (network and ALS below 1) needs the EASE partner")
         if self.weights.als_weight > 0 and self.als is None:
             raise ValueError("an ALS weight above 0 needs the ALS partner")
-        if self.weights.rating_weight < 1 and self.mf is None:
+        if self.weights.mf_weight > 0 and self.mf is None:
             raise ValueError("a rating weight below 1 needs the biased MF partner")
+        if self.weights.autorec_weight > 0 and self.autorec is None:
+            raise ValueError("an AutoRec weight above 0 needs the AutoRec partner")
         self._blend = BlendRecommender(
             self.network,
             self.ease,
@@ -77,6 +83,7 @@ class PublishedBlend:
             self.rating_scale,
             als=self.als,
             members=self.members,
+            autorec=self.autorec,
         )
 
     # --- building ---------------------------------------------------------------------------------------
@@ -103,7 +110,8 @@ class PublishedBlend:
         ease_config = ease_config or EASEConfig()
         ease = EASE(ease_config).fit(train) if weights.ease_weight > 0 else None
         als = ALS(als_config).fit(train) if weights.als_weight > 0 else None
-        mf = BiasedMF().fit(train) if weights.rating_weight < 1 else None
+        mf = BiasedMF().fit(train) if weights.mf_weight > 0 else None
+        autorec = AutoRec().fit(train) if weights.autorec_weight > 0 else None
         factories = members or {}
         missing = sorted(set(weights.active_members) - set(factories))
         if missing:
@@ -119,6 +127,7 @@ class PublishedBlend:
             rating_scale(train),
             als,
             fitted,
+            autorec,
         )
 
     # --- scoring ----------------------------------------------------------------------------------------
@@ -174,6 +183,8 @@ class PublishedBlend:
             self.als.save(directory / "als.npz")
         for name, member in self.members.items():
             member.save(directory / f"member-{name}.npz")
+        if self.autorec is not None:
+            self.autorec.save(directory / "autorec.npz")
         if self.mf is not None:
             mu, user_factors, item_factors, user_bias, item_bias = self.mf.parameters()
             np.savez(
@@ -197,6 +208,7 @@ class PublishedBlend:
                     "mf_factors": self.mf.config.factors if self.mf else None,
                     "als_partner": "als" if self.als else None,
                     "als_config": dataclasses.asdict(self.als.config) if self.als else None,
+                    "autorec_config": dataclasses.asdict(self.autorec.config) if self.autorec else None,
                     "member_files": {name: f"member-{name}.npz" for name in self.members},
                     "meta": self.meta,
                 },
@@ -233,6 +245,8 @@ class PublishedBlend:
             mf.user_bias_, mf.item_bias_ = arrays["user_bias"], arrays["item_bias"]
             mf.mu_, mf.rating_range_ = float(arrays["mu"]), tuple(arrays["rating_range"].tolist())
         als = ALS.load(directory / "als.npz") if (directory / "als.npz").exists() else None
+        autorec_file = directory / "autorec.npz"
+        autorec = AutoRec.load(autorec_file) if autorec_file.exists() else None
         members = {
             name: MEMBERS[name].kind.load(directory / file)
             for name, file in (spec.get("member_files") or {}).items()
@@ -247,4 +261,5 @@ class PublishedBlend:
             float(spec.get("rating_scale", 1.0)),
             als,
             members,
+            autorec,
         )

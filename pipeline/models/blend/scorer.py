@@ -35,7 +35,8 @@ def standardise(scores: np.ndarray) -> np.ndarray:
 
 class BlendRecommender:
     """Ranking: see the module doc (``rerank_weight`` 0: no rating-head term).
-    Ratings: ``rating_weight`` x network + (1 - ``rating_weight``) x ``rating_partner``. The weights are one
+    Ratings: ``rating_weight`` x network + ``autorec_weight`` x ``autorec`` + the rest (``mf_weight``) x
+    ``rating_partner`` (biased MF), each needed only when its share is above 0. The weights are one
     ``BlendWeights`` value; with ``rerank_weight`` > 0 the network must be a ``RatingMatrix`` too. ``partner``
     is EASE (needed when its share ``weights.ease_weight`` > 0), ``als`` implicit ALS (needed when
     ``weights.als_weight`` > 0), ``members`` the further ranking members by name (each needed when its share
@@ -59,6 +60,7 @@ class BlendRecommender:
         rated: sp.csr_matrix | None = None,
         als: Scorer | None = None,
         members: Mapping[str, Scorer] | None = None,
+        autorec: Scorer | None = None,
     ) -> None:
         if rating_scale <= 0:
             raise ValueError(f"rating scale must be > 0, got {rating_scale}")
@@ -70,10 +72,12 @@ class BlendRecommender:
         missing = sorted(set(weights.active_members) - set(self.members))
         if missing:
             raise ValueError(f"the blend gives {missing} a share but has no such member")
-        if weights.rating_weight < 1 and rating_partner is None:
+        if weights.mf_weight > 0 and rating_partner is None:
             raise ValueError("a rating weight below 1 needs a rating partner")
+        if weights.autorec_weight > 0 and autorec is None:
+            raise ValueError("an AutoRec weight above 0 needs the AutoRec member")
         self.network, self.partner, self.rating_partner = network, partner, rating_partner
-        self.als = als
+        self.als, self.autorec = als, autorec
         self.weights, self.rating_scale = weights, rating_scale
         if candidates and rated is None:
             raise ValueError("re-ranking candidates needs the rated movies to retrieve around")
@@ -96,17 +100,35 @@ class BlendRecommender:
         return self.weights.rerank_weight
 
     def fit(self, train: Interactions) -> BlendRecommender:
-        for member in (self.network, self.partner, self.als, self.rating_partner, *self.members.values()):
+        fitted = (
+            self.network,
+            self.partner,
+            self.als,
+            self.rating_partner,
+            self.autorec,
+            *self.members.values(),
+        )
+        for member in fitted:
             if isinstance(member, Recommender):
                 member.fit(train)
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        ratings = np.asarray(self.network.predict(users, items), np.float64)
-        if self.rating_partner is not None and self.rating_weight < 1:
-            other = np.asarray(self.rating_partner.predict(users, items), np.float64)
-            ratings = self.rating_weight * ratings + (1 - self.rating_weight) * other
-        return ratings.astype(np.float32)
+        w = self.weights
+        if w.mf_weight == 0 and w.autorec_weight == 0:
+            return np.asarray(self.network.predict(users, items), np.float32)
+        terms = [
+            (w.rating_weight, self.network),
+            (w.autorec_weight, self.autorec),
+            (w.mf_weight, self.rating_partner),
+        ]
+        ratings: np.ndarray | None = None
+        for share, member in terms:
+            if share == 0 or member is None:  # a member with a share was checked by the constructor
+                continue
+            part = share * np.asarray(member.predict(users, items), np.float64)
+            ratings = part if ratings is None else ratings + part
+        return np.asarray(ratings, np.float32)
 
     def retrieval_scores(self, users: np.ndarray) -> np.ndarray:
         """The cheap terms (network dot product, ALS, the members, EASE) for every movie: len(users) x

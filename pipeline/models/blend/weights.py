@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -18,6 +19,7 @@ class WeightsDict(TypedDict):
     rerank_weight: float
     als_weight: float
     members: dict[str, float]
+    autorec_weight: float
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class BlendWeights:
     The ranking's cheap terms have shares summing to 1: ``weight`` the network's dot product, ``als_weight``
     implicit-feedback ALS, ``members`` those of further models by name (``pipeline.models.blend.members``,
     e.g. SASRec), EASE the rest (``ease_weight``).
-    ``rating_weight``: the network's share of the predicted ratings (biased MF has the rest);
+    ``rating_weight``: the network's share of the predicted ratings and ``autorec_weight`` AutoRec's
+    (``pipeline.models.autorec``), summing to at most 1: biased MF has the rest (``mf_weight``);
     ``rerank_weight``: the rating head's term in the ranking, in units of the train ratings' standard
     deviation (0: none).
     """
@@ -38,10 +41,11 @@ class BlendWeights:
     rerank_weight: float = 0.0
     als_weight: float = 0.0
     members: dict[str, float] = field(default_factory=dict)
+    autorec_weight: float = 0.0
     figures: dict[str, dict[float, float]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("weight", "rating_weight", "als_weight"):
+        for name in ("weight", "rating_weight", "als_weight", "autorec_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"blend {name} must be within [0, 1], got {getattr(self, name)}")
         for name, share in self.members.items():
@@ -52,6 +56,11 @@ class BlendWeights:
                 f"blend weight + als_weight + the members' shares must be at most 1 (EASE has the rest), "
                 f"got {self.weight} + {self.als_weight} + {sum(self.members.values())}"
             )
+        if self.rating_weight + self.autorec_weight > 1.0 + _SHARE_SLACK:
+            raise ValueError(
+                f"blend rating_weight + autorec_weight must be at most 1 (biased MF has the rest), "
+                f"got {self.rating_weight} + {self.autorec_weight}"
+            )
         if self.rerank_weight < 0:
             raise ValueError(f"blend rerank_weight must be >= 0, got {self.rerank_weight}")
 
@@ -59,6 +68,13 @@ class BlendWeights:
     def ease_weight(self) -> float:
         """EASE's share of the cheap terms: what the network and ALS leave (0 within float slack)."""
         rest = 1.0 - self.weight - self.als_weight - sum(self.members.values())
+        return rest if rest > _SHARE_SLACK else 0.0
+
+    @property
+    def mf_weight(self) -> float:
+        """Biased MF's share of the predicted ratings: what the network and AutoRec leave (0 within float
+        slack)."""
+        rest = 1.0 - self.rating_weight - self.autorec_weight
         return rest if rest > _SHARE_SLACK else 0.0
 
     @property
@@ -82,7 +98,18 @@ class BlendWeights:
             self.rerank_weight,
             min(self.als_weight / rest, 1.0),
             members={n: min(v / rest, 1.0) for n, v in self.active_members.items() if n not in dropped},
+            autorec_weight=self.autorec_weight,
         )
+
+    def without_autorec(self) -> BlendWeights:
+        """The same blend with AutoRec's share of the ratings given to the network and biased MF in their
+        proportion (the network alone when they had none): for a user AutoRec has no decoder weights for (a
+        new user folded in). Unchanged without an AutoRec share."""
+        if self.autorec_weight == 0:
+            return self
+        rest = self.rating_weight + self.mf_weight
+        rating_weight = min(self.rating_weight / rest, 1.0) if rest > _SHARE_SLACK else 1.0
+        return dataclasses.replace(self, rating_weight=rating_weight, autorec_weight=0.0)
 
     def to_dict(self) -> WeightsDict:
         """The weights as plain floats (JSON, XCom, ``blend.json``); ``figures`` stay out."""
@@ -92,18 +119,20 @@ class BlendWeights:
             "rerank_weight": self.rerank_weight,
             "als_weight": self.als_weight,
             "members": dict(self.members),
+            "autorec_weight": self.autorec_weight,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendWeights:
         """The inverse of ``to_dict``; a key that earlier versions did not write (``rerank_weight``,
-        ``als_weight``, ``members``) reads as 0 (no members)."""
+        ``als_weight``, ``members``, ``autorec_weight``) reads as 0 (no members)."""
         return cls(
             float(data["weight"]),
             float(data["rating_weight"]),
             float(data.get("rerank_weight", 0.0)),
             float(data.get("als_weight", 0.0)),
             {str(name): float(share) for name, share in (data.get("members") or {}).items()},
+            float(data.get("autorec_weight", 0.0)),
         )
 
     def describe(self) -> str:
@@ -117,5 +146,10 @@ class BlendWeights:
             ranking += " + EASE" if plain else f" + EASE x {self.ease_weight:.2f}"
         if self.rerank_weight > 0:
             ranking += f" + rating head x {self.rerank_weight:.2f}"
-        ratings = f"network x {self.rating_weight:.2f}" + (" + biased MF" if self.rating_weight < 1 else "")
+        ratings = f"network x {self.rating_weight:.2f}"
+        if self.autorec_weight > 0:
+            ratings += f" + AutoRec x {self.autorec_weight:.2f}"
+        if self.mf_weight > 0:
+            plain = self.autorec_weight == 0
+            ratings += " + biased MF" if plain else f" + biased MF x {self.mf_weight:.2f}"
         return f"ranking: {ranking}; ratings: {ratings}"

@@ -8,8 +8,10 @@ import pytest
 
 from pipeline.core.defaults import DEFAULT_CANDIDATES, TRADEOFF_PENALTIES, TRADEOFF_STRENGTHS
 from pipeline.evaluation import weight_search
+from pipeline.evaluation.protocol import evaluate_model
 from pipeline.evaluation.splits import random_split, temporal_split
 from pipeline.evaluation.weight_search import RERANK_GRID, choose_weights, tradeoff_table
+from pipeline.models.autorec import AutoRec
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.scorer import BlendRecommender
 from pipeline.models.blend.weights import BlendWeights
@@ -118,6 +120,31 @@ def test_rating_weight_is_chosen_on_validation_and_favours_the_better_predictor(
     assert errors[chosen.rating_weight] == min(errors.values())
     assert chosen.rating_weight > 0.5  # biased MF predicts ratings far better than the global mean
     assert errors[1.0] < errors[0.0]
+
+
+def test_autorec_takes_a_share_of_the_ratings_chosen_over_the_simplex(ml100k_dir):
+    train, _ = random_split(load_ml100k_slice(ml100k_dir))
+    chosen = choose_weights(BiasedMF, EASE, GlobalMean, train, rerank_grid=(0.0,), make_autorec=AutoRec)
+    rmse = {(0.0, w): value for w, value in chosen.figures["rmse"].items()}
+    for series, values in chosen.figures.items():
+        if series.startswith("rmse.autorec="):
+            share = float(series.removeprefix("rmse.autorec="))
+            assert all(w + share <= 1 + 1e-9 for w in values)
+            rmse.update({(share, w): value for w, value in values.items()})
+    assert len(rmse) == 66  # every (AutoRec, network) pair of the 0.1 grid summing to at most 1
+    assert rmse[chosen.autorec_weight, chosen.rating_weight] == min(rmse.values())
+    assert chosen.autorec_weight > 0 and chosen.mf_weight < 0.5  # the global mean is the weakest of three
+    # the figure is what the blend with those weights predicts on the same held-out ratings
+    inner_train, inner_test = weight_search.validation_split(train)
+    blend = BlendRecommender(
+        BiasedMF().fit(inner_train),
+        None,
+        BlendWeights(1.0, chosen.rating_weight, autorec_weight=chosen.autorec_weight),
+        GlobalMean().fit(inner_train),
+        autorec=AutoRec().fit(inner_train),
+    )
+    got = evaluate_model(blend, inner_train, inner_test, "random")["rmse"]
+    assert got == pytest.approx(min(rmse.values()), rel=1e-5)
 
 
 def test_rating_head_weight_is_chosen_on_validation(ml100k_data, first_300_users):

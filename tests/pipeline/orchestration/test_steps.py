@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from database.engine import sqlalchemy_url
+from pipeline.models.blend.weights import WeightsDict
 from pipeline.orchestration.steps import report
 from pipeline.registry.store import mlflow_client
 from tests.support.database import fetch_rows
@@ -56,13 +57,14 @@ def test_weekly_run_publishes_one_complete_list_per_user_without_rated_movies(we
     assert summary.rows == SLICE_USERS * TOP_N
     assert 0 < float(summary.catalogue_coverage) <= 1
     weights = results["evaluation"]["weights"]
-    assert set(weights) == {"weight", "rating_weight", "rerank_weight", "als_weight", "members"}
+    assert set(weights) == WeightsDict.__required_keys__  # every weight, as blend.json holds them
     assert set(weights["members"]) <= {"sasrec"}  # the default MOVIEREC_BLEND_MEMBERS
     shares = weights["weight"] + weights["als_weight"] + sum(weights["members"].values())
     assert 0 <= weights["als_weight"] and shares <= 1 + 1e-9
     assert (
         0 <= weights["weight"] <= 1 and 0 <= weights["rating_weight"] <= 1 and weights["rerank_weight"] >= 0
     )
+    assert 0 <= weights["autorec_weight"] and weights["rating_weight"] + weights["autorec_weight"] <= 1 + 1e-9
     assert "published batch" in results["report"]
 
 
@@ -133,7 +135,10 @@ def test_report_names_each_step_that_ran():
     lines = report(results).splitlines()
     assert lines[0] == "ingest run 3: 15,000 rows accepted, 2 rejected"
     assert "published blend NDCG@10 0.3123, network alone 0.2000, EASE 0.2500" in lines[1]
-    assert "(weights: ranking network 0.6, ALS 0.0, rating head 1.0, ratings 0.5)" in lines[1]
+    assert (
+        "(weights: ranking network 0.6, ALS 0.0, rating head 1.0, ratings network 0.5, AutoRec 0.0)"
+        in lines[1]
+    )
     assert lines[2].startswith("trained movierec-hybrid v4 in 12.5 s (MLflow run abc;")
     assert lines[3] == "gate: promoted: first champion"
     assert lines[4] == ("published batch 9 scored by v4: 150 users (0 on the fallback list), 3,000 rows")

@@ -192,3 +192,31 @@ def test_a_member_with_a_share_is_fitted_saved_and_loaded(tiny_blend, first_300_
         PublishedBlend.from_training(tiny_blend.network, first_300_users, weights)
     with pytest.raises(ValueError, match="no such member"):
         PublishedBlend(tiny_blend.network, tiny_blend.rated, weights, tiny_blend.ease)
+
+
+def test_an_autorec_share_is_fitted_saved_and_loaded(tiny_blend, first_300_users, tmp_path):
+    weights = BlendWeights(0.6, 0.3, 1.0, autorec_weight=0.5)
+    blend = PublishedBlend.from_training(tiny_blend.network, first_300_users, weights)
+    assert blend.autorec is not None and blend.mf is not None
+    users, items = np.repeat(np.arange(6), 5), np.tile(np.arange(5), 6)
+    network = blend.network.predict_index(users, items).astype(np.float64)
+    expected = (
+        0.3 * network + 0.5 * blend.autorec.predict(users, items) + 0.2 * blend.mf.predict(users, items)
+    )
+    np.testing.assert_allclose(blend.predict_index(users, items), expected, rtol=1e-5)
+    saved = blend.save(tmp_path / "with-autorec")
+    assert (saved / "autorec.npz").exists()
+    loaded = PublishedBlend.load(saved)
+    assert loaded.weights == weights and loaded.autorec is not None
+    np.testing.assert_array_equal(loaded.predict_index(users, items), blend.predict_index(users, items))
+    # the network and AutoRec with every rating share: no biased MF fitted
+    assert (
+        PublishedBlend.from_training(
+            tiny_blend.network, first_300_users, BlendWeights(0.6, 0.3, 1.0, autorec_weight=0.7)
+        ).mf
+        is None
+    )
+    # no AutoRec share: nothing fitted, nothing saved (what every artefact of earlier versions looks like)
+    assert tiny_blend.autorec is None and not (tiny_blend.save(tmp_path / "no-ar") / "autorec.npz").exists()
+    with pytest.raises(ValueError, match="needs the AutoRec partner"):
+        PublishedBlend(tiny_blend.network, tiny_blend.rated, weights, tiny_blend.ease, blend.mf)

@@ -17,6 +17,7 @@ def test_defaults_are_the_network_alone():
         "rerank_weight": 0.0,
         "als_weight": 0.0,
         "members": {},
+        "autorec_weight": 0.0,
     }
     assert weights.describe() == "ranking: network x 1.00; ratings: network x 1.00"
 
@@ -33,6 +34,8 @@ def test_defaults_are_the_network_alone():
         {"weight": 0.6, "als_weight": 0.5},  # the network and ALS may not take more than the whole
         {"members": {"sasrec": -0.1}},
         {"weight": 0.5, "als_weight": 0.2, "members": {"sasrec": 0.4}},  # nor with a member
+        {"autorec_weight": -0.1},
+        {"rating_weight": 0.6, "autorec_weight": 0.5},  # the network and AutoRec share the ratings
     ],
 )
 def test_out_of_range_weights_are_refused(kwargs):
@@ -43,7 +46,14 @@ def test_out_of_range_weights_are_refused(kwargs):
 def test_json_round_trip_keeps_the_weights_and_leaves_the_figures_out():
     weights = BlendWeights(0.6, 0.3, 1.5, figures={"ndcg@10": {0.6: 0.31}})
     data = json.loads(json.dumps(weights.to_dict()))
-    assert set(data) == {"weight", "rating_weight", "rerank_weight", "als_weight", "members"}
+    assert set(data) == {
+        "weight",
+        "rating_weight",
+        "rerank_weight",
+        "als_weight",
+        "members",
+        "autorec_weight",
+    }
     again = BlendWeights.from_dict(data)
     assert again == weights and again.figures == {}  # figures do not take part in equality
     older = BlendWeights.from_dict({"weight": 0.5, "rating_weight": 1})  # a blend.json of earlier versions
@@ -92,3 +102,32 @@ def test_members_take_their_shares_from_eases_and_leave_them_for_a_folded_in_use
     assert weights.without_members(keep={"sasrec"}) == weights  # nothing to drop
     with pytest.raises(ValueError, match="those members alone"):
         BlendWeights(0.0, members={"sasrec": 1.0}).without_members()
+
+
+def test_autorec_shares_the_ratings_with_the_network_and_biased_mf_has_the_rest():
+    weights = BlendWeights(0.6, 0.3, autorec_weight=0.5)
+    assert weights.mf_weight == pytest.approx(0.2)
+    again = BlendWeights.from_dict(json.loads(json.dumps(weights.to_dict())))
+    assert again == weights and again.autorec_weight == 0.5
+    assert weights.describe().endswith("ratings: network x 0.30 + AutoRec x 0.50 + biased MF x 0.20")
+    # a pair whose float sum is a hair off 1 leaves biased MF nothing
+    assert BlendWeights(rating_weight=0.3, autorec_weight=0.7).mf_weight == 0.0
+    assert (
+        BlendWeights(rating_weight=0.3, autorec_weight=0.7)
+        .describe()
+        .endswith("network x 0.30 + AutoRec x 0.70")
+    )
+    # a folded-in user keeps the rating shares
+    assert (
+        BlendWeights(0.5, 0.3, members={"sasrec": 0.5}, autorec_weight=0.4).without_members().autorec_weight
+        == 0.4
+    )
+
+
+def test_without_autorec_its_rating_share_goes_to_the_others_in_proportion():
+    weights = BlendWeights(0.5, 0.3, autorec_weight=0.5, figures={"rmse": {0.3: 0.9}})
+    rest = weights.without_autorec()
+    assert rest.autorec_weight == 0.0 and rest.rating_weight == pytest.approx(0.6)
+    assert rest.mf_weight == pytest.approx(0.4) and rest.weight == 0.5  # the ranking is untouched
+    assert BlendWeights(rating_weight=0.0, autorec_weight=1.0).without_autorec().rating_weight == 1.0
+    assert BlendWeights(0.5, 0.3).without_autorec() == BlendWeights(0.5, 0.3)
