@@ -68,8 +68,8 @@ BLEND_MEMBER_MODELS: Final = ("sasrec", "lightgcn", "bpr", "lmf")  # those that 
 BLEND_MEMBERS_MAX_RATINGS: Final = 500_000
 # AutoRec (pipeline.models.autorec) joins the rating blend up to this many users x movies: its encoder has a
 # weight per user per hidden unit and each pass multiplies every movie's full rating vector. ML-100K (1.6M
-# cells) fits in about 4 s on a 2-core CPU and takes the blend's RMSE from 0.889 to 0.877; ML-1M shape (22M
-# cells) would cost about 14 times that per fit, four fits a week (MOVIEREC_AUTOREC_MAX_CELLS).
+# cells) fits in about 2 s on a 2-core CPU and takes the blend's RMSE from 0.889 to 0.877; ML-1M shape (22M
+# cells) would cost about 14 times that per fit (MOVIEREC_AUTOREC_MAX_CELLS).
 AUTOREC_MAX_CELLS: Final = 5_000_000
 
 # Warm start (pipeline.models.hybrid.warm_start): the week's network starts from the champion's and trains
