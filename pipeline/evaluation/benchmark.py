@@ -17,7 +17,6 @@ that reports ratings). A model that fails is a row with its error, not a gap."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -225,10 +224,10 @@ def evaluate_all(
         if chosen.als_weight > 0 and (protocol, "als") not in rows:  # no "als" row: fitted here only
             rows[protocol, "als"] = ALS().fit(train)
         # A protocol that reports no ratings never asks the blend row for them: it skips AutoRec's fit and
-        # scores ratings with the network alone (the report keeps the chosen weights).
+        # scores ratings without it, as for a folded-in user (the report keeps the chosen weights).
         scored = chosen
         if not reports_ratings(protocol):
-            scored = dataclasses.replace(chosen, rating_weight=1.0, autorec_weight=0.0)
+            scored = chosen.without_autorec()
         elif chosen.autorec_weight > 0 and (protocol, "autorec") not in rows:
             rows[protocol, "autorec"] = AutoRec().fit(train)
         # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,

@@ -209,21 +209,18 @@ def _rating_figures(
     other = partner.predict(inner_test.users, inner_test.items).astype(np.float64)
     third = np.zeros_like(net) if autorec is None else autorec.predict(inner_test.users, inner_test.items)
     third = np.asarray(third, np.float64)
-    figures: dict[str, dict[float, float]] = {}
-    best: tuple[float, float, float] | None = None  # (rmse, -network share, AutoRec share)
     shares = [round(float(w), 3) for w in grid]
-    for a in shares if autorec is not None else [0.0]:
-        series = "rmse" if a == 0 else f"rmse.autorec={a}"
-        for w in shares:
-            if w + a > 1.0 + 1e-9:
-                continue
-            mixed = w * net + (1 - w) * other if a == 0 else w * net + a * third + (1 - w - a) * other
-            figures.setdefault(series, {})[w] = value = rmse(mixed, inner_test.ratings)
-            if best is None or (value, -w, a) < best:
-                best = (value, -w, a)
-    if best is None:
-        raise ValueError("the rating grid is empty")
-    return -best[1], best[2], figures
+    errors = {  # (AutoRec share, network share) -> RMSE; at AutoRec 0 the same floats as the two-way mix
+        (a, w): rmse(w * net + a * third + (1 - w - a) * other, inner_test.ratings)
+        for a in (shares if autorec is not None else [0.0])
+        for w in shares
+        if w + a <= 1.0 + 1e-9
+    }
+    figures: dict[str, dict[float, float]] = {}
+    for (a, w), value in errors.items():
+        figures.setdefault("rmse" if a == 0 else f"rmse.autorec={a}", {})[w] = value
+    autorec_weight, rating_weight = min(errors, key=lambda pair: (errors[pair], -pair[1], pair[0]))
+    return rating_weight, autorec_weight, figures
 
 
 # The rating-head term is in units of the ratings' standard deviation; the cheap terms are standardised.

@@ -41,7 +41,7 @@ from pipeline.features.interactions import Interactions
 from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted, dot_scores
 from pipeline.models.saved import load_arrays, save_arrays
 
-__all__ = ["AUTOREC_MAX_CELLS", "AutoRec", "AutoRecConfig", "autorec_fits"]
+__all__ = ["AutoRec", "AutoRecConfig", "autorec_fits"]
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)

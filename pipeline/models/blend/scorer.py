@@ -115,8 +115,6 @@ class BlendRecommender:
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         w = self.weights
-        if w.mf_weight == 0 and w.autorec_weight == 0:
-            return np.asarray(self.network.predict(users, items), np.float32)
         terms = [
             (w.rating_weight, self.network),
             (w.autorec_weight, self.autorec),
