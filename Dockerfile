@@ -16,6 +16,12 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     AIRFLOW__CORE__DAGS_FOLDER=/app/dags \
     HF_HUB_OFFLINE=1
 
+# implicit (ALS, BPR, logistic MF) is built with OpenMP against the system's libgomp, which the slim image
+# lacks; torch's wheels bring their own copy, so a process that imported torch first hid the gap.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 # torch first, at the version constraints.txt pins; the rest resolves around it. A short timeout and one
 # retry keep an unreachable index from stalling the build before the PyPI fallback.

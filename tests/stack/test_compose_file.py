@@ -270,6 +270,15 @@ def test_images_declare_no_volume_so_no_anonymous_volume_outlives_down() -> None
         )
 
 
+def test_the_project_image_has_the_openmp_runtime_implicit_links() -> None:
+    # implicit's extension needs the system's libgomp.so.1; the slim base lacks it, and a process that
+    # imported torch first (which ships its own) hid the gap until the train step imported implicit alone.
+    text = (ROOT / "Dockerfile").read_text()
+    step = text[text.index("apt-get install") :].split("\n\n", 1)[0]
+    assert "libgomp1" in step
+    assert text.index("libgomp1") < text.index('pip install -c constraints.txt ".')
+
+
 def test_torch_falls_back_to_pypi_when_its_index_does_not_answer() -> None:
     text = (ROOT / "Dockerfile").read_text()
     step = text[text.index("RUN torch=") :].split("\nCOPY", 1)[0]
