@@ -62,9 +62,9 @@ WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 BLEND_MEMBERS: Final = ("sasrec",)
 BLEND_MEMBER_MODELS: Final = ("sasrec", "lightgcn", "bpr", "lmf")  # those that can be (one vector per user)
 # Above this many ratings the members are not offered (MOVIEREC_BLEND_MEMBERS_MAX_RATINGS): SASRec's
-# single-threaded fits grow with the ratings. On a 2-core CPU one of its epochs takes 2 to 3 s at ML-100K
-# and 23 s at ML-1M shape, so a weekly run's three fits (validation, protocol, final) would add about 15
-# minutes at ML-1M and hours at ML-25M, where the weekly time targets have no room for them.
+# single-threaded fits grow with the ratings. On a 2-core CPU one of its epochs takes about 1 s at ML-100K
+# and 17 s at ML-1M's shape (synthetic), so a weekly run's three fits (validation, protocol, final) would add
+# about 6 minutes at ML-1M and hours at ML-25M, where the weekly time targets have no room for them.
 BLEND_MEMBERS_MAX_RATINGS: Final = 500_000
 # AutoRec (pipeline.models.autorec) joins the rating blend up to this many users x movies: its encoder has a
 # weight per user per hidden unit and each pass multiplies every movie's full rating vector. ML-100K (1.6M
