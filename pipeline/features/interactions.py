@@ -12,6 +12,15 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def sorted_positions(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each of ``values``' position in ``sorted_values`` (ascending), -1 where it is absent: a binary search,
+    so ``sorted_values`` is not sorted again per call as ``np.isin`` would."""
+    if len(sorted_values) == 0:
+        return np.full(np.shape(values), -1, np.int64)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return np.where(sorted_values[at] == values, at, -1)
+
+
 @dataclass(frozen=True)
 class IdMap:
     """Database ids (sorted) and their dense indices."""
@@ -27,11 +36,7 @@ class IdMap:
 
     def index(self, ids: np.ndarray) -> np.ndarray:
         """Dense indices of ``ids``; -1 where an id is unknown."""
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.searchsorted(self.ids, ids)
-        pos = np.clip(pos, 0, max(len(self.ids) - 1, 0))
-        known = (len(self.ids) > 0) & (self.ids[pos] == ids) if len(self.ids) else np.zeros(len(ids), bool)
-        return np.where(known, pos, -1)
+        return sorted_positions(self.ids, np.asarray(ids, dtype=np.int64))
 
     def to_list(self) -> list[int]:
         return self.ids.tolist()

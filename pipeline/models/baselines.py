@@ -8,7 +8,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from pydantic.dataclasses import dataclass
 from scipy.linalg import lapack
 
-from pipeline.features.interactions import Interactions
+from pipeline.features.interactions import Interactions, sorted_positions
 from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
 
 # --- GlobalMean ---------------------------------------------------------------------------------------------
@@ -380,6 +380,4 @@ class EASE:
 
     def _positions(self, items: np.ndarray) -> np.ndarray:
         """Each catalogue index's row in ``weights_`` (-1: not kept)."""
-        kept = check_fitted(self.kept_, self.name)
-        at = np.minimum(np.searchsorted(kept, items), max(len(kept) - 1, 0))
-        return np.where((len(kept) > 0) & (kept[at] == items), at, -1)
+        return sorted_positions(check_fitted(self.kept_, self.name), items)
