@@ -149,13 +149,16 @@ def test_fitting_is_deterministic_whatever_torchs_thread_count_and_leaves_the_gl
     assert not np.array_equal(one.score_users(users[:5]), other_seed.score_users(users[:5]))
 
 
-@pytest.mark.parametrize(("loss", "negatives"), [("bce", 0), ("softmax", 0), ("softmax", 64)])
+@pytest.mark.parametrize(
+    ("loss", "negatives", "per_target"),
+    [("bce", 0, 1), ("bce", 0, 4), ("softmax", 0, 4), ("softmax", 64, 4)],
+)
 def test_training_lowers_the_loss_and_ranks_the_next_movies_above_random_ones(
-    ml100k_dir, loss, negatives
+    ml100k_dir, loss, negatives, per_target
 ) -> None:
     train, test = temporal_split(load_ml100k_slice(ml100k_dir))
     config = SASRecConfig(factors=32, blocks=1, max_length=30, epochs=8, batch_size=16, learning_rate=3e-3)
-    config = dataclasses.replace(config, loss=loss, negatives=negatives)
+    config = dataclasses.replace(config, loss=loss, negatives=negatives, negatives_per_target=per_target)
     model = SASRec(config, random_content(train.n_items)).fit(train)
     assert len(model.losses_) == 8 and model.losses_[-1] < 0.8 * model.losses_[0]
     scores = model.score_users(np.arange(train.n_users))
@@ -177,6 +180,8 @@ def test_the_config_is_validated() -> None:
         SASRecConfig(learning_rate=float("nan"))
     with pytest.raises(ValidationError, match="loss"):
         SASRecConfig(loss="hinge")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="negatives_per_target"):
+        SASRecConfig(negatives_per_target=0)
     with pytest.raises((TypeError, ValidationError)):
         SASRecConfig(block=2)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="SASRecConfig"):
