@@ -23,7 +23,7 @@ from pipeline.evaluation.splits import temporal_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.vocab import MovieContent
 from pipeline.models.base import Recommender
-from pipeline.models.blend.scorer import BlendRecommender, rating_scale
+from pipeline.models.blend.scorer import BlendRecommender, rating_scale, standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.rerank import Diversifier, Rerank
 from pipeline.models.topn import scatter_rows
@@ -39,8 +39,10 @@ RANKING_SEARCH_CACHE_BYTES = 1 << 30
 
 
 class _Memo:
-    """A fitted member behind the ``Scorer`` protocol that keeps each block of users' scores within its
-    budget (bytes): scoring a block again returns the kept scores."""
+    """A fitted member behind the ``Scorer`` protocol that keeps each block of users' standardised scores
+    within its budget (bytes; ``StandardisedScorer``): the blend mixes a block again at the next weights
+    without scoring or standardising it again. The same floats as the member's scores standardised by the
+    blend (rounded to float32 first, as a blend reads any member's)."""
 
     def __init__(self, member: Recommender, budget: int) -> None:
         self.member, self.budget, self.used = member, budget, 0
@@ -51,11 +53,14 @@ class _Memo:
         return self.member.predict(users, items)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.member.score_users(users), np.float32)
+
+    def standardised_scores(self, users: np.ndarray) -> np.ndarray:
         key = np.asarray(users, np.int64).tobytes()
         kept = self._kept.get(key)
         if kept is not None:
             return kept
-        scores = np.asarray(self.member.score_users(users), np.float32)
+        scores = standardise(np.asarray(self.score_users(users), np.float64))
         if self.used + scores.nbytes <= self.budget:
             self._kept[key], self.used = scores, self.used + scores.nbytes
         return scores

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 from scipy.linalg import lapack
 
+from pipeline.core.sparse import torch_csr
 from pipeline.features.interactions import Interactions, sorted_positions
 from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
 
@@ -148,9 +150,11 @@ class BiasedMF:
         reg[:, f] = c.reg_bias
         diag = np.arange(d)
         solution = np.empty((rated.shape[0], d))
+        outer_t = torch.from_numpy(outer)
         for lo in range(0, rated.shape[0], c.block_rows):
             hi = min(lo + c.block_rows, rated.shape[0])
-            upper = np.asarray(rated[lo:hi] @ outer)
+            # torch's product runs on every thread (scipy's on one); of a 0/1 matrix, with scipy's floats
+            upper = (torch_csr(rated[lo:hi]) @ outer_t).numpy()
             gram = np.empty((hi - lo, d, d))
             gram[:, tri_r, tri_c] = upper
             gram[:, tri_c, tri_r] = upper

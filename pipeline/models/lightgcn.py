@@ -48,7 +48,6 @@ every point were written with ``--output`` to a scratch file, not to ``bench/res
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Self
 
 import numpy as np
@@ -58,6 +57,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from pydantic.dataclasses import dataclass
 
 from pipeline.core.device import one_torch_thread
+from pipeline.core.sparse import torch_csr
 from pipeline.features.interactions import Interactions, sorted_positions
 from pipeline.models.base import HYPERPARAMETERS
 from pipeline.models.implicit_mf import positives
@@ -90,16 +90,7 @@ def normalised_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     scale = np.zeros(n, np.float64)
     np.divide(1.0, np.sqrt(degree), out=scale, where=degree > 0)
     norm = sp.csr_matrix(sp.diags(scale) @ a @ sp.diags(scale), dtype=np.float32)
-    norm.sort_indices()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(norm.indptr.astype(np.int64)),
-            torch.from_numpy(norm.indices.astype(np.int64)),
-            torch.from_numpy(norm.data),
-            (n, n),
-            check_invariants=True,
-        )
+    return torch_csr(norm)
 
 
 class _SymmetricProduct(torch.autograd.Function):

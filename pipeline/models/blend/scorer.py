@@ -17,6 +17,7 @@ of the train split — never on the test split it is reported on."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +32,22 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     mean = scores.mean(axis=1, keepdims=True)
     std = scores.std(axis=1, keepdims=True)
     return (scores - mean) / np.where(std > 0, std, 1.0)
+
+
+@runtime_checkable
+class StandardisedScorer(Protocol):
+    """A ranking term that hands out its scores already standardised: a weight search that mixes the same
+    users' scores at many weights keeps them so, instead of standardising them again at every point."""
+
+    def standardised_scores(self, users: np.ndarray) -> np.ndarray: ...
+
+
+def standardised(member: Scorer, users: np.ndarray) -> np.ndarray:
+    """``member``'s scores of ``users`` standardised per user over the catalogue, float64 (its own when it
+    keeps them: ``StandardisedScorer``)."""
+    if isinstance(member, StandardisedScorer):
+        return member.standardised_scores(users)
+    return standardise(np.asarray(member.score_users(users), np.float64))
 
 
 class BlendRecommender:
@@ -141,7 +158,7 @@ class BlendRecommender:
                 continue
             if member is None:  # the constructor checked; a member set to None since is a bug
                 raise ValueError(f"a cheap-term share of {share} needs its member")
-            part = share * standardise(np.asarray(member.score_users(users), np.float64))
+            part = share * standardised(member, users)
             mixed = part if mixed is None else mixed + part
         if mixed is None:  # unreachable: the shares sum to 1
             raise ValueError("the blend has no cheap term")

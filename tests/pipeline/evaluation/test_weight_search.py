@@ -35,6 +35,23 @@ def test_ranking_weight_is_chosen_on_validation_and_favours_the_better_member(ml
     assert chosen.rerank_weight == 0.0 and chosen.figures["rerank_ndcg@10"] == {}
 
 
+def test_the_searchs_kept_scores_mix_to_the_blends_own_floats(ml100k_dir):
+    # The search keeps each member's standardised scores and mixes them at every point: the same floats
+    # as a blend that scores and standardises its members itself, kept or (over budget) not.
+    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
+    mf, ease, als = BiasedMF().fit(train), EASE().fit(train), ALS(ALSConfig(factors=16)).fit(train)
+    weights = BlendWeights(0.2, als_weight=0.3)
+    plain = BlendRecommender(mf, ease, weights, als=als).retrieval_scores(np.arange(60))
+    for budget in (1 << 30, 0):
+        memo = {
+            name: weight_search._Memo(m, budget) for name, m in (("mf", mf), ("ease", ease), ("als", als))
+        }
+        blend = BlendRecommender(memo["mf"], memo["ease"], weights, als=memo["als"])
+        for _ in range(2):  # the second time from the kept scores, when the budget keeps them
+            np.testing.assert_array_equal(blend.retrieval_scores(np.arange(60)), plain)
+        assert (memo["ease"].used > 0) == (budget > 0)
+
+
 def test_a_network_already_fitted_on_the_validation_split_is_used_as_it_is(ml100k_dir):
     train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
     inner_train, _ = weight_search.validation_split(train)
