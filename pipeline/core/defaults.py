@@ -58,8 +58,8 @@ WEEKLY_EVALUATION_MODELS: Final = ("als", "item_knn")
 # Models the blend's weight search may give a share of the ranking beside the network, ALS and EASE
 # (``pipeline.models.blend.members``; MOVIEREC_BLEND_MEMBERS overrides it, "" for none). SASRec: on ML-100K's
 # temporal validation split the blend with it ranks at NDCG@10 0.1945 against 0.1649 without, and on the
-# test split 0.214 against 0.196 (0.218 with four negatives per target in its loss, not the default;
-# bench/README.md, "Model quality"), for two more SASRec fits a week.
+# test split 0.214 against 0.196 (0.218 since its loss draws four negatives per target; bench/README.md,
+# "Model quality"), for two more SASRec fits a week.
 BLEND_MEMBERS: Final = ("sasrec",)
 BLEND_MEMBER_MODELS: Final = ("sasrec", "lightgcn", "bpr", "lmf")  # those that can be (one vector per user)
 # Above this many ratings the members are not offered (MOVIEREC_BLEND_MEMBERS_MAX_RATINGS): SASRec's

@@ -11,7 +11,7 @@ its validation fit (``warm_or_new``), and the published fit from the evaluation'
 saves (``save_starts``) and the train step reads back (``member_factories``' ``starts``). Each link sees a
 superset of the previous one's ratings; on ML-100K's temporal protocol a chain of two such links ranks as a
 fit from scratch does (NDCG@10 0.1643 alone against 0.1641, 0.2149 in the blend against 0.2138, with one
-negative per target in its loss, the default).
+negative per target in its loss).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ and the published batch stays; ``force`` publishes it; the figures are kept eith
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -19,6 +20,7 @@ from tests.support.weekly import TOP_N
 
 pytestmark = pytest.mark.e2e  # the weekly flow publishes the first batch
 
+EARLIER = datetime(1998, 1, 1, tzinfo=UTC)  # a cut-off fewer users have ratings by
 WIDE = Rerank(strength=1.0, popularity_penalty=5.0)  # the most diverse, least popular lists the re-rank makes
 
 
@@ -43,6 +45,7 @@ def test_lists_that_lose_their_tail_are_refused_and_kept_and_force_publishes_the
     # the weekly run's own batch had nothing to compare with
     assert first["list_metrics"]["release_check"] == {
         "compared_with": None,
+        "shared_users": None,
         "checks": [],
         "refused": False,
         "forced": False,
@@ -97,3 +100,49 @@ def test_refusals_never_prune_the_published_batch(weekly_copy, weekly_engine):
     assert batches[wide["batch_id"]][0] == "published"
     assert len(batches) == 3  # the published one and the 2 most recent refusals
     assert sorted(s for s, _ in batches.values()) == ["published", "refused", "refused"]
+
+
+def _top10_movies(engine, batch_id: int, users: set[int]) -> set[int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT user_id, movie_id FROM batch_recommendations WHERE batch_id = :b AND rank <= 10"),
+            {"b": batch_id},
+        ).all()
+    return {m for u, m in rows if u in users}
+
+
+def _users(engine, batch_id: int) -> set[int]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                text("SELECT DISTINCT user_id FROM batch_recommendations WHERE batch_id = :b"),
+                {"b": batch_id},
+            ).scalars()
+        )
+
+
+def test_coverage_is_compared_over_the_users_both_batches_list(weekly_copy, weekly_engine):
+    """A batch at an earlier cut-off lists fewer users, so its own coverage is lower by that alone: the check
+    holds it to the published batch's coverage over the same users, counted from both batches' rows."""
+    model, version = load_champion(weekly_copy.settings)
+    first = weekly_copy.results["publication"]
+    early = publish_batch(weekly_engine, model, version, as_of=EARLIER, top_n=TOP_N, force=True)
+    check = early["list_metrics"]["release_check"]
+    assert check["compared_with"] == first["batch_id"]
+    early_users, first_users = (
+        _users(weekly_engine, early["batch_id"]),
+        _users(weekly_engine, first["batch_id"]),
+    )
+    shared = early_users & first_users
+    assert 0 < len(shared) < len(first_users) and check["shared_users"] == len(shared)
+    with weekly_engine.connect() as conn:
+        catalogue = conn.execute(text("SELECT count(*) FROM movies")).scalar_one()
+    coverage = next(c for c in check["checks"] if c["metric"] == "coverage")
+    new = len(_top10_movies(weekly_engine, early["batch_id"], shared)) / catalogue
+    incumbent = len(_top10_movies(weekly_engine, first["batch_id"], shared)) / catalogue
+    assert coverage["new"] == pytest.approx(new) and coverage["incumbent"] == pytest.approx(incumbent)
+    # the published batch's own figure counts all its users: not the one compared
+    assert incumbent < first["list_metrics"]["at_10"]["coverage"]
+    assert coverage["passed"] == (new >= coverage["floor"])
+    tail = next(c for c in check["checks"] if c["metric"] == "long_tail_share")
+    assert tail["incumbent"] == pytest.approx(first["list_metrics"]["at_10"]["long_tail_share"])

@@ -22,9 +22,7 @@ from tests.support.weekly import TOP_N, Published
 
 pytestmark = pytest.mark.e2e  # the weekly flow publishes the first batch
 
-# A cut-off that makes the second batch's lists differ. They cover less of the catalogue, which the release
-# check may refuse (it has its own tests): these publishes are forced, as an operator would.
-EARLIER = datetime(1998, 1, 1, tzinfo=UTC)
+EARLIER = datetime(1998, 1, 1, tzinfo=UTC)  # a cut-off that makes the second batch's lists differ
 
 
 def _digest(engine: Engine) -> tuple[str, int]:
@@ -56,7 +54,7 @@ def test_rollback_restores_the_previous_batch_exactly_and_the_api_follows(weekly
     first_digest, first = _digest(weekly_engine)
     with weekly_engine.connect() as conn:
         user = conn.execute(text("SELECT min(user_id) FROM current_recommendations")).scalar_one()
-    second = _publish(weekly_copy, weekly_engine, as_of=EARLIER, force=True)
+    second = _publish(weekly_copy, weekly_engine, as_of=EARLIER)
     second_digest, published = _digest(weekly_engine)
     assert published == second != first and second_digest != first_digest
 
@@ -111,7 +109,7 @@ def test_a_rerun_with_the_batch_named_does_nothing_and_a_publish_after_a_rollbac
     weekly_copy, weekly_engine
 ):
     _, first = _digest(weekly_engine)
-    second = _publish(weekly_copy, weekly_engine, as_of=EARLIER, force=True)
+    second = _publish(weekly_copy, weekly_engine, as_of=EARLIER)
     assert rollback_batch(weekly_engine, expect=second)["rolled_back"] == second
     again = rollback_batch(weekly_engine, expect=second)  # the same command run twice
     assert again["rolled_back"] is None and again["published"] == first
@@ -125,7 +123,7 @@ def test_a_rerun_with_the_batch_named_does_nothing_and_a_publish_after_a_rollbac
     third = _publish(weekly_copy, weekly_engine, keep=3)
     assert _statuses(weekly_engine) == {first: "superseded", second: "rolled_back", third: "published"}
     third_digest = _digest(weekly_engine)
-    fourth = _publish(weekly_copy, weekly_engine, as_of=EARLIER, keep=3, force=True)
+    fourth = _publish(weekly_copy, weekly_engine, as_of=EARLIER, keep=3)
     assert _statuses(weekly_engine) == {second: "rolled_back", third: "superseded", fourth: "published"}
     with weekly_engine.connect() as conn:
         kept_rows = set(conn.execute(text("SELECT DISTINCT batch_id FROM batch_recommendations")).scalars())

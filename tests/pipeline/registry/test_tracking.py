@@ -26,7 +26,9 @@ def test_log_register_promote_and_load_back(mlsettings, engine, result, register
     report = tmp_path / "evaluation.json"
     report.write_text('{"k": 10}')
     configs = {"als": {"factors": 32, "alpha": 0.25}}  # another evaluated model's hyperparameters
-    run = log_run(mlsettings, result, 0.30, registered_blend, artifacts={"evaluation": report}, configs=configs)
+    run = log_run(
+        mlsettings, result, 0.30, registered_blend, artifacts={"evaluation": report}, configs=configs
+    )
     assert run.registered_version == 1 and run.model_uri == f"models:/{REGISTERED_MODEL}/1"
     assert os.environ.get("MLFLOW_TRACKING_URI") == env_before  # nothing leaks into a later Settings()
     assert (mlsettings.home / "mlflow.db").exists()
