@@ -124,8 +124,8 @@ def _synthetic_model(data: Any, train_epochs: int, weight: float, rerank_weight:
     from pipeline.models.blend.weights import BlendWeights
     from pipeline.models.hybrid.artifact import HybridArtifact
     from pipeline.models.hybrid.config import HybridConfig
-    from pipeline.models.hybrid.fit import train_hybrid
     from pipeline.models.hybrid.network import build_network
+    from pipeline.models.hybrid.train import train_hybrid
 
     train = data.interactions
     if train_epochs:

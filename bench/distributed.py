@@ -39,7 +39,7 @@ def _one(data: Any, cfg: Any, processes: int, threads: int | None = None) -> dic
     """One training; ``threads``: torch's threads in this process for it (one process only)."""
     import torch
 
-    from pipeline.models.hybrid.fit import train_hybrid
+    from pipeline.models.hybrid.train import train_hybrid
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)

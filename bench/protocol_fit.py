@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.evaluation.weight_search import validation_split
     from pipeline.features.loading import load_training_data
     from pipeline.models.hybrid.config import HybridConfig
-    from pipeline.models.hybrid.fit import train_hybrid
     from pipeline.models.hybrid.recommender import HybridRecommender
+    from pipeline.models.hybrid.train import train_hybrid
 
     home = Home(args.home, args.keep)
     cfg = HybridConfig()

@@ -271,7 +271,7 @@ def _autocast(device: str) -> Any:
 
 
 def _new_network(data: Any, cfg: Any, device: str) -> tuple[Any, Any]:
-    """Network and optimizer exactly as ``hybrid.fit._train`` builds them (same seed: same init)."""
+    """Network and optimizer exactly as ``hybrid.fit.train_network`` builds them (same seed: same init)."""
     import torch
 
     from pipeline.models.hybrid.fit import adamw
@@ -383,7 +383,8 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
     epochs, and its ``on_epoch`` callback (outside the epoch's own timing) runs one epoch of the bare loop."""
     import torch
 
-    from pipeline.models.hybrid.fit import Batches, train_hybrid
+    from pipeline.models.hybrid.fit import Batches
+    from pipeline.models.hybrid.train import train_hybrid
 
     n = len(data.interactions)
     c = replace(cfg, epochs=warmup + epochs, patience=0)
@@ -431,7 +432,7 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
             "warmup_epoch_seconds": [round(s, 3) for s in a_secs[:warmup]],
             "load_per_epoch": a_load,
             "final_loss": round(result.history[-1]["loss"], 4),
-            "what": "hybrid.fit.train_hybrid(data, cfg=replace(cfg, epochs=warmup+epochs, patience=0), "
+            "what": "hybrid.train.train_hybrid(data, cfg=replace(cfg, epochs=warmup+epochs, patience=0), "
             "on_epoch=...); seconds = sum of history[i]['seconds'] over the timed epochs (the callback, "
             "which runs (b), is outside them)",
         }
@@ -452,7 +453,7 @@ def measure_real_and_bare(data: Any, cfg: Any, device: str, warmup: int, epochs:
             "whose candidates()/content() return the pre-built candidate set, positive positions and "
             "candidate content; the rest of the step (embedding L2 on the batch's users and items, "
             "loss = mse + ranking_weight*ce + reg, zero_grad, backward, AdamW step, loss sums, one "
-            "host sync per epoch) replicates the body of hybrid.fit._train's loop, with the same "
+            "host sync per epoch) replicates the body of hybrid.fit.train_network's loop, with the same "
             "autocast, and deterministic algorithms on (it runs inside train_hybrid's callback)",
         }
     )
@@ -559,7 +560,7 @@ def profile_steps(data: Any, cfg: Any, device: str, batches_n: int, top: int = 1
 
 def measure_full(data: Any, device: str) -> dict[str, Any]:
     from pipeline.models.hybrid.config import HybridConfig
-    from pipeline.models.hybrid.fit import train_hybrid
+    from pipeline.models.hybrid.train import train_hybrid
 
     log("(f) full default training to early stop (train_hybrid(data), default HybridConfig)")
     cfg = HybridConfig()
@@ -825,7 +826,7 @@ def run_shape(args: argparse.Namespace) -> int:
         m["s"] = measure_steps(data, cfg, device, args.warmup_steps, args.steps)
     if args.shape == "ml1m":
         log(f"(a) train_hybrid: {args.warmup} warm-up + {args.epochs} timed epochs, patience=0")
-        from pipeline.models.hybrid.fit import train_hybrid
+        from pipeline.models.hybrid.train import train_hybrid
 
         c = replace(cfg, epochs=args.warmup + args.epochs, patience=0)
         meter = Meter()

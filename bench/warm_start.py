@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.evaluation.protocol import evaluate_model
     from pipeline.features.loading import load_training_data
     from pipeline.models.hybrid.config import HybridConfig
-    from pipeline.models.hybrid.fit import train_hybrid
     from pipeline.models.hybrid.recommender import HybridRecommender
+    from pipeline.models.hybrid.train import train_hybrid
 
     warm_epochs = args.warm_epochs or WARM_START_EPOCHS
     home = Home(args.home, args.keep)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from database.engine import FEEDBACK_ROLE, READER_ROLE
+from database.roles import FEEDBACK_ROLE, READER_ROLE
 from pipeline.core.defaults import READER_IDLE_IN_TRANSACTION_TIMEOUT_S, READER_STATEMENT_TIMEOUT_S
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings

@@ -8,13 +8,8 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 
+from database.roles import FEEDBACK_ROLE, READER_ROLE
 from pipeline.core.settings import Settings, get_settings
-
-# The API's read-only role: created by migration 0003 (or the embedded server, or the stack's init script);
-# what it may read is migration 0004's READER_VIEWS and READER_COLUMNS, nothing else.
-READER_ROLE = "movierec_reader"
-# The API's only writer: INSERT into ``dismissals`` (migration 0007), nothing else; created like the reader.
-FEEDBACK_ROLE = "movierec_feedback"
 
 
 def database_url(settings: Settings | None = None) -> str:

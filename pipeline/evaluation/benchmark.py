@@ -44,8 +44,8 @@ from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
 from pipeline.models.hybrid.recommender import HybridRecommender
+from pipeline.models.hybrid.train import TrainingResult, train_hybrid
 from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
 from pipeline.models.lightgcn import LightGCN

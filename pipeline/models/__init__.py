@@ -9,7 +9,7 @@
 - ``topn``: ``top_k`` (one tie rule for evaluation and batch), ``mask_rows``, ``retrieve_and_rerank``,
   ``scatter_rows``.
 - ``hybrid``: the content + collaborative network — ``config.HybridConfig``, ``network.HybridNet`` (the
-  ``nn.Module``), ``fit.train_hybrid``, ``artifact.HybridArtifact`` (trained network, id maps, vocabulary,
+  ``nn.Module``), ``train.train_hybrid``, ``artifact.HybridArtifact`` (trained network, id maps, vocabulary,
   catalogue content; scores by index; save/load), ``recommender.HybridRecommender`` (the Recommender whose
   ``fit`` trains), ``new_movies.NewMovieScorer``.
 - ``blend``: what is published — ``weights.BlendWeights``, ``scorer.BlendRecommender``,

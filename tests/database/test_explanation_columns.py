@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import Connection, Engine, text
 
-from database.engine import READER_ROLE
 from database.migrate import alembic_config, current_revision, head_revision, upgrade
+from database.roles import READER_ROLE
 
 
 def _view_columns(engine: Engine, view: str) -> list[str]:

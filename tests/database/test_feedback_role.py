@@ -13,7 +13,8 @@ import psycopg2.errors
 import pytest
 from sqlalchemy import Engine, text
 
-from database.engine import FEEDBACK_ROLE, READER_ROLE, as_reader, as_role
+from database.engine import as_reader, as_role
+from database.roles import FEEDBACK_ROLE, READER_ROLE
 from tests.support.database import with_database
 
 

@@ -14,8 +14,9 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, text
 
-from database.engine import READER_ROLE, as_reader, sqlalchemy_url
+from database.engine import as_reader, sqlalchemy_url
 from database.migrate import alembic_config, current_revision, upgrade
+from database.roles import READER_ROLE
 from pipeline.batch.fallback import most_rated
 from tests.support.database import admin_connection, with_database
 

@@ -39,7 +39,7 @@ def first_300_users(ml100k_data) -> Interactions:  # type: ignore[no-untyped-def
 def tiny_blend(ml100k_data, first_300_users: Interactions) -> PublishedBlend:  # type: ignore[no-untyped-def]
     """The published blend of a tiny network trained on ``first_300_users``: ranking 0.6 network + 0.4 EASE
     plus the rating head at weight 1; ratings from the network alone."""
-    from pipeline.models.hybrid.fit import train_hybrid
+    from pipeline.models.hybrid.train import train_hybrid
 
     network = train_hybrid(ml100k_data, first_300_users, TINY, device="cpu", progress=False).model
     return PublishedBlend.from_training(network, first_300_users, TINY_BLEND_WEIGHTS)

@@ -12,7 +12,7 @@ from pipeline.models.blend.members import member_factories
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
+from pipeline.models.hybrid.train import TrainingResult, train_hybrid
 from pipeline.models.hybrid.warm_start import TrainingPlan, WarmStartError
 
 log = logging.getLogger(__name__)

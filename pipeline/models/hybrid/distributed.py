@@ -1,14 +1,15 @@
 """Data-parallel training of the hybrid network: N processes under ``torchrun``, PyTorch's
 DistributedDataParallel (DDP) around the loss, gloo on the CPU and NCCL with one GPU per process.
 
-``train_hybrid(..., processes=N)`` (``MOVIEREC_TRAIN_PROCESSES``, which the train step reads) comes here:
+``train.train_hybrid(..., processes=N)`` (``MOVIEREC_TRAIN_PROCESSES``, which the train step reads) comes
+here:
 
 * **launching** (``train_distributed``, ``launch``): the inputs (training data, rows, config, device) are
   pickled into a temporary directory, and ``python -m torch.distributed.run --standalone --nproc-per-node N``
   starts N copies of this module on it (rendezvous on localhost, a free port; no restarts). Each process runs
   ``cores / N`` threads, so N processes share the machine's cores instead of fighting over them.
 * **each process** (``main``): ``init_process_group`` (gloo, or NCCL on its own GPU ``cuda:LOCAL_RANK``), then
-  the one training loop, ``fit._train``, with a ``DataParallel`` loop. Every process draws the same
+  the one training loop, ``fit.train_network``, with a ``DataParallel`` loop. Every process draws the same
   permutation and the same candidate movies (the same seed; candidates from the *whole* batch's movies), and
   computes the loss on its own contiguous shard of each batch: per-process batch = batch / N. DDP averages the
   gradients; each shard's loss is weighted by its share of the batch, so the averaged gradient is the whole
@@ -23,7 +24,7 @@ DistributedDataParallel (DDP) around the loss, gloo on the CPU and NCCL with one
 
 On the ML-100K slice (tiny config, 2 gloo processes) the final validation loss is within 1% of one process's
 (``tests/pipeline/models/hybrid/test_distributed.py``). One process (the default) never comes here: it is the
-unchanged ``fit._train`` loop, the same model for the same seed as before.
+unchanged ``fit.train_network`` loop, the same model for the same seed as before.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.fit import Batches, Loop, Trainer, TrainingResult, _train, batch_loss
+from pipeline.models.hybrid.fit import Batches, Loop, Trainer, TrainingResult, batch_loss, train_network
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ def _run(workdir: Path, rank: int, world: int, local_rank: int) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or threads_per_process(world)))
     dist.init_process_group(backend)  # env:// — torchrun set the rendezvous, rank and world size
     try:
-        result = _train(
+        result = train_network(
             inputs["data"],
             inputs["train"],
             inputs["cfg"],

@@ -10,9 +10,9 @@ they will choose); the softmax alone forgets the rating scale. Together one netw
 
 Everything lives in tensors on the device; a batch is an index slice, no per-sample Python.
 
-``train_hybrid(..., processes=N)`` trains the same loop in N data-parallel processes
-(``pipeline.models.hybrid.distributed``): ``_train`` takes a ``Loop`` that says how a step runs, and the
-one-process ``Loop`` is exactly the loop it always was."""
+``train_network`` runs the loop in this process; ``train.train_hybrid`` calls it, or with ``processes`` > 1
+``distributed.train_distributed``, which runs it in N data-parallel processes: ``train_network`` takes a
+``Loop`` that says how a step runs, and the one-process ``Loop`` is exactly the loop it always was."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.device import flush_denormals, resolve_device
+from pipeline.core.device import flush_denormals
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
@@ -225,46 +225,8 @@ class Loop:
 Epoch = Callable[[int, dict[str, float]], None]
 
 
-def train_hybrid(
-    data: TrainingData,
-    train: Interactions | None = None,
-    cfg: HybridConfig | None = None,
-    *,
-    device: str = "auto",
-    progress: bool = True,
-    on_epoch: Epoch | None = None,
-    processes: int = 1,
-    init: HybridArtifact | None = None,
-    epochs: int | None = None,
-) -> TrainingResult:
-    """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features.
-
-    ``init``: warm start from that network's weights (``warm_start.transfer_weights``: known users, movies
-    and people keep theirs; ``WarmStartError`` when its shared layers have other shapes), trained for all
-    its epochs on every row, no early stopping; ``epochs``: that many epochs instead of ``cfg.epochs`` (the
-    model's config keeps ``cfg``).
-
-    ``processes`` > 1: that many data-parallel processes launched with ``torchrun`` (gloo on the CPU, NCCL
-    with one GPU each; ``pipeline.models.hybrid.distributed``); ``on_epoch`` then sees each epoch's record
-    once training is over, and the model is the one the processes saved."""
-    cfg = cfg or HybridConfig()
-    if processes > 1:
-        from pipeline.models.hybrid.distributed import train_distributed
-
-        result = train_distributed(data, train, cfg, resolve_device(device), processes, init, epochs)
-        if on_epoch:
-            for record in result.history:
-                on_epoch(int(record["epoch"]), record)
-        return result
-    previous = torch.are_deterministic_algorithms_enabled()
-    try:
-        return _train(data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs)
-    finally:
-        torch.use_deterministic_algorithms(previous)
-
-
 @flush_denormals()  # every training, in one process or as one of several (``distributed``)
-def _train(
+def train_network(
     data: TrainingData,
     train: Interactions | None,
     cfg: HybridConfig,

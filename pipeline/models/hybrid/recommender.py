@@ -10,7 +10,7 @@ from pipeline.features.loading import TrainingData
 from pipeline.models.base import NotFitted
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
+from pipeline.models.hybrid.train import TrainingResult, train_hybrid
 
 
 class HybridRecommender:

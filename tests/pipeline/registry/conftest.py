@@ -12,7 +12,7 @@ from pipeline.core.settings import Settings
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
-from pipeline.models.hybrid.fit import TrainingResult, train_hybrid
+from pipeline.models.hybrid.train import TrainingResult, train_hybrid
 from tests.support.configs import TINY_VALIDATED
 
 

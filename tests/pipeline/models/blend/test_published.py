@@ -17,7 +17,7 @@ from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.blend.scorer import standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.hybrid.train import train_hybrid
 from pipeline.models.implicit_mf import BPR, LMF, BPRConfig
 from tests.support.configs import TINY_CONTRACT
 from tests.support.contract import PersistenceContract, RecommenderContract

@@ -13,7 +13,7 @@ from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.distributed import launch
-from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.hybrid.train import train_hybrid
 from tests.support.configs import TINY
 from tests.support.ml100k_slice import slice_of
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.models.hybrid.fit import train_hybrid
+from pipeline.models.hybrid.train import train_hybrid
 from tests.support.configs import TINY
 
 

@@ -16,8 +16,8 @@ from pipeline.features.vocab import ROLES, MovieContent
 from pipeline.models.blend.fit import train_published
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
-from pipeline.models.hybrid.fit import train_hybrid
 from pipeline.models.hybrid.network import build_network
+from pipeline.models.hybrid.train import train_hybrid
 from pipeline.models.hybrid.warm_start import (
     TrainingPlan,
     WarmStart,

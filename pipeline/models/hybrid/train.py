@@ -1,0 +1,54 @@
+"""The hybrid network's training entry point: in this process (``fit.train_network``) or in several
+data-parallel ones (``distributed.train_distributed``), which both run ``fit``'s one loop."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.core.device import resolve_device
+from pipeline.features.interactions import Interactions
+from pipeline.features.loading import TrainingData
+from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.models.hybrid.config import HybridConfig
+from pipeline.models.hybrid.distributed import train_distributed
+from pipeline.models.hybrid.fit import Epoch, TrainingResult, train_network
+
+__all__ = ["TrainingResult", "train_hybrid"]
+
+
+def train_hybrid(
+    data: TrainingData,
+    train: Interactions | None = None,
+    cfg: HybridConfig | None = None,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    on_epoch: Epoch | None = None,
+    processes: int = 1,
+    init: HybridArtifact | None = None,
+    epochs: int | None = None,
+) -> TrainingResult:
+    """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features.
+
+    ``init``: warm start from that network's weights (``warm_start.transfer_weights``: known users, movies
+    and people keep theirs; ``WarmStartError`` when its shared layers have other shapes), trained for all
+    its epochs on every row, no early stopping; ``epochs``: that many epochs instead of ``cfg.epochs`` (the
+    model's config keeps ``cfg``).
+
+    ``processes`` > 1: that many data-parallel processes launched with ``torchrun`` (gloo on the CPU, NCCL
+    with one GPU each; ``pipeline.models.hybrid.distributed``); ``on_epoch`` then sees each epoch's record
+    once training is over, and the model is the one the processes saved."""
+    cfg = cfg or HybridConfig()
+    if processes > 1:
+        result = train_distributed(data, train, cfg, resolve_device(device), processes, init, epochs)
+        if on_epoch:
+            for record in result.history:
+                on_epoch(int(record["epoch"]), record)
+        return result
+    previous = torch.are_deterministic_algorithms_enabled()
+    try:
+        return train_network(
+            data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs
+        )
+    finally:
+        torch.use_deterministic_algorithms(previous)
