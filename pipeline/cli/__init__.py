@@ -56,8 +56,25 @@ def main() -> None:
         sys.exit(1)
     except Exception as exc:  # anything unexpected still ends in one readable line, not a traceback
         logging.getLogger("pipeline").debug("unexpected failure", exc_info=True)
-        err.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {one_line(exc)}{_hint(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+# PostgreSQL's SQLSTATE for a missing table or column: the database was never migrated, or is behind the code.
+_SCHEMA_MISSING = {"42P01": "table", "42703": "column"}
+
+
+def _hint(exc: BaseException) -> str:
+    """What to do about a failure whose cause the one line does not say."""
+    # psycopg2's error itself (a bulk read), or wrapped by SQLAlchemy
+    code = getattr(exc, "pgcode", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
+    what = _SCHEMA_MISSING.get(code or "")
+    if what:
+        return (
+            f" (a {what} the code expects is missing: is the database migrated? run `movierec db migrate`, "
+            "then ingest a dataset with `movierec ingest`)"
+        )
+    return ""
 
 
 if __name__ == "__main__":
