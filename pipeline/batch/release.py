@@ -8,6 +8,7 @@ Coverage is compared like with like: both batches' top-10 coverage over the user
 their rows (``shared_coverage``). A batch's own coverage grows with the users it lists, so a batch made at an
 earlier cut-off (a backfill: fewer users) would otherwise be held to a floor set by more users' lists. The
 long-tail share is a share of listed rows, comparable as it stands.
+
 A refused batch is kept with ``status = 'refused'`` (its rows and figures, for a look and for
 ``compare_batches``) and the published batch stays published; ``force`` publishes anyway and says so. Either
 way the checks' figures are kept in the new batch's ``list_metrics`` under ``release_check``.
