@@ -28,9 +28,10 @@ from tests.support.weekly import EPOCHS, SLICE_USERS, TOP_N, published_lists, we
 pytestmark = pytest.mark.e2e  # Airflow's components as processes
 
 WEEK = datetime(1998, 5, 3, tzinfo=UTC)  # after the slice's last rating
-# Well more shards than workers: which worker takes a shard is up to timing. Once in CI with two shards, the
-# worker that ran prepare_batch stayed busy 5 s after the task's last log line while a shard of this slice
-# took 2.6 s, and the other worker took both; one worker would now have to be held for five shards' time.
+# Well more shards than workers: which worker takes a shard is up to timing. A worker can stay busy up to 5 s
+# after its task's last log line (Airflow's task supervisor waits up to [workers] min_heartbeat_interval, 5 s,
+# before it sees the task's process gone), and a shard of this slice takes about 2.6 s: once in CI with two
+# shards the other worker took both. One worker would now have to be held for five shards' time.
 SHARDS = 6
 RUN_BOUND_S = 45 * 60  # how long a run may take before the test gives up: a bound, not a timing check
 
