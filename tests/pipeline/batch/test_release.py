@@ -16,6 +16,7 @@ from pipeline.batch.rollback import rollback_batch
 from pipeline.core.errors import DataQualityError
 from pipeline.models.rerank import Rerank
 from pipeline.registry.champion import load_champion
+from tests.support.database import fetch_rows
 from tests.support.weekly import TOP_N
 
 pytestmark = pytest.mark.e2e  # the weekly flow publishes the first batch
@@ -102,23 +103,17 @@ def test_refusals_never_prune_the_published_batch(weekly_copy, weekly_engine):
     assert sorted(s for s, _ in batches.values()) == ["published", "refused", "refused"]
 
 
-def _top10_movies(engine, batch_id: int, users: set[int]) -> set[int]:
+def _top10(engine, batch_id: int) -> dict[int, set[int]]:
+    """Each listed user's top-10 movies (every listed user has a rank 1)."""
+    lists: dict[int, set[int]] = {}
     with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT user_id, movie_id FROM batch_recommendations WHERE batch_id = :b AND rank <= 10"),
-            {"b": batch_id},
-        ).all()
-    return {m for u, m in rows if u in users}
-
-
-def _users(engine, batch_id: int) -> set[int]:
-    with engine.connect() as conn:
-        return set(
-            conn.execute(
-                text("SELECT DISTINCT user_id FROM batch_recommendations WHERE batch_id = :b"),
-                {"b": batch_id},
-            ).scalars()
-        )
+        for user, movie in fetch_rows(
+            conn,
+            "SELECT user_id, movie_id FROM batch_recommendations WHERE batch_id = :b AND rank <= 10",
+            b=batch_id,
+        ):
+            lists.setdefault(user, set()).add(movie)
+    return lists
 
 
 def test_coverage_is_compared_over_the_users_both_batches_list(weekly_copy, weekly_engine):
@@ -129,17 +124,17 @@ def test_coverage_is_compared_over_the_users_both_batches_list(weekly_copy, week
     early = publish_batch(weekly_engine, model, version, as_of=EARLIER, top_n=TOP_N, force=True)
     check = early["list_metrics"]["release_check"]
     assert check["compared_with"] == first["batch_id"]
-    early_users, first_users = (
-        _users(weekly_engine, early["batch_id"]),
-        _users(weekly_engine, first["batch_id"]),
+    early_lists, first_lists = (
+        _top10(weekly_engine, early["batch_id"]),
+        _top10(weekly_engine, first["batch_id"]),
     )
-    shared = early_users & first_users
-    assert 0 < len(shared) < len(first_users) and check["shared_users"] == len(shared)
+    shared = early_lists.keys() & first_lists.keys()
+    assert 0 < len(shared) < len(first_lists) and check["shared_users"] == len(shared)
     with weekly_engine.connect() as conn:
         catalogue = conn.execute(text("SELECT count(*) FROM movies")).scalar_one()
     coverage = next(c for c in check["checks"] if c["metric"] == "coverage")
-    new = len(_top10_movies(weekly_engine, early["batch_id"], shared)) / catalogue
-    incumbent = len(_top10_movies(weekly_engine, first["batch_id"], shared)) / catalogue
+    new = len(set().union(*(early_lists[u] for u in shared))) / catalogue
+    incumbent = len(set().union(*(first_lists[u] for u in shared))) / catalogue
     assert coverage["new"] == pytest.approx(new) and coverage["incumbent"] == pytest.approx(incumbent)
     # the published batch's own figure counts all its users: not the one compared
     assert incumbent < first["list_metrics"]["at_10"]["coverage"]
