@@ -92,8 +92,8 @@ def shared_coverage(
     """Top-``k`` coverage of ``batch_id``'s and of ``other_id``'s lists over the users both batches list
     (distinct listed movies / movies in the catalogue), and the count of those users. No shared user (or
     no catalogue): None, None, 0: nothing to compare, which the guardrails report as not compared.
-    One scan of the two batches' top ``k`` rows: about 3.1 s for two batches of 152,541 and 162,541 users'
-    top 100 (31.5M rows) on a 2-core machine, where three scans and a sorted distinct count took 6.1 s."""
+    One scan of the two batches' top ``k`` rows: 2.28x faster than three scans and a sorted distinct count
+    for two batches of 152,541 and 162,541 users' top 100 (2.5 s against 5.7 s; ``bench.release_check``)."""
     rows = conn.execute(
         text(
             """
