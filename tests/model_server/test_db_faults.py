@@ -73,13 +73,15 @@ def test_connections_ended_under_load_are_a_database_unavailable_and_the_next_qu
         finally:
             stop.set()
             await asyncio.to_thread(killer.join)
-        after = await db.fetch("SELECT 1 AS one")  # the faults are over: the first query answers
+        # The faults are over: eight queries at once, so every pooled connection is used again, all answer.
+        after = await asyncio.gather(*(db.fetch("SELECT 1 AS one") for _ in range(8)))
         await db.close()
-        return outcomes, others, [ended[0], after[0]["one"]]
+        return outcomes, others, [ended[0], [rows[0]["one"] for rows in after]]
 
     outcomes, others, (ended, after) = asyncio.run(drill())
     # Every ended backend was running a client's query: the faults hit queries in flight. Whether a query
-    # then answered on its one retry or became a 503 depends on timing, so only the sum is asserted.
+    # then answered on its one retry or became a 503 depends on timing (on a loaded machine every query can
+    # be ended), so only the sum is asserted.
     assert ended > 0 and outcomes["answered"] + outcomes["unavailable"] > 0, (ended, outcomes)
     assert others == [], f"{len(others)} other exceptions, e.g. {others[:3]}"
-    assert outcomes["answered"] > 0 and after == 1
+    assert after == [1] * 8
