@@ -1,14 +1,16 @@
 """Our BPR, LightGCN and EASE against RecBole 1.2.1's on one split of real ML-100K, judged by the same code.
 
-    python -m bench.peers [--home DIR] [--models bpr,lightgcn,ease] [--peers-venv DIR] [--keep DIR]
+    python -m bench.peers [--home DIR] [--models bpr,bpr-pop,lightgcn,ease] [--peers-venv DIR] [--keep DIR]
                           [--output FILE]
 
 RecBole (https://recbole.io) is an independent, maintained library of recommenders; its BPR, LightGCN and EASE
 are the peers of ``pipeline.models.implicit_mf.BPR`` (which wraps ``implicit``), ``pipeline.models.lightgcn
-.LightGCN`` and ``pipeline.models.baselines.EASE``. RecBole 1.2.1 needs numpy < 1.24 (its NDCG uses
-``np.float``) and scipy < 1.12 (its LightGCN calls ``dok_matrix._update``), so it runs in a virtual
-environment of its own, ``.venv-peers`` (``PEERS_REQUIREMENTS``; created on the first run, re-created when the
-pins change), as a child process (``bench/peers_recbole.py``). It is no dependency of the project.
+.LightGCN`` and ``pipeline.models.baselines.EASE``; ``bpr-pop`` is a diagnostic pair, our BPR against
+RecBole's with negatives drawn in proportion to popularity as ``implicit`` draws them. RecBole 1.2.1 needs
+numpy < 1.24 (its NDCG uses ``np.float``) and scipy < 1.12 (its LightGCN calls ``dok_matrix._update``), so it
+runs in a virtual environment of its own, ``.venv-peers`` (``PEERS_REQUIREMENTS``; created on the first run,
+re-created when the pins change), as a child process (``bench/peers_recbole.py``). It is no dependency of the
+project.
 
 One split for both: the offline ML-100K (``bench.model_grid._ml100k``), the temporal protocol's
 ``make_split(data, "temporal")``. RecBole gets exactly the train part, as atomic ``.inter`` files whose tokens
@@ -58,7 +60,7 @@ PEERS_REQUIREMENTS = (
     "scikit-learn==1.7.2",
 )
 SEED = 42  # our models' default seed; RecBole's is set to it too (its own default is 2020)
-MODELS = ("bpr", "lightgcn", "ease")
+MODELS = ("bpr", "bpr-pop", "lightgcn", "ease")
 METRICS = ("ndcg@10", "recall@10", "coverage@10")
 
 # What the two sides of a pair cannot share, and what RecBole uses instead.
@@ -66,8 +68,16 @@ NOT_MATCHED = {
     "bpr": (
         "ours is implicit's BPR: per-sample SGD (learning rate 0.005, L2 0.001 on the sampled rows) with an "
         "item-bias column; RecBole's is a PyTorch BPR trained by Adam on mini-batches of 2048 (its default "
-        "learning rate 0.001, no L2: weight_decay 0), no bias, xavier-normal initialisation. Matched: 64 "
-        "factors, 100 epochs of one uniform negative per positive, every rating a positive."
+        "learning rate 0.001, no L2: weight_decay 0), no bias, xavier-normal initialisation. implicit draws "
+        "each negative in proportion to the movie's number of train ratings (an entry of the matrix's "
+        "nonzeros) and skips the pair when the user rated it; RecBole draws it uniformly and redraws. "
+        "Matched: 64 factors, 100 epochs of one negative per positive, every rating a positive."
+    ),
+    "bpr-pop": (
+        "a diagnostic pair: ours is BPR as above; RecBole's is its BPR as above but for its negatives, drawn "
+        "in proportion to the movie's number of train ratings as implicit draws them (train_neg_sample_args "
+        "distribution 'popularity', alpha 1), so the pair isolates what the optimiser and the bias column "
+        "do from what the negatives do."
     ),
     "lightgcn": (
         "initialisation (ours N(0, 0.1^2), RecBole xavier-uniform) and RecBole's degree epsilon (1e-7) in "
@@ -166,17 +176,27 @@ def peer_specs(models: list[str], seed: int) -> tuple[dict[str, Any], list[dict[
     from pipeline.models.lightgcn import LightGCNConfig
 
     bpr, gcn, ease = BPRConfig(seed=seed), LightGCNConfig(seed=seed), EASEConfig()
-    ours = {"bpr": bpr, "lightgcn": gcn, "ease": ease}
+    ours = {"bpr": bpr, "bpr-pop": bpr, "lightgcn": gcn, "ease": ease}
+    bpr_config = {
+        "embedding_size": bpr.factors,
+        "epochs": bpr.iterations,
+        "train_batch_size": 2048,
+        "learning_rate": 0.001,  # RecBole's default for its Adam (ours is implicit's SGD step)
+    }
+    # implicit's negatives: an entry of the train matrix, so a movie in proportion to its ratings
+    popularity = {
+        "distribution": "popularity",
+        "sample_num": 1,
+        "alpha": 1.0,
+        "dynamic": False,
+        "candidate_num": 0,
+    }
     specs: dict[str, dict[str, Any]] = {
-        "bpr": {
+        "bpr": {"model": "BPR", "min_rating": bpr.min_rating, "config": bpr_config},
+        "bpr-pop": {
             "model": "BPR",
             "min_rating": bpr.min_rating,
-            "config": {
-                "embedding_size": bpr.factors,
-                "epochs": bpr.iterations,
-                "train_batch_size": 2048,
-                "learning_rate": 0.001,  # RecBole's default for its Adam (ours is implicit's SGD step)
-            },
+            "config": {**bpr_config, "train_neg_sample_args": popularity},
         },
         "lightgcn": {
             "model": "LightGCN",
@@ -216,7 +236,7 @@ def fit_ours(key: str, config: Any, train: Any) -> tuple[Any, float]:
     from pipeline.models.implicit_mf import BPR
     from pipeline.models.lightgcn import LightGCN
 
-    model = {"bpr": BPR, "lightgcn": LightGCN, "ease": EASE}[key](config)
+    model = {"bpr": BPR, "bpr-pop": BPR, "lightgcn": LightGCN, "ease": EASE}[key](config)
     started = time.perf_counter()
     with threadpool_limits(limits=1):
         model.fit(train)

@@ -9,7 +9,9 @@ What each model is given, from the train split's ratings (dense indices of ``Int
 * ALS and LMF weight each positive by its confidence ``c = 1 + alpha * rating`` (Hu et al.'s linear
   scheme, with the star rating as the strength of the signal); unrated pairs are negatives of confidence 1
   (ALS) or sampled negatives (LMF);
-* BPR takes the positives as they are: the library ignores weights and samples a negative per positive.
+* BPR takes the positives as they are: the library ignores weights and samples a negative per positive, an
+  entry of the matrix's nonzeros (so a movie in proportion to its ratings; the item-bias column makes up for
+  it, see bench/README.md's peers section).
 
 Scores are ``user_factors @ item_factors.T`` (BPR's and LMF's factors carry their bias columns, so the
 product includes the biases); ``predict`` is NaN throughout (ranking only). A user or movie without a train
