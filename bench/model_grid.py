@@ -33,11 +33,12 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
         "min_rating": (1.0, 4.0),
     },
     "bpr": {
-        "factors": (16, 32, 64),
-        "learning_rate": (0.005, 0.01),
+        "factors": (64,),
+        "learning_rate": (0.0025, 0.005),
         "regularization": (0.001, 0.01),
-        "iterations": (30, 100),
-        "min_rating": (1.0, 4.0),
+        "iterations": (100, 200, 300, 500),
+        "popularity_correction": (0.0, 0.5, 1.0, 1.5, 2.0),
+        "min_rating": (1.0,),
     },
     "lmf": {
         "factors": (30, 64),

@@ -82,6 +82,19 @@ def test_the_seed_changes_the_model(train) -> None:
     assert not np.array_equal(a, b)
 
 
+def test_bpr_popularity_correction_adds_beta_log_of_each_movies_positives_to_its_bias(train) -> None:
+    plain = BPR(BPRConfig(factors=16, iterations=20, popularity_correction=0.0)).fit(train)
+    corrected = BPR(BPRConfig(factors=16, iterations=20, popularity_correction=1.5)).fit(train)
+    positives = np.bincount(user_items(train, 1.0, None).indices, minlength=train.n_items)
+    p_users, p_items = plain.factors()
+    c_users, c_items = corrected.factors()
+    np.testing.assert_array_equal(c_users, p_users)  # the same fit (same seed): only the bias column moves
+    np.testing.assert_array_equal(c_items[:, :-1], p_items[:, :-1])
+    np.testing.assert_allclose(
+        c_items[:, -1] - p_items[:, -1], 1.5 * np.log1p(positives), rtol=1e-5, atol=1e-5
+    )
+
+
 def test_fitting_is_silent_blas_held_to_one_thread(train, capfd) -> None:
     import implicit.utils
 
