@@ -154,12 +154,12 @@ class ImplicitFactorisation(VectorModel, ABC):
             model = self._library_model()
             model.fit(x, show_progress=self.config.progress)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, np.float32)
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, np.float32)
-        self._after_fit(x)
+        self.item_factors_ = self._item_factors(np.ascontiguousarray(model.item_factors, np.float32), x)
         return self
 
-    def _after_fit(self, x: sp.csr_matrix) -> None:
-        """What a model does to the library's factors once fitted on ``x`` (nothing but for BPR)."""
+    def _item_factors(self, fitted: np.ndarray, x: sp.csr_matrix) -> np.ndarray:
+        """The item factors kept from the library's, ``fitted`` on ``x`` (as they are but for BPR)."""
+        return fitted
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
         """The fitted ``(user_factors, item_factors)``; ``NotFitted`` before ``fit``."""
@@ -219,15 +219,16 @@ class BPR(ImplicitFactorisation):
     def _user_items(self, train: Interactions) -> sp.csr_matrix:
         return user_items(train, self.config.min_rating, None)
 
-    def _after_fit(self, x: sp.csr_matrix) -> None:
+    def _item_factors(self, fitted: np.ndarray, x: sp.csr_matrix) -> np.ndarray:
         """The popularity correction, in the item-bias column (every user's factor there is 1). The library
         draws each negative as an entry of ``x``'s nonzeros, so a movie in proportion to its positives, and
         its scores rank popular movies lower than uniform negatives would (Yi et al. 2019 subtract log Q
         from the logits for the same reason; here it is added back once, after the fit)."""
         beta = self.config.popularity_correction
-        if beta and self.item_factors_ is not None:
+        if beta:
             counts = np.bincount(x.indices, minlength=x.shape[1]).astype(np.float32)
-            self.item_factors_[:, -1] += np.float32(beta) * np.log1p(counts)
+            fitted[:, -1] += np.float32(beta) * np.log1p(counts)
+        return fitted
 
     def _library_model(self) -> Any:
         c = self.config
