@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -19,12 +21,37 @@ def resolve_device(requested: str = "auto") -> str:
     return requested
 
 
-class _OneThread:
-    """How many blocks hold torch to one thread now, and the count to restore when the last one leaves."""
+class _Shared:
+    """A process-wide setting that overlapping blocks (in several threads) hold together: the first block in
+    applies it, the last one out undoes it."""
 
-    lock = threading.Lock()
-    holders = 0
-    restore = 0
+    def __init__(self, apply: Callable[[], None], undo: Callable[[], None]) -> None:
+        self.lock, self.holders, self.apply, self.undo = threading.Lock(), 0, apply, undo
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.lock:
+            if self.holders == 0:
+                self.apply()
+            self.holders += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.holders -= 1
+                if self.holders == 0:
+                    self.undo()
+
+
+_threads_before = [0]
+
+
+def _one_thread() -> None:
+    _threads_before[0] = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
+_ONE_THREAD = _Shared(_one_thread, lambda: torch.set_num_threads(_threads_before[0]))
 
 
 @contextmanager
@@ -34,18 +61,8 @@ def one_torch_thread() -> Iterator[None]:
     a fold-in's tiny ops run fastest on one. The count is process-wide, so blocks in several threads at once
     (the API's fold-ins) share one setting: the first to enter saves the count, the last to leave restores
     it."""
-    with _OneThread.lock:
-        if _OneThread.holders == 0:
-            _OneThread.restore = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _OneThread.holders += 1
-    try:
+    with _ONE_THREAD.held():
         yield
-    finally:
-        with _OneThread.lock:
-            _OneThread.holders -= 1
-            if _OneThread.holders == 0:
-                torch.set_num_threads(_OneThread.restore)
 
 
 @contextmanager
@@ -60,3 +77,42 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+# glibc's mallopt parameters (malloc.h) and the values its dynamic thresholds settle at for large tensors.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_MMAP_THRESHOLD_SETTLED = 32 * 1024 * 1024
+_MMAP_MAX_DEFAULT = 65_536
+
+
+_LIBC = ctypes.CDLL(None) if platform.libc_ver()[0] == "glibc" else None
+
+
+def _keep_freed() -> None:
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_MAX, 0)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+
+
+def _hand_back_freed() -> None:
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_SETTLED)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_SETTLED)
+        _LIBC.malloc_trim(0)
+
+
+_HEAP = _Shared(_keep_freed, _hand_back_freed)
+
+
+@contextmanager
+def keep_freed_memory() -> Iterator[None]:
+    """Inside the block, memory freed by the process stays with it for the next allocation (glibc; a no-op
+    elsewhere); after it, the allocator's settings are those it settles at and the free memory goes back.
+
+    glibc serves every allocation over 32 MB with fresh pages from the kernel and returns them when freed, so
+    each training step at ML-25M shape zero-filled and faulted in its dense id-table gradients and logits
+    anew: a fifth of the step (``bench/README.md``). The heap without ``mmap`` or trimming reuses them. The
+    allocator is process-wide: overlapping blocks share the setting as ``one_torch_thread``'s do."""
+    with _HEAP.held():
+        yield

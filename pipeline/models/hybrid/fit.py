@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.device import flush_denormals
+from pipeline.core.device import flush_denormals, keep_freed_memory
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
@@ -138,7 +138,8 @@ def step_loss(
     )
     pred = net.rating(users, u, vec[pos], bias[pos])
     mse = F.mse_loss(pred.float(), ratings)
-    logits = net.ranking(u, vec, bias).float() / cfg.temperature
+    # the temperature divides the (B, d) user vectors and the biases, not the (B, candidates) logits
+    logits = net.ranking(u / cfg.temperature, vec, bias / cfg.temperature).float()
     ce = (F.cross_entropy(logits, pos, reduction="none") * weights).mean()
     return mse, ce, pred
 
@@ -154,9 +155,15 @@ def batch_loss(
     """The training loss (with the embedding L2), MSE and ranking CE, means over the rows ``idx``."""
     mse, ce, _ = step_loss(net, b, idx, cfg, gen, train=True, batch=batch)
     reg = cfg.embedding_l2 * (
-        net.user_emb(b.users[idx]).pow(2).sum(-1).mean() + net.item_emb(b.items[idx]).pow(2).sum(-1).mean()
+        _rows(net.user_emb, b.users[idx]).pow(2).sum(-1).mean()
+        + _rows(net.item_emb, b.items[idx]).pow(2).sum(-1).mean()
     )
     return mse + cfg.ranking_weight * ce + reg, mse, ce
+
+
+def _rows(emb: torch.nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+    # A sparse gradient, summed into the dense one of the forward's lookup: no second table-sized gradient.
+    return F.embedding(idx, emb.weight, sparse=True)
 
 
 def adamw(net: torch.nn.Module, cfg: HybridConfig) -> torch.optim.AdamW:
@@ -226,6 +233,7 @@ Epoch = Callable[[int, dict[str, float]], None]
 
 
 @flush_denormals()  # every training, in one process or as one of several (``distributed``)
+@keep_freed_memory()
 def train_network(
     data: TrainingData,
     train: Interactions | None,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import platform
+
 import pytest
 import torch
 
-from pipeline.core.device import flush_denormals, one_torch_thread
+from pipeline.core.device import flush_denormals, keep_freed_memory, one_torch_thread
 
 
 def _denormal() -> float:
@@ -55,3 +58,47 @@ def test_one_torch_thread_restores_the_count_when_the_last_of_overlapping_blocks
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mmapped_bytes() -> int:
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _Mallinfo2
+    return int(libc.mallinfo2().hblkhd)
+
+
+def _mmapped_by_a_large_tensor() -> int:
+    before = _mmapped_bytes()
+    tensor = torch.ones(16 * 1024 * 1024)  # 64 MiB: above any threshold glibc maps separately
+    grown = _mmapped_bytes() - before
+    del tensor
+    return grown
+
+
+def test_keep_freed_memory_serves_large_tensors_from_the_heap_inside_the_block_only():
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator settings are glibc's")
+    with keep_freed_memory():
+        with keep_freed_memory():  # nested: the outer block's setting holds until it leaves
+            pass
+        inside = _mmapped_by_a_large_tensor()
+    after = _mmapped_by_a_large_tensor()
+    assert inside == 0
+    assert after >= 64 * 1024 * 1024
