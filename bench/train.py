@@ -806,9 +806,10 @@ def run_shape(args: argparse.Namespace) -> int:
     """(s) at ML-1M or ML-25M shape, and (a) whole epochs at ML-1M shape."""
     import resource
 
-    from pipeline.core.device import flush_denormals, keep_freed_memory, resolve_device
+    from pipeline.core.device import resolve_device
     from pipeline.core.settings import Settings
     from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.hybrid.fit import training_settings
 
     device = resolve_device(args.device)
     load_before = os.getloadavg()
@@ -822,7 +823,7 @@ def run_shape(args: argparse.Namespace) -> int:
     cfg = HybridConfig() if args.batch_size is None else HybridConfig(batch_size=args.batch_size)
     m: dict[str, Any] = {}
     log(f"(s) {args.warmup_steps} warm-up + {args.steps} timed steps of the real training step")
-    with flush_denormals(), keep_freed_memory():  # as train_hybrid runs its steps
+    with training_settings():
         m["s"] = measure_steps(data, cfg, device, args.warmup_steps, args.steps)
     if args.shape == "ml1m":
         log(f"(a) train_hybrid: {args.warmup} warm-up + {args.epochs} timed epochs, patience=0")
@@ -901,9 +902,10 @@ def run_shape(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.shape != "ml100k":
         return run_shape(args)
-    from pipeline.core.device import flush_denormals, keep_freed_memory, resolve_device
+    from pipeline.core.device import resolve_device
     from pipeline.features.loading import load_training_data
     from pipeline.models.hybrid.config import HybridConfig
+    from pipeline.models.hybrid.fit import training_settings
 
     device = resolve_device(args.device)
     load_before = os.getloadavg()
@@ -936,7 +938,7 @@ def run(args: argparse.Namespace) -> int:
     if args.profile_batches or ratios["a_over_b"] < TARGET_RATIO:
         k = args.profile_batches or 20
         log(f"profiling {k} batches of the real and the bare step (torch.profiler)")
-        with flush_denormals(), keep_freed_memory():  # as train_hybrid runs its steps
+        with training_settings():
             profile = profile_steps(data, cfg, device, k)
     if not args.no_full:
         m["f"] = measure_full(data, device)

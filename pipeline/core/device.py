@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import torch
 
@@ -23,16 +24,17 @@ def resolve_device(requested: str = "auto") -> str:
 
 class _Shared:
     """A process-wide setting that overlapping blocks (in several threads) hold together: the first block in
-    applies it, the last one out undoes it."""
+    applies it (``apply`` returns how to undo it), the last one out undoes it."""
 
-    def __init__(self, apply: Callable[[], None], undo: Callable[[], None]) -> None:
-        self.lock, self.holders, self.apply, self.undo = threading.Lock(), 0, apply, undo
+    def __init__(self, apply: Callable[[], Callable[[], None]]) -> None:
+        self.lock, self.holders, self.apply = threading.Lock(), 0, apply
+        self.undo: Callable[[], None] = lambda: None
 
     @contextmanager
     def held(self) -> Iterator[None]:
         with self.lock:
             if self.holders == 0:
-                self.apply()
+                self.undo = self.apply()
             self.holders += 1
         try:
             yield
@@ -43,15 +45,13 @@ class _Shared:
                     self.undo()
 
 
-_threads_before = [0]
-
-
-def _one_thread() -> None:
-    _threads_before[0] = torch.get_num_threads()
+def _one_thread() -> Callable[[], None]:
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    return lambda: torch.set_num_threads(before)
 
 
-_ONE_THREAD = _Shared(_one_thread, lambda: torch.set_num_threads(_threads_before[0]))
+_ONE_THREAD = _Shared(_one_thread)
 
 
 @contextmanager
@@ -85,24 +85,32 @@ _MMAP_THRESHOLD_SETTLED = 32 * 1024 * 1024
 _MMAP_MAX_DEFAULT = 65_536
 
 
-_LIBC = ctypes.CDLL(None) if platform.libc_ver()[0] == "glibc" else None
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc; looked up on first use, not at import."""
+    try:
+        return ctypes.CDLL(None) if os.confstr("CS_GNU_LIBC_VERSION") else None
+    except (ValueError, OSError):  # no such name: not glibc
+        return None
 
 
-def _keep_freed() -> None:
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_MAX, 0)
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+def _keep_freed() -> Callable[[], None]:
+    libc = _glibc()
+    if libc is None:
+        return lambda: None
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+
+    def hand_back() -> None:
+        libc.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_SETTLED)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_SETTLED)
+        libc.malloc_trim(0)
+
+    return hand_back
 
 
-def _hand_back_freed() -> None:
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_SETTLED)
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_SETTLED)
-        _LIBC.malloc_trim(0)
-
-
-_HEAP = _Shared(_keep_freed, _hand_back_freed)
+_HEAP = _Shared(_keep_freed)
 
 
 @contextmanager

@@ -20,7 +20,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -232,8 +233,15 @@ class Loop:
 Epoch = Callable[[int, dict[str, float]], None]
 
 
-@flush_denormals()  # every training, in one process or as one of several (``distributed``)
-@keep_freed_memory()
+@contextmanager
+def training_settings() -> Iterator[None]:
+    """The process settings every training runs under, in one process or as one of several
+    (``distributed``); benchmarks that time bare steps enter it too."""
+    with flush_denormals(), keep_freed_memory():
+        yield
+
+
+@training_settings()
 def train_network(
     data: TrainingData,
     train: Interactions | None,
