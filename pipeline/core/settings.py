@@ -14,6 +14,7 @@ from pipeline.core.defaults import (
     BLEND_MEMBER_MODELS,
     BLEND_MEMBERS,
     BLEND_MEMBERS_MAX_RATINGS,
+    EVALUATION_MAX_USERS,
     EVALUATION_ONLY_MODELS,
     LOCK_TIMEOUT_S,
     WARM_START_EPOCHS,
@@ -84,6 +85,11 @@ class Settings(BaseSettings):
     )
     blend_members_max_ratings: int = Field(
         default=BLEND_MEMBERS_MAX_RATINGS, ge=0, validation_alias="MOVIEREC_BLEND_MEMBERS_MAX_RATINGS"
+    )
+    # Above this many users with a rating the evaluation fits and scores a fixed sample of this many users'
+    # ratings (pipeline.evaluation.protocol.evaluation_sample); 0: every user, whatever the size.
+    evaluation_max_users: int = Field(
+        default=EVALUATION_MAX_USERS, ge=0, validation_alias="MOVIEREC_EVALUATION_MAX_USERS"
     )
     # AutoRec joins the rating blend up to this many users x movies (0: never).
     autorec_max_cells: int = Field(

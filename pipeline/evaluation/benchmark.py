@@ -27,7 +27,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from pipeline.core.defaults import AUTOREC_MAX_CELLS, DEFAULT_CANDIDATES, PRIMARY_PROTOCOL, WARM_START_EPOCHS
+from pipeline.core.defaults import (
+    AUTOREC_MAX_CELLS,
+    DEFAULT_CANDIDATES,
+    EVALUATION_MAX_USERS,
+    PRIMARY_PROTOCOL,
+    WARM_START_EPOCHS,
+)
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
@@ -129,6 +135,7 @@ def evaluate_all(
     warm_epochs: int = WARM_START_EPOCHS,
     members: Sequence[str] = (),
     autorec_max_cells: int = AUTOREC_MAX_CELLS,
+    max_users: int | None = EVALUATION_MAX_USERS,
 ) -> EvaluationOutcome:
     """Every model on the same splits in one run; ``extra`` names evaluation-only models (``EVALUATION_ONLY``)
     reported beside the baselines; ``members`` the further ranking members the weight search may give a
@@ -137,7 +144,10 @@ def evaluate_all(
     ``WARM_PROTOCOLS`` starting from the search's fit where the member can: ``members.warm_or_new``); each
     is also a row of its own after the blend's, that same fit when it has a share (its fit time then 0).
     AutoRec joins the rating blend's search where the protocol's users x movies are at most
-    ``autorec_max_cells`` (``Settings.autorec_max_cells``).
+    ``autorec_max_cells`` (``Settings.autorec_max_cells``). Above ``max_users`` users with a rating
+    (``Settings.evaluation_max_users``; None: never) every fit and figure is on a fixed sample of that many
+    users' ratings (``protocol.evaluation_sample``, keyed on their database ids; ``report.sample``); the
+    item cold-start check (``cold_start``) keeps every rating.
 
     Per protocol the network is trained twice: from scratch on the validation split carved out of that
     protocol's train data (``validation_split``), which chooses the blend weights (``choose_weights``), then
@@ -261,7 +271,14 @@ def evaluate_all(
         **{name: member_row(name) for name in members if name not in extra},
     }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
-    report = run_evaluation(data.interactions, factories, ordered, progress=progress)
+    report = run_evaluation(
+        data.interactions,
+        factories,
+        ordered,
+        progress=progress,
+        max_users=max_users,
+        user_ids=data.user_map.ids,
+    )
     report.networks = {
         p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}
         for p in fitted

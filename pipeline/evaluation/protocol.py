@@ -15,7 +15,14 @@ Protocols (``PROTOCOLS`` holds the same text, and ``EvaluationReport.to_dict`` c
   Above ``EVALUATION_MAX_USERS`` users with a relevant movie (ML-25M's 162k; ML-100K's 943 and ML-1M's
   6,040 are far below), a fixed random sample of that many of them is evaluated (the same for every model of
   a run: seeded, drawn from the same users), and ``users_eligible`` says of how many; catalogue coverage then
-  counts the sample's lists only."""
+  counts the sample's lists only.
+
+Above ``max_users`` users with a rating (``run_evaluation``; the weekly run's
+``MOVIEREC_EVALUATION_MAX_USERS``, default ``EVALUATION_MAX_USERS``), the whole evaluation, its fits
+included, runs on the ratings of a fixed sample of that many users (``stable_sample``: the same users from
+week to week but for the new ones that displace some), and the report's ``sample`` says how many users and
+ratings of how many it kept: at ML-25M size the evaluation's fits would otherwise cost more than the week's
+training itself."""
 
 from __future__ import annotations
 
@@ -33,12 +40,19 @@ from pipeline.core.errors import one_line
 from pipeline.evaluation.list_metrics import long_tail_share, popularity_counts
 from pipeline.evaluation.metrics import catalog_coverage, hits_at_k, mae, ranking_metrics_from_hits, rmse
 from pipeline.evaluation.report import EvaluationReport
-from pipeline.evaluation.splits import PROTOCOLS, make_split
+from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, make_split
 from pipeline.features.interactions import Interactions
 from pipeline.models.base import Recommender
 from pipeline.models.topn import mask_rows, top_k
 
-__all__ = ["ModelFactory", "evaluate_model", "run_evaluation", "top_k_for_users"]
+__all__ = [
+    "ModelFactory",
+    "evaluate_model",
+    "evaluation_sample",
+    "run_evaluation",
+    "stable_sample",
+    "top_k_for_users",
+]
 
 BATCH_USERS = 256
 
@@ -136,6 +150,47 @@ def sample_users(users: np.ndarray, n: int, seed: int = 42) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(users, size=n, replace=False))
 
 
+def stable_sample(ids: np.ndarray, n: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Positions (ascending) of the ``n`` of ``ids`` whose seeded hash is lowest (all when ``n`` >= their
+    number). A bottom-n sample: when ids are added, a kept one leaves only for a new one with a lower hash, so
+    next week's sample is this week's but for the new users that displace some."""
+    if n >= len(ids):
+        return np.arange(len(ids))
+    return np.sort(np.argpartition(_hash64(np.asarray(ids, np.int64), seed), n)[:n])
+
+
+def _hash64(ids: np.ndarray, seed: int) -> np.ndarray:
+    # splitmix64's finaliser over id + seed * golden ratio: uint64 arithmetic wraps, as the mixer intends.
+    x = ids.astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def evaluation_sample(
+    data: Interactions, max_users: int | None, user_ids: np.ndarray | None = None
+) -> tuple[Interactions, dict[str, int] | None]:
+    """The ratings an evaluation runs on: all of ``data``'s, or, above ``max_users`` users with a rating,
+    those of ``stable_sample``'s ``max_users`` of them, keyed on ``user_ids`` (database ids by dense index;
+    default the dense indices themselves), with what was kept (None: everything)."""
+    rated = np.flatnonzero(np.bincount(data.users, minlength=data.n_users))
+    if max_users is None or len(rated) <= max_users:
+        return data, None
+    keyed = rated if user_ids is None else np.asarray(user_ids)[rated]
+    keep = np.zeros(data.n_users, bool)
+    keep[rated[stable_sample(keyed, max_users)]] = True
+    sampled = data.subset(keep[data.users])
+    sample = {"users": max_users, "of_users": len(rated), "ratings": len(sampled), "of_ratings": len(data)}
+    log.info(
+        "evaluating on a fixed sample of %d of %d users (%d of %d ratings)",
+        max_users,
+        len(rated),
+        len(sampled),
+        len(data),
+    )
+    return sampled, sample
+
+
 def evaluate_model(
     model: Recommender,
     train: Interactions,
@@ -173,6 +228,9 @@ def run_evaluation(
     protocols: Sequence[str] = ("random", "temporal"),
     k: int = 10,
     progress: bool = True,
+    *,
+    max_users: int | None = None,
+    user_ids: np.ndarray | None = None,
 ) -> EvaluationReport:
     """Split ``data`` once per protocol, then fit (through its factory) and evaluate every model on it.
 
@@ -180,13 +238,15 @@ def run_evaluation(
     factory (its fit) or evaluation raises is reported as failed, with no metrics and the error in
     ``report.failures``, and the others still run; a factory that returns something other than a
     ``Recommender`` is a programming error and raises. A fitted model's dataclass ``config`` is kept in
-    ``report.configs`` under its name.
+    ``report.configs`` under its name. ``max_users``/``user_ids``: fit and evaluate on a fixed sample of
+    the users (``evaluation_sample``; ``report.sample`` says what was kept).
     """
     for protocol in protocols:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
     console = Console(stderr=True) if progress else None
     report = EvaluationReport(k=k, n_users=data.n_users, n_items=data.n_items, n_ratings=len(data))
+    data, report.sample = evaluation_sample(data, max_users, user_ids)
     for protocol in protocols:
         train, test = make_split(data, protocol)
         report.splits[protocol] = {"n_train": len(train), "n_test": len(test)}

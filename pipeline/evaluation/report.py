@@ -29,6 +29,8 @@ class EvaluationReport:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its hyperparameters
     # protocol -> "validation" / "protocol" -> how that network was trained (ratings, epochs, full or warm)
     networks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # users, of_users, ratings, of_ratings: the fixed sample of users evaluated (None: every one)
+    sample: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``results`` is protocol -> model -> metrics (with ``fit_seconds``/``eval_seconds``; a
@@ -36,7 +38,8 @@ class EvaluationReport:
 
         NaN becomes None; the protocols' definitions, dataset size and split sizes, and every fitted model's
         hyperparameters (``configs``: model -> config) and how the network rows were trained (``networks``:
-        protocol -> the weight search's validation network and the protocol network) come along.
+        protocol -> the weight search's validation network and the protocol network) come along, and
+        ``sample`` (users and ratings kept of how many) when a fixed sample of the users was evaluated.
         """
         results: dict[str, dict[str, dict[str, Any]]] = {}
         for protocol, models in self.results.items():
@@ -51,6 +54,7 @@ class EvaluationReport:
         return {
             "k": self.k,
             "dataset": {"n_users": self.n_users, "n_items": self.n_items, "n_ratings": self.n_ratings},
+            **({"sample": dict(self.sample)} if self.sample else {}),
             "protocols": {
                 p: {
                     "definition": PROTOCOLS[p],

@@ -218,6 +218,7 @@ def evaluate(
         members=members,
         warm_epochs=settings.warm_start_epochs,
         autorec_max_cells=settings.autorec_max_cells,
+        max_users=settings.evaluation_max_users or None,
     )
     report_path = write_report(settings, outcome)  # written first: it holds a failed model's error
     outcome.check_published()

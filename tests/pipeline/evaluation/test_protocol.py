@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation.protocol import evaluate_model, run_evaluation, sample_users
+from pipeline.evaluation.protocol import (
+    evaluate_model,
+    evaluation_sample,
+    run_evaluation,
+    sample_users,
+    stable_sample,
+)
 from pipeline.evaluation.splits import PROTOCOLS, make_split
 from pipeline.features.interactions import Interactions
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
@@ -189,3 +195,52 @@ def test_run_evaluation_rejects_unknown_protocol_and_non_models(slice_report):
         run_evaluation(data, {}, protocols=("nope",), progress=False)
     with pytest.raises(TypeError, match="not a Recommender"):
         run_evaluation(data, {"bad": lambda train, protocol: object()}, protocols=("random",), progress=False)
+
+
+def test_the_stable_sample_keeps_last_weeks_users_but_for_those_new_ones_displace():
+    ids = np.random.default_rng(0).choice(10**7, size=5_000, replace=False)
+    week = ids[stable_sample(ids, 500)]
+    assert len(np.unique(week)) == 500 and np.array_equal(ids[stable_sample(ids, 500)], week)
+    assert set(ids[stable_sample(ids[::-1], 500)]) != set(week)  # keyed on the ids, not their positions...
+    assert set(ids[::-1][stable_sample(ids[::-1], 500)]) == set(week)  # ...so their order does not matter
+    new = np.setdiff1d(np.random.default_rng(1).choice(10**7, size=600, replace=False), ids)
+    grown = np.concatenate([ids, new])
+    next_week = set(grown[stable_sample(grown, 500)].tolist())
+    kept = next_week & set(ids.tolist())
+    assert kept <= set(week.tolist())  # an old user is sampled next week only if it was this week
+    assert len(kept) + len(next_week - kept) == 500 and len(kept) > 400  # a tenth more users: few displaced
+    assert len(stable_sample(ids, 5_000)) == 5_000 and len(stable_sample(ids, 9_999)) == 5_000
+
+
+def test_above_the_cap_every_fit_and_figure_is_on_the_sampled_users_ratings(ml100k_dir):
+    data = load_ml100k_slice(ml100k_dir)
+    db_ids = np.arange(data.n_users) * 7 + 1000  # database ids by dense index
+    seen: list[tuple[str, set[int]]] = []
+
+    def recording(train: Interactions, protocol: str) -> Popularity:
+        seen.append((protocol, set(np.unique(train.users).tolist())))
+        return Popularity().fit(train)
+
+    report = run_evaluation(data, {"Popularity": recording}, progress=False, max_users=40, user_ids=db_ids)
+    rated = np.unique(data.users)
+    chosen = set(rated[stable_sample(db_ids[rated], 40)].tolist())
+    kept = np.isin(data.users, list(chosen))
+    assert report.sample == {
+        "users": 40,
+        "of_users": len(rated),
+        "ratings": int(kept.sum()),
+        "of_ratings": len(data),
+    }
+    assert [p for p, _ in seen] == ["random", "temporal"] and all(users <= chosen for _, users in seen)
+    sampled = data.subset(kept)
+    assert report.splits["temporal"]["n_train"] == len(make_split(sampled, "temporal")[0])
+    assert report.results["temporal"]["Popularity"]["users"] <= 40
+    assert report.to_dict()["sample"] == report.sample
+    assert (report.n_users, report.n_ratings) == (data.n_users, len(data))  # the dataset, whole
+
+    # at or below the cap, and with no cap: everything, and no ``sample`` in the report
+    for cap in (len(rated), None):
+        same, sample = evaluation_sample(data, cap, db_ids)
+        assert same is data and sample is None
+    whole = run_evaluation(data, {"Popularity": recording}, ("temporal",), progress=False)
+    assert whole.sample is None and "sample" not in whole.to_dict()
