@@ -1,7 +1,7 @@
 """The whole weekly run, step by step in one process, on synthetic data with the real files' shape.
 
     python -m bench.weekly --shape ml1m|ml25m [--epochs N] [--bootstrap-epochs N] [--project-epochs N]
-                           [--workdir DIR] [--device cpu|cuda|auto] [--output FILE]
+                           [--evaluate-only] [--workdir DIR] [--device cpu|cuda|auto] [--output FILE]
 
 The data is ``bench.ingest``'s generator at ML-1M (1,000,209 ratings) or ML-25M (25,000,095) rows: ML-25M
 files (``ratings.csv``, ``movies.csv``, ``links.csv``) plus a weekly delta. A fresh ``MOVIEREC_HOME`` under
@@ -24,6 +24,8 @@ not fit in a sitting. A fit that ran into the cap is then projected: seconds per
 early by itself is taken as measured. Each step and week is reported measured and projected (equal when
 no fit was capped). ``--bootstrap-epochs N`` caps week 0's fits alone: week 1, the weekly run the target
 is about, then runs uncapped (measured, not projected) from a champion trained for N epochs.
+``--evaluate-only`` runs week 0 up to its evaluate step and stops there: the evaluation at a size whose
+two weeks do not fit in a sitting (ML-25M).
 
 Prints a table and writes ``bench/results/weekly_<shape>.json``. See ``bench/README.md``.
 """
@@ -169,10 +171,16 @@ def run_week(
     evaluation = week.run(
         "evaluate",
         lambda: steps.evaluate(None, cap, args.device, settings=settings, data=held["data"]),
-        lambda e: {"temporal": e["metrics"].get("temporal", {}), "weights": e["weights"]},
+        lambda e: {
+            "temporal": e["metrics"].get("temporal", {}),
+            "weights": e["weights"],
+            "sample": json.loads(Path(e["report_path"]).read_text()).get("sample"),
+        },
     )
     if not week.steps[-1].fits:  # the trainer's log line changed: the projection would be wrong
         raise SystemExit(f"no network fit recorded from {FIT_LOGGER}'s log during evaluate")
+    if args.evaluate_only:
+        return week.as_dict()
     training = week.run(
         "train",
         lambda: steps.train(None, evaluation, cap, args.device, settings=settings, data=held["data"]),
@@ -207,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="epochs a fit from scratch is projected at when capped (default: the config's maximum)",
+    )
+    parser.add_argument(
+        "--evaluate-only", action="store_true", help="week 0 up to its evaluate step, then stop"
     )
     parser.add_argument("--device", default="auto", help="the network's device: auto, cpu or cuda (auto)")
     parser.add_argument("--workdir", type=Path, default=None, help="datasets and homes (a temporary dir)")
@@ -251,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         embedded.start(settings)
         sampler.watch_server(embedded.status(settings).pid)
-        for name, sub in (("week0_bootstrap", "base"), ("week1_weekly", "delta")):
+        for name, sub in (("week0_bootstrap", "base"), ("week1_weekly", "delta"))[
+            : 1 if args.evaluate_only else 2
+        ]:
             log(f"--- {name}: {directory / sub}")
             week = Week(sampler, fit_log, projector(caps[name]))
             weeks[name] = run_week(week, directory / sub, args, settings, caps[name])
@@ -268,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "project_epochs_full": full_epochs,
         "project_epochs_warm": warm_epochs,
         "device": args.device,
+        "evaluate_only": args.evaluate_only,
         "weeks": weeks,
         "target_seconds": TARGET_S[args.shape],
         "target_peak_rss_mib": TARGET_RSS_MIB if args.shape == "ml25m" else None,
@@ -307,6 +321,12 @@ def _print(report: dict[str, Any]) -> None:
             f"  {'total':<9} {week['seconds']:>9,.1f} {week['projected_seconds']:>10,.1f} "
             f"{week['peak_bench_mib']:>13,.0f} {week['peak_server_sum_mib']:>11,.0f}"
         )
+        sample = next((s["detail"].get("sample") for s in week["steps"] if s["name"] == "evaluate"), None)
+        if sample:
+            print(
+                f"  evaluate: fits and figures on a fixed sample of {sample['users']:,} of "
+                f"{sample['of_users']:,} users ({sample['ratings']:,} of {sample['of_ratings']:,} ratings)"
+            )
         train = next((s["detail"] for s in week["steps"] if s["name"] == "train"), {})
         if train:
             print(f"  train step: {train['kind']} training, {train['reason']}")
