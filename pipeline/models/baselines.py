@@ -8,6 +8,7 @@ import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
 from pipeline.core.sparse import torch_csr
 from pipeline.features.interactions import Interactions, sorted_positions
@@ -227,6 +228,11 @@ class BiasedMF:
 # issue 13's 12 GB ML-25M target: docs/model.md and bench/ease.py.
 EASE_MAX_ITEMS = 20_000
 _GRAM_BLOCK_ENTRIES = 8_000_000  # entries of one column block of the Gram matrix built at once
+# Above this many movies the Cholesky factorisation runs on one BLAS thread: scipy's OpenBLAS (0.3.30) crashed
+# (SIGSEGV in its threaded dpotrf) at 16,000 movies on 2 cores, not at 15,500, so the default cap's fit
+# crashed at ML-25M size. One thread costs about 5 s more at 12,000 (11.6 s against 6.4) and takes 51 s at
+# 20,000; the inverse (dpotri) stays threaded, and ran at 20,000.
+_THREADED_CHOLESKY_MAX_ITEMS = 8_192
 
 
 @dataclass(frozen=True, config=HYPERPARAMETERS)
@@ -260,7 +266,8 @@ def _ease_weights(gram: np.ndarray) -> np.ndarray:
     n = gram.shape[0]
     if n == 0:
         return np.zeros((0, 0), np.float32)
-    factor, info = lapack.dpotrf(gram, lower=0, clean=0, overwrite_a=1)
+    with threadpool_limits(limits=1 if n > _THREADED_CHOLESKY_MAX_ITEMS else None, user_api="blas"):
+        factor, info = lapack.dpotrf(gram, lower=0, clean=0, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE: the Gram matrix is not positive definite (dpotrf info {info})")
     p, info = lapack.dpotri(factor, lower=0, overwrite_c=1)  # the inverse's upper triangle

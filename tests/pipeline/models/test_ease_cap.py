@@ -114,3 +114,19 @@ def test_restore_checks_the_weights_against_the_kept_movies(train: Interactions,
 def test_the_cap_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_items"):
         EASEConfig(max_items=0)
+
+
+def test_above_the_threaded_cholesky_size_the_fit_is_the_same_ease_on_one_blas_thread(
+    train: Interactions, capped: EASE, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large catalogues factorise on one BLAS thread (OpenBLAS's threaded dpotrf crashed at 16,000 movies):
+    # the same weights, here with the size bound lowered to the slice's.
+    from threadpoolctl import threadpool_info
+
+    import pipeline.models.baselines as baselines
+
+    assert any(p["user_api"] == "blas" for p in threadpool_info())  # there is a BLAS pool to hold
+    monkeypatch.setattr(baselines, "_THREADED_CHOLESKY_MAX_ITEMS", CAP - 1)
+    one_thread = EASE(EASEConfig(lam=100.0, max_items=CAP)).fit(train)
+    assert one_thread.weights_ is not None and capped.weights_ is not None
+    np.testing.assert_allclose(one_thread.weights_, capped.weights_, rtol=1e-5, atol=1e-7)
