@@ -86,6 +86,23 @@ def test_ease_matches_closed_form_and_cannot_predict_ratings() -> None:
     assert np.isnan(model.predict(np.array([0]), np.array([1]))).all()
 
 
+def test_biased_mf_solves_only_rated_rows_and_empty_ones_change_nothing(split) -> None:
+    # Movies nobody rated, appended to the catalogue: the same floats for every rated row (the initial
+    # factors are drawn for every row, in the same order), zeros for the new ones.
+    train, _ = split
+    padded = Interactions(
+        train.users, train.items, train.ratings, train.timestamps, train.n_users, train.n_items + 50
+    )
+    config = BiasedMFConfig(factors=8, epochs=3)
+    plain, wide = BiasedMF(config).fit(train), BiasedMF(config).fit(padded)
+    assert np.array_equal(wide.user_factors_, plain.user_factors_)
+    assert np.array_equal(wide.user_bias_, plain.user_bias_)
+    assert wide.item_factors_ is not None and plain.item_factors_ is not None
+    assert np.array_equal(wide.item_factors_[: train.n_items], plain.item_factors_)
+    assert not wide.item_factors_[train.n_items :].any() and wide.item_factors_.dtype == np.float32
+    assert wide.item_factors_.flags["C_CONTIGUOUS"]
+
+
 def test_biased_mf_fits_training_ratings_and_zeroes_unseen_items(split) -> None:
     train, _ = split
     model = BiasedMF(BiasedMFConfig(factors=16, epochs=5, reg_factors=0.01, clip=False)).fit(train)
