@@ -174,7 +174,7 @@ def run_week(
         lambda e: {
             "temporal": e["metrics"].get("temporal", {}),
             "weights": e["weights"],
-            "sample": json.loads(Path(e["report_path"]).read_text()).get("sample"),
+            "sample": e.get("sample"),
         },
     )
     if not week.steps[-1].fits:  # the trainer's log line changed: the projection would be wrong
@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print(report: dict[str, Any]) -> None:
+    from pipeline.evaluation.report import sample_line
+
     caps = report["epochs_cap"]
     print(f"\nweekly run at {report['shape']} shape ({report['rows']:,} ratings), device {report['device']}")
     if any(cap is not None for cap in caps.values()):
@@ -323,10 +325,7 @@ def _print(report: dict[str, Any]) -> None:
         )
         sample = next((s["detail"].get("sample") for s in week["steps"] if s["name"] == "evaluate"), None)
         if sample:
-            print(
-                f"  evaluate: fits and figures on a fixed sample of {sample['users']:,} of "
-                f"{sample['of_users']:,} users ({sample['ratings']:,} of {sample['of_ratings']:,} ratings)"
-            )
+            print(f"  evaluate: {sample_line(sample)}")
         train = next((s["detail"] for s in week["steps"] if s["name"] == "train"), {})
         if train:
             print(f"  train step: {train['kind']} training, {train['reason']}")

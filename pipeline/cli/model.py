@@ -82,7 +82,7 @@ def evaluate(
         warm_epochs=settings.warm_start_epochs,
         members=offered_members(settings, len(data.interactions)),
         autorec_max_cells=settings.autorec_max_cells,
-        max_users=settings.evaluation_max_users or None,
+        max_users=settings.evaluation_user_cap,
     )
     report = outcome.to_dict()
     print_evaluation(report)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.evaluation.report import sample_line
 from pipeline.registry.report import blend_line, evaluation_headers, evaluation_rows
 
 if TYPE_CHECKING:
@@ -42,10 +43,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
     """The table, the blend's weights and, where present, the item cold-start figures."""
     out.print(evaluation_table(report))
     if sample := report.get("sample"):
-        out.print(
-            f"fitted and evaluated on a fixed sample of {sample['users']:,} of {sample['of_users']:,} users "
-            f"({sample['ratings']:,} of {sample['of_ratings']:,} ratings; MOVIEREC_EVALUATION_MAX_USERS)"
-        )
+        out.print(sample_line(sample))
     out.print(blend_line(report))
     for name, figures in report.get("cold_start", {}).items():
         out.print(f"cold start, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))

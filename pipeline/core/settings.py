@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         return self.blend_members if n_ratings <= self.blend_members_max_ratings else ()
 
     @property
+    def evaluation_user_cap(self) -> int | None:
+        """The users above which the evaluation runs on a fixed sample of them (None: never)."""
+        return self.evaluation_max_users or None
+
+    @property
     def weekly_models(self) -> tuple[str, ...]:
         """The evaluation-only models the weekly run evaluates (``MOVIEREC_WEEKLY_MODELS``)."""
         return tuple(name for name in self.weekly_models_text.split(",") if name)

@@ -10,6 +10,14 @@ from pipeline.core.jsonsafe import json_safe
 from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, TEST_FRACTION
 
 
+def sample_line(sample: dict[str, int]) -> str:
+    """``EvaluationReport.sample`` in words."""
+    return (
+        f"fitted and evaluated on a fixed sample of {sample['users']:,} of {sample['of_users']:,} users "
+        f"({sample['ratings']:,} of {sample['of_ratings']:,} ratings; MOVIEREC_EVALUATION_MAX_USERS)"
+    )
+
+
 @dataclass
 class EvaluationReport:
     """Metrics of every model under every protocol of one run, on shared splits."""

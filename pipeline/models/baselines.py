@@ -168,7 +168,6 @@ class BiasedMF:
         evaluation on a sample of the users leaves most user rows empty)."""
         c = self.config
         rng = np.random.default_rng(c.seed)
-        n_u, n_i = train.n_users, train.n_items
         u, i = train.users, train.items
         r = train.ratings.astype(np.float64)
         self.mu_ = mu = float(r.mean()) if len(r) else 0.0
@@ -178,17 +177,16 @@ class BiasedMF:
         # ratings, no right-hand side), so solving only the others changes no float.
         users_on, u = np.unique(u, return_inverse=True)
         items_on, i = np.unique(i, return_inverse=True)
+        n_u, n_i = len(users_on), len(items_on)
         ones = np.ones(len(r))
-        shape = (len(users_on), len(items_on))
-        rated_ui = sp.csr_matrix((ones, (u, i)), shape=shape)
+        rated_ui = sp.csr_matrix((ones, (u, i)), shape=(n_u, n_i))
         rated_iu = rated_ui.T.tocsr()
         n_per_user = np.asarray(rated_ui.sum(axis=1)).ravel()
         n_per_item = np.asarray(rated_iu.sum(axis=1)).ravel()
 
         # drawn for every row, as before, so the rated rows start from the same values
-        p = rng.normal(0.0, c.init_scale, (n_u, c.factors))[users_on]
-        q = rng.normal(0.0, c.init_scale, (n_i, c.factors))[items_on]
-        n_u, n_i = shape
+        p = rng.normal(0.0, c.init_scale, (train.n_users, c.factors))[users_on]
+        q = rng.normal(0.0, c.init_scale, (train.n_items, c.factors))[items_on]
         bu, bi = np.zeros(n_u), np.zeros(n_i)
         for _ in range(c.epochs):
             # What the user side must explain once the item side is fixed, and vice versa.

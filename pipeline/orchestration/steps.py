@@ -80,6 +80,8 @@ class Evaluation(TypedDict):
     member_starts: NotRequired[dict[str, str]]
     # The evaluation's network, saved when there was no champion: the train step's start (training_plan)
     network_start: NotRequired[str]
+    # The fixed sample of users the evaluation ran on (EvaluationReport.sample), when it ran on one
+    sample: NotRequired[dict[str, int]]
 
 
 class Training(TypedDict):
@@ -218,7 +220,7 @@ def evaluate(
         members=members,
         warm_epochs=settings.warm_start_epochs,
         autorec_max_cells=settings.autorec_max_cells,
-        max_users=settings.evaluation_max_users or None,
+        max_users=settings.evaluation_user_cap,
     )
     report_path = write_report(settings, outcome)  # written first: it holds a failed model's error
     outcome.check_published()
@@ -236,6 +238,8 @@ def evaluate(
     # Beside the report, as shared between tasks as it is: what the train step's fits start from.
     starts = report_path.with_suffix("")
     evaluation["member_starts"] = save_starts(outcome.members, starts)
+    if outcome.report.sample:
+        evaluation["sample"] = outcome.report.sample
     if outcome.network is not None and champion_version(settings) is None:
         evaluation["network_start"] = str(outcome.network.save(starts / "network"))
     return json_safe(evaluation)
