@@ -6,11 +6,11 @@ Protocols (``PROTOCOLS`` holds the same text, and ``EvaluationReport.to_dict`` c
   over every test rating. Models that cannot predict ratings (``predict`` all NaN) get no rating metrics.
 * ``temporal``: ``temporal_split(data, 0.2)``, each user's latest 20% held out; top-k ranking. A user's
   candidates are all items they did not rate in train (train items are masked with -inf, whatever the model
-  scores them); relevant items are the user's held-out ratings >= 4; users without one are skipped. Metrics
-  at k (``pipeline.metrics``): NDCG, Recall, Precision, MRR, HR averaged over evaluated users, catalog
-  coverage and long-tail share (``pipeline.evaluation.list_metrics``) over all their top-k lists, NDCG over
-  the cold users alone (at most ``COLD_USER_MAX_RATINGS`` train ratings; ``cold_users`` of them), and
-  ``users``, the number evaluated. Ties in scores are broken
+  scores them; a ``TopKLister`` lists them itself); relevant items are the user's held-out ratings >= 4;
+  users without one are skipped. Metrics at k (``pipeline.metrics``): NDCG, Recall, Precision, MRR, HR
+  averaged over evaluated users, catalog coverage and long-tail share (``pipeline.evaluation.list_metrics``)
+  over all their top-k lists, NDCG over the cold users alone (at most ``COLD_USER_MAX_RATINGS`` train
+  ratings; ``cold_users`` of them), and ``users``, the number evaluated. Ties in scores are broken
   by the lower item index, so a model that scores everything equally still gives a deterministic list.
   Above ``EVALUATION_MAX_USERS`` users with a relevant movie (ML-25M's 162k; ML-100K's 943 and ML-1M's
   6,040 are far below), a fixed random sample of that many of them is evaluated (the same for every model of
@@ -42,7 +42,7 @@ from pipeline.evaluation.metrics import catalog_coverage, hits_at_k, mae, rankin
 from pipeline.evaluation.report import EvaluationReport
 from pipeline.evaluation.splits import PROTOCOLS, SPLIT_SEED, make_split
 from pipeline.features.interactions import Interactions
-from pipeline.models.base import Recommender
+from pipeline.models.base import Recommender, TopKLister
 from pipeline.models.topn import mask_rows, top_k
 
 __all__ = [
@@ -60,6 +60,12 @@ log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[Interactions, str], Recommender]
 """Receives the train split and the protocol name, returns a fitted model."""
+
+
+def _lists(model: Recommender, users: np.ndarray, rated: sp.csr_matrix, k: int) -> np.ndarray:
+    if isinstance(model, TopKLister):
+        return model.top_k_lists(users, k)
+    return top_k(_score_batch(model, users, rated), k)[0]
 
 
 def _score_batch(model: Recommender, users: np.ndarray, rated: sp.csr_matrix) -> np.ndarray:
@@ -81,7 +87,7 @@ def top_k_for_users(
     out = np.empty((len(users), k), np.int64)
     for lo in range(0, len(users), batch_size):
         batch = users[lo : lo + batch_size]
-        out[lo : lo + len(batch)] = top_k(_score_batch(model, batch, rated), k)[0]
+        out[lo : lo + len(batch)] = _lists(model, batch, rated, k)
     return out
 
 
@@ -124,7 +130,7 @@ def _ranking_metrics(
     all_lists = []
     for lo in range(0, len(users), batch_size):
         batch = users[lo : lo + batch_size]
-        lists = top_k(_score_batch(model, batch, rated), k)[0]
+        lists = _lists(model, batch, rated, k)
         hits = hits_at_k(lists, relevant[batch].toarray().astype(bool))
         for name, values in ranking_metrics_from_hits(hits, n_relevant[batch], k).items():
             per_user.setdefault(name, []).append(values)

@@ -15,61 +15,33 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.core.defaults import DEFAULT_CANDIDATES, TRADEOFF_PENALTIES, TRADEOFF_STRENGTHS
+from pipeline.core.defaults import (
+    DEFAULT_CANDIDATES,
+    RELEVANCE_THRESHOLD,
+    TRADEOFF_PENALTIES,
+    TRADEOFF_STRENGTHS,
+)
 from pipeline.evaluation.list_metrics import LIST_METRIC_NAMES, list_set_metrics, popularity_counts
 from pipeline.evaluation.metrics import rmse
 from pipeline.evaluation.protocol import evaluate_model
+from pipeline.evaluation.ranking_pool import FIXED_TERMS, RankingPool
 from pipeline.evaluation.splits import temporal_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.vocab import MovieContent
 from pipeline.models.base import Recommender
-from pipeline.models.blend.scorer import BlendRecommender, rating_scale, standardise
+from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.rerank import Diversifier, Rerank
-from pipeline.models.topn import scatter_rows
+from pipeline.models.topn import scatter_rows, top_k_among
 
 _GRID = tuple(np.linspace(0, 1, 11))
 _SLACK = 1e-9  # shares summing to a hair above 1 after float arithmetic sum to 1
 
 log = logging.getLogger(__name__)
 
-# The ranking search scores the same blocks of validation users at every point: each member keeps the scores
-# of the blocks it has scored while all of them together stay within this many bytes (beyond: scored again).
-RANKING_SEARCH_CACHE_BYTES = 1 << 30
-
-
-class _Memo:
-    """A fitted member behind the ``Scorer`` protocol that keeps each block of users' standardised scores
-    within its budget (bytes; ``StandardisedScorer``): the blend mixes a block again at the next weights
-    without scoring or standardising it again. The same floats as the member's scores standardised by the
-    blend (rounded to float32 first, as a blend reads any member's)."""
-
-    def __init__(self, member: Recommender, budget: int) -> None:
-        self.member, self.budget, self.used = member, budget, 0
-        self.name = member.name
-        self._kept: dict[bytes, np.ndarray] = {}
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.member.predict(users, items)
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray(self.member.score_users(users), np.float32)
-
-    def standardised_scores(self, users: np.ndarray) -> np.ndarray:
-        key = np.asarray(users, np.int64).tobytes()
-        kept = self._kept.get(key)
-        if kept is not None:
-            return kept
-        scores = standardise(np.asarray(self.score_users(users), np.float64))
-        if self.used + scores.nbytes <= self.budget:
-            self._kept[key], self.used = scores, self.used + scores.nbytes
-        return scores
-
 
 def _ranking_figures(
-    network: Recommender,
-    partner: Recommender,
-    als: Recommender | None,
+    pool: RankingPool,
     inner_train: Interactions,
     inner_test: Interactions,
     grid: Sequence[float],
@@ -85,22 +57,21 @@ def _ranking_figures(
     Figures: ``ndcg@k`` per network share at ALS share 0 (the network with EASE alone); with ``als`` also
     ``ndcg@k.als=<share>`` per network share at each ALS share above 0 (with ``ndcg@k``: every point tried),
     ``als_ndcg@k`` per ALS share the best figure over the network shares tried with it (its best is the
-    chosen pair's) and ``als_network_weight`` per ALS share that network share. Each member scores each block
-    of validation users once (``_Memo``, within ``RANKING_SEARCH_CACHE_BYTES``), so a point costs the mix,
-    not the members: on ML-100K (a 2-core CPU) the 66 points of a 0.1 step take about 2 s. ``coverage@k``
+    chosen pair's) and ``als_network_weight`` per ALS share that network share. The points rank ``pool``
+    (``network``, ``ease`` and, when searched, ``als``: each term scored each validation user once), so a
+    point costs the mix of the pool, not the members. ``coverage@k``
     (and ``coverage@k.als=<share>``) hold each point's coverage beside its NDCG. Last: the coverage floor."""
-    shares = [0.0] if als is None else sorted({round(float(a), 3) for a in als_grid} | {0.0})
-    budget = RANKING_SEARCH_CACHE_BYTES // (2 if als is None else 3)
-    net, ease = _Memo(network, budget), _Memo(partner, budget)
-    memo_als = _Memo(als, budget) if als is not None else None
+    als = "als" in pool.terms
+    shares = sorted({round(float(a), 3) for a in als_grid} | {0.0}) if als else [0.0]
     points: dict[tuple[float, float], float] = {}
     cover: dict[tuple[float, float], float] = {}
     for a in shares:
         for w in (round(float(w), 3) for w in grid):
             if w + a > 1 + _SLACK:
                 continue
-            blend = BlendRecommender(net, ease, BlendWeights(w, als_weight=a), als=memo_als)
-            got = evaluate_model(blend, inner_train, inner_test, "temporal", k)
+            got = evaluate_model(
+                pool.blend(BlendWeights(w, als_weight=a)), inner_train, inner_test, "temporal", k
+            )
             points[(w, a)], cover[(w, a)] = got[f"ndcg@{k}"], got[f"coverage@{k}"]
     # The network with EASE alone sets the coverage floor: a point with ALS must list as much of the
     # catalogue as that blend's best point does (ALS's lists are more concentrated on popular movies).
@@ -117,7 +88,7 @@ def _ranking_figures(
         figures[f"coverage@{k}{suffix}"] = {w: c for (w, b), c in cover.items() if b == a}
         at[a] = max(row, key=lambda w: (row[w], w))
         profile[a] = row[at[a]]
-    if als is not None:
+    if als:
         figures[f"als_ndcg@{k}"], figures["als_network_weight"] = profile, at
     return best[0], best[1], figures, cover[base]
 
@@ -131,18 +102,17 @@ ASCENT_SWEEPS = 3
 # other shares (the last steps gained 0.0001 to 0.001 each; on the test split 0.2159 against 0.2087), while
 # from 0.001 both chose the same shares. The smallest such threshold is the one taken.
 ASCENT_MIN_GAIN = 0.001
-_FIXED_TERMS = ("network", "als", "ease")  # the ranking terms that are not members
 
 
 def _shares(raw: Mapping[str, float]) -> BlendWeights:
     """Relative weights of the ranking terms (``network``, ``als``, ``ease``, members by name) as shares."""
     total = sum(raw.values())
-    members = {n: v / total for n, v in raw.items() if n not in _FIXED_TERMS}
+    members = {n: v / total for n, v in raw.items() if n not in FIXED_TERMS}
     return BlendWeights(raw["network"] / total, als_weight=raw["als"] / total, members=members)
 
 
 def _member_figures(
-    terms: Mapping[str, Recommender | None],
+    pool: RankingPool,
     start: BlendWeights,
     floor: float,
     inner_train: Interactions,
@@ -150,29 +120,18 @@ def _member_figures(
     k: int,
     grid: Sequence[float] = ASCENT_GRID,
 ) -> tuple[BlendWeights, dict[str, dict[float, float]]]:
-    """The ranking terms' shares with the members (``terms``: ``network``, ``ease``, ``als`` or None, and
-    each member by name) by coordinate ascent on NDCG@k of the held-out movies: from ``start`` (the
-    network/ALS/EASE simplex's choice, the members at 0), each term's relative weight in turn set to the
-    best of ``grid`` with the others fixed, until a pass changes nothing (at most ``ASCENT_SWEEPS``). A point
-    counts only when its coverage@k is at least ``floor`` (the simplex's floor), and a change only when it
-    raises NDCG@k by ``ASCENT_MIN_GAIN`` or more. Each member scores each block of validation users once
-    (``_Memo``).
+    """The ranking terms' shares with the members (``pool``'s terms: ``network``, ``ease``, ``als`` when
+    searched, and each member by name) by coordinate ascent on NDCG@k of the held-out movies: from
+    ``start`` (the network/ALS/EASE simplex's choice, the members at 0), each term's relative weight in turn
+    set to the best of ``grid`` with the others fixed, until a pass changes nothing (at most
+    ``ASCENT_SWEEPS``). A point counts only when its coverage@k is at least ``floor`` (the simplex's floor),
+    and a change only when it raises NDCG@k by ``ASCENT_MIN_GAIN`` or more. The points rank ``pool``.
 
     Figures: ``members.ndcg@k`` and ``members.coverage@k`` by step (0: ``start``, then each improvement)."""
-    budget = RANKING_SEARCH_CACHE_BYTES // max(1, sum(t is not None for t in terms.values()))
-    memo = {name: _Memo(term, budget) for name, term in terms.items() if term is not None}
-    members = [name for name in terms if name not in _FIXED_TERMS]
+    members = [name for name in pool.terms if name not in FIXED_TERMS]
 
     def judge(raw: Mapping[str, float]) -> tuple[float, float]:
-        w = _shares(raw)
-        blend = BlendRecommender(
-            memo["network"],
-            memo.get("ease"),
-            w,
-            als=memo.get("als"),
-            members={n: memo[n] for n in members},
-        )
-        got = evaluate_model(blend, inner_train, inner_test, "temporal", k)
+        got = evaluate_model(pool.blend(_shares(raw)), inner_train, inner_test, "temporal", k)
         return got[f"ndcg@{k}"], got[f"coverage@{k}"]
 
     raw = {"network": start.weight, "als": start.als_weight, "ease": start.ease_weight}
@@ -182,7 +141,7 @@ def _member_figures(
     for _ in range(ASCENT_SWEEPS):
         changed = False
         for name in raw:
-            if name not in memo:
+            if name not in pool.terms:
                 continue
             for value in grid:
                 trial = {**raw, name: float(value)}
@@ -252,6 +211,8 @@ class _Candidates:
     ) -> None:
         self.rows, self.found, self.cheap, self.ratings = rows, found, cheap, ratings  # rows[user] -> row
         self.weight, self.n_items = np.float32(weight), n_items
+        # each row's candidates by movie index (padding last): a tie goes to the lower index
+        self.order = np.argsort(np.where(found < 0, n_items, found), axis=1, kind="stable")
 
     def fit(self, train: Interactions) -> _Candidates:
         return self
@@ -262,6 +223,11 @@ class _Candidates:
     def score_users(self, users: np.ndarray) -> np.ndarray:
         r = self.rows[users]
         return scatter_rows(self.found[r], self.cheap[r] + self.weight * self.ratings[r], self.n_items)
+
+    def top_k_lists(self, users: np.ndarray, k: int) -> np.ndarray:
+        r, order = self.rows[users], self.order[self.rows[users]]
+        values = np.take_along_axis(self.cheap[r] + self.weight * self.ratings[r], order, 1)
+        return top_k_among(np.take_along_axis(self.found[r], order, 1), values, k)[0]
 
 
 def _candidate_pool(
@@ -342,6 +308,12 @@ class _Lists:
     def score_users(self, users: np.ndarray) -> np.ndarray:
         r = self.rows[users]
         return scatter_rows(self.lists[r], self.rank_scores[r], self.n_items)
+
+    def top_k_lists(self, users: np.ndarray, k: int) -> np.ndarray:
+        lists = np.full((len(users), k), -1, np.int64)
+        width = min(k, self.lists.shape[1])
+        lists[:, :width] = self.lists[self.rows[users], :width]
+        return lists
 
 
 def diversity_figures(
@@ -430,10 +402,23 @@ def choose_weights(
         network = make_network().fit(inner_train)
     partner = make_partner().fit(inner_train)
     als = make_als().fit(inner_train) if make_als is not None else None
+    members = dict(members or {})
     started = time.perf_counter()
-    weight, als_weight, figures, floor = _ranking_figures(
-        network, partner, als, inner_train, inner_test, grid, als_grid, k
+    terms: dict[str, Recommender] = {"network": network, "ease": partner, **members}
+    if als is not None:
+        terms["als"] = als
+    ranked = np.unique(inner_test.users[inner_test.ratings >= RELEVANCE_THRESHOLD])
+    ranking = RankingPool(terms, ranked, inner_train.binary_matrix())
+    log.info(
+        "ranking pool: %d validation users, %d movies each at most (%d terms' top %d), %.1f s",
+        len(ranked),
+        ranking.items.shape[1],
+        len(terms),
+        ranking.depth,
+        time.perf_counter() - started,
     )
+    started = time.perf_counter()
+    weight, als_weight, figures, floor = _ranking_figures(ranking, inner_train, inner_test, grid, als_grid, k)
     log.info(
         "cheap-term shares: network %.2f, ALS %.2f (validation NDCG@%d over %d points, %.1f s)",
         weight,
@@ -443,11 +428,9 @@ def choose_weights(
         time.perf_counter() - started,
     )
     shares = BlendWeights(weight, als_weight=als_weight)
-    members = dict(members or {})
     if members:
         started = time.perf_counter()
-        terms: dict[str, Recommender | None] = {"network": network, "ease": partner, "als": als, **members}
-        shares, ascent = _member_figures(terms, shares, floor, inner_train, inner_test, k)
+        shares, ascent = _member_figures(ranking, shares, floor, inner_train, inner_test, k)
         figures.update(ascent)
         log.info(
             "with the members: %s (validation NDCG@%d %.4f against %.4f, %.1f s)",
@@ -457,6 +440,9 @@ def choose_weights(
             ascent[f"members.ndcg@{k}"][0.0],
             time.perf_counter() - started,
         )
+    log.info(
+        "ranking pool: %d of %d lists scored over the whole catalogue", ranking.full_lists, ranking.listed
+    )
     rerank_weight = 0.0
     figures[f"rerank_ndcg@{k}"] = {}
     search = any(m > 0 for m in rerank_grid)

@@ -44,6 +44,15 @@ class RatingMatrix(Protocol):
     def rating_matrix(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
 
 
+@runtime_checkable
+class TopKLister(Protocol):
+    """A capability: each user's top k movies among those not rated in the train split it was built on
+    (``(len(users), k)``, best first, -1 padded), listed by the model itself: the evaluation asks for these
+    instead of scoring the whole catalogue (a weight search's pool of candidates knows its lists without)."""
+
+    def top_k_lists(self, users: np.ndarray, k: int) -> np.ndarray: ...
+
+
 # The hyperparameter dataclasses (``HybridConfig``, the baselines' configs) are pydantic dataclasses under
 # these rules: values checked on construction (``dataclasses.replace`` included) and on assignment, numbers
 # finite, and an unknown keyword refused as a plain dataclass refuses it. A bad value raises

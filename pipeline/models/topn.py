@@ -90,3 +90,12 @@ def scatter_rows(found: np.ndarray, values: np.ndarray, n_columns: int) -> np.nd
     rows, at = np.nonzero(found >= 0)
     out[rows, found[rows, at]] = values[rows, at]
     return out
+
+
+def top_k_among(found: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` of each row's candidates: ``found`` column indices (-1: none) with their ``values``; the
+    lists ``top_k(scatter_rows(found, values, n_columns), k)`` gives, without the whole rows, when each
+    row's ``found`` ascends (-1 padding last), so that a tie goes to the lower column as it does there."""
+    values = np.where(found >= 0, values, -np.inf).astype(values.dtype, copy=False)
+    at, best = top_k(values, k)
+    return np.where(at >= 0, np.take_along_axis(found, np.maximum(at, 0), 1), -1), best

@@ -17,6 +17,7 @@ from pipeline.models.blend.scorer import BlendRecommender
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.recommender import HybridRecommender
 from pipeline.models.implicit_mf import ALS, BPR, ALSConfig, BPRConfig
+from pipeline.models.topn import mask_rows, top_k
 from tests.support.configs import TINY
 from tests.support.ml100k_slice import load_ml100k_slice
 
@@ -33,23 +34,6 @@ def test_ranking_weight_is_chosen_on_validation_and_favours_the_better_member(ml
     assert chosen.weight < 1.0
     # a rating-head grid of 0 only: no rating-head term is searched or chosen
     assert chosen.rerank_weight == 0.0 and chosen.figures["rerank_ndcg@10"] == {}
-
-
-def test_the_searchs_kept_scores_mix_to_the_blends_own_floats(ml100k_dir):
-    # The search keeps each member's standardised scores and mixes them at every point: the same floats
-    # as a blend that scores and standardises its members itself, kept or (over budget) not.
-    train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
-    mf, ease, als = BiasedMF().fit(train), EASE().fit(train), ALS(ALSConfig(factors=16)).fit(train)
-    weights = BlendWeights(0.2, als_weight=0.3)
-    plain = BlendRecommender(mf, ease, weights, als=als).retrieval_scores(np.arange(60))
-    for budget in (1 << 30, 0):
-        memo = {
-            name: weight_search._Memo(m, budget) for name, m in (("mf", mf), ("ease", ease), ("als", als))
-        }
-        blend = BlendRecommender(memo["mf"], memo["ease"], weights, als=memo["als"])
-        for _ in range(2):  # the second time from the kept scores, when the budget keeps them
-            np.testing.assert_array_equal(blend.retrieval_scores(np.arange(60)), plain)
-        assert (memo["ease"].used > 0) == (budget > 0)
 
 
 def test_a_network_already_fitted_on_the_validation_split_is_used_as_it_is(ml100k_dir):
@@ -176,16 +160,18 @@ def test_rating_head_weight_is_chosen_on_validation(ml100k_data, first_300_users
     assert figures[0.0] == pytest.approx(chosen.figures["ndcg@10"][chosen.weight])
 
 
+def _tiny_blend_at(tiny_blend, weight: float) -> BlendRecommender:
+    network = HybridRecommender.from_artifact(tiny_blend.network)
+    return BlendRecommender(
+        network, tiny_blend.ease, BlendWeights(weight), rating_scale=tiny_blend.rating_scale
+    )
+
+
 def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(
     tiny_blend, first_300_users, monkeypatch
 ):
     inner_train, inner_test = temporal_split(first_300_users)
-    blend = BlendRecommender(
-        HybridRecommender.from_artifact(tiny_blend.network),
-        tiny_blend.ease,
-        BlendWeights(0.6),
-        rating_scale=tiny_blend.rating_scale,
-    )
+    blend = _tiny_blend_at(tiny_blend, 0.6)
     pool, pool_test = weight_search._candidate_pool(blend, inner_train, inner_test)
     _, every_user = weight_search._rerank_figures(pool, inner_train, pool_test, (0.0, 1.0), 10)
     depth = min(DEFAULT_CANDIDATES, inner_train.n_items)
@@ -200,12 +186,7 @@ def test_rating_head_search_samples_users_when_the_pairs_exceed_its_budget(
 
 def test_diversity_tradeoff_on_validation_reuses_the_candidates(ml100k_data, tiny_blend, first_300_users):
     inner_train, inner_test = temporal_split(first_300_users)
-    blend = BlendRecommender(
-        HybridRecommender.from_artifact(tiny_blend.network),
-        tiny_blend.ease,
-        BlendWeights(0.6),
-        rating_scale=tiny_blend.rating_scale,
-    )
+    blend = _tiny_blend_at(tiny_blend, 0.6)
     pool, pool_test = weight_search._candidate_pool(blend, inner_train, inner_test)
     figures = weight_search.diversity_figures(pool, 1.0, inner_train, pool_test, ml100k_data.movies, 10)
     rows = tradeoff_table(figures)
@@ -224,3 +205,26 @@ def test_diversity_tradeoff_on_validation_reuses_the_candidates(ml100k_data, tin
     assert strongest_penalty["long_tail_share"] > rows[0]["long_tail_share"]
     assert strongest_penalty["novelty"] > rows[0]["novelty"]
     assert tradeoff_table({}) == []
+
+
+def test_the_searchs_candidates_list_what_their_scores_rank(tiny_blend, first_300_users):
+    # The rating-head and diversity searches hand the evaluation their lists (top_k_lists) rather than
+    # whole-catalogue rows: the same lists as ranking those rows.
+    inner_train, inner_test = temporal_split(first_300_users)
+    blend = _tiny_blend_at(tiny_blend, 0.6)
+    pool, pool_test = weight_search._candidate_pool(blend, inner_train, inner_test)
+    users = np.unique(pool_test.users)
+    rated = inner_train.binary_matrix()
+
+    def ranked(model):
+        return top_k(mask_rows(model.score_users(users), rated[users]), 10)[0]
+
+    for weight in (0.0, 1.0):
+        candidates = weight_search._Candidates(
+            pool.rows, pool.found, pool.cheap, pool.ratings, weight, pool.n_items
+        )
+        lists = candidates.top_k_lists(users, 10)
+        np.testing.assert_array_equal(lists, ranked(candidates))
+    fixed = weight_search._Lists(pool.rows, lists[:, :7], pool.n_items)
+    np.testing.assert_array_equal(fixed.top_k_lists(users, 10), ranked(fixed))
+    assert (fixed.top_k_lists(users, 10)[:, 7:] == -1).all()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pipeline.models.topn import mask_rows, retrieve_and_rerank, scatter_rows, top_k
+from pipeline.models.topn import mask_rows, retrieve_and_rerank, scatter_rows, top_k, top_k_among
 
 
 def test_top_k_orders_best_first_and_never_returns_masked_entries():
@@ -60,3 +60,19 @@ def test_retrieve_and_rerank_adds_the_costly_term_to_the_retrieved_only():
     assert full.tolist() == [[3.0, 22.0, 11.0], [15.0, 0.0, -np.inf]]
     matrix = scatter_rows(found, full, 4)
     assert matrix.tolist() == [[3.0, 11.0, 22.0, -np.inf], [0.0, 15.0, -np.inf, -np.inf]]
+
+
+def test_top_k_among_candidates_lists_what_their_scattered_rows_list():
+    rng = np.random.default_rng(1)
+    found = np.sort(rng.choice(400, (30, 40)), axis=1)  # ascending, duplicates dropped below
+    found[:, 1:][found[:, 1:] == found[:, :-1]] = -1
+    found = np.sort(np.where(found < 0, 10**6, found), axis=1)
+    found[found == 10**6] = -1  # padding last
+    found[3, 2:] = -1  # a row with two candidates: padded lists
+    values = rng.integers(0, 6, found.shape).astype(np.float32)  # many ties
+    values[found < 0] = np.nan  # whatever stands at padding is never read
+    idx, best = top_k_among(found, values, 10)
+    expected, expected_values = top_k(scatter_rows(found, values, 400), 10)
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_array_equal(best, expected_values)
+    assert (idx[3, 2:] == -1).all() and (idx[3, :2] >= 0).all()
