@@ -23,7 +23,7 @@ from pipeline.models.topn import mask_rows, top_k, top_k_among
 
 __all__ = ["FIXED_TERMS", "POOL_DEPTH", "PoolBlend", "RankingPool"]
 
-# Movies per term and user. On ML-100K's validation split at depth 200 every list of the search came from
+# Movies per term and user. On the tests' slice of ML-100K, every list of the search at depth 200 came from
 # the pool; a shallower pool costs more users scored in full, never a different list.
 POOL_DEPTH = 200
 # The whole-catalogue float64 rows of every term that the pool's build holds at once (standardising and
