@@ -93,6 +93,23 @@ class FitLog(logging.Handler):
         return fits
 
 
+class StepLog(logging.Handler):
+    """The INFO messages of the evaluation's loggers (the weight search's phases and their seconds), each
+    with the seconds since its step began."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.started = time.perf_counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{time.perf_counter() - self.started:,.1f} s: {record.getMessage()}")
+
+    def take(self) -> list[str]:
+        lines, self.lines, self.started = self.lines, [], time.perf_counter()
+        return lines
+
+
 @dataclass
 class Step:
     name: str
@@ -101,13 +118,17 @@ class Step:
     fits: list[Fit] = field(default_factory=list)
     projected_seconds: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
 
 
 class Week:
     """Runs and measures the steps of one weekly run."""
 
-    def __init__(self, sampler: Any, fit_log: FitLog, project: Callable[[Fit], float]) -> None:
+    def __init__(
+        self, sampler: Any, fit_log: FitLog, project: Callable[[Fit], float], step_log: StepLog | None = None
+    ) -> None:
         self.sampler, self.fit_log, self.project = sampler, fit_log, project
+        self.step_log = step_log or StepLog()
         self.steps: list[Step] = []
 
     def run(
@@ -115,6 +136,7 @@ class Week:
     ) -> Any:
         log(f"{name} ...")
         self.fit_log.take()
+        self.step_log.take()
         with self.sampler.phase() as peaks:
             t0 = time.perf_counter()
             value = fn()
@@ -123,6 +145,7 @@ class Week:
         measured_fits = sum(f.seconds for f in fits)
         projected = seconds - measured_fits + sum(self.project(f) for f in fits)
         step = Step(name, round(seconds, 1), peaks.as_dict(), fits, round(projected, 1))
+        step.messages = self.step_log.take()
         step.detail = detail(value) if detail else {}
         self.steps.append(step)
         log(f"{name}: {seconds:,.1f} s" + (f" (projected {projected:,.1f} s)" if fits else ""))
@@ -175,6 +198,7 @@ def run_week(
             "temporal": e["metrics"].get("temporal", {}),
             "weights": e["weights"],
             "sample": e.get("sample"),
+            "models": _model_seconds(Path(e["report_path"])),
         },
     )
     if not week.steps[-1].fits:  # the trainer's log line changed: the projection would be wrong
@@ -256,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     fit_logger = logging.getLogger(FIT_LOGGER)
     fit_logger.addHandler(fit_log)
     fit_logger.setLevel(logging.INFO)
+    step_log = StepLog()
+    evaluation_logger = logging.getLogger("pipeline.evaluation")
+    evaluation_logger.addHandler(step_log)
+    evaluation_logger.setLevel(logging.INFO)
     sampler = MemorySampler()
     sampler.start()
     weeks: dict[str, Any] = {}
@@ -266,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             : 1 if args.evaluate_only else 2
         ]:
             log(f"--- {name}: {directory / sub}")
-            week = Week(sampler, fit_log, projector(caps[name]))
+            week = Week(sampler, fit_log, projector(caps[name]), step_log)
             weeks[name] = run_week(week, directory / sub, args, settings, caps[name])
     finally:
         sampler.stop()
@@ -293,6 +321,16 @@ def main(argv: list[str] | None = None) -> int:
     _print(report)
     log(f"wrote {output}")
     return 0
+
+
+def _model_seconds(report_path: Path) -> dict[str, dict[str, float]]:
+    """Each evaluated model's fit and scoring seconds on the gate's protocol, from the evaluation report."""
+    results = json.loads(report_path.read_text())["results"]
+    rows = results.get("temporal") or next(iter(results.values()), {})
+    return {
+        model: {"fit_seconds": row.get("fit_seconds", 0.0), "eval_seconds": row.get("eval_seconds", 0.0)}
+        for model, row in rows.items()
+    }
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -326,6 +364,15 @@ def _print(report: dict[str, Any]) -> None:
         sample = next((s["detail"].get("sample") for s in week["steps"] if s["name"] == "evaluate"), None)
         if sample:
             print(f"  evaluate: {sample_line(sample)}")
+        for s in week["steps"]:
+            models = s["detail"].get("models") or {}
+            if models:
+                shown = ", ".join(
+                    f"{m} {t['fit_seconds']:,.0f}+{t['eval_seconds']:,.0f}" for m, t in models.items()
+                )
+                print(f"  {s['name']}'s models (fit+score s; the blend's fit is its weight search): {shown}")
+            for line in s.get("messages", []):
+                print(f"  {s['name']}: {line}")
         train = next((s["detail"] for s in week["steps"] if s["name"] == "train"), {})
         if train:
             print(f"  train step: {train['kind']} training, {train['reason']}")

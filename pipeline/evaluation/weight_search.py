@@ -400,8 +400,14 @@ def choose_weights(
         if make_network is None:
             raise ValueError("choose_weights needs a fitted network or make_network")
         network = make_network().fit(inner_train)
+    started = time.perf_counter()
     partner = make_partner().fit(inner_train)
     als = make_als().fit(inner_train) if make_als is not None else None
+    log.info(
+        "the partners fitted on the validation split (%d ratings), %.1f s",
+        len(inner_train),
+        time.perf_counter() - started,
+    )
     members = dict(members or {})
     started = time.perf_counter()
     terms: dict[str, Recommender] = {"network": network, "ease": partner, **members}
@@ -446,6 +452,7 @@ def choose_weights(
     rerank_weight = 0.0
     figures[f"rerank_ndcg@{k}"] = {}
     search = any(m > 0 for m in rerank_grid)
+    started = time.perf_counter()
     if search or movies is not None:
         blend = BlendRecommender(
             network,
@@ -462,11 +469,24 @@ def choose_weights(
             )
         if movies is not None:
             figures.update(diversity_figures(pool, rerank_weight, inner_train, pool_test, movies, k))
+        log.info(
+            "rating-head weight %.2f and the diversity trade-off from %d users' candidates, %.1f s",
+            rerank_weight,
+            len(pool.found),
+            time.perf_counter() - started,
+        )
+    started = time.perf_counter()
     autorec = make_autorec().fit(inner_train) if make_autorec is not None else None
     rating_weight, autorec_weight, rating_figures = _rating_figures(
         network, make_rating_partner().fit(inner_train), autorec, inner_test, grid
     )
     figures.update(rating_figures)
+    log.info(
+        "rating weights: network %.2f, AutoRec %.2f, %.1f s",
+        rating_weight,
+        autorec_weight,
+        time.perf_counter() - started,
+    )
     return dataclasses.replace(
         shares,
         rating_weight=rating_weight,
