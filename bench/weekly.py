@@ -125,10 +125,9 @@ class Week:
     """Runs and measures the steps of one weekly run."""
 
     def __init__(
-        self, sampler: Any, fit_log: FitLog, project: Callable[[Fit], float], step_log: StepLog | None = None
+        self, sampler: Any, fit_log: FitLog, project: Callable[[Fit], float], step_log: StepLog
     ) -> None:
-        self.sampler, self.fit_log, self.project = sampler, fit_log, project
-        self.step_log = step_log or StepLog()
+        self.sampler, self.fit_log, self.project, self.step_log = sampler, fit_log, project, step_log
         self.steps: list[Step] = []
 
     def run(

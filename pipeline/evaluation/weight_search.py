@@ -8,6 +8,7 @@ retrieved candidates), and the rating weight minimises the RMSE of the same held
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -214,6 +215,12 @@ class _Candidates:
         # each row's candidates by movie index (padding last): a tie goes to the lower index
         self.order = np.argsort(np.where(found < 0, n_items, found), axis=1, kind="stable")
 
+    def at(self, weight: float) -> _Candidates:
+        """The same candidates mixed at another rating-head weight (nothing recomputed)."""
+        other = copy.copy(self)
+        other.weight = np.float32(weight)
+        return other
+
     def fit(self, train: Interactions) -> _Candidates:
         return self
 
@@ -276,7 +283,7 @@ def _rerank_figures(
     re-ranking)."""
     figures = {
         round(float(m), 3): evaluate_model(
-            _Candidates(pool.rows, pool.found, pool.cheap, pool.ratings, m, pool.n_items),
+            pool.at(m),
             inner_train,
             inner_test,
             "temporal",
