@@ -10,11 +10,13 @@ Shapes (rows x columns, k), each a chunk of float32 scores as the batch scores i
 * ``ml32m retrieve``: one scoring chunk at ML-32M shape (``chunk_size(87,585)`` users x 87,585 movies), the
   500 candidates retrieved per user;
 * ``ml32m rerank``: the same chunk's 500 re-ranked candidates, top 100;
-* ``eval``: 256 users (the evaluation's batch) x 3,706 movies (ML-1M shape), top 10.
+* ``eval``: 256 users (the evaluation's batch) x 3,706 movies (ML-1M shape), top 10;
+* ``ml25m eval, constant``: 256 users x 59,047 movies (ML-25M shape), top 10, every score equal (the global
+  mean: every movie ties across the cut in every row).
 
 Scores are random with a share of ``-inf`` (rated movies) and, except in ``no ties``, exact ties (rounded to
-3 decimals: a tie across the cut in almost every wide row, the tie rule's worst case; a network's float32
-scores rarely tie). For each shape: the median of ``--repeats`` timed calls of each, their ratio, and
+3 decimals: a tie across the cut in almost every wide row; a network's float32 scores rarely tie), or
+constant. For each shape: the median of ``--repeats`` timed calls of each, their ratio, and
 whether both returned the same top-N sets. Prints a table and writes ``bench/results/topn.json``.
 """
 
@@ -33,11 +35,13 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "topn.json"
 
 
-def _scores(rows: int, cols: int, seed: int, ties: bool) -> np.ndarray:
+def _scores(rows: int, cols: int, seed: int, ties: str) -> np.ndarray:
     rng = np.random.default_rng(seed)
     scores = rng.standard_normal((rows, cols)).astype(np.float32)
-    if ties:
+    if ties == "rounded":
         scores = np.round(scores, 3)
+    elif ties == "constant":
+        scores[:] = 3.5
     scores[rng.random((rows, cols)) < 0.05] = -np.inf  # rated movies are masked before selection
     return scores
 
@@ -71,11 +75,12 @@ def main() -> None:
         return idx.numpy(), values.numpy()
 
     shapes = {
-        "ml100k full": (943, 1_682, 100, True),
-        "ml32m retrieve": (chunk_size(87_585), 87_585, 500, True),
-        "ml32m retrieve, no ties": (chunk_size(87_585), 87_585, 500, False),
-        "ml32m rerank": (chunk_size(87_585), 500, 100, True),
-        "eval": (256, 3_706, 10, True),
+        "ml100k full": (943, 1_682, 100, "rounded"),
+        "ml32m retrieve": (chunk_size(87_585), 87_585, 500, "rounded"),
+        "ml32m retrieve, no ties": (chunk_size(87_585), 87_585, 500, "none"),
+        "ml32m rerank": (chunk_size(87_585), 500, 100, "rounded"),
+        "eval": (256, 3_706, 10, "rounded"),
+        "ml25m eval, constant": (256, 59_047, 10, "constant"),
     }
     figures: dict[str, Any] = {}
     print(f"{'shape':<24}{'rows x cols':>16}{'k':>6}{'top_k ms':>11}{'torch.topk ms':>15}{'ratio':>8}  same")

@@ -24,6 +24,10 @@ def test_top_k_breaks_ties_by_lower_index_and_pads_masked_items():
     )
     assert top_k(scores, 3)[0].tolist() == [[1, 2, 4], [0, 1, 2], [1, -1, -1]]
     assert top_k(scores[:1], 7)[0].tolist() == [[1, 2, 4, 3, 0, -1, -1]]  # k > n_items pads too
+    # scores above a tie keep their places, the tie fills the rest by index, masked movies never
+    mixed = np.array([[-np.inf, 1.0, 1.0, -np.inf, 1.0, 1.0], [2.0, 1.0, 1.0, 1.0, 3.0, 1.0]], np.float32)
+    idx, values = top_k(mixed, 3)
+    assert idx.tolist() == [[1, 2, 4], [4, 0, 1]] and values.tolist() == [[1, 1, 1], [3, 2, 1]]
     with pytest.raises(ValueError, match="NaN"):
         top_k(np.array([[np.nan, 1.0]]), 1)
     with pytest.raises(ValueError, match="k must be"):
