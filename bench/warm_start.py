@@ -36,6 +36,7 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results" / "warm_start.json"
 TARGET_QUALITY = 0.98  # warm NDCG@10 at least this share of scratch's
 TARGET_TIME = 0.30  # in at most this share of its training time
+WEEK = timedelta(weeks=1)
 
 
 def log(msg: str) -> None:
@@ -74,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm-epochs", type=int, default=None, help="epochs of a warm start (default: the train step's)"
     )
+    parser.add_argument(
+        "--replay",
+        default="1,0.5,0.25",
+        help="comma-separated shares of the ratings before the previous cut-off that each warm epoch samples "
+        "beside the week's new ones (the train step's MOVIEREC_WARM_START_EPOCH_RATINGS set to the new "
+        "ratings plus that share of the old): one warm chain each; 1: every rating",
+    )
     args = parser.parse_args(argv)
 
+    import numpy as np
     import torch
 
     from bench.machine import machine_info
@@ -86,17 +95,27 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.models.hybrid.config import HybridConfig
     from pipeline.models.hybrid.recommender import HybridRecommender
     from pipeline.models.hybrid.train import train_hybrid
+    from pipeline.models.hybrid.warm_start import Replay
 
     warm_epochs = args.warm_epochs or WARM_START_EPOCHS
+    replays = [float(f) for f in args.replay.split(",")]
+    chains = [f"warm@{f:g}" for f in replays]
     home = Home(args.home, args.keep)
     cfg = HybridConfig()
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC) + timedelta(days=1, seconds=-1)
     rows: list[dict[str, Any]] = []
+
+    def replay(cutoff: datetime, share: float, week: dict[str, Any]) -> Replay:
+        """Each epoch: the week's new ratings and ``share`` of the older ones."""
+        n_new = week["new_ratings"]
+        return Replay(int((cutoff - WEEK).timestamp()), n_new + round(share * (week["ratings"] - n_new)))
+
     try:
         engine = home.engine()
         data = load_training_data(engine, start, progress=False)
         log(f"start {start:%Y-%m-%d}: {len(data.interactions):,} ratings, training from scratch")
-        previous = train_hybrid(data, None, cfg, device="cpu", progress=False).model
+        first = train_hybrid(data, None, cfg, device="cpu", progress=False).model
+        previous = dict.fromkeys(chains, first)  # each chain carries its own network from week to week
         for week in range(1, args.weeks + 1):
             cutoff = start + timedelta(weeks=week)
             data = load_training_data(engine, cutoff, progress=False)
@@ -104,20 +123,24 @@ def main(argv: list[str] | None = None) -> int:
             row: dict[str, Any] = {
                 "cutoff": cutoff.date().isoformat(),
                 "ratings": len(data.interactions),
+                "new_ratings": int(
+                    np.count_nonzero(data.interactions.timestamps > (cutoff - WEEK).timestamp())
+                ),
                 "next_week_ratings": later,
                 "next_week_evaluated": len(test),
             }
-            for kind in ("scratch", "warm"):
+            for kind in ("scratch", *chains):
                 started = time.perf_counter()
-                warm = kind == "warm"
+                warm = kind != "scratch"
                 result = train_hybrid(
                     data,
                     None,
                     cfg,
                     device="cpu",
                     progress=False,
-                    init=previous if warm else None,
+                    init=previous[kind] if warm else None,
                     epochs=warm_epochs if warm else None,
+                    replay=replay(cutoff, replays[chains.index(kind)], row) if warm else None,
                 )
                 seconds = time.perf_counter() - started
                 model = HybridRecommender.from_artifact(result.model)
@@ -129,67 +152,72 @@ def main(argv: list[str] | None = None) -> int:
                     "epochs": len(result.history),
                     "best_epoch": result.best_epoch,
                 }
-                if kind == "warm":
-                    previous = result.model
-            row["ndcg_ratio"] = row["warm"]["ndcg@10"] / row["scratch"]["ndcg@10"]
-            row["time_ratio"] = row["warm"]["seconds"] / row["scratch"]["seconds"]
+                if warm:
+                    previous[kind] = result.model
+                    row[kind]["ndcg_ratio"] = row[kind]["ndcg@10"] / row["scratch"]["ndcg@10"]
+                    row[kind]["time_ratio"] = row[kind]["seconds"] / row["scratch"]["seconds"]
             rows.append(row)
             log(
-                f"{row['cutoff']}: NDCG@10 scratch {row['scratch']['ndcg@10']:.4f} warm "
-                f"{row['warm']['ndcg@10']:.4f} ({row['ndcg_ratio']:.3f}x); "
-                f"{row['scratch']['seconds']} s / {row['scratch']['epochs']} epochs vs "
-                f"{row['warm']['seconds']} s / {row['warm']['epochs']} epochs"
+                f"{row['cutoff']}: NDCG@10 scratch {row['scratch']['ndcg@10']:.4f} "
+                f"({row['scratch']['seconds']} s, {row['scratch']['epochs']} epochs); "
+                + "; ".join(
+                    f"{c} {row[c]['ndcg@10']:.4f} ({row[c]['ndcg_ratio']:.3f}x, {row[c]['seconds']} s)"
+                    for c in chains
+                )
             )
     finally:
         home.cleanup()
 
-    def mean(kind: str, key: str) -> float:
-        return statistics.fmean(r[kind][key] for r in rows)
-
-    summary = {
-        "scratch_ndcg@10": mean("scratch", "ndcg@10"),
-        "warm_ndcg@10": mean("warm", "ndcg@10"),
-        "scratch_seconds": sum(r["scratch"]["seconds"] for r in rows),
-        "warm_seconds": sum(r["warm"]["seconds"] for r in rows),
-        "scratch_epochs": sum(r["scratch"]["epochs"] for r in rows),
-        "warm_epochs": sum(r["warm"]["epochs"] for r in rows),
-    }
-    summary["ndcg_ratio"] = summary["warm_ndcg@10"] / summary["scratch_ndcg@10"]
-    # A week of a few dozen users weighs as much as one of a thousand in the plain mean; this one does not.
+    # A week of a few dozen users weighs as much as one of a thousand in the plain mean; the weighted one not.
     evaluated = [r["next_week_evaluated"] for r in rows]
-    for kind in ("scratch", "warm"):
-        summary[f"{kind}_ndcg@10_weighted"] = sum(
-            n * r[kind]["ndcg@10"] for n, r in zip(evaluated, rows)
-        ) / max(sum(evaluated), 1)
-    summary["ndcg_ratio_weighted"] = summary["warm_ndcg@10_weighted"] / summary["scratch_ndcg@10_weighted"]
-    summary["weeks_warm_not_worse"] = sum(r["ndcg_ratio"] >= TARGET_QUALITY for r in rows)
-    summary["time_ratio"] = summary["warm_seconds"] / summary["scratch_seconds"]
-    summary["quality_target_met"] = summary["ndcg_ratio"] >= TARGET_QUALITY
-    summary["time_target_met"] = summary["time_ratio"] <= TARGET_TIME
-    head = f"{'cut-off':<11} {'ratings':>8} {'next wk':>7}  {'scratch':>7} {'warm':>7} {'ratio':>6}"
-    print(head + "  time ratio")
+
+    def figures(kind: str) -> dict[str, Any]:
+        return {
+            "ndcg@10": statistics.fmean(r[kind]["ndcg@10"] for r in rows),
+            "ndcg@10_weighted": sum(n * r[kind]["ndcg@10"] for n, r in zip(evaluated, rows))
+            / max(sum(evaluated), 1),
+            "seconds": sum(r[kind]["seconds"] for r in rows),
+            "epochs": sum(r[kind]["epochs"] for r in rows),
+        }
+
+    summary: dict[str, Any] = {"scratch": figures("scratch")}
+    for c in chains:
+        f = figures(c)
+        f["ndcg_ratio"] = f["ndcg@10"] / summary["scratch"]["ndcg@10"]
+        f["ndcg_ratio_weighted"] = f["ndcg@10_weighted"] / summary["scratch"]["ndcg@10_weighted"]
+        f["weeks_not_worse"] = sum(r[c]["ndcg_ratio"] >= TARGET_QUALITY for r in rows)
+        f["time_ratio"] = f["seconds"] / summary["scratch"]["seconds"]
+        f["quality_target_met"] = f["ndcg_ratio"] >= TARGET_QUALITY
+        f["time_target_met"] = f["time_ratio"] <= TARGET_TIME
+        summary[c] = f
+    print(
+        f"{'cut-off':<11} {'ratings':>8} {'new':>6} {'next wk':>7}  {'scratch':>7}"
+        + "".join(f" {c:>16}" for c in chains)
+    )
     for r in rows:
         print(
-            f"{r['cutoff']:<11} {r['ratings']:>8,} {r['next_week_evaluated']:>7,}  "
-            f"{r['scratch']['ndcg@10']:>7.4f} {r['warm']['ndcg@10']:>7.4f} {r['ndcg_ratio']:>6.3f}  "
-            f"{r['time_ratio']:.2f}"
+            f"{r['cutoff']:<11} {r['ratings']:>8,} {r['new_ratings']:>6,} {r['next_week_evaluated']:>7,}  "
+            f"{r['scratch']['ndcg@10']:>7.4f}"
+            + "".join(f" {r[c]['ndcg@10']:>7.4f} ({r[c]['ndcg_ratio']:.3f}x)" for c in chains)
         )
+    s0 = summary["scratch"]
     print(
-        f"mean NDCG@10: scratch {summary['scratch_ndcg@10']:.4f}, warm {summary['warm_ndcg@10']:.4f} "
-        f"({summary['ndcg_ratio']:.3f}x, target >= {TARGET_QUALITY}); training time "
-        f"{summary['warm_seconds']:.0f} s vs {summary['scratch_seconds']:.0f} s "
-        f"({summary['time_ratio']:.2f}x, target <= {TARGET_TIME}); epochs "
-        f"{summary['warm_epochs']} vs {summary['scratch_epochs']}"
+        f"scratch: mean NDCG@10 {s0['ndcg@10']:.4f} (weighted {s0['ndcg@10_weighted']:.4f}), "
+        f"{s0['seconds']:.0f} s, {s0['epochs']} epochs"
     )
-    print(
-        f"weighted by the weeks' evaluated ratings: scratch {summary['scratch_ndcg@10_weighted']:.4f}, warm "
-        f"{summary['warm_ndcg@10_weighted']:.4f} ({summary['ndcg_ratio_weighted']:.3f}x); warm within "
-        f"{1 - TARGET_QUALITY:.0%} or better in {summary['weeks_warm_not_worse']} of {len(rows)} weeks"
-    )
+    for c in chains:
+        f = summary[c]
+        print(
+            f"{c}: mean NDCG@10 {f['ndcg@10']:.4f} ({f['ndcg_ratio']:.3f}x, target >= {TARGET_QUALITY}; "
+            f"weighted {f['ndcg_ratio_weighted']:.3f}x), within {1 - TARGET_QUALITY:.0%} or better in "
+            f"{f['weeks_not_worse']} of {len(rows)} weeks; training {f['seconds']:.0f} s "
+            f"({f['time_ratio']:.2f}x, target <= {TARGET_TIME}), {f['epochs']} epochs"
+        )
     report = {
         "machine": machine_info(),
         "config": {
             "warm_start_epochs": warm_epochs,
+            "replay": replays,
             "start": args.start,
             "weeks": args.weeks,
             "torch_threads": torch.get_num_threads(),

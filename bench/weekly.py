@@ -16,7 +16,9 @@ the steps the DAG runs, as ``movierec run`` calls them (``pipeline.orchestration
 Each step (fetch, ingest, quality, load: ratings, features and text embeddings up to the cut-off,
 evaluate, train, promote, publish) is timed with the peak RSS of this process and of the PostgreSQL
 server's processes summed. Every network fit inside a step (the evaluation's validation and protocol fits,
-the train step's fit) is recorded from the trainer's own log line: ratings, epochs run, seconds.
+the train step's fit) is recorded from the trainer's own log line: ratings, epochs run, seconds, and the
+ratings each epoch trained on (fewer when a warm start replays a share of the older ones,
+``MOVIEREC_WARM_START_REPLAY``).
 
 ``--epochs N`` caps every network fit at N epochs (the CLI's ``--epochs``), for shapes where full fits do
 not fit in a sitting. A fit that ran into the cap is then projected: seconds per epoch times
@@ -65,6 +67,7 @@ class Fit:
     seconds: float
     warm: bool
     best_epoch: int  # the epoch kept: a fit from scratch that stops early ran patience epochs past it
+    epoch_ratings: int  # trained an epoch: fewer than ``ratings`` when a warm start replays a share
 
     def projected(self, cap: int | None, full_epochs: int, warm_epochs: int) -> float:
         if cap is None or self.epochs < cap:  # uncapped, or stopped early by itself: complete
@@ -84,8 +87,9 @@ class FitLog(logging.Handler):
         if record.msg.startswith("warm start:"):
             self._warm = True
         elif record.msg.startswith("trained the network on") and isinstance(record.args, tuple):
-            ratings, epochs, seconds, best = (float(a) for a in record.args[:4])  # type: ignore[arg-type]
-            self.fits.append(Fit(int(ratings), int(epochs), round(seconds, 1), self._warm, int(best)))
+            ratings, epochs, seconds, best, each = (float(a) for a in record.args[:5])  # type: ignore[arg-type]
+            fit = Fit(int(ratings), int(epochs), round(seconds, 1), self._warm, int(best), int(each))
+            self.fits.append(fit)
             self._warm = False
 
     def take(self) -> list[Fit]:
@@ -350,6 +354,7 @@ def _print(report: dict[str, Any]) -> None:
             fits = ", ".join(
                 f"{'warm' if f['warm'] else 'full'} {f['ratings']:,} x {f['epochs']} ep "
                 f"(best {f['best_epoch']}) {f['seconds']:.0f} s"
+                + (f", {f['epoch_ratings']:,} an epoch" if f["epoch_ratings"] != f["ratings"] else "")
                 for f in s["fits"]
             )
             print(

@@ -80,6 +80,10 @@ AUTOREC_MAX_CELLS: Final = 5_000_000
 # forces one).
 WARM_START_EPOCHS: Final = 5
 WARM_START_MAX_AGE_WEEKS: Final = 4
+# A warm-start epoch trains on at most this many ratings: every one after the champion's cut-off and a fresh
+# sample of the older ones to fill it (MOVIEREC_WARM_START_EPOCH_RATINGS). ML-1M and smaller train on every
+# rating; at ML-25M shape a week of 4% new ratings and a quarter of the rest (bench/warm_start).
+WARM_START_EPOCH_RATINGS: Final = 7_000_000
 
 # --- lists --------------------------------------------------------------------------------------------------
 DEFAULT_TOP_N: Final = 100

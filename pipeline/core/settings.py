@@ -17,6 +17,7 @@ from pipeline.core.defaults import (
     EVALUATION_MAX_USERS,
     EVALUATION_ONLY_MODELS,
     LOCK_TIMEOUT_S,
+    WARM_START_EPOCH_RATINGS,
     WARM_START_EPOCHS,
     WARM_START_MAX_AGE_WEEKS,
     WEEKLY_EVALUATION_MODELS,
@@ -61,6 +62,11 @@ class Settings(BaseSettings):
     )
     full_retrain_weeks: int = Field(
         default=WARM_START_MAX_AGE_WEEKS, ge=1, validation_alias="MOVIEREC_FULL_RETRAIN_WEEKS"
+    )
+    # A warm-start epoch trains on at most this many ratings: every one after the champion's cut-off and a
+    # fresh sample of the older ones to fill it.
+    warm_start_epoch_ratings: int = Field(
+        default=WARM_START_EPOCH_RATINGS, ge=1, validation_alias="MOVIEREC_WARM_START_EPOCH_RATINGS"
     )
     # Where a person reaches the app database from, for the psql line the commands print (the Docker stack
     # sets the host's published port); unset: DATABASE_URL / the embedded server. Its password is never shown.

@@ -347,7 +347,9 @@ def training_plan(
         data.dataset,
         cutoff,
         full=full,
-        policy=WarmStart(settings.warm_start_epochs, settings.full_retrain_weeks),
+        policy=WarmStart(
+            settings.warm_start_epochs, settings.full_retrain_weeks, settings.warm_start_epoch_ratings
+        ),
         source_version=champion[1] if champion else None,
         seed=seeded,
     )

@@ -46,7 +46,7 @@ class RunInfo:
 
 log = logging.getLogger(__name__)
 
-TRAINING_TAGS = ("training", "training_reason", "full_cutoff", "warm_start")
+TRAINING_TAGS = ("training", "training_reason", "full_cutoff", "warm_start", "replay")
 
 
 def log_training_run(

@@ -35,7 +35,8 @@ def train_published(
     processes when more than one), with the partners and members ``weights`` call for, fitted on the same
     ratings.
 
-    ``plan``: a warm start (at most ``warm_epochs`` epochs from ``plan.init``) or a full training; a champion
+    ``plan``: a warm start (at most ``warm_epochs`` epochs from ``plan.init``, each on ``plan.replay`` of the
+    ratings) or a full training; a champion
     whose network cannot seed this one (``WarmStartError``) means a full training. The network's meta keeps
     which ran and why (``TrainingPlan.record``): what next week's plan reads. ``member_starts``: saved fits
     the members start from for ``member_epochs`` epochs (``members.member_factories``), each on a subset of
@@ -52,6 +53,7 @@ def train_published(
             processes=processes,
             init=plan.init if plan is not None and warm else None,
             epochs=warm_epochs if warm else None,
+            replay=plan.replay if plan is not None and warm else None,
         )
 
     try:

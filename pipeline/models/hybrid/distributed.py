@@ -50,6 +50,7 @@ from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.fit import Batches, Loop, Trainer, TrainingResult, batch_loss, train_network
+from pipeline.models.hybrid.warm_start import Replay
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,11 @@ def train_distributed(
     processes: int,
     init: HybridArtifact | None = None,
     epochs: int | None = None,
+    replay: Replay | None = None,
 ) -> TrainingResult:
     """Train in ``processes`` data-parallel processes on this machine; the model comes back on ``device``.
-    ``init``, ``epochs``: a warm start, as ``train_hybrid`` takes them (every process loads ``init``)."""
+    ``init``, ``epochs``, ``replay``: a warm start, as ``train_hybrid`` takes them (every process loads
+    ``init``)."""
     if processes < 2:
         raise ValueError(f"data-parallel training needs at least 2 processes, not {processes}")
     if torch.device(device).type == "cuda" and processes > torch.cuda.device_count():
@@ -98,7 +101,14 @@ def train_distributed(
             init.save(workdir / INIT)
         with (workdir / INPUTS).open("wb") as f:
             pickle.dump(
-                {"data": data, "train": train, "cfg": cfg, "device": device, "epochs": epochs},
+                {
+                    "data": data,
+                    "train": train,
+                    "cfg": cfg,
+                    "device": device,
+                    "epochs": epochs,
+                    "replay": replay,
+                },
                 f,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
@@ -221,6 +231,7 @@ def _run(workdir: Path, rank: int, world: int, local_rank: int) -> None:
             loop=DataParallel(rank, world, device),
             init=HybridArtifact.load(workdir / INIT, device) if (workdir / INIT).exists() else None,
             epochs=inputs.get("epochs"),
+            replay=inputs.get("replay"),
         )
         if rank == 0:
             result.model.save(workdir / MODEL)

@@ -36,6 +36,7 @@ from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.network import UserHistory, build_network
+from pipeline.models.hybrid.warm_start import Replay, transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,7 @@ def train_network(
     *,
     init: HybridArtifact | None = None,
     epochs: int | None = None,
+    replay: Replay | None = None,
 ) -> TrainingResult:
     loop = loop or Loop()
     train = train if train is not None else data.interactions
@@ -281,10 +283,9 @@ def train_network(
     ).to(device)
     transfer = None
     if init is not None:
-        from pipeline.models.hybrid.warm_start import transfer_weights
-
         transfer = transfer_weights(net, init, data.user_map, data.item_map, data.vocab)
         log.info("warm start: %s", transfer.describe())
+    epoch_rows = EpochRows(fit_rows, replay if init is not None else None, device, gen)
     opt = adamw(net, cfg)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
     trainer = Trainer(net, opt, b, cfg, gen, autocast)
@@ -294,7 +295,7 @@ def train_network(
 
     history: list[dict[str, float]] = []
     best, best_state, best_epoch, stale = math.inf, None, 0, 0
-    n = len(fit_rows)
+    trained = 0  # rows trained over all epochs
     started = time.perf_counter()
     bar = tqdm(
         range(1, (epochs or cfg.epochs) + 1),
@@ -306,12 +307,15 @@ def train_network(
     for epoch in bar:
         net.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, device=device, generator=gen)
+        perm = epoch_rows.draw()
+        n = len(perm)
+        trained += n
         sums = torch.zeros(3, device=device)
         for s in range(0, n, cfg.batch_size):
             sums += loop.step(trainer, perm[s : s + cfg.batch_size])
         record = dict(zip(("loss", "mse", "ranking_ce"), (loop.total(sums) / n).tolist()))
         record["epoch"] = epoch
+        record["epoch_ratings"] = n
         record["seconds"] = time.perf_counter() - t0
         if vb is not None:
             record.update(_validate(net, vb, cfg, gen, autocast))
@@ -330,11 +334,12 @@ def train_network(
             break
     seconds = time.perf_counter() - started
     log.info(
-        "trained the network on %d ratings: %d epochs in %.0f s (best epoch %d)",
-        n,
+        "trained the network on %d ratings: %d epochs in %.0f s (best epoch %d), %d ratings an epoch",
+        len(fit_rows),
         len(history),
         seconds,
         best_epoch if best_state is not None else len(history),
+        trained // max(len(history), 1),
     )
     if best_state is not None:
         net.load_state_dict(best_state)
@@ -351,6 +356,8 @@ def train_network(
     }
     if transfer is not None:
         meta["warm_start"] = transfer.describe()
+    if epoch_rows.replay is not None:
+        meta["replay"] = epoch_rows.describe()
     model = HybridArtifact(
         net,
         cfg,
@@ -363,7 +370,34 @@ def train_network(
         device,
         (fit_rows.users, fit_rows.items) if cfg.history else None,
     )
-    return TrainingResult(model, history, best_epoch, seconds, n * len(history) / max(seconds, 1e-9))
+    return TrainingResult(model, history, best_epoch, seconds, trained / max(seconds, 1e-9))
+
+
+class EpochRows:
+    """The rows each epoch trains on, shuffled: all of them, or a warm start's ``Replay`` of them when it
+    leaves some out."""
+
+    def __init__(self, rows: Interactions, replay: Replay | None, device: str, gen: torch.Generator) -> None:
+        self.n, self.device, self.gen, self.replay = len(rows), device, gen, None
+        if replay is not None:
+            new, old = replay.split(rows.timestamps)
+            self.take = replay.old_per_epoch(len(new), len(old))
+            if self.take < len(old):
+                self.replay = replay
+                self.new = torch.as_tensor(new, device=device)
+                self.old = torch.as_tensor(old, device=device)
+                log.info("warm start: %s", self.describe())
+
+    def describe(self) -> str:
+        assert self.replay is not None
+        return self.replay.describe(len(self.new), len(self.old))
+
+    def draw(self) -> torch.Tensor:
+        if self.replay is None:
+            return torch.randperm(self.n, device=self.device, generator=self.gen)
+        sample = self.old[torch.randperm(len(self.old), device=self.device, generator=self.gen)[: self.take]]
+        rows = torch.cat([self.new, sample])
+        return rows[torch.randperm(len(rows), device=self.device, generator=self.gen)]
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.distributed import train_distributed
 from pipeline.models.hybrid.fit import Epoch, TrainingResult, train_network
+from pipeline.models.hybrid.warm_start import Replay
 
 __all__ = ["TrainingResult", "train_hybrid"]
 
@@ -27,20 +28,22 @@ def train_hybrid(
     processes: int = 1,
     init: HybridArtifact | None = None,
     epochs: int | None = None,
+    replay: Replay | None = None,
 ) -> TrainingResult:
     """Train on ``train`` (default: all of ``data``'s ratings) with ``data``'s features.
 
     ``init``: warm start from that network's weights (``warm_start.transfer_weights``: known users, movies
     and people keep theirs; ``WarmStartError`` when its shared layers have other shapes), trained for all
     its epochs on every row, no early stopping; ``epochs``: that many epochs instead of ``cfg.epochs`` (the
-    model's config keeps ``cfg``).
+    model's config keeps ``cfg``); ``replay``: the warm start's epochs train on the ratings after the
+    champion's cut-off and a fresh sample of the older ones (``warm_start.Replay``; None: every rating).
 
     ``processes`` > 1: that many data-parallel processes launched with ``torchrun`` (gloo on the CPU, NCCL
     with one GPU each; ``pipeline.models.hybrid.distributed``); ``on_epoch`` then sees each epoch's record
     once training is over, and the model is the one the processes saved."""
     cfg = cfg or HybridConfig()
     if processes > 1:
-        result = train_distributed(data, train, cfg, resolve_device(device), processes, init, epochs)
+        result = train_distributed(data, train, cfg, resolve_device(device), processes, init, epochs, replay)
         if on_epoch:
             for record in result.history:
                 on_epoch(int(record["epoch"]), record)
@@ -48,7 +51,15 @@ def train_hybrid(
     previous = torch.are_deterministic_algorithms_enabled()
     try:
         return train_network(
-            data, train, cfg, resolve_device(device), progress, on_epoch, init=init, epochs=epochs
+            data,
+            train,
+            cfg,
+            resolve_device(device),
+            progress,
+            on_epoch,
+            init=init,
+            epochs=epochs,
+            replay=replay,
         )
     finally:
         torch.use_deterministic_algorithms(previous)

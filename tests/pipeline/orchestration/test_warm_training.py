@@ -37,7 +37,9 @@ def test_first_training_starts_from_the_evaluation_then_the_next_from_the_champi
     assert champion is not None and champion[1] == first["version"]
     chain_start = champion[0].meta["full_cutoff"]
 
-    second = steps.train(None, weekly_run.results["evaluation"], EPOCHS, "cpu", settings=weekly_run.settings)
+    # a warm epoch of at most 4,000 ratings: the slice holds more, so each epoch samples the older ones
+    budget = weekly_run.settings.model_copy(update={"warm_start_epoch_ratings": 4_000})
+    second = steps.train(None, weekly_run.results["evaluation"], EPOCHS, "cpu", settings=budget)
     assert second["kind"] == "warm"
     assert f"warm start from the champion v{first['version']}" in second["training_reason"]
     assert second["version"] == first["version"] + 1
@@ -45,7 +47,12 @@ def test_first_training_starts_from_the_evaluation_then_the_next_from_the_champi
     assert tags["movierec.training"] == "warm"
     assert tags["movierec.full_cutoff"] == chain_start  # the chain's age counts from the first week
     assert "users kept, 0 new" in tags["movierec.warm_start"]
-    assert _network(weekly_run, second["model_uri"]).meta["full_cutoff"] == chain_start
+    # the same ratings as the champion's: nothing after its cut-off, so each epoch is 4,000 older ones
+    assert tags["movierec.replay"].startswith("each epoch the 0 ratings after ")
+    assert "4,000 of the" in tags["movierec.replay"]
+    network = _network(weekly_run, second["model_uri"])
+    assert network.meta["full_cutoff"] == chain_start
+    assert network.meta["cutoff"] == champion[0].meta["cutoff"]
 
     third = steps.train(
         None, weekly_run.results["evaluation"], EPOCHS, "cpu", settings=weekly_run.settings, full_retrain=True
@@ -53,3 +60,4 @@ def test_first_training_starts_from_the_evaluation_then_the_next_from_the_champi
     assert third["kind"] == "full" and third["training_reason"] == "full retrain requested"
     assert _tags(weekly_run, third["run_id"])["movierec.training"] == "full"
     assert "movierec.warm_start" not in _tags(weekly_run, third["run_id"])
+    assert "movierec.replay" not in _tags(weekly_run, third["run_id"])

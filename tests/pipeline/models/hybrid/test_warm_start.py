@@ -16,9 +16,11 @@ from pipeline.features.vocab import ROLES, MovieContent
 from pipeline.models.blend.fit import train_published
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
+from pipeline.models.hybrid.fit import EpochRows
 from pipeline.models.hybrid.network import build_network
 from pipeline.models.hybrid.train import train_hybrid
 from pipeline.models.hybrid.warm_start import (
+    Replay,
     TrainingPlan,
     WarmStart,
     WarmStartError,
@@ -158,6 +160,50 @@ def test_warm_training_runs_and_records_itself(ml100k_data, champion):
     assert "600 users kept, 343 new" in result.model.meta["warm_start"]
 
 
+def test_replayed_epochs_train_every_new_rating_and_a_fresh_sample_of_the_old(ml100k_data):
+    """Each epoch: every rating after ``since`` once and older ones up to ``epoch_ratings``, drawn afresh,
+    shuffled together; a budget that holds every rating trains on every rating."""
+    X = ml100k_data.interactions
+    since = int(np.quantile(X.timestamps, 0.9))
+    new, old = Replay(since, 1).split(X.timestamps)
+    assert len(new) + len(old) == len(X) and (X.timestamps[new] > since).all()
+    assert (X.timestamps[old] <= since).all()
+    take = len(old) // 4
+    replay = Replay(since, len(new) + take)
+
+    rows = EpochRows(X, replay, "cpu", torch.Generator().manual_seed(0))
+    first, second = rows.draw().numpy(), rows.draw().numpy()
+    for drawn in (first, second):
+        assert len(np.unique(drawn)) == len(drawn) == len(new) + take
+        assert set(new) <= set(drawn)
+        assert not (np.diff(drawn) > 0).all()  # shuffled, not new then old
+    old_first, old_second = set(first) - set(new), set(second) - set(new)
+    assert old_first != old_second and old_first | old_second <= set(old)
+    assert Replay(since, len(new) // 2).old_per_epoch(len(new), len(old)) == 0  # the new ones all the same
+    every = EpochRows(X, Replay(since, len(X)), "cpu", torch.Generator().manual_seed(0))
+    assert every.replay is None and sorted(every.draw().tolist()) == list(range(len(X)))
+    with pytest.raises(ValueError, match="at least 1 rating"):
+        Replay(since, 0)
+
+
+def test_a_replayed_warm_start_trains_its_share_and_records_it(ml100k_data, champion):
+    _, old = champion
+    X = ml100k_data.interactions
+    since = int(np.quantile(X.timestamps, 0.9))
+    n_new = int((X.timestamps > since).sum())
+    budget = n_new + (len(X) - n_new) // 4
+    replay = Replay(since, budget)
+    result = train_hybrid(
+        ml100k_data, None, TINY, device="cpu", progress=False, init=old, epochs=2, replay=replay
+    )
+    assert [h["epoch_ratings"] for h in result.history] == [budget, budget]
+    assert result.model.meta["replay"].startswith(f"each epoch the {n_new:,} ratings after ")
+    assert f"{budget - n_new:,} of the {len(X) - n_new:,} before (25%)" in result.model.meta["replay"]
+    scratch = train_hybrid(ml100k_data, None, TINY, device="cpu", progress=False, replay=replay)
+    assert "replay" not in scratch.model.meta  # a replay is a warm start's: from scratch, every rating
+    assert scratch.history[0]["epoch_ratings"] >= 0.8 * len(X)
+
+
 def test_data_parallel_training_warm_starts_too(ml100k_data, champion):
     """With 2 gloo processes every process starts from the champion's weights (saved beside the inputs)."""
     _, old = champion
@@ -171,9 +217,11 @@ def test_data_parallel_training_warm_starts_too(ml100k_data, champion):
         processes=2,
         init=old,
         epochs=1,
+        replay=Replay(int(np.quantile(X.timestamps, 0.9)), 10_000),
     )
     assert len(result.history) == 1 and result.model.meta["training"] == "warm"
     assert "600 users kept, 343 new" in result.model.meta["warm_start"]
+    assert "before (" in result.model.meta["replay"]  # every process draws the same epoch's rows
 
 
 def test_other_shapes_refuse_to_seed_and_the_blend_trains_from_scratch(ml100k_data, champion):
@@ -198,17 +246,33 @@ def test_other_shapes_refuse_to_seed_and_the_blend_trains_from_scratch(ml100k_da
 def test_plan_warm_starts_only_a_compatible_recent_champion(champion):
     _, old = champion
     chain = dataclasses.replace(
-        old, meta={**old.meta, "dataset": "ml-100k", "full_cutoff": "1998-03-11T00:00:00+00:00"}
+        old,
+        meta={
+            **old.meta,
+            "dataset": "ml-100k",
+            "full_cutoff": "1998-03-11T00:00:00+00:00",
+            "as_of": "1998-03-18T00:00:00+00:00",
+        },
     )
-    policy = WarmStart(epochs=5, max_age_weeks=4)
+    policy = WarmStart(epochs=5, max_age_weeks=4, epoch_ratings=5_000)
 
     def plan(**kw):
         args = {"champion": chain, "cfg": TINY, "dataset": "ml-100k", "cutoff": CUTOFF, "policy": policy}
         return plan_training(**{**args, **kw}, source_version=3)
 
+    def at(day: int) -> int:
+        return int(datetime(1998, 3, day, tzinfo=UTC).timestamp())
+
     warm = plan()
     assert warm.kind == "warm" and warm.init is chain and warm.source_version == 3
     assert warm.full_cutoff == "1998-03-11T00:00:00+00:00" and "v3" in warm.reason
+    assert warm.record()["cutoff"] == CUTOFF.isoformat()  # what next week's replay counts new ratings from
+    # the champion's own cut-off (its plan's, else its data's as_of) splits the new ratings from the old
+    assert warm.replay == Replay(at(18), 5_000)
+    week_ago = dataclasses.replace(chain, meta={**chain.meta, "cutoff": "1998-03-25T00:00:00+00:00"})
+    assert plan(champion=week_ago).replay == Replay(at(25), 5_000)
+    no_cutoff = dataclasses.replace(chain, meta={**chain.meta, "as_of": None})
+    assert plan(champion=no_cutoff).kind == "warm" and plan(champion=no_cutoff).replay is None
     assert plan(cfg=dataclasses.replace(TINY, epochs=50)).kind == "warm"  # epochs are the schedule only
 
     changed = plan(cfg=dataclasses.replace(TINY, learning_rate=1e-3))
@@ -242,6 +306,7 @@ def test_without_a_champion_the_plan_starts_from_this_runs_evaluation_network(ch
 
     seeded = plan()
     assert seeded.kind == "warm" and seeded.init is seed and seeded.source_version is None
+    assert seeded.replay is None  # trained on a split of these ratings, not up to an earlier cut-off
     assert seeded.reason == "no champion to start from: warm start from this run's evaluation network"
     assert seeded.full_cutoff == seeded.cutoff == CUTOFF.isoformat()  # the chain counts from this week
     other_config = plan(cfg=dataclasses.replace(TINY, learning_rate=1e-3))
