@@ -17,8 +17,8 @@ Each step (fetch, ingest, quality, load: ratings, features and text embeddings u
 evaluate, train, promote, publish) is timed with the peak RSS of this process and of the PostgreSQL
 server's processes summed. Every network fit inside a step (the evaluation's validation and protocol fits,
 the train step's fit) is recorded from the trainer's own log line: ratings, epochs run, seconds, and the
-ratings each epoch trained on (fewer when a warm start replays a share of the older ones,
-``MOVIEREC_WARM_START_REPLAY``).
+ratings each epoch trained on (fewer when a warm start samples the older ones to keep within
+``MOVIEREC_WARM_START_EPOCH_RATINGS``).
 
 ``--epochs N`` caps every network fit at N epochs (the CLI's ``--epochs``), for shapes where full fits do
 not fit in a sitting. A fit that ran into the cap is then projected: seconds per epoch times
@@ -67,7 +67,7 @@ class Fit:
     seconds: float
     warm: bool
     best_epoch: int  # the epoch kept: a fit from scratch that stops early ran patience epochs past it
-    epoch_ratings: int  # trained an epoch: fewer than ``ratings`` when a warm start replays a share
+    epoch_ratings: int  # trained an epoch: fewer than ``ratings`` when a warm start samples the older
 
     def projected(self, cap: int | None, full_epochs: int, warm_epochs: int) -> float:
         if cap is None or self.epochs < cap:  # uncapped, or stopped early by itself: complete

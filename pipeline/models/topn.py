@@ -50,27 +50,27 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((found, -best))  # per row: score desc, then index asc
     found, best = np.take_along_axis(found, order, 1), np.take_along_axis(best, order, 1)
     kth = best[:, -1:]
-    cut = np.flatnonzero(np.isfinite(kth[:, 0]) & ((scores == kth).sum(axis=1) > (best == kth).sum(axis=1)))
+    ties = scores == kth
+    cut = np.flatnonzero(np.isfinite(kth[:, 0]) & (ties.sum(axis=1) > (best == kth).sum(axis=1)))
     if len(cut):
-        found[cut], best[cut] = _exact_top(scores[cut], kth[cut, 0], found[cut], best[cut])
+        found[cut], best[cut] = _exact_top(ties[cut], kth[cut, 0], found[cut], best[cut])
     idx[:, :k_eff], values[:, :k_eff] = found, best
     idx[np.isneginf(values)] = -1
     return idx, values
 
 
 def _exact_top(
-    scores: np.ndarray, kth: np.ndarray, found: np.ndarray, best: np.ndarray
+    ties: np.ndarray, kth: np.ndarray, found: np.ndarray, best: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``top_k`` of rows whose ``kth`` best score is tied across the cut, from their ``found``/``best`` lists
-    (score desc, index asc): every score above ``kth`` is in the list already, in its place; the rest of the
-    list is the lowest-index columns scoring exactly ``kth``. Linear in the row's width (a constant model
-    ties every movie: sorting whole rows took minutes at ML-25M shape)."""
+    """``found``/``best`` (score desc, index asc; filled in and returned) of rows whose ``kth`` best score is
+    tied across the cut, ``ties`` marking the columns scoring exactly ``kth``: every score above it is in the
+    list already, in its place; the rest of the list is the lowest-index tied columns. In proportion to the
+    tied entries, not a sort of them (a constant model ties every movie: sorting took minutes at ML-25M)."""
     n_above = (best > kth[:, None]).sum(axis=1)
-    rows, cols = np.nonzero(scores == kth[:, None])  # row by row, each row's tied columns ascending
-    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(scores)))[rows]
+    rows, cols = np.nonzero(ties)  # row by row, each row's tied columns ascending
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(ties)))[rows]
     keep = rank < (found.shape[1] - n_above)[rows]
     rows, cols, at = rows[keep], cols[keep], n_above[rows[keep]] + rank[keep]
-    found, best = found.copy(), best.copy()
     found[rows, at], best[rows, at] = cols, kth[rows]
     return found, best
 

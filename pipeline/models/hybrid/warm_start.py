@@ -35,6 +35,7 @@ import torch
 from pydantic import PositiveInt
 from pydantic.dataclasses import dataclass as validated
 
+from pipeline.core.dates import parse_as_of
 from pipeline.core.defaults import WARM_START_EPOCH_RATINGS, WARM_START_EPOCHS, WARM_START_MAX_AGE_WEEKS
 from pipeline.features.interactions import IdMap
 from pipeline.features.vocab import ROLES, FeatureVocab
@@ -210,11 +211,8 @@ def plan_training(
 def _replay(champion: HybridArtifact, epoch_ratings: int) -> Replay | None:
     """The warm epochs' ``Replay`` after the champion's data cut-off: its plan's ``cutoff``, else its data's
     ``as_of``; None (every rating every epoch) when it records neither."""
-    since = champion.meta.get("cutoff") or champion.meta.get("as_of")
-    if not since:
-        return None
-    moment = datetime.fromisoformat(since)
-    return Replay(int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()), epoch_ratings)
+    since = parse_as_of(champion.meta.get("cutoff") or champion.meta.get("as_of"))
+    return Replay(int(since.timestamp()), epoch_ratings) if since else None
 
 
 def _rows(new_ids: np.ndarray, old_map: dict[str, int] | IdMap) -> tuple[np.ndarray, np.ndarray]:
