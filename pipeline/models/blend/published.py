@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,8 +49,10 @@ from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.implicit_mf import ALS, ALSConfig
 from pipeline.models.vectors import VectorModel
 
+log = logging.getLogger(__name__)
+
 # EASE_MAX_ITEMS (re-exported): EASE's default cap; above it EASE has weights for the most-rated movies only.
-__all__ = ["EASE_MAX_ITEMS", "PublishedBlend"]
+__all__ = ["EASE_MAX_ITEMS", "Partners", "PublishedBlend", "fit_partners"]
 
 
 @dataclass
@@ -99,7 +103,8 @@ class PublishedBlend:
         als_config: ALSConfig | None = None,
         members: Mapping[str, Callable[[], VectorModel]] | None = None,
     ) -> PublishedBlend:
-        """Fit the partners the weights call for on ``train`` (the network's own training data).
+        """Fit the partners the weights call for on ``train`` (the network's own training data;
+        ``fit_partners``).
 
         ``members``: a factory of each further ranking member by name (``members.member_factories``); those
         the weights give a share are built and fitted here, and one missing is a ``ValueError``.
@@ -108,26 +113,18 @@ class PublishedBlend:
         ``max_items`` movies EASE has weights for the most-rated ones only (the cap is recorded in meta).
         ``als_config`` defaults to ``ALSConfig()``, as the evaluation's ALS."""
         ease_config = ease_config or EASEConfig()
-        ease = EASE(ease_config).fit(train) if weights.ease_weight > 0 else None
-        als = ALS(als_config).fit(train) if weights.als_weight > 0 else None
-        mf = BiasedMF().fit(train) if weights.mf_weight > 0 else None
-        autorec = AutoRec().fit(train) if weights.autorec_weight > 0 else None
-        factories = members or {}
-        missing = sorted(set(weights.active_members) - set(factories))
-        if missing:
-            raise ValueError(f"the weights give {missing} a share but no factory builds them")
-        fitted = {name: factories[name]().fit(train) for name in weights.active_members}
+        partners = fit_partners(train, weights, ease_config, als_config, members)
         return cls(
             network,
             train.binary_matrix(),
             weights,
-            ease,
-            mf,
+            partners.ease,
+            partners.mf,
             {**(meta or {}), "ease_max_items": ease_config.max_items},
             rating_scale(train),
-            als,
-            fitted,
-            autorec,
+            partners.als,
+            partners.members,
+            partners.autorec,
         )
 
     # --- scoring ----------------------------------------------------------------------------------------
@@ -263,3 +260,52 @@ class PublishedBlend:
             members,
             autorec,
         )
+
+
+@dataclass(frozen=True)
+class Partners:
+    """The fitted partners of a blend; None (or absent from ``members``) where the weights give no share."""
+
+    ease: EASE | None
+    als: ALS | None
+    mf: BiasedMF | None
+    autorec: AutoRec | None
+    members: dict[str, VectorModel]
+
+
+def fit_partners(
+    train: Interactions,
+    weights: BlendWeights,
+    ease_config: EASEConfig | None = None,
+    als_config: ALSConfig | None = None,
+    members: Mapping[str, Callable[[], VectorModel]] | None = None,
+) -> Partners:
+    """Fit on ``train`` the partners ``weights`` give a share, each fit's time logged (``from_training``'s
+    contract); a member with a share and no factory in ``members`` is a ``ValueError``, raised before any
+    fit."""
+    factories = members or {}
+    missing = sorted(set(weights.active_members) - set(factories))
+    if missing:
+        raise ValueError(f"the weights give {missing} a share but no factory builds them")
+    return Partners(
+        ease=_fit("EASE", EASE(ease_config), train) if weights.ease_weight > 0 else None,
+        als=_fit("ALS", ALS(als_config), train) if weights.als_weight > 0 else None,
+        mf=_fit("biased MF", BiasedMF(), train) if weights.mf_weight > 0 else None,
+        autorec=_fit("AutoRec", AutoRec(), train) if weights.autorec_weight > 0 else None,
+        members={name: _fit(name, factories[name](), train) for name in weights.active_members},
+    )
+
+
+class _Fits(Protocol):
+    def fit(self, train: Interactions) -> Any: ...
+
+
+_F = TypeVar("_F", bound=_Fits)
+
+
+def _fit(name: str, model: _F, train: Interactions) -> _F:
+    """``model`` fitted on ``train``, its time logged: at large sizes a partner's fit takes minutes."""
+    start = time.perf_counter()
+    fitted: _F = model.fit(train)
+    log.info("blend partner %s fitted on %d ratings in %.1f s", name, len(train), time.perf_counter() - start)
+    return fitted

@@ -4,6 +4,8 @@ an adapter that trains it on a split, its ranking as the blend's terms, persiste
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.base import check_fitted
 from pipeline.models.baselines import EASEConfig
-from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.blend.published import PublishedBlend, fit_partners
 from pipeline.models.blend.scorer import standardise
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
@@ -220,3 +222,21 @@ def test_an_autorec_share_is_fitted_saved_and_loaded(tiny_blend, first_300_users
     assert tiny_blend.autorec is None and not (tiny_blend.save(tmp_path / "no-ar") / "autorec.npz").exists()
     with pytest.raises(ValueError, match="needs the AutoRec partner"):
         PublishedBlend(tiny_blend.network, tiny_blend.rated, weights, tiny_blend.ease, blend.mf)
+
+
+def test_fit_partners_fits_and_logs_only_the_partners_with_a_share(first_300_users, caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.models.blend.published")
+    partners = fit_partners(first_300_users, BlendWeights(0.5, 0.5, 1.0, als_weight=0.2))
+    assert partners.ease is not None and partners.als is not None and partners.mf is not None
+    assert partners.autorec is None and partners.members == {}
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" fitted on ")[0] for line in lines] == [
+        "blend partner EASE",
+        "blend partner ALS",
+        "blend partner biased MF",
+    ]
+    assert all(f" fitted on {len(first_300_users)} ratings in " in line for line in lines)
+    caplog.clear()
+    with pytest.raises(ValueError, match="no factory builds them"):
+        fit_partners(first_300_users, BlendWeights(0.5, members={"bpr": 0.5}))
+    assert not caplog.records  # refused before fitting anything
