@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -10,7 +13,6 @@ from pydantic.dataclasses import dataclass
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
-from pipeline.core.sparse import torch_csr
 from pipeline.features.interactions import Interactions, sorted_positions
 from pipeline.models.base import HYPERPARAMETERS, NotFitted, as_pairs, check_fitted
 
@@ -106,18 +108,22 @@ class BiasedMFConfig:
     init_scale: NonNegativeFloat = 0.1  # std of the initial factors
     seed: NonNegativeInt = 42  # numpy's generators take no negative seed
     clip: bool = True  # clip predict() to the train rating range (score_users is never clipped)
-    block_rows: PositiveInt = 2048  # rows solved at once: bounds the stack of dense Gram matrices
+    block_rows: PositiveInt = 2048  # rows solved at once at most: bounds the stack of dense Gram matrices
+
+
+# Rated rows (of the other side's factors) gathered at once, padding included, in a biased MF half-step:
+# 2^18 x 51 float64 is 107 MB; 2^20 was no faster at ML-25M shape.
+_GATHER_ROWS = 1 << 18
 
 
 class BiasedMF:
     """``r(u, i) = mu + b_u + b_i + p_u . q_i``, fitted by alternating regularised least squares.
 
-    Each half-step solves, for every user (or item) at once, the ridge problem for ``[p_u, b_u]`` given the
-    other side: the per-row Gram matrices ``sum_i [q_i, 1][q_i, 1]^T`` are one sparse-dense product
-    ``R (n_users x n_items) @ upper_triangle(outer(x_i, x_i)) (n_items x (f+1)(f+2)/2)``, then a batched
-    ``linalg.solve``.
-    Rows without train ratings end with zero factors and bias. Memory: the outer-product table holds
-    ``n_users`` (or ``n_items``) x ``(f+1)(f+2)/2`` float64, about 1.7 GB for ML-25M's users at f=50.
+    Each half-step solves, for every user (or item), the ridge problem for ``[p_u, b_u]`` given the other
+    side: the Gram matrix ``sum_i [q_i, 1][q_i, 1]^T`` over the movies the user rated, built by batched dense
+    products over groups of rows (``_half_step``), then a batched ``linalg.solve``.
+    Rows without train ratings end with zero factors and bias. Memory: one group's gathered rows, at most
+    ``_GATHER_ROWS`` x ``(f+1)`` float64 (about 107 MB at f=50), or a single row's when it has more.
     """
 
     name = "BiasedMF"
@@ -132,35 +138,43 @@ class BiasedMF:
         self.rating_range_: tuple[float, float] = (-np.inf, np.inf)
 
     def _half_step(
-        self, rated: sp.csr_matrix, target: sp.csr_matrix, other: np.ndarray, counts: np.ndarray
+        self, ptr: np.ndarray, others: np.ndarray, values: np.ndarray, other: np.ndarray, counts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``[factors, bias]`` of every row of ``rated`` given the other side's factors ``other``.
+        """Solve ``[factors, bias]`` of every row given the other side's factors ``other``.
 
-        ``rated``: binary rows x others; ``target``: same pattern, values are what the row must explain.
+        Row ``k`` rated ``others[ptr[k]:ptr[k + 1]]``, which must explain ``values`` there (CSR without
+        the matrix). Its Gram matrix is ``X_k^T X_k`` over the rows of ``[other, 1]`` it rated: rows of
+        similar counts are gathered together (sorted by count, padded with a zero row) and multiplied in one
+        batched product, dense BLAS on every thread where a sparse product with a table of outer products was
+        bound by memory (a half-step at ML-25M shape 34-49 s -> 15 s, the same floats to 1e-15).
         """
         c = self.config
         f = c.factors
         d = f + 1
-        x = np.hstack([other, np.ones((len(other), 1))])  # (n_other, d)
-        # Gram matrices are symmetric: build only the upper triangle, half the work of the sparse product.
-        tri_r, tri_c = np.triu_indices(d)
-        outer = _upper_outer(x)
-        rhs_all = target @ x  # (n_rows, d)
-        reg = np.empty((len(counts), d))
+        pad = len(other)  # the index of the zero row
+        x = torch.from_numpy(np.vstack([np.hstack([other, np.ones((pad, 1))]), np.zeros((1, d))]))
+        sizes = np.diff(ptr)
+        order = np.argsort(sizes, kind="stable")
+        reg = np.empty((len(sizes), d))
         reg[:, :f] = c.reg_factors * np.maximum(counts, 1.0)[:, None]
         reg[:, f] = c.reg_bias
         diag = np.arange(d)
-        solution = np.empty((rated.shape[0], d))
-        outer_t = torch.from_numpy(outer)
-        for lo in range(0, rated.shape[0], c.block_rows):
-            hi = min(lo + c.block_rows, rated.shape[0])
-            # torch's product runs on every thread (scipy's on one); of a 0/1 matrix, with scipy's floats
-            upper = (torch_csr(rated[lo:hi]) @ outer_t).numpy()
-            gram = np.empty((hi - lo, d, d))
-            gram[:, tri_r, tri_c] = upper
-            gram[:, tri_c, tri_r] = upper
-            gram[:, diag, diag] += reg[lo:hi]
-            solution[lo:hi] = np.linalg.solve(gram, rhs_all[lo:hi, :, None])[:, :, 0]
+        solution = np.empty((len(sizes), d))
+        for lo, hi in _groups(sizes[order], _GATHER_ROWS, c.block_rows):
+            rows = order[lo:hi]
+            width = int(sizes[rows[-1]])
+            live = np.arange(width)[None, :] < sizes[rows][:, None]
+            at = (ptr[rows][:, None] + np.arange(width)[None, :])[live]
+            index = np.full((len(rows), width), pad)
+            index[live] = others[at]
+            explained = np.zeros((len(rows), width, 1))
+            explained[live, 0] = values[at]
+            gathered = x[torch.from_numpy(index)]  # (rows, width, d)
+            transposed = gathered.transpose(1, 2)
+            gram = torch.bmm(transposed, gathered).numpy()
+            rhs = torch.bmm(transposed, torch.from_numpy(explained)).numpy()
+            gram[:, diag, diag] += reg[rows]
+            solution[rows] = np.linalg.solve(gram, rhs)[:, :, 0]
         return solution[:, :f], solution[:, f]
 
     def fit(self, train: Interactions) -> BiasedMF:
@@ -178,11 +192,12 @@ class BiasedMF:
         users_on, u = np.unique(u, return_inverse=True)
         items_on, i = np.unique(i, return_inverse=True)
         n_u, n_i = len(users_on), len(items_on)
-        ones = np.ones(len(r))
-        rated_ui = sp.csr_matrix((ones, (u, i)), shape=(n_u, n_i))
-        rated_iu = rated_ui.T.tocsr()
-        n_per_user = np.asarray(rated_ui.sum(axis=1)).ravel()
-        n_per_item = np.asarray(rated_iu.sum(axis=1)).ravel()
+        by_user, by_item = np.argsort(u, kind="stable"), np.argsort(i, kind="stable")
+        user_ptr = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=n_u))])
+        item_ptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=n_i))])
+        n_per_user, n_per_item = np.diff(user_ptr).astype(np.float64), np.diff(item_ptr).astype(np.float64)
+        items_of_users, users_of_items = i[by_user], u[by_item]
+        r_by_user, r_by_item = r[by_user], r[by_item]
 
         # drawn for every row, as before, so the rated rows start from the same values
         p = rng.normal(0.0, c.init_scale, (train.n_users, c.factors))[users_on]
@@ -190,14 +205,10 @@ class BiasedMF:
         bu, bi = np.zeros(n_u), np.zeros(n_i)
         for _ in range(c.epochs):
             # What the user side must explain once the item side is fixed, and vice versa.
-            resid_u = r - mu - bi[i]
-            p, bu = self._half_step(
-                rated_ui, sp.csr_matrix((resid_u, (u, i)), shape=(n_u, n_i)), q, n_per_user
-            )
-            resid_i = r - mu - bu[u]
-            q, bi = self._half_step(
-                rated_iu, sp.csr_matrix((resid_i, (i, u)), shape=(n_i, n_u)), p, n_per_item
-            )
+            resid_u = r_by_user - mu - bi[items_of_users]
+            p, bu = self._half_step(user_ptr, items_of_users, resid_u, q, n_per_user)
+            resid_i = r_by_item - mu - bu[users_of_items]
+            q, bi = self._half_step(item_ptr, users_of_items, resid_i, p, n_per_item)
 
         self.user_factors_, self.user_bias_ = _scatter(p, bu, users_on, train.n_users)
         self.item_factors_, self.item_bias_ = _scatter(q, bi, items_on, train.n_items)
@@ -228,18 +239,17 @@ class BiasedMF:
         return scores.astype(np.float32, copy=False)
 
 
-def _upper_outer(x: np.ndarray) -> np.ndarray:
-    """Each row's outer product with itself, upper triangle row by row: ``(n, d(d+1)/2)``, row-major.
-    Written in place one triangle row at a time, not as a product of two fancy-indexed copies: those held
-    two more tables of this size (1.7 GB each for ML-25M's users), and their product came out column-major,
-    which torch's sparse product read 15x slower (39 against 2.6 s for one half-step at ML-25M shape)."""
-    n, d = x.shape
-    out = np.empty((n, d * (d + 1) // 2))
-    at = 0
-    for a in range(d):
-        np.multiply(x[:, a : a + 1], x[:, a:], out=out[:, at : at + d - a])
-        at += d - a
-    return out
+def _groups(sizes: np.ndarray, entries: int, max_rows: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[lo, hi)`` runs of the ascending ``sizes``, each padded to its last size holding at most
+    ``entries`` (or one row, however large) and at most ``max_rows`` rows."""
+    lo, n = 0, len(sizes)
+    while lo < n:
+        top = min(n, lo + max_rows)
+        # (hi - lo) * sizes[hi - 1] grows with hi: the last hi within the budget
+        hi = lo + bisect.bisect_right(range(lo + 1, top + 1), entries, key=lambda h: (h - lo) * sizes[h - 1])
+        hi = max(hi, lo + 1)
+        yield lo, hi
+        lo = hi
 
 
 def _scatter(

@@ -16,6 +16,7 @@ from pipeline.models.baselines import (
     GlobalMean,
     Popularity,
     PopularityConfig,
+    _groups,
 )
 from tests.support.configs import SMALL_EASE, SMALL_MF
 from tests.support.contract import NotFittedContract, RecommenderContract
@@ -101,6 +102,37 @@ def test_biased_mf_solves_only_rated_rows_and_empty_ones_change_nothing(split) -
     assert np.array_equal(wide.item_factors_[: train.n_items], plain.item_factors_)
     assert not wide.item_factors_[train.n_items :].any() and wide.item_factors_.dtype == np.float32
     assert wide.item_factors_.flags["C_CONTIGUOUS"]
+
+
+def test_biased_mf_half_step_solves_each_rows_ridge_problem(split) -> None:
+    # Checked row by row against the ridge solution written out: [x_i, 1] of the movies a user rated, the
+    # factor penalty scaled by the user's count, the bias's not. Seven rows at most per batched group.
+    train, _ = split
+    model = BiasedMF(BiasedMFConfig(factors=4, reg_factors=0.2, reg_bias=1.5, block_rows=7))
+    rng = np.random.default_rng(0)
+    other = rng.normal(size=(train.n_items, 4))
+    order = np.argsort(train.users, kind="stable")
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(train.users, minlength=train.n_users))])
+    items, values = train.items[order], rng.normal(size=len(train))
+    counts = np.diff(ptr).astype(np.float64)
+    factors, bias = model._half_step(ptr, items, values, other, counts)
+    x = np.hstack([other, np.ones((train.n_items, 1))])
+    rated_rows = np.flatnonzero(counts)
+    for row in [*rng.choice(rated_rows, 20, replace=False), int(np.argmax(counts))]:
+        a, b = x[items[ptr[row] : ptr[row + 1]]], values[ptr[row] : ptr[row + 1]]
+        want = np.linalg.solve(a.T @ a + np.diag([0.2 * counts[row]] * 4 + [1.5]), a.T @ b)
+        np.testing.assert_allclose(np.append(factors[row], bias[row]), want, rtol=1e-9, atol=1e-12)
+
+
+def test_biased_mf_groups_cover_every_row_once_within_their_budget() -> None:
+    sizes = np.sort(np.random.default_rng(1).integers(1, 50, 200))
+    sizes[-1] = 500  # over the budget on its own
+    runs = list(_groups(sizes, 100, 16))
+    assert runs[0][0] == 0 and runs[-1][1] == 200
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    for lo, hi in runs:
+        assert 1 <= hi - lo <= 16 and ((hi - lo) * sizes[hi - 1] <= 100 or hi - lo == 1)
+    assert runs[-1] == (199, 200)
 
 
 def test_biased_mf_fits_training_ratings_and_zeroes_unseen_items(split) -> None:
