@@ -82,7 +82,7 @@ def test_fitted_models_configs_are_reported(report) -> None:
         "min_rating": ALSConfig().min_rating,
         "iterations": 3,
         "seed": 42,
-        "threads": 1,
+        "threads": ALSConfig().threads,
         "progress": False,
     }
     assert configs["popularity"] == {"damping": 5.0} and "broken" not in configs
