@@ -138,7 +138,7 @@ class BiasedMF:
         self.rating_range_: tuple[float, float] = (-np.inf, np.inf)
 
     def _half_step(
-        self, ptr: np.ndarray, others: np.ndarray, values: np.ndarray, other: np.ndarray, counts: np.ndarray
+        self, ptr: np.ndarray, others: np.ndarray, values: np.ndarray, other: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Solve ``[factors, bias]`` of every row given the other side's factors ``other``.
 
@@ -157,7 +157,7 @@ class BiasedMF:
         sizes = np.diff(ptr)
         order = np.argsort(sizes, kind="stable")
         reg = np.empty((len(sizes), d))
-        reg[:, :f] = c.reg_factors * np.maximum(counts, 1.0)[:, None]
+        reg[:, :f] = c.reg_factors * np.maximum(sizes, 1)[:, None]
         reg[:, f] = c.reg_bias
         diag = np.arange(d)
         solution = np.empty((len(sizes), d))
@@ -193,10 +193,8 @@ class BiasedMF:
         users_on, u = np.unique(u, return_inverse=True)
         items_on, i = np.unique(i, return_inverse=True)
         n_u, n_i = len(users_on), len(items_on)
-        by_user, by_item = np.argsort(u, kind="stable"), np.argsort(i, kind="stable")
-        user_ptr = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=n_u))])
-        item_ptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=n_i))])
-        n_per_user, n_per_item = np.diff(user_ptr).astype(np.float64), np.diff(item_ptr).astype(np.float64)
+        by_user, user_ptr = _by_row(u, n_u)
+        by_item, item_ptr = _by_row(i, n_i)
         items_of_users, users_of_items = i[by_user], u[by_item]
         r_by_user, r_by_item = r[by_user], r[by_item]
 
@@ -207,9 +205,9 @@ class BiasedMF:
         for _ in range(c.epochs):
             # What the user side must explain once the item side is fixed, and vice versa.
             resid_u = r_by_user - mu - bi[items_of_users]
-            p, bu = self._half_step(user_ptr, items_of_users, resid_u, q, n_per_user)
+            p, bu = self._half_step(user_ptr, items_of_users, resid_u, q)
             resid_i = r_by_item - mu - bu[users_of_items]
-            q, bi = self._half_step(item_ptr, users_of_items, resid_i, p, n_per_item)
+            q, bi = self._half_step(item_ptr, users_of_items, resid_i, p)
 
         self.user_factors_, self.user_bias_ = _scatter(p, bu, users_on, train.n_users)
         self.item_factors_, self.item_bias_ = _scatter(q, bi, items_on, train.n_items)
@@ -238,6 +236,11 @@ class BiasedMF:
         scores = p[users] @ q.T
         scores += bi[None, :] + (mu + bu[users])[:, None]
         return scores.astype(np.float32, copy=False)
+
+
+def _by_row(rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order that groups the ratings by ``rows`` (stable) and each row's start in it: CSR's ``indptr``."""
+    return np.argsort(rows, kind="stable"), np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
 
 
 def _groups(

@@ -33,14 +33,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from pipeline.features.interactions import Interactions
 from pipeline.models.autorec import AutoRec
-from pipeline.models.base import check_fitted
+from pipeline.models.base import Recommender, check_fitted
 from pipeline.models.baselines import EASE, EASE_MAX_ITEMS, BiasedMF, BiasedMFConfig, EASEConfig
 from pipeline.models.blend.members import MEMBERS
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
@@ -296,16 +296,12 @@ def fit_partners(
     )
 
 
-class _Fits(Protocol):
-    def fit(self, train: Interactions) -> Any: ...
-
-
-_F = TypeVar("_F", bound=_Fits)
+_F = TypeVar("_F", bound=Recommender)
 
 
 def _fit(name: str, model: _F, train: Interactions) -> _F:
     """``model`` fitted on ``train``, its time logged: at large sizes a partner's fit takes minutes."""
     start = time.perf_counter()
-    fitted: _F = model.fit(train)
+    model.fit(train)  # in place: every Recommender's fit returns the model itself
     log.info("blend partner %s fitted on %d ratings in %.1f s", name, len(train), time.perf_counter() - start)
-    return fitted
+    return model

@@ -115,7 +115,7 @@ def test_biased_mf_half_step_solves_each_rows_ridge_problem(split) -> None:
     ptr = np.concatenate([[0], np.cumsum(np.bincount(train.users, minlength=train.n_users))])
     items, values = train.items[order], rng.normal(size=len(train))
     counts = np.diff(ptr).astype(np.float64)
-    factors, bias = model._half_step(ptr, items, values, other, counts)
+    factors, bias = model._half_step(ptr, items, values, other)
     x = np.hstack([other, np.ones((train.n_items, 1))])
     rated_rows = np.flatnonzero(counts)
     for row in [*rng.choice(rated_rows, 20, replace=False), int(np.argmax(counts))]:
