@@ -1,7 +1,8 @@
 """The whole weekly run, step by step in one process, on synthetic data with the real files' shape.
 
     python -m bench.weekly --shape ml1m|ml25m [--epochs N] [--bootstrap-epochs N] [--project-epochs N]
-                           [--evaluate-only] [--workdir DIR] [--device cpu|cuda|auto] [--output FILE]
+                           [--evaluate-only | --train-only [--weights JSON]] [--workdir DIR]
+                           [--device cpu|cuda|auto] [--output FILE]
 
 The data is ``bench.ingest``'s generator at ML-1M (1,000,209 ratings) or ML-25M (25,000,095) rows: ML-25M
 files (``ratings.csv``, ``movies.csv``, ``links.csv``) plus a weekly delta. A fresh ``MOVIEREC_HOME`` under
@@ -27,7 +28,12 @@ early by itself is taken as measured. Each step and week is reported measured an
 no fit was capped). ``--bootstrap-epochs N`` caps week 0's fits alone: week 1, the weekly run the target
 is about, then runs uncapped (measured, not projected) from a champion trained for N epochs.
 ``--evaluate-only`` runs week 0 up to its evaluate step and stops there: the evaluation at a size whose
-two weeks do not fit in a sitting (ML-25M).
+two weeks do not fit in a sitting (ML-25M). ``--train-only`` is the other half at that size: no evaluate
+step in either week (measured by ``--evaluate-only``); each train step gets the evaluation's place-holder
+instead: week 0 the weights the evaluation chose at ML-25M shape (the network alone), week 1 ``--weights``
+(default: a share for every partner the published blend fits at this size, EASE, ALS and biased MF, so the
+train step fits them all as a real week's would), and a primary figure that lets the gate promote each
+week's model. Week 0 is not published (it only makes the champion week 1 warm-starts from).
 
 Prints a table and writes ``bench/results/weekly_<shape>.json``. See ``bench/README.md``.
 """
@@ -52,6 +58,9 @@ SHAPES = {"ml1m": 1_000_209, "ml25m": 25_000_095}  # ratings in the real files
 TARGET_S = {"ml1m": 15 * 60, "ml25m": 3 * 3600}  # the weekly run (week 1) on the 2-core CPU
 TARGET_RSS_MIB = 12 * 1024  # peak RSS at ML-25M shape
 FIT_LOGGER = "pipeline.models.hybrid.fit"
+# --train-only's week 1: every partner the published blend fits at ML-1M and ML-25M size gets a share (EASE
+# the rest of the ranking's, biased MF the rest of the ratings'), so its train step fits them all.
+DEFAULT_PARTNER_WEIGHTS = {"weight": 0.5, "als_weight": 0.25, "rating_weight": 0.5, "rerank_weight": 1.0}
 
 
 def log(msg: str) -> None:
@@ -165,8 +174,28 @@ class Week:
         }
 
 
+def placeholder_evaluation(
+    directory: Path, name: str, index: int, weights: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What ``--train-only``'s train and promote steps get in the evaluation's place: the weights, and a
+    primary figure each week raises, so that the gate promotes (the gate is measured with the rest)."""
+    from pipeline.core.defaults import PRIMARY_METRIC, PRIMARY_PROTOCOL
+    from pipeline.models.blend.weights import BlendWeights
+
+    report = directory.parent / f"placeholder-evaluation-{name}.json"
+    report.write_text(json.dumps({"note": "bench.weekly --train-only: no evaluation ran"}) + "\n")
+    return {
+        "as_of": None,
+        "dataset": f"placeholder ({name})",
+        "report_path": str(report),
+        "weights": BlendWeights.from_dict(weights or BlendWeights().to_dict()).to_dict(),
+        "metrics": {PRIMARY_PROTOCOL: {PRIMARY_METRIC: float(index)}},
+        "baselines": {},
+    }
+
+
 def run_week(
-    week: Week, directory: Path, args: argparse.Namespace, settings: Any, cap: int | None
+    week: Week, directory: Path, args: argparse.Namespace, settings: Any, cap: int | None, index: int
 ) -> dict[str, Any]:  # the steps as run_all calls them, with the data loaded once for the three model steps
     from pipeline.orchestration import steps
 
@@ -194,24 +223,32 @@ def run_week(
             "movies": d.interactions.n_items,
         },
     )
-    evaluation = week.run(
-        "evaluate",
-        lambda: steps.evaluate(None, cap, args.device, settings=settings, data=held["data"]),
-        lambda e: {
-            "temporal": e["metrics"].get("temporal", {}),
-            "weights": e["weights"],
-            "sample": e.get("sample"),
-            "models": _model_seconds(Path(e["report_path"])),
-        },
-    )
-    if not week.steps[-1].fits:  # the trainer's log line changed: the projection would be wrong
-        raise SystemExit(f"no network fit recorded from {FIT_LOGGER}'s log during evaluate")
+    if args.train_only:
+        evaluation = placeholder_evaluation(directory, name, index, args.weights if index else None)
+    else:
+        evaluation = week.run(
+            "evaluate",
+            lambda: steps.evaluate(None, cap, args.device, settings=settings, data=held["data"]),
+            lambda e: {
+                "temporal": e["metrics"].get("temporal", {}),
+                "weights": e["weights"],
+                "sample": e.get("sample"),
+                "models": _model_seconds(Path(e["report_path"])),
+            },
+        )
+        if not week.steps[-1].fits:  # the trainer's log line changed: the projection would be wrong
+            raise SystemExit(f"no network fit recorded from {FIT_LOGGER}'s log during evaluate")
     if args.evaluate_only:
         return week.as_dict()
     training = week.run(
         "train",
         lambda: steps.train(None, evaluation, cap, args.device, settings=settings, data=held["data"]),
-        lambda t: {"kind": t["kind"], "reason": t["training_reason"], "best_epoch": t["best_epoch"]},
+        lambda t: {
+            "kind": t["kind"],
+            "reason": t["training_reason"],
+            "best_epoch": t["best_epoch"],
+            "weights": evaluation["weights"],
+        },
     )
     held.clear()
     week.run(
@@ -219,6 +256,8 @@ def run_week(
         lambda: steps.promote(training, evaluation, None, settings=settings),
         lambda p: {"promoted": p["promoted"], "reason": p["reason"]},
     )
+    if args.train_only and index == 0:  # only the champion week 1 starts from
+        return week.as_dict()
     week.run(
         "publish",
         lambda: steps.publish(None, settings=settings, device="cpu"),
@@ -243,8 +282,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="epochs a fit from scratch is projected at when capped (default: the config's maximum)",
     )
-    parser.add_argument(
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
         "--evaluate-only", action="store_true", help="week 0 up to its evaluate step, then stop"
+    )
+    only.add_argument(
+        "--train-only",
+        action="store_true",
+        help="no evaluate step: the train steps get --weights (week 1) and week 0 is not published",
+    )
+    parser.add_argument(
+        "--weights",
+        type=json.loads,
+        default=DEFAULT_PARTNER_WEIGHTS,
+        help="week 1's blend weights with --train-only, as JSON (default: a share for EASE, ALS, biased MF)",
     )
     parser.add_argument("--device", default="auto", help="the network's device: auto, cpu or cuda (auto)")
     parser.add_argument("--workdir", type=Path, default=None, help="datasets and homes (a temporary dir)")
@@ -284,12 +335,37 @@ def main(argv: list[str] | None = None) -> int:
     fit_logger.addHandler(fit_log)
     fit_logger.setLevel(logging.INFO)
     step_log = StepLog()
-    evaluation_logger = logging.getLogger("pipeline.evaluation")
-    evaluation_logger.addHandler(step_log)
-    evaluation_logger.setLevel(logging.INFO)
+    # The weight search's phases (evaluate) and the blend partners' fits (train), with their seconds.
+    for logger_name in ("pipeline.evaluation", "pipeline.models.blend.published"):
+        logging.getLogger(logger_name).addHandler(step_log)
+        logging.getLogger(logger_name).setLevel(logging.INFO)
     sampler = MemorySampler()
     sampler.start()
     weeks: dict[str, Any] = {}
+    output = args.output or RESULTS_DIR / f"weekly_{args.shape}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def write() -> dict[str, Any]:  # after every week: a run stopped in week 1 keeps week 0's figures
+        report = {
+            "shape": args.shape,
+            "rows": SHAPES[args.shape],
+            "dataset": {
+                k: manifest.get(k) for k in ("rows", "users", "movies", "rated_movies", "delta_rows")
+            },
+            "epochs_cap": caps,
+            "project_epochs_full": full_epochs,
+            "project_epochs_warm": warm_epochs,
+            "device": args.device,
+            "evaluate_only": args.evaluate_only,
+            "train_only": args.train_only,
+            "weeks": weeks,
+            "target_seconds": TARGET_S[args.shape],
+            "target_peak_rss_mib": TARGET_RSS_MIB if args.shape == "ml25m" else None,
+            "machine": machine_info(),
+        }
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        return report
+
     try:
         embedded.start(settings)
         sampler.watch_server(embedded.status(settings).pid)
@@ -298,29 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         ]:
             log(f"--- {name}: {directory / sub}")
             week = Week(sampler, fit_log, projector(caps[name]), step_log)
-            weeks[name] = run_week(week, directory / sub, args, settings, caps[name])
+            weeks[name] = run_week(week, directory / sub, args, settings, caps[name], len(weeks))
+            report = write()
     finally:
         sampler.stop()
         embedded.stop(settings)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    report = {
-        "shape": args.shape,
-        "rows": SHAPES[args.shape],
-        "dataset": {k: manifest.get(k) for k in ("rows", "users", "movies", "rated_movies", "delta_rows")},
-        "epochs_cap": caps,
-        "project_epochs_full": full_epochs,
-        "project_epochs_warm": warm_epochs,
-        "device": args.device,
-        "evaluate_only": args.evaluate_only,
-        "weeks": weeks,
-        "target_seconds": TARGET_S[args.shape],
-        "target_peak_rss_mib": TARGET_RSS_MIB if args.shape == "ml25m" else None,
-        "machine": machine_info(),
-    }
-    output = args.output or RESULTS_DIR / f"weekly_{args.shape}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
     _print(report)
     log(f"wrote {output}")
     return 0
