@@ -60,7 +60,7 @@ TARGET_RSS_MIB = 12 * 1024  # peak RSS at ML-25M shape
 FIT_LOGGER = "pipeline.models.hybrid.fit"
 # --train-only's week 1: every partner the published blend fits at ML-1M and ML-25M size gets a share (EASE
 # the rest of the ranking's, biased MF the rest of the ratings'), so its train step fits them all.
-DEFAULT_PARTNER_WEIGHTS = {"weight": 0.5, "als_weight": 0.25, "rating_weight": 0.5, "rerank_weight": 1.0}
+DEFAULT_PARTNER_WEIGHTS = '{"weight": 0.5, "als_weight": 0.25, "rating_weight": 0.5, "rerank_weight": 1.0}'
 
 
 def log(msg: str) -> None:
@@ -174,21 +174,28 @@ class Week:
         }
 
 
-def placeholder_evaluation(
-    directory: Path, name: str, index: int, weights: dict[str, Any] | None
-) -> dict[str, Any]:
+def blend_weights(text: str) -> dict[str, Any]:
+    """``--weights``: checked as the train step will read them, before week 0's long fit rather than after."""
+    from pipeline.models.blend.weights import BlendWeights
+
+    try:
+        return BlendWeights.from_dict(json.loads(text)).to_dict()  # type: ignore[return-value]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise argparse.ArgumentTypeError(f"not blend weights ({exc!r}): {text}") from exc
+
+
+def placeholder_evaluation(home: Path, name: str, index: int, weights: dict[str, Any]) -> dict[str, Any]:
     """What ``--train-only``'s train and promote steps get in the evaluation's place: the weights, and a
     primary figure each week raises, so that the gate promotes (the gate is measured with the rest)."""
     from pipeline.core.defaults import PRIMARY_METRIC, PRIMARY_PROTOCOL
-    from pipeline.models.blend.weights import BlendWeights
 
-    report = directory.parent / f"placeholder-evaluation-{name}.json"
+    report = home / "placeholder-evaluation.json"  # the MLflow run's evaluation.json
     report.write_text(json.dumps({"note": "bench.weekly --train-only: no evaluation ran"}) + "\n")
     return {
         "as_of": None,
         "dataset": f"placeholder ({name})",
         "report_path": str(report),
-        "weights": BlendWeights.from_dict(weights or BlendWeights().to_dict()).to_dict(),
+        "weights": weights,
         "metrics": {PRIMARY_PROTOCOL: {PRIMARY_METRIC: float(index)}},
         "baselines": {},
     }
@@ -197,6 +204,7 @@ def placeholder_evaluation(
 def run_week(
     week: Week, directory: Path, args: argparse.Namespace, settings: Any, cap: int | None, index: int
 ) -> dict[str, Any]:  # the steps as run_all calls them, with the data loaded once for the three model steps
+    from pipeline.models.blend.weights import BlendWeights
     from pipeline.orchestration import steps
 
     # One dataset name for both weeks, as a user's weekly runs have: another name forces a full retrain.
@@ -224,7 +232,9 @@ def run_week(
         },
     )
     if args.train_only:
-        evaluation = placeholder_evaluation(directory, name, index, args.weights if index else None)
+        # week 0: the network alone (the defaults), what the evaluation chose at ML-25M shape on these ratings
+        weights = args.weights if index else BlendWeights().to_dict()
+        evaluation = placeholder_evaluation(settings.home, name, index, weights)
     else:
         evaluation = week.run(
             "evaluate",
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--weights",
-        type=json.loads,
+        type=blend_weights,
         default=DEFAULT_PARTNER_WEIGHTS,
         help="week 1's blend weights with --train-only, as JSON (default: a share for EASE, ALS, biased MF)",
     )
