@@ -207,7 +207,8 @@ params = {
         False,
         type="boolean",
         title="Full retrain",
-        description="Train the network from scratch instead of warm-starting it from the champion's "
+        description="Train the networks from scratch instead of warm-starting them from the champion's "
+        "(the evaluation's validation network from the champion's evaluation's) "
         f"(a full retrain also happens every MOVIEREC_FULL_RETRAIN_WEEKS, default "
         f"{WARM_START_MAX_AGE_WEEKS}, and whenever the hyperparameters changed).",
     ),
@@ -280,7 +281,14 @@ def movierec_weekly() -> None:
         from pipeline.orchestration import steps
 
         assert params is not None
-        return dict(steps.evaluate(_as_of(logical_date), epochs=params["epochs"], device=_device(params)))
+        return dict(
+            steps.evaluate(
+                _as_of(logical_date),
+                epochs=params["epochs"],
+                device=_device(params),
+                full_retrain=bool(params.get("full_retrain")),
+            )
+        )
 
     @task(pool=TRAINING_POOL, executor_config=TRAINING_POD)
     def train(

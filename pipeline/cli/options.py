@@ -27,7 +27,8 @@ FullRetrain = Annotated[
     bool,
     typer.Option(
         "--full-retrain",
-        help="train the network from scratch instead of warm-starting it from the champion's",
+        help="train the networks from scratch instead of warm-starting them from the champion's (and the "
+        "evaluation's validation network from the champion's evaluation's)",
     ),
 ]
 Device = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: MOVIEREC_DEVICE)")]

@@ -18,6 +18,7 @@ that reports ratings). A model that fails is a row with its error, not a gap."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
 from pipeline.evaluation.protocol import ModelFactory, reports_ratings, run_evaluation
 from pipeline.evaluation.report import EvaluationReport
+from pipeline.evaluation.validation_chain import SOURCE, start_validation
 from pipeline.evaluation.weight_search import choose_weights, validation_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
@@ -52,12 +54,15 @@ from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.recommender import HybridRecommender
 from pipeline.models.hybrid.train import TrainingResult, train_hybrid
+from pipeline.models.hybrid.warm_start import TrainingPlan, WarmStartError
 from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
 from pipeline.models.lightgcn import LightGCN
 from pipeline.models.neumf import NeuMF
 from pipeline.models.sasrec import SASRec
 from pipeline.models.vectors import VectorModel
+
+log = logging.getLogger(__name__)
 
 # The evaluation-only models by report name, each built with its default config for the data it is evaluated
 # on (``EVALUATION_ONLY_MODELS``; a model reading movie content takes it from there).
@@ -93,6 +98,9 @@ class EvaluationOutcome:
     members: dict[str, Recommender] = field(default_factory=dict, repr=False)
     # That protocol's network: the train step's start when there is no champion (steps.training_plan).
     network: HybridArtifact | None = field(default=None, repr=False)
+    # The primary protocol's validation network, when ``validation_plan`` trained it: next week's start
+    # (``pipeline.evaluation.validation_chain``).
+    validation_network: HybridArtifact | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         w = self.weights
@@ -136,6 +144,7 @@ def evaluate_all(
     members: Sequence[str] = (),
     autorec_max_cells: int = AUTOREC_MAX_CELLS,
     max_users: int | None = EVALUATION_MAX_USERS,
+    validation_plan: TrainingPlan | None = None,
 ) -> EvaluationOutcome:
     """Every model on the same splits in one run; ``extra`` names evaluation-only models (``EVALUATION_ONLY``)
     reported beside the baselines; ``members`` the further ranking members the weight search may give a
@@ -150,7 +159,10 @@ def evaluate_all(
     item cold-start check (``cold_start``) keeps every rating.
 
     Per protocol the network is trained twice: from scratch on the validation split carved out of that
-    protocol's train data (``validation_split``), which chooses the blend weights (``choose_weights``), then
+    protocol's train data (``validation_split``), which chooses the blend weights (``choose_weights``) (the
+    primary protocol's as ``validation_plan`` says when given: warm from last week's validation network,
+    ``pipeline.evaluation.validation_chain``, its record in the network's meta; ``outcome
+    .validation_network``), then
     on the whole train split: under ``WARM_PROTOCOLS`` warm-started from that network for ``warm_epochs``
     (at most ``cfg.epochs``) epochs, as the weekly train step starts from the champion (the validation
     network has seen none of the protocol's test ratings), otherwise from scratch. The hybrid row's fit time
@@ -173,9 +185,29 @@ def evaluate_all(
     searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
     blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
 
+    def validation_network(protocol: str) -> HybridRecommender:
+        plan = validation_plan if protocol == PRIMARY_PROTOCOL else None
+        if plan is None:
+            return HybridRecommender(data, cfg, device).fit(inner[protocol])
+        plan = start_validation(plan, data, inner[protocol])
+        log.info("validation network: %s", plan.reason)
+        network: HybridRecommender | None = None
+        if plan.kind == "warm":
+            epochs = min(warm_epochs, cfg.epochs)
+            warm = HybridRecommender(data, cfg, device, init=plan.init, epochs=epochs, replay=plan.replay)
+            try:
+                network = warm.fit(inner[protocol])
+            except WarmStartError as exc:
+                plan = plan.retrain(f"{SOURCE} cannot start this one ({exc})")
+                log.warning("validation network from scratch: %s", plan.reason)
+        if network is None:
+            network = HybridRecommender(data, cfg, device).fit(inner[protocol])
+        network.artifact.meta.update(plan.record())
+        return network
+
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
         inner[protocol], _ = validation_split(train)
-        searched[protocol] = HybridRecommender(data, cfg, device).fit(inner[protocol])
+        searched[protocol] = validation_network(protocol)
         if protocol in WARM_PROTOCOLS:
             start, epochs = searched[protocol].artifact, min(warm_epochs, cfg.epochs)
             fitted[protocol] = HybridRecommender(data, cfg, device, init=start, epochs=epochs).fit(train)
@@ -292,6 +324,8 @@ def evaluate_all(
         members=blend_members.get(chosen_protocol or "", {}),
         network=fitted[chosen_protocol].artifact if chosen_protocol in fitted else None,
     )
+    if validation_plan is not None and PRIMARY_PROTOCOL in searched:
+        outcome.validation_network = searched[PRIMARY_PROTOCOL].artifact
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome
@@ -304,6 +338,7 @@ def _training(result: TrainingResult | None) -> dict[str, Any]:
     return {
         "ratings": meta["n_train"],
         "training": meta["training"],
+        **({"reason": meta["training_reason"]} if "training_reason" in meta else {}),
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "seconds": round(result.seconds, 1),

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pipeline.ingest.quality import QualityReport
     from pipeline.models.blend.weights import WeightsDict
     from pipeline.models.hybrid.config import HybridConfig
-    from pipeline.models.hybrid.warm_start import TrainingPlan
+    from pipeline.models.hybrid.warm_start import TrainingPlan, WarmStart
     from pipeline.models.rerank import Rerank
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ class Evaluation(TypedDict):
     member_starts: NotRequired[dict[str, str]]
     # The evaluation's network, saved when there was no champion: the train step's start (training_plan)
     network_start: NotRequired[str]
+    # Its validation network: the train step logs it with the run, next week's evaluation starts from it
+    validation_network: NotRequired[str]
     # The fixed sample of users the evaluation ran on (EvaluationReport.sample), when it ran on one
     sample: NotRequired[dict[str, int]]
 
@@ -196,11 +198,14 @@ def evaluate(
     settings: Settings | None = None,
     progress: bool = False,
     data: TrainingData | None = None,
+    full_retrain: bool = False,
 ) -> Evaluation:
     """Every model on the same splits of the data up to ``as_of`` (the gate's protocol by default), with the
     evaluation-only models of ``settings.weekly_models``; chooses the blend weights; writes the report (a
     failed model is a row with its error; one the published blend is built from fails the step).
-    ``data``: already loaded for this cut-off (one process)."""
+    ``data``: already loaded for this cut-off (one process). The validation network warm-starts from the
+    champion's evaluation's unless ``full_retrain`` or the warm-start policy says otherwise
+    (``validation_plan``)."""
     from pipeline.evaluation.benchmark import evaluate_all, published_metrics, write_report
     from pipeline.evaluation.weight_search import tradeoff_table
     from pipeline.models.blend.members import save_starts
@@ -221,6 +226,7 @@ def evaluate(
         warm_epochs=settings.warm_start_epochs,
         autorec_max_cells=settings.autorec_max_cells,
         max_users=settings.evaluation_user_cap,
+        validation_plan=validation_plan(data, hybrid_config(epochs), settings, full=full_retrain),
     )
     report_path = write_report(settings, outcome)  # written first: it holds a failed model's error
     outcome.check_published()
@@ -242,7 +248,35 @@ def evaluate(
         evaluation["sample"] = outcome.report.sample
     if outcome.network is not None and champion_version(settings) is None:
         evaluation["network_start"] = str(outcome.network.save(starts / "network"))
+    if outcome.validation_network is not None:
+        evaluation["validation_network"] = str(outcome.validation_network.save(starts / "validation-network"))
     return json_safe(evaluation)
+
+
+def validation_plan(data: TrainingData, cfg: HybridConfig, settings: Settings, *, full: bool) -> TrainingPlan:
+    """Warm start the evaluation's validation network from the champion's evaluation's, or train it from
+    scratch (``pipeline.evaluation.validation_chain``; the same policy as the train step's network)."""
+    from pipeline.evaluation.validation_chain import SOURCE
+    from pipeline.models.hybrid.warm_start import plan_training
+    from pipeline.registry.champion import champion_evaluation_network
+
+    start = None if full else champion_evaluation_network(settings)
+    return plan_training(
+        start, cfg, data.dataset, _cutoff(data), full=full, policy=_warm_start(settings), source=SOURCE
+    )
+
+
+def _cutoff(data: TrainingData) -> datetime:
+    """The data's cut-off: ``as_of``, or the latest rating's time when the data has none."""
+    return data.as_of or datetime.fromtimestamp(int(data.interactions.timestamps.max()), UTC)
+
+
+def _warm_start(settings: Settings) -> WarmStart:
+    from pipeline.models.hybrid.warm_start import WarmStart
+
+    return WarmStart(
+        settings.warm_start_epochs, settings.full_retrain_weeks, settings.warm_start_epoch_ratings
+    )
 
 
 def offered_members(settings: Settings, n_ratings: int) -> tuple[str, ...]:
@@ -304,7 +338,7 @@ def train(
         evaluation["baselines"],
         dataset=data.dataset,
         data_cutoff=data.as_of,
-        artifacts={"evaluation.json": Path(evaluation["report_path"])},
+        artifacts=_evaluation_artifacts(evaluation),
         configs=evaluation.get("configs", {}),
         tradeoff=evaluation.get("tradeoff", []),
     )
@@ -322,6 +356,17 @@ def train(
     )
 
 
+def _evaluation_artifacts(evaluation: Evaluation) -> dict[str, Path]:
+    """What the training run keeps of its evaluation: the report, and the validation network next week's
+    evaluation starts from."""
+    from pipeline.registry.store import EVALUATION_NETWORK_ARTIFACT
+
+    artifacts = {"evaluation.json": Path(evaluation["report_path"])}
+    if evaluation.get("validation_network"):
+        artifacts[EVALUATION_NETWORK_ARTIFACT] = Path(evaluation["validation_network"])
+    return artifacts
+
+
 def training_plan(
     data: TrainingData, cfg: HybridConfig, settings: Settings, *, full: bool, seed: str | None = None
 ) -> TrainingPlan:
@@ -330,10 +375,9 @@ def training_plan(
     of the evaluation's network (``Evaluation.network_start``), the start when there is no champion; one
     that cannot be read is logged and not used."""
     from pipeline.models.hybrid.artifact import HybridArtifact
-    from pipeline.models.hybrid.warm_start import WarmStart, plan_training
+    from pipeline.models.hybrid.warm_start import plan_training
     from pipeline.registry.champion import champion_network
 
-    cutoff = data.as_of or datetime.fromtimestamp(int(data.interactions.timestamps.max()), UTC)
     champion = None if full else champion_network(settings)
     seeded = None
     if seed and not full and champion is None:
@@ -345,11 +389,9 @@ def training_plan(
         champion[0] if champion else None,
         cfg,
         data.dataset,
-        cutoff,
+        _cutoff(data),
         full=full,
-        policy=WarmStart(
-            settings.warm_start_epochs, settings.full_retrain_weeks, settings.warm_start_epoch_ratings
-        ),
+        policy=_warm_start(settings),
         source_version=champion[1] if champion else None,
         seed=seeded,
     )
@@ -576,7 +618,16 @@ def train_steps(
     step = results.add
     evaluation = step(
         "evaluation",
-        evaluate(as_of, epochs, device, protocols=protocols, settings=settings, progress=progress, data=data),
+        evaluate(
+            as_of,
+            epochs,
+            device,
+            protocols=protocols,
+            settings=settings,
+            progress=progress,
+            data=data,
+            full_retrain=full_retrain,
+        ),
     )
     training = step(
         "training",

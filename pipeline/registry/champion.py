@@ -21,7 +21,7 @@ from pipeline.core.errors import MovierecError, one_line
 from pipeline.core.settings import Settings
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.hybrid.artifact import HybridArtifact
-from pipeline.registry.store import MODEL_ARTIFACT, mlflow_client
+from pipeline.registry.store import EVALUATION_NETWORK_ARTIFACT, MODEL_ARTIFACT, mlflow_client
 
 
 def champion_model_version(client: MlflowClient) -> Any | None:
@@ -78,6 +78,31 @@ def _model_dir(settings: Settings, version: Any) -> Path:
                 if not (target / MODEL_ARTIFACT / "blend.json").exists():
                     raise
     return target / MODEL_ARTIFACT
+
+
+def champion_evaluation_network(settings: Settings) -> HybridArtifact | None:
+    """The validation network of the champion's evaluation (logged with its training run), downloaded once
+    into ``<home>/models``: where this week's evaluation starts its own
+    (``pipeline.evaluation.validation_chain``). None when there is no champion yet, or its run logged none
+    (trained before the evaluation kept it)."""
+    with _readable_registry(), mlflow_client(settings) as client:
+        champion = champion_model_version(client)
+        if champion is None or not champion.run_id:
+            return None
+        name = f"{REGISTERED_MODEL}-v{champion.version}-{champion.run_id}-evaluation"
+        target = settings.home / "models" / name
+        if not (target / "model.json").exists():
+            if not any(f.path == EVALUATION_NETWORK_ARTIFACT for f in client.list_artifacts(champion.run_id)):
+                return None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+                local = client.download_artifacts(champion.run_id, EVALUATION_NETWORK_ARTIFACT, tmp)
+                try:
+                    Path(local).rename(target)  # atomic: a concurrent loader sees all or nothing
+                except OSError:
+                    if not (target / "model.json").exists():
+                        raise
+    return HybridArtifact.load(target)
 
 
 def champion_version(settings: Settings) -> int | None:

@@ -35,6 +35,9 @@ from pipeline.models.hybrid.config import HybridConfig
 
 MODEL_ARTIFACT = "published"  # key of the PublishedBlend.save directory among the pyfunc's artifacts
 MODEL_NAME = "model"  # name of the logged model within its run
+# The training run's artifact path of its evaluation's validation network (pipeline.evaluation
+# .validation_chain): what next week's evaluation starts from.
+EVALUATION_NETWORK_ARTIFACT = "evaluation-network"
 # Metrics where a smaller figure is the better one; every other gate metric must grow.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss"})
 _SERVER_SCHEMES = ("http://", "https://", "databricks")

@@ -11,11 +11,13 @@ from pipeline.models.base import NotFitted
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.train import TrainingResult, train_hybrid
+from pipeline.models.hybrid.warm_start import Replay
 
 
 class HybridRecommender:
     """The network trained by ``fit`` on the evaluation's train split, with ``data``'s features; with
-    ``init``, warm-started from that network for ``epochs`` epochs (``train_hybrid``)."""
+    ``init``, warm-started from that network for ``epochs`` epochs, each on ``replay`` of the ratings
+    (``train_hybrid``)."""
 
     name = "hybrid"
 
@@ -28,9 +30,10 @@ class HybridRecommender:
         *,
         init: HybridArtifact | None = None,
         epochs: int | None = None,
+        replay: Replay | None = None,
     ) -> None:
         self.data, self.config, self.device, self.progress = data, config or HybridConfig(), device, progress
-        self.init, self.epochs = init, epochs
+        self.init, self.epochs, self.replay = init, epochs, replay
         self.result: TrainingResult | None = None
         self._artifact: HybridArtifact | None = None
 
@@ -61,6 +64,7 @@ class HybridRecommender:
             progress=self.progress,
             init=self.init,
             epochs=self.epochs,
+            replay=self.replay,
         )
         self._artifact = self.result.model
         return self

@@ -162,12 +162,15 @@ def plan_training(
     policy: WarmStart | None = None,
     source_version: int | None = None,
     seed: HybridArtifact | None = None,
+    source: str = "the champion",
 ) -> TrainingPlan:
     """Warm start from ``champion`` (the network of the registered ``source_version``) or retrain fully on
     data up to ``cutoff``; see the module doc for when. ``seed``: this run's evaluation network (trained
-    from scratch this week on a subset of these ratings), the start when there is no champion."""
+    from scratch this week on a subset of these ratings), the start when there is no champion. ``source``:
+    what ``champion`` is, as the reasons name it (the evaluation's own chain passes its network's name)."""
     policy = policy or WarmStart()
     here = _iso(cutoff)
+    none = f"no {source.removeprefix('the ')} to start from"
 
     def retrain(reason: str) -> TrainingPlan:
         return TrainingPlan("full", reason, here, here)
@@ -177,18 +180,18 @@ def plan_training(
     if champion is None:
         if seed is not None and not config_changes(seed.config, cfg):
             # The chain starts this week: the seed's own chain began from scratch on this week's data.
-            reason = "no champion to start from: warm start from this run's evaluation network"
+            reason = f"{none}: warm start from this run's evaluation network"
             return TrainingPlan("warm", reason, here, here, seed)
-        return retrain("no champion to start from")
+        return retrain(none)
     meta = champion.meta
     if meta.get("dataset") not in (None, dataset):
-        return retrain(f"the champion was trained on {meta.get('dataset')}, this run is {dataset}")
+        return retrain(f"{source} was trained on {meta.get('dataset')}, this run is {dataset}")
     changes = config_changes(champion.config, cfg)
     if changes:
-        return retrain("hyperparameters changed since the champion (" + "; ".join(changes) + ")")
+        return retrain(f"hyperparameters changed since {source} (" + "; ".join(changes) + ")")
     chain_start = meta.get("full_cutoff")
     if not chain_start:
-        return retrain("the champion records no full training to count its age from")
+        return retrain(f"{source} records no full training to count its age from")
     age = cutoff.replace(tzinfo=cutoff.tzinfo or UTC) - datetime.fromisoformat(chain_start)
     weeks = age.total_seconds() / (7 * 86400)
     if weeks >= policy.max_age_weeks:
@@ -199,7 +202,7 @@ def plan_training(
     version = f" v{source_version}" if source_version is not None else ""
     return TrainingPlan(
         "warm",
-        f"warm start from the champion{version} ({weeks:.1f} weeks since its chain's full training)",
+        f"warm start from {source}{version} ({weeks:.1f} weeks since its chain's full training)",
         here,
         chain_start,
         champion,
@@ -281,3 +284,23 @@ def transfer_weights(
         people_kept,
         people_new,
     )
+
+
+def trained_pairs(network: HybridArtifact) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (user, movie) database ids ``network`` was trained on (its history pairs); None when it keeps
+    none (a config without the history term)."""
+    if network.history_pairs is None:
+        return None
+    users, items = network.history_pairs
+    return network.user_map.ids[users], network.item_map.ids[items]
+
+
+def forget_users(network: HybridArtifact, user_ids: np.ndarray) -> int:
+    """Zero the id embedding and bias of ``network``'s rows for ``user_ids`` (database ids), in place: a
+    warm start from it then starts them as it starts a user it never saw. How many it knew."""
+    known = network.user_map.index(np.asarray(user_ids, np.int64))
+    rows = torch.as_tensor(known[known >= 0])
+    with torch.no_grad():
+        for table in (network.net.user_emb, network.net.user_bias):
+            table.weight[rows.to(table.weight.device)] = 0
+    return len(rows)

@@ -3,6 +3,7 @@ network meta, MLflow tags); ``full_retrain`` trains from scratch."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -61,3 +62,35 @@ def test_first_training_starts_from_the_evaluation_then_the_next_from_the_champi
     assert _tags(weekly_run, third["run_id"])["movierec.training"] == "full"
     assert "movierec.warm_start" not in _tags(weekly_run, third["run_id"])
     assert "movierec.replay" not in _tags(weekly_run, third["run_id"])
+
+
+def test_the_next_evaluation_starts_its_validation_network_from_the_champions_evaluation(
+    weekly_run: Published,
+):
+    """The first evaluation trains its validation network from scratch and the train step logs it with the
+    champion's run; the next evaluation starts its own from it (the same policy as the train step's), unless
+    a full retrain is asked for."""
+    first = weekly_run.results["evaluation"]
+    report = json.loads(Path(first["report_path"]).read_text())
+    assert report["networks"]["temporal"]["validation"]["training"] == "full"
+    assert report["networks"]["temporal"]["validation"]["reason"] == (
+        "no champion's evaluation network to start from"
+    )
+    with mlflow_client(weekly_run.settings) as client:
+        logged = {f.path for f in client.list_artifacts(weekly_run.results["training"]["run_id"])}
+    assert "evaluation-network" in logged
+
+    second = steps.evaluate(None, EPOCHS, "cpu", settings=weekly_run.settings)
+    validation = json.loads(Path(second["report_path"]).read_text())["networks"]["temporal"]["validation"]
+    assert validation["training"] == "warm"
+    assert validation["reason"].startswith("warm start from the champion's evaluation network (0.0 weeks")
+    assert validation["epochs"] == min(weekly_run.settings.warm_start_epochs, EPOCHS)
+    chain_start = HybridArtifact.load(Path(first["validation_network"])).meta
+    assert chain_start["training"] == "full" and chain_start["full_cutoff"] == chain_start["cutoff"]
+    network = HybridArtifact.load(Path(second["validation_network"]))
+    assert network.meta["training"] == "warm"
+    assert network.meta["full_cutoff"] == chain_start["full_cutoff"]  # the chain's age counts from the first
+
+    third = steps.evaluate(None, EPOCHS, "cpu", settings=weekly_run.settings, full_retrain=True)
+    validation = json.loads(Path(third["report_path"]).read_text())["networks"]["temporal"]["validation"]
+    assert validation["training"] == "full" and validation["reason"] == "full retrain requested"
