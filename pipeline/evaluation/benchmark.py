@@ -173,6 +173,7 @@ def evaluate_all(
         known = list(EVALUATION_ONLY)
         raise ValueError(f"unknown evaluation-only models {unknown}; expected some of {known}")
     make_members = member_factories(members, data)
+    ids = (data.user_map.ids, data.item_map.ids)  # every temporal split's ties, by database id
     fitted: dict[str, HybridRecommender] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}
@@ -206,7 +207,7 @@ def evaluate_all(
         return network
 
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
-        inner[protocol], _ = validation_split(train)
+        inner[protocol], _ = validation_split(train, ids)
         searched[protocol] = validation_network(protocol)
         if protocol in WARM_PROTOCOLS:
             start, epochs = searched[protocol].artifact, min(warm_epochs, cfg.epochs)
@@ -261,6 +262,7 @@ def evaluate_all(
             network=searched[protocol],
             members=searched_members[protocol],
             make_autorec=AutoRec if autorec_fits(train, autorec_max_cells) else None,
+            ids=ids,
         )
         weights[protocol], validation[protocol] = chosen, chosen.figures
         if chosen.als_weight > 0 and (protocol, "als") not in rows:  # no "als" row: fitted here only
@@ -310,6 +312,7 @@ def evaluate_all(
         progress=progress,
         max_users=max_users,
         user_ids=data.user_map.ids,
+        item_ids=data.item_map.ids,
     )
     report.networks = {
         p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}

@@ -237,6 +237,7 @@ def run_evaluation(
     *,
     max_users: int | None = None,
     user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
 ) -> EvaluationReport:
     """Split ``data`` once per protocol, then fit (through its factory) and evaluate every model on it.
 
@@ -245,7 +246,9 @@ def run_evaluation(
     ``report.failures``, and the others still run; a factory that returns something other than a
     ``Recommender`` is a programming error and raises. A fitted model's dataclass ``config`` is kept in
     ``report.configs`` under its name. ``max_users``/``user_ids``: fit and evaluate on a fixed sample of
-    the users (``evaluation_sample``; ``report.sample`` says what was kept).
+    the users (``evaluation_sample``; ``report.sample`` says what was kept). With ``item_ids`` too (the
+    movies' database ids by dense index), the temporal split breaks its ties by the pairs' ids
+    (``temporal_split``): a week's split of the older ratings is the previous week's.
     """
     for protocol in protocols:
         if protocol not in PROTOCOLS:
@@ -254,7 +257,8 @@ def run_evaluation(
     report = EvaluationReport(k=k, n_users=data.n_users, n_items=data.n_items, n_ratings=len(data))
     data, report.sample = evaluation_sample(data, max_users, user_ids)
     for protocol in protocols:
-        train, test = make_split(data, protocol)
+        ids = (user_ids, item_ids) if user_ids is not None and item_ids is not None else None
+        train, test = make_split(data, protocol, ids)
         report.splits[protocol] = {"n_train": len(train), "n_test": len(test)}
         report.results[protocol], report.timings[protocol] = {}, {}
         for name, factory in factories.items():

@@ -8,7 +8,10 @@ together every rating of ``data``. Each keeps the ratings in their original orde
   With the protocol's seed 42 and fraction 0.2, ML-100K gives 80,000 train / 20,000 test ratings.
 * ``temporal_split``: each user's ratings are sorted by timestamp; ties (most ML-100K ratings share their
   second with another rating of the same user) are broken by a fixed hash of (user, item, seed), so which
-  of them is "later" is neither the storage order nor correlated with the item index; the last
+  of them is "later" is neither the storage order nor correlated with the item index; user and item are
+  their database ids when given (``ids``, as the evaluation passes them), so a pair keeps its place among
+  its user's ties whatever dense indices a week's data gives it (a new user shifts the indices of those
+  after it): next week's split of a user's older ratings is this week's. The last
   ``n_test = round(test_fraction * n)`` of them are held out, where n is that user's number of ratings,
   with ``n_test`` at least 1 and at most ``n - 1`` for users with n >= 2 (so every such user has both train
   and test ratings) and 0 for users with a single rating.
@@ -25,6 +28,7 @@ from pipeline.features.interactions import Interactions
 
 __all__ = [
     "PROTOCOLS",
+    "Ids",
     "SPLIT_SEED",
     "TEST_FRACTION",
     "make_split",
@@ -32,6 +36,10 @@ __all__ = [
     "temporal_split",
     "temporal_test_counts",
 ]
+
+
+Ids = tuple[np.ndarray, np.ndarray]
+"""The database ids of the users and of the movies, by dense index (``IdMap.ids``)."""
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -73,12 +81,14 @@ def _tie_break(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
 
 
 def temporal_split(
-    data: Interactions, test_fraction: float = 0.2, seed: int = 42
+    data: Interactions, test_fraction: float = 0.2, seed: int = 42, *, ids: Ids | None = None
 ) -> tuple[Interactions, Interactions]:
-    """Hold out each user's latest ratings, ordered by timestamp, ties by a fixed hash (see module doc)."""
+    """Hold out each user's latest ratings, ordered by timestamp, ties by a fixed hash of the pair's database
+    ``ids`` (default: its dense indices; see module doc)."""
     n_test = temporal_test_counts(np.bincount(data.users, minlength=data.n_users), test_fraction)
+    users, items = (ids[0][data.users], ids[1][data.items]) if ids is not None else (data.users, data.items)
     # lexsort keys go least significant first: user, then timestamp, then the hash breaks timestamp ties.
-    order = np.lexsort((_tie_break(data.users, data.items, seed), data.timestamps, data.users))
+    order = np.lexsort((_tie_break(users, items, seed), data.timestamps, data.users))
     users_sorted = data.users[order]
     counts = np.bincount(users_sorted, minlength=data.n_users)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -102,7 +112,7 @@ PROTOCOLS: Mapping[str, str] = {
         "all test ratings; models that cannot predict ratings are skipped."
     ),
     "temporal": (
-        f"Per user, ratings sorted by timestamp, ties by a fixed hash of (user, item, seed 42); "
+        f"Per user, ratings sorted by timestamp, ties by a fixed hash of (user id, movie id, seed 42); "
         f"the last round({TEST_FRACTION} * n) "
         "are test, at least 1 and at most n-1 for users with n >= 2 ratings, none for n = 1. "
         "Ranking: candidates are all items the user has not rated in train; relevant = test "
@@ -114,10 +124,12 @@ PROTOCOLS: Mapping[str, str] = {
 }
 
 
-def make_split(data: Interactions, protocol: str) -> tuple[Interactions, Interactions]:
-    """The protocol's ``(train, test)`` split of ``data``."""
+def make_split(
+    data: Interactions, protocol: str, ids: Ids | None = None
+) -> tuple[Interactions, Interactions]:
+    """The protocol's ``(train, test)`` split of ``data`` (``ids``: ``temporal_split``'s)."""
     if protocol == "random":
         return random_split(data, TEST_FRACTION, seed=SPLIT_SEED)
     if protocol == "temporal":
-        return temporal_split(data, TEST_FRACTION)
+        return temporal_split(data, TEST_FRACTION, ids=ids)
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")

@@ -26,7 +26,7 @@ from pipeline.evaluation.list_metrics import LIST_METRIC_NAMES, list_set_metrics
 from pipeline.evaluation.metrics import rmse
 from pipeline.evaluation.protocol import evaluate_model
 from pipeline.evaluation.ranking_pool import FIXED_TERMS, RankingPool
-from pipeline.evaluation.splits import temporal_split
+from pipeline.evaluation.splits import Ids, temporal_split
 from pipeline.features.interactions import Interactions
 from pipeline.features.vocab import MovieContent
 from pipeline.models.base import Recommender
@@ -359,10 +359,10 @@ def diversity_figures(
     return out
 
 
-def validation_split(train: Interactions) -> tuple[Interactions, Interactions]:
+def validation_split(train: Interactions, ids: Ids | None = None) -> tuple[Interactions, Interactions]:
     """The split every weight is chosen on: each user's latest 20% of ``train`` held out
-    (``temporal_split``)."""
-    return temporal_split(train)
+    (``temporal_split``, ties by the database ``ids`` when given)."""
+    return temporal_split(train, ids=ids)
 
 
 def choose_weights(
@@ -379,6 +379,7 @@ def choose_weights(
     network: Recommender | None = None,
     members: Mapping[str, Recommender] | None = None,
     make_autorec: Callable[[], Recommender] | None = None,
+    ids: Ids | None = None,
 ) -> BlendWeights:
     """Every blend weight from one temporal validation split of ``train`` and one network fitted on it.
 
@@ -391,8 +392,9 @@ def choose_weights(
     the rating blend's third member) together with AutoRec's share over the same kind of simplex (biased MF
     has the rest). One network instead of one per weight keeps a weekly
     training at three network fits. ``rerank_grid`` (0,): no rating-head term. Without ``make_als`` the ALS
-    share is 0. ``network``: one already fitted on ``validation_split(train)``'s train part (the evaluation's
-    protocol network starts from it; ``make_network`` is then None), else ``make_network()`` is fitted here.
+    share is 0. ``network``: one already fitted on ``validation_split(train, ids)``'s train part (the
+    evaluation's protocol network starts from it; ``make_network`` is then None), else ``make_network()``
+    is fitted here. ``ids``: the database ids the split breaks its ties by (``temporal_split``).
 
     Figures (``_ranking_figures``): {"ndcg@k": per network share with EASE alone; with ``make_als``
     "ndcg@k.als=<share>" per network share at each ALS share, "als_ndcg@k" per ALS share the best over the
@@ -402,7 +404,7 @@ def choose_weights(
     trade-off of the chosen blend (``diversity_figures``: "diversity.*" per strength, "penalty.*" per
     penalty), from the same candidates.
     """
-    inner_train, inner_test = validation_split(train)
+    inner_train, inner_test = validation_split(train, ids)
     if network is None:
         if make_network is None:
             raise ValueError("choose_weights needs a fitted network or make_network")

@@ -1,7 +1,16 @@
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 
-from pipeline.evaluation.splits import _tie_break, random_split, temporal_split, temporal_test_counts
+from pipeline.evaluation.splits import (
+    _tie_break,
+    make_split,
+    random_split,
+    temporal_split,
+    temporal_test_counts,
+)
+from pipeline.evaluation.weight_search import validation_split
 from pipeline.features.interactions import Interactions
 from tests.support.ml100k_slice import load_ml100k_slice
 
@@ -103,3 +112,39 @@ def test_temporal_split_holds_out_each_users_latest(ml_slice):
         assert first_test > last_train  # every held-out rating comes after the user's train ratings
     again = temporal_split(ml_slice)[1]
     assert np.array_equal(again.users, test.users) and np.array_equal(again.items, test.items)
+
+
+def test_keyed_by_database_ids_a_weeks_split_keeps_last_weeks_older_ratings_where_they_were(ml100k_data):
+    """On real ML-100K weeks (most of a user's ratings share their second with another): each user's older
+    ratings split this week as last week, and no rating of last week's validation train part is held out
+    now, when ties are broken by database ids. By dense indices, which shift as users arrive, some are."""
+    ids = (ml100k_data.user_map.ids, ml100k_data.item_map.ids)
+    X = ml100k_data.interactions
+
+    def week(cutoff: datetime, keyed: bool) -> tuple[set, set]:
+        """(the validation split's train part, every held-out rating) of the data up to ``cutoff``, with the
+        user indices that data alone would give (users without a rating yet have none)."""
+        rated = np.unique(X.users[X.timestamps <= cutoff.timestamp()])
+        index = np.full(X.n_users, -1)
+        index[rated] = np.arange(len(rated))
+        keep = X.timestamps <= cutoff.timestamp()
+        data = Interactions(
+            index[X.users[keep]], X.items[keep], X.ratings[keep], X.timestamps[keep], len(rated), X.n_items
+        )
+        week_ids = (ids[0][rated], ids[1]) if keyed else None
+        train, _ = make_split(data, "temporal", week_ids)
+        inner, _ = validation_split(train, week_ids)
+        everything = set(zip(ids[0][rated][data.users].tolist(), ids[1][data.items].tolist()))
+        inside = set(zip(ids[0][rated][inner.users].tolist(), ids[1][inner.items].tolist()))
+        return inside, everything - inside
+
+    moved = {}
+    for keyed in (True, False):
+        moved[keyed] = 0
+        for w in range(4):
+            cutoff = datetime(1998, 2, 22, 23, 59, 59, tzinfo=UTC) + timedelta(weeks=w)
+            last_inner, _ = week(cutoff, keyed)
+            _, held_out = week(cutoff + timedelta(weeks=1), keyed)
+            moved[keyed] += len(last_inner & held_out)
+    assert moved[True] == 0
+    assert moved[False] > 100  # what keying by id fixes: ~270 a week

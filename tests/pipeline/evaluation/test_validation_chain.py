@@ -31,8 +31,9 @@ def up_to(data: TrainingData, cutoff: datetime) -> TrainingData:
 
 def inner(data: TrainingData) -> Interactions:
     """The validation split's train part of the temporal protocol's, as the evaluation carves it."""
-    train, _ = make_split(data.interactions, "temporal")
-    return validation_split(train)[0]
+    ids = (data.user_map.ids, data.item_map.ids)
+    train, _ = make_split(data.interactions, "temporal", ids)
+    return validation_split(train, ids)[0]
 
 
 @pytest.fixture(scope="module")
