@@ -9,4 +9,6 @@
 - ``weight_search``: ``choose_weights`` — the blend's weights on validation data.
 - ``benchmark``: ``evaluate_all``, ``EvaluationOutcome``, ``published_metrics``, ``write_report``,
   ``EVALUATION_ONLY`` (the evaluation-only models by report name).
+- ``validation_chain``: ``start_validation``, ``held_out_seen`` — the validation network warm-started from
+  the champion's evaluation's.
 """
