@@ -3,6 +3,7 @@ The API imports this module only."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from pipeline.core.settings import Settings
 from pipeline.models.blend.published import PublishedBlend
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.registry.store import EVALUATION_NETWORK_ARTIFACT, MODEL_ARTIFACT, mlflow_client
+
+log = logging.getLogger(__name__)
 
 
 def champion_model_version(client: MlflowClient) -> Any | None:
@@ -83,26 +86,34 @@ def _model_dir(settings: Settings, version: Any) -> Path:
 def champion_evaluation_network(settings: Settings) -> HybridArtifact | None:
     """The validation network of the champion's evaluation (logged with its training run), downloaded once
     into ``<home>/models``: where this week's evaluation starts its own
-    (``pipeline.evaluation.validation_chain``). None when there is no champion yet, or its run logged none
-    (trained before the evaluation kept it)."""
+    (``pipeline.evaluation.validation_chain``). None when there is no champion yet, when its run logged none
+    (trained before the evaluation kept it), or when it cannot be fetched or read (logged: the evaluation
+    then trains its network from scratch, as every week did before)."""
     with _readable_registry(), mlflow_client(settings) as client:
         champion = champion_model_version(client)
         if champion is None or not champion.run_id:
             return None
         name = f"{REGISTERED_MODEL}-v{champion.version}-{champion.run_id}-evaluation"
         target = settings.home / "models" / name
-        if not (target / "model.json").exists():
-            if not any(f.path == EVALUATION_NETWORK_ARTIFACT for f in client.list_artifacts(champion.run_id)):
-                return None
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-                local = client.download_artifacts(champion.run_id, EVALUATION_NETWORK_ARTIFACT, tmp)
-                try:
-                    Path(local).rename(target)  # atomic: a concurrent loader sees all or nothing
-                except OSError:
-                    if not (target / "model.json").exists():
-                        raise
-    return HybridArtifact.load(target)
+        try:
+            if not (target / "model.json").exists():
+                logged = client.list_artifacts(champion.run_id)
+                if not any(f.path == EVALUATION_NETWORK_ARTIFACT for f in logged):
+                    return None
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+                    local = client.download_artifacts(champion.run_id, EVALUATION_NETWORK_ARTIFACT, tmp)
+                    try:
+                        Path(local).rename(target)  # atomic: a concurrent loader sees all or nothing
+                    except OSError:
+                        if not (target / "model.json").exists():
+                            raise
+            return HybridArtifact.load(target)
+        except (MlflowException, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: torch.load's
+            log.warning(
+                "the champion v%s's evaluation network cannot be used (%s)", champion.version, one_line(exc)
+            )
+            return None
 
 
 def champion_version(settings: Settings) -> int | None:

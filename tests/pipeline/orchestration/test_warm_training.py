@@ -10,7 +10,7 @@ import mlflow
 
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.orchestration import steps
-from pipeline.registry.champion import champion_network
+from pipeline.registry.champion import champion_evaluation_network, champion_network
 from pipeline.registry.store import mlflow_client
 from tests.support.weekly import EPOCHS, Published
 
@@ -94,3 +94,8 @@ def test_the_next_evaluation_starts_its_validation_network_from_the_champions_ev
     third = steps.evaluate(None, EPOCHS, "cpu", settings=weekly_run.settings, full_retrain=True)
     validation = json.loads(Path(third["report_path"]).read_text())["networks"]["temporal"]["validation"]
     assert validation["training"] == "full" and validation["reason"] == "full retrain requested"
+
+    # A copy that cannot be read is passed over (logged), not a failed evaluation: it trains from scratch.
+    (copy,) = (weekly_run.settings.home / "models").glob("*-evaluation")
+    (copy / "model.json").write_text("{not json")
+    assert champion_evaluation_network(weekly_run.settings) is None
