@@ -54,7 +54,7 @@ from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.recommender import HybridRecommender
 from pipeline.models.hybrid.train import TrainingResult, train_hybrid
-from pipeline.models.hybrid.warm_start import TrainingPlan, WarmStartError
+from pipeline.models.hybrid.warm_start import TrainingPlan
 from pipeline.models.implicit_mf import ALS, BPR, LMF
 from pipeline.models.item_knn import ItemKNN
 from pipeline.models.lightgcn import LightGCN
@@ -192,19 +192,10 @@ def evaluate_all(
             return HybridRecommender(data, cfg, device).fit(inner[protocol])
         plan = start_validation(plan, data, inner[protocol])
         log.info("validation network: %s", plan.reason)
-        network: HybridRecommender | None = None
-        if plan.kind == "warm":
-            epochs = min(warm_epochs, cfg.epochs)
-            warm = HybridRecommender(data, cfg, device, init=plan.init, epochs=epochs, replay=plan.replay)
-            try:
-                network = warm.fit(inner[protocol])
-            except WarmStartError as exc:
-                plan = plan.retrain(f"{SOURCE} cannot start this one ({exc})")
-                log.warning("validation network from scratch: %s", plan.reason)
-        if network is None:
-            network = HybridRecommender(data, cfg, device).fit(inner[protocol])
-        network.artifact.meta.update(plan.record())
-        return network
+        network = HybridRecommender(
+            data, cfg, device, epochs=min(warm_epochs, cfg.epochs), plan=plan, source=SOURCE
+        )
+        return network.fit(inner[protocol])
 
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
         inner[protocol], _ = validation_split(train, ids)

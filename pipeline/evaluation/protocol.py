@@ -256,8 +256,8 @@ def run_evaluation(
     console = Console(stderr=True) if progress else None
     report = EvaluationReport(k=k, n_users=data.n_users, n_items=data.n_items, n_ratings=len(data))
     data, report.sample = evaluation_sample(data, max_users, user_ids)
+    ids = (user_ids, item_ids) if user_ids is not None and item_ids is not None else None
     for protocol in protocols:
-        ids = (user_ids, item_ids) if user_ids is not None and item_ids is not None else None
         train, test = make_split(data, protocol, ids)
         report.splits[protocol] = {"n_train": len(train), "n_test": len(test)}
         report.results[protocol], report.timings[protocol] = {}, {}

@@ -52,8 +52,7 @@ def held_out_seen(network: HybridArtifact, data: TrainingData, inner: Interactio
     seen = users[known] * n_items + items[known]
     every = data.interactions.users.astype(np.int64) * n_items + data.interactions.items
     inside = inner.users.astype(np.int64) * n_items + inner.items
-    outside = np.setdiff1d(every, inside)
-    leaked = seen[np.isin(seen, outside)]
+    leaked = seen[np.isin(seen, every) & ~np.isin(seen, inside)]
     return data.user_map.ids[np.unique(leaked // n_items)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,29 +57,42 @@ def _readable_registry() -> Iterator[None]:
         ) from None
 
 
+def _download_once(target: Path, marker: Path, download: Callable[[Path], Path]) -> None:
+    """``target`` filled by ``download`` (into the temporary directory it is given; it returns the
+    directory to keep) unless ``marker`` shows an earlier download complete; renamed into place whole, so a
+    concurrent loader sees all or nothing."""
+    if marker.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+        staged = download(Path(tmp))
+        try:
+            staged.rename(target)
+        except OSError:
+            if not marker.exists():  # another loader won the race, or a real failure
+                raise
+
+
 def _model_dir(settings: Settings, version: Any) -> Path:
     """The champion's ``PublishedBlend.save`` directory, downloaded once into ``<home>/models``."""
     target = settings.home / "models" / f"{REGISTERED_MODEL}-v{version.version}-{version.run_id or 'norun'}"
-    if not (target / MODEL_ARTIFACT / "blend.json").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp
-                )
-            )
-            from mlflow.models import Model
 
-            flavor = Model.load(str(local / "MLmodel")).flavors["python_function"]
-            source = local / flavor["artifacts"][MODEL_ARTIFACT]["path"]
-            staged = Path(tmp) / "staged"
-            staged.mkdir()
-            shutil.move(str(source), staged / MODEL_ARTIFACT)
-            try:
-                staged.rename(target)  # atomic: a concurrent loader sees all or nothing
-            except OSError:
-                if not (target / MODEL_ARTIFACT / "blend.json").exists():
-                    raise
+    def download(tmp: Path) -> Path:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=str(tmp)
+            )
+        )
+        from mlflow.models import Model
+
+        flavor = Model.load(str(local / "MLmodel")).flavors["python_function"]
+        source = local / flavor["artifacts"][MODEL_ARTIFACT]["path"]
+        staged = tmp / "staged"
+        staged.mkdir()
+        shutil.move(str(source), staged / MODEL_ARTIFACT)
+        return staged
+
+    _download_once(target, target / MODEL_ARTIFACT / "blend.json", download)
     return target / MODEL_ARTIFACT
 
 
@@ -95,19 +108,19 @@ def champion_evaluation_network(settings: Settings) -> HybridArtifact | None:
             return None
         name = f"{REGISTERED_MODEL}-v{champion.version}-{champion.run_id}-evaluation"
         target = settings.home / "models" / name
+        run_id = champion.run_id
         try:
             if not (target / "model.json").exists():
-                logged = client.list_artifacts(champion.run_id)
+                logged = client.list_artifacts(run_id)
                 if not any(f.path == EVALUATION_NETWORK_ARTIFACT for f in logged):
                     return None
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-                    local = client.download_artifacts(champion.run_id, EVALUATION_NETWORK_ARTIFACT, tmp)
-                    try:
-                        Path(local).rename(target)  # atomic: a concurrent loader sees all or nothing
-                    except OSError:
-                        if not (target / "model.json").exists():
-                            raise
+                _download_once(
+                    target,
+                    target / "model.json",
+                    lambda tmp: Path(
+                        client.download_artifacts(run_id, EVALUATION_NETWORK_ARTIFACT, str(tmp))
+                    ),
+                )
             return HybridArtifact.load(target)
         except (MlflowException, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: torch.load's
             log.warning(

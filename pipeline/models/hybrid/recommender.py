@@ -10,14 +10,14 @@ from pipeline.features.loading import TrainingData
 from pipeline.models.base import NotFitted
 from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
-from pipeline.models.hybrid.train import TrainingResult, train_hybrid
-from pipeline.models.hybrid.warm_start import Replay
+from pipeline.models.hybrid.train import TrainingResult, train_hybrid, train_planned
+from pipeline.models.hybrid.warm_start import TrainingPlan
 
 
 class HybridRecommender:
     """The network trained by ``fit`` on the evaluation's train split, with ``data``'s features; with
-    ``init``, warm-started from that network for ``epochs`` epochs, each on ``replay`` of the ratings
-    (``train_hybrid``)."""
+    ``init``, warm-started from that network for ``epochs`` epochs (``train_hybrid``); with ``plan``, trained
+    as it says, ``epochs`` the warm start's (``train_planned``; ``source`` names the plan's start)."""
 
     name = "hybrid"
 
@@ -30,10 +30,11 @@ class HybridRecommender:
         *,
         init: HybridArtifact | None = None,
         epochs: int | None = None,
-        replay: Replay | None = None,
+        plan: TrainingPlan | None = None,
+        source: str = "the start",
     ) -> None:
         self.data, self.config, self.device, self.progress = data, config or HybridConfig(), device, progress
-        self.init, self.epochs, self.replay = init, epochs, replay
+        self.init, self.epochs, self.plan, self.source = init, epochs, plan, source
         self.result: TrainingResult | None = None
         self._artifact: HybridArtifact | None = None
 
@@ -56,16 +57,27 @@ class HybridRecommender:
             raise ValueError(
                 "this hybrid was built from a trained artifact: it has no training data to fit on"
             )
-        self.result = train_hybrid(
-            self.data,
-            train,
-            self.config,
-            device=self.device,
-            progress=self.progress,
-            init=self.init,
-            epochs=self.epochs,
-            replay=self.replay,
-        )
+        if self.plan is not None:
+            self.result = train_planned(
+                self.data,
+                train,
+                self.config,
+                self.plan,
+                warm_epochs=self.epochs,
+                source=self.source,
+                device=self.device,
+                progress=self.progress,
+            )
+        else:
+            self.result = train_hybrid(
+                self.data,
+                train,
+                self.config,
+                device=self.device,
+                progress=self.progress,
+                init=self.init,
+                epochs=self.epochs,
+            )
         self._artifact = self.result.model
         return self
 

@@ -3,6 +3,8 @@ data-parallel ones (``distributed.train_distributed``), which both run ``fit``'s
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from pipeline.core.device import resolve_device
@@ -12,9 +14,11 @@ from pipeline.models.hybrid.artifact import HybridArtifact
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.distributed import train_distributed
 from pipeline.models.hybrid.fit import Epoch, TrainingResult, train_network
-from pipeline.models.hybrid.warm_start import Replay
+from pipeline.models.hybrid.warm_start import Replay, TrainingPlan, WarmStartError
 
-__all__ = ["TrainingResult", "train_hybrid"]
+__all__ = ["TrainingResult", "train_hybrid", "train_planned"]
+
+log = logging.getLogger(__name__)
 
 
 def train_hybrid(
@@ -63,3 +67,47 @@ def train_hybrid(
         )
     finally:
         torch.use_deterministic_algorithms(previous)
+
+
+def train_planned(
+    data: TrainingData,
+    train: Interactions | None,
+    cfg: HybridConfig,
+    plan: TrainingPlan | None,
+    *,
+    warm_epochs: int | None,
+    source: str,
+    device: str = "auto",
+    progress: bool = True,
+    processes: int = 1,
+) -> TrainingResult:
+    """``train_hybrid`` as ``plan`` says: a warm start (at most ``warm_epochs`` epochs from ``plan.init``,
+    each on ``plan.replay`` of the ratings) or a full training (also when ``plan`` is None). A start whose
+    network cannot seed this one (``WarmStartError``; ``source`` names it in the reason) means a full
+    training. The network's meta keeps which ran and why (``TrainingPlan.record``): what next week's plan
+    reads."""
+
+    def fit(plan: TrainingPlan | None) -> TrainingResult:
+        warm = plan if plan is not None and plan.kind == "warm" else None
+        return train_hybrid(
+            data,
+            train,
+            cfg,
+            device=device,
+            progress=progress,
+            processes=processes,
+            init=warm.init if warm else None,
+            epochs=warm_epochs if warm else None,
+            replay=warm.replay if warm else None,
+        )
+
+    try:
+        result = fit(plan)
+    except WarmStartError as exc:
+        assert plan is not None  # only a warm start raises it
+        plan = plan.retrain(f"{source} cannot seed this one ({exc})")
+        log.warning("full retrain: %s", plan.reason)
+        result = fit(plan)
+    if plan is not None:
+        result.model.meta.update(plan.record())
+    return result
