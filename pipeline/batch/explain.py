@@ -1,8 +1,8 @@
 """Why a movie is on a user's list: the rated movies that drove it, what it shares with them, one sentence.
 
 Shared by the batch (every published row, ``pipeline.batch.publish``) and the API's group route (each
-member's share of a group list). Pure numpy over the published model, the user's rated movies and the
-catalogue's attributes; no SQL.
+member's share of a group list). Numpy over the published model, the user's rated movies and the
+catalogue's attributes (its credits, a million rows at ML-32M size, as one pandas frame); no SQL.
 
 * **Contributions, from the model's own terms.** Where the published blend has EASE, the score of movie i
   holds ``sum_j X[u, j] * B[j, i]`` over the user's rated movies j (binary X): rated movie j contributed
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
@@ -50,6 +51,7 @@ MAX_GENRES_SAID = 3
 MAX_ACTORS = 8  # billing order: the leads
 _BLOCK_ELEMENTS = 4_000_000  # users x listed x rated contributions gathered at once (float32: 16 MB)
 _CACHE_ENTRIES = 200_000  # an Explainer's caches are emptied past this (a batch explains millions of rows)
+_CREDITS = ["movie_id", "role", "name"]  # MovieAttributes.build's people columns
 FALLBACK_REASON = "Popular with everyone: one of the most-rated movies"
 NO_HISTORY_REASON = (
     "Recommended from your ratings"  # none of the user's rated movies is in the model's catalogue
@@ -76,10 +78,11 @@ class MovieAttributes:
         cls,
         item_ids: np.ndarray,
         movies: Iterable[tuple[int, str, Sequence[str] | None]],
-        people: Iterable[tuple[int, str, str]] = (),
+        people: Iterable[tuple[int, str, str]] | pd.DataFrame = (),
     ) -> MovieAttributes:
-        """From (movie id, title, genres) and (movie id, role, name) rows; ``item_ids``: the model's movie ids
-        by index. Movies outside the model are ignored; model movies without a row get an empty title."""
+        """From (movie id, title, genres) and (movie id, role, name) rows (``people`` also as a frame of those
+        three columns: a catalogue's credits are not walked in Python); ``item_ids``: the model's movie
+        ids by index. Movies outside the model are ignored; model movies without a row get an empty title."""
         index = {int(m): k for k, m in enumerate(item_ids)}
         titles = [""] * len(item_ids)
         genres_of: dict[int, Sequence[str]] = {}
@@ -93,29 +96,31 @@ class MovieAttributes:
         genre_bits = np.zeros(len(item_ids), np.int64)
         for k, gs in genres_of.items():
             genre_bits[k] = sum(bit.get(g, 0) for g in set(gs))
-        by_role: dict[str, dict[int, set[str]]] = {"director": {}, "actor": {}}
-        for movie_id, role, name in people:
-            k = index.get(int(movie_id))
-            if k is not None and role in by_role and name:
-                by_role[role].setdefault(k, set()).add(name)
-        directors, director_names = _person_matrix(by_role["director"], len(item_ids))
-        actors, actor_names = _person_matrix(by_role["actor"], len(item_ids))
+        credits = people if isinstance(people, pd.DataFrame) else pd.DataFrame(list(people), columns=_CREDITS)
+        directors, director_names = _person_matrix(credits, "director", item_ids)
+        actors, actor_names = _person_matrix(credits, "actor", item_ids)
         return cls(titles, names, genre_bits, directors, director_names, actors, actor_names)
 
     def genres(self, bits: int) -> list[str]:
         return [g for b, g in enumerate(self.genre_names) if bits >> b & 1]
 
 
-def _person_matrix(people: dict[int, set[str]], n_items: int) -> tuple[sp.csr_matrix, list[str]]:
-    names = sorted({name for ns in people.values() for name in ns})
-    column = {name: c for c, name in enumerate(names)}
-    rows = [k for k, ns in people.items() for _ in ns]
-    cols = [column[name] for ns in people.values() for name in ns]
+def _person_matrix(credits: pd.DataFrame, role: str, item_ids: np.ndarray) -> tuple[sp.csr_matrix, list[str]]:
+    """Movie index x person (a 1 per credit of ``role``; columns in the order of the sorted names), one zero
+    row more than movies, and the names."""
+    movie, kind, name = (credits[c].to_numpy() for c in _CREDITS)
+    rows = pd.Index(np.asarray(item_ids, np.int64)).get_indexer(pd.Index(movie.astype(np.int64)))
+    mine = (rows >= 0) & (kind == role) & pd.notna(name)
+    mine[mine] = name[mine] != ""
+    cols, names = pd.factorize(name[mine].astype(str), sort=True)
     m = sp.csr_matrix(
-        (np.ones(len(rows), np.int8), (rows, cols)), shape=(n_items + 1, max(len(names), 1)), dtype=np.int8
+        (np.ones(len(cols), np.int8), (rows[mine], cols)),
+        shape=(len(item_ids) + 1, max(len(names), 1)),
+        dtype=np.int8,
     )
+    m.data[:] = 1  # a person credited twice in one role is one credit
     m.sort_indices()
-    return m, names
+    return m, names.tolist()
 
 
 def shared_people(

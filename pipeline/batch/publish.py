@@ -70,6 +70,7 @@ from pipeline.core.defaults import (
     MIN_HISTORY,
     REGISTERED_MODEL,
 )
+from pipeline.core.device import keep_freed_memory
 from pipeline.core.errors import DataQualityError, MovierecError
 from pipeline.core.jsonsafe import json_safe
 from pipeline.models.blend.published import PublishedBlend
@@ -314,13 +315,12 @@ def cutoff_users(conn: Connection, as_of: datetime | None) -> np.ndarray:
 def movie_attributes(conn: Connection, item_ids: np.ndarray) -> MovieAttributes:
     """Titles, genres, directors and leading actors of the model's movies, for explanations."""
     movies = conn.execute(text("SELECT movie_id, title, genres FROM movies")).tuples().all()
-    people = conn.execute(
-        text(
-            "SELECT mp.movie_id, mp.role, p.name FROM movie_persons mp JOIN persons p USING (person_id) "
-            "WHERE p.name IS NOT NULL AND (mp.role = 'director' OR (mp.role = 'actor' AND mp.ordering <= :n))"
-        ),
+    people = read_frame(
+        conn,
+        "SELECT mp.movie_id, mp.role, p.name FROM movie_persons mp JOIN persons p USING (person_id) "
+        "WHERE p.name IS NOT NULL AND (mp.role = 'director' OR (mp.role = 'actor' AND mp.ordering <= %(n)s))",
         {"n": MAX_ACTORS},
-    ).tuples()
+    )
     return MovieAttributes.build(item_ids, movies, people)
 
 
@@ -435,21 +435,23 @@ def write_model_lists(
         explainer = Explainer(model, movie_attributes(writer.conn, net.item_map.ids))
         rated_by = RatedBy(cutoff.pair_users, net.item_map.index(cutoff.pair_movies), cutoff.pair_ratings)
         explain_seconds += time.perf_counter() - s0
-    for k, lo in enumerate(range(0, len(todo), chunk)):
-        sel = todo[lo : lo + chunk]
-        users = model_users[sel]
-        s0 = time.perf_counter()
-        idx, values = score_chunk(model, users, exclude[users], top_n, catalogue, candidates, diversifier)
-        score_seconds += time.perf_counter() - s0
-        explained = None
-        if explain:
+    # Every chunk allocates the same users x catalogue score matrices: kept, not faulted in afresh each time.
+    with keep_freed_memory():
+        for k, lo in enumerate(range(0, len(todo), chunk)):
+            sel = todo[lo : lo + chunk]
+            users = model_users[sel]
             s0 = time.perf_counter()
-            explained = explainer.explain_block(rated_by.rows(cutoff.user_ids[sel]), idx)
-            explain_seconds += time.perf_counter() - s0
-        writer.write(cutoff.user_ids[sel], idx, values, net.item_map.ids, "model", explained)
-        bar.update(len(sel))
-        if after_chunk is not None:
-            after_chunk(k)
+            idx, values = score_chunk(model, users, exclude[users], top_n, catalogue, candidates, diversifier)
+            score_seconds += time.perf_counter() - s0
+            explained = None
+            if explain:
+                s0 = time.perf_counter()
+                explained = explainer.explain_block(rated_by.rows(cutoff.user_ids[sel]), idx)
+                explain_seconds += time.perf_counter() - s0
+            writer.write(cutoff.user_ids[sel], idx, values, net.item_map.ids, "model", explained)
+            bar.update(len(sel))
+            if after_chunk is not None:
+                after_chunk(k)
     bar.close()
     return cutoff.user_ids[~scored], score_seconds, explain_seconds
 

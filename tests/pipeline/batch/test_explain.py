@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from pipeline.batch.explain import FALLBACK_REASON, MAX_BECAUSE, Explainer
+from pipeline.batch.explain import (
+    FALLBACK_REASON,
+    MAX_ACTORS,
+    MAX_BECAUSE,
+    Explainer,
+    MovieAttributes,
+    shared_people,
+)
 from pipeline.batch.publish import movie_attributes, publish_batch
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
 from pipeline.registry.champion import load_champion
@@ -139,3 +146,57 @@ def test_explain_off_writes_the_empty_defaults(weekly_copy: Published, weekly_en
     _publish(weekly_copy, weekly_engine, explain=False)
     rows = _rows(weekly_engine)
     assert rows and all(r.because == [] and r.shared == {} and r.reason == "" for r in rows)
+
+
+def test_movie_attributes_read_the_credits_the_model_can_name(
+    weekly_copy: Published, weekly_engine: Engine
+) -> None:
+    """The credits come out of the database in bulk: directors and leading actors of the model's movies, each
+    person once per movie and role, names sorted; unnamed people, actors billed past ``MAX_ACTORS``, other
+    roles and movies outside the model are left out; the same attributes as from the rows one by one."""
+    model, _ = load_champion(weekly_copy.settings)
+    ids = model.network.item_map.ids
+    a, b = int(ids[0]), int(ids[1])
+    credits = [  # (movie, name, role, ordering)
+        (a, "Joel Coen", "director", 1),
+        (b, "Joel Coen", "director", 1),
+        (b, "Ethan Coen", "director", 2),
+        (a, "Frances McDormand", "actor", 1),
+        (a, "William H. Macy", "actor", 2),
+        (b, "Frances McDormand", "actor", 1),
+        (b, "Late Billing", "actor", MAX_ACTORS + 1),
+        (a, None, "actor", 3),
+        (a, "Joel Coen", "writer", 1),
+    ]
+    with weekly_engine.begin() as conn:
+        for k, name in enumerate(dict.fromkeys(c[1] for c in credits)):
+            conn.execute(
+                text("INSERT INTO persons (external_id, name) VALUES (:e, :n)"),
+                {"e": f"test:nm{k}", "n": name},
+            )
+        for movie, name, role, ordering in credits:
+            conn.execute(
+                text(
+                    "INSERT INTO movie_persons (movie_id, person_id, role, ordering) SELECT :m, person_id, :r, :o "
+                    "FROM persons WHERE name IS NOT DISTINCT FROM :n AND external_id LIKE 'test:%'"
+                ),
+                {"m": movie, "n": name, "r": role, "o": ordering},
+            )
+    with weekly_engine.connect() as conn:
+        attributes = movie_attributes(conn, ids)
+    assert attributes.director_names == ["Ethan Coen", "Joel Coen"]
+    assert attributes.actor_names == ["Frances McDormand", "William H. Macy"]
+    directors, actors = attributes.directors.toarray(), attributes.actors.toarray()
+    assert directors.shape == actors.shape[:1] + (2,) and directors.shape[0] == len(ids) + 1
+    assert directors[:2].tolist() == [[0, 1], [1, 1]] and directors[2:].sum() == 0
+    assert actors[:2].tolist() == [[1, 1], [1, 0]] and actors[2:].sum() == 0
+    shared = shared_people(
+        attributes.directors, attributes.director_names, np.array([0]), np.array([[1, -1]])
+    )
+    assert shared == [("Joel Coen",)]
+    # the rows one by one (the API's group route) give the same attributes, a duplicated credit once
+    rows = [(m, r, n) for m, n, r, o in credits if n and r in ("director", "actor") and o <= MAX_ACTORS]
+    one_by_one = MovieAttributes.build(ids, [], rows + rows[:1] + [(-1, "actor", "Not In The Model")])
+    assert one_by_one.actor_names == attributes.actor_names
+    assert (one_by_one.directors != attributes.directors).nnz == 0
+    assert (one_by_one.actors != attributes.actors).nnz == 0
