@@ -120,7 +120,9 @@ def keep_freed_memory() -> Iterator[None]:
 
     glibc serves every allocation over 32 MB with fresh pages from the kernel and returns them when freed, so
     each training step at ML-25M shape zero-filled and faulted in its dense id-table gradients and logits
-    anew: a fifth of the step (``bench/README.md``). The heap without ``mmap`` or trimming reuses them. The
-    allocator is process-wide: overlapping blocks share the setting as ``one_torch_thread``'s do."""
+    anew: a fifth of the step (``bench/README.md``); the batch's scoring chunks did the same with their score
+    matrices. The heap without ``mmap`` or trimming reuses them, at the cost of a higher peak where blocks of
+    different sizes cannot reuse each other's memory. The allocator is process-wide: overlapping blocks share
+    the setting as ``one_torch_thread``'s do."""
     with _HEAP.held():
         yield
