@@ -97,25 +97,27 @@ class MovieAttributes:
         for k, gs in genres_of.items():
             genre_bits[k] = sum(bit.get(g, 0) for g in set(gs))
         credits = people if isinstance(people, pd.DataFrame) else pd.DataFrame(list(people), columns=_CREDITS)
-        directors, director_names = _person_matrix(credits, "director", item_ids)
-        actors, actor_names = _person_matrix(credits, "actor", item_ids)
+        movie, role, name = (credits[c].to_numpy() for c in _CREDITS)
+        rows = pd.Index(np.asarray(item_ids, np.int64)).get_indexer(pd.Index(movie.astype(np.int64)))
+        named = (rows >= 0) & pd.notna(name)
+        named[named] = name[named] != ""
+        directors, director_names = _person_matrix(rows, name, named & (role == "director"), len(item_ids))
+        actors, actor_names = _person_matrix(rows, name, named & (role == "actor"), len(item_ids))
         return cls(titles, names, genre_bits, directors, director_names, actors, actor_names)
 
     def genres(self, bits: int) -> list[str]:
         return [g for b, g in enumerate(self.genre_names) if bits >> b & 1]
 
 
-def _person_matrix(credits: pd.DataFrame, role: str, item_ids: np.ndarray) -> tuple[sp.csr_matrix, list[str]]:
-    """Movie index x person (a 1 per credit of ``role``; columns in the order of the sorted names), one zero
-    row more than movies, and the names."""
-    movie, kind, name = (credits[c].to_numpy() for c in _CREDITS)
-    rows = pd.Index(np.asarray(item_ids, np.int64)).get_indexer(pd.Index(movie.astype(np.int64)))
-    mine = (rows >= 0) & (kind == role) & pd.notna(name)
-    mine[mine] = name[mine] != ""
+def _person_matrix(
+    rows: np.ndarray, name: np.ndarray, mine: np.ndarray, n_items: int
+) -> tuple[sp.csr_matrix, list[str]]:
+    """Movie index x person from the credits ``mine`` selects (``rows``: their movie indices; columns in the
+    order of the sorted names), one zero row more than movies, and the names."""
     cols, names = pd.factorize(name[mine].astype(str), sort=True)
     m = sp.csr_matrix(
         (np.ones(len(cols), np.int8), (rows[mine], cols)),
-        shape=(len(item_ids) + 1, max(len(names), 1)),
+        shape=(n_items + 1, max(len(names), 1)),
         dtype=np.int8,
     )
     m.data[:] = 1  # a person credited twice in one role is one credit
