@@ -8,7 +8,7 @@ import platform
 import pytest
 import torch
 
-from pipeline.core.device import flush_denormals, keep_freed_memory, one_torch_thread
+from pipeline.core.device import flush_denormals, keep_freed_memory, one_torch_thread, side_thread
 
 
 def _denormal() -> float:
@@ -24,40 +24,63 @@ def test_flush_denormals_flushes_inside_the_block_only():
     assert _denormal() > 0
 
 
-def test_one_torch_thread_restores_the_count_when_the_last_of_overlapping_blocks_leaves():
+def test_one_torch_thread_sets_the_count_of_the_thread_it_runs_in_only():
     import threading
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        both_in, main_checked = threading.Barrier(3), threading.Event()
         seen: dict[str, int] = {}
 
-        def first() -> None:  # enters first, leaves while the second still holds the setting
+        def block(name: str) -> None:
+            torch.set_num_threads(2)  # each thread's own count, set before either block starts
             with one_torch_thread():
-                first_in.set()
-                second_in.wait(10)
-            first_out.set()
+                both_in.wait(10)  # both blocks held at once
+                main_checked.wait(10)
+                seen[f"{name} inside"] = torch.get_num_threads()
+            seen[f"{name} after"] = torch.get_num_threads()
 
-        def second() -> None:
-            first_in.wait(10)
-            with one_torch_thread():
-                second_in.set()
-                first_out.wait(10)
-                seen["after the first left"] = torch.get_num_threads()
-
-        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        threads = [threading.Thread(target=block, args=(name,)) for name in ("first", "second")]
         for t in threads:
             t.start()
+        both_in.wait(10)
+        seen["main while both hold"] = torch.get_num_threads()
+        main_checked.set()
         for t in threads:
             t.join(10)
-        assert seen == {"after the first left": 1}  # the second block still runs on one thread
-        assert torch.get_num_threads() == 3  # the count from before the first block, not the first's view
+        assert seen == {
+            "first inside": 1,
+            "second inside": 1,  # a block entered while another holds its own: one thread too
+            "first after": 2,
+            "second after": 2,
+            "main while both hold": 3,  # the side threads' fits leave the network's threads alone
+        }
         with one_torch_thread(), one_torch_thread():  # nested in one thread too
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_side_thread_runs_work_beside_the_caller_and_waits_for_it():
+    import threading
+
+    started = threading.Event()
+
+    def work() -> str:
+        started.set()
+        return threading.current_thread().name
+
+    with side_thread("fits") as side:
+        future = side.submit(work)
+        assert started.wait(10)  # under way while the block still runs
+    assert future.done()
+    assert future.result().startswith("fits") and future.result() != threading.current_thread().name
+    with side_thread("fits") as side:
+        failed = side.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # raised where the result is read
+        failed.result()
 
 
 class _Mallinfo2(ctypes.Structure):
