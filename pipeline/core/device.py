@@ -6,7 +6,6 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 
@@ -51,27 +50,14 @@ def one_torch_thread() -> Iterator[None]:
     """Torch on one intra-op thread inside the block, this thread's count restored after: the models trained
     by small-batch Adam (LightGCN, NeuMF, SASRec) give the same floats for the same seed only on one thread,
     and a fold-in's tiny ops run fastest on one. Torch keeps the count per thread (OpenMP's and MKL's
-    settings are the calling thread's), so a block in one thread leaves the others' count alone: a fit in a
-    ``side_thread`` runs on one thread while the network trains on every core in the main one."""
+    settings are the calling thread's), so a block in one thread leaves the others' count alone, and each of
+    several overlapping blocks (the API's fold-ins) sets its own."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextmanager
-def side_thread(name: str) -> Iterator[ThreadPoolExecutor]:
-    """One worker thread for fits that run beside the network's training; on leaving, waits for what was
-    submitted (a result still raises where it is read).
-
-    The network's two threads keep two cores about 1.7 busy, and a one-thread fit beside them takes some of
-    the rest: on ML-100K eight network epochs with an eight-epoch SASRec fit beside them took 46.7 s against
-    54.1 s one after the other (1.16x), each model's floats unchanged (``docs/model.md``, "Fits side by
-    side")."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
-        yield pool
 
 
 @contextmanager

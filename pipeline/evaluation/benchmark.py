@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,7 +35,6 @@ from pipeline.core.defaults import (
     PRIMARY_PROTOCOL,
     WARM_START_EPOCHS,
 )
-from pipeline.core.device import side_thread
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
@@ -50,7 +48,6 @@ from pipeline.models.autorec import AutoRec, autorec_fits
 from pipeline.models.base import Recommender
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
 from pipeline.models.blend.members import member_factories, warm_or_new
-from pipeline.models.blend.published import fit_members
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
@@ -187,7 +184,6 @@ def evaluate_all(
     # The evaluation-only rows' fits by (protocol, name): the blend's ALS and members reuse them (one fit).
     rows: dict[tuple[str, str], Recommender] = {}
     searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
-    searching: dict[str, Future[dict[str, VectorModel]]] = {}  # their fits under way
     blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
 
     def validation_network(protocol: str) -> HybridRecommender:
@@ -203,8 +199,6 @@ def evaluate_all(
 
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
         inner[protocol], _ = validation_split(train, ids)
-        # The weight search's members fit beside the network (``side_thread``); the blend row reads them.
-        searching[protocol] = side.submit(fit_members, inner[protocol], list(make_members), make_members)
         searched[protocol] = validation_network(protocol)
         if protocol in WARM_PROTOCOLS:
             start, epochs = searched[protocol].artifact, min(warm_epochs, cfg.epochs)
@@ -246,7 +240,9 @@ def evaluate_all(
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
         if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
             raise MovierecError(f"the {protocol} protocol's network was not trained")
-        searched_members[protocol] = searching.pop(protocol).result()
+        searched_members[protocol] = {
+            name: make().fit(inner[protocol]) for name, make in make_members.items()
+        }
         chosen = choose_weights(
             None,  # the network is the hybrid row's validation network
             EASE,
@@ -300,16 +296,15 @@ def evaluate_all(
         **{name: member_row(name) for name in members if name not in extra},
     }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
-    with side_thread("members") as side:
-        report = run_evaluation(
-            data.interactions,
-            factories,
-            ordered,
-            progress=progress,
-            max_users=max_users,
-            user_ids=data.user_map.ids,
-            item_ids=data.item_map.ids,
-        )
+    report = run_evaluation(
+        data.interactions,
+        factories,
+        ordered,
+        progress=progress,
+        max_users=max_users,
+        user_ids=data.user_map.ids,
+        item_ids=data.item_map.ids,
+    )
     report.networks = {
         p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}
         for p in fitted

@@ -8,7 +8,7 @@ import platform
 import pytest
 import torch
 
-from pipeline.core.device import flush_denormals, keep_freed_memory, one_torch_thread, side_thread
+from pipeline.core.device import flush_denormals, keep_freed_memory, one_torch_thread
 
 
 def _denormal() -> float:
@@ -54,33 +54,13 @@ def test_one_torch_thread_sets_the_count_of_the_thread_it_runs_in_only():
             "second inside": 1,  # a block entered while another holds its own: one thread too
             "first after": 2,
             "second after": 2,
-            "main while both hold": 3,  # the side threads' fits leave the network's threads alone
+            "main while both hold": 3,  # another thread's count is left alone
         }
         with one_torch_thread(), one_torch_thread():  # nested in one thread too
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
-
-
-def test_side_thread_runs_work_beside_the_caller_and_waits_for_it():
-    import threading
-
-    started = threading.Event()
-
-    def work() -> str:
-        started.set()
-        return threading.current_thread().name
-
-    with side_thread("fits") as side:
-        future = side.submit(work)
-        assert started.wait(10)  # under way while the block still runs
-    assert future.done()
-    assert future.result().startswith("fits") and future.result() != threading.current_thread().name
-    with side_thread("fits") as side:
-        failed = side.submit(lambda: 1 / 0)
-    with pytest.raises(ZeroDivisionError):  # raised where the result is read
-        failed.result()
 
 
 class _Mallinfo2(ctypes.Structure):
