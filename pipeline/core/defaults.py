@@ -68,6 +68,11 @@ BLEND_MEMBER_MODELS: Final = ("sasrec", "lightgcn", "bpr", "lmf")  # those that 
 # and 17 s at ML-1M's shape (synthetic), so a weekly run's three fits (validation, protocol, final) would add
 # about 6 minutes at ML-1M and hours at ML-25M, where the weekly time targets have no room for them.
 BLEND_MEMBERS_MAX_RATINGS: Final = 500_000
+# Up to this many ratings in a protocol's train split the evaluation's weight search runs in a side thread
+# beside that protocol's network (pipeline.core.device.side_thread): both hold their data in memory at once.
+# ML-1M's 800k are under it; above it (ML-25M's evaluation sample: some 2.4M), where the evaluate step's
+# peak RSS was measured with them in turn (9.1 GiB against the 12 GB target), they stay in turn.
+SEARCH_BESIDE_NETWORK_MAX_RATINGS: Final = 1_500_000
 # AutoRec (pipeline.models.autorec) joins the rating blend up to this many users x movies: its encoder has a
 # weight per user per hidden unit and each pass multiplies every movie's full rating vector. ML-100K (1.6M
 # cells) fits in about 2 s on a 2-core CPU and takes the blend's RMSE from 0.889 to 0.877; ML-1M shape (22M

@@ -6,8 +6,10 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
+from typing import Any, TypeVar
 
 import torch
 
@@ -58,6 +60,87 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+_T = TypeVar("_T")
+
+
+class _SideFits:
+    """How many fits submitted to a ``side_thread`` have not finished yet, process-wide."""
+
+    def __init__(self) -> None:
+        self.lock, self.pending = threading.Lock(), 0
+
+    def add(self, change: int) -> None:
+        with self.lock:
+            self.pending += change
+
+
+_SIDE = _SideFits()
+
+
+class SideThread:
+    """``side_thread``'s worker: ``submit`` runs a fit there and counts it as pending until it ends."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        """Run ``fn(*args)`` on the worker with the caller's torch thread count (a new thread would start
+        from torch's default), so it computes the floats it would in line."""
+        # Counted from submission, not from when the worker picks it up: the caller's next training step
+        # already leaves it a core.
+        _SIDE.add(1)
+        threads = torch.get_num_threads()
+
+        def run() -> _T:
+            try:
+                torch.set_num_threads(threads)
+                return fn(*args)
+            finally:
+                _SIDE.add(-1)
+
+        try:
+            return self._pool.submit(run)
+        except BaseException:
+            _SIDE.add(-1)
+            raise
+
+
+@contextmanager
+def side_thread(name: str) -> Iterator[SideThread]:
+    """One worker thread for one-thread fits (the blend's members) that run while the network trains in the
+    caller's thread; on leaving, waits for what was submitted (a failure raises where the result is read).
+
+    While a fit submitted here is pending, a training loop under ``cores_beside_side_fits`` steps on one
+    torch thread and leaves the other core to it: on ML-100K the evaluation's validation network and the
+    weight search's SASRec fit took 71.6 and 74.1 s side by side against 96.1 s one after the other, the
+    same floats (``docs/model.md``, "Fits side by side")."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        yield SideThread(pool)
+
+
+@contextmanager
+def cores_beside_side_fits() -> Iterator[Callable[[], None]]:
+    """For a training loop in this thread: the block yields ``share``, called before each step, which sets
+    this thread's torch count to one while a ``side_thread`` fit is pending and back to the count at entry
+    otherwise; that count is restored on leaving.
+
+    Without it the network's threads and the side fit's one would compete for two cores, and each loses more
+    than the other gains (the network's 60 s became 89 to 104 s beside SASRec). Safe for the network's floats
+    because they do not depend on its thread count (``tests/pipeline/models/hybrid``, one against two
+    threads); where they did, a run's last bits would depend on when the side fit ended."""
+    full = torch.get_num_threads()
+
+    def share() -> None:
+        want = 1 if _SIDE.pending else full
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
+
+    try:
+        yield share
+    finally:
+        torch.set_num_threads(full)
 
 
 @contextmanager

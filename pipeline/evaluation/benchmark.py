@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -33,8 +34,10 @@ from pipeline.core.defaults import (
     DEFAULT_CANDIDATES,
     EVALUATION_MAX_USERS,
     PRIMARY_PROTOCOL,
+    SEARCH_BESIDE_NETWORK_MAX_RATINGS,
     WARM_START_EPOCHS,
 )
+from pipeline.core.device import side_thread
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
@@ -47,7 +50,8 @@ from pipeline.features.loading import TrainingData
 from pipeline.models.autorec import AutoRec, autorec_fits
 from pipeline.models.base import Recommender
 from pipeline.models.baselines import EASE, BiasedMF, GlobalMean, Popularity
-from pipeline.models.blend.members import member_factories, warm_or_new
+from pipeline.models.blend.members import member_factories, warm_or_new, warm_start_of
+from pipeline.models.blend.published import fit_members
 from pipeline.models.blend.scorer import BlendRecommender, rating_scale
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.artifact import HybridArtifact
@@ -152,6 +156,9 @@ def evaluate_all(
     search and, when it gets a share, on the protocol's train split for the blend row (under
     ``WARM_PROTOCOLS`` starting from the search's fit where the member can: ``members.warm_or_new``); each
     is also a row of its own after the blend's, that same fit when it has a share (its fit time then 0).
+    The search's fits, and then the protocol's warm ones whatever their share, run in a ``side_thread``
+    beside the validation network (the member rows use the warm fits too), the weight search
+    (``choose_weights``) beside the protocol network up to ``SEARCH_BESIDE_NETWORK_MAX_RATINGS``.
     AutoRec joins the rating blend's search where the protocol's users x movies are at most
     ``autorec_max_cells`` (``Settings.autorec_max_cells``). Above ``max_users`` users with a rating
     (``Settings.evaluation_max_users``; None: never) every fit and figure is on a fixed sample of that many
@@ -184,6 +191,10 @@ def evaluate_all(
     # The evaluation-only rows' fits by (protocol, name): the blend's ALS and members reuse them (one fit).
     rows: dict[tuple[str, str], Recommender] = {}
     searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
+    searching: dict[str, Future[dict[str, VectorModel]]] = {}  # their fits under way
+    warming: dict[str, Future[dict[str, VectorModel]]] = {}  # the protocol's warm fits of them, likewise
+    warmed: dict[str, dict[str, VectorModel]] = {}  # those fits, once the blend row has read them
+    choosing: dict[str, Future[BlendWeights]] = {}  # the weight search, under way beside the protocol network
     blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
 
     def validation_network(protocol: str) -> HybridRecommender:
@@ -199,7 +210,20 @@ def evaluate_all(
 
     def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
         inner[protocol], _ = validation_split(train, ids)
+        # The weight search's members fit beside the network (``side_thread``); the blend row reads them.
+        search = searching[protocol] = side.submit(
+            fit_members, inner[protocol], list(make_members), make_members
+        )
+        if protocol in WARM_PROTOCOLS:
+            # Then, still beside the network, the protocol's fits of those that start from them: the blend
+            # row takes the ones the weights give a share (on ML-100K SASRec always has one) and drops the
+            # rest, which cost only the core the network left them.
+            warming[protocol] = side.submit(warm_fits, search, train, protocol)
         searched[protocol] = validation_network(protocol)
+        # The weights need the validation network and the members, not the protocol's network: they are
+        # chosen beside it, where both fit in memory at once.
+        if len(train) <= SEARCH_BESIDE_NETWORK_MAX_RATINGS:
+            choosing[protocol] = side.submit(search_weights, train, protocol)
         if protocol in WARM_PROTOCOLS:
             start, epochs = searched[protocol].artifact, min(warm_epochs, cfg.epochs)
             fitted[protocol] = HybridRecommender(data, cfg, device, init=start, epochs=epochs).fit(train)
@@ -222,6 +246,16 @@ def evaluate_all(
 
         return fit
 
+    def warm_fits(
+        search: Future[dict[str, VectorModel]], train: Interactions, protocol: str
+    ) -> dict[str, VectorModel]:
+        starts = {name: warm_start_of(fit, warm_epochs) for name, fit in search.result().items()}
+        return {
+            name: model.fit(train)
+            for name, model in starts.items()
+            if model is not None and (protocol, name) not in rows  # a row's own fit is the blend's
+        }
+
     def _protocol_member(name: str, protocol: str) -> VectorModel:
         start = searched_members.get(protocol, {}).get(name)
         if protocol in WARM_PROTOCOLS and start is not None:
@@ -229,21 +263,18 @@ def evaluate_all(
         return make_members[name]()
 
     def member_row(name: str) -> ModelFactory:
-        # A member's own row is the blend's fit of it (no second fit), else fitted as the blend would.
+        # A member's own row is the blend's fit of it or the warm fit made beside the network (no second
+        # fit), else fitted as the blend would.
         def fit(train: Interactions, protocol: str) -> Recommender:
-            got = blend_members.get(protocol, {}).get(name)
+            got = blend_members.get(protocol, {}).get(name) or warmed.get(protocol, {}).get(name)
             return got if got is not None else _protocol_member(name, protocol).fit(train)
 
         return fit
 
-    def blend(train: Interactions, protocol: str) -> BlendRecommender:
+    def search_weights(train: Interactions, protocol: str) -> BlendWeights:
         # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
-        if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
-            raise MovierecError(f"the {protocol} protocol's network was not trained")
-        searched_members[protocol] = {
-            name: make().fit(inner[protocol]) for name, make in make_members.items()
-        }
-        chosen = choose_weights(
+        searched_members[protocol] = searching.pop(protocol).result()
+        return choose_weights(
             None,  # the network is the hybrid row's validation network
             EASE,
             BiasedMF,
@@ -255,6 +286,11 @@ def evaluate_all(
             make_autorec=AutoRec if autorec_fits(train, autorec_max_cells) else None,
             ids=ids,
         )
+
+    def blend(train: Interactions, protocol: str) -> BlendRecommender:
+        if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
+            raise MovierecError(f"the {protocol} protocol's network was not trained")
+        chosen = choosing.pop(protocol).result() if protocol in choosing else search_weights(train, protocol)
         weights[protocol], validation[protocol] = chosen, chosen.figures
         if chosen.als_weight > 0 and (protocol, "als") not in rows:  # no "als" row: fitted here only
             rows[protocol, "als"] = ALS().fit(train)
@@ -267,8 +303,9 @@ def evaluate_all(
             rows[protocol, "autorec"] = AutoRec().fit(train)
         # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
         # like the network, it starts from the search's fit where the protocol and the member allow.
+        warm = warmed[protocol] = warming.pop(protocol).result() if protocol in warming else {}
         chosen_members = blend_members[protocol] = {
-            name: rows.get((protocol, name)) or _protocol_member(name, protocol).fit(train)
+            name: rows.get((protocol, name)) or warm.get(name) or _protocol_member(name, protocol).fit(train)
             for name in chosen.active_members
         }
         # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
@@ -296,15 +333,16 @@ def evaluate_all(
         **{name: member_row(name) for name in members if name not in extra},
     }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
-    report = run_evaluation(
-        data.interactions,
-        factories,
-        ordered,
-        progress=progress,
-        max_users=max_users,
-        user_ids=data.user_map.ids,
-        item_ids=data.item_map.ids,
-    )
+    with side_thread("members") as side:
+        report = run_evaluation(
+            data.interactions,
+            factories,
+            ordered,
+            progress=progress,
+            max_users=max_users,
+            user_ids=data.user_map.ids,
+            item_ids=data.item_map.ids,
+        )
     report.networks = {
         p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}
         for p in fitted

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipeline.core.defaults import WARM_START_EPOCHS
+from pipeline.core.device import side_thread
 from pipeline.features.loading import TrainingData
 from pipeline.models.blend.members import member_factories
-from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.blend.published import PublishedBlend, fit_members
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.hybrid.train import TrainingResult, train_planned
@@ -36,24 +37,29 @@ def train_published(
     network cannot seed this one means a full training; the network's meta keeps which ran and why).
     ``member_starts``: saved fits
     the members start from for ``member_epochs`` epochs (``members.member_factories``), each on a subset of
-    these ratings (the evaluation's); a member without one trains from scratch."""
+    these ratings (the evaluation's); a member without one trains from scratch. The members fit in a
+    ``side_thread`` while the network trains; the other partners after it."""
 
-    result = train_planned(
-        data,
-        None,
-        cfg,
-        plan,
-        warm_epochs=warm_epochs,
-        source="the champion's network",
-        device=device,
-        progress=progress,
-        processes=processes,
-    )
+    factories = member_factories(list(weights.active_members), data, member_starts, member_epochs)
+    # The members (SASRec: one torch thread) fit beside the network, which cannot keep two cores busy.
+    with side_thread("members") as side:
+        members = side.submit(fit_members, data.interactions, list(weights.active_members), factories)
+        result = train_planned(
+            data,
+            None,
+            cfg,
+            plan,
+            warm_epochs=warm_epochs,
+            source="the champion's network",
+            device=device,
+            progress=progress,
+            processes=processes,
+        )
     published = PublishedBlend.from_training(
         result.model,
         data.interactions,
         weights,
         meta={"dataset": data.dataset, "as_of": data.as_of.isoformat() if data.as_of else None},
-        members=member_factories(list(weights.active_members), data, member_starts, member_epochs),
+        fitted_members=members.result(),
     )
     return published, result

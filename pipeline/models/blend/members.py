@@ -97,10 +97,15 @@ def save_starts(fitted: Mapping[str, object], directory: Path) -> dict[str, str]
     }
 
 
-def warm_or_new(fitted: VectorModel, make: Callable[[], VectorModel], epochs: int) -> VectorModel:
-    """An unfitted member for a superset of ``fitted``'s ratings: one that starts from ``fitted`` and trains
-    ``epochs`` epochs (at most its config's) when the member can (SASRec: ``warm_started``), else
-    ``make()``."""
+def warm_start_of(fitted: VectorModel, epochs: int) -> VectorModel | None:
+    """An unfitted member for a superset of ``fitted``'s ratings that starts from ``fitted`` and trains
+    ``epochs`` epochs (at most its config's), when the member can (SASRec: ``warm_started``); else None."""
     if isinstance(fitted, SASRec):
         return fitted.warm_started(min(epochs, fitted.config.epochs))
-    return make()
+    return None
+
+
+def warm_or_new(fitted: VectorModel, make: Callable[[], VectorModel], epochs: int) -> VectorModel:
+    """``warm_start_of(fitted, epochs)``, or ``make()`` for a member that cannot start from a fit."""
+    warm = warm_start_of(fitted, epochs)
+    return warm if warm is not None else make()

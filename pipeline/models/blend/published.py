@@ -30,7 +30,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,7 +52,7 @@ from pipeline.models.vectors import VectorModel
 log = logging.getLogger(__name__)
 
 # EASE_MAX_ITEMS (re-exported): EASE's default cap; above it EASE has weights for the most-rated movies only.
-__all__ = ["EASE_MAX_ITEMS", "Partners", "PublishedBlend", "fit_partners"]
+__all__ = ["EASE_MAX_ITEMS", "Partners", "PublishedBlend", "fit_members", "fit_partners"]
 
 
 @dataclass
@@ -102,18 +102,20 @@ class PublishedBlend:
         ease_config: EASEConfig | None = None,
         als_config: ALSConfig | None = None,
         members: Mapping[str, Callable[[], VectorModel]] | None = None,
+        fitted_members: Mapping[str, VectorModel] | None = None,
     ) -> PublishedBlend:
         """Fit the partners the weights call for on ``train`` (the network's own training data;
         ``fit_partners``).
 
         ``members``: a factory of each further ranking member by name (``members.member_factories``); those
-        the weights give a share are built and fitted here, and one missing is a ``ValueError``.
+        the weights give a share are built and fitted here, and one missing is a ``ValueError``;
+        ``fitted_members``: those already fitted on ``train`` (``fit_members``), taken as they are.
 
         ``ease_config`` defaults to ``EASEConfig()``, as the evaluation that chose the weights uses: above its
         ``max_items`` movies EASE has weights for the most-rated ones only (the cap is recorded in meta).
         ``als_config`` defaults to ``ALSConfig()``, as the evaluation's ALS."""
         ease_config = ease_config or EASEConfig()
-        partners = fit_partners(train, weights, ease_config, als_config, members)
+        partners = fit_partners(train, weights, ease_config, als_config, members, fitted_members)
         return cls(
             network,
             train.binary_matrix(),
@@ -279,21 +281,32 @@ def fit_partners(
     ease_config: EASEConfig | None = None,
     als_config: ALSConfig | None = None,
     members: Mapping[str, Callable[[], VectorModel]] | None = None,
+    fitted_members: Mapping[str, VectorModel] | None = None,
 ) -> Partners:
     """Fit on ``train`` the partners ``weights`` give a share, each fit's time logged (``from_training``'s
     contract); a member with a share and no factory in ``members`` is a ``ValueError``, raised before any
-    fit."""
-    factories = members or {}
-    missing = sorted(set(weights.active_members) - set(factories))
+    fit. ``fitted_members``: members already fitted on ``train`` (``fit_members``, beside the network),
+    taken as they are."""
+    fitted = dict(fitted_members or {})
+    missing = sorted(set(weights.active_members) - set(members or {}) - set(fitted))
     if missing:
         raise ValueError(f"the weights give {missing} a share but no factory builds them")
+    fitted.update(fit_members(train, [n for n in weights.active_members if n not in fitted], members or {}))
     return Partners(
         ease=_fit("EASE", EASE(ease_config), train) if weights.ease_weight > 0 else None,
         als=_fit("ALS", ALS(als_config), train) if weights.als_weight > 0 else None,
         mf=_fit("biased MF", BiasedMF(), train) if weights.mf_weight > 0 else None,
         autorec=_fit("AutoRec", AutoRec(), train) if weights.autorec_weight > 0 else None,
-        members={name: _fit(name, factories[name](), train) for name in weights.active_members},
+        members={name: fitted[name] for name in weights.active_members},
     )
+
+
+def fit_members(
+    train: Interactions, names: Sequence[str], members: Mapping[str, Callable[[], VectorModel]]
+) -> dict[str, VectorModel]:
+    """The named members built by their factories in ``members`` and fitted on ``train``, each fit's time
+    logged; ``KeyError`` for a name without a factory."""
+    return {name: _fit(name, members[name](), train) for name in names}
 
 
 _F = TypeVar("_F", bound=Recommender)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.device import flush_denormals, keep_freed_memory
+from pipeline.core.device import cores_beside_side_fits, flush_denormals, keep_freed_memory
 from pipeline.features.interactions import Interactions
 from pipeline.features.loading import TrainingData
 from pipeline.models.hybrid.artifact import HybridArtifact
@@ -304,34 +304,38 @@ def train_network(
         disable=not (progress and loop.lead),
         leave=False,
     )
-    for epoch in bar:
-        net.train()
-        t0 = time.perf_counter()
-        perm = epoch_rows.draw()
-        n = len(perm)
-        trained += n
-        sums = torch.zeros(3, device=device)
-        for s in range(0, n, cfg.batch_size):
-            sums += loop.step(trainer, perm[s : s + cfg.batch_size])
-        record = dict(zip(("loss", "mse", "ranking_ce"), (loop.total(sums) / n).tolist()))
-        record["epoch"] = epoch
-        record["epoch_ratings"] = n
-        record["seconds"] = time.perf_counter() - t0
-        if vb is not None:
-            record.update(_validate(net, vb, cfg, gen, autocast))
-            record = loop.agree(record)
-            score = record["val_mse"] + cfg.ranking_weight * record["val_ranking_ce"]
-            if score < best - 1e-4:
-                best, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
-            else:
-                stale += 1
-        history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", val_rmse=f"{record.get('val_rmse', float('nan')):.3f}")
-        if on_epoch:
-            on_epoch(epoch, record)
-        if vb is not None and stale >= cfg.patience:
-            log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
-            break
+    with cores_beside_side_fits() as share:
+        for epoch in bar:
+            net.train()
+            t0 = time.perf_counter()
+            perm = epoch_rows.draw()
+            n = len(perm)
+            trained += n
+            sums = torch.zeros(3, device=device)
+            for s in range(0, n, cfg.batch_size):
+                share()  # one thread while a member fits beside the network (``side_thread``)
+                sums += loop.step(trainer, perm[s : s + cfg.batch_size])
+            record = dict(zip(("loss", "mse", "ranking_ce"), (loop.total(sums) / n).tolist()))
+            record["epoch"] = epoch
+            record["epoch_ratings"] = n
+            record["seconds"] = time.perf_counter() - t0
+            if vb is not None:
+                record.update(_validate(net, vb, cfg, gen, autocast))
+                record = loop.agree(record)
+                score = record["val_mse"] + cfg.ranking_weight * record["val_ranking_ce"]
+                if score < best - 1e-4:
+                    best, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
+                else:
+                    stale += 1
+            history.append(record)
+            bar.set_postfix(
+                loss=f"{record['loss']:.3f}", val_rmse=f"{record.get('val_rmse', float('nan')):.3f}"
+            )
+            if on_epoch:
+                on_epoch(epoch, record)
+            if vb is not None and stale >= cfg.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+                break
     seconds = time.perf_counter() - started
     log.info(
         "trained the network on %d ratings: %d epochs in %.0f s (best epoch %d), %d ratings an epoch",

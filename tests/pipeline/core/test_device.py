@@ -8,7 +8,13 @@ import platform
 import pytest
 import torch
 
-from pipeline.core.device import flush_denormals, keep_freed_memory, one_torch_thread
+from pipeline.core.device import (
+    cores_beside_side_fits,
+    flush_denormals,
+    keep_freed_memory,
+    one_torch_thread,
+    side_thread,
+)
 
 
 def _denormal() -> float:
@@ -63,6 +69,60 @@ def test_one_torch_thread_sets_the_count_of_the_thread_it_runs_in_only():
         torch.set_num_threads(before)
 
 
+def test_side_thread_runs_work_beside_the_caller_and_waits_for_it():
+    import threading
+
+    started = threading.Event()
+
+    def work() -> str:
+        started.set()
+        return threading.current_thread().name
+
+    with side_thread("fits") as side:
+        future = side.submit(work)
+        assert started.wait(10)  # under way while the block still runs
+    assert future.done()
+    assert future.result().startswith("fits") and future.result() != threading.current_thread().name
+    with side_thread("fits") as side:
+        failed = side.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # raised where the result is read
+        failed.result()
+
+
+def test_a_loop_beside_side_fits_steps_on_one_thread_only_while_one_is_pending():
+    import threading
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        release = threading.Event()
+        with cores_beside_side_fits() as share:
+            share()
+            assert torch.get_num_threads() == 3  # nothing pending
+            with side_thread("fits") as side:
+                first = side.submit(release.wait, 10)
+                queued = side.submit(lambda: "second")  # waits behind the first: pending too
+                share()
+                assert torch.get_num_threads() == 1
+                release.set()
+                assert first.result(10) and queued.result(10) == "second"
+                share()
+                assert torch.get_num_threads() == 3  # both done: every thread again
+                side.submit(release.wait, 10)
+                share()
+                assert torch.get_num_threads() == 1
+            failed = threading.Event()
+            with side_thread("fits") as side:
+                side.submit(lambda: failed.wait(10) and 1 / 0)  # a failing fit is no longer pending either
+                failed.set()
+            share()
+            assert torch.get_num_threads() == 3
+            torch.set_num_threads(2)  # left at another count inside: restored on leaving
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Mallinfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
@@ -81,16 +141,19 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
-def _mmapped_bytes() -> int:
+def _mallinfo() -> _Mallinfo2:
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = _Mallinfo2
-    return int(libc.mallinfo2().hblkhd)
+    return libc.mallinfo2()
 
 
 def _mmapped_by_a_large_tensor() -> int:
-    before = _mmapped_bytes()
-    tensor = torch.ones(16 * 1024 * 1024)  # 64 MiB: above any threshold glibc maps separately
-    grown = _mmapped_bytes() - before
+    # 64 MiB (above any threshold glibc maps separately) more than the heap holds free: earlier work in this
+    # process (a training with a fit in a side thread) can leave free heap chunks that would serve it.
+    free = int(_mallinfo().fordblks)
+    before = int(_mallinfo().hblkhd)
+    tensor = torch.ones((free + 64 * 1024 * 1024) // 4)
+    grown = int(_mallinfo().hblkhd) - before
     del tensor
     return grown
 
