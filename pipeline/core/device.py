@@ -109,10 +109,11 @@ class SideThread:
 
 @contextmanager
 def side_thread(name: str) -> Iterator[SideThread]:
-    """One worker thread for one-thread fits (the blend's members) that run while the network trains in the
-    caller's thread; on leaving, waits for what was submitted (a failure raises where the result is read).
+    """One worker thread for work that runs while the network trains in the caller's thread (the blend's
+    members' fits, the evaluation's weight search); on leaving, waits for what was submitted (a failure
+    raises where the result is read).
 
-    While a fit submitted here is pending, a training loop under ``cores_beside_side_fits`` steps on one
+    While work submitted here is pending, a training loop under ``cores_beside_side_fits`` steps on one
     torch thread and leaves the other core to it: on ML-100K the evaluation's validation network and the
     weight search's SASRec fit took 71.6 and 74.1 s side by side against 96.1 s one after the other, the
     same floats (``docs/model.md``, "Fits side by side")."""
