@@ -215,9 +215,9 @@ def evaluate_all(
             fit_members, inner[protocol], list(make_members), make_members
         )
         if protocol in WARM_PROTOCOLS:
-            # Then, still beside the network, the protocol's fits of those that start from them: the blend
-            # row takes the ones the weights give a share (on ML-100K SASRec always has one) and drops the
-            # rest, which cost only the core the network left them.
+            # Then, still beside the network, the protocol's fits of those that start from them, whatever
+            # share the search will give them: the blend row takes the ones with a share, the members' own
+            # rows the rest.
             warming[protocol] = side.submit(warm_fits, search, train, protocol)
         searched[protocol] = validation_network(protocol)
         # The weights need the validation network and the members, not the protocol's network: they are

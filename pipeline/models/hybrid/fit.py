@@ -313,7 +313,7 @@ def train_network(
             trained += n
             sums = torch.zeros(3, device=device)
             for s in range(0, n, cfg.batch_size):
-                share()  # one thread while a member fits beside the network (``side_thread``)
+                share()  # one thread while work runs beside the network (``side_thread``)
                 sums += loop.step(trainer, perm[s : s + cfg.batch_size])
             record = dict(zip(("loss", "mse", "ranking_ce"), (loop.total(sums) / n).tolist()))
             record["epoch"] = epoch
