@@ -28,7 +28,9 @@ is in the data, so each user's history bag is as long as it would be. (s) times 
 training step (``hybrid.fit.Loop.step``, the body of ``train_hybrid``'s loop, on the real ``Batches``, network
 and optimiser) after ``--warmup-steps``, and projects an epoch of the real file's ratings and a warm start's
 epochs from that rate; at ML-1M shape, (a) also runs whole epochs of ``train_hybrid`` (``--epochs``,
-``--warmup``). Peak RSS is recorded. Writes ``bench/results/train_<shape>.json``.
+``--warmup``). On the CPU one more step is counted and its matrix products timed alone
+(``bench.roofline``): the samples/s no step of this arithmetic exceeds on this machine. Peak RSS is
+recorded. Writes ``bench/results/train_<shape>.json``.
 
 Prints a table and writes ``bench/results/train.json``. See ``bench/README.md``.
 """
@@ -788,7 +790,9 @@ def measure_steps(data: Any, cfg: Any, device: str, warmup: int, steps: int) -> 
     seconds = time.perf_counter() - t0
     load = meter.read()
     samples = sum(len(idx) for idx in batches[warmup:])
+    roof = roofline(lambda: loop.step(trainer, batches[-1]), len(batches[-1]), samples / seconds, device)
     return {
+        "roofline": roof,
         "steps": steps,
         "warmup_steps": warmup,
         "samples": samples,
@@ -799,6 +803,32 @@ def measure_steps(data: Any, cfg: Any, device: str, warmup: int, steps: int) -> 
         "load": load,
         "what": "hybrid.fit.Loop().step (train_step: loss, embedding L2, backward, AdamW step) on the real "
         "Batches of every rating, after warm-up steps; one host sync at the end",
+    }
+
+
+def roofline(step: Any, rows: int, samples_per_s: float, device: str) -> dict[str, Any] | None:
+    """The step's counted arithmetic per sample, its dense products timed alone at this machine's rate, and
+    the samples/s that bounds (``bench.roofline``); None off the CPU, where the products are not timed."""
+    if device != "cpu":
+        return None
+    from bench.roofline import count_step, gemm_seconds, peak_gflops
+
+    counted = count_step(step)
+    gemm = gemm_seconds(counted["dense_shapes"])
+    per_sample = counted["total"] / rows
+    return {
+        "flop_per_sample": round(per_sample),
+        "flop_per_sample_by_part": {k: round(v / rows) for k, v in counted["parts"].items()},
+        "dense_shapes": len(counted["dense_shapes"]),
+        "other_products_flop": counted["other_products"],
+        "gemm_seconds_per_step": round(gemm["seconds"], 4),
+        "gemm_gflop_per_s": round(gemm["gflop_per_s"], 1),
+        "ceiling_samples_per_s": round(rows / gemm["seconds"]),
+        "peak_gflop_per_s": round(peak_gflops(), 1),
+        "achieved_gflop_per_s": round(per_sample * samples_per_s / 1e9, 1),
+        "what": "one step's matrix products counted (sparse ones by their non-zeros; elementwise work not "
+        "counted), then each dense product timed alone at this thread count: no step of this arithmetic "
+        "goes faster than ceiling_samples_per_s here; peak: a 2048^3 product",
     }
 
 
@@ -888,6 +918,18 @@ def run_shape(args: argparse.Namespace) -> int:
         f"(target >= {target:,}: {'met' if rate >= target else 'MISSED'}); others' CPU "
         + (f"{others:.2f} cores" if others is not None else "n/a")
     )
+    roof = s["roofline"]
+    if roof is not None:
+        need, ceiling = target * roof["flop_per_sample"] / 1e9, roof["ceiling_samples_per_s"]
+        print(
+            f"arithmetic: {roof['flop_per_sample'] / 1e6:.2f} MFLOP a sample ("
+            + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in roof["flop_per_sample_by_part"].items())
+            + f"); the step's matrix products alone take {roof['gemm_seconds_per_step'] * 1000:.1f} ms "
+            f"({roof['gemm_gflop_per_s']:.0f} GFLOP/s), so no step of this arithmetic exceeds "
+            f"{ceiling:,} samples/s here ({ceiling / target:.2f}x the target); the target needs {need:.0f} "
+            f"GFLOP/s against a peak of {roof['peak_gflop_per_s']:.0f}; the step achieves "
+            f"{roof['achieved_gflop_per_s']:.0f}"
+        )
     if "a" in m:
         print(f"(a) train_hybrid, {m['a']['epochs_timed']} epochs: {m['a']['samples_per_s']:,.0f} samples/s")
     print(
