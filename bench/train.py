@@ -686,6 +686,13 @@ def _print(r: dict[str, Any]) -> None:
         f"target >= {TARGET_RATIO}: {ok(r['targets_met'][f'a_over_b >= {TARGET_RATIO}'])})"
     )
     print(f"input pipeline alone = {100 * ra['pipeline_time_share_of_a']:.1f}% of (a)'s epoch time")
+    st = m["s"]
+    print(
+        f"(s) the real step alone, {st['steps']} steps: {st['seconds_per_step'] * 1000:.1f} ms/step, "
+        f"{st['samples_per_s']:,.0f} samples/s"
+    )
+    if st["roofline"] is not None:
+        print(_roofline_line(st["roofline"], None))
     if "f" in m:
         f = m["f"]
         print(
@@ -832,6 +839,24 @@ def roofline(step: Any, rows: int, samples_per_s: float, device: str) -> dict[st
     }
 
 
+def _roofline_line(roof: dict[str, Any], target: int | None) -> str:
+    ceiling = roof["ceiling_samples_per_s"]
+    line = (
+        f"arithmetic: {roof['flop_per_sample'] / 1e6:.2f} MFLOP a sample ("
+        + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in roof["flop_per_sample_by_part"].items())
+        + f"); the step's matrix products alone take {roof['gemm_seconds_per_step'] * 1000:.1f} ms "
+        f"({roof['gemm_gflop_per_s']:.0f} GFLOP/s), so no step of this arithmetic exceeds {ceiling:,} "
+        f"samples/s here"
+    )
+    if target is not None:
+        need = target * roof["flop_per_sample"] / 1e9
+        line += f" ({ceiling / target:.2f}x the target; the target needs {need:.0f} GFLOP/s)"
+    return (
+        line + f"; peak {roof['peak_gflop_per_s']:.0f} GFLOP/s, the step achieves "
+        f"{roof['achieved_gflop_per_s']:.0f}"
+    )
+
+
 def run_shape(args: argparse.Namespace) -> int:
     """(s) at ML-1M or ML-25M shape, and (a) whole epochs at ML-1M shape."""
     import resource
@@ -918,18 +943,8 @@ def run_shape(args: argparse.Namespace) -> int:
         f"(target >= {target:,}: {'met' if rate >= target else 'MISSED'}); others' CPU "
         + (f"{others:.2f} cores" if others is not None else "n/a")
     )
-    roof = s["roofline"]
-    if roof is not None:
-        need, ceiling = target * roof["flop_per_sample"] / 1e9, roof["ceiling_samples_per_s"]
-        print(
-            f"arithmetic: {roof['flop_per_sample'] / 1e6:.2f} MFLOP a sample ("
-            + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in roof["flop_per_sample_by_part"].items())
-            + f"); the step's matrix products alone take {roof['gemm_seconds_per_step'] * 1000:.1f} ms "
-            f"({roof['gemm_gflop_per_s']:.0f} GFLOP/s), so no step of this arithmetic exceeds "
-            f"{ceiling:,} samples/s here ({ceiling / target:.2f}x the target); the target needs {need:.0f} "
-            f"GFLOP/s against a peak of {roof['peak_gflop_per_s']:.0f}; the step achieves "
-            f"{roof['achieved_gflop_per_s']:.0f}"
-        )
+    if s["roofline"] is not None:
+        print(_roofline_line(s["roofline"], target))
     if "a" in m:
         print(f"(a) train_hybrid, {m['a']['epochs_timed']} epochs: {m['a']['samples_per_s']:,.0f} samples/s")
     print(
@@ -970,6 +985,9 @@ def run(args: argparse.Namespace) -> int:
     m["a"], m["b"] = ab["a"], ab["b"]
     log("(p) the input pipeline alone")
     m["p"] = measure_pipeline_only(data, cfg, device, args.epochs)
+    log("(s) the real step alone, and the ceiling its arithmetic sets")
+    with training_settings():
+        m["s"] = measure_steps(data, cfg, device, args.warmup_steps, args.steps)
     ratios = {
         "a_over_b": round(m["a"]["samples_per_s"] / m["b"]["samples_per_s"], 3),
         "a_over_b_median_of_epoch_pairs": round(statistics.median(ab["pair_ratios"]), 3),
