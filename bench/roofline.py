@@ -93,39 +93,58 @@ def count_step(step: Callable[[], Any]) -> dict[str, Any]:
     }
 
 
+def _timings(m: int, k: int, n: int, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` (m x k) @ (k x n) products of random contiguous inputs, after one untimed
+    product (the first touch of the inputs and BLAS's buffers)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+    a @ b
+    timings = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        timings.append(time.perf_counter() - t0)
+    return timings
+
+
 def gemm_seconds(shapes: dict[tuple[int, int, int], int], repeats: int = 5) -> dict[str, Any]:
     """Seconds the dense products ``shapes`` ((m, k, n) -> times run) take alone at this machine's rate
     (the median of ``repeats`` timings of each shape), and that rate."""
     import statistics
 
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
     seconds = flops = 0.0
     for (m, k, n), times in shapes.items():
-        a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
-        a @ b  # first touch of the inputs and BLAS's buffers
-        timings = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            timings.append(time.perf_counter() - t0)
-        seconds += statistics.median(timings) * times
+        seconds += statistics.median(_timings(m, k, n, repeats)) * times
         flops += 2.0 * m * k * n * times
     return {"seconds": seconds, "gflop_per_s": flops / seconds / 1e9 if seconds else None}
 
 
 def peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 rate on one large square product at the current torch thread count: the most
-    its matrix products reach."""
-    import torch
+    """This machine's fp32 rate on one large square product at the current torch thread count (the best of
+    ``repeats``): the most its matrix products reach."""
+    return 2.0 * size**3 / min(_timings(size, size, size, repeats)) / 1e9
 
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best / 1e9
+
+def ceiling(step: Callable[[], Any], rows: int, samples_per_s: float) -> dict[str, Any]:
+    """The report: ``step``'s (one training step of ``rows`` samples) counted arithmetic per sample, its dense
+    products timed alone, the samples/s that bounds, the machine's peak and the rate the step achieves at
+    its measured ``samples_per_s``."""
+    counted = count_step(step)
+    gemm = gemm_seconds(counted["dense_shapes"])
+    per_sample = counted["total"] / rows
+    return {
+        "flop_per_sample": round(per_sample),
+        "flop_per_sample_by_part": {k: round(v / rows) for k, v in counted["parts"].items()},
+        "dense_shapes": len(counted["dense_shapes"]),
+        "other_products_flop": counted["other_products"],
+        "gemm_seconds_per_step": round(gemm["seconds"], 4),
+        "gemm_gflop_per_s": round(gemm["gflop_per_s"], 1),
+        "ceiling_samples_per_s": round(rows / gemm["seconds"]),
+        "peak_gflop_per_s": round(peak_gflops(), 1),
+        "achieved_gflop_per_s": round(per_sample * samples_per_s / 1e9, 1),
+        "what": "one step's matrix products counted (sparse ones by their non-zeros; elementwise work not "
+        "counted), then each dense product timed alone at this thread count: no step of this arithmetic "
+        "goes faster than ceiling_samples_per_s here; peak: a 2048^3 product",
+    }

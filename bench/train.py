@@ -814,29 +814,12 @@ def measure_steps(data: Any, cfg: Any, device: str, warmup: int, steps: int) -> 
 
 
 def roofline(step: Any, rows: int, samples_per_s: float, device: str) -> dict[str, Any] | None:
-    """The step's counted arithmetic per sample, its dense products timed alone at this machine's rate, and
-    the samples/s that bounds (``bench.roofline``); None off the CPU, where the products are not timed."""
+    """``bench.roofline.ceiling`` of the step; None off the CPU, where the products are not timed."""
     if device != "cpu":
         return None
-    from bench.roofline import count_step, gemm_seconds, peak_gflops
+    from bench.roofline import ceiling
 
-    counted = count_step(step)
-    gemm = gemm_seconds(counted["dense_shapes"])
-    per_sample = counted["total"] / rows
-    return {
-        "flop_per_sample": round(per_sample),
-        "flop_per_sample_by_part": {k: round(v / rows) for k, v in counted["parts"].items()},
-        "dense_shapes": len(counted["dense_shapes"]),
-        "other_products_flop": counted["other_products"],
-        "gemm_seconds_per_step": round(gemm["seconds"], 4),
-        "gemm_gflop_per_s": round(gemm["gflop_per_s"], 1),
-        "ceiling_samples_per_s": round(rows / gemm["seconds"]),
-        "peak_gflop_per_s": round(peak_gflops(), 1),
-        "achieved_gflop_per_s": round(per_sample * samples_per_s / 1e9, 1),
-        "what": "one step's matrix products counted (sparse ones by their non-zeros; elementwise work not "
-        "counted), then each dense product timed alone at this thread count: no step of this arithmetic "
-        "goes faster than ceiling_samples_per_s here; peak: a 2048^3 product",
-    }
+    return ceiling(step, rows, samples_per_s)
 
 
 def _roofline_line(roof: dict[str, Any], target: int | None) -> str:
