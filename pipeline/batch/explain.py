@@ -25,9 +25,10 @@ distinct (shared JSON, clause) once per batch and writer in ``batch_shared_attri
 ``shared`` and the sentence from them, exactly as ``Explainer.say`` does for the group route (which stores
 nothing). Per row that is 22 bytes instead of some 120 of JSON and text.
 
-Cost: the (listed x rated) contributions of a group of users in one gather and one partition; the people each
-row shares with its named movies for a whole block at once (sparse movie x person products); the JSON and
-clause once per distinct shared attributes. bench/batch measures it against publishing without.
+Cost: the (listed x rated) contributions of a group of users in one gather and one top-3 selection
+(``pipeline.models.topn.top_k``, the lists' own tie rule); the people each row shares with its named movies
+for a whole block at once (sparse movie x person products); the JSON and clause once per distinct shared
+attributes. bench/batch measures it against publishing without.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import scipy.sparse as sp
 
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
 from pipeline.models.blend.published import PublishedBlend
+from pipeline.models.topn import top_k
 
 MAX_BECAUSE = 3
 MAX_GENRES_SAID = 3
@@ -170,7 +172,7 @@ def contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -
 
 def _contributions(model: PublishedBlend, rated: np.ndarray, items: np.ndarray) -> np.ndarray:
     """``contributions`` of many users at once, listed movies first: ``rated`` (users x L), ``items``
-    (users x N) -> (users x N x L), float32 (the partition over a user's rated movies runs along the last,
+    (users x N) -> (users x N x L), float32 (the selection over a user's rated movies runs along the last,
     contiguous axis)."""
     if model.ease is not None and model.ease.weights_ is not None:
         return np.asarray(model.ease.pair_weights(rated[:, None, :], items[:, :, None]), np.float32)
@@ -247,12 +249,10 @@ def _group(
         c[g, cols, :n] = (
             _content_similarity(model, rated[None, g, :n], items[None, g, cols])[0] * weight[g, :n]
         )
-    best = np.argpartition(c, -MAX_BECAUSE, axis=2)[:, :, -MAX_BECAUSE:]
-    value = np.take_along_axis(c, best, axis=2)
-    order = np.argsort(-value, axis=2, kind="stable")
-    best, value = np.take_along_axis(best, order, axis=2), np.take_along_axis(value, order, axis=2)
-    named = ~np.isneginf(value)
-    best = np.where(named, best, -1)
+    # the lists' own top-N rule: ties to the earlier rated movie, -inf (nothing pushed it up) never named
+    found, _ = top_k(c.reshape(-1, depth), MAX_BECAUSE)
+    best = found.reshape(len(users), width, MAX_BECAUSE)
+    named = best >= 0
     for g, u in enumerate(users.tolist()):
         n = len(listed[u])
         top[starts[u] : starts[u] + n] = best[g, :n]

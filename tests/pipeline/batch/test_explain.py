@@ -17,6 +17,7 @@ from pipeline.batch.explain import (
     Explainer,
     MovieAttributes,
     shared_people,
+    top_contributors,
 )
 from pipeline.batch.publish import movie_attributes, publish_batch
 from pipeline.core.defaults import RELEVANCE_THRESHOLD
@@ -200,3 +201,19 @@ def test_movie_attributes_read_the_credits_the_model_can_name(
     assert one_by_one.actor_names == attributes.actor_names
     assert (one_by_one.directors != attributes.directors).nnz == 0
     assert (one_by_one.actors != attributes.actors).nnz == 0
+
+
+def test_tied_contributions_name_the_earlier_rated_movie(weekly_copy: Published) -> None:
+    """Every rated movie twice: each pair's contributions are equal, and the lists' own tie rule
+    (``pipeline.models.topn.top_k``: the lower position first) names the first copy, then the second."""
+    model, _ = load_champion(weekly_copy.settings)
+    n = 20
+    rated = np.concatenate([np.arange(n), np.arange(n)])
+    items = np.arange(n, n + 30)
+    top, counts = top_contributors(model, rated, None, items)
+    assert (counts == MAX_BECAUSE).any()
+    for named, count in zip(top, counts):
+        if count >= 2:
+            assert named[0] < n and named[1] == named[0] + n, named
+        if count == MAX_BECAUSE:
+            assert named[2] < n, named  # the next value's first copy; its second falls past the cut
