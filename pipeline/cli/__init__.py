@@ -42,13 +42,22 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("pipeline").setLevel(logging.INFO)
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        app(standalone_mode=False, prog_name="movierec")  # also under `python -m pipeline.cli`
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # the commands' own usage checks
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.TyperException as exc:
+        # Typer parses options with a click of its own (typer._click), whose errors are not click's: shown
+        # the same way, with the usage line and the option at fault.
+        show = getattr(exc, "show", None)
+        if show is None:
+            err.print(f"Error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(130)
     except MovierecError as exc:

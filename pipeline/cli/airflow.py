@@ -202,7 +202,9 @@ def run_weekly_dag(
     try:
         when = parse_as_of(logical_date) or datetime.now(UTC).replace(microsecond=0)
     except ValueError as exc:
-        raise click.BadParameter(f"{logical_date!r} is not an ISO date such as 1998-01-04") from exc
+        raise click.BadParameter(
+            f"{logical_date!r} is not an ISO date such as 1998-01-04", param_hint="'--logical-date'"
+        ) from exc
     settings = get_settings()
     airflow_local.activate(settings)
     started = datetime.now(UTC)

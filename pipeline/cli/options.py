@@ -73,13 +73,15 @@ def as_of_option(value: str | None) -> datetime | None:
     try:
         return parse_as_of(value)
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not an ISO date such as 1998-01-01") from exc
+        raise click.BadParameter(
+            f"{value!r} is not an ISO date such as 1998-01-01", param_hint="'--as-of'"
+        ) from exc
 
 
 def device_option(device: str | None) -> str:
     value = device or get_settings().device
     if value not in DEVICES:
-        raise click.BadParameter(f"--device must be auto, cpu or cuda, not {value!r}")
+        raise click.BadParameter(f"must be auto, cpu or cuda, not {value!r}", param_hint="'--device'")
     return value
 
 

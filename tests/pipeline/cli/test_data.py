@@ -42,6 +42,26 @@ def test_exactly_one_source_is_required(cli_env):
     assert done.returncode == 2 and "exactly one of --dataset NAME or --source DIR" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("recommend", "--top-n", "0"), "Usage: movierec recommend"),
+        (("recommend", "--top-n", "ten"), "Invalid value for '--top-n'"),
+        (("recommend", "--bogus"), "No such option: --bogus"),
+        (("recommend-all",), "No such command 'recommend-all'"),
+        (("train", "--as-of", "yesterday"), "Invalid value for '--as-of': 'yesterday' is not an ISO date"),
+        (("airflow", "run-weekly", "--logical-date", "soon"), "Invalid value for '--logical-date'"),
+    ],
+)
+def test_a_usage_error_names_the_option(cli_env, args, said):
+    """Typer parses with a click of its own: its errors are shown as the commands' own usage errors are (exit
+    2, ``Error:`` and the option at fault; the usage line where the parser raised it), never as an unexpected
+    failure's one line."""
+    done = movierec(cli_env, *args)
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "\nError: " in f"\n{done.stderr}", done.stderr
+
+
 def test_unknown_dataset_is_named_in_the_error(cli_env):
     done = movierec(cli_env, "ingest", "--dataset", "ml-7")
     assert done.returncode == 1 and "ml-7" in done.stderr and "ml-100k" in done.stderr
