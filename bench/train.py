@@ -846,7 +846,6 @@ def run_shape(args: argparse.Namespace) -> int:
 
     from pipeline.core.device import resolve_device
     from pipeline.core.settings import Settings
-    from pipeline.models.hybrid.config import HybridConfig
     from pipeline.models.hybrid.fit import training_settings
 
     device = resolve_device(args.device)
@@ -858,7 +857,7 @@ def run_shape(args: argparse.Namespace) -> int:
     n, (_, _, real_rows) = len(data.interactions), SHAPES[args.shape]
     shape = f"{data.interactions.n_users:,} users, {data.interactions.n_items:,} movies"
     log(f"{n:,} ratings, {shape} ({gen_s:.0f} s)")
-    cfg = HybridConfig() if args.batch_size is None else HybridConfig(batch_size=args.batch_size)
+    cfg = _config(args)
     m: dict[str, Any] = {}
     log(f"(s) {args.warmup_steps} warm-up + {args.steps} timed steps of the real training step")
     with training_settings():
@@ -944,7 +943,6 @@ def run(args: argparse.Namespace) -> int:
         return run_shape(args)
     from pipeline.core.device import resolve_device
     from pipeline.features.loading import load_training_data
-    from pipeline.models.hybrid.config import HybridConfig
     from pipeline.models.hybrid.fit import training_settings
 
     device = resolve_device(args.device)
@@ -960,7 +958,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         home.cleanup()
 
-    cfg = HybridConfig() if args.batch_size is None else HybridConfig(batch_size=args.batch_size)
+    cfg = _config(args)
     n = len(data.interactions)
     checks = [_check_equivalence(data, cfg, device)]
     m: dict[str, Any] = {}
@@ -1034,6 +1032,14 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["all_checks_ok"] else 1
 
 
+def _config(args: argparse.Namespace) -> Any:
+    """The timed loops' ``HybridConfig``: the default, with ``--batch-size`` and ``--negatives`` if given."""
+    from pipeline.models.hybrid.config import HybridConfig
+
+    given = {"batch_size": args.batch_size, "negatives": args.negatives}
+    return HybridConfig(**{k: v for k, v in given.items() if v is not None})
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
@@ -1050,6 +1056,12 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size",
         type=int,
         help="batch size of (a) and (b) (default: HybridConfig's); (f) always uses the default config",
+    )
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        help="sampled movies per batch of (a), (b) and (s) (default: HybridConfig's); (f) always uses the "
+        "default config",
     )
     parser.add_argument("--no-full", action="store_true", help="skip (f), the full default training")
     parser.add_argument(
@@ -1080,8 +1092,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.warmup < 0 or args.steps < 1 or args.warmup_steps < 0:
         parser.error("--epochs and --steps must be at least 1, --warmup and --warmup-steps at least 0")
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
+    for flag, value in (("--batch-size", args.batch_size), ("--negatives", args.negatives)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1")
     logging.basicConfig(level=logging.WARNING)
     from pipeline.core.device import resolve_device
     from pipeline.core.errors import MovierecError
