@@ -42,7 +42,11 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("pipeline").setLevel(logging.INFO)
     try:
-        app(standalone_mode=False, prog_name="movierec")  # also under `python -m pipeline.cli`
+        # Outside standalone mode a command's ``typer.Exit(code)`` comes back as the return value; the name is
+        # the command's under `python -m pipeline.cli` too.
+        code = app(standalone_mode=False, prog_name="movierec")
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:  # the commands' own usage checks

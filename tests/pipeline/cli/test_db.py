@@ -23,3 +23,12 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(cli_env, server_
         assert done.returncode == 1
         [line] = done.stderr.strip().splitlines()
         assert "UndefinedTable" in line and "run `movierec db migrate`" in line, line
+
+
+def test_db_status_exits_1_when_the_embedded_server_is_not_running(cli_env, tmp_path):
+    """The command's own exit code reaches the shell (Typer hands it back rather than exiting)."""
+    env = {**cli_env, "MOVIEREC_HOME": str(tmp_path / "home")}
+    env.pop("DATABASE_URL", None)  # the embedded server's home, never started
+    done = movierec(env, "db", "status")
+    assert "not running" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1
