@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     points: list[dict[str, Any]] = []
     try:
         data = load_training_data(home.engine(), None, progress=False)
-        train, _ = make_split(data.interactions, "temporal")  # the test part is dropped unread
-        inner_train, inner_test = validation_split(train)
+        train, _ = make_split(data.interactions, "temporal", data.ids)  # the test part is dropped unread
+        inner_train, inner_test = validation_split(train, data.ids)
         log(f"validation split: {len(inner_train):,} train, {len(inner_test):,} held-out ratings")
         grid = [(lr, bs) for bs in map(int, _floats(args.batch_sizes)) for lr in _floats(args.learning_rates)]
         if (default.learning_rate, default.batch_size) not in grid:

@@ -71,7 +71,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     home = Home(args.home, args.keep)
     data = home.training_data()
-    train, test = make_split(data.interactions, "temporal")
+    train, test = make_split(data.interactions, "temporal", data.ids)
     log(f"training the network on the temporal train split ({len(train):,} ratings, {device})")
     t0 = time.perf_counter()
     network = HybridRecommender(data, hybrid_config(args.epochs), device).fit(train)

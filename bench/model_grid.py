@@ -3,12 +3,13 @@
     python -m bench.model_grid [--home DIR] [--models als,bpr,lmf,item_knn,lightgcn,neumf] [--output FILE]
 
 On real ML-100K (the offline copy, ``fetch_offline_ml100k``): the temporal protocol's split
-(``make_split(data, "temporal")``), then the validation split carved from its train part exactly as the
-blend's weight search carves it (``temporal_split(train)``). Every grid point is fitted on the validation
-split's train part and judged by NDCG@10 of its held-out movies (``evaluate_model``, temporal); the
-protocol's test split is never read. Prints each model's best point and writes every figure to
-``bench/results/model_grid.json``. The defaults in ``pipeline/models/implicit_mf.py``, ``item_knn.py``,
-``lightgcn.py`` and ``neumf.py`` are the points this chose (their docstrings list the grids).
+(``make_split(data, "temporal", ids)``), then the validation split carved from its train part exactly as the
+blend's weight search carves it (``temporal_split(train, ids=ids)``; ties broken by the ratings' ids, as the
+evaluation breaks them). Every grid point is fitted on the validation split's train part and judged by NDCG@10
+of its held-out movies (``evaluate_model``, temporal); the protocol's test split is never read. Prints each
+model's best point and writes every figure to ``bench/results/model_grid.json``. The defaults in
+``pipeline/models/implicit_mf.py``, ``item_knn.py``, ``lightgcn.py`` and ``neumf.py`` are the points this
+chose (their docstrings list the grids).
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def _factories() -> dict[str, Callable[[dict[str, Any]], Any]]:
     }
 
 
-def _ml100k(home: Path) -> Any:
+def _ml100k(home: Path) -> tuple[Any, tuple[Any, Any]]:
+    """The offline ML-100K's ratings, and the users' and movies' ids by dense index (the file's ids, the
+    database's after ingest): what the temporal splits break ties by, as the evaluation's do."""
     import numpy as np
     import pandas as pd
 
@@ -90,13 +93,13 @@ def _ml100k(home: Path) -> Any:
     path = fetch_offline_ml100k(Settings(MOVIEREC_HOME=home)).path / "ml-100k.inter"
     frame = pd.read_csv(path, sep="\t")
     frame.columns = [c.split(":")[0] for c in frame.columns]
-    data, _, _ = build_interactions(
+    data, users, movies = build_interactions(
         frame["user_id"].to_numpy(np.int64),
         frame["item_id"].to_numpy(np.int64),
         frame["rating"].to_numpy(np.float32),
         frame["timestamp"].to_numpy(np.int64),
     )
-    return data
+    return data, (users.ids, movies.ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.evaluation.splits import make_split, temporal_split
 
     home = args.home or Path(tempfile.mkdtemp(prefix="movierec-grid-"))
-    train, _ = make_split(_ml100k(home), "temporal")  # the test part is dropped unread
-    inner_train, inner_test = temporal_split(train)
+    data, ids = _ml100k(home)
+    train, _ = make_split(data, "temporal", ids)  # the test part is dropped unread
+    inner_train, inner_test = temporal_split(train, ids=ids)
     log(f"validation split: {len(inner_train):,} train, {len(inner_test):,} held-out ratings")
     factories = _factories()
     results: dict[str, Any] = {}

@@ -13,14 +13,15 @@ re-created when the pins change), as a child process (``bench/peers_recbole.py``
 project.
 
 One split for both: the offline ML-100K (``bench.model_grid._ml100k``), the temporal protocol's
-``make_split(data, "temporal")``. RecBole gets exactly the train part, as atomic ``.inter`` files whose tokens
-are our dense indices: per model, the ratings our model treats as positives (BPR and EASE every rating,
-LightGCN those >= its ``min_rating``, 4). Its test file holds the held-out ratings >= 4 (our relevance), read
-only for RecBole's own NDCG@10, printed for reference. RecBole fits on the train file with the configured
-epochs run through (no validation, no early stopping); its full-sort scores of every user over every movie are
-mapped back to our indices and written to ``.npy``. Both sides are then judged by our ``evaluate_model(...,
-"temporal")`` — a small ``Recommender`` returns RecBole's saved scores — so the metric code, the masking of
-rated movies and the tie rule are the same and only the model differs.
+``make_split(data, "temporal", ids)`` (ties by the ratings' ids, as the evaluation's). RecBole gets exactly
+the train part, as atomic ``.inter`` files whose tokens are our dense indices: per model, the ratings our
+model treats as positives (BPR and EASE every rating, LightGCN those >= its ``min_rating``, 4). Its test file
+holds the held-out ratings >= 4 (our relevance), read only for RecBole's own NDCG@10, printed for reference.
+RecBole fits on the train file with the configured epochs run through (no validation, no early stopping); its
+full-sort scores of every user over every movie are mapped back to our indices and written to ``.npy``. Both
+sides are then judged by our ``evaluate_model(..., "temporal")`` — a small ``Recommender`` returns RecBole's
+saved scores — so the metric code, the masking of rated movies and the tie rule are the same and only the
+model differs.
 
 Hyperparameters are ours (each class's defaults) wherever the two models have the same knob; where they do not
 (``NOT_MATCHED``), RecBole's defaults. Both fit on one thread (``OMP_NUM_THREADS=1`` for the child; BLAS held
@@ -297,8 +298,8 @@ def run(args: argparse.Namespace, models: list[str], python: Path, home: Path, w
     from pipeline.evaluation.protocol import evaluate_model
     from pipeline.evaluation.splits import make_split
 
-    data = _ml100k(home)
-    train, test = make_split(data, "temporal")
+    data, ids = _ml100k(home)
+    train, test = make_split(data, "temporal", ids)
     log(
         f"temporal split: {len(train):,} train, {len(test):,} held-out ratings; "
         f"{data.n_users} users, {data.n_items} movies"

@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_training_data(home.engine(), None, progress=False)
         for protocol in [p.strip() for p in args.protocols.split(",") if p.strip()]:
-            train, test = make_split(data.interactions, protocol)
-            inner_train, _ = validation_split(train)  # as the weight search carves it
+            train, test = make_split(data.interactions, protocol, data.ids)
+            inner_train, _ = validation_split(train, data.ids)  # as the weight search carves it
             row: dict[str, Any] = {
                 "protocol": protocol,
                 "train": len(train),

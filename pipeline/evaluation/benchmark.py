@@ -180,7 +180,7 @@ def evaluate_all(
         known = list(EVALUATION_ONLY)
         raise ValueError(f"unknown evaluation-only models {unknown}; expected some of {known}")
     make_members = member_factories(members, data)
-    ids = (data.user_map.ids, data.item_map.ids)  # every temporal split's ties, by database id
+    ids = data.ids  # every temporal split's ties, by database id
     fitted: dict[str, HybridRecommender] = {}
     ease: dict[str, EASE] = {}
     mf: dict[str, BiasedMF] = {}

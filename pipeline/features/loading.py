@@ -37,6 +37,12 @@ class TrainingData:
     vocab: FeatureVocab
     titles: list[str]
 
+    @property
+    def ids(self) -> tuple[np.ndarray, np.ndarray]:
+        """The users' and the movies' database ids by dense index: what the temporal splits break ties by
+        (``pipeline.evaluation.splits.Ids``), so a split is the evaluation's whatever the indices."""
+        return self.user_map.ids, self.item_map.ids
+
 
 def load_training_data(
     engine: Engine,
