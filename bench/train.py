@@ -1055,7 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-size",
         type=int,
-        help="batch size of (a) and (b) (default: HybridConfig's); (f) always uses the default config",
+        help="batch size of (a), (b) and (s) (default: HybridConfig's); (f) always uses the default config",
     )
     parser.add_argument(
         "--negatives",

@@ -47,19 +47,15 @@ def main() -> None:
         code = app(standalone_mode=False, prog_name="movierec")
         if isinstance(code, int) and code:
             sys.exit(code)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:  # the commands' own usage checks
         exc.show()
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:
-        # Typer parses options with a click of its own (typer._click), whose errors are not click's: shown
-        # the same way, with the usage line and the option at fault.
-        show = getattr(exc, "show", None)
-        if show is None:
-            err.print(f"Error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
-        else:
-            show()
+        # Typer parses options with a click of its own (typer._click), whose errors are not click's; each is
+        # that copy's ClickException (the only TyperException), shown as click's are: usage line, option.
+        exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")

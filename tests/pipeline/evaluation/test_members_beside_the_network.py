@@ -56,7 +56,7 @@ def test_the_member_row_takes_the_warm_fit_made_beside_the_network(ml100k_data, 
     assert [name.startswith("members") for name in searches] == [True]
 
     # The same fits in line, on the same sample and splits: the search's, then the protocol's from it.
-    ids = (data.user_map.ids, data.item_map.ids)
+    ids = data.ids
     sample, _ = evaluation_sample(data.interactions, 120, data.user_map.ids)
     train, test = make_split(sample, "temporal", ids)
     inner, _ = validation_split(train, ids)

@@ -118,7 +118,7 @@ def test_keyed_by_database_ids_a_weeks_split_keeps_last_weeks_older_ratings_wher
     """On real ML-100K weeks (most of a user's ratings share their second with another): each user's older
     ratings split this week as last week, and no rating of last week's validation train part is held out
     now, when ties are broken by database ids. By dense indices, which shift as users arrive, some are."""
-    ids = (ml100k_data.user_map.ids, ml100k_data.item_map.ids)
+    ids = ml100k_data.ids
     X = ml100k_data.interactions
 
     def week(cutoff: datetime, keyed: bool) -> tuple[set, set]:

@@ -31,7 +31,7 @@ def up_to(data: TrainingData, cutoff: datetime) -> TrainingData:
 
 def inner(data: TrainingData) -> Interactions:
     """The validation split's train part of the temporal protocol's, as the evaluation carves it."""
-    ids = (data.user_map.ids, data.item_map.ids)
+    ids = data.ids
     train, _ = make_split(data.interactions, "temporal", ids)
     return validation_split(train, ids)[0]
 
