@@ -21,7 +21,7 @@ import click
 import typer
 from rich.console import Console
 
-from pipeline.cli.options import FullRetrain
+from pipeline.cli.options import FullRetrain, dataset_option, device_option
 from pipeline.cli.render import out, output_to_file, print_published_lists, print_task_event, task_line
 from pipeline.core.dates import parse_as_of
 from pipeline.core.defaults import MAX_SHARDS, SHARD_USERS
@@ -183,6 +183,14 @@ def run_weekly_dag(
     """Run the weekly DAG once through Airflow (dag.test) and print each task's outcome and the report."""
     from pipeline.orchestration import airflow_local
 
+    # The DAG's params would refuse these too, but only after Airflow has started: usage errors come first.
+    if dataset and source:
+        raise click.UsageError("give at most one of --dataset NAME or --source DIR")
+    dataset = dataset_option(dataset)
+    if device is not None:
+        device_option(device)
+    if source is not None and not os.path.exists(source):
+        raise click.BadParameter(f"{source!r} does not exist", param_hint="'--source'")
     conf = {
         key: value
         for key, value in {
@@ -227,11 +235,16 @@ def run_weekly_dag(
 
         return airflow_local.run_dag(logical_date=when, conf=conf, use_executor=executor, on_task=on_task)
 
-    if verbose:
-        outcome = run(out)
-    else:
-        with output_to_file(log_path) as terminal:
-            outcome = run(terminal)
+    try:
+        if verbose:
+            outcome = run(out)
+        else:
+            with output_to_file(log_path) as terminal:
+                outcome = run(terminal)
+    finally:
+        # The embedded server's stop at exit logs at info level through Airflow's handlers: after the run
+        # (failed or not) that is noise on the terminal, and the log file has the run's own lines.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
     for ti in outcome.tasks:  # tasks that never ran (upstream failed) have no event
         if (label := airflow_local.task_label(ti["task_id"], ti["map_index"])) not in seen:
             out.print(task_line(label, ti["state"], ti["tries"], None), highlight=False)
@@ -259,6 +272,3 @@ def run_weekly_dag(
         )
     if outcome.results.get("publish"):
         print_published_lists()
-    # The embedded server's stop at exit logs at info level through Airflow's handlers: after the report,
-    # that is noise on the terminal (the log file has the run's own lines).
-    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -21,6 +21,7 @@ from pipeline.cli.options import (
     PopularityPenalty,
     TopN,
     as_of_option,
+    dataset_option,
     device_option,
     rerank_options,
 )
@@ -83,6 +84,7 @@ def run(
 
     if dataset and source:
         raise click.UsageError("give at most one of --dataset NAME or --source DIR")
+    dataset = dataset_option(dataset)
     as_of_option(as_of)  # a bad date fails before any work
     rerank_options(diversity, popularity_penalty)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import click
 import typer
 
+from pipeline.cli.options import dataset_option
 from pipeline.cli.render import err, print_ingest, print_summary
 from pipeline.core.defaults import DATASETS
 from pipeline.core.errors import MovierecError, one_line
@@ -30,11 +31,12 @@ def ingest(
 
     if (dataset is None) == (source is None):
         raise click.UsageError("give exactly one of --dataset NAME or --source DIR")
+    dataset = dataset_option(dataset)  # an unknown name is a usage error, not a failed ingest
     settings = get_settings()
     if dataset is not None:
         from pipeline.ingest.datasets import fetch_dataset, get_spec
 
-        spec = get_spec(dataset)  # an unknown name is a usage error, not an ingest
+        spec = get_spec(dataset)
         try:
             fetched = fetch_dataset(dataset, settings, echo=lambda msg: err.print(msg))
         except MovierecError as exc:  # a download that fails is a failed ingest of that dataset

@@ -78,6 +78,20 @@ def as_of_option(value: str | None) -> datetime | None:
         ) from exc
 
 
+def dataset_option(name: str | None) -> str | None:
+    """``--dataset`` checked against the registry: an unknown name is a usage error before any work starts
+    (the DAG's own check comes only after Airflow has started)."""
+    if name is None:
+        return None
+    from pipeline.core.errors import InputError
+    from pipeline.ingest.datasets import get_spec
+
+    try:
+        return get_spec(name).name
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--dataset'") from exc
+
+
 def device_option(device: str | None) -> str:
     value = device or get_settings().device
     if value not in DEVICES:

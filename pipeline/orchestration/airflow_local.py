@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.defaults import DAG_ID, TRAINING_POOL, TRAINING_POOL_SLOTS
-from pipeline.core.errors import MovierecError
+from pipeline.core.errors import InputError, MovierecError
 from pipeline.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # airflow is imported only after activate() (see above)
@@ -176,6 +176,12 @@ def run_dag(
     the Airflow API server, logs in its log folder, readable in the UI), not in this process; the Docker
     stack runs it so, where an API server is up."""
     dag = dag or load_dag()
+    if logical_date is not None and dag.start_date is not None and logical_date < dag.start_date:
+        # Airflow would create the run without a single task instance and call it a success.
+        raise InputError(
+            f"logical date {logical_date.isoformat()} is before {dag.dag_id}'s start date "
+            f"{dag.start_date.date().isoformat()}: Airflow would run none of its tasks"
+        )
     if not is_paused(dag.dag_id):
         # A running scheduler would schedule this run's tasks as well: each would run twice.
         raise MovierecError(

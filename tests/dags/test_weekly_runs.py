@@ -222,3 +222,20 @@ def test_run_weekly_refuses_a_dag_the_scheduler_runs(world: World, first_run) ->
     finally:
         set_paused(True)
     assert world.published() == before
+
+
+def test_a_logical_date_before_the_dags_start_is_refused(world: World, first_run) -> None:  # type: ignore[no-untyped-def]
+    """Airflow creates such a run without a single task instance and marks it a success: refused instead,
+    and no run is recorded."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from pipeline.core.errors import InputError
+
+    early = datetime(1990, 1, 7, tzinfo=UTC)
+    before = world.published()
+    with pytest.raises(InputError, match="is before movierec_weekly's start date 1995-01-01"):
+        world.run(early)
+    with create_session() as session:
+        assert not session.query(DagRun).filter(DagRun.logical_date == early).count()
+    assert world.published() == before

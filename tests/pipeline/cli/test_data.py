@@ -51,6 +51,15 @@ def test_exactly_one_source_is_required(cli_env):
         (("recommend-all",), "No such command 'recommend-all'"),
         (("train", "--as-of", "yesterday"), "Invalid value for '--as-of': 'yesterday' is not an ISO date"),
         (("airflow", "run-weekly", "--logical-date", "soon"), "Invalid value for '--logical-date'"),
+        # The DAG's params refuse these too, but only once Airflow has started and created a run.
+        (
+            ("airflow", "run-weekly", "--dataset", "ml-7"),
+            "Invalid value for '--dataset': unknown dataset 'ml-7'",
+        ),
+        (("airflow", "run-weekly", "--device", "gpu"), "Invalid value for '--device'"),
+        (("airflow", "run-weekly", "--source", "/no/such/dir"), "Invalid value for '--source'"),
+        (("airflow", "run-weekly", "--dataset", "ml-1m", "--source", "."), "give at most one of --dataset"),
+        (("run", "--dataset", "ml-7"), "Invalid value for '--dataset': unknown dataset 'ml-7'"),
     ],
 )
 def test_a_usage_error_names_the_option(cli_env, args, said):
@@ -64,4 +73,4 @@ def test_a_usage_error_names_the_option(cli_env, args, said):
 
 def test_unknown_dataset_is_named_in_the_error(cli_env):
     done = movierec(cli_env, "ingest", "--dataset", "ml-7")
-    assert done.returncode == 1 and "ml-7" in done.stderr and "ml-100k" in done.stderr
+    assert done.returncode == 2 and "ml-7" in done.stderr and "ml-100k" in done.stderr
