@@ -37,7 +37,7 @@ from pipeline.core.defaults import (
     SEARCH_BESIDE_NETWORK_MAX_RATINGS,
     WARM_START_EPOCHS,
 )
-from pipeline.core.device import side_thread
+from pipeline.core.device import SideThread, side_thread
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
 from pipeline.evaluation.cold_start import cold_start_split, content_scores, genre_popularity, rank_cold_items
@@ -179,188 +179,250 @@ def evaluate_all(
     if unknown:
         known = list(EVALUATION_ONLY)
         raise ValueError(f"unknown evaluation-only models {unknown}; expected some of {known}")
-    make_members = member_factories(members, data)
-    ids = data.ids  # every temporal split's ties, by database id
-    fitted: dict[str, HybridRecommender] = {}
-    ease: dict[str, EASE] = {}
-    mf: dict[str, BiasedMF] = {}
-    weights: dict[str, BlendWeights] = {}
-    validation: dict[str, Any] = {}
-    inner: dict[str, Interactions] = {}  # the validation split's train part, per protocol
-    searched: dict[str, HybridRecommender] = {}  # the weight search's network, per protocol
-    # The evaluation-only rows' fits by (protocol, name): the blend's ALS and members reuse them (one fit).
-    rows: dict[tuple[str, str], Recommender] = {}
-    searched_members: dict[str, dict[str, VectorModel]] = {}  # the weight search's members, per protocol
-    searching: dict[str, Future[dict[str, VectorModel]]] = {}  # their fits under way
-    warming: dict[str, Future[dict[str, VectorModel]]] = {}  # the protocol's warm fits of them, likewise
-    warmed: dict[str, dict[str, VectorModel]] = {}  # those fits, once the blend row has read them
-    choosing: dict[str, Future[BlendWeights]] = {}  # the weight search, under way beside the protocol network
-    blend_members: dict[str, dict[str, Recommender]] = {}  # the blend row's members with a share, likewise
-
-    def validation_network(protocol: str) -> HybridRecommender:
-        plan = validation_plan if protocol == PRIMARY_PROTOCOL else None
-        if plan is None:
-            return HybridRecommender(data, cfg, device).fit(inner[protocol])
-        plan = start_validation(plan, data, inner[protocol])
-        log.info("validation network: %s", plan.reason)
-        network = HybridRecommender(
-            data, cfg, device, epochs=min(warm_epochs, cfg.epochs), plan=plan, source=SOURCE
-        )
-        return network.fit(inner[protocol])
-
-    def hybrid(train: Interactions, protocol: str) -> HybridRecommender:
-        inner[protocol], _ = validation_split(train, ids)
-        # The weight search's members fit beside the network (``side_thread``); the blend row reads them.
-        search = searching[protocol] = side.submit(
-            fit_members, inner[protocol], list(make_members), make_members
-        )
-        if protocol in WARM_PROTOCOLS:
-            # Then, still beside the network, the protocol's fits of those that start from them, whatever
-            # share the search will give them: the blend row takes the ones with a share, the members' own
-            # rows the rest.
-            warming[protocol] = side.submit(warm_fits, search, train, protocol)
-        searched[protocol] = validation_network(protocol)
-        # The weights need the validation network and the members, not the protocol's network: they are
-        # chosen beside it, where both fit in memory at once.
-        if len(train) <= SEARCH_BESIDE_NETWORK_MAX_RATINGS:
-            choosing[protocol] = side.submit(search_weights, train, protocol)
-        if protocol in WARM_PROTOCOLS:
-            start, epochs = searched[protocol].artifact, min(warm_epochs, cfg.epochs)
-            fitted[protocol] = HybridRecommender(data, cfg, device, init=start, epochs=epochs).fit(train)
-        else:
-            fitted[protocol] = HybridRecommender(data, cfg, device).fit(train)
-        return fitted[protocol]
-
-    def ease_model(train: Interactions, protocol: str) -> EASE:
-        ease[protocol] = EASE().fit(train)
-        return ease[protocol]
-
-    def mf_model(train: Interactions, protocol: str) -> BiasedMF:
-        mf[protocol] = BiasedMF().fit(train)
-        return mf[protocol]
-
-    def extra_row(name: str) -> ModelFactory:
-        def fit(train: Interactions, protocol: str) -> Recommender:
-            rows[protocol, name] = EVALUATION_ONLY[name](data).fit(train)
-            return rows[protocol, name]
-
-        return fit
-
-    def warm_fits(
-        search: Future[dict[str, VectorModel]], train: Interactions, protocol: str
-    ) -> dict[str, VectorModel]:
-        starts = {name: warm_start_of(fit, warm_epochs) for name, fit in search.result().items()}
-        return {
-            name: model.fit(train)
-            for name, model in starts.items()
-            if model is not None and (protocol, name) not in rows  # a row's own fit is the blend's
-        }
-
-    def _protocol_member(name: str, protocol: str) -> VectorModel:
-        start = searched_members.get(protocol, {}).get(name)
-        if protocol in WARM_PROTOCOLS and start is not None:
-            return warm_or_new(start, make_members[name], warm_epochs)
-        return make_members[name]()
-
-    def member_row(name: str) -> ModelFactory:
-        # A member's own row is the blend's fit of it or the warm fit made beside the network (no second
-        # fit), else fitted as the blend would.
-        def fit(train: Interactions, protocol: str) -> Recommender:
-            got = blend_members.get(protocol, {}).get(name) or warmed.get(protocol, {}).get(name)
-            return got if got is not None else _protocol_member(name, protocol).fit(train)
-
-        return fit
-
-    def search_weights(train: Interactions, protocol: str) -> BlendWeights:
-        # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
-        searched_members[protocol] = searching.pop(protocol).result()
-        return choose_weights(
-            None,  # the network is the hybrid row's validation network
-            EASE,
-            BiasedMF,
-            train,
-            movies=data.movies,
-            make_als=ALS,
-            network=searched[protocol],
-            members=searched_members[protocol],
-            make_autorec=AutoRec if autorec_fits(train, autorec_max_cells) else None,
-            ids=ids,
-        )
-
-    def blend(train: Interactions, protocol: str) -> BlendRecommender:
-        if protocol not in fitted:  # the hybrid row runs first: its failure is the blend's
-            raise MovierecError(f"the {protocol} protocol's network was not trained")
-        chosen = choosing.pop(protocol).result() if protocol in choosing else search_weights(train, protocol)
-        weights[protocol], validation[protocol] = chosen, chosen.figures
-        if chosen.als_weight > 0 and (protocol, "als") not in rows:  # no "als" row: fitted here only
-            rows[protocol, "als"] = ALS().fit(train)
-        # A protocol that reports no ratings never asks the blend row for them: it skips AutoRec's fit and
-        # scores ratings without it, as for a folded-in user (the report keeps the chosen weights).
-        scored = chosen
-        if not reports_ratings(protocol):
-            scored = chosen.without_autorec()
-        elif chosen.autorec_weight > 0 and (protocol, "autorec") not in rows:
-            rows[protocol, "autorec"] = AutoRec().fit(train)
-        # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
-        # like the network, it starts from the search's fit where the protocol and the member allow.
-        warm = warmed[protocol] = warming.pop(protocol).result() if protocol in warming else {}
-        chosen_members = blend_members[protocol] = {
-            name: rows.get((protocol, name)) or warm.get(name) or _protocol_member(name, protocol).fit(train)
-            for name in chosen.active_members
-        }
-        # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
-        return BlendRecommender(
-            fitted[protocol],
-            ease[protocol],
-            scored,
-            mf[protocol],
-            rating_scale(train),
-            DEFAULT_CANDIDATES,
-            train.binary_matrix(),
-            als=rows.get((protocol, "als")),
-            members=chosen_members,
-            autorec=rows.get((protocol, "autorec")),
-        )
-
-    factories: dict[str, ModelFactory] = {
-        "global_mean": lambda tr, p: GlobalMean().fit(tr),
-        "popularity": lambda tr, p: Popularity().fit(tr),
-        "biased_mf": mf_model,
-        "ease": ease_model,
-        **{name: extra_row(name) for name in extra},
-        "hybrid": hybrid,
-        "blend": blend,
-        **{name: member_row(name) for name in members if name not in extra},
-    }
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
+    run = _Evaluation(
+        data,
+        cfg,
+        device=device,
+        members=members,
+        warm_epochs=warm_epochs,
+        autorec_max_cells=autorec_max_cells,
+        validation_plan=validation_plan,
+        protocols=ordered,
+    )
     with side_thread("members") as side:
+        run.side = side
         report = run_evaluation(
             data.interactions,
-            factories,
+            run.factories(extra),
             ordered,
             progress=progress,
             max_users=max_users,
             user_ids=data.user_map.ids,
             item_ids=data.item_map.ids,
         )
-    report.networks = {
-        p: {"validation": _training(searched[p].result), "protocol": _training(fitted[p].result)}
-        for p in fitted
-    }
-    chosen_protocol = PRIMARY_PROTOCOL if PRIMARY_PROTOCOL in weights else next(iter(weights), None)
-    chosen = weights[chosen_protocol] if chosen_protocol else BlendWeights()
-    outcome = EvaluationOutcome(
-        report,
-        chosen,
-        validation,
-        members=blend_members.get(chosen_protocol or "", {}),
-        network=fitted[chosen_protocol].artifact if chosen_protocol in fitted else None,
-    )
-    if validation_plan is not None and PRIMARY_PROTOCOL in searched:
-        outcome.validation_network = searched[PRIMARY_PROTOCOL].artifact
+    outcome = run.outcome(report)
     if cold_start:
         outcome.cold_start = evaluate_cold_start(data, cfg, device=device)
     return outcome
+
+
+@dataclass
+class _ProtocolFits:
+    """What one protocol's rows share. The futures are fits running in the side thread; each is read once,
+    into the field below it."""
+
+    inner: Interactions | None = None  # the validation split's train part
+    searched: HybridRecommender | None = None  # the weight search's network, trained on ``inner``
+    network: HybridRecommender | None = None  # the protocol's network: the hybrid row, the blend's
+    ease: EASE | None = None
+    mf: BiasedMF | None = None
+    # The evaluation-only rows' fits by name: the blend's ALS, AutoRec and members reuse them (one fit).
+    rows: dict[str, Recommender] = field(default_factory=dict)
+    searching: Future[dict[str, VectorModel]] | None = None
+    searched_members: dict[str, VectorModel] = field(default_factory=dict)  # the weight search's members
+    warming: Future[dict[str, VectorModel]] | None = None
+    warmed: dict[str, VectorModel] = field(default_factory=dict)  # the protocol's warm fits of those
+    choosing: Future[BlendWeights] | None = None  # the weight search, beside the protocol network
+    weights: BlendWeights | None = None
+    blend_members: dict[str, Recommender] = field(default_factory=dict)  # the blend row's, with a share
+
+
+class _Evaluation:
+    """``evaluate_all``'s rows as ``run_evaluation`` factories, and what they share per protocol."""
+
+    side: SideThread  # set while ``run_evaluation`` runs (``side_thread``)
+
+    def __init__(
+        self,
+        data: TrainingData,
+        cfg: HybridConfig,
+        *,
+        device: str,
+        members: Sequence[str],
+        warm_epochs: int,
+        autorec_max_cells: int,
+        validation_plan: TrainingPlan | None,
+        protocols: Sequence[str],
+    ) -> None:
+        self.data, self.cfg, self.device = data, cfg, device
+        self.make_members = member_factories(members, data)  # an unknown name fails before any work
+        self.ids = data.ids  # every temporal split's ties, by database id
+        self.warm_epochs, self.autorec_max_cells = warm_epochs, autorec_max_cells
+        self.validation_plan = validation_plan
+        self.fits = {protocol: _ProtocolFits() for protocol in protocols}  # in the order they run
+
+    def factories(self, extra: Sequence[str]) -> dict[str, ModelFactory]:
+        """The rows in report order: the blend after the network and the evaluation-only rows it reuses."""
+        return {
+            "global_mean": lambda tr, p: GlobalMean().fit(tr),
+            "popularity": lambda tr, p: Popularity().fit(tr),
+            "biased_mf": self.mf_row,
+            "ease": self.ease_row,
+            **{name: self.extra_row(name) for name in extra},
+            "hybrid": self.hybrid_row,
+            "blend": self.blend_row,
+            **{name: self.member_row(name) for name in self.make_members if name not in extra},
+        }
+
+    def outcome(self, report: EvaluationReport) -> EvaluationOutcome:
+        report.networks = {
+            p: {"validation": _training(f.searched.result), "protocol": _training(f.network.result)}
+            for p, f in self.fits.items()
+            if f.network is not None and f.searched is not None  # the hybrid row trained both
+        }
+        chosen = {p: f.weights for p, f in self.fits.items() if f.weights is not None}
+        protocol = PRIMARY_PROTOCOL if PRIMARY_PROTOCOL in chosen else next(iter(chosen), None)
+        fits = self.fits[protocol] if protocol else _ProtocolFits()
+        outcome = EvaluationOutcome(
+            report,
+            fits.weights if fits.weights is not None else BlendWeights(),
+            {p: weights.figures for p, weights in chosen.items()},
+            members=fits.blend_members,
+            network=fits.network.artifact if fits.network is not None else None,
+        )
+        primary = self.fits.get(PRIMARY_PROTOCOL)
+        if self.validation_plan is not None and primary is not None and primary.searched is not None:
+            outcome.validation_network = primary.searched.artifact
+        return outcome
+
+    def mf_row(self, train: Interactions, protocol: str) -> BiasedMF:
+        fits = self.fits[protocol]
+        fits.mf = BiasedMF().fit(train)
+        return fits.mf
+
+    def ease_row(self, train: Interactions, protocol: str) -> EASE:
+        fits = self.fits[protocol]
+        fits.ease = EASE().fit(train)
+        return fits.ease
+
+    def extra_row(self, name: str) -> ModelFactory:
+        def fit(train: Interactions, protocol: str) -> Recommender:
+            model = self.fits[protocol].rows[name] = EVALUATION_ONLY[name](self.data).fit(train)
+            return model
+
+        return fit
+
+    def hybrid_row(self, train: Interactions, protocol: str) -> HybridRecommender:
+        fits = self.fits[protocol]
+        fits.inner, _ = validation_split(train, self.ids)
+        # The weight search's members fit beside the network (``side_thread``); the blend row reads them.
+        fits.searching = self.side.submit(fit_members, fits.inner, list(self.make_members), self.make_members)
+        if protocol in WARM_PROTOCOLS:
+            # Then, still beside the network, the protocol's fits of those that start from them, whatever
+            # share the search will give them: the blend row takes the ones with a share, the members' own
+            # rows the rest.
+            fits.warming = self.side.submit(self._warm_fits, fits.searching, train, protocol)
+        fits.searched = self._validation_network(protocol, fits.inner)
+        # The weights need the validation network and the members, not the protocol's network: they are
+        # chosen beside it, where both fit in memory at once.
+        if len(train) <= SEARCH_BESIDE_NETWORK_MAX_RATINGS:
+            fits.choosing = self.side.submit(self._search_weights, train, protocol)
+        if protocol in WARM_PROTOCOLS:
+            start, epochs = fits.searched.artifact, min(self.warm_epochs, self.cfg.epochs)
+            network = HybridRecommender(self.data, self.cfg, self.device, init=start, epochs=epochs)
+        else:
+            network = HybridRecommender(self.data, self.cfg, self.device)
+        fits.network = network.fit(train)
+        return fits.network
+
+    def member_row(self, name: str) -> ModelFactory:
+        # A member's own row is the blend's fit of it or the warm fit made beside the network (no second
+        # fit), else fitted as the blend would.
+        def fit(train: Interactions, protocol: str) -> Recommender:
+            fits = self.fits[protocol]
+            got = fits.blend_members.get(name) or fits.warmed.get(name)
+            return got if got is not None else self._protocol_member(name, protocol).fit(train)
+
+        return fit
+
+    def blend_row(self, train: Interactions, protocol: str) -> BlendRecommender:
+        fits = self.fits[protocol]
+        if fits.network is None:  # the hybrid row runs first: its failure is the blend's
+            raise MovierecError(f"the {protocol} protocol's network was not trained")
+        assert fits.ease is not None and fits.mf is not None  # rows before the network's
+        if fits.choosing is not None:
+            chosen, fits.choosing = fits.choosing.result(), None
+        else:
+            chosen = self._search_weights(train, protocol)
+        fits.weights = chosen
+        if chosen.als_weight > 0 and "als" not in fits.rows:  # no "als" row: fitted here only
+            fits.rows["als"] = ALS().fit(train)
+        # A protocol that reports no ratings never asks the blend row for them: it skips AutoRec's fit and
+        # scores ratings without it, as for a folded-in user (the report keeps the chosen weights).
+        scored = chosen
+        if not reports_ratings(protocol):
+            scored = chosen.without_autorec()
+        elif chosen.autorec_weight > 0 and "autorec" not in fits.rows:
+            fits.rows["autorec"] = AutoRec().fit(train)
+        # A member also evaluated as a row (same model, same config) is that fit, as ALS is; otherwise,
+        # like the network, it starts from the search's fit where the protocol and the member allow.
+        if fits.warming is not None:
+            fits.warmed, fits.warming = fits.warming.result(), None
+        fits.blend_members = {
+            name: fits.rows.get(name)
+            or fits.warmed.get(name)
+            or self._protocol_member(name, protocol).fit(train)
+            for name in chosen.active_members
+        }
+        # Scored as the weekly batch scores it: the rating head re-ranks the retrieved candidates.
+        return BlendRecommender(
+            fits.network,
+            fits.ease,
+            scored,
+            fits.mf,
+            rating_scale(train),
+            DEFAULT_CANDIDATES,
+            train.binary_matrix(),
+            als=fits.rows.get("als"),
+            members=fits.blend_members,
+            autorec=fits.rows.get("autorec"),
+        )
+
+    def _validation_network(self, protocol: str, inner: Interactions) -> HybridRecommender:
+        plan = self.validation_plan if protocol == PRIMARY_PROTOCOL else None
+        if plan is None:
+            return HybridRecommender(self.data, self.cfg, self.device).fit(inner)
+        plan = start_validation(plan, self.data, inner)
+        log.info("validation network: %s", plan.reason)
+        epochs = min(self.warm_epochs, self.cfg.epochs)
+        network = HybridRecommender(self.data, self.cfg, self.device, epochs=epochs, plan=plan, source=SOURCE)
+        return network.fit(inner)
+
+    def _warm_fits(
+        self, search: Future[dict[str, VectorModel]], train: Interactions, protocol: str
+    ) -> dict[str, VectorModel]:
+        rows = self.fits[protocol].rows
+        starts = {name: warm_start_of(fit, self.warm_epochs) for name, fit in search.result().items()}
+        return {
+            name: model.fit(train)
+            for name, model in starts.items()
+            if model is not None and name not in rows  # a row's own fit is the blend's
+        }
+
+    def _protocol_member(self, name: str, protocol: str) -> VectorModel:
+        start = self.fits[protocol].searched_members.get(name)
+        if protocol in WARM_PROTOCOLS and start is not None:
+            return warm_or_new(start, self.make_members[name], self.warm_epochs)
+        return self.make_members[name]()
+
+    def _search_weights(self, train: Interactions, protocol: str) -> BlendWeights:
+        # Weights are chosen where they are judged: on validation data carved out of this protocol's train.
+        fits = self.fits[protocol]
+        assert fits.searching is not None and fits.searched is not None  # the hybrid row started both
+        fits.searched_members, fits.searching = fits.searching.result(), None
+        return choose_weights(
+            None,  # the network is the hybrid row's validation network
+            EASE,
+            BiasedMF,
+            train,
+            movies=self.data.movies,
+            make_als=ALS,
+            network=fits.searched,
+            members=fits.searched_members,
+            make_autorec=AutoRec if autorec_fits(train, self.autorec_max_cells) else None,
+            ids=self.ids,
+        )
 
 
 def _training(result: TrainingResult | None) -> dict[str, Any]:
