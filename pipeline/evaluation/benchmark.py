@@ -338,9 +338,11 @@ class _Evaluation:
 
     def blend_row(self, train: Interactions, protocol: str) -> BlendRecommender:
         fits = self.fits[protocol]
-        if fits.network is None:  # the hybrid row runs first: its failure is the blend's
-            raise MovierecError(f"the {protocol} protocol's network was not trained")
-        assert fits.ease is not None and fits.mf is not None  # rows before the network's
+        if fits.network is None or fits.ease is None or fits.mf is None:
+            # The rows the blend is built from run first: their failure is the blend's.
+            built_from = (("biased_mf", fits.mf), ("ease", fits.ease), ("hybrid", fits.network))
+            failed = [row for row, fit in built_from if fit is None]
+            raise MovierecError(f"the {protocol} protocol's {' and '.join(failed)} did not fit")
         if fits.choosing is not None:
             chosen, fits.choosing = fits.choosing.result(), None
         else:

@@ -18,12 +18,14 @@ from pipeline.core.defaults import (
 )
 from pipeline.core.errors import MovierecError
 from pipeline.core.settings import Settings
+from pipeline.evaluation import benchmark
 from pipeline.evaluation.benchmark import EVALUATION_ONLY, EvaluationOutcome, evaluate_all
 from pipeline.evaluation.protocol import run_evaluation
 from pipeline.evaluation.report import EvaluationReport
 from pipeline.models.baselines import Popularity
 from pipeline.models.blend.members import MEMBERS
 from pipeline.models.blend.weights import BlendWeights
+from pipeline.models.hybrid.config import HybridConfig
 from pipeline.models.implicit_mf import ALS, ALSConfig
 from pipeline.registry.report import blend_line, evaluation_rows
 from tests.support.ml100k_slice import load_ml100k_slice
@@ -139,3 +141,27 @@ def test_the_published_line_names_the_members_shares() -> None:
     line = blend_line({**report, "member_weights": {"sasrec": 0.7}})
     assert "ALS x 0.20 + sasrec x 0.70 + EASE x 0.10" in line
     assert "sasrec" not in blend_line(report)  # a report of earlier versions: no members
+
+
+def test_the_blend_row_names_the_row_it_is_built_from_that_failed(ml100k_data, monkeypatch) -> None:
+    def singular(self, train):  # type: ignore[no-untyped-def]
+        raise np.linalg.LinAlgError("singular matrix")
+
+    monkeypatch.setattr(benchmark.EASE, "fit", singular)
+    outcome = evaluate_all(
+        ml100k_data,
+        HybridConfig(epochs=1),
+        device="cpu",
+        protocols=("temporal",),
+        cold_start=False,
+        progress=False,
+        max_users=120,
+    )
+    failures = outcome.report.failures["temporal"]
+    assert failures == {
+        "ease": "LinAlgError: singular matrix",
+        "blend": "MovierecError: the temporal protocol's ease did not fit",
+    }
+    assert outcome.report.results["temporal"]["hybrid"]["ndcg@10"] > 0
+    with pytest.raises(MovierecError, match=r"evaluation of ease failed \(temporal protocol\)"):
+        outcome.check_published()
