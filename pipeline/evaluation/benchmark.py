@@ -180,18 +180,18 @@ def evaluate_all(
         known = list(EVALUATION_ONLY)
         raise ValueError(f"unknown evaluation-only models {unknown}; expected some of {known}")
     ordered = tuple(sorted(protocols, key=lambda p: p != PRIMARY_PROTOCOL))
-    run = _Evaluation(
-        data,
-        cfg,
-        device=device,
-        members=members,
-        warm_epochs=warm_epochs,
-        autorec_max_cells=autorec_max_cells,
-        validation_plan=validation_plan,
-        protocols=ordered,
-    )
     with side_thread("members") as side:
-        run.side = side
+        run = _Evaluation(
+            data,
+            cfg,
+            side,
+            device=device,
+            members=members,
+            warm_epochs=warm_epochs,
+            autorec_max_cells=autorec_max_cells,
+            validation_plan=validation_plan,
+            protocols=ordered,
+        )
         report = run_evaluation(
             data.interactions,
             run.factories(extra),
@@ -231,12 +231,11 @@ class _ProtocolFits:
 class _Evaluation:
     """``evaluate_all``'s rows as ``run_evaluation`` factories, and what they share per protocol."""
 
-    side: SideThread  # set while ``run_evaluation`` runs (``side_thread``)
-
     def __init__(
         self,
         data: TrainingData,
         cfg: HybridConfig,
+        side: SideThread,
         *,
         device: str,
         members: Sequence[str],
@@ -246,6 +245,7 @@ class _Evaluation:
         protocols: Sequence[str],
     ) -> None:
         self.data, self.cfg, self.device = data, cfg, device
+        self.side = side  # the fits beside the network (``side_thread``)
         self.make_members = member_factories(members, data)  # an unknown name fails before any work
         self.ids = data.ids  # every temporal split's ties, by database id
         self.warm_epochs, self.autorec_max_cells = warm_epochs, autorec_max_cells
