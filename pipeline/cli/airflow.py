@@ -184,9 +184,7 @@ def run_weekly_dag(
     from pipeline.orchestration import airflow_local
 
     # The DAG's params would refuse these too, but only after Airflow has started: usage errors come first.
-    if dataset and source:
-        raise click.UsageError("give at most one of --dataset NAME or --source DIR")
-    dataset = dataset_option(dataset)
+    dataset = dataset_option(dataset, source)
     if device is not None:
         device_option(device)
     if source is not None and not os.path.exists(source):

@@ -82,9 +82,7 @@ def run(
     """The weekly pipeline in one process: ingest, evaluate, train, promote, recommend; then show lists."""
     from pipeline.orchestration.steps import run_all
 
-    if dataset and source:
-        raise click.UsageError("give at most one of --dataset NAME or --source DIR")
-    dataset = dataset_option(dataset)
+    dataset = dataset_option(dataset, source)
     as_of_option(as_of)  # a bad date fails before any work
     rerank_options(diversity, popularity_penalty)
 

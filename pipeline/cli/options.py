@@ -78,9 +78,11 @@ def as_of_option(value: str | None) -> datetime | None:
         ) from exc
 
 
-def dataset_option(name: str | None) -> str | None:
+def dataset_option(name: str | None, source: object = None) -> str | None:
     """``--dataset`` checked against the registry: an unknown name is a usage error before any work starts
-    (the DAG's own check comes only after Airflow has started)."""
+    (the DAG's own check comes only after Airflow has started); so is giving it with ``--source``."""
+    if name and source:
+        raise click.UsageError("give at most one of --dataset NAME or --source DIR")
     if name is None:
         return None
     from pipeline.core.errors import InputError
