@@ -19,6 +19,7 @@ the champion."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict
 
@@ -150,20 +151,34 @@ class Diversifier:
     def similarity(self) -> torch.Tensor | None:
         """Every pair of movies' cosine (``n_items`` x ``n_items``), computed once, for catalogues up to
         ``SIMILARITY_MAX_ITEMS`` movies; ``None`` above it."""
-        import torch
-
         if self._similarity is None and len(self.vectors) <= SIMILARITY_MAX_ITEMS:
-            vectors = torch.from_numpy(np.ascontiguousarray(self.vectors, np.float32))
+            vectors = self._torch_vectors()
             self._similarity = vectors @ vectors.T
         return self._similarity
+
+    def _torch_vectors(self) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.vectors, np.float32))
+
+    def _cosines_to(self, movies: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """For one block's candidates ``movies`` (rows, pool): from each row's chosen position, every
+        candidate's cosine to that row's chosen movie (rows, pool), read from ``similarity`` when there is
+        one, else from the candidates' vectors."""
+        import torch
+
+        rows = torch.arange(len(movies))
+        similarity = self.similarity()
+        if similarity is not None:
+            return lambda best: similarity[movies[rows, best].unsqueeze(1), movies]
+        vecs = self._torch_vectors()[movies]  # (rows, pool, dim)
+        return lambda best: torch.bmm(vecs, vecs[rows, best].unsqueeze(2)).squeeze(2)
 
     def _mmr(self, cand: np.ndarray, relevance: np.ndarray, n: int) -> np.ndarray:
         """Greedy MMR positions (into each row of ``cand``), ``n`` per row, -1 once a row's pool is spent."""
         import torch
 
         lam = float(self.settings.strength)
-        vectors = torch.from_numpy(np.ascontiguousarray(self.vectors, np.float32))
-        similarity = self.similarity()
         picks = np.full((len(cand), n), -1, np.int64)
         for lo in range(0, len(cand), _ROWS_PER_STEP):
             c = cand[lo : lo + _ROWS_PER_STEP]
@@ -173,8 +188,7 @@ class Diversifier:
             high = rel.max(1, keepdim=True).values
             span = torch.where(high > low, high - low, torch.ones_like(high))
             rel = torch.where(valid, (rel - low) / span, torch.full_like(rel, -np.inf))
-            movies = torch.from_numpy(np.maximum(c, 0))  # (rows, pool)
-            vecs = vectors[movies] if similarity is None else None  # (rows, pool, dim)
+            cosines_to = self._cosines_to(torch.from_numpy(np.maximum(c, 0)))
             max_sim = torch.zeros_like(rel)
             open_ = valid.clone()
             rows = torch.arange(len(c))
@@ -185,10 +199,6 @@ class Diversifier:
                 ok = open_[rows, best]
                 picks[lo : lo + len(c), t] = np.where(ok.numpy(), best.numpy(), -1)
                 open_[rows, best] = False
-                if similarity is not None:
-                    sim = similarity[movies[rows, best].unsqueeze(1), movies]
-                else:
-                    assert vecs is not None
-                    sim = torch.bmm(vecs, vecs[rows, best].unsqueeze(2)).squeeze(2)
+                sim = cosines_to(best)
                 max_sim = torch.maximum(max_sim, sim) if t else sim
         return picks
