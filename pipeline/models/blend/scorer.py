@@ -16,7 +16,7 @@ of the train split — never on the test split it is reported on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -27,11 +27,28 @@ from pipeline.models.base import RatingMatrix, Recommender, Scorer
 from pipeline.models.blend.weights import BlendWeights
 from pipeline.models.topn import mask_rows, retrieve_and_rerank, scatter_rows, top_k
 
+# Rows standardised at a time: their float64 copy and its square stay within a core's cache, so the passes
+# the z-scores take (mean, centring, squares, their sum, the division, the blend) read main memory once.
+_BLOCK_BYTES = 2 << 20
+
+
+def _row_blocks(shape: tuple[int, ...]) -> Iterator[slice]:
+    step = max(1, _BLOCK_BYTES // (8 * max(shape[1], 1)))
+    return (slice(lo, lo + step) for lo in range(0, shape[0], step))
+
 
 def standardise(scores: np.ndarray) -> np.ndarray:
-    mean = scores.mean(axis=1, keepdims=True)
-    std = scores.std(axis=1, keepdims=True)
-    return (scores - mean) / np.where(std > 0, std, 1.0)
+    """Each row's z-scores over its columns, float64: (x - mean) / std with the population std, a constant row
+    centred only. The floats of ``(s - s.mean(1)) / s.std(1)`` exactly (a row's sums do not depend on the
+    rows beside it), about 2.5x faster on 87,585 columns (``bench/README.md``, bench/batch)."""
+    out = np.empty(scores.shape, np.float64)
+    for rows in _row_blocks(out.shape):
+        block = out[rows]
+        block[...] = scores[rows]
+        block -= block.mean(axis=1, keepdims=True)
+        std = np.sqrt(np.square(block).sum(axis=1, keepdims=True) / block.shape[1])
+        block /= np.where(std > 0, std, 1.0)
+    return out
 
 
 @runtime_checkable
@@ -152,17 +169,27 @@ class BlendRecommender:
         terms: list[tuple[float, Scorer | None]] = [(w.weight, self.network), (w.als_weight, self.als)]
         terms += [(share, self.members[name]) for name, share in w.active_members.items()]
         terms.append((w.ease_weight, self.partner))
-        mixed: np.ndarray | None = None
+        scored: list[tuple[float, np.ndarray, bool]] = []  # (share, scores, standardised already)
         for share, member in terms:
             if share == 0:
                 continue
             if member is None:  # the constructor checked; a member set to None since is a bug
                 raise ValueError(f"a cheap-term share of {share} needs its member")
-            part = share * standardised(member, users)
-            mixed = part if mixed is None else mixed + part
-        if mixed is None:  # unreachable: the shares sum to 1
+            if isinstance(member, StandardisedScorer):
+                scored.append((share, member.standardised_scores(users), True))
+            else:
+                scored.append((share, np.asarray(member.score_users(users)), False))
+        if not scored:  # unreachable: the shares sum to 1
             raise ValueError("the blend has no cheap term")
-        return mixed.astype(np.float32)
+        # Standardised, weighted and summed a block of users at a time, in float64 as one matrix would be.
+        mixed = np.empty(scored[0][1].shape, np.float32)
+        for rows in _row_blocks(mixed.shape):
+            block: np.ndarray | None = None
+            for share, scores, ready in scored:
+                part = share * (scores[rows] if ready else standardise(scores[rows]))
+                block = part if block is None else block + part
+            mixed[rows] = block
+        return mixed
 
     def rerank_scores(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """The rating-head term for a row of movie indices per user (-1: NaN), or every movie when None."""

@@ -52,6 +52,51 @@ def test_standardise_per_user():
     assert (z[1] == 0).all()  # a constant row stays finite
 
 
+def numpys_z(scores: np.ndarray) -> np.ndarray:
+    """The z-scores as one whole-matrix numpy expression: what the blocked ``standardise`` must equal."""
+    s = np.asarray(scores, np.float64)
+    std = s.std(axis=1, keepdims=True)
+    return (s - s.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
+def test_standardise_in_blocks_gives_the_whole_matrix_floats_exactly():
+    rng = np.random.default_rng(3)
+    scores = (rng.standard_normal((301, 9_000)) * rng.uniform(0.1, 50, (301, 1))).astype(np.float32)
+    scores[5] = 2.5  # a constant row
+    scores[7, ::3] = -1e30  # a row whose scale dwarfs the rest
+    z = standardise(scores)
+    assert z.dtype == np.float64 and z.shape == scores.shape
+    assert np.array_equal(z, numpys_z(scores))  # bit for bit, over several blocks of rows
+    assert (z[5] == 0).all()
+
+
+class _Fixed:
+    """A ranking term with fixed scores, ``users`` its rows."""
+
+    name = "fixed"
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.scores[users]
+
+
+def test_the_cheap_terms_mix_to_the_whole_matrix_floats_exactly():
+    rng = np.random.default_rng(5)
+    n_users, n_items = 257, 6_000  # rows in several blocks
+    network, als, ease = (rng.standard_normal((n_users, n_items)).astype(np.float32) for _ in range(3))
+    weights = BlendWeights(0.35, als_weight=0.2)
+    blend = BlendRecommender(_Fixed(network), _Fixed(ease), weights, als=_Fixed(als))
+    users = rng.permutation(n_users)[:200]
+    expected = (
+        0.35 * numpys_z(network[users])
+        + 0.2 * numpys_z(als[users])
+        + weights.ease_weight * numpys_z(ease[users])
+    ).astype(np.float32)
+    assert np.array_equal(blend.retrieval_scores(users), expected)
+
+
 def test_blend_weights_one_and_zero_are_the_members(ml100k_dir):
     train, _ = temporal_split(load_ml100k_slice(ml100k_dir))
     ease, pop = EASE().fit(train), Popularity().fit(train)
