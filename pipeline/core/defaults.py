@@ -152,3 +152,11 @@ TELEMETRY_OPT_OUTS: Final = {
     "DO_NOT_TRACK": "true",
     "SCARF_ANALYTICS": "false",
 }
+
+# Intel MKL (torch's CPU matrix products) may split a product's inner dimension across threads, so the order
+# of its sums, and their last bits, changed with the thread count on AVX-512 CPUs: a network that steps on one
+# thread while a side fit runs (``pipeline.core.device.cores_beside_side_fits``) trained to other floats than
+# on two. MKL's strict conditional numerical reproducibility fixes that order whatever the thread count. MKL
+# reads it at its first call, so it is set with the telemetry opt-outs at ``import pipeline``; a value the
+# user set wins.
+REPRODUCIBLE_MATH: Final = {"MKL_CBWR": "AUTO,STRICT"}

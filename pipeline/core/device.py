@@ -130,7 +130,9 @@ def cores_beside_side_fits() -> Iterator[Callable[[], None]]:
     Without it the network's threads and the side fit's one would compete for two cores, and each loses more
     than the other gains (the network's 60 s became 89 to 104 s beside SASRec). Safe for the network's floats
     because they do not depend on its thread count (``tests/pipeline/models/hybrid``, one against two
-    threads); where they did, a run's last bits would depend on when the side fit ended."""
+    threads: MKL's products in their strict reproducible mode, ``defaults.REPRODUCIBLE_MATH``, and gathers
+    whose backward sums in index order); where they did, a run's last bits would depend on when the side fit
+    ended."""
     full = torch.get_num_threads()
 
     def share() -> None:

@@ -138,7 +138,9 @@ def step_loss(
     u = net.user_vectors(
         users, b.user_x[users] if b.user_x is not None else None, b.history, items if train else None
     )
-    pred = net.rating(users, u, vec[pos], bias[pos])
+    # index_select, not vec[pos]: its backward adds the rows in index order, where indexing's sorted the
+    # repeated movies in an order that changed with the thread count (the same floats on 1 or 2 threads)
+    pred = net.rating(users, u, vec.index_select(0, pos), bias.index_select(0, pos))
     mse = F.mse_loss(pred.float(), ratings)
     # the temperature divides the (B, d) user vectors and the biases, not the (B, candidates) logits
     logits = net.ranking(u / cfg.temperature, vec, bias / cfg.temperature).float()

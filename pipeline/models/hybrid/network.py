@@ -116,7 +116,8 @@ class UserHistory:
         movies = self.indices[flat]
         if users.device.type == "cpu":
             bags = torch.cat([offsets, offsets.new_tensor([total])])
-            summed = _BagSum.apply(emb.weight, bags, movies)[row_of]
+            # index_select: its backward sums a user's rows in order on any thread count (``fit.step_loss``)
+            summed = _BagSum.apply(emb.weight, bags, movies).index_select(0, row_of)
         else:
             summed = nn.functional.embedding_bag(movies, emb.weight, offsets, mode="sum")[row_of]
         n = counts[row_of].to(summed.dtype)

@@ -3,6 +3,7 @@ gives the same model, on any number of threads, including when it gives up a cor
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 from pipeline.core.device import side_thread
+from pipeline.models.hybrid.fit import Batches, batch_loss, training_settings
+from pipeline.models.hybrid.network import build_network
 from pipeline.models.hybrid.train import train_hybrid
 from tests.support.configs import TINY
 
@@ -65,6 +68,35 @@ def test_one_thread_gives_the_same_model(ml100k_data, split, trained):
     np.testing.assert_array_equal(
         alone.model.predict_index(test.users, test.items), trained.model.predict_index(test.users, test.items)
     )
+
+
+def test_a_steps_gradients_are_the_same_on_one_thread_and_on_two(ml100k_data, split):
+    """Every parameter's gradient after one training step, to 1e-30: below float32's smallest normal number
+    (1.2e-38) the step's own thread flushes to zero (``training_settings``) and torch's worker threads do not,
+    which moved a sum by 3e-38; a product or a gather summed in another order moves them by 1e-9."""
+    train = split[0]
+    batches = Batches(ml100k_data, train, TINY, "cpu")
+    start = build_network(
+        train.n_users, ml100k_data.movies, ml100k_data.users.shape[1], ml100k_data.vocab, TINY, 3.5
+    )
+    grads: list[dict[str, torch.Tensor]] = []
+    before = torch.get_num_threads()
+    try:
+        with training_settings():
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                torch.manual_seed(TINY.seed)  # the dropout masks
+                net = copy.deepcopy(start)
+                loss, _, _ = batch_loss(
+                    net, batches, torch.arange(TINY.batch_size), TINY, torch.Generator().manual_seed(1)
+                )
+                loss.backward()
+                grads.append({k: p.grad.to_dense() for k, p in net.named_parameters() if p.grad is not None})
+    finally:
+        torch.set_num_threads(before)
+    assert grads[0].keys() == grads[1].keys() and "item_emb.weight" in grads[0]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], rtol=0, atol=1e-30, msg=name)
 
 
 def test_the_network_steps_on_one_thread_while_a_side_fit_is_pending(ml100k_data, split, trained):
