@@ -62,9 +62,15 @@ class StandardisedScorer(Protocol):
 def standardised(member: Scorer, users: np.ndarray) -> np.ndarray:
     """``member``'s scores of ``users`` standardised per user over the catalogue, float64 (its own when it
     keeps them: ``StandardisedScorer``)."""
+    scores, ready = _scores(member, users)
+    return scores if ready else standardise(scores)
+
+
+def _scores(member: Scorer, users: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``member``'s scores of ``users``, and whether they are standardised already."""
     if isinstance(member, StandardisedScorer):
-        return member.standardised_scores(users)
-    return standardise(np.asarray(member.score_users(users), np.float64))
+        return member.standardised_scores(users), True
+    return np.asarray(member.score_users(users)), False
 
 
 class BlendRecommender:
@@ -175,10 +181,7 @@ class BlendRecommender:
                 continue
             if member is None:  # the constructor checked; a member set to None since is a bug
                 raise ValueError(f"a cheap-term share of {share} needs its member")
-            if isinstance(member, StandardisedScorer):
-                scored.append((share, member.standardised_scores(users), True))
-            else:
-                scored.append((share, np.asarray(member.score_users(users)), False))
+            scored.append((share, *_scores(member, users)))
         if not scored:  # unreachable: the shares sum to 1
             raise ValueError("the blend has no cheap term")
         # Standardised, weighted and summed a block of users at a time, in float64 as one matrix would be.
