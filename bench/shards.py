@@ -1,7 +1,8 @@
 """Sharded batch scoring at ML-32M shape: the weekly DAG's ``prepare_batch`` -> ``score_shard`` (N at once)
 -> ``publish``, with 1, 2 and 4 shards.
 
-    python -m bench.shards [--scale 0.1] [--shards 1,2,4] [--top-n 100] [--candidates 500] [--output FILE]
+    python -m bench.shards [--scale 0.1] [--shards 1,2,4] [--one-thread-baseline] [--top-n 100]
+        [--candidates 500] [--output FILE]
 
 A synthetic ML-32M catalogue (87,585 movies; 200,948 users x ``--scale``; ``bench.batch``'s data: popular-
 skewed ratings, content with genres, text vectors and people) in a fresh embedded database, published by an
@@ -17,6 +18,11 @@ publication (prepare + scoring + publish), the speed-up of each against one shar
 cores >= 1.6x), each shard's rows/s and its COPY rate against a raw binary COPY of the published rows, and
 the wall time expected for N workers of this machine's size from the one-shard rate. Writes
 ``bench/results/shards.json``.
+
+``--one-thread-baseline`` first publishes with one shard on one thread, and reports every run against it
+too: on C cores, N shards can beat one C-thread process by at most (their speed-up over one thread) /
+(the C-thread process's), so this shows how much of the shards' margin one process already takes with its
+own threads.
 """
 
 from __future__ import annotations
@@ -68,13 +74,16 @@ def _score(model_path: str, home: str, shard: Any, threads: int, start: Any, out
     engine.dispose()
 
 
-def one_count(engine: Any, model: Any, model_path: str, home: str, shards: int, lists: Any) -> dict[str, Any]:
+def one_count(
+    engine: Any, model: Any, model_path: str, home: str, shards: int, lists: Any, threads: int | None = None
+) -> dict[str, Any]:
+    """One publication in ``shards`` processes of ``threads`` threads each (default: the cores shared)."""
     from pipeline.batch.shards import prepare_shards, publish_shards
 
     t0 = time.time()
     planned = prepare_shards(engine, 1, as_of=None, lists=lists, shards=shards)
     prepared = time.time()
-    threads = max(1, (os.cpu_count() or 1) // shards)
+    threads = threads or max(1, (os.cpu_count() or 1) // shards)
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Barrier(len(planned) + 1), ctx.Queue()
     workers = [
@@ -147,6 +156,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             engine = get_engine(settings)
             upgrade(engine)
             _fill(engine, data)
+            baseline = (
+                one_count(engine, model, model_path, home, 1, lists, threads=1)
+                if args.one_thread_baseline
+                else None
+            )
             runs = [one_count(engine, model, model_path, home, n, lists) for n in counts]
             raw = _raw_copy_seconds(engine, runs[-1]["batch_id"])
             engine.dispose()
@@ -157,6 +171,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for r in runs:
         r["scoring_speedup"] = round(base["scoring_seconds"] / r["scoring_seconds"], 3)
         r["total_speedup"] = round(base["total_seconds"] / r["total_seconds"], 3)
+        if baseline:
+            r["total_speedup_vs_one_thread"] = round(baseline["total_seconds"] / r["total_seconds"], 3)
+            r["scoring_speedup_vs_one_thread"] = round(baseline["scoring_seconds"] / r["scoring_seconds"], 3)
         for s in r["per_shard"]:
             s["copy_rate_vs_raw_copy"] = (
                 round(s["rows"] / s["copy_seconds"] / raw_rate, 3) if s["copy_seconds"] else None
@@ -180,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "candidates": args.candidates,
         "blend": model.describe(),
         "raw_copy_rows_per_s": round(raw_rate, 1),
+        "one_thread_baseline": baseline,
         "runs": runs,
         "target_two_shards_speedup": TARGET_TWO_SHARDS,
         "expected_seconds_all_ml32m_users_by_workers": expected,
@@ -192,6 +210,11 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=0.1, help="users multiplier for the ml32m shape")
     parser.add_argument("--shards", default="1,2,4")
+    parser.add_argument(
+        "--one-thread-baseline",
+        action="store_true",
+        help="first publish with one shard on one thread and report every run against it too",
+    )
     parser.add_argument("--top-n", type=int, default=100)
     parser.add_argument("--candidates", type=int, default=500)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -204,6 +227,17 @@ def main() -> None:
         shards = ", ".join(f"{s['rows_per_s']:,.0f} ({s['copy_rate_vs_raw_copy']})" for s in r["per_shard"])
         keys = ("shards", "threads_per_shard", "scoring_seconds", "scoring_speedup", "total_seconds")
         print(" ".join(f"{r[k]:>9}" for k in (*keys, "total_speedup")), "", shards)
+    baseline = figures["one_thread_baseline"]
+    if baseline:
+        print(
+            f"one shard on one thread: scoring {baseline['scoring_seconds']} s, "
+            f"whole publication {baseline['total_seconds']} s; against it (whole publication, scoring):",
+            "; ".join(
+                f"{r['shards']} x {r['threads_per_shard']}: {r['total_speedup_vs_one_thread']}x "
+                f"({r['scoring_speedup_vs_one_thread']}x)"
+                for r in figures["runs"]
+            ),
+        )
     two = next((r for r in figures["runs"] if r["shards"] == 2), None)
     if two:
         verdict = "met" if two["total_speedup"] >= TARGET_TWO_SHARDS else "missed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -78,7 +79,7 @@ def as_of_option(value: str | None) -> datetime | None:
         ) from exc
 
 
-def dataset_option(name: str | None, source: object = None) -> str | None:
+def dataset_option(name: str | None, source: str | Path | None = None) -> str | None:
     """``--dataset`` checked against the registry: an unknown name is a usage error before any work starts
     (the DAG's own check comes only after Airflow has started); so is giving it with ``--source``."""
     if name and source:
