@@ -20,9 +20,8 @@ the wall time expected for N workers of this machine's size from the one-shard r
 ``bench/results/shards.json``.
 
 ``--one-thread-baseline`` first publishes with one shard on one thread, and reports every run against it
-too: on C cores, N shards can beat one C-thread process by at most (their speed-up over one thread) /
-(the C-thread process's), so this shows how much of the shards' margin one process already takes with its
-own threads.
+too: N shards' speed-up over one C-thread process is their speed-up over one thread divided by the C-thread
+process's, so this shows how much of the shards' margin one process already takes with its own threads.
 """
 
 from __future__ import annotations
